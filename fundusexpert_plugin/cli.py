@@ -1,0 +1,77 @@
+"""``fundusexpert``: the command-line entry for everything the plugin adds.
+
+Each subcommand lives in its own module exposing ``add_arguments(parser)`` and ``run(args) -> int``;
+modules are imported only when their subcommand runs, so ``fundusexpert plugin-path`` is instant.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import importlib.util
+import logging
+import sys
+from typing import List, Optional
+
+#: subcommand -> (module, one-line help)
+SUBCOMMANDS = {
+    'demo': ('fundusexpert_plugin.demo', 'sample -> FundusGen -> swift sft -> swift infer -> scored summary'),
+    'build': ('fundusexpert_plugin.build_cli', 'build FundusGen task files from records (or the bundled sample)'),
+    'make-tiny-model': ('fundusexpert_plugin.tiny_models', 'build a tiny random Qwen2.5-VL or InternVL offline'),
+    'eval': ('fundusexpert_plugin.eval.cli', 'score a swift infer result jsonl (MCQ, grounding, consistency)'),
+    'train-detector': ('fundusexpert_plugin.engine.train_detector', 'train an MMDetection fundus detector'),
+    'engine': ('fundusexpert_plugin.engine.cli', 'run Fundus-Engine over a folder of photographs'),
+    'plugin-path': ('fundusexpert_plugin.cli', 'print the file to pass to swift --external_plugins'),
+    'system-prompt': ('fundusexpert_plugin.cli', 'print the FundusExpert system prompt'),
+}
+
+
+def _plugin_path_args(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def _system_prompt_args(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument('--lang', choices=['en', 'zh'], default='en',
+                        help="'zh' gives the paper's original Chinese string")
+
+
+def _available(module: str) -> bool:
+    return importlib.util.find_spec(module) is not None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full argument parser (subcommands whose module is not installed are left out)."""
+    parser = argparse.ArgumentParser(prog='fundusexpert', description=__doc__.splitlines()[0])
+    parser.add_argument('-v', '--verbose', action='store_true', help='debug logging')
+    sub = parser.add_subparsers(dest='command', required=True)
+    for name, (module, help_text) in SUBCOMMANDS.items():
+        if not _available(module):
+            continue
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        if name == 'plugin-path':
+            _plugin_path_args(p)
+        elif name == 'system-prompt':
+            _system_prompt_args(p)
+        else:
+            importlib.import_module(module).add_arguments(p)
+    return parser
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """Entry point of the ``fundusexpert`` console script."""
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format='%(levelname)s %(name)s: %(message)s')
+    if args.command == 'plugin-path':
+        from .swift_plugin.registry import plugin_path
+        print(plugin_path())
+        return 0
+    if args.command == 'system-prompt':
+        from .swift_plugin.system_prompt import SYSTEM_PROMPTS
+        print(SYSTEM_PROMPTS[args.lang])
+        return 0
+    module = importlib.import_module(SUBCOMMANDS[args.command][0])
+    return int(module.run(args) or 0)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Readers that turn a dataset's own annotation layout into FundusGen records."""

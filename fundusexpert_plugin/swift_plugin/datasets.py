@@ -1,0 +1,126 @@
+"""FundusGen datasets for ms-swift: ``--dataset fundusgen:<task>`` and ``fundusgen_heldout:<task>``.
+
+A FundusGen folder (written by ``fundusexpert build``) holds one ``<task>.jsonl`` per task, with
+image paths relative to the folder. The registered datasets read:
+
+* ``fundusgen``: ``$FUNDUSGEN_DIR`` if set, else the bundled sample's ``train`` split;
+* ``fundusgen_heldout``: ``$FUNDUSGEN_HELDOUT_DIR`` if set, else the sample's ``heldout`` split.
+
+The sample is built on first use into ``$FUNDUSEXPERT_CACHE`` (default ``~/.cache/fundusexpert``).
+Subsets are the task names (one per YAML in ``templates/``); ``fundusgen`` alone or
+``fundusgen:all`` loads every task.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import List
+
+from swift.dataset import DatasetLoader, DatasetMeta, MessagesPreprocessor, SubsetDataset, register_dataset
+
+from fundusexpert_plugin import __version__
+from fundusexpert_plugin.tasks.config import load_tasks
+
+DATASETS = {'fundusgen': ('FUNDUSGEN_DIR', 'train'), 'fundusgen_heldout': ('FUNDUSGEN_HELDOUT_DIR', 'heldout')}
+
+
+def cache_dir() -> Path:
+    """Folder for the built sample (``$FUNDUSEXPERT_CACHE`` or ``~/.cache/fundusexpert``)."""
+    return Path(os.environ.get('FUNDUSEXPERT_CACHE') or Path.home() / '.cache' / 'fundusexpert')
+
+
+def sample_fundusgen_dir() -> Path:
+    """The bundled sample built as FundusGen (``<cache>/sample-<version>``), built if missing.
+
+    The build goes to a temporary folder that is renamed at the end, so concurrent processes
+    (DDP ranks) never read a half-written folder.
+    """
+    from fundusexpert_plugin.build import build_sample
+    target = cache_dir() / f'sample-{__version__}'
+    if not (target / 'heldout' / 'build_summary.json').exists():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix='sample-', dir=target.parent))
+        build_sample(tmp)
+        try:
+            os.replace(tmp, target)
+        except OSError:  # another process finished first
+            shutil.rmtree(tmp, ignore_errors=True)
+    return target
+
+
+class FundusGenPreprocessor(MessagesPreprocessor):
+    """Standard messages rows; image paths relative to the FundusGen folder become absolute."""
+
+    def __init__(self, root: Path | str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.root = Path(root)
+
+    def preprocess(self, row):
+        row = super().preprocess(row)
+        if row is not None and row.get('images'):
+            row['images'] = [img if not isinstance(img, str) or os.path.isabs(img) else os.path.normpath(self.root / img)
+                             for img in row['images']]
+        return row
+
+
+class FundusGenLoader(DatasetLoader):
+    """Loads the task files of a FundusGen folder selected by subset (``fundusgen:region_detection``)."""
+
+    def load(self, dataset_syntax=None, dataset_meta=None, *, use_hf=None):
+        root = Path(dataset_syntax.dataset)
+        for name, marker in _SAMPLE_MARKERS.items():
+            if dataset_syntax.dataset == marker:
+                root = sample_fundusgen_dir() / DATASETS[name][1]
+        known = [s.name for s in dataset_meta.subsets]
+        requested = dataset_syntax.subsets or ['all']
+        everything = requested in (['all'], ['default'])
+        if everything:
+            requested = list(known)
+        unknown = [s for s in requested if s not in known]
+        if unknown:
+            raise KeyError(f'unknown FundusGen subset(s) {unknown}; available: {known}')
+        parts = []
+        for name in requested:
+            path = root / f'{name}.jsonl'
+            if not path.exists():
+                raise FileNotFoundError(f'{path}: task file not found; build the folder with `fundusexpert build`')
+            if path.stat().st_size == 0:
+                if everything:  # a task with no rows for these records (e.g. grading without grades)
+                    continue
+                raise ValueError(f'{path}: task {name!r} has no rows (e.g. grading needs records with a grade label)')
+            meta = dataclasses.replace(dataset_meta, preprocess_func=FundusGenPreprocessor(root))
+            parts.append(self._load_dataset_path(str(path), meta))
+        return self.concat_datasets(parts)
+
+
+_SAMPLE_MARKERS = {'fundusgen': '<fundusexpert-sample:train>', 'fundusgen_heldout': '<fundusexpert-sample:heldout>'}
+
+
+def task_names() -> List[str]:
+    """Names of the shipped tasks (the subsets)."""
+    return [t.name for t in load_tasks()]
+
+
+def register(exist_ok: bool = False) -> None:
+    """Register ``fundusgen`` and ``fundusgen_heldout`` with one subset per task.
+
+    The folder is read from the environment at registration time; when unset, a marker makes the
+    loader build and use the bundled sample on first load (nothing is built at import).
+
+    Raises:
+        ValueError: already registered and ``exist_ok`` is False.
+    """
+    subsets = [SubsetDataset(name=n, subset=n) for n in task_names()]
+    for name, (env, _) in DATASETS.items():
+        path = os.environ.get(env)
+        register_dataset(DatasetMeta(
+            dataset_name=name,
+            dataset_path=os.path.abspath(path) if path else _SAMPLE_MARKERS[name],
+            subsets=subsets,
+            loader=FundusGenLoader,
+            tags=['multi-modal', 'grounding', 'ophthalmology'],
+            help='FundusGen (FundusExpert): fundus photographs rendered into grounded instruction tasks.'),
+            exist_ok=exist_ok)

@@ -1,0 +1,38 @@
+"""One call that registers every ms-swift extension of this plugin (idempotent)."""
+from __future__ import annotations
+
+import importlib
+import logging
+
+logger = logging.getLogger(__name__)
+
+#: modules with a ``register(exist_ok)`` function, in registration order
+MODULES = ['datasets', 'templates', 'loss_scale', 'loss', 'metrics']
+_done = False
+
+
+def register_all() -> None:
+    """Register datasets, templates, loss scale, loss and eval metric with ms-swift.
+
+    Safe to call twice (the second call does nothing). Modules not present in this install are
+    skipped with a debug log.
+    """
+    global _done
+    if _done:
+        return
+    for name in MODULES:
+        try:
+            module = importlib.import_module(f'fundusexpert_plugin.swift_plugin.{name}')
+        except ModuleNotFoundError as exc:
+            if exc.name != f'fundusexpert_plugin.swift_plugin.{name}':
+                raise
+            logger.debug('fundusexpert: no %s module, skipped', name)
+            continue
+        module.register(exist_ok=True)
+    _done = True
+
+
+def plugin_path() -> str:
+    """Absolute path of the ``--external_plugins`` file."""
+    from pathlib import Path
+    return str(Path(__file__).resolve().parent / 'entry' / 'fundusexpert_swift_plugin.py')

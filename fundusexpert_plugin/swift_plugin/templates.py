@@ -1,0 +1,85 @@
+"""Cognitive-chain chat templates for ms-swift: ``fundusexpert_qwen2_5_vl`` and ``fundusexpert_internvl``.
+
+Both carry the FundusExpert system prompt (English by default, see :mod:`.system_prompt`) and keep
+the cognitive chain as plain assistant text. Boxes arrive as ms-swift ``objects`` in original-image
+pixels and each family renders its own convention:
+
+* ``fundusexpert_qwen2_5_vl`` (Qwen2.5-VL): ``<|object_ref_start|>label<|object_ref_end|>``
+  ``<|box_start|>(x1,y1),(x2,y2)<|box_end|>`` in absolute pixels of the image **after** the
+  Qwen2.5-VL resize (ms-swift ``norm_bbox='none'``: ``round(v * resized / original)``).
+* ``fundusexpert_internvl`` (HF-native InternVL, ``internvl_hf`` family): the paper's
+  ``<ref>label</ref><box>[[x1, y1, x2, y2], ...]</box>`` with integers on the 0-999 grid of the whole
+  image, ``int(v / W * 1000)`` clipped to 999 (:func:`geometry.to_grid999`; ms-swift's own
+  ``norm1000`` rounds and can give 1000). Consecutive boxes of one reference are merged into one
+  ``<box>`` tag, as in the paper's examples.
+"""
+from __future__ import annotations
+
+import re
+from typing import List, Tuple
+
+from swift.template import register_template
+from swift.template.templates.internvl import InternvlhfTemplate
+from swift.template.templates.qwen import Qwen2_5VLTemplate, QwenTemplateMeta
+from swift.template.templates.utils import ChatmlTemplateMeta
+
+from fundusexpert_plugin.geometry import to_grid999
+from fundusexpert_plugin.swift_plugin.system_prompt import DEFAULT_SYSTEM
+
+QWEN_TEMPLATE = 'fundusexpert_qwen2_5_vl'
+INTERNVL_TEMPLATE = 'fundusexpert_internvl'
+_BOX = re.compile(r'^<box>\[(\[[^\]]*\](?:, \[[^\]]*\])*)\]</box>$')
+
+
+class FundusQwen2_5VLTemplate(Qwen2_5VLTemplate):
+    """Qwen2.5-VL template with the FundusExpert system prompt (boxes in resized-image pixels)."""
+
+
+class FundusInternVLTemplate(InternvlhfTemplate):
+    """HF-native InternVL template writing boxes on the paper's 0-999 grid."""
+
+    def normalize_bbox(self, inputs) -> None:
+        """Original-image pixels (or 0-1 for ``bbox_type='norm1'``) -> 0-999 grid, in place."""
+        objects = inputs.objects
+        bbox_type = objects.pop('bbox_type', None) or 'real'
+        image_ids = objects.pop('image_id', None) or []
+        image_ids += [0] * (len(objects['bbox']) - len(image_ids))
+        for bbox, image_id in zip(objects['bbox'], image_ids):
+            if bbox_type == 'norm1':
+                width = height = 1
+            else:
+                width, height = objects['width'][image_id], objects['height'][image_id]
+            for i in range(0, len(bbox), 2):
+                bbox[i] = to_grid999(bbox[i], width)
+                bbox[i + 1] = to_grid999(bbox[i + 1], height)
+
+    def _pre_tokenize(self, context_list, loss_scale_list, inputs) -> Tuple[List, List[float]]:
+        res, res_loss_scale = super()._pre_tokenize(context_list, loss_scale_list, inputs)
+        return merge_adjacent_boxes(res, res_loss_scale)
+
+
+def merge_adjacent_boxes(contexts: List, loss_scales: List[float]) -> Tuple[List, List[float]]:
+    """Merge runs of ``<box>[[..]]</box>`` contexts with equal loss scale into one
+    ``<box>[[..], [..]]</box>`` (the paper's multi-box form). Other contexts are untouched."""
+    out, out_scale = [], []
+    for ctx, scale in zip(contexts, loss_scales):
+        m = _BOX.match(ctx) if isinstance(ctx, str) else None
+        prev = _BOX.match(out[-1]) if out and isinstance(out[-1], str) else None
+        if m and prev and out_scale[-1] == scale:
+            out[-1] = f'<box>[{prev.group(1)}, {m.group(1)}]</box>'
+            continue
+        out.append(ctx)
+        out_scale.append(scale)
+    return out, out_scale
+
+
+def register(exist_ok: bool = False) -> None:
+    """Register both templates with ms-swift.
+
+    Raises:
+        ValueError: a name is already registered and ``exist_ok`` is False (ms-swift's rule).
+    """
+    register_template(QwenTemplateMeta(QWEN_TEMPLATE, default_system=DEFAULT_SYSTEM,
+                                       template_cls=FundusQwen2_5VLTemplate), exist_ok=exist_ok)
+    register_template(ChatmlTemplateMeta(INTERNVL_TEMPLATE, default_system=DEFAULT_SYSTEM,
+                                         template_cls=FundusInternVLTemplate), exist_ok=exist_ok)

@@ -1,0 +1,155 @@
+"""Task definitions as data: one YAML file per task in ``templates/``.
+
+A task YAML declares::
+
+    name: region_detection          # snake_case; becomes the subset fundusgen:<name>
+    kind: region_detection          # one of KIND_PLACEHOLDERS
+    version: 1                      # bump whenever a prompt or an answer format changes
+    description: ...
+    targets: [optic_disc, ...]      # optional: finding ids the task asks about (default: all)
+    max_items_per_image: 3          # optional: cap for per-finding kinds
+    weight: 1.0                     # sampling weight
+    prompts: {en: [...], zh: [...]} # prompt variants; one is drawn per row (seeded)
+    answer: {en: "...", zh: "..."}  # answer format
+    answer_absent: {en: ..., zh: ...}  # region_detection only: answer for a known-absent target
+
+Placeholders (``{name}``) allowed in prompts and answers depend on the kind (KIND_PLACEHOLDERS).
+Validation happens when the file is loaded, so a bad task fails before the first image.
+"""
+from __future__ import annotations
+
+import string
+from pathlib import Path
+from typing import Dict, List, Literal, Optional
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from .. import vocab
+from ..record import FundusDataError
+
+#: kind -> placeholders its prompts / answers may use.
+KIND_PLACEHOLDERS: Dict[str, Dict[str, set]] = {
+    'diagnosis': {'prompt': set(), 'answer': {'diagnosis'}},
+    'grading': {'prompt': {'scale'}, 'answer': {'grade', 'scale'}},
+    'region_detection': {'prompt': {'target'}, 'answer': {'grounded_target', 'target'}},
+    'region_identification': {'prompt': set(), 'answer': {'target', 'Target'}},
+    'report': {'prompt': set(), 'answer': {'chain'}},
+    'grounded_report': {'prompt': set(), 'answer': {'chain'}},
+    'mcq': {'prompt': {'region', 'options'}, 'answer': {'letter', 'option'}},
+}
+
+#: display names of grading scales, for the {scale} placeholder.
+SCALE_NAMES = {'dr_grade': ('diabetic retinopathy', '糖尿病视网膜病变'),
+               'dme_grade': ('diabetic macular oedema', '糖尿病黄斑水肿')}
+
+
+class TaskConfig(BaseModel):
+    """A validated task definition (see the module docstring for the YAML fields)."""
+
+    model_config = ConfigDict(extra='forbid')
+    name: str = Field(pattern=r'^[a-z][a-z0-9_]*$')
+    kind: Literal['diagnosis', 'grading', 'region_detection', 'region_identification', 'report',
+                  'grounded_report', 'mcq']
+    version: int = Field(ge=1)
+    description: str = ''
+    targets: Optional[List[str]] = None
+    max_items_per_image: int = Field(default=3, ge=1)
+    max_boxes: int = Field(default=10, ge=1)
+    weight: float = Field(default=1.0, gt=0)
+    prompts: Dict[str, List[str]]
+    answer: Dict[str, str]
+    answer_absent: Optional[Dict[str, str]] = None
+    source: str = ''
+    path: Optional[str] = Field(default=None, exclude=True)
+
+    @field_validator('targets')
+    @classmethod
+    def _known_targets(cls, targets):
+        return None if targets is None else [vocab.resolve_finding(t) for t in targets]
+
+    def check_placeholders(self) -> None:
+        """Every language present, no empty prompt list, only the kind's placeholders used.
+
+        Raises:
+            ValueError: naming the field (``prompts.zh[1]``) and the placeholder.
+        """
+        allowed = KIND_PLACEHOLDERS[self.kind]
+        fields = [('prompts', self.prompts, allowed['prompt']), ('answer', self.answer, allowed['answer'])]
+        if self.answer_absent is not None:
+            fields.append(('answer_absent', self.answer_absent, allowed['answer']))
+        for field, value, names in fields:
+            missing = [lang for lang in vocab.LANGUAGES if lang not in value]
+            if missing:
+                raise ValueError(f'{field}: missing language(s) {missing}; every task needs {list(vocab.LANGUAGES)}')
+            extra = [lang for lang in value if lang not in vocab.LANGUAGES]
+            if extra:
+                raise ValueError(f'{field}: unknown language(s) {extra}; expected {list(vocab.LANGUAGES)}')
+            for lang, texts in value.items():
+                texts = texts if isinstance(texts, list) else [texts]
+                if not texts:
+                    raise ValueError(f'{field}.{lang}: empty list; give at least one variant')
+                for i, text in enumerate(texts):
+                    for _, ph, _, _ in string.Formatter().parse(text):
+                        if ph is not None and ph not in names:
+                            raise ValueError(f'{field}.{lang}[{i}]: placeholder {{{ph}}} is not filled for kind '
+                                             f'{self.kind!r}; allowed: {sorted(names) or "none"}')
+
+
+def load_task(path: Path | str) -> TaskConfig:
+    """Load and validate one task YAML.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        FundusDataError: bad YAML or a bad field; the message names the file and the field.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f'task file not found: {path}')
+    try:
+        data = yaml.safe_load(path.read_text(encoding='utf-8'))
+    except yaml.YAMLError as exc:
+        raise FundusDataError(f'{path}: not valid YAML: {exc}') from None
+    if not isinstance(data, dict):
+        raise FundusDataError(f'{path}: expected a mapping of task fields, got {type(data).__name__}')
+    try:
+        task = TaskConfig.model_validate(data)
+        task.check_placeholders()
+    except ValidationError as exc:
+        errs = '; '.join(f'{".".join(str(p) for p in e["loc"]) or "<task>"}: {e["msg"]}' for e in exc.errors())
+        raise FundusDataError(f'{path}: {errs}') from None
+    except ValueError as exc:
+        raise FundusDataError(f'{path}: {exc}') from None
+    task.path = str(path)
+    return task
+
+
+def default_tasks_dir() -> Path:
+    """The shipped ``templates/`` folder (repository checkout or installed package copy)."""
+    here = Path(__file__).resolve().parents[1]
+    for candidate in (here.parent / 'templates', here / 'templates'):
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(f'no templates/ folder next to {here}; pass tasks_dir explicitly')
+
+
+def load_tasks(tasks_dir: Optional[Path | str] = None) -> List[TaskConfig]:
+    """All ``*.yaml`` tasks of a folder, sorted by name.
+
+    Raises:
+        FileNotFoundError: the folder does not exist or holds no YAML.
+        FundusDataError: a bad task file, or two files with the same task name.
+    """
+    folder = Path(tasks_dir) if tasks_dir is not None else default_tasks_dir()
+    if not folder.is_dir():
+        raise FileNotFoundError(f'tasks folder not found: {folder}')
+    files = sorted(folder.glob('*.yaml'))
+    if not files:
+        raise FileNotFoundError(f'no task *.yaml files in {folder}')
+    tasks: Dict[str, TaskConfig] = {}
+    for f in files:
+        task = load_task(f)
+        if task.name in tasks:
+            raise FundusDataError(f'{f}: task name {task.name!r} already defined in {tasks[task.name].path}')
+        tasks[task.name] = task
+    return [tasks[k] for k in sorted(tasks)]

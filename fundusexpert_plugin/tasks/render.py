@@ -1,0 +1,191 @@
+"""Render one FundusGen record into ms-swift rows for one task and one language.
+
+A row follows ms-swift's standard schema (``messages``, ``images``, ``objects``) plus metadata
+keys that ms-swift ignores and our evaluation reads (``task``, ``kind``, ``task_version``,
+``record_id``, ``lang``, ``width``, ``height``, ``positives``, ``negatives``). Boxes travel in
+``objects`` as original-image pixels (``bbox_type='real'``); each template family renders its own
+coordinate convention.
+"""
+from __future__ import annotations
+
+import os
+import random
+from pathlib import Path
+from typing import Dict, List, Optional
+
+from PIL import Image, ImageDraw
+
+from .. import vocab
+from ..engine.chain import cognitive_chain, diagnosis_answer
+from ..geometry import iou
+from ..record import FundusGenRecord
+from .config import SCALE_NAMES, TaskConfig
+from .grounded_text import GroundedText
+
+LETTERS = 'ABCDE'
+MCQ_OPTIONS = 4
+
+
+class RenderContext:
+    """Where rows point to and where drawn images go.
+
+    Args:
+        out_dir: the dataset folder; row image paths are written relative to it.
+        image_dir: folder of the records' images, for records with relative ``image`` paths.
+        seed: base seed; each (record, task, language) gets its own ``random.Random``.
+    """
+
+    def __init__(self, out_dir: Path | str, image_dir: Path | str, seed: int = 0) -> None:
+        self.out_dir = Path(out_dir)
+        self.image_dir = Path(image_dir)
+        self.seed = seed
+
+    def rng(self, record: FundusGenRecord, task: TaskConfig, lang: str) -> random.Random:
+        return random.Random(f'{self.seed}|{record.record_id}|{task.name}|{lang}')
+
+    def rel(self, path: Path) -> str:
+        return os.path.relpath(path, self.out_dir).replace(os.sep, '/')
+
+
+def _row(record: FundusGenRecord, task: TaskConfig, lang: str, prompt: str, answer: str, image_rel: str,
+         grounded: Optional[GroundedText] = None, **extra) -> dict:
+    row = {
+        'messages': [{'role': 'user', 'content': '<image>' + prompt},
+                     {'role': 'assistant', 'content': answer}],
+        'images': [image_rel],
+    }
+    objects = grounded.objects() if grounded is not None else None
+    if objects:
+        row['objects'] = objects
+    row.update({
+        'task': task.name, 'kind': task.kind, 'task_version': task.version, 'record_id': record.record_id,
+        'lang': lang, 'width': record.width, 'height': record.height,
+        'positives': record.present_labels(), 'negatives': record.absent_labels(),
+    })
+    row.update(extra)
+    return row
+
+
+def render_rows(record: FundusGenRecord, task: TaskConfig, lang: str, ctx: RenderContext) -> List[dict]:
+    """All rows of one task for one record in one language (possibly none, e.g. grading without a grade).
+
+    Raises:
+        FileNotFoundError: a region-identification image cannot be read.
+    """
+    rng = ctx.rng(record, task, lang)
+    image_path = record.image_path(ctx.image_dir)
+    image_rel = ctx.rel(image_path)
+
+    def prompt(**kw) -> str:
+        return rng.choice(task.prompts[lang]).format(**kw)
+
+    def answer(template: Dict[str, str], **kw) -> str:
+        return template[lang].format(**kw)
+
+    kind = task.kind
+    if kind == 'diagnosis':
+        return [_row(record, task, lang, prompt(), answer(task.answer, diagnosis=diagnosis_answer(record, lang)),
+                     image_rel)]
+    if kind == 'grading':
+        rows = []
+        for scale in vocab.GRADE_SCALES:
+            if scale in record.image_labels:
+                scale_name = SCALE_NAMES[scale][vocab.LANGUAGES.index(lang)]
+                grade = vocab.grade_name(scale, record.image_labels[scale], lang)
+                rows.append(_row(record, task, lang, prompt(scale=scale_name),
+                                 answer(task.answer, grade=grade, scale=scale_name), image_rel, grade_scale=scale))
+        return rows
+    if kind in ('report', 'grounded_report'):
+        grounded = GroundedText() if kind == 'grounded_report' else None
+        chain = cognitive_chain(record, lang, grounded=grounded, max_boxes=task.max_boxes)
+        return [_row(record, task, lang, prompt(), answer(task.answer, chain=chain), image_rel, grounded)]
+    if kind == 'region_detection':
+        return _region_detection(record, task, lang, image_rel, prompt, answer)
+    if kind == 'region_identification':
+        return _region_identification(record, task, lang, ctx, rng, image_path, prompt, answer)
+    if kind == 'mcq':
+        return _mcq(record, task, lang, rng, image_rel, prompt, answer)
+    raise ValueError(f'{task.path}: kind {kind!r} has no renderer')
+
+
+def _targets(record: FundusGenRecord, task: TaskConfig) -> List[str]:
+    wanted = task.targets or list(vocab.FINDINGS)
+    return [t for t in wanted if t in record.present_labels() or t in record.absent_labels()]
+
+
+def _region_detection(record, task, lang, image_rel, prompt, answer) -> List[dict]:
+    rows = []
+    for target in _targets(record, task):
+        name = vocab.finding_name(target, lang)
+        boxes = record.boxes(target)[:task.max_boxes]
+        if boxes:
+            grounded = GroundedText()
+            text = answer(task.answer, grounded_target=grounded.ref(name, boxes), target=name)
+            rows.append(_row(record, task, lang, prompt(target=name), text, image_rel, grounded, target=target))
+        elif task.answer_absent is not None:
+            rows.append(_row(record, task, lang, prompt(target=name), answer(task.answer_absent, target=name,
+                                                                             grounded_target=''),
+                             image_rel, target=target))
+    return rows
+
+
+def _pick_findings(record: FundusGenRecord, task: TaskConfig, rng: random.Random):
+    wanted = set(task.targets or vocab.FINDINGS)
+    candidates = [(i, f) for i, f in enumerate(record.findings) if f.label in wanted]
+    return sorted(rng.sample(candidates, min(task.max_items_per_image, len(candidates))), key=lambda c: c[0])
+
+
+def draw_box(image_path: Path, box_px, out_path: Path) -> Path:
+    """Copy an image with a red rectangle drawn around ``box_px`` (xyxy pixels).
+
+    The outline is ``max(2, round(min(W, H) / 200))`` px wide, drawn outside-in from the box edge.
+    Metadata (EXIF) is not copied.
+
+    Raises:
+        FileNotFoundError: ``image_path`` does not exist.
+    """
+    if not Path(image_path).exists():
+        raise FileNotFoundError(f'image not found: {image_path}')
+    with Image.open(image_path) as im:
+        marked = im.convert('RGB')
+    width = max(2, round(min(marked.size) / 200))
+    ImageDraw.Draw(marked).rectangle([round(v) for v in box_px], outline=(255, 0, 0), width=width)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    marked.save(out_path, quality=92)
+    return out_path
+
+
+def _region_identification(record, task, lang, ctx, rng, image_path, prompt, answer) -> List[dict]:
+    rows = []
+    for index, finding in _pick_findings(record, task, rng):
+        out = ctx.out_dir / 'marked' / f'{record.record_id}_{index:03d}.jpg'
+        if not out.exists():
+            draw_box(image_path, finding.box_px, out)
+        name = vocab.finding_name(finding.label, lang)
+        text = answer(task.answer, target=name, Target=name[:1].upper() + name[1:])
+        rows.append(_row(record, task, lang, prompt(), text, ctx.rel(out), target=finding.label,
+                         marked_box_px=list(finding.box_px)))
+    return rows
+
+
+def _mcq(record, task, lang, rng, image_rel, prompt, answer) -> List[dict]:
+    rows = []
+    # Distractors come only from the classes the source annotates exhaustively (a class it does not
+    # annotate could lie in the region) and never from a class with a box on that region (IoU > 0).
+    vocabulary = [fid for fid in (task.targets or vocab.FINDINGS) if fid in record.provenance.annotated_labels]
+    for _, finding in _pick_findings(record, task, rng):
+        overlapping = {f.label for f in record.findings if iou(f.box_px, finding.box_px) > 0}
+        pool = [fid for fid in vocabulary if fid != finding.label and fid not in overlapping]
+        if not pool:
+            continue
+        options = rng.sample(pool, min(MCQ_OPTIONS - 1, len(pool))) + [finding.label]
+        rng.shuffle(options)
+        letter = LETTERS[options.index(finding.label)]
+        lines = '\n'.join(f'{LETTERS[i]}. {vocab.finding_name(o, lang)}' for i, o in enumerate(options))
+        grounded = GroundedText()
+        text = prompt(region=grounded.box(finding.box_px), options=lines)
+        rows.append(_row(record, task, lang, text, answer(task.answer, letter=letter,
+                                                          option=vocab.finding_name(finding.label, lang)),
+                         image_rel, grounded, target=finding.label, answer_letter=letter,
+                         options=[vocab.finding_name(o, lang) for o in options]))
+    return rows

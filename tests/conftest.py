@@ -1,0 +1,55 @@
+"""Shared fixtures: offline environment, the bundled sample, small records."""
+import os
+
+import pytest
+
+# Tests never reach a hub: fail fast instead of retrying the network.
+for _key in ('HF_HUB_OFFLINE', 'TRANSFORMERS_OFFLINE', 'HF_DATASETS_OFFLINE', 'MODELSCOPE_OFFLINE'):
+    os.environ.setdefault(_key, '1')
+
+
+@pytest.fixture(scope='session')
+def sample_train():
+    from fundusexpert_plugin.sample import sample_records
+    return {r.record_id: r for r in sample_records('train')}
+
+
+@pytest.fixture
+def make_record():
+    """Factory for a small valid record (image-less unless ``image`` is given)."""
+    from fundusexpert_plugin.record import FundusGenRecord
+
+    def make(findings=(), width=1000, height=800, **kw):
+        data = {
+            'record_id': kw.pop('record_id', 'r1'), 'image': kw.pop('image', 'img.jpg'),
+            'width': width, 'height': height,
+            'findings': [{'label': lab, 'box_px': box} for lab, box in findings],
+            'provenance': kw.pop('provenance', {'source_dataset': 'test', 'licence': 'CC0',
+                                                'annotated_labels': ['optic_disc', 'hard_exudates',
+                                                                     'haemorrhages']}),
+        }
+        data.update(kw)
+        return FundusGenRecord.model_validate(data)
+    return make
+
+
+@pytest.fixture(scope='session')
+def tiny_qwen_dir(tmp_path_factory):
+    from fundusexpert_plugin.tiny_models import make_tiny_model
+    return make_tiny_model('qwen2_5_vl', tmp_path_factory.mktemp('tiny_qwen'))
+
+
+@pytest.fixture(scope='session')
+def tiny_internvl_dir(tmp_path_factory):
+    from fundusexpert_plugin.tiny_models import make_tiny_model
+    return make_tiny_model('internvl', tmp_path_factory.mktemp('tiny_internvl'))
+
+
+@pytest.fixture(scope='session')
+def swift_registered(tmp_path_factory):
+    """ms-swift with this plugin registered; the sample FundusGen cache in a temp folder."""
+    os.environ['FUNDUSEXPERT_CACHE'] = str(tmp_path_factory.mktemp('fx_cache'))
+    os.environ.setdefault('MAX_PIXELS', '50176')
+    from fundusexpert_plugin.swift_plugin.registry import register_all
+    register_all()
+    return True
