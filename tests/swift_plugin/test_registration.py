@@ -1,0 +1,78 @@
+"""Registration with ms-swift and dataset loading through swift's own load_dataset."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from fundusexpert_plugin.swift_plugin.registry import plugin_path
+
+
+def test_plugin_registers_every_name(swift_registered):
+    from swift.dataset import DATASET_MAPPING
+    from swift.template import TEMPLATE_MAPPING
+    assert {'fundusexpert_qwen2_5_vl', 'fundusexpert_internvl'} <= set(TEMPLATE_MAPPING)
+    subsets = {s.name for s in DATASET_MAPPING['fundusgen'].subsets}
+    assert {'diagnosis', 'grading', 'region_detection', 'region_identification', 'report', 'grounded_report',
+            'mcq'} <= subsets
+
+
+def test_second_registration_raises_without_exist_ok(swift_registered):
+    from fundusexpert_plugin.swift_plugin import templates
+    with pytest.raises(ValueError, match='already'):
+        templates.register(exist_ok=False)
+
+
+def test_importing_engine_and_eval_does_not_import_swift():
+    code = ('import sys, fundusexpert_plugin.build, fundusexpert_plugin.engine.chain, fundusexpert_plugin.eval.parse, '
+            'fundusexpert_plugin.eval.grounding; print("swift" in sys.modules)')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == 'False'
+
+
+def test_plugin_file_imports_by_basename_like_swift_does():
+    # swift's import_external_file: sys.path.insert(0, dirname); import_module(basename)
+    code = (f'import sys, os; p = {plugin_path()!r}; sys.path.insert(0, os.path.dirname(p)); '
+            'import importlib; importlib.import_module("fundusexpert_swift_plugin"); '
+            'from swift.template import TEMPLATE_MAPPING; print("fundusexpert_internvl" in TEMPLATE_MAPPING)')
+    out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True)
+    assert out.stdout.strip().splitlines()[-1] == 'True', out.stderr[-2000:]
+
+
+def test_load_dataset_subset_from_built_sample(swift_registered):
+    from swift import load_dataset
+    train, val = load_dataset(['fundusgen:region_detection'])
+    assert len(train) == 48 and val is None
+    row = train[0]
+    assert set(row) == {'messages', 'images', 'objects', 'dataset'}
+    assert row['objects']['ref'] == ['optic disc'] and row['objects']['bbox'] == [[166.25, 239.5, 316.0, 407.0]]
+    assert row['images'][0]['path'].endswith('fundusexpert_plugin/sample/images/0003.jpg')
+    everything, _ = load_dataset(['fundusgen'])      # all tasks; grading has no rows in the sample
+    assert len(everything) == 16 + 16 + 30 + 48 + 44 + 16
+
+
+def test_unknown_subset_and_empty_task_errors(swift_registered):
+    from swift import load_dataset
+    with pytest.raises(KeyError, match=r"unknown FundusGen subset\(s\) \['detection'\]"):
+        load_dataset(['fundusgen:detection'])
+    with pytest.raises(ValueError, match=r"grading\.jsonl: task 'grading' has no rows"):
+        load_dataset(['fundusgen:grading'])
+
+
+def test_custom_dataset_info_file_covers_every_task_and_loads(swift_registered, tmp_path, monkeypatch):
+    """dataset_info/fundusgen.json reads <repo>/fundusgen/{train,heldout}; rebuild that layout in tmp."""
+    import shutil
+    from swift import load_dataset
+    from swift.dataset import register_dataset_info
+    from fundusexpert_plugin.build import build_sample
+    from fundusexpert_plugin.tasks.config import default_tasks_dir, load_tasks
+    info = default_tasks_dir().parent / 'dataset_info' / 'fundusgen.json'
+    names = [d['dataset_name'] for d in json.loads(info.read_text())]
+    tasks = [t.name for t in load_tasks()]
+    assert sorted(names) == sorted([f'fundusgen_{t}' for t in tasks] + [f'fundusgen_heldout_{t}' for t in tasks])
+    (tmp_path / 'dataset_info').mkdir()
+    shutil.copy(info, tmp_path / 'dataset_info' / 'fundusgen.json')
+    build_sample(tmp_path / 'fundusgen')
+    register_dataset_info(str(tmp_path / 'dataset_info' / 'fundusgen.json'))
+    train, _ = load_dataset(['fundusgen_heldout_region_detection'])
+    assert len(train) == 24 and train[0]['objects']['ref'] == ['optic disc']
