@@ -16,6 +16,7 @@ from typing import List, Optional
 SUBCOMMANDS = {
     'demo': ('fundusexpert_plugin.demo', 'sample -> FundusGen -> swift sft -> swift infer -> scored summary'),
     'build': ('fundusexpert_plugin.build_cli', 'build FundusGen task files from records (or the bundled sample)'),
+    'convert': ('fundusexpert_plugin.convert', 'public dataset layouts -> FundusGen records jsonl'),
     'make-tiny-model': ('fundusexpert_plugin.tiny_models', 'build a tiny random Qwen2.5-VL or InternVL offline'),
     'eval': ('fundusexpert_plugin.eval.cli', 'score a swift infer result jsonl (MCQ, grounding, consistency)'),
     'train-detector': ('fundusexpert_plugin.engine.train_detector', 'train an MMDetection fundus detector'),

@@ -64,16 +64,18 @@ def run_logged(cmd: List[str], log_path: Path, env: Dict[str, str]) -> None:
 
 
 def sft_command(model_dir: Path, out_dir: Path, *, template: str, dataset: List[str], steps: int, seed: int,
-                batch_size: int = 2, learning_rate: float = 5e-4) -> List[str]:
+                batch_size: int = 2, learning_rate: float = 5e-3) -> List[str]:
     """The ``swift sft`` argument list of the demo (full fine-tune, CPU, float32)."""
     from .swift_plugin.registry import plugin_path
     return [swift_executable(), 'sft', '--model', str(model_dir), '--template', template,
             '--external_plugins', plugin_path(), '--dataset', *dataset,
             '--tuner_type', 'full', '--freeze_vit', 'false', '--freeze_aligner', 'false',
+            '--gradient_checkpointing', 'false',
             '--torch_dtype', 'float32', '--max_steps', str(steps), '--num_train_epochs', '100',
             '--per_device_train_batch_size', str(batch_size), '--learning_rate', str(learning_rate),
             '--lr_scheduler_type', 'cosine', '--warmup_ratio', '0.05', '--max_length', '1024',
-            '--logging_steps', '1', '--save_steps', str(steps), '--save_total_limit', '1',
+            '--logging_steps', '1', '--save_steps', str(steps), '--save_total_limit', '1', '--save_only_model', 'true',
+            '--add_version', 'false',
             '--split_dataset_ratio', '0', '--eval_strategy', 'no', '--dataloader_num_workers', '0',
             '--check_model', 'false', '--report_to', 'none', '--seed', str(seed), '--data_seed', str(seed),
             '--output_dir', str(out_dir)]
@@ -172,7 +174,7 @@ def run_demo(work_dir: Path, *, family: str = 'qwen2_5_vl', steps: int = 40, see
     shutil.rmtree(sft_dir, ignore_errors=True)
     t0 = time.time()
     run_logged(sft_command(model_dir, sft_dir, template=TEMPLATES[family],
-                           dataset=['fundusgen:region_detection', 'fundusgen:grounded_report', 'fundusgen:diagnosis'],
+                           dataset=['fundusgen:region_detection', 'fundusgen:diagnosis', 'fundusgen:grounded_report#8'],
                            steps=steps, seed=seed), work_dir / 'sft.log', env)
     timings['sft_s'] = time.time() - t0
     checkpoint = last_checkpoint(sft_dir)

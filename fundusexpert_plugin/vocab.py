@@ -117,7 +117,7 @@ def check_language(lang: str) -> str:
 def _alias_index() -> Dict[str, str]:
     index = {}
     for term in FINDINGS.values():
-        for key in (term.id, term.en, *term.aliases):
+        for key in (term.id, term.en, term.zh, *term.aliases):
             index[key.lower().replace('-', '_').replace(' ', '_')] = term.id
     return index
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import importlib
+import inspect
 import logging
 
 logger = logging.getLogger(__name__)
@@ -28,7 +29,10 @@ def register_all() -> None:
                 raise
             logger.debug('fundusexpert: no %s module, skipped', name)
             continue
-        module.register(exist_ok=True)
+        if 'exist_ok' in inspect.signature(module.register).parameters:
+            module.register(exist_ok=True)
+        else:
+            module.register()
     _done = True
 
 

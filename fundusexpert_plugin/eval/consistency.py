@@ -1,0 +1,158 @@
+"""Clinical consistency of a generated report against finding labels (paper digest §6.3).
+
+Definition (official ``src/eval/eval_open/generation/prompt_ref.txt``, EN and ZH):
+
+* Score = positive findings the report states as present + negative findings it states as absent;
+* Total = all positive findings of the labels + every finding the report mentions that is
+  negative in the labels.
+
+So a missed positive and a false positive both cost Total only, and a negative finding the report
+does not mention is ignored. Worked example (digest §6.3): positives {MA, hard exudates}; the
+report names hard exudates and six absent findings, all negative, and never mentions MA:
+Score = 1 + 6 = 7, Total = 2 + 6 = 8 -> 7/8.
+
+The official judge (GPT-4o) returned ``"Score/Total"`` directly. Ours asks a judge only for the
+status of each finding (``present`` / ``absent`` / ``not_mentioned``) and does the arithmetic
+here, so the two judges (:class:`lexicon_judge.LexiconJudge`, :class:`llm_judge.OpenAIJudge`)
+share the rule.
+
+Negatives: an explicit list makes only those findings negative (mentions of unlabelled findings are
+ignored); ``negatives=None`` is the closed world of the judge's vocabulary: every finding the judge
+knows that is not positive counts as negative (ours).
+
+Aggregation is not published (digest §10.9); :func:`aggregate` reports both the per-report mean of
+Score/Total and the pooled sum(Score)/sum(Total), labelled.
+"""
+from __future__ import annotations
+
+import abc
+import re
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, Mapping, Optional, Sequence
+
+STATUSES = ('present', 'absent', 'not_mentioned')
+
+
+class ConsistencyJudge(abc.ABC):
+    """Reads a report and says, for each finding id asked about, how the report states it."""
+
+    #: finding ids this judge can recognise unasked (the closed-world vocabulary).
+    vocabulary: Sequence[str] = ()
+    #: True when the judge can only ever recognise ``vocabulary`` (other ids stay not_mentioned).
+    closed_vocabulary: bool = False
+
+    @abc.abstractmethod
+    def judge(self, report: str, findings: Sequence[str], lang: str = 'en') -> Dict[str, str]:
+        """Status of each finding in ``report``.
+
+        Args:
+            report: generated report text.
+            findings: finding ids to decide on.
+            lang: ``'en'`` or ``'zh'``, the report's language.
+
+        Returns:
+            ``{finding_id: status}`` with a status from :data:`STATUSES` for every id in ``findings``.
+
+        Raises:
+            JudgeError: the judge could not produce an answer (network, timeout, unreadable reply).
+        """
+
+
+class JudgeError(RuntimeError):
+    """A judge failed on one report; the report is counted as failed, never scored."""
+
+
+@dataclass
+class ConsistencyResult:
+    """Score/Total of one report.
+
+    Attributes:
+        score: numerator. total: denominator.
+        statuses: the judge's status per finding asked.
+        error: why the report could not be scored (then score/total are 0 and ``ratio`` is None).
+    """
+
+    score: int = 0
+    total: int = 0
+    statuses: Dict[str, str] = field(default_factory=dict)
+    error: Optional[str] = None
+
+    @property
+    def ratio(self) -> Optional[float]:
+        return self.score / self.total if self.total and self.error is None else None
+
+    def as_dict(self) -> dict:
+        return {'score': self.score, 'total': self.total, 'ratio': self.ratio, 'statuses': self.statuses,
+                'error': self.error}
+
+
+def consistency_score(statuses: Mapping[str, str], positives: Iterable[str],
+                      negatives: Optional[Iterable[str]] = None) -> ConsistencyResult:
+    """Score/Total from per-finding statuses (the official definition, module docstring).
+
+    Args:
+        statuses: ``{finding_id: 'present'|'absent'|'not_mentioned'}``; a missing id is not mentioned.
+        positives: finding ids positive in the labels.
+        negatives: finding ids negative in the labels; ``None`` treats every other id in
+            ``statuses`` as negative (closed world).
+
+    Raises:
+        ValueError: a finding is both positive and negative, or a status is unknown.
+    """
+    positives = set(positives)
+    negatives = set(statuses) - positives if negatives is None else set(negatives)
+    both = positives & negatives
+    if both:
+        raise ValueError(f'finding(s) {sorted(both)} are both positive and negative in the labels')
+    bad = {k: v for k, v in statuses.items() if v not in STATUSES}
+    if bad:
+        raise ValueError(f'unknown status(es) {bad}; expected one of {STATUSES}')
+    score = sum(statuses.get(f) == 'present' for f in positives)
+    mentioned_negatives = [f for f in negatives if statuses.get(f, 'not_mentioned') != 'not_mentioned']
+    score += sum(statuses[f] == 'absent' for f in mentioned_negatives)
+    return ConsistencyResult(score=score, total=len(positives) + len(mentioned_negatives), statuses=dict(statuses))
+
+
+def report_language(report: str) -> str:
+    """``'zh'`` when the report contains CJK characters, else ``'en'``."""
+    return 'zh' if re.search(r'[\u4e00-\u9fff]', report or '') else 'en'
+
+
+def evaluate_report(judge: ConsistencyJudge, report: Optional[str], positives: Sequence[str],
+                    negatives: Optional[Sequence[str]] = None) -> ConsistencyResult:
+    """Ask ``judge`` about the labelled findings of one report and score it.
+
+    The judge is asked about positives + negatives, or positives + its whole vocabulary when
+    ``negatives`` is ``None``. An empty report scores 0/len(positives) (every positive missed) without
+    calling the judge. A :class:`JudgeError` becomes ``ConsistencyResult(error=...)``.
+    """
+    findings = list(dict.fromkeys([*positives, *(judge.vocabulary if negatives is None else negatives)]))
+    if not isinstance(report, str) or not report.strip():
+        return consistency_score({f: 'not_mentioned' for f in findings}, positives, negatives)
+    try:
+        statuses = judge.judge(report, findings, report_language(report))
+    except JudgeError as exc:
+        return ConsistencyResult(statuses={}, error=str(exc))
+    statuses = {f: statuses.get(f, 'not_mentioned') for f in findings}
+    return consistency_score(statuses, positives, negatives)
+
+
+def aggregate(results: Sequence[ConsistencyResult]) -> dict:
+    """Aggregate report scores.
+
+    Returns:
+        ``{'per_report_mean': mean of Score/Total over reports with Total > 0,
+        'pooled': sum(Score) / sum(Total), 'score_sum', 'total_sum', 'n_reports', 'n_scored',
+        'n_failed' (judge errors, excluded everywhere), 'n_zero_total' (Total == 0: no positives
+        and no negative mentioned; excluded from the mean)}``; ratios are ``None`` when undefined.
+    """
+    ok = [r for r in results if r.error is None]
+    scored = [r for r in ok if r.total > 0]
+    score_sum, total_sum = sum(r.score for r in ok), sum(r.total for r in ok)
+    return {
+        'per_report_mean': sum(r.ratio for r in scored) / len(scored) if scored else None,
+        'pooled': score_sum / total_sum if total_sum else None,
+        'score_sum': score_sum, 'total_sum': total_sum,
+        'n_reports': len(results), 'n_scored': len(scored),
+        'n_failed': len(results) - len(ok), 'n_zero_total': len(ok) - len(scored),
+    }

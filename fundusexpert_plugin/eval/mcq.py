@@ -1,0 +1,165 @@
+"""Multiple-choice prompt and scoring for Fundus-MMBench and the GMAI-MMBench fundus subset.
+
+Sources:
+    * Prompt: official ``src/eval_api/call_api.py::prepare_prompt`` (paper digest §6.1): the fixed
+      instruction line, ``Question: ...``, then one ``X. option`` line per non-empty option A-E,
+      each line ending in a newline.
+    * Strict rule: official ``src/eval/eval_api/get_acc.py``: ``re.search(r'^[A-E]', response)``
+      on the response **as is** (no stripping) must equal the first character of ``answer``.
+      We do not strip leading whitespace either, so our strict numbers are the paper's numbers; a
+      model that answers ``" B"`` or ``"\\nB"`` is a miss there and a hit in the lenient rule.
+    * Lenient rule (ours, for diagnosis; closer in spirit to VLMEvalKit's option matching, without
+      an LLM): see :func:`lenient_letter`.
+    * Accuracy: overall and per ``category`` (missing category -> ``'Unknown'``, as get_acc.py),
+      rounded to 3 decimals (digest §6.1).
+"""
+from __future__ import annotations
+
+import re
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Dict, Iterable, Mapping, Optional
+
+LETTERS = 'ABCDE'
+INSTRUCTION = "Answer with the option's letter from the given choices directly.\n"
+
+_OPTION_LINE = re.compile(r'^\s*([A-E])\.\s?(.*?)\s*$', re.M)
+_STRICT = re.compile(r'^[A-E]')
+_LEAD = re.compile(r'^[\s*_`"\'(\[]*([A-E])(?:$|[\s.:)\]*_`"\',;])')
+_PHRASE = re.compile(r'(?i:answer|option|choice|选项|答案)[^A-Za-z0-9\n]{0,12}?(?-i:([A-E]))(?![A-Za-z])')
+_TOKEN = re.compile(r'(?<![A-Za-z])([A-E])(?![A-Za-z])')
+_ARTICLE_A = re.compile(r'(?<![A-Za-z])A\s+[a-z]')
+
+
+def build_prompt(question: str, options: Mapping[str, object]) -> str:
+    """The paper's MCQ prompt (official ``prepare_prompt``); options that are empty or NaN are left out."""
+    prompt = INSTRUCTION + f'Question: {question}\n'
+    for letter in LETTERS:
+        text = options.get(letter)
+        if _present(text):
+            prompt += f'{letter}. {text}\n'
+    return prompt
+
+
+def _present(value) -> bool:
+    if value is None:
+        return False
+    if isinstance(value, float) and value != value:  # NaN from pandas
+        return False
+    return str(value) != ''
+
+
+def parse_options(prompt: str) -> Dict[str, str]:
+    """Lettered options ``{'A': 'text', ...}`` from lines ``A. text`` of a prompt (A-E)."""
+    return {m.group(1): m.group(2) for m in _OPTION_LINE.finditer(prompt or '')}
+
+
+def is_mcq_prompt(prompt: str) -> bool:
+    """Whether a user prompt lists lettered options: at least ``A.`` and ``B.`` lines."""
+    options = parse_options(prompt)
+    return 'A' in options and 'B' in options
+
+
+def answer_letter(answer: Optional[str]) -> str:
+    """First character of a reference answer when it is A-E (``get_acc.py``: ``answer.str[0]``), else ''."""
+    text = str(answer or '')
+    return text[0] if text[:1] in LETTERS and text[:1] else ''
+
+
+def strict_letter(response: Optional[str]) -> str:
+    """The paper's extraction: the response's first character if it is A-E, else ``''`` (no stripping)."""
+    match = _STRICT.search(response) if isinstance(response, str) else None
+    return match.group() if match else ''
+
+
+def _norm(text: str) -> str:
+    return re.sub(r'[\s\-_]+', ' ', str(text).lower()).strip(' .')
+
+
+def lenient_letter(response: Optional[str], options: Mapping[str, str]) -> str:
+    """Our lenient extraction, tried in this order (first that gives one valid letter wins).
+
+    1. After stripping whitespace and markdown, a leading letter followed by end, punctuation or a
+       space (``' B'``, ``'(B)'``, ``'**B.** glaucoma'``); ``'A fundus ...'`` is an article, not A.
+    2. A letter after ``answer``/``option``/``choice``/``答案``/``选项`` (``'The answer is B'``).
+    3. A standalone capital letter anywhere, when exactly one distinct valid letter appears.
+    4. The option text itself, when exactly one option's text occurs in the response (an option
+       whose text is part of another matching option's text is dropped: ``'non glaucoma'`` beats
+       ``'glaucoma'``).
+
+    Args:
+        response: model output.
+        options: ``{letter: option text}`` of the item; only these letters count.
+
+    Returns:
+        The letter, or ``''`` when none or several candidates remain.
+    """
+    if not isinstance(response, str) or not response.strip():
+        return ''
+    valid = {k for k, v in options.items() if _present(v)} or set(LETTERS)
+    text = response.strip()
+    lead = _LEAD.match(text)
+    if lead and lead.group(1) in valid and not _ARTICLE_A.match(text):
+        return lead.group(1)
+    phrase = [m.group(1) for m in _PHRASE.finditer(text) if m.group(1) in valid]
+    if len(set(phrase)) == 1:
+        return phrase[0]
+    masked = _ARTICLE_A.sub('', text)
+    tokens = {m.group(1) for m in _TOKEN.finditer(masked)} & valid
+    if len(tokens) == 1:
+        return tokens.pop()
+    norm = _norm(text)
+    hits = {k: _norm(options[k]) for k in valid if _norm(options[k]) and _norm(options[k]) in norm}
+    hits = {k: v for k, v in hits.items() if not any(v != w and v in w for w in hits.values())}
+    return next(iter(hits)) if len(hits) == 1 else ''
+
+
+@dataclass
+class McqResult:
+    """One scored item: reference letter, category, both extractions and hits."""
+
+    answer: str
+    category: str
+    response: str
+    options: Dict[str, str] = field(default_factory=dict)
+    strict: str = ''
+    lenient: str = ''
+
+    @property
+    def strict_hit(self) -> bool:
+        return bool(self.answer) and self.strict == self.answer
+
+    @property
+    def lenient_hit(self) -> bool:
+        return bool(self.answer) and self.lenient == self.answer
+
+
+def score_item(response: Optional[str], answer: str, options: Mapping[str, str],
+               category: Optional[str] = None) -> McqResult:
+    """Score one response with both rules. ``answer`` is reduced by :func:`answer_letter`."""
+    return McqResult(answer=answer_letter(answer), category=category or 'Unknown',
+                     response=response if isinstance(response, str) else '', options=dict(options),
+                     strict=strict_letter(response), lenient=lenient_letter(response, options))
+
+
+def accuracy(results: Iterable[McqResult], ndigits: int = 3) -> dict:
+    """Overall and per-category accuracy under both rules.
+
+    Returns:
+        ``{'n', 'strict': {'overall', 'per_category'}, 'lenient': {...}, 'per_category_n'}`` with
+        accuracies rounded to ``ndigits``; ``overall`` is ``None`` when there is no item.
+    """
+    results = list(results)
+    counts: Dict[str, int] = defaultdict(int)
+    hits = {'strict': defaultdict(int), 'lenient': defaultdict(int)}
+    for r in results:
+        counts[r.category] += 1
+        hits['strict'][r.category] += r.strict_hit
+        hits['lenient'][r.category] += r.lenient_hit
+    out = {'n': len(results), 'per_category_n': dict(sorted(counts.items()))}
+    for rule, per in hits.items():
+        out[rule] = {
+            'overall': round(sum(per.values()) / len(results), ndigits) if results else None,
+            'per_category': {c: round(per[c] / n, ndigits) for c, n in sorted(counts.items())},
+        }
+    return out

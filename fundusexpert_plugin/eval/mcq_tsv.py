@@ -1,0 +1,296 @@
+"""GMAI-MMBench / Fundus-MMBench TSV files <-> ms-swift rows, and FundusGen MCQ items -> TSV.
+
+TSV schema (GMAI-MMBench, VLMEvalKit ``ImageMCQDataset``; paper digest §6.1): tab-separated, one
+header line; required ``index``, ``question``, ``A``, ``B``, ``answer``; optional ``C``-``E``,
+``category`` and any other column (``clinical VQA task``, ``department`` ... kept in
+``TsvItem.extra``); the image is an ``image_path`` column (a file path) or an ``image`` column
+(base64; VLMEvalKit also allows a short value naming the ``index`` of a row with the same image).
+
+Swift rows (ms-swift standard keys; anything else would be dropped by swift, so task, answer and
+category go to a side file that ``fundusexpert eval --meta`` reads)::
+
+    {"messages": [{"role": "user", "content": "<image>" + prompt},
+                  {"role": "assistant", "content": "B"}], "images": ["/abs/123.png"]}
+"""
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import logging
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Dict, Iterable, List, Optional, Tuple
+
+from .mcq import INSTRUCTION, LETTERS, build_prompt, is_mcq_prompt, parse_options
+
+logger = logging.getLogger(__name__)
+
+REQUIRED_COLUMNS = ('index', 'question', 'A', 'B', 'answer')
+_KNOWN = set(REQUIRED_COLUMNS) | set(LETTERS) | {'category', 'image', 'image_path'}
+_ANSWER_ONLY = re.compile(r'^\s*\(?([A-E])\)?(?:[.:)]\s*.*)?\s*$', re.S)
+
+
+@dataclass
+class TsvItem:
+    """One benchmark item.
+
+    Attributes:
+        index: the ``index`` cell (kept as text).
+        question: question text without options.
+        options: ``{letter: text}`` for the non-empty options A-E.
+        answer: reference letter.
+        category: ``category`` cell (``''`` when absent).
+        image_path: image file path (absolute when it could be resolved), or ``None``.
+        image_b64: base64 image bytes from the ``image`` column, or ``None``.
+        extra: every other column, in file order.
+    """
+
+    index: str
+    question: str
+    options: Dict[str, str]
+    answer: str
+    category: str = ''
+    image_path: Optional[str] = None
+    image_b64: Optional[str] = None
+    extra: Dict[str, str] = field(default_factory=dict)
+
+
+def read_tsv(path: str) -> List[TsvItem]:
+    """Read a benchmark TSV.
+
+    Raises:
+        ValueError: a required column is missing, or a row has neither ``image`` nor ``image_path``
+            (the message names the file and the index).
+    """
+    csv.field_size_limit(sys.maxsize)  # base64 images exceed csv's 128 kB default
+    base = Path(path).resolve().parent
+    with open(path, newline='', encoding='utf-8') as f:
+        reader = csv.DictReader(f, delimiter='\t')
+        rows, header = list(reader), list(reader.fieldnames or [])
+    missing = [c for c in REQUIRED_COLUMNS if c not in header]
+    if missing:
+        raise ValueError(f'{path}: missing TSV column(s) {missing}; the GMAI-MMBench schema needs '
+                         f'{list(REQUIRED_COLUMNS)} plus image or image_path, found {header}')
+    b64_by_index = {r['index']: r['image'] for r in rows if len(r.get('image') or '') > 64}
+    items = []
+    for r in rows:
+        image_b64 = r.get('image') or None
+        if image_b64 and len(image_b64) <= 64:  # VLMEvalKit: a short value points at another row
+            image_b64 = b64_by_index.get(image_b64)
+        image_path = r.get('image_path') or None
+        if image_path and not os.path.isabs(image_path) and (base / image_path).exists():
+            image_path = str(base / image_path)
+        if not image_b64 and not image_path:
+            raise ValueError(f'{path}: index {r["index"]}: no image (empty image and image_path columns)')
+        items.append(TsvItem(
+            index=r['index'], question=r['question'],
+            options={k: r[k] for k in LETTERS if r.get(k) not in (None, '')},
+            answer=(r.get('answer') or '').strip(), category=r.get('category') or '',
+            image_path=image_path, image_b64=image_b64,
+            extra={k: v for k, v in r.items() if k not in _KNOWN and k is not None}))
+    return items
+
+
+def _image_ext(data: bytes) -> str:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as img:
+        return (img.format or 'png').lower().replace('jpeg', 'jpg')
+
+
+def materialise_images(items: Iterable[TsvItem], image_dir: str) -> List[TsvItem]:
+    """Write base64 images to ``image_dir/<index>.<ext>`` and set ``image_path`` (absolute).
+
+    Items that already have an existing ``image_path`` are left as they are.
+    """
+    out_dir = Path(image_dir).resolve()
+    out = []
+    for item in items:
+        if item.image_b64 and not (item.image_path and os.path.exists(item.image_path)):
+            data = base64.b64decode(item.image_b64)
+            out_dir.mkdir(parents=True, exist_ok=True)
+            target = out_dir / f'{re.sub(r"[^A-Za-z0-9_.-]", "_", item.index)}.{_image_ext(data)}'
+            target.write_bytes(data)
+            item = TsvItem(**{**item.__dict__, 'image_path': str(target)})
+        out.append(item)
+    return out
+
+
+def item_to_row(item: TsvItem, *, system: Optional[str] = None, with_answer: bool = True) -> dict:
+    """One swift row (see module docstring); ``system`` adds a system message."""
+    messages = [{'role': 'system', 'content': system}] if system else []
+    messages.append({'role': 'user', 'content': '<image>' + build_prompt(item.question, item.options)})
+    if with_answer:
+        messages.append({'role': 'assistant', 'content': item.answer})
+    return {'messages': messages, 'images': [item.image_path]}
+
+
+def item_meta(item: TsvItem, row_index: int) -> dict:
+    """Side-file record for ``fundusexpert eval --meta``: task, answer, category, every other column."""
+    return {'index': row_index, 'task': 'mcq', 'answer': item.answer, 'category': item.category,
+            'tsv_index': item.index, 'options': item.options, **item.extra}
+
+
+def tsv_to_swift_rows(tsv_path: str, out_jsonl: str, *, image_dir: Optional[str] = None,
+                      system: Optional[str] = None, with_answer: bool = True) -> Tuple[str, str]:
+    """Convert a benchmark TSV to swift rows for ``swift infer --val_dataset``.
+
+    Args:
+        tsv_path: GMAI-MMBench-schema TSV.
+        out_jsonl: rows are written here; the side file goes to ``<out_jsonl stem>.meta.jsonl``.
+        image_dir: where base64 images are decoded (default ``<out_jsonl dir>/images``).
+        system: optional system message (the official API eval used "You are a professional
+            fundus imaging expert."; leave ``None`` to keep the model's own system prompt).
+        with_answer: add the reference letter as the assistant turn (swift infer reports it as
+            ``labels``).
+
+    Returns:
+        ``(rows_path, meta_path)``.
+    """
+    out = Path(out_jsonl)
+    items = materialise_images(read_tsv(tsv_path), image_dir or str(out.parent / 'images'))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    meta_path = out.with_name(out.stem + '.meta.jsonl')
+    with open(out, 'w', encoding='utf-8') as f, open(meta_path, 'w', encoding='utf-8') as m:
+        for i, item in enumerate(items):
+            f.write(json.dumps(item_to_row(item, system=system, with_answer=with_answer), ensure_ascii=False) + '\n')
+            m.write(json.dumps(item_meta(item, i), ensure_ascii=False) + '\n')
+    return str(out), str(meta_path)
+
+
+def write_tsv(items: Iterable[TsvItem], path: str, *, embed_images: bool = False) -> int:
+    """Write items in the GMAI-MMBench schema (VLMEvalKit custom MCQ); returns the row count.
+
+    ``embed_images`` adds a base64 ``image`` column (read from ``image_path`` when needed);
+    ``image_path`` is always written.
+    """
+    items = list(items)
+    extra_cols: List[str] = []
+    for item in items:
+        extra_cols += [k for k in item.extra if k not in extra_cols]
+    cols = ['index', 'question', *LETTERS, 'answer', 'category', *extra_cols, 'image_path']
+    cols += ['image'] if embed_images else []
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    with open(path, 'w', newline='', encoding='utf-8') as f:
+        writer = csv.writer(f, delimiter='\t', lineterminator='\n')
+        writer.writerow(cols)
+        for item in items:
+            row = {'index': item.index, 'question': item.question, 'answer': item.answer,
+                   'category': item.category, 'image_path': item.image_path or '', **item.options, **item.extra}
+            if embed_images:
+                b64 = item.image_b64
+                if not b64 and item.image_path:
+                    b64 = base64.b64encode(Path(item.image_path).read_bytes()).decode('ascii')
+                row['image'] = b64 or ''
+            writer.writerow([row.get(c, '') for c in cols])
+    return len(items)
+
+
+def _question_text(prompt: str) -> str:
+    text = prompt.replace('<image>', '').replace(INSTRUCTION.strip(), '')
+    text = re.sub(r'^\s*[A-E]\.\s?.*$', '', text, flags=re.M)
+    text = re.sub(r'^\s*Question:\s*', '', text.strip())
+    return re.sub(r'\n{2,}', '\n', text).strip()
+
+
+def row_to_item(row: dict, index: int) -> Optional[TsvItem]:
+    """A FundusGen swift row -> :class:`TsvItem`, or ``None`` when it is not an MCQ item.
+
+    An MCQ item has a user prompt with lettered options (at least ``A.`` and ``B.`` lines) and an
+    assistant answer that is one of those letters (``'B'``, ``'(B)'``, ``'B. glaucoma'``).
+    ``category`` comes from the row's ``category`` or ``task`` field when present, else
+    ``'fundusgen'``.
+    """
+    messages = row.get('messages') or []
+    user = next((m['content'] for m in reversed(messages) if m.get('role') == 'user'), None)
+    reply = messages[-1].get('content') if messages and messages[-1].get('role') == 'assistant' else None
+    if not isinstance(user, str) or not isinstance(reply, str) or not is_mcq_prompt(user):
+        return None
+    options = parse_options(user)
+    match = _ANSWER_ONLY.match(reply)
+    if not match or match.group(1) not in options:
+        return None
+    images = row.get('images') or []
+    image = images[0] if images else None
+    image = image.get('path') if isinstance(image, dict) else image
+    return TsvItem(index=str(index), question=_question_text(user), options=options, answer=match.group(1),
+                   category=str(row.get('category') or row.get('task') or 'fundusgen'),
+                   image_path=str(Path(image).resolve()) if image else None)
+
+
+def export_fundusgen_mcq(rows_jsonl: str, tsv_out: str, *, embed_images: bool = False) -> Tuple[int, int]:
+    """Export the MCQ items of a FundusGen swift-row jsonl as a VLMEvalKit custom MCQ TSV.
+
+    Returns:
+        ``(n_exported, n_skipped)``; skipped rows are not MCQ items (see :func:`row_to_item`).
+    """
+    items, skipped = [], 0
+    with open(rows_jsonl, encoding='utf-8') as f:
+        for line in f:
+            if not line.strip():
+                continue
+            item = row_to_item(json.loads(line), len(items))
+            if item is None:
+                skipped += 1
+            else:
+                items.append(item)
+    write_tsv(items, tsv_out, embed_images=embed_images)
+    logger.info('exported %d MCQ items to %s; %d rows were not MCQ items', len(items), tsv_out, skipped)
+    return len(items), skipped
+
+
+def tsv_matcher(items: Iterable[TsvItem]):
+    """A function ``(prompt, image_path) -> TsvItem | None`` that finds a result row's TSV item.
+
+    Matching (for result rows written without a ``--meta`` side file): the user prompt must equal
+    the item's :func:`mcq.build_prompt` (``<image>`` removed, outer whitespace ignored); when
+    several items share the prompt (Fundus-MMBench repeats questions), the image decides: same
+    resolved path, or file stem equal to the item's ``index`` (how :func:`materialise_images`
+    names decoded images). Ambiguous or unknown rows give ``None``.
+    """
+    by_prompt: Dict[str, List[TsvItem]] = {}
+    for item in items:
+        by_prompt.setdefault(build_prompt(item.question, item.options).strip(), []).append(item)
+
+    def match(prompt: str, image: Optional[str]) -> Optional[TsvItem]:
+        found = by_prompt.get((prompt or '').replace('<image>', '').strip(), [])
+        if len(found) <= 1:
+            return found[0] if found else None
+        if image:
+            same = [i for i in found if i.image_path and Path(i.image_path).resolve() == Path(image).resolve()]
+            same = same or [i for i in found if Path(image).stem == i.index]
+            if len(same) == 1:
+                return same[0]
+        return None
+
+    return match
+
+
+def write_general_vmcq(items: Iterable[TsvItem], out_dir: str, subset: str = 'fundus_mmbench') -> str:
+    """Write items for evalscope's ``general_vmcq`` benchmark (``swift eval``, Native backend).
+
+    One line per item in ``<out_dir>/<subset>_val.jsonl``: ``{"question": "<image 1>" + question,
+    "options": [texts], "image_1": path, "answer": letter}`` (evalscope 1.10
+    ``benchmarks/general_vmcq``). Items need an ``image_path`` (see :func:`materialise_images`).
+    evalscope writes its own prompt (options as ``A) text``) and extracts ``ANSWER: X`` or else the
+    last capital letter, so its accuracy is not the paper's; see SWIFT_EVAL.md.
+
+    Raises:
+        ValueError: an item has no image path or its options are not A, B, ... without gaps.
+    """
+    path = Path(out_dir) / f'{subset}_val.jsonl'
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, 'w', encoding='utf-8') as f:
+        for item in items:
+            letters = list(item.options)
+            if not item.image_path or letters != list(LETTERS[:len(letters)]):
+                raise ValueError(f'index {item.index}: general_vmcq needs an image path and options A, B, ... '
+                                 f'without gaps; got image_path={item.image_path!r}, options {letters}')
+            f.write(json.dumps({'question': '<image 1>' + item.question, 'options': list(item.options.values()),
+                                'image_1': item.image_path, 'answer': item.answer}, ensure_ascii=False) + '\n')
+    return str(path)

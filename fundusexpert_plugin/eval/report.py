@@ -1,0 +1,168 @@
+"""Score a ``swift infer`` result file with every scorer that applies, and write the outputs.
+
+Per row (:mod:`.results` says how the task kind is found):
+
+* ``mcq`` rows -> :mod:`.mcq` (answer/category/options from ``--meta``, else ``labels``, the TSV
+  and the prompt);
+* rows with reference boxes (grounding, grounded reports) -> :mod:`.grounding`;
+* rows with ``positives`` in ``--meta`` (reports) -> :mod:`.consistency` through a judge.
+
+Outputs in ``out_dir``: ``metrics.json`` (all metrics, notes, settings), ``samples.jsonl`` (one
+scored record per row), ``mcq_per_category.png`` when there are MCQ items, and ``report.html``
+(self-contained: see :mod:`.report_html`).
+"""
+from __future__ import annotations
+
+import json
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+from . import consistency, grounding, mcq
+from .results import (image_path, image_size, infer_task, predicted_boxes, reference_boxes, user_prompt)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class EvalOptions:
+    """Scoring settings.
+
+    Attributes:
+        spaces: per-convention box space override (:data:`parse.DEFAULT_SPACES`).
+        min_pixels, max_pixels: Qwen resize budget used at inference (:func:`parse.qwen_resized_size`).
+        ap_score_mode: ``'rank'`` or ``'constant'`` (:func:`grounding.coco_ap`).
+        max_html_samples: rows shown in report.html.
+    """
+
+    spaces: Dict[str, str] = field(default_factory=dict)
+    min_pixels: Optional[int] = None
+    max_pixels: Optional[int] = None
+    ap_score_mode: str = 'rank'
+    max_html_samples: int = 50
+
+
+def _mcq_record(row: dict, meta: dict, tsv_match: Optional[Callable]) -> mcq.McqResult:
+    prompt = user_prompt(row)
+    item = tsv_match(prompt, image_path(row)) if tsv_match else None
+    options = meta.get('options') or (item.options if item else None) or mcq.parse_options(prompt)
+    answer = meta.get('answer') or (item.answer if item else None) or row.get('labels') or ''
+    category = meta.get('category') or (item.category if item else None)
+    return mcq.score_item(row.get('response'), answer, options, category)
+
+
+def evaluate_rows(rows: Sequence[dict], meta: Optional[Dict[int, dict]] = None, *,
+                  tsv_match: Optional[Callable] = None, judge: Optional[consistency.ConsistencyJudge] = None,
+                  options: Optional[EvalOptions] = None) -> Tuple[dict, List[dict]]:
+    """Score all rows.
+
+    Args:
+        rows: result rows (:func:`results.read_jsonl`).
+        meta: ``{row index: side record}`` (:func:`results.load_meta`).
+        tsv_match: from :func:`mcq_tsv.tsv_matcher`, for MCQ answers/categories without meta.
+        judge: consistency judge; ``None`` skips consistency (noted in ``metrics['notes']``).
+        options: :class:`EvalOptions`.
+
+    Returns:
+        ``(metrics, samples)``: the metrics dict written to metrics.json, and one record per row
+        (task, image, boxes in pixels, response, per-row scores) for the HTML report.
+    """
+    meta, options = meta or {}, options or EvalOptions()
+    parse_kwargs = {'spaces': options.spaces, 'min_pixels': options.min_pixels, 'max_pixels': options.max_pixels}
+    notes, samples = [], []
+    mcq_results, ground, reports = [], [], []
+    no_image, no_judge, no_reference, unknown_ids = 0, 0, 0, set()
+    for index, row in enumerate(rows):
+        m = meta.get(index, {})
+        task = infer_task(row, m)
+        rec = {'index': index, 'task': task, 'image': image_path(row), 'response': row.get('response'),
+               'labels': row.get('labels')}
+        if task == 'mcq':
+            res = _mcq_record(row, m, tsv_match)
+            mcq_results.append(res)
+            rec['mcq'] = {'answer': res.answer, 'category': res.category, 'strict': res.strict,
+                          'lenient': res.lenient, 'strict_hit': res.strict_hit, 'lenient_hit': res.lenient_hit}
+        else:
+            has_refs = bool((row.get('objects') or {}).get('bbox')) or task == 'grounding'
+            if has_refs:
+                try:
+                    width, height = image_size(rec['image']) if rec['image'] else (None, None)
+                except OSError:
+                    width = height = None
+                if width is None:
+                    no_image += 1
+                else:
+                    sample = grounding.GroundingSample(gt=reference_boxes(row, width, height, **parse_kwargs),
+                                                       pred=predicted_boxes(row, width, height, **parse_kwargs),
+                                                       width=width, height=height)
+                    if sample.gt:
+                        ground.append(sample)
+                    else:
+                        no_reference += 1
+                    rec.update(width=width, height=height, gt=[[b.label, list(b.box_px)] for b in sample.gt],
+                               pred=[[b.label, list(b.box_px)] for b in sample.pred])
+            if 'positives' in m:
+                if judge is None:
+                    no_judge += 1
+                else:
+                    if judge.closed_vocabulary:
+                        unknown_ids |= set(m['positives']) | set(m.get('negatives') or [])
+                    res = consistency.evaluate_report(judge, row.get('response'), m['positives'], m.get('negatives'))
+                    reports.append(res)
+                    rec['consistency'] = res.as_dict()
+        samples.append(rec)
+    if no_image:
+        notes.append(f'{no_image} grounding row(s) skipped: image file missing or unreadable (sizes are needed '
+                     'to map boxes to pixels)')
+    if no_reference:
+        notes.append(f'{no_reference} grounding row(s) have no reference box (no objects bbox, no boxes in '
+                     'labels) and are not scored')
+    unknown_ids -= set(judge.vocabulary) if judge is not None else set()
+    if unknown_ids:
+        notes.append(f'label id(s) {sorted(unknown_ids)} are outside the {type(judge).__name__} vocabulary and '
+                     'always count as not mentioned (add them to the lexicon JSON)')
+    if no_judge:
+        notes.append(f'{no_judge} row(s) with positives not judged: no judge given')
+    if not any('positives' in m for m in meta.values()) and any(s['task'] == 'report' for s in samples):
+        notes.append('clinical consistency skipped: no --meta records with positives/negatives')
+    for note in notes:
+        logger.info(note)
+    metrics = {
+        'n_rows': len(rows),
+        'tasks': {t: sum(s['task'] == t for s in samples) for t in ('grounding', 'mcq', 'report')},
+        'mcq': mcq.accuracy(mcq_results) if mcq_results else None,
+        'grounding': grounding.grounding_metrics(ground, options.ap_score_mode) if ground else None,
+        'consistency': ({**consistency.aggregate(reports), 'judge': type(judge).__name__} if reports else None),
+        'notes': notes,
+        'settings': {'spaces': options.spaces, 'min_pixels': options.min_pixels,
+                     'max_pixels': options.max_pixels, 'ap_score_mode': options.ap_score_mode},
+    }
+    if metrics['grounding'] is not None:
+        metrics['grounding']['n_skipped_no_image'] = no_image
+    return metrics, samples
+
+
+def write_outputs(out_dir: str, metrics: dict, samples: Sequence[dict], *,
+                  max_html_samples: int = 50) -> Dict[str, str]:
+    """Write metrics.json, samples.jsonl, the per-category PNG (MCQ only) and report.html.
+
+    Returns:
+        ``{name: path}`` of the files written.
+    """
+    from .report_html import plot_mcq_categories, render_html
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {'metrics': str(out / 'metrics.json'), 'samples': str(out / 'samples.jsonl'),
+             'html': str(out / 'report.html')}
+    Path(paths['metrics']).write_text(json.dumps(metrics, indent=2, ensure_ascii=False), encoding='utf-8')
+    with open(paths['samples'], 'w', encoding='utf-8') as f:
+        for rec in samples:
+            f.write(json.dumps(rec, ensure_ascii=False) + '\n')
+    png = None
+    if metrics.get('mcq'):
+        png = paths['mcq_png'] = str(out / 'mcq_per_category.png')
+        plot_mcq_categories(metrics['mcq'], png)
+    Path(paths['html']).write_text(render_html(metrics, samples, png, max_samples=max_html_samples), encoding='utf-8')
+    return paths

@@ -1,0 +1,151 @@
+"""Self-contained HTML report and the MCQ per-category chart (matplotlib Agg, Pillow).
+
+The page embeds everything as base64 (no external file or network): a metrics summary, the
+per-category accuracy chart, and one card per sample row with a thumbnail on which predicted boxes
+are drawn in red and reference boxes in green (pixel boxes scaled to the thumbnail), the
+response, the reference and the row's scores (MCQ hit, consistency Score/Total and statuses).
+"""
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from typing import Optional, Sequence
+
+PRED_COLOUR = (220, 30, 30)   # red: predicted boxes
+GT_COLOUR = (30, 170, 60)     # green: reference boxes
+THUMB_PX = 360                # longest side of a thumbnail, pixels
+
+
+def plot_mcq_categories(mcq_metrics: dict, path: str) -> str:
+    """Bar chart of strict and lenient accuracy per category (PNG at ``path``)."""
+    import matplotlib
+
+    matplotlib.use('Agg')
+    import matplotlib.pyplot as plt
+
+    cats = list(mcq_metrics['strict']['per_category'])
+    strict = [mcq_metrics['strict']['per_category'][c] for c in cats]
+    lenient = [mcq_metrics['lenient']['per_category'][c] for c in cats]
+    fig, ax = plt.subplots(figsize=(max(6.0, 0.45 * len(cats) + 2), 4.5))
+    xs = range(len(cats))
+    ax.bar([x - 0.2 for x in xs], strict, width=0.4, label='strict (paper: first character)')
+    ax.bar([x + 0.2 for x in xs], lenient, width=0.4, label='lenient (ours)')
+    ax.set_xticks(list(xs))
+    ax.set_xticklabels(cats, rotation=60, ha='right', fontsize=8)
+    ax.set_ylim(0, 1.0)
+    ax.set_ylabel('accuracy')
+    ax.set_title(f"MCQ accuracy per category\n(n={mcq_metrics['n']}; overall strict "
+                 f"{mcq_metrics['strict']['overall']}, lenient {mcq_metrics['lenient']['overall']})", fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
+
+
+def thumbnail_data_uri(path: str, pred: Sequence = (), gt: Sequence = (), size: int = THUMB_PX) -> Optional[str]:
+    """JPEG data URI of the image with boxes drawn, or ``None`` when the image cannot be read.
+
+    Args:
+        path: image file.
+        pred, gt: ``[[label, [x1, y1, x2, y2]], ...]`` in original-image pixels.
+        size: longest side of the thumbnail in pixels.
+    """
+    from PIL import Image, ImageDraw
+
+    try:
+        with Image.open(path) as img:
+            img = img.convert('RGB')
+    except (OSError, ValueError):
+        return None
+    scale = min(1.0, size / max(img.size))
+    thumb = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))))
+    draw = ImageDraw.Draw(thumb)
+    for boxes, colour in ((gt, GT_COLOUR), (pred, PRED_COLOUR)):
+        for label, box in boxes:
+            x1, y1, x2, y2 = (v * scale for v in box)
+            draw.rectangle([x1, y1, x2, y2], outline=colour, width=2)
+            if label:
+                draw.text((x1 + 2, max(0, y1 - 11)), str(label), fill=colour)
+    buf = io.BytesIO()
+    thumb.save(buf, format='JPEG', quality=85)
+    return 'data:image/jpeg;base64,' + base64.b64encode(buf.getvalue()).decode('ascii')
+
+
+def _png_uri(path: Optional[str]) -> Optional[str]:
+    if not path:
+        return None
+    with open(path, 'rb') as f:
+        return 'data:image/png;base64,' + base64.b64encode(f.read()).decode('ascii')
+
+
+def _esc(value) -> str:
+    return html.escape('' if value is None else str(value))
+
+
+def _card(rec: dict) -> str:
+    img = thumbnail_data_uri(rec['image'], rec.get('pred', []), rec.get('gt', [])) if rec.get('image') else None
+    parts = [f"<div class='card'><h3>#{rec['index']} &middot; {_esc(rec['task'])}</h3>"]
+    parts.append(f"<img src='{img}' alt='sample {rec['index']}'>" if img else
+                 f"<p class='note'>image not available: {_esc(rec.get('image'))}</p>")
+    if 'gt' in rec:
+        parts.append(f"<p><span class='gt'>reference {len(rec['gt'])}</span> &middot; "
+                     f"<span class='pred'>predicted {len(rec['pred'])}</span></p>")
+    if 'mcq' in rec:
+        m = rec['mcq']
+        parts.append(f"<p>answer <b>{_esc(m['answer'])}</b> ({_esc(m['category'])}); strict "
+                     f"{_esc(m['strict']) or '&empty;'} {'&#10003;' if m['strict_hit'] else '&#10007;'}, lenient "
+                     f"{_esc(m['lenient']) or '&empty;'} {'&#10003;' if m['lenient_hit'] else '&#10007;'}</p>")
+    if 'consistency' in rec:
+        c = rec['consistency']
+        score = f"error: {_esc(c['error'])}" if c['error'] else f"{c['score']}/{c['total']}"
+        statuses = ', '.join(f'{_esc(k)}: {_esc(v)}' for k, v in c['statuses'].items() if v != 'not_mentioned')
+        parts.append(f"<p>clinical consistency <b>{score}</b></p><p class='note'>{statuses}</p>")
+    parts.append(f"<details open><summary>response</summary><pre>{_esc(rec.get('response'))}</pre></details>")
+    parts.append(f"<details><summary>reference</summary><pre>{_esc(rec.get('labels'))}</pre></details></div>")
+    return ''.join(parts)
+
+
+_STYLE = """body{font-family:sans-serif;margin:1.5em;color:#222}
+.grid{display:flex;flex-wrap:wrap;gap:12px}.card{border:1px solid #ccc;border-radius:6px;padding:8px;width:380px}
+.card img{max-width:100%}pre{white-space:pre-wrap;font-size:12px;background:#f6f6f6;padding:4px}
+.gt{color:rgb(30,170,60);font-weight:bold}.pred{color:rgb(220,30,30);font-weight:bold}.note{color:#666;font-size:12px}
+table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:2px 6px;font-size:13px}"""
+
+
+def _summary(metrics: dict) -> str:
+    rows = [('rows', metrics['n_rows']), ('tasks', json.dumps(metrics['tasks']))]
+    if metrics.get('mcq'):
+        m = metrics['mcq']
+        rows += [('MCQ accuracy, strict (paper rule)', m['strict']['overall']),
+                 ('MCQ accuracy, lenient (ours)', m['lenient']['overall'])]
+    if metrics.get('grounding'):
+        g = metrics['grounding']
+        rows += [('grounding mean best-match IoU', g['mean_iou']), ('grounding Acc@0.5', g['acc50']),
+                 ('grounding precision@0.5 / recall@0.5', f"{g['precision50']} / {g['recall50']}"),
+                 ('COCO AP / AP50', f"{g['coco']['ap']} / {g['coco']['ap50']}")]
+    if metrics.get('consistency'):
+        c = metrics['consistency']
+        rows += [('clinical consistency, per-report mean', c['per_report_mean']),
+                 ('clinical consistency, pooled sum(Score)/sum(Total)', c['pooled']),
+                 ('consistency judge / failed', f"{c['judge']} / {c['n_failed']}")]
+    body = ''.join(f'<tr><th>{_esc(k)}</th><td>{_esc(v)}</td></tr>' for k, v in rows)
+    notes = ''.join(f"<li>{_esc(n)}</li>" for n in metrics.get('notes', []))
+    return f"<table>{body}</table>" + (f"<ul class='note'>{notes}</ul>" if notes else '')
+
+
+def render_html(metrics: dict, samples: Sequence[dict], mcq_png: Optional[str] = None, *,
+                max_samples: int = 50) -> str:
+    """The whole report page as a string; the first ``max_samples`` rows get a card."""
+    chart = _png_uri(mcq_png)
+    shown = list(samples)[:max_samples]
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>FundusExpert evaluation</title>"
+            f"<style>{_STYLE}</style></head><body><h1>FundusExpert evaluation</h1>{_summary(metrics)}"
+            + (f"<h2>MCQ per category</h2><img src='{chart}' alt='per-category accuracy'>" if chart else '')
+            + f"<h2>Samples ({len(shown)} of {len(samples)})</h2><p class='note'>"
+            "<span class='pred'>red</span>: predicted boxes; <span class='gt'>green</span>: reference boxes.</p>"
+            f"<div class='grid'>{''.join(_card(r) for r in shown)}</div>"
+            f"<h2>metrics.json</h2><pre>{_esc(json.dumps(metrics, indent=1, ensure_ascii=False))}</pre>"
+            "</body></html>")

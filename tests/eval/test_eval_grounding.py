@@ -1,0 +1,99 @@
+"""Grounding scores: hand-worked IoU / Acc@0.5 / P-R, and COCO AP against a direct pycocotools call."""
+import contextlib
+import io
+
+import pytest
+from pycocotools.coco import COCO
+from pycocotools.cocoeval import COCOeval
+
+from fundusexpert_plugin.eval.grounding import GroundingSample, box_scores, coco_ap, greedy_matches, samples_from_texts
+from fundusexpert_plugin.eval.parse import LabeledBox as B
+
+GT = [B('optic_disc', (0, 0, 10, 10)), B('hard_exudates', (20, 20, 30, 30)), B('hard_exudates', (50, 50, 60, 60))]
+PRED = [B('optic_disc', (0, 0, 10, 4)),          # IoU 40/100 = 0.4 with the disc
+        B('hard_exudates', (20, 20, 30, 30)),    # IoU 1.0
+        B('hard_exudates', (52, 50, 62, 60)),    # inter 8*10 = 80, union 100 + 100 - 80 = 120 -> 2/3
+        B('haemorrhages', (0, 0, 5, 5))]         # class with no reference: false positive
+
+
+def test_hand_worked_best_match_iou_acc_and_precision_recall():
+    s = box_scores([GroundingSample(GT, PRED)])
+    # best-match IoUs: 0.4, 1.0, 2/3 -> micro mean (0.4 + 1 + 2/3) / 3 = 0.68889
+    assert s['mean_iou'] == pytest.approx((0.4 + 1 + 2 / 3) / 3)
+    # per class: disc 0.4, exudates (1 + 2/3) / 2 = 0.83333 -> macro (0.4 + 0.83333) / 2 = 0.61667
+    assert s['per_class']['hard_exudates']['mean_iou'] == pytest.approx(5 / 6)
+    assert s['mean_iou_macro'] == pytest.approx((0.4 + 5 / 6) / 2)
+    # Acc@0.5: 1.0 and 2/3 pass, 0.4 fails -> 2/3
+    assert s['acc50'] == pytest.approx(2 / 3)
+    # greedy matches at 0.5: the two exudates -> TP 2; 4 predictions -> P = 0.5; 3 references -> R = 2/3
+    assert (s['precision50'], s['recall50']) == (pytest.approx(0.5), pytest.approx(2 / 3))
+    assert s['per_class']['haemorrhages'] == {'n_gt': 0, 'n_pred': 1, 'mean_iou': None, 'acc50': None,
+                                              'precision50': 0.0, 'recall50': None}
+
+
+def test_greedy_matching_is_one_to_one_while_best_match_is_not():
+    gt = [B('drusen', (0, 0, 10, 10)), B('drusen', (0, 0, 10, 10))]
+    pred = [B('drusen', (0, 0, 10, 10))]
+    assert greedy_matches(gt, pred) == 1                 # one prediction matches one reference
+    s = box_scores([GroundingSample(gt, pred)])
+    assert s['acc50'] == 1.0 and s['recall50'] == 0.5    # both references see IoU 1; only one is recalled
+
+
+def test_unlabelled_prediction_takes_the_single_reference_class():
+    s = box_scores([GroundingSample([B('optic_disc', (0, 0, 10, 10))], [B('', (0, 0, 10, 10))])])
+    assert s['mean_iou'] == 1.0 and s['precision50'] == 1.0
+
+
+def test_empty_and_missing_predictions_score_as_misses():
+    s = box_scores([GroundingSample(GT, [])])
+    assert (s['mean_iou'], s['acc50'], s['recall50'], s['precision50']) == (0.0, 0.0, 0.0, None)
+    assert coco_ap([GroundingSample(GT, [])])['ap'] == 0.0
+    assert coco_ap([GroundingSample([], PRED)])['ap'] is None
+
+
+def _direct_coco(gt_by_image, dt):
+    """An independent pycocotools run: gt_by_image = [[(cat, x, y, w, h)]], dt = [(image, cat, x, y, w, h, score)]."""
+    cats = sorted({g[0] for gts in gt_by_image for g in gts})
+    dataset = {'images': [{'id': i + 1} for i in range(len(gt_by_image))],
+               'categories': [{'id': c} for c in cats], 'annotations': []}
+    for i, gts in enumerate(gt_by_image):
+        for cat, x, y, w, h in gts:
+            dataset['annotations'].append({'id': len(dataset['annotations']) + 1, 'image_id': i + 1, 'category_id': cat,
+                                           'bbox': [x, y, w, h], 'area': w * h, 'iscrowd': 0})
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt = COCO()
+        gt.dataset = dataset
+        gt.createIndex()
+        res = gt.loadRes([{'image_id': d[0], 'category_id': d[1], 'bbox': list(d[2:6]), 'score': d[6]} for d in dt])
+        ev = COCOeval(gt, res, 'bbox')
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return ev.stats
+
+
+def test_coco_ap_equals_a_direct_pycocotools_call():
+    samples = [GroundingSample(GT, PRED, 100, 100),
+               GroundingSample([B('optic_disc', (10, 10, 40, 40))],
+                               [B('optic_disc', (12, 10, 40, 42)), B('optic_disc', (60, 60, 70, 70))], 100, 100)]
+    # category ids: sorted labels haemorrhages=1, hard_exudates=2, optic_disc=3; rank scores 1, 1/2
+    gt = [[(3, 0, 0, 10, 10), (2, 20, 20, 10, 10), (2, 50, 50, 10, 10)], [(3, 10, 10, 30, 30)]]
+    dt = [(1, 3, 0, 0, 10, 4, 1.0), (1, 2, 20, 20, 10, 10, 1.0), (1, 2, 52, 50, 10, 10, 0.5), (1, 1, 0, 0, 5, 5, 1.0),
+          (2, 3, 12, 10, 28, 32, 1.0), (2, 3, 60, 60, 10, 10, 0.5)]
+    stats = _direct_coco(gt, dt)
+    ours = coco_ap(samples)
+    assert ours['ap'] == pytest.approx(stats[0]) and ours['ap50'] == pytest.approx(stats[1])
+    assert ours['ap75'] == pytest.approx(stats[2])
+    assert 'haemorrhages' not in ours['per_class']   # no reference: COCO does not score the class
+
+
+def test_perfect_predictions_give_ap_one():
+    assert coco_ap([GroundingSample(GT, GT, 100, 100)])['ap'] == pytest.approx(1.0)
+
+
+def test_text_pairs_are_scored_in_their_own_space():
+    # same box on the grid in both texts -> IoU 1; a second reference box is missed -> mean 0.5
+    pred = '<ref>optic disc</ref><box>[[100, 100, 300, 300]]</box>'
+    label = '<ref>Optic disc</ref><box>[[100, 100, 300, 300]]</box><ref>optic cup</ref><box>[[150, 150, 200, 200]]</box>'
+    s = box_scores(samples_from_texts([pred, 'garbage'], [label, 'no boxes']))
+    assert s['n_gt'] == 2 and s['mean_iou'] == 0.5 and s['acc50'] == 0.5

@@ -1,0 +1,62 @@
+"""MCQ prompt and scoring: the paper's strict rule against our lenient matcher."""
+import pytest
+
+from fundusexpert_plugin.eval.mcq import (accuracy, build_prompt, is_mcq_prompt, lenient_letter, parse_options,
+                                          score_item, strict_letter)
+
+OPTIONS = {'A': 'non glaucoma', 'B': 'glaucoma', 'C': 'cataract'}
+
+
+def test_prompt_is_the_official_one():
+    # official src/eval_api/call_api.py::prepare_prompt; empty option D is left out
+    assert build_prompt('What does the image show?', {**OPTIONS, 'D': '', 'E': float('nan')}) == (
+        "Answer with the option's letter from the given choices directly.\n"
+        'Question: What does the image show?\nA. non glaucoma\nB. glaucoma\nC. cataract\n')
+
+
+def test_options_are_read_back_from_the_prompt():
+    prompt = '<image>' + build_prompt('Q?', OPTIONS)
+    assert parse_options(prompt) == OPTIONS and is_mcq_prompt(prompt)
+    assert not is_mcq_prompt('Describe the fundus image in detail.')
+
+
+@pytest.mark.parametrize('response, strict, lenient', [
+    ('B', 'B', 'B'),
+    ('B. glaucoma', 'B', 'B'),
+    (' B', '', 'B'),                       # leading space: a miss for the paper's rule (no stripping)
+    ('\nB', '', 'B'),
+    ('(B)', '', 'B'),
+    ('**B**', '', 'B'),
+    ('The answer is B.', '', 'B'),         # 'T' is not A-E
+    ('答案：B', '', 'B'),
+    ('Glaucoma', '', 'B'),                 # option text; 'non glaucoma' is not in the response
+    ('This is non glaucoma.', '', 'A'),    # 'non glaucoma' contains 'glaucoma': the longer option wins
+    ('A fundus photograph with glaucoma', 'A', 'B'),  # strict reads the article 'A' as the letter
+    ('Cataract or glaucoma', 'C', ''),     # strict: 'C' of 'Cataract'; lenient: two options -> none
+    ('', '', ''),
+    (None, '', ''),
+    ('F', '', ''),
+])
+def test_strict_and_lenient_extraction(response, strict, lenient):
+    assert strict_letter(response) == strict
+    assert lenient_letter(response, OPTIONS) == lenient
+
+
+def test_accuracy_overall_and_per_category_rounded_to_three_decimals():
+    results = [score_item('B', 'B', OPTIONS, 'glaucoma'),        # strict hit, lenient hit
+               score_item(' B', 'B', OPTIONS, 'glaucoma'),       # strict miss, lenient hit
+               score_item('A', 'B', OPTIONS, 'glaucoma'),        # both miss
+               score_item('C', 'C', OPTIONS, 'cataract'),        # both hit
+               score_item('', 'A', OPTIONS, None)]               # empty response: miss; category Unknown
+    acc = accuracy(results)
+    # strict: hits 1 + 1 = 2 of 5 = 0.4; glaucoma 1/3 = 0.333
+    assert acc['strict']['overall'] == 0.4
+    assert acc['strict']['per_category'] == {'Unknown': 0.0, 'cataract': 1.0, 'glaucoma': 0.333}
+    # lenient: hits 2 + 1 = 3 of 5 = 0.6; glaucoma 2/3 = 0.667
+    assert acc['lenient']['overall'] == 0.6 and acc['lenient']['per_category']['glaucoma'] == 0.667
+    assert acc['per_category_n'] == {'Unknown': 1, 'cataract': 1, 'glaucoma': 3}
+
+
+def test_answer_uses_its_first_character_like_get_acc():
+    assert score_item('B', 'B. glaucoma', OPTIONS).strict_hit
+    assert accuracy([])['strict']['overall'] is None

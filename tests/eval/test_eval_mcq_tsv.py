@@ -1,0 +1,117 @@
+"""TSV (GMAI-MMBench schema) <-> swift rows, and FundusGen MCQ export."""
+import base64
+import csv
+import io
+import json
+
+import pytest
+from PIL import Image
+
+from fundusexpert_plugin.eval.mcq import build_prompt
+from fundusexpert_plugin.eval.mcq_tsv import (export_fundusgen_mcq, read_tsv, tsv_matcher, tsv_to_swift_rows,
+                                              write_tsv)
+
+
+def _png_b64(colour):
+    buf = io.BytesIO()
+    Image.new('RGB', (8, 6), colour).save(buf, format='PNG')
+    return base64.b64encode(buf.getvalue()).decode('ascii')
+
+
+def _write(path, header, rows):
+    with open(path, 'w', newline='', encoding='utf-8') as f:
+        w = csv.writer(f, delimiter='\t', lineterminator='\n')
+        w.writerow(header)
+        w.writerows(rows)
+
+
+@pytest.fixture
+def tsv(tmp_path):
+    path = tmp_path / 'Fundus_MMBench.tsv'
+    header = ['index', 'question', 'A', 'B', 'C', 'D', 'E', 'answer', 'category', 'department', 'image']
+    _write(path, header, [
+        ['0', 'What is the grade?', 'no DR', 'mild NPDR', 'PDR', '', '', 'B', 'mild NPDR', 'ophthalmology', _png_b64('red')],
+        ['1', 'Is there glaucoma?', 'non glaucoma', 'glaucoma', '', '', '', 'A', 'non glaucoma', 'ophthalmology',
+         '0'],   # VLMEvalKit: a short image value names the row holding the image
+    ])
+    return path
+
+
+def test_tsv_reads_schema_and_keeps_other_columns(tsv):
+    a, b = read_tsv(str(tsv))
+    assert a.options == {'A': 'no DR', 'B': 'mild NPDR', 'C': 'PDR'} and a.answer == 'B'
+    assert a.extra == {'department': 'ophthalmology'} and b.image_b64 == a.image_b64
+
+
+def test_tsv_to_rows_decodes_images_and_writes_the_paper_prompt(tsv, tmp_path):
+    rows_path, meta_path = tsv_to_swift_rows(str(tsv), str(tmp_path / 'out' / 'mmbench.jsonl'))
+    rows = [json.loads(x) for x in open(rows_path)]
+    meta = [json.loads(x) for x in open(meta_path)]
+    assert rows[0]['messages'] == [
+        {'role': 'user', 'content': "<image>Answer with the option's letter from the given choices directly.\n"
+                                    'Question: What is the grade?\nA. no DR\nB. mild NPDR\nC. PDR\n'},
+        {'role': 'assistant', 'content': 'B'}]
+    assert rows[0]['images'][0].endswith('images/0.png') and Image.open(rows[1]['images'][0]).size == (8, 6)
+    assert meta[1] == {'index': 1, 'task': 'mcq', 'answer': 'A', 'category': 'non glaucoma', 'tsv_index': '1',
+                       'options': {'A': 'non glaucoma', 'B': 'glaucoma'}, 'department': 'ophthalmology'}
+
+
+def test_tsv_round_trip(tsv, tmp_path):
+    items = read_tsv(str(tsv))
+    again = tmp_path / 'again.tsv'
+    write_tsv(items, str(again), embed_images=True)
+    back = read_tsv(str(again))
+    for x, y in zip(items, back):
+        assert (x.index, x.question, x.options, x.answer, x.category, x.extra, x.image_b64) == \
+               (y.index, y.question, y.options, y.answer, y.category, y.extra, y.image_b64)
+
+
+def test_missing_column_is_reported(tmp_path):
+    path = tmp_path / 'bad.tsv'
+    _write(path, ['index', 'question', 'A', 'image'], [['0', 'q', 'x', 'abc']])
+    with pytest.raises(ValueError, match=r"missing TSV column\(s\) \['B', 'answer'\]"):
+        read_tsv(str(path))
+
+
+def test_fundusgen_mcq_rows_export_to_a_tsv_vlmevalkit_can_read(tmp_path):
+    image = tmp_path / 'f.png'
+    Image.new('RGB', (4, 4)).save(image)
+    rows = [
+        {'messages': [{'role': 'user', 'content': '<image>' + build_prompt('Which lesion is marked?',
+                                                                            {'A': 'drusen', 'B': 'hard exudates'})},
+                      {'role': 'assistant', 'content': 'B'}], 'images': [{'path': str(image)}]},
+        {'messages': [{'role': 'user', 'content': '<image>What DR grade?\nA. mild\nB. severe'},
+                      {'role': 'assistant', 'content': '(A)'}], 'images': [str(image)], 'category': 'dr_grade'},
+        {'messages': [{'role': 'user', 'content': '<image>Describe the image.'},
+                      {'role': 'assistant', 'content': 'A normal fundus.'}], 'images': [str(image)]},
+        {'messages': [{'role': 'user', 'content': '<image>Pick.\nA. x\nB. y'},
+                      {'role': 'assistant', 'content': 'C'}], 'images': [str(image)]},   # letter not an option
+    ]
+    src = tmp_path / 'fundusgen.jsonl'
+    src.write_text(''.join(json.dumps(r) + '\n' for r in rows))
+    assert export_fundusgen_mcq(str(src), str(tmp_path / 'fg.tsv')) == (2, 2)
+    first, second = read_tsv(str(tmp_path / 'fg.tsv'))
+    assert (first.question, first.options, first.answer, first.category) == (
+        'Which lesion is marked?', {'A': 'drusen', 'B': 'hard exudates'}, 'B', 'fundusgen')
+    assert (second.question, second.answer, second.category, second.image_path) == (
+        'What DR grade?', 'A', 'dr_grade', str(image))
+
+
+def test_matcher_uses_the_image_when_prompts_repeat(tsv, tmp_path):
+    items = read_tsv(str(tsv))
+    items.append(items[0].__class__(**{**items[0].__dict__, 'index': '7'}))   # same question, other image
+    match = tsv_matcher(items)
+    prompt = '<image>' + build_prompt(items[0].question, items[0].options)
+    assert match(prompt, '/data/images/7.png').index == '7'
+    assert match(prompt, None) is None and match('unknown', None) is None
+
+
+def test_general_vmcq_file_for_swift_eval(tsv, tmp_path):
+    from fundusexpert_plugin.eval.mcq_tsv import materialise_images, write_general_vmcq
+
+    items = materialise_images(read_tsv(str(tsv)), str(tmp_path / 'img'))
+    path = write_general_vmcq(items, str(tmp_path / 'vmcq'), 'fundus')
+    first = json.loads(open(path).readline())
+    assert path.endswith('fundus_val.jsonl')
+    assert first == {'question': '<image 1>What is the grade?', 'options': ['no DR', 'mild NPDR', 'PDR'],
+                     'image_1': items[0].image_path, 'answer': 'B'}

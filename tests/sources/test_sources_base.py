@@ -1,0 +1,109 @@
+"""Tests of engine/sources/base.py: images, masks, point boxes, the skip log."""
+import numpy as np
+import pytest
+from PIL import Image
+
+from fundusexpert_plugin.engine.sources.base import (ConvertLog, FileIndex, MaskBoxParams, NotRepresentable,
+                                                     RecordDraft, SourceInfo, attempt, read_mask)
+from fundusexpert_plugin.record import FundusDataError
+
+SRC = SourceInfo('test', 'CC0', '')
+
+
+def test_red_rgb_mask_collapses_to_its_maximum_and_alpha_is_dropped(tmp_path, make_mask):
+    path = make_mask(tmp_path / 'IDRiD_01_EX.tif', [(10, 20, 30, 25)], width=40, height=30, colour=(255, 0, 0))
+    mask = read_mask(path, (30, 40), where='w', field_name='EX mask')
+    assert mask.shape == (30, 40) and mask[20:25, 10:30].min() == 255 and mask.sum() == 255 * 100
+    rgba = np.zeros((30, 40, 4), np.uint8)
+    rgba[..., 3] = 255  # opaque everywhere: must not become foreground
+    Image.fromarray(rgba).save(tmp_path / 'a.png')
+    assert read_mask(tmp_path / 'a.png', (30, 40), where='w', field_name='m').max() == 0
+
+
+def test_mask_of_another_size_or_unreadable_is_an_error_naming_the_field(tmp_path, make_mask):
+    path = make_mask(tmp_path / 'm.png', [], width=40, height=30)
+    with pytest.raises(FundusDataError, match=r'img\.jpg: EX mask: mask .*m\.png is 40x30 px but the image is 50x30'):
+        read_mask(path, (30, 50), where='img.jpg', field_name='EX mask')
+    (tmp_path / 'bad.tif').write_bytes(b'not a tiff')
+    with pytest.raises(FundusDataError, match=r'img\.jpg: HE mask: unreadable mask'):
+        read_mask(tmp_path / 'bad.tif', (30, 50), where='img.jpg', field_name='HE mask')
+
+
+def test_missing_or_unreadable_image_names_the_row(tmp_path):
+    with pytest.raises(FundusDataError, match=r'labels\.csv:4: image: image not found: .*nope\.jpg'):
+        RecordDraft('x', tmp_path / 'nope.jpg', where='labels.csv:4')
+    (tmp_path / 'bad.jpg').write_bytes(b'xx')
+    with pytest.raises(FundusDataError, match='unreadable image'):
+        RecordDraft('x', tmp_path / 'bad.jpg', where='labels.csv:4')
+
+
+def test_fovea_point_becomes_a_two_pixel_box_clipped_to_the_image(tmp_path, make_image):
+    draft = RecordDraft('r', make_image(tmp_path / 'a.jpg', 100, 80), where='t.csv:2')
+    draft.add_point('fovea', 50.5, 40, field_name='Fovea_X/Fovea_Y')
+    draft.add_point('fovea', 0.5, 79.5, field_name='Fovea_X/Fovea_Y')
+    assert [f['box_px'] for f in draft.findings] == [[49.5, 39.0, 51.5, 41.0], [0.0, 78.5, 1.5, 80.0]]
+    with pytest.raises(FundusDataError, match=r't\.csv:2: Fovea_X/Fovea_Y = \(120, 40\): outside the 100x80'):
+        draft.add_point('fovea', 120, 40, field_name='Fovea_X/Fovea_Y')
+
+
+def test_box_within_one_pixel_outside_is_clipped_beyond_is_an_error(tmp_path, make_image):
+    draft = RecordDraft('r', make_image(tmp_path / 'a.jpg', 100, 80), where='w')
+    draft.add_box('ex', (-0.4, 10, 100.6, 20))
+    assert draft.findings[0]['box_px'] == [0.0, 10.0, 100.0, 20.0]
+    with pytest.raises(FundusDataError, match='outside the 100x80 px image by more than 1.0 px'):
+        draft.add_box('ex', (-5, 10, 50, 20))
+
+
+def test_filtered_mask_is_not_claimed_as_annotated_and_is_counted(tmp_path, make_image):
+    draft, log = RecordDraft('r', make_image(tmp_path / 'a.jpg', 100, 80), where='w'), ConvertLog()
+    fg = np.zeros((80, 100), bool)
+    fg[10:13, 10:13] = True  # one 3x3 microaneurysm: area (12-10)*(12-10) = 4 <= 100 px^2
+    assert draft.add_mask('microaneurysms', fg, MaskBoxParams(), log) == 0
+    assert draft.annotated == [] and sum(log.notes.values()) == 1
+    empty = np.zeros((80, 100), bool)
+    draft.add_mask('haemorrhages', empty, MaskBoxParams(), log)
+    assert draft.annotated == ['haemorrhages']  # empty mask: known absent
+    fg[40:60, 50:70] = True  # within eps = 50 px of the 3x3 spot: one cluster x 10..69, y 10..59
+    draft.add_mask('hard_exudates', fg, MaskBoxParams(), log)
+    assert draft.findings[-1]['box_px'] == [10.0, 10.0, 70.0, 60.0] and 'hard_exudates' in draft.annotated
+
+
+def test_laterality_from_disc_against_fovea_or_image_centre(tmp_path, make_image):
+    draft = RecordDraft('r', make_image(tmp_path / 'a.jpg', 100, 80), where='w')
+    draft.infer_laterality(disc_x=30, fovea_x=10)  # disc right of the fovea: right eye
+    assert (draft.laterality, draft.laterality_source) == ('right', 'optic_disc_position')
+    draft.infer_laterality(disc_x=30)  # left of the image centre: left eye
+    assert draft.laterality == 'left'
+
+
+def test_attempt_counts_not_representable_and_skips_bad_items_only_when_lenient():
+    log = ConvertLog()
+
+    def bad():
+        raise FundusDataError('f.csv:3: column x')
+
+    def nothing():
+        raise NotRepresentable('grade 5')
+    assert attempt(nothing, lenient=False, log=log) is None and log.notes == {'grade 5': 1}
+    with pytest.raises(FundusDataError):
+        attempt(bad, lenient=False, log=log)
+    assert attempt(bad, lenient=True, log=log) is None and log.skipped == ['f.csv:3: column x']
+    assert 'skipped: f.csv:3: column x' in log.summary(7) and log.summary(7).startswith('7 records written')
+
+
+def test_record_with_nothing_to_say_is_not_representable(tmp_path, make_image):
+    with pytest.raises(NotRepresentable):
+        RecordDraft('r', make_image(tmp_path / 'a.jpg', 100, 80), where='w').build(SRC)
+
+
+def test_file_index_finds_by_name_stem_and_letter_suffix_and_reports_ambiguity(tmp_path, make_image):
+    make_image(tmp_path / 'x' / 'C0001_EX.png', 10, 10)
+    make_image(tmp_path / 'x' / 'img_2.png', 10, 10)
+    index = FileIndex(tmp_path / 'x', suffixed=True)
+    assert index.find('C0001', where='w', field_name='f').name == 'C0001_EX.png'
+    assert index.find('img', where='w', field_name='f', required=False) is None  # '_2' is not a letter suffix
+    make_image(tmp_path / 'x' / 'sub' / 'C0001_MA.png', 10, 10)
+    with pytest.raises(FundusDataError, match="'C0001': ambiguous"):
+        FileIndex(tmp_path / 'x', suffixed=True).find('C0001', where='w', field_name='f')
+    with pytest.raises(FileNotFoundError, match='folder not found'):
+        FileIndex(tmp_path / 'nope')

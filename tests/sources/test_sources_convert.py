@@ -1,0 +1,71 @@
+"""Tests of fundusexpert_plugin/convert.py: the ``fundusexpert convert`` sub-command."""
+import argparse
+import json
+from pathlib import Path
+
+import pytest
+
+from fundusexpert_plugin import convert
+from fundusexpert_plugin.record import read_records
+
+SAMPLE = Path(__file__).resolve().parents[2] / 'fundusexpert_plugin' / 'sample'
+
+
+def _run(*argv):
+    parser = argparse.ArgumentParser(prog='fundusexpert convert')
+    convert.add_arguments(parser)
+    return convert.run(parser.parse_args([str(a) for a in argv]))
+
+
+def test_every_format_has_a_sub_parser_with_out_and_lenient():
+    parser = argparse.ArgumentParser()
+    convert.add_arguments(parser)
+    assert set(convert.FORMATS) >= {'idrid-grading', 'idrid-segmentation', 'ddr-grading', 'ddr-segmentation',
+                                    'ddr-detection', 'aptos', 'eyepacs', 'messidor', 'messidor2', 'refuge',
+                                    'drishti-gs', 'adam', 'palm', 'odir', 'e-ophtha', 'yolo', 'coco', 'masks', 'csv'}
+    with pytest.raises(SystemExit):
+        parser.parse_args(['yolo', '--images', 'a', '--labels', 'b', '--out', 'o'])  # generic: --source-dataset
+
+
+def test_yolo_sample_to_records_with_relative_paths_that_build_reads(tmp_path, capsys):
+    out = tmp_path / 'records' / 'codras.jsonl'
+    assert _run('yolo', '--images', SAMPLE / 'images', '--labels', SAMPLE / 'labels_yolo', '--out', out,
+                '--source-dataset', 'IDRiD via CODRAS', '--licence', 'CC BY-SA 4.0',
+                '--annotated-labels', 'classes', '--laterality-from-disc') == 0
+    assert '12 records written; 0 bad items skipped' in capsys.readouterr().out
+    first = json.loads(out.read_text().splitlines()[0])
+    assert not Path(first['image']).is_absolute() and first['image'].startswith('..')
+    recs = list(read_records(out))
+    assert len(recs) == 12 and all(r.image_path(out.parent).is_file() for r in recs)
+    assert recs[0].provenance.licence == 'CC BY-SA 4.0' and recs[0].laterality_source == 'optic_disc_position'
+
+    from fundusexpert_plugin.build import build_fundusgen
+    summary = build_fundusgen(recs[:2], tmp_path / 'built', image_dir=out.parent, languages=['en'])
+    assert summary.records_used == 2 and summary.rows_per_task
+
+
+def test_bad_row_exits_2_with_the_location_and_lenient_skips_it(tmp_path, make_image, make_text, capsys):
+    make_image(tmp_path / 'train_images' / 'a1.png', 64, 48)
+    make_image(tmp_path / 'train_images' / 'a2.png', 64, 48)
+    csv = make_text(tmp_path / 'train.csv', 'id_code,diagnosis\na1,1\na2,9\n')
+    out = tmp_path / 'aptos.jsonl'
+    assert _run('aptos', '--images', tmp_path / 'train_images', '--csv', csv, '--out', out) == 2
+    assert "train.csv:3: column 'diagnosis' = '9': unknown grade" in capsys.readouterr().err
+    assert not out.exists()
+    assert _run('aptos', '--images', tmp_path / 'train_images', '--csv', csv, '--out', out, '--lenient',
+                '--absolute-paths') == 0
+    printed = capsys.readouterr().out
+    assert '1 records written; 1 bad items skipped (--lenient)' in printed and "'9'" in printed
+    (rec,) = read_records(out)
+    assert Path(rec.image).is_absolute() and rec.provenance.source_dataset == 'APTOS 2019 Blindness Detection'
+
+
+def test_nothing_to_write_exits_1_and_duplicate_ids_exit_2(tmp_path, make_image, make_text, capsys):
+    make_image(tmp_path / 'train' / 'x.jpg', 64, 48)
+    txt = make_text(tmp_path / 'train.txt', 'x.jpg 5\n')
+    assert _run('ddr-grading', '--images', tmp_path / 'train', '--grades', txt, '--out', tmp_path / 'o.jsonl') == 1
+    assert 'DDR grade 5 (ungradable)' in capsys.readouterr().err
+    make_image(tmp_path / 'train' / 'sub' / 'x.png', 64, 48)
+    csv = make_text(tmp_path / 'labels.csv', 'image,dr_grade\ntrain/x.jpg,1\ntrain/sub/x.png,2\n')
+    assert _run('csv', '--csv', csv, '--source-dataset', 'clinic', '--out', tmp_path / 'o.jsonl') == 2
+    assert "record_id 'x' given twice" in capsys.readouterr().err

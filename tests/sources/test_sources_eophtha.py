@@ -1,0 +1,34 @@
+"""Tests of engine/sources/eophtha.py: lesion photos with masks, healthy photos known absent."""
+import pytest
+
+from fundusexpert_plugin.engine.sources.base import ConvertLog
+from fundusexpert_plugin.engine.sources.eophtha import read_eophtha
+from fundusexpert_plugin.record import FundusDataError
+
+
+def test_exudate_masks_and_healthy_photos(tmp_path, make_image, make_mask):
+    root = tmp_path / 'e_optha_EX'
+    make_image(root / 'EX' / 'E0000404' / 'DS000DGS.JPG', 300, 200)
+    make_mask(root / 'Annotation_EX' / 'E0000404' / 'DS000DGS_EX.png', [(100, 40, 130, 70)], 300, 200)
+    make_image(root / 'healthy' / 'E0000405' / 'DS000ABC.JPG', 300, 200)
+    lesion, healthy = read_eophtha(root, 'EX')
+    assert [(f.label, f.box_px) for f in lesion.findings] == [('hard_exudates', (100.0, 40.0, 130.0, 70.0))]
+    assert lesion.provenance.annotated_labels == ['hard_exudates'] and lesion.record_id == 'DS000DGS'
+    assert healthy.findings == [] and healthy.absent_labels() == ['hard_exudates']
+
+
+def test_tiny_microaneurysms_are_filtered_and_then_not_claimed(tmp_path, make_image, make_mask):
+    root = tmp_path / 'e_optha_MA'
+    make_image(root / 'MA' / 'C0001' / 'C0001_a.jpg', 300, 200)
+    make_mask(root / 'Annotation_MA' / 'C0001' / 'C0001_a.png', [(50, 50, 54, 54)], 300, 200)
+    log = ConvertLog()
+    assert list(read_eophtha(root, 'MA', log=log)) == []  # no box, class not claimed: nothing left
+    assert any('microaneurysms: mask has foreground' in r for r in log.notes)
+
+
+def test_lesion_photo_without_annotation_is_an_error(tmp_path, make_image):
+    root = tmp_path / 'e_optha_EX'
+    make_image(root / 'EX' / 'E1' / 'DS1.jpg', 30, 20)
+    (root / 'Annotation_EX').mkdir()
+    with pytest.raises(FundusDataError, match=r"DS1\.jpg: Annotation_EX = 'DS1': no file of that name"):
+        list(read_eophtha(root, 'EX'))

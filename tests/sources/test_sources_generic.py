@@ -1,0 +1,122 @@
+"""Tests of engine/sources/generic.py: YOLO (incl. the bundled sample), COCO, class masks, label CSV."""
+import json
+from pathlib import Path
+
+import pytest
+
+from fundusexpert_plugin.engine.sources.base import ConvertLog, SourceInfo
+from fundusexpert_plugin.engine.sources.generic import (parse_class_map, read_class_masks, read_coco, read_label_csv,
+                                                        read_yolo, resolve_class)
+from fundusexpert_plugin.record import FundusDataError
+
+SAMPLE = Path(__file__).resolve().parents[2] / 'fundusexpert_plugin' / 'sample'
+SRC = SourceInfo('IDRiD via CODRAS', 'CC BY-SA 4.0', 'von Csefalvay 2019')
+
+
+def test_yolo_on_the_bundled_sample_gives_the_annotation_boxes():
+    recs = list(read_yolo(SAMPLE / 'images', SAMPLE / 'labels_yolo', annotated='classes', source=SRC))
+    expected = {}
+    for line in (SAMPLE / 'annotations.jsonl').read_text().splitlines():
+        row = json.loads(line)
+        expected[Path(row['image']).name] = row
+    assert sorted(Path(r.image).name for r in recs) == sorted(expected)
+    for rec in recs:
+        row = expected[Path(rec.image).name]
+        assert (rec.width, rec.height) == (row['width'], row['height'])
+        want = sorted(('haemorrhages' if a['label'] == 'haemorrhage' else a['label'], a['bbox_xyxy'])
+                      for a in row['annotations'])
+        got = sorted((f.label, list(f.box_px)) for f in rec.findings)
+        assert [label for label, _ in got] == [label for label, _ in want]
+        for (_, box_got), (_, box_want) in zip(got, want):
+            assert box_got == pytest.approx(box_want, abs=0.01)
+        assert rec.provenance.annotated_labels == ['optic_disc', 'hard_exudates', 'haemorrhages']
+
+
+def test_yolo_bad_lines_and_classes(tmp_path, make_image, make_text):
+    make_image(tmp_path / 'images' / 'a.jpg', 200, 100)
+    make_text(tmp_path / 'labels' / 'classes.names', 'optic_disc\nvessel\n')
+    make_text(tmp_path / 'labels' / 'a.txt', '0 0.5 0.5 0.2 0.4\n1 0.1 0.1 0.1 0.1\n')
+    with pytest.raises(FundusDataError, match=r"classes\.names:2: unknown finding label 'vessel'"):
+        list(read_yolo(tmp_path / 'images', tmp_path / 'labels'))
+    log = ConvertLog()
+    (rec,) = read_yolo(tmp_path / 'images', tmp_path / 'labels', class_map={'vessel': None}, log=log)
+    assert [(f.label, f.box_px) for f in rec.findings] == [('optic_disc', (80.0, 30.0, 120.0, 70.0))]
+    assert rec.provenance.annotated_labels == [] and rec.provenance.licence == "see the dataset's terms"
+    make_text(tmp_path / 'labels' / 'a.txt', '0 0.5 0.5 0.2 0.4\n2 0.1 0.1 0.1 0.1\n')
+    with pytest.raises(FundusDataError, match=r"a\.txt:2: column 'class index' = '2': unknown class; expected one of \[0, 1\]"):
+        list(read_yolo(tmp_path / 'images', tmp_path / 'labels', class_map={'vessel': None}))
+    make_text(tmp_path / 'labels' / 'a.txt', '0 0.5 0.5 0.2\n')
+    with pytest.raises(FundusDataError, match=r'a\.txt:1: .*\(5 fields\)'):
+        list(read_yolo(tmp_path / 'images', tmp_path / 'labels', class_map={'vessel': None}))
+
+
+def _coco(tmp_path, **changes):
+    data = {'images': [{'id': 1, 'file_name': 'imgs/a.png', 'width': 200, 'height': 100},
+                       {'id': 2, 'file_name': 'imgs/b.png', 'width': 200, 'height': 100}],
+            'annotations': [{'id': 7, 'image_id': 1, 'category_id': 3, 'bbox': [10.5, 20, 30, 40], 'iscrowd': 0}],
+            'categories': [{'id': 3, 'name': 'hard exudates'}, {'id': 4, 'name': 'optic disc'}]}
+    data.update(changes)
+    path = tmp_path / 'instances.json'
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_coco_boxes_are_xywh_pixels(tmp_path, make_image):
+    make_image(tmp_path / 'imgs' / 'a.png', 200, 100)
+    make_image(tmp_path / 'imgs' / 'b.png', 200, 100)
+    a, b = read_coco(_coco(tmp_path), annotated='classes')
+    assert [(f.label, f.box_px) for f in a.findings] == [('hard_exudates', (10.5, 20.0, 40.5, 60.0))]
+    assert b.findings == [] and b.absent_labels() == ['optic_disc', 'hard_exudates']
+
+
+def test_coco_errors_name_the_entry(tmp_path, make_image):
+    make_image(tmp_path / 'imgs' / 'a.png', 200, 100)
+    make_image(tmp_path / 'imgs' / 'b.png', 200, 90)
+    with pytest.raises(FundusDataError, match=r'instances\.json: images\[1\]: width/height = 200x100 but .* 200x90'):
+        list(read_coco(_coco(tmp_path)))
+    make_image(tmp_path / 'imgs' / 'b.png', 200, 100)
+    bad = [{'id': 7, 'image_id': 1, 'category_id': 3, 'bbox': [150, 20, 60, 40]}]
+    with pytest.raises(FundusDataError, match=r'instances\.json: images\[0\]: annotations\[0\]: bbox = '
+                                              r'\[150\.0, 20\.0, 210\.0, 60\.0\]: outside'):
+        list(read_coco(_coco(tmp_path, annotations=bad)))
+    log = ConvertLog()
+    assert len(list(read_coco(_coco(tmp_path, annotations=bad), annotated='classes', lenient=True, log=log))) == 1
+    assert len(log.skipped) == 1
+
+
+def test_class_mask_folders(tmp_path, make_image, make_mask):
+    make_image(tmp_path / 'images' / 'p1.png', 300, 200)
+    make_mask(tmp_path / 'masks' / 'optic_disc' / 'p1.png', [(10, 10, 60, 70), (250, 150, 255, 155)], 300, 200)
+    make_mask(tmp_path / 'masks' / 'EX' / 'p1_EX.png', [(100, 100, 140, 120)], 300, 200)
+    (tmp_path / 'masks' / 'haemorrhage').mkdir()
+    (rec,) = read_class_masks(tmp_path / 'images', tmp_path / 'masks', missing='absent', infer_laterality=True)
+    # optic disc keeps the largest cluster only; the stray 5x5 px spot is dropped
+    assert [(f.label, f.box_px) for f in rec.findings] == [('hard_exudates', (100.0, 100.0, 140.0, 120.0)),
+                                                          ('optic_disc', (10.0, 10.0, 60.0, 70.0))]
+    assert rec.absent_labels() == ['haemorrhages'] and rec.laterality == 'left'
+    with pytest.raises(FundusDataError, match=r"haemorrhage mask = 'p1': no file"):
+        list(read_class_masks(tmp_path / 'images', tmp_path / 'masks', missing='error'))
+
+
+def test_label_csv(tmp_path, make_image, make_text):
+    make_image(tmp_path / 'a.jpg', 50, 40)
+    make_image(tmp_path / 'b.jpg', 50, 40)
+    csv = make_text(tmp_path / 'labels.csv', 'image,dr_grade,dme_grade,diagnosis,laterality,site\n'
+                                             'a.jpg,2,1,,OD,x\nb.jpg,,,Glaucoma,left,y\n')
+    log = ConvertLog()
+    a, b = read_label_csv(csv, source=SRC, log=log)
+    assert (a.image_labels, a.laterality) == ({'dr_grade': '2', 'dme_grade': '1'}, 'right')
+    assert (b.image_labels, b.laterality, b.laterality_source) == ({'diagnosis': 'glaucoma'}, 'left', 'label')
+    assert any("column 'site'" in r for r in log.notes)
+    make_text(csv, 'image,diagnosis\na.jpg,retinitis\n')
+    with pytest.raises(FundusDataError, match=r"labels\.csv:2: column 'diagnosis' = 'retinitis': unknown"):
+        list(read_label_csv(csv))
+
+
+def test_class_map_and_vocabulary_aliases():
+    mapping = parse_class_map(['exudate=hard_exudates', 'scar=-'])
+    assert mapping == {'exudate': 'hard_exudates', 'scar': None}
+    assert resolve_class('haemorrhage', {}, where='w') == 'haemorrhages'
+    assert resolve_class('Scar', mapping, where='w') is None
+    with pytest.raises(FundusDataError, match=r"classes\.names:3: unknown finding label 'vessel'.*--class-map vessel="):
+        resolve_class('vessel', {}, where='classes.names:3')

@@ -1,0 +1,63 @@
+"""Tests of engine/sources/grades_csv.py: APTOS, EyePACS, Messidor, Messidor-2 tables."""
+import pytest
+
+from fundusexpert_plugin.engine.sources.base import ConvertLog
+from fundusexpert_plugin.engine.sources.grades_csv import read_aptos, read_eyepacs, read_messidor, read_messidor2
+from fundusexpert_plugin.record import FundusDataError
+
+
+def test_aptos_diagnosis_is_the_icdr_grade(tmp_path, make_image, make_text):
+    make_image(tmp_path / 'train_images' / '000c1434d8d7.png', 64, 48)
+    make_image(tmp_path / 'train_images' / '001639a390f0.png', 64, 48)
+    csv = make_text(tmp_path / 'train.csv', 'id_code,diagnosis\n000c1434d8d7,2\n001639a390f0,4\n')
+    recs = list(read_aptos(tmp_path / 'train_images', csv))
+    assert [(r.record_id, r.image_labels) for r in recs] == [('000c1434d8d7', {'dr_grade': '2'}),
+                                                            ('001639a390f0', {'dr_grade': '4'})]
+    assert recs[0].laterality is None and 'Kaggle' in recs[0].provenance.licence
+    make_text(csv, 'id_code,diagnosis\n000c1434d8d7,5\n')
+    with pytest.raises(FundusDataError, match=r"train\.csv:2: column 'diagnosis' = '5': unknown grade"):
+        list(read_aptos(tmp_path / 'train_images', csv))
+    make_text(csv, 'id_code\n000c1434d8d7\n')  # the test.csv layout has no labels
+    with pytest.raises(FundusDataError, match=r"train\.csv:1: missing column 'diagnosis'"):
+        list(read_aptos(tmp_path / 'train_images', csv, lenient=True))
+
+
+def test_eyepacs_level_and_laterality_from_the_name(tmp_path, make_image, make_text):
+    for name in ('10_left', '10_right'):
+        make_image(tmp_path / 'train' / f'{name}.jpeg', 64, 48)
+    csv = make_text(tmp_path / 'trainLabels.csv', 'image,level\n10_left,0\n10_right,3\n')
+    left, right = read_eyepacs(tmp_path / 'train', csv)
+    assert (left.image_labels, left.laterality, left.laterality_source) == ({'dr_grade': '0'}, 'left', 'label')
+    assert (right.image_labels, right.laterality) == ({'dr_grade': '3'}, 'right')
+
+
+def test_messidor_grade_is_not_icdr_and_macular_edema_risk_is_the_idrid_scale(tmp_path, make_image, make_text):
+    names = ['20051020_43808_0100_PP', '20051020_43832_0100_PP']
+    for name in names:
+        make_image(tmp_path / 'Base11' / f'{name}.tif', 64, 48)
+    table = make_text(tmp_path / 'Annotation_Base11.csv',
+                      'Image name,Ophthalmologic department,Retinopathy grade,Risk of macular edema \n'
+                      f'{names[0]}.tif,Service Ophtalmologie Lariboisière,0,0\n'
+                      f'{names[1]}.tif,Service Ophtalmologie Lariboisière,3,2\n')
+    log = ConvertLog()
+    r0, r3 = read_messidor(tmp_path / 'Base11', table, log=log)
+    assert r0.image_labels == {'dme_grade': '0'}  # R0 is not ICDR 0: no DR label
+    assert r3.image_labels == {'dme_grade': '2', 'diagnosis': 'diabetic_retinopathy'}  # R3 spans ICDR 1-4
+    assert sum(log.notes.values()) == 1
+    make_text(table, 'Image name,Ophthalmologic department,Retinopathy grade,Risk of macular edema \n'
+                     f'{names[0]}.tif,x,4,0\n')
+    with pytest.raises(FundusDataError, match=r"Annotation_Base11\.csv:2: column 'Retinopathy grade' = '4'.*\[0, 1, 2, 3\]"):
+        list(read_messidor(tmp_path / 'Base11', table))
+
+
+def test_messidor2_adjudicated_grades_and_ungradable(tmp_path, make_image, make_text):
+    make_image(tmp_path / 'IMAGES' / 'IM002385.JPG', 64, 48)
+    make_image(tmp_path / 'IMAGES' / '20051020_43808_0100_PP.png', 64, 48)
+    csv = make_text(tmp_path / 'messidor_data.csv',
+                    'image_id,adjudicated_dr_grade,adjudicated_dme,adjudicated_gradable\n'
+                    'IM002385.JPG,1,0,1\nIM002386.JPG,,,0\n20051020_43808_0100_PP.png,4,1,1\n')
+    log = ConvertLog()
+    a, b = read_messidor2(tmp_path / 'IMAGES', csv, log=log)
+    assert (a.record_id, a.image_labels) == ('IM002385', {'dr_grade': '1'})
+    assert b.image_labels == {'dr_grade': '4', 'diagnosis': 'diabetic_macular_oedema'}
+    assert log.notes['Messidor-2 adjudicated_gradable = 0 (ungradable): image left out'] == 1

@@ -1,0 +1,115 @@
+"""Tests of engine/sources/idrid.py on fixtures laid out as the IDRiD archive (small photos)."""
+import pytest
+
+from fundusexpert_plugin.engine.sources.base import ConvertLog, MaskBoxParams
+from fundusexpert_plugin.engine.sources.idrid import read_idrid_grading, read_idrid_segmentation
+from fundusexpert_plugin.record import FundusDataError
+
+GRADES = 'Image name,Retinopathy grade,Risk of macular edema ,,,\nIDRiD_001,3,2,,,\nIDRiD_002,0,0,,,\n,,,,,\n'
+OD = 'Image No,X- Coordinate,Y - Coordinate,,\nIDRiD_001,300,150,,\nIDRiD_002,80,140,,\n'
+FOVEA = 'Image No,X- Coordinate,Y - Coordinate,,\nIDRiD_001,180,160,,\nIDRiD_002,250.5,150,,\n'
+
+
+@pytest.fixture
+def grading(tmp_path, make_image, make_text):
+    b, c = tmp_path / 'B. Disease Grading', tmp_path / 'C. Localization' / '2. Groundtruths'
+    images = b / '1. Original Images' / 'a. Training Set'
+    for name in ('IDRiD_001', 'IDRiD_002'):
+        make_image(images / f'{name}.jpg')
+    return {
+        'images': images,
+        'grades': make_text(b / '2. Groundtruths' / 'a. IDRiD_Disease Grading_Training Labels.csv', GRADES),
+        'od': make_text(c / '1. Optic Disc Center Location' / 'a. IDRiD_OD_Center_Training Set_Markups.csv', OD),
+        'fovea': make_text(c / '2. Fovea Center Location' / 'a. IDRiD_Fovea_Center_Training Set_Markups.csv', FOVEA),
+    }
+
+
+def test_grades_fovea_and_laterality_are_merged_per_image(grading):
+    log = ConvertLog()
+    recs = list(read_idrid_grading(grading['images'], grades_csv=grading['grades'], od_csv=grading['od'],
+                                   fovea_csv=grading['fovea'], log=log))
+    assert [r.record_id for r in recs] == ['IDRiD_001', 'IDRiD_002']
+    r1, r2 = recs
+    assert r1.image_labels == {'dr_grade': '3', 'dme_grade': '2'} and (r1.width, r1.height) == (400, 300)
+    # fovea (180, 160) -> 2 px box; disc x 300 > fovea x 180 -> disc nasal on the right: right eye
+    assert [(f.label, f.box_px) for f in r1.findings] == [('fovea', (179.0, 159.0, 181.0, 161.0))]
+    assert (r1.laterality, r1.laterality_source) == ('right', 'optic_disc_position')
+    assert r2.laterality == 'left' and r2.findings[0].box_px == (249.5, 149.0, 251.5, 151.0)
+    assert r1.provenance.annotated_labels == ['fovea'] and 'CC BY 4.0' in r1.provenance.licence
+    assert 'Porwal' in r1.provenance.attribution and r1.provenance.source_dataset == 'IDRiD'
+    assert log.notes == {'IDRiD optic-disc centre point: used for laterality only (no disc extent)': 2}
+
+
+def test_unknown_grade_names_file_line_and_column(grading, make_text):
+    make_text(grading['grades'], GRADES.replace('IDRiD_002,0,0', 'IDRiD_002,7,0'))
+    with pytest.raises(FundusDataError,
+                       match=r"Training Labels\.csv:3: column 'Retinopathy grade' = '7': unknown grade"):
+        list(read_idrid_grading(grading['images'], grades_csv=grading['grades']))
+    make_text(grading['grades'], GRADES.replace('IDRiD_002,0,0', 'IDRiD_002,1,3'))
+    with pytest.raises(FundusDataError, match=r":3: column 'Risk of macular edema' = '3'"):
+        list(read_idrid_grading(grading['images'], grades_csv=grading['grades']))
+
+
+def test_missing_image_and_missing_column_are_errors_lenient_skips_the_row(grading, make_text):
+    make_text(grading['grades'], GRADES + 'IDRiD_003,1,0,,,\n')
+    with pytest.raises(FundusDataError, match=r":5: Image name = 'IDRiD_003': no file of that name"):
+        list(read_idrid_grading(grading['images'], grades_csv=grading['grades']))
+    log = ConvertLog()
+    recs = list(read_idrid_grading(grading['images'], grades_csv=grading['grades'], lenient=True, log=log))
+    assert len(recs) == 2 and len(log.skipped) == 1 and 'IDRiD_003' in log.skipped[0]
+    make_text(grading['od'], 'Image No,X- Coordinate\nIDRiD_001,300\n')
+    with pytest.raises(FundusDataError, match=r"Markups\.csv:1: missing column 'Y - Coordinate'"):
+        list(read_idrid_grading(grading['images'], od_csv=grading['od'], lenient=True))
+
+
+@pytest.fixture
+def segmentation(tmp_path, make_image, make_mask):
+    seg = tmp_path / 'A. Segmentation'
+    images = seg / '1. Original Images' / 'a. Training Set'
+    gt = seg / '2. All Segmentation Groundtruths' / 'a. Training Set'
+    make_image(images / 'IDRiD_01.jpg')
+    make_image(images / 'IDRiD_02.jpg')
+    red = (255, 0, 0)
+    # IDRiD_01: one 12x12 MA (official area 11*11 = 121 > 100), two exudate patches > 50 px apart, a disc.
+    make_mask(gt / '1. Microaneurysms' / 'IDRiD_01_MA.tif', [(30, 20, 42, 32)], colour=red)
+    make_mask(gt / '3. Hard Exudates' / 'IDRiD_01_EX.tif', [(200, 100, 230, 115), (50, 250, 70, 270)], colour=red)
+    make_mask(gt / '5. Optic Disc' / 'IDRiD_01_OD.tif', [(320, 120, 380, 180)], colour=red)
+    # IDRiD_02: a 3x3 MA only (filtered by the area threshold), no optic-disc mask.
+    make_mask(gt / '1. Microaneurysms' / 'IDRiD_02_MA.tif', [(100, 100, 103, 103)], colour=red)
+    return images, gt
+
+
+def test_masks_become_boxes_and_missing_lesion_masks_mean_absent(segmentation):
+    log = ConvertLog()
+    r1, r2 = read_idrid_segmentation(*segmentation, log=log)
+    boxes = {(f.label, f.box_px) for f in r1.findings}
+    # EX: x 200..229, y 100..114 -> (200, 100, 230, 115), area 29*14 = 406; x 50..69, y 250..269 -> 19*19 = 361
+    assert boxes == {('microaneurysms', (30.0, 20.0, 42.0, 32.0)), ('hard_exudates', (200.0, 100.0, 230.0, 115.0)),
+                     ('hard_exudates', (50.0, 250.0, 70.0, 270.0)), ('optic_disc', (320.0, 120.0, 380.0, 180.0))}
+    assert r1.boxes('hard_exudates')[0] == (200.0, 100.0, 230.0, 115.0)
+    assert set(r1.provenance.annotated_labels) == {'microaneurysms', 'haemorrhages', 'hard_exudates',
+                                                   'cotton_wool_spots', 'optic_disc'}
+    assert r1.absent_labels() == ['haemorrhages', 'cotton_wool_spots']  # no HE / SE mask: absent in IDRiD
+    assert r1.laterality == 'right'  # disc centre x 350 > 200
+    # IDRiD_02: MA foreground but no box -> MA not claimed; no OD mask -> optic disc unknown
+    assert r2.findings == [] and set(r2.provenance.annotated_labels) == {'haemorrhages', 'hard_exudates',
+                                                                         'cotton_wool_spots'}
+    assert r2.laterality is None
+    assert any('no optic-disc mask' in reason for reason in log.notes)
+    assert any('microaneurysms: mask has foreground' in reason for reason in log.notes)
+
+
+def test_smaller_clustering_parameters_keep_microaneurysms(segmentation):
+    r2 = list(read_idrid_segmentation(*segmentation, params=MaskBoxParams(eps_px=5, min_samples=3,
+                                                                           area_threshold_px2=0)))[1]
+    assert [(f.label, f.box_px) for f in r2.findings] == [('microaneurysms', (100.0, 100.0, 103.0, 103.0))]
+
+
+def test_unreadable_mask_names_the_image_and_class(segmentation):
+    images, gt = segmentation
+    (gt / '4. Soft Exudates').mkdir()
+    (gt / '4. Soft Exudates' / 'IDRiD_02_SE.tif').write_bytes(b'broken')
+    with pytest.raises(FundusDataError, match=r'IDRiD_02\.jpg: SE mask: unreadable mask'):
+        list(read_idrid_segmentation(images, gt))
+    log = ConvertLog()
+    assert len(list(read_idrid_segmentation(images, gt, lenient=True, log=log))) == 1 and len(log.skipped) == 1

@@ -1,0 +1,57 @@
+"""Tests of engine/sources/odir.py: one record per eye from the diagnostic keywords."""
+import pytest
+
+from fundusexpert_plugin.engine.sources.base import ConvertLog
+from fundusexpert_plugin.engine.sources.odir import read_odir, split_keywords
+from fundusexpert_plugin.record import FundusDataError
+
+HEADER = ['ID', 'Patient Age', 'Patient Sex', 'Left-Fundus', 'Right-Fundus', 'Left-Diagnostic Keywords',
+          'Right-Diagnostic Keywords', 'N', 'D', 'G', 'C', 'A', 'H', 'M', 'O']
+
+
+@pytest.fixture
+def odir(tmp_path, make_image, make_xlsx):
+    images = tmp_path / 'ODIR-5K' / 'Training Images'
+    for pid in range(4):
+        for side in ('left', 'right'):
+            make_image(images / f'{pid}_{side}.jpg', 64, 48)
+    rows = [HEADER,
+            [0, 69, 'Female', '0_left.jpg', '0_right.jpg', 'cataract', 'normal fundus', 0, 0, 0, 1, 0, 0, 0, 0],
+            [1, 57, 'Male', '1_left.jpg', '1_right.jpg', 'moderate non proliferative retinopathy，hypertensive retinopathy',
+             'low image quality', 0, 1, 0, 0, 0, 1, 0, 0],
+            [2, 42, 'Male', '2_left.jpg', '2_right.jpg', 'glaucoma，cataract', 'normal fundus，lens dust',
+             0, 0, 1, 1, 0, 0, 0, 0],
+            [3, 53, 'Male', '3_left.jpg', '3_right.jpg', 'drusen', 'mild nonproliferative retinopathy,diabetic retinopathy',
+             0, 1, 0, 0, 0, 0, 0, 1]]
+    return images, make_xlsx(tmp_path / 'ODIR-5K' / 'data.xlsx', rows)
+
+
+def test_keywords_per_eye_map_to_one_diagnosis_and_the_dr_stage(odir):
+    log = ConvertLog()
+    recs = {r.record_id: r for r in read_odir(*odir, log=log)}
+    assert {k: r.image_labels for k, r in recs.items()} == {
+        '0_left': {'diagnosis': 'cataract'},
+        '0_right': {'diagnosis': 'normal'},
+        '1_left': {'dr_grade': '2', 'diagnosis': 'hypertensive_retinopathy'},
+        '2_right': {'diagnosis': 'normal'},  # lens dust is an artefact
+        '3_right': {'dr_grade': '1'},  # 'diabetic retinopathy' adds nothing to the stage
+    }
+    assert (recs['0_left'].laterality, recs['0_left'].laterality_source) == ('left', 'label')
+    assert recs['0_right'].laterality == 'right'
+    assert log.notes["ODIR keyword 'low image quality': unusable photo, left out"] == 1
+    assert log.notes['ODIR: several diagnoses for one eye; the record has one diagnosis slot, all left out'] == 1
+    assert log.notes["ODIR keyword 'drusen': no slot in the record; left out"] == 1
+    assert log.notes['ODIR eye with no representable label: left out'] == 2  # 2_left, 3_left
+
+
+def test_split_keywords_on_both_commas():
+    assert split_keywords('cataract，lens  dust, Glaucoma') == ['cataract', 'lens dust', 'glaucoma']
+
+
+def test_missing_image_names_row_and_column(odir, make_xlsx):
+    images, table = odir
+    (images / '0_right.jpg').unlink()
+    with pytest.raises(FundusDataError, match=r"data\.xlsx:2: Right-Diagnostic Keywords: image = '0_right\.jpg'"):
+        list(read_odir(images, table))
+    log = ConvertLog()
+    assert len(list(read_odir(images, table, lenient=True, log=log))) == 4 and len(log.skipped) == 1

@@ -1,0 +1,66 @@
+"""Tests of engine/sources/refuge.py: REFUGE archives and Drishti-GS1 soft maps."""
+import pytest
+
+from fundusexpert_plugin.engine.sources.base import ConvertLog
+from fundusexpert_plugin.engine.sources.refuge import read_drishti, read_refuge
+from fundusexpert_plugin.record import FundusDataError
+
+# REFUGE mask: 255 background, 128 disc rim, 0 cup (the disc contains the cup).
+DISC_CUP = [(200, 60, 260, 120, 128), (220, 80, 240, 100, 0)]
+
+
+@pytest.fixture
+def refuge_train(tmp_path, make_image, make_mask, make_xlsx):
+    images = tmp_path / 'REFUGE-Training400' / 'Training400'
+    masks = tmp_path / 'Annotation-Training400' / 'Disc_Cup_Masks'
+    make_image(images / 'Glaucoma' / 'g0001.jpg', 300, 200)
+    make_image(images / 'Non-Glaucoma' / 'n0001.jpg', 300, 200)
+    make_mask(masks / 'Glaucoma' / 'g0001.bmp', DISC_CUP, 300, 200, background=255)
+    make_mask(masks / 'Non-Glaucoma' / 'n0001.bmp', [(40, 60, 100, 120, 128), (60, 80, 80, 100, 0)], 300, 200,
+              background=255)
+    fovea = make_xlsx(tmp_path / 'Annotation-Training400' / 'Fovea_location.xlsx',
+                      [['ID', 'ImgName', 'Fovea_X', 'Fovea_Y'], [1, 'g0001.jpg', 100.5, 95.25],
+                       [2, 'n0001.jpg', 210, 101]])
+    return images, masks, fovea
+
+
+def test_refuge_training_disc_cup_fovea_and_folder_label(refuge_train):
+    log = ConvertLog()
+    g, n = read_refuge(*refuge_train[:2], tables=[refuge_train[2]], log=log)
+    assert g.image_labels == {'diagnosis': 'glaucoma'} and n.image_labels == {}
+    assert [(f.label, f.box_px) for f in g.findings] == [
+        ('optic_disc', (200.0, 60.0, 260.0, 120.0)), ('optic_cup', (220.0, 80.0, 240.0, 100.0)),
+        ('fovea', (99.5, 94.25, 101.5, 96.25))]
+    # disc centre x 230 right of the fovea x 100.5: right eye; n0001 disc x 70 left of fovea x 210: left eye
+    assert (g.laterality, n.laterality) == ('right', 'left')
+    assert set(g.provenance.annotated_labels) == {'optic_disc', 'optic_cup', 'fovea'}
+    assert g.record_id == 'g0001' and 'Orlando' in g.provenance.attribution
+    assert log.notes == {'REFUGE non-glaucoma label: no "not glaucoma" slot; label left out': 1}
+
+
+def test_refuge_test_layout_label_column_and_bad_label(tmp_path, make_image, make_mask, make_xlsx):
+    make_image(tmp_path / 'REFUGE-Test400' / 'T0001.jpg', 300, 200)
+    make_mask(tmp_path / 'REFUGE-Test-GT' / 'Disc_Cup_Masks' / 'G' / 'T0001.bmp', DISC_CUP, 300, 200, background=255)
+    table = make_xlsx(tmp_path / 'REFUGE-Test-GT' / 'Glaucoma_label_and_Fovea_location.xlsx',
+                      [['ID', 'ImgName', 'Fovea_X', 'Fovea_Y', 'Label(Glaucoma=1)'], [1, 'T0001.jpg', 120, 90, 1]])
+    (rec,) = read_refuge(tmp_path / 'REFUGE-Test400', tmp_path / 'REFUGE-Test-GT' / 'Disc_Cup_Masks', tables=[table])
+    assert rec.image_labels == {'diagnosis': 'glaucoma'} and rec.boxes('fovea') == [(119.0, 89.0, 121.0, 91.0)]
+    make_xlsx(table, [['ID', 'ImgName', 'Fovea_X', 'Fovea_Y', 'Label(Glaucoma=1)'], [1, 'T0001.jpg', 120, 90, 2]])
+    with pytest.raises(FundusDataError, match=r"Fovea_location\.xlsx:2: column 'Label\(Glaucoma=1\)' = '2'"):
+        list(read_refuge(tmp_path / 'REFUGE-Test400', tables=[table]))
+
+
+def test_drishti_soft_maps_at_least_two_of_four_experts(tmp_path, make_image, make_mask, make_text):
+    root = tmp_path / 'Drishti-GS1_files' / 'Training'
+    make_image(root / 'Images' / 'drishtiGS_002.png', 300, 200)
+    soft = root / 'GT' / 'drishtiGS_002' / 'SoftMap'
+    # 1/4 experts (64) outer ring, 2/4 (127) middle, 4/4 (255) core
+    make_mask(soft / 'drishtiGS_002_ODsegSoftmap.png', [(90, 40, 210, 160, 64), (100, 50, 200, 150, 127),
+                                                         (120, 70, 180, 130, 255)], 300, 200)
+    make_mask(soft / 'drishtiGS_002_cupsegSoftmap.png', [(130, 80, 170, 120, 191)], 300, 200)
+    labels = make_text(tmp_path / 'diagnosis.csv', 'Image name,Glaucoma\ndrishtiGS_002,Glaucomatous\n')
+    (rec,) = read_drishti(root / 'Images', root / 'GT', labels_table=labels)
+    assert [(f.label, f.box_px) for f in rec.findings] == [('optic_disc', (100.0, 50.0, 200.0, 150.0)),
+                                                          ('optic_cup', (130.0, 80.0, 170.0, 120.0))]
+    assert rec.image_labels == {'diagnosis': 'glaucoma'}
+    assert rec.laterality is None  # disc-centred photos: no laterality from the disc
