@@ -38,7 +38,8 @@ class BuildSummary:
         rows_per_task: task name -> number of rows written.
         records_used: number of records rendered.
         skipped: one ``'<where>: <reason>'`` message per skipped record (lenient mode).
-        seed, languages, task_versions: the build parameters.
+        seed, languages, task_versions, task_weights: the build parameters (weights are read by
+            the ``fundusgen`` dataset when it loads every task at once).
     """
 
     out_dir: str
@@ -48,6 +49,7 @@ class BuildSummary:
     seed: int = 0
     languages: List[str] = field(default_factory=list)
     task_versions: Dict[str, int] = field(default_factory=dict)
+    task_weights: Dict[str, float] = field(default_factory=dict)
 
 
 def check_image(record: FundusGenRecord, image_dir: Path) -> None:
@@ -107,7 +109,8 @@ def build_fundusgen(records: Iterable[FundusGenRecord], out_dir: Path | str, *,
         vocab.check_language(lang)
     ctx = RenderContext(out, image_dir, seed)
     summary = BuildSummary(out_dir=str(out), seed=seed, languages=list(languages),
-                           task_versions={t.name: t.version for t in tasks})
+                           task_versions={t.name: t.version for t in tasks},
+                           task_weights={t.name: t.weight for t in tasks})
     rows: Dict[str, List[dict]] = {t.name: [] for t in tasks}
     seen = 0
     for record in records:

@@ -98,7 +98,16 @@ GRADE_SCALES: Dict[str, Dict[str, Tuple[str, str]]] = {
         '2': ('diabetic macular oedema, exudates within one disc diameter of the macular centre',
               '糖尿病黄斑水肿（渗出距黄斑中心一个视盘直径以内）'),
     },
+    # EyeQ image-quality grades (Fu et al., MICCAI 2019): gradable or not.
+    'image_quality': {
+        '0': ('good quality', '图像质量好'),
+        '1': ('usable quality', '图像质量可用'),
+        '2': ('reject: ungradable', '不可用：无法分级'),
+    },
 }
+
+#: grade scales that describe disease (used in diagnostic conclusions); the others describe the image.
+DISEASE_SCALES = ('dr_grade', 'dme_grade')
 
 LATERALITY = {'right': ('right eye', '右眼'), 'left': ('left eye', '左眼')}
 

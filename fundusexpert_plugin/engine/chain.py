@@ -254,7 +254,7 @@ def conclusion(record: FundusGenRecord, lang: str, present_lesions: List[str], a
     labelled = []
     if 'diagnosis' in record.image_labels:
         labelled.append(vocab.diagnosis_name(record.image_labels['diagnosis'], lang))
-    for scale in vocab.GRADE_SCALES:
+    for scale in vocab.DISEASE_SCALES:
         if scale in record.image_labels:
             labelled.append(vocab.grade_name(scale, record.image_labels[scale], lang))
     if labelled:

@@ -13,11 +13,14 @@ Subsets are the task names (one per YAML in ``templates/``); ``fundusgen`` alone
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import List
+
+import numpy as np
 
 from swift.dataset import DatasetLoader, DatasetMeta, MessagesPreprocessor, SubsetDataset, register_dataset
 
@@ -67,33 +70,54 @@ class FundusGenPreprocessor(MessagesPreprocessor):
 
 
 class FundusGenLoader(DatasetLoader):
-    """Loads the task files of a FundusGen folder selected by subset (``fundusgen:region_detection``)."""
+    """Loads the task files of a FundusGen folder selected by subset (``fundusgen:region_detection``).
+
+    Any ``<task>.jsonl`` in the folder is a subset, so a task YAML added to ``templates/`` (or built
+    with ``--tasks-dir``) is loadable without registering anything. Without a subset (or with
+    ``all``) every non-empty task file is loaded and each task is sampled to ``round(rows * weight)``
+    rows (repeating rows when ``weight > 1``; seeded), with the weights of ``build_summary.json``.
+    """
 
     def load(self, dataset_syntax=None, dataset_meta=None, *, use_hf=None):
         root = Path(dataset_syntax.dataset)
         for name, marker in _SAMPLE_MARKERS.items():
             if dataset_syntax.dataset == marker:
                 root = sample_fundusgen_dir() / DATASETS[name][1]
-        known = [s.name for s in dataset_meta.subsets]
+        summary = root / 'build_summary.json'
+        if not summary.exists():
+            raise FileNotFoundError(f'{summary} not found: {root} is not a FundusGen folder; '
+                                    'build one with `fundusexpert build`')
+        weights = json.loads(summary.read_text(encoding='utf-8')).get('task_weights', {})
+        known = sorted(p.stem for p in root.glob('*.jsonl'))
         requested = dataset_syntax.subsets or ['all']
         everything = requested in (['all'], ['default'])
         if everything:
-            requested = list(known)
+            requested = known
         unknown = [s for s in requested if s not in known]
         if unknown:
-            raise KeyError(f'unknown FundusGen subset(s) {unknown}; available: {known}')
+            raise KeyError(f'unknown FundusGen subset(s) {unknown}; tasks in {root}: {known}')
         parts = []
         for name in requested:
             path = root / f'{name}.jsonl'
-            if not path.exists():
-                raise FileNotFoundError(f'{path}: task file not found; build the folder with `fundusexpert build`')
             if path.stat().st_size == 0:
                 if everything:  # a task with no rows for these records (e.g. grading without grades)
                     continue
                 raise ValueError(f'{path}: task {name!r} has no rows (e.g. grading needs records with a grade label)')
             meta = dataclasses.replace(dataset_meta, preprocess_func=FundusGenPreprocessor(root))
-            parts.append(self._load_dataset_path(str(path), meta))
+            part = self._load_dataset_path(str(path), meta)
+            if everything and weights.get(name, 1.0) != 1.0:
+                part = part.select(weighted_indices(len(part), weights[name], seed=0))
+            parts.append(part)
         return self.concat_datasets(parts)
+
+
+def weighted_indices(n_rows: int, weight: float, *, seed: int = 0) -> List[int]:
+    """Row indices for a task sampled to ``round(n_rows * weight)`` rows: whole copies of every row
+    for the integer part of the weight, then a seeded sample without repetition for the rest."""
+    target = int(round(n_rows * weight))
+    whole, rest = divmod(target, n_rows)
+    order = np.random.RandomState(seed).permutation(n_rows).tolist()
+    return sorted(list(range(n_rows)) * whole + order[:rest])
 
 
 _SAMPLE_MARKERS = {'fundusgen': '<fundusexpert-sample:train>', 'fundusgen_heldout': '<fundusexpert-sample:heldout>'}

@@ -6,9 +6,10 @@ A task YAML declares::
     kind: region_detection          # one of KIND_PLACEHOLDERS
     version: 1                      # bump whenever a prompt or an answer format changes
     description: ...
+    requires: [laterality]          # classification / vqa / free_form: record fields used (tasks/fields.py)
     targets: [optic_disc, ...]      # optional: finding ids the task asks about (default: all)
     max_items_per_image: 3          # optional: cap for per-finding kinds
-    weight: 1.0                     # sampling weight
+    weight: 1.0                     # sampling weight when all tasks are loaded together (fundusgen:all)
     prompts: {en: [...], zh: [...]} # prompt variants; one is drawn per row (seeded)
     answer: {en: "...", zh: "..."}  # answer format
     answer_absent: {en: ..., zh: ...}  # region_detection only: answer for a known-absent target
@@ -39,9 +40,13 @@ KIND_PLACEHOLDERS: Dict[str, Dict[str, set]] = {
     'mcq': {'prompt': {'region', 'options'}, 'answer': {'letter', 'option'}},
 }
 
+#: data-only kinds: prompts and answers are filled from the record fields listed under ``requires``
+#: (see :mod:`.fields`); a record lacking one gets no row.
+FIELD_KINDS = ('classification', 'vqa', 'free_form')
+
 #: display names of grading scales, for the {scale} placeholder.
 SCALE_NAMES = {'dr_grade': ('diabetic retinopathy', '糖尿病视网膜病变'),
-               'dme_grade': ('diabetic macular oedema', '糖尿病黄斑水肿')}
+               'dme_grade': ('diabetic macular oedema', '糖尿病黄斑水肿')}  # vocab.DISEASE_SCALES
 
 
 class TaskConfig(BaseModel):
@@ -50,7 +55,8 @@ class TaskConfig(BaseModel):
     model_config = ConfigDict(extra='forbid')
     name: str = Field(pattern=r'^[a-z][a-z0-9_]*$')
     kind: Literal['diagnosis', 'grading', 'region_detection', 'region_identification', 'report',
-                  'grounded_report', 'mcq']
+                  'grounded_report', 'mcq', 'classification', 'vqa', 'free_form']
+    requires: List[str] = Field(default_factory=list)
     version: int = Field(ge=1)
     description: str = ''
     targets: Optional[List[str]] = None
@@ -63,6 +69,15 @@ class TaskConfig(BaseModel):
     source: str = ''
     path: Optional[str] = Field(default=None, exclude=True)
 
+    @field_validator('requires')
+    @classmethod
+    def _known_fields(cls, names):
+        from .fields import FIELDS
+        unknown = [n for n in names if n not in FIELDS]
+        if unknown:
+            raise ValueError(f'unknown record field(s) {unknown}; available: {sorted(FIELDS)}')
+        return names
+
     @field_validator('targets')
     @classmethod
     def _known_targets(cls, targets):
@@ -74,7 +89,12 @@ class TaskConfig(BaseModel):
         Raises:
             ValueError: naming the field (``prompts.zh[1]``) and the placeholder.
         """
-        allowed = KIND_PLACEHOLDERS[self.kind]
+        if self.kind in FIELD_KINDS:
+            if not self.requires:
+                raise ValueError(f'requires: kind {self.kind!r} needs at least one record field')
+            allowed = {'prompt': set(self.requires), 'answer': set(self.requires)}
+        else:
+            allowed = KIND_PLACEHOLDERS[self.kind]
         fields = [('prompts', self.prompts, allowed['prompt']), ('answer', self.answer, allowed['answer'])]
         if self.answer_absent is not None:
             fields.append(('answer_absent', self.answer_absent, allowed['answer']))
@@ -93,7 +113,9 @@ class TaskConfig(BaseModel):
                     for _, ph, _, _ in string.Formatter().parse(text):
                         if ph is not None and ph not in names:
                             raise ValueError(f'{field}.{lang}[{i}]: placeholder {{{ph}}} is not filled for kind '
-                                             f'{self.kind!r}; allowed: {sorted(names) or "none"}')
+                                             f'{self.kind!r}; allowed: {sorted(names) or "none"}'
+                                             + (' (list record fields under requires:)' if self.kind in FIELD_KINDS
+                                                else ''))
 
 
 def load_task(path: Path | str) -> TaskConfig:

@@ -19,7 +19,8 @@ from .. import vocab
 from ..engine.chain import cognitive_chain, diagnosis_answer
 from ..geometry import iou
 from ..record import FundusGenRecord
-from .config import SCALE_NAMES, TaskConfig
+from .config import FIELD_KINDS, SCALE_NAMES, TaskConfig
+from .fields import field_values
 from .grounded_text import GroundedText
 
 LETTERS = 'ABCDE'
@@ -88,7 +89,7 @@ def render_rows(record: FundusGenRecord, task: TaskConfig, lang: str, ctx: Rende
                      image_rel)]
     if kind == 'grading':
         rows = []
-        for scale in vocab.GRADE_SCALES:
+        for scale in vocab.DISEASE_SCALES:
             if scale in record.image_labels:
                 scale_name = SCALE_NAMES[scale][vocab.LANGUAGES.index(lang)]
                 grade = vocab.grade_name(scale, record.image_labels[scale], lang)
@@ -105,6 +106,11 @@ def render_rows(record: FundusGenRecord, task: TaskConfig, lang: str, ctx: Rende
         return _region_identification(record, task, lang, ctx, rng, image_path, prompt, answer)
     if kind == 'mcq':
         return _mcq(record, task, lang, rng, image_rel, prompt, answer)
+    if kind in FIELD_KINDS:
+        values = field_values(record, task.requires, lang)
+        if values is None:  # a required field is missing: the task does not apply to this record
+            return []
+        return [_row(record, task, lang, prompt(**values), answer(task.answer, **values), image_rel)]
     raise ValueError(f'{task.path}: kind {kind!r} has no renderer')
 
 

@@ -47,13 +47,15 @@ def test_load_dataset_subset_from_built_sample(swift_registered):
     assert set(row) == {'messages', 'images', 'objects', 'dataset'}
     assert row['objects']['ref'] == ['optic disc'] and row['objects']['bbox'] == [[166.25, 239.5, 316.0, 407.0]]
     assert row['images'][0]['path'].endswith('fundusexpert_plugin/sample/images/0003.jpg')
-    everything, _ = load_dataset(['fundusgen'])      # all tasks; grading has no rows in the sample
-    assert len(everything) == 16 + 16 + 30 + 48 + 44 + 16
+    # all tasks; grading, image_quality and vertical_cdr have no rows in the sample;
+    # laterality (16 rows) has weight 0.5 -> 8 rows
+    everything, _ = load_dataset(['fundusgen'])
+    assert len(everything) == 16 + 16 + 30 + 48 + 44 + 16 + 8
 
 
 def test_unknown_subset_and_empty_task_errors(swift_registered):
     from swift import load_dataset
-    with pytest.raises(KeyError, match=r"unknown FundusGen subset\(s\) \['detection'\]"):
+    with pytest.raises(KeyError, match=r"unknown FundusGen subset\(s\) \['detection'\]; tasks in"):
         load_dataset(['fundusgen:detection'])
     with pytest.raises(ValueError, match=r"grading\.jsonl: task 'grading' has no rows"):
         load_dataset(['fundusgen:grading'])
@@ -76,3 +78,12 @@ def test_custom_dataset_info_file_covers_every_task_and_loads(swift_registered, 
     register_dataset_info(str(tmp_path / 'dataset_info' / 'fundusgen.json'))
     train, _ = load_dataset(['fundusgen_heldout_region_detection'])
     assert len(train) == 24 and train[0]['objects']['ref'] == ['optic disc']
+
+
+def test_weighted_indices_repeat_and_subsample():
+    from fundusexpert_plugin.swift_plugin.datasets import weighted_indices
+    assert weighted_indices(4, 1.0) == [0, 1, 2, 3]
+    two_and_half = weighted_indices(4, 2.5)          # 10 rows: every row twice + 2 sampled
+    assert len(two_and_half) == 10 and all(two_and_half.count(i) >= 2 for i in range(4))
+    half = weighted_indices(4, 0.5)
+    assert len(half) == 2 and len(set(half)) == 2

@@ -9,9 +9,10 @@ from fundusexpert_plugin.tasks.render import RenderContext, render_rows
 PAPER_KINDS = {'diagnosis', 'grading', 'region_detection', 'region_identification', 'report', 'grounded_report', 'mcq'}
 
 
-def test_shipped_tasks_cover_the_six_paper_kinds_plus_mcq():
+def test_shipped_tasks_cover_the_six_paper_kinds_plus_mcq_and_three_more():
     tasks = load_tasks()
     assert PAPER_KINDS <= {t.kind for t in tasks}
+    assert {'laterality', 'image_quality', 'vertical_cdr'} <= {t.name for t in tasks}
     for t in tasks:
         assert t.version >= 1 and t.description and set(t.prompts) == {'en', 'zh'}
 
@@ -22,8 +23,8 @@ def test_every_task_renders_standard_rows(task, lang, sample_train, tmp_path):
     from fundusexpert_plugin.sample import SAMPLE_DIR
     rec = sample_train['0003']
     rows = render_rows(rec, task, lang, RenderContext(tmp_path, SAMPLE_DIR))
-    if task.kind == 'grading':
-        assert rows == []  # the sample has no grade label: none is invented
+    if task.kind == 'grading' or task.name in ('image_quality', 'vertical_cdr'):
+        assert rows == []  # the sample has no grade, quality label or optic cup: nothing is invented
         return
     assert rows
     for row in rows:
@@ -84,3 +85,29 @@ def test_duplicate_task_names_are_rejected(tmp_path):
         (tmp_path / name).write_text((default_tasks_dir() / 'report.yaml').read_text())
     with pytest.raises(FundusDataError, match="task name 'report' already defined"):
         load_tasks(tmp_path)
+
+
+def test_field_task_must_declare_the_fields_it_uses(tmp_path):
+    data = yaml.safe_load((default_tasks_dir() / 'laterality.yaml').read_text())
+    data['answer']['en'] = '{laterality}, {dr_grade}.'
+    with pytest.raises(FundusDataError, match=r'answer\.en\[0\]: placeholder \{dr_grade\} is not filled.*requires'):
+        load_task(_write(tmp_path, data))
+    data['requires'] = ['laterality', 'cup_size']
+    with pytest.raises(FundusDataError, match=r"requires: .*unknown record field\(s\) \['cup_size'\]"):
+        load_task(_write(tmp_path, data))
+
+
+def test_new_field_tasks_render_from_record_values(make_record, tmp_path):
+    from PIL import Image
+    Image.new('RGB', (1000, 800)).save(tmp_path / 'img.jpg')
+    tasks = {t.name: t for t in load_tasks()}
+    # disc 100 px high, cup 42 px high -> vertical CDR 0.42 -> '0.4'
+    rec = make_record([('optic_disc', (100, 100, 200, 200)), ('optic_cup', (130, 129, 170, 171))],
+                      laterality='right', image_labels={'image_quality': '2'})
+    ctx = RenderContext(tmp_path, tmp_path)
+    assert render_rows(rec, tasks['vertical_cdr'], 'en', ctx)[0]['messages'][1]['content'] == \
+        'The vertical cup-to-disc ratio is about 0.4.'
+    assert render_rows(rec, tasks['laterality'], 'zh', ctx)[0]['messages'][1]['content'] == '右眼。'
+    assert render_rows(rec, tasks['image_quality'], 'en', ctx)[0]['messages'][1]['content'] == \
+        'Reject: ungradable.'
+    assert render_rows(make_record(), tasks['laterality'], 'en', ctx) == []   # unknown laterality: no row

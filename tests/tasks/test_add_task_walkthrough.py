@@ -1,0 +1,48 @@
+"""Follows README "Add a new ophthalmic task" step by step, with the YAML taken from the README."""
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from fundusexpert_plugin.cli import main
+
+README = Path(__file__).resolve().parents[2] / 'README.md'
+
+
+def _readme_yaml() -> str:
+    text = README.read_text(encoding='utf-8')
+    block = text.split('<!-- task-yaml-start -->')[1].split('<!-- task-yaml-end -->')[0]
+    body = re.search(r'```yaml\n(.*?)```', block, re.S).group(1)
+    return '\n'.join(line[3:] if line.startswith('   ') else line for line in body.splitlines()) + '\n'
+
+
+@pytest.fixture(scope='module')
+def walked(tmp_path_factory):
+    root = tmp_path_factory.mktemp('walk')
+    (root / 'my_tasks').mkdir()
+    (root / 'my_tasks' / 'lesion_list.yaml').write_text(_readme_yaml(), encoding='utf-8')   # step 1
+    assert main(['build', '--sample', '--tasks-dir', str(root / 'my_tasks'),
+                 '--out', str(root / 'my_fundusgen')]) == 0                                  # step 2
+    return root
+
+
+def test_step2_builds_the_new_task_file(walked):
+    rows = [json.loads(line) for line in (walked / 'my_fundusgen' / 'train' / 'lesion_list.jsonl').read_text(
+        encoding='utf-8').splitlines()]
+    by_id = {(r['record_id'], r['lang']): r for r in rows}
+    # sample 0003 has hard exudates and haemorrhages; 0006 has no lesion box -> no row
+    assert by_id[('0003', 'en')]['messages'][1]['content'] == 'hard exudates, haemorrhages.'
+    assert by_id[('0003', 'zh')]['messages'][1]['content'] == '硬性渗出、出血。'
+    assert ('0006', 'en') not in by_id
+    assert len(rows) == 2 * 7   # 7 of the 8 train images have a lesion box, in two languages
+
+
+@pytest.mark.slow
+def test_step3_swift_sft_on_the_new_subset(walked, tiny_qwen_dir, tmp_path):
+    from fundusexpert_plugin.demo import last_checkpoint, offline_env, run_logged, sft_command
+    env = offline_env(FUNDUSGEN_DIR=str(walked / 'my_fundusgen' / 'train'), FUNDUSEXPERT_CACHE=str(tmp_path / 'c'))
+    run_logged(sft_command(tiny_qwen_dir, tmp_path / 'sft', template='fundusexpert_qwen2_5_vl',
+                           dataset=['fundusgen:lesion_list'], steps=1, seed=0), tmp_path / 'sft.log', env)
+    assert (last_checkpoint(tmp_path / 'sft') / 'args.json').exists()
+    assert 'lesion_list.jsonl' in (tmp_path / 'sft.log').read_text()
