@@ -65,6 +65,7 @@ class Provenance(BaseModel):
     licence: str
     attribution: str = ''
     annotated_labels: List[str] = Field(default_factory=list)
+    stages: Dict[str, str] = Field(default_factory=dict)
 
     @field_validator('annotated_labels')
     @classmethod
@@ -85,7 +86,9 @@ class FundusGenRecord(BaseModel):
         findings: located findings, in any order.
         image_labels: image-level labels, e.g. ``{'dr_grade': '2', 'diagnosis': 'glaucoma'}``.
             Keys must be ``'diagnosis'`` or a scale of :data:`vocab.GRADE_SCALES`.
-        provenance: source dataset and licence.
+        feature_text: fine-grained feature text per language from the engine's MLLM expansion
+            (checked against the findings); empty: the chain writes its rule-based text.
+        provenance: source dataset and licence (and, for engine records, the stages that ran).
     """
 
     model_config = ConfigDict(extra='forbid')
@@ -97,6 +100,7 @@ class FundusGenRecord(BaseModel):
     laterality_source: Optional[Literal['label', 'optic_disc_position']] = None
     findings: List[Finding] = Field(default_factory=list)
     image_labels: Dict[str, str] = Field(default_factory=dict)
+    feature_text: Dict[Literal['en', 'zh'], str] = Field(default_factory=dict)
     provenance: Provenance
 
     @field_validator('image_labels')

@@ -225,7 +225,17 @@ def cognitive_chain(record: FundusGenRecord, lang: str = 'en', *, grounded: Opti
     if not sentences:
         sentences.append(p['none_annotated'])
     steps.append((' ' if lang == 'en' else '').join(sentences))
-    # 4. fine-grained features
+    # 4. fine-grained features: the engine's checked MLLM expansion if present, else the rule text
+    features = record.feature_text.get(lang) or _feature_sentences(lesions, frame, lang)
+    if features:
+        steps.append(features)
+    # 5. diagnostic conclusion
+    steps.append(conclusion(record, lang, [les.label for les in lesions], absent))
+    return '\n'.join(steps)
+
+
+def _feature_sentences(lesions: List[LesionSummary], frame: Optional[AnatomyFrame], lang: str) -> str:
+    p = PHRASES[lang]
     features = []
     for les in lesions:
         frac = f'{les.area_frac:.1%}'
@@ -236,11 +246,14 @@ def cognitive_chain(record: FundusGenRecord, lang: str = 'en', *, grounded: Opti
             features.append(p['feature'].format(name=name, frac=frac, largest=largest, hours=_hours(les.positions, p)))
         else:
             features.append(p['feature_image'].format(name=name, frac=frac))
-    if features:
-        steps.append((' ' if lang == 'en' else '').join(features))
-    # 5. diagnostic conclusion
-    steps.append(conclusion(record, lang, [les.label for les in lesions], absent))
-    return '\n'.join(steps)
+    return (' ' if lang == 'en' else '').join(features)
+
+
+def feature_text(record: FundusGenRecord, lang: str = 'en') -> str:
+    """Rule-based fine-grained features (step 4): area share, size of the largest region in DD and
+    clock hours of each lesion class (``''`` when no lesion is located)."""
+    frame = frame_of(record)
+    return _feature_sentences(summarise_lesions(record, frame), frame, lang)
 
 
 def conclusion(record: FundusGenRecord, lang: str, present_lesions: List[str], absent_lesions: List[str]) -> str:

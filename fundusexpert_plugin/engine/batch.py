@@ -1,0 +1,181 @@
+"""Batch runs of Fundus-Engine over thousands of photographs: streamed, sharded, resumable.
+
+Per shard ``i`` of ``n`` (``--shard i/n``, or torchrun's ``RANK``/``WORLD_SIZE``), in ``out_dir``:
+
+* ``records-{i}-of-{n}.jsonl``: one FundusGen record per processed photograph, flushed and fsynced
+  as it is written;
+* ``skipped-{i}-of-{n}.jsonl``: ``{"image", "reason"}`` per photograph that could not be used;
+* ``summary-{i}-of-{n}.json``: counts (written at the end of the run).
+
+Photographs are listed in a fixed order (sorted relative paths) and split round-robin, so each shard
+always gets the same images. A rerun of the same command skips every photograph already present in
+either file and drops a half-written last line left by a kill, so an interrupted-then-resumed run
+writes exactly what an uninterrupted run writes. :func:`merge_shards` joins the shards into
+``records.jsonl`` (sorted by record id, each id once).
+"""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple
+
+from ..record import FundusDataError, parse_record
+from .images import ImageSkip, load_image, shard
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class RunSummary:
+    """Counts of one shard's run.
+
+    Attributes:
+        shard: ``'i/n'``. images: photographs in this shard. written: records written by this call.
+        resumed: photographs found done from an earlier call. skipped: reason -> count (this call).
+        no_optic_disc: records written without an optic disc. converted: records whose image was
+            converted (mode, bit depth, EXIF rotation). findings: finding id -> boxes written.
+    """
+
+    shard: str
+    images: int = 0
+    written: int = 0
+    resumed: int = 0
+    skipped: Dict[str, int] = field(default_factory=dict)
+    no_optic_disc: int = 0
+    converted: int = 0
+    findings: Dict[str, int] = field(default_factory=dict)
+
+
+def shard_from_env(spec: Optional[str] = None) -> Tuple[int, int]:
+    """``'i/n'`` -> ``(i, n)``; without a spec, torchrun's ``RANK``/``WORLD_SIZE`` (default ``0/1``).
+
+    Raises:
+        ValueError: a malformed spec or ``i >= n``.
+    """
+    if spec:
+        try:
+            index, count = (int(v) for v in spec.split('/'))
+        except ValueError:
+            raise ValueError(f'--shard {spec!r}: expected i/n, e.g. 0/4') from None
+    else:
+        index, count = int(os.environ.get('RANK', 0)), int(os.environ.get('WORLD_SIZE', 1))
+    if not 0 <= index < count:
+        raise ValueError(f'shard {index}/{count}: need 0 <= i < n')
+    return index, count
+
+
+def image_key(path: Path, root: Optional[Path]) -> str:
+    """Stable id of a photograph: its path relative to ``root`` without suffix (``'a/0001'``)."""
+    rel = path.relative_to(root) if root is not None and path.is_relative_to(root) else Path(path.name)
+    return rel.with_suffix('').as_posix()
+
+
+def _read_done(path: Path, key: str) -> List[str]:
+    """Keys of complete lines; a truncated last line (killed mid-write) is cut off the file."""
+    if not path.exists():
+        return []
+    raw = path.read_bytes()
+    good_end = raw.rfind(b'\n') + 1
+    if good_end != len(raw):
+        logger.warning('%s: dropping a half-written last line (%d bytes) from an interrupted run',
+                       path, len(raw) - good_end)
+        with path.open('r+b') as fh:
+            fh.truncate(good_end)
+    return [json.loads(line)[key] for line in raw[:good_end].decode('utf-8').splitlines() if line.strip()]
+
+
+def _append(fh, obj: dict) -> None:
+    fh.write(json.dumps(obj, ensure_ascii=False) + '\n')
+    fh.flush()
+    os.fsync(fh.fileno())
+
+
+def run_engine(engine, images: Sequence[Path], out_dir: Path | str, *, shard_spec: Tuple[int, int] = (0, 1),
+               image_root: Optional[Path] = None, progress: bool = True) -> RunSummary:
+    """Process this shard's photographs, appending to the shard files (resumes a previous call).
+
+    Args:
+        engine: a :class:`.pipeline.FundusEngine`.
+        images: every photograph of the job, in the job's order (the shard is taken here).
+        out_dir: output folder (created).
+        shard_spec: ``(i, n)``.
+        image_root: folder the record ids are relative to (default: ids are file stems).
+        progress: show a tqdm bar.
+
+    Returns:
+        The :class:`RunSummary`, also written to ``summary-{i}-of-{n}.json``.
+
+    Raises:
+        FundusDataError: the detector produced a record that fails validation.
+    """
+    from tqdm import tqdm
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    index, count = shard_spec
+    tag = f'{index}-of-{count}'
+    mine = shard(list(images), index, count)
+    records_path, skipped_path = out / f'records-{tag}.jsonl', out / f'skipped-{tag}.jsonl'
+    done = set(_read_done(records_path, 'record_id')) | set(_read_done(skipped_path, 'image_key'))
+    summary = RunSummary(shard=f'{index}/{count}', images=len(mine))
+    keys = [image_key(Path(p), image_root) for p in mine]
+    if len(set(keys)) != len(keys):
+        dupes = sorted({k for k in keys if keys.count(k) > 1})[:5]
+        raise FundusDataError(f'two photographs share a record id (path without suffix): {dupes}')
+    with records_path.open('a', encoding='utf-8') as rec_fh, skipped_path.open('a', encoding='utf-8') as skip_fh:
+        for path, key in tqdm(list(zip(mine, keys)), desc=f'Fundus-Engine shard {summary.shard}', disable=not progress):
+            if key in done:
+                summary.resumed += 1
+                continue
+            try:
+                image = load_image(path)
+            except ImageSkip as exc:
+                reason = str(exc).split(': ', 1)[-1]
+                category = reason.split(' (')[0]
+                summary.skipped[category] = summary.skipped.get(category, 0) + 1
+                _append(skip_fh, {'image_key': key, 'image': str(path), 'reason': reason})
+                logger.warning('skipped %s: %s', path, reason)
+                continue
+            record = engine.process(path, out_dir=out, record_id=key, image=image)
+            _append(rec_fh, json.loads(record.model_dump_json()))
+            summary.written += 1
+            summary.converted += bool(image.conversion)
+            summary.no_optic_disc += not record.boxes('optic_disc')
+            for f in record.findings:
+                summary.findings[f.label] = summary.findings.get(f.label, 0) + 1
+    (out / f'summary-{tag}.json').write_text(json.dumps(asdict(summary), indent=2) + '\n')
+    logger.info('shard %s: %d written, %d resumed, %d skipped %s, %d without optic disc', summary.shard,
+                summary.written, summary.resumed, sum(summary.skipped.values()), summary.skipped,
+                summary.no_optic_disc)
+    return summary
+
+
+def merge_shards(out_dir: Path | str) -> Path:
+    """Join ``records-*-of-*.jsonl`` into ``records.jsonl``: sorted by record id, each id once
+    (the first shard file in name order wins a duplicate, which the log reports).
+
+    Raises:
+        FileNotFoundError: no shard file in ``out_dir``.
+    """
+    out = Path(out_dir)
+    files = sorted(out.glob('records-*-of-*.jsonl'))
+    if not files:
+        raise FileNotFoundError(f'{out}: no records-*-of-*.jsonl shard files')
+    by_id: Dict[str, str] = {}
+    duplicates = 0
+    for f in files:
+        for line_no, line in enumerate(f.read_text(encoding='utf-8').splitlines(), 1):
+            if not line.strip():
+                continue
+            rid = parse_record(json.loads(line), where=f'{f}:{line_no}').record_id
+            if rid in by_id:
+                duplicates += 1
+                continue
+            by_id[rid] = line
+    if duplicates:
+        logger.warning('merge: %d duplicate record ids dropped', duplicates)
+    merged = out / 'records.jsonl'
+    merged.write_text(''.join(by_id[k] + '\n' for k in sorted(by_id)), encoding='utf-8')
+    return merged

@@ -1,0 +1,109 @@
+"""FundusEngine on one photograph, and batch runs: resume, shards, merge, summary."""
+import json
+
+import pytest
+from PIL import Image
+
+from fundusexpert_plugin.build import build_fundusgen
+from fundusexpert_plugin.engine import FundusEngine
+from fundusexpert_plugin.engine.batch import merge_shards, run_engine, shard_from_env
+from fundusexpert_plugin.engine.detect import Detection
+from fundusexpert_plugin.engine.images import list_images
+from fundusexpert_plugin.record import read_records
+from fundusexpert_plugin.sample import SAMPLE_DIR
+
+from .fake_detector import FakeDetector
+
+
+@pytest.fixture
+def photos(tmp_path):
+    folder = tmp_path / 'photos'
+    folder.mkdir()
+    for i in range(5):
+        Image.new('RGB', (100, 80), (40 * i, 20, 10)).save(folder / f'{i:02d}.jpg')
+    Image.new('L', (100, 80), 90).save(folder / '05_grey.png')
+    (folder / '06_broken.jpg').write_bytes(b'\xff\xd8 broken')
+    return folder
+
+
+def test_process_writes_detector_findings_with_provenance(photos, tmp_path):
+    engine = FundusEngine(FakeDetector(extra=[Detection('optic_disc', (60, 10, 70, 20), 0.4),
+                                              Detection('haemorrhages', (200, 10, 300, 20), 0.9)]),
+                          detector_name='fake')
+    rec = engine.process(photos / '00.jpg', out_dir=tmp_path / 'out')
+    # second (lower-scored) disc dropped; the haemorrhage outside the 100 px wide image clipped to nothing
+    assert [f.label for f in rec.findings] == ['optic_disc', 'hard_exudates']
+    assert rec.findings[0].box_px == (10.0, 32.0, 25.0, 48.0) and rec.findings[0].source == 'detector'
+    assert rec.findings[0].score == 0.9
+    assert rec.laterality == 'left' and rec.laterality_source == 'optic_disc_position'
+    assert rec.provenance.stages['localization'] == 'fake' and rec.provenance.annotated_labels == []
+    assert rec.image == '../photos/00.jpg'
+
+
+def test_converted_image_is_copied_without_metadata(photos, tmp_path):
+    rec = FundusEngine(FakeDetector()).process(photos / '05_grey.png', out_dir=tmp_path / 'out')
+    copy = tmp_path / 'out' / rec.image
+    assert rec.image == 'images/05_grey.png' and rec.provenance.stages['image'] == 'L->RGB'
+    with Image.open(copy) as im:
+        assert im.mode == 'RGB' and not im.getexif() and im.size == (100, 80)
+
+
+def test_no_optic_disc_keeps_record_without_laterality(photos, tmp_path):
+    class NoDisc(FakeDetector):
+        def predict(self, bgr):
+            return [d for d in super().predict(bgr) if d.label_id != 'optic_disc']
+    rec = FundusEngine(NoDisc()).process(photos / '01.jpg', out_dir=tmp_path / 'out')
+    assert rec.laterality is None and rec.boxes('optic_disc') == []
+
+
+def _lines(path):
+    return path.read_text().splitlines()
+
+
+def test_killed_run_resumes_to_the_uninterrupted_output(photos, tmp_path):
+    images = list_images(photos)
+    full = run_engine(FundusEngine(FakeDetector()), images, tmp_path / 'full', image_root=photos, progress=False)
+    assert (full.written, full.skipped, full.converted) == (6, {'unreadable or truncated image': 1}, 1)
+    with pytest.raises(KeyboardInterrupt):
+        run_engine(FundusEngine(FakeDetector(stop_after=3)), images, tmp_path / 'cut', image_root=photos,
+                   progress=False)
+    with (tmp_path / 'cut' / 'records-0-of-1.jsonl').open('a') as fh:
+        fh.write('{"record_id": "half-writ')                     # a kill in the middle of a write
+    resumed = run_engine(FundusEngine(FakeDetector()), images, tmp_path / 'cut', image_root=photos, progress=False)
+    assert resumed.resumed == 3 and resumed.written == 3
+    for name in ('records-0-of-1.jsonl', 'skipped-0-of-1.jsonl'):
+        assert _lines(tmp_path / 'cut' / name) == _lines(tmp_path / 'full' / name)
+    again = run_engine(FundusEngine(FakeDetector()), images, tmp_path / 'cut', image_root=photos, progress=False)
+    assert again.written == 0 and again.resumed == 7             # nothing duplicated
+
+
+def test_shards_split_the_folder_and_merge_back(photos, tmp_path):
+    images = list_images(photos)
+    single = run_engine(FundusEngine(FakeDetector()), images, tmp_path / 'one', image_root=photos, progress=False)
+    for i in range(3):
+        run_engine(FundusEngine(FakeDetector()), images, tmp_path / 'three', shard_spec=(i, 3), image_root=photos,
+                   progress=False)
+    assert merge_shards(tmp_path / 'three').read_text() == merge_shards(tmp_path / 'one').read_text()
+    assert single.written == len(_lines(tmp_path / 'one' / 'records.jsonl')) == 6
+
+
+def test_shard_spec_from_flag_or_torchrun(monkeypatch):
+    assert shard_from_env('1/4') == (1, 4)
+    monkeypatch.setenv('RANK', '2')
+    monkeypatch.setenv('WORLD_SIZE', '3')
+    assert shard_from_env(None) == (2, 3)
+    with pytest.raises(ValueError, match='expected i/n'):
+        shard_from_env('2-3')
+
+
+def test_engine_records_feed_the_builder(tmp_path):
+    """Real sample photographs -> engine (fake detector) -> records -> FundusGen task files."""
+    images = sorted((SAMPLE_DIR / 'images').glob('00*.jpg'))[:3]
+    run_engine(FundusEngine(FakeDetector()), images, tmp_path / 'eng', image_root=SAMPLE_DIR / 'images', progress=False)
+    path = merge_shards(tmp_path / 'eng')
+    records = list(read_records(path))
+    summary = build_fundusgen(records, tmp_path / 'fg', image_dir=path.parent, languages=['en'])
+    assert summary.records_used == 3
+    row = json.loads(_lines(tmp_path / 'fg' / 'grounded_report.jsonl')[0])
+    assert row['objects']['ref'][0] == 'optic disc'
+    assert 'No haemorrhages' not in row['messages'][1]['content']   # a detector miss is not an absence
