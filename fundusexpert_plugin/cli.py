@@ -12,13 +12,17 @@ import logging
 import sys
 from typing import List, Optional
 
-#: subcommand -> (module, one-line help)
+#: subcommand -> (module, one-line help[, add_arguments name, run name])
 SUBCOMMANDS = {
     'demo': ('fundusexpert_plugin.demo', 'sample -> FundusGen -> swift sft -> swift infer -> scored summary'),
     'build': ('fundusexpert_plugin.build_cli', 'build FundusGen task files from records (or the bundled sample)'),
     'convert': ('fundusexpert_plugin.convert', 'public dataset layouts -> FundusGen records jsonl'),
     'make-tiny-model': ('fundusexpert_plugin.tiny_models', 'build a tiny random Qwen2.5-VL or InternVL offline'),
     'eval': ('fundusexpert_plugin.eval.cli', 'score a swift infer result jsonl (MCQ, grounding, consistency)'),
+    'mcq-rows': ('fundusexpert_plugin.eval.cli', 'GMAI-MMBench / Fundus-MMBench TSV -> swift rows + meta',
+                 'add_tsv_rows_arguments', 'run_tsv_rows'),
+    'mcq-export': ('fundusexpert_plugin.eval.cli', 'FundusGen MCQ rows -> TSV for VLMEvalKit',
+                   'add_export_arguments', 'run_export'),
     'train-detector': ('fundusexpert_plugin.engine.train_detector', 'train an MMDetection fundus detector'),
     'engine': ('fundusexpert_plugin.engine.cli', 'run Fundus-Engine over a folder of photographs'),
     'plugin-path': ('fundusexpert_plugin.cli', 'print the file to pass to swift --external_plugins'),
@@ -44,7 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog='fundusexpert', description=__doc__.splitlines()[0])
     parser.add_argument('-v', '--verbose', action='store_true', help='debug logging')
     sub = parser.add_subparsers(dest='command', required=True)
-    for name, (module, help_text) in SUBCOMMANDS.items():
+    for name, (module, help_text, *names) in SUBCOMMANDS.items():
         if not _available(module):
             continue
         p = sub.add_parser(name, help=help_text, description=help_text)
@@ -53,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         elif name == 'system-prompt':
             _system_prompt_args(p)
         else:
-            importlib.import_module(module).add_arguments(p)
+            getattr(importlib.import_module(module), names[0] if names else 'add_arguments')(p)
     return parser
 
 
@@ -70,8 +74,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         from .swift_plugin.system_prompt import SYSTEM_PROMPTS
         print(SYSTEM_PROMPTS[args.lang])
         return 0
-    module = importlib.import_module(SUBCOMMANDS[args.command][0])
-    return int(module.run(args) or 0)
+    module, _, *names = SUBCOMMANDS[args.command]
+    return int(getattr(importlib.import_module(module), names[1] if names else 'run')(args) or 0)
 
 
 if __name__ == '__main__':

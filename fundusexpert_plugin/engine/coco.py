@@ -13,7 +13,7 @@ Formats:
       .jpg .jpeg .png .tif .tiff .bmp) in the images folder, matched by stem. An image without a
       label file has no objects. Image sizes are read from the file headers (Pillow).
     * ``coco``: a COCO detection json; ``file_name`` relative to the images folder.
-    * ``codras``: the ``annotations.jsonl`` of /work/shared/data/idrid_codras: per line ``image``
+    * ``codras``: the ``annotations.jsonl`` of the bundled sample (CODRAS boxes of IDRiD photographs): per line ``image``
       (relative to the images root, default the jsonl's folder), ``width``, ``height`` and
       ``annotations: [{label, bbox_xyxy}]`` in absolute pixels.
 """
@@ -206,7 +206,8 @@ def read_codras(jsonl_path, images_root=None, classes: Optional[Sequence[str]] =
             labels.append(resolve_finding(ann['label'], where=f'{where}: annotations[{k}].label'))
             boxes.append(check_box_px(ann['bbox_xyxy'], width, height,
                                       where=f'{where}: annotations[{k}].bbox_xyxy'))
-        samples.append(DetectionSample(found.relative_to(root).as_posix(), width, height,
+        name = found.relative_to(root).as_posix() if found.is_relative_to(root) else str(found)
+        samples.append(DetectionSample(name, width, height,
                                        tuple(labels), tuple(boxes)))
     return _finish(root, samples, str(path), Counter(), classes)
 

@@ -7,7 +7,7 @@ registers a stand-in ``mmcv._ext`` whose ops the usual detectors call (``nms``, 
 ``roi_align_forward``/``roi_align_backward``) are implemented with ``torchvision.ops``; any other op
 raises ``NotImplementedError`` when called. With full mmcv installed it does nothing.
 
-Source: ours; verified in /work/shared/notes/mmdet-cpu.md (RetinaNet, FCOS, ATSS, GFL, RTMDet,
+Source: ours; verified on CPU (RetinaNet, FCOS, ATSS, GFL, RTMDet,
 YOLOX, Faster/Mask R-CNN, DETR, DINO build and run; NMS equal to compiled mmcv, RoIAlign backward to
 ~5e-6). DCN/TOOD models still fail (no deformable convolution op here).
 

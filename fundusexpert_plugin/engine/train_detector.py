@@ -5,7 +5,7 @@ config (``configs/rtmdet-tiny_idrid-lesions.py``: one ``_base_`` level over the 
 the mmdet wheel) -> mmengine ``Runner`` training (seeded) -> slim checkpoint
 ``{'state_dict', 'meta': {'dataset_meta': {'classes'}}}`` that ``torch.load(weights_only=True)`` and
 ``init_detector`` read (mmengine's own checkpoints hold HistoryBuffer objects that torch >= 2.6
-refuses; /work/shared/notes/mmdet-cpu.md) -> merged config dumped next to it -> COCO evaluation of
+refuses) -> merged config dumped next to it -> COCO evaluation of
 the shipped files on the validation images.
 
 Files written in ``work_dir``: ``train.json``, ``val.json`` (COCO), ``<config stem>.py`` (merged

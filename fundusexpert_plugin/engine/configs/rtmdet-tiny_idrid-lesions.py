@@ -17,7 +17,7 @@
 #     unrealistic, and the caches cost memory on 4288x2848 inputs;
 #   * iteration-based schedule (linear warm-up then cosine), no EMA, no pipeline switch;
 #   * test_cfg with 1,000 pre-NMS boxes (base: 30,000) and 100 per image: the base values make
-#     CPU inference and sliced inference slow (see /work/shared/notes/mmdet-cpu.md).
+#     CPU inference and sliced inference slow.
 _base_ = 'mmdet::rtmdet/rtmdet_tiny_8xb32-300e_coco.py'
 
 classes = ('optic_disc', 'hard_exudates', 'haemorrhages')
