@@ -53,14 +53,44 @@ def read_jsonl(path: str) -> List[dict]:
     return rows
 
 
+#: FundusGen task kind -> scorer (a FundusGen task file can serve as ``--meta``)
+FUNDUSGEN_KIND_TO_TASK = {'region_detection': 'grounding', 'grounded_report': 'report', 'report': 'report',
+                          'diagnosis': 'report', 'mcq': 'mcq'}
+
+
+def meta_from_fundusgen_row(row: dict) -> dict:
+    """Meta record of a FundusGen row (``kind``, ``task``, ``answer_letter``, ``positives``,
+    ``negatives``): scorer from :data:`FUNDUSGEN_KIND_TO_TASK`, category = the task name, positives and
+    negatives restricted to lesion classes (anatomy is not a finding to be consistent about). Kinds without a
+    scorer here (region identification, grading, data-only tasks) are left to content inference."""
+    from .. import vocab
+    lesions = [f for f in vocab.FINDINGS if vocab.FINDINGS[f].kind == 'lesion']   # consistency is about lesions
+    meta = {'category': row.get('task'),
+            'positives': [f for f in row.get('positives', []) if f in lesions],
+            'negatives': [f for f in row.get('negatives', []) if f in lesions]}
+    task = FUNDUSGEN_KIND_TO_TASK.get(row.get('kind'))
+    if task is not None:
+        meta['task'] = task
+    if row.get('answer_letter'):
+        meta['answer'] = row['answer_letter']
+    return meta
+
+
 def load_meta(path: str) -> Dict[int, dict]:
     """``--meta`` side file -> ``{row index: record}``.
 
+    Either every record has ``index`` (the 0-based row number of the result file), or the file is a
+    FundusGen task file (rows with ``kind``, in the order ``swift infer`` read them), converted with
+    :func:`meta_from_fundusgen_row`.
+
     Raises:
-        ValueError: a record has no integer ``index`` or repeats one.
+        ValueError: a record has no integer ``index`` (and the file is not FundusGen rows) or repeats one.
     """
+    records = read_jsonl(path)
+    if records and all('kind' in rec and 'messages' in rec for rec in records):
+        return {i: meta_from_fundusgen_row(rec) for i, rec in enumerate(records)}
     out: Dict[int, dict] = {}
-    for number, rec in enumerate(read_jsonl(path), start=1):
+    for number, rec in enumerate(records, start=1):
         index = rec.get('index')
         if not isinstance(index, int) or isinstance(index, bool):
             raise ValueError(f'{path}: record {number}: `index` must be the 0-based row number, got {index!r}')

@@ -1,0 +1,45 @@
+"""A FundusGen task file serves as --meta for `fundusexpert eval` (same row order as swift infer)."""
+import json
+
+from fundusexpert_plugin.build import build_sample
+from fundusexpert_plugin.cli import main
+
+
+def _as_infer_result(rows, responses):
+    out = []
+    for row, response in zip(rows, responses):
+        messages = row['messages'][:-1] + [{'role': 'assistant', 'content': response}]
+        out.append({'response': response, 'labels': row['messages'][-1]['content'], 'messages': messages,
+                    'images': [{'bytes': None, 'path': row['images'][0]}], 'objects': row.get('objects')})
+    return out
+
+
+def test_mcq_and_report_rows_scored_with_fundusgen_meta(tmp_path, monkeypatch):
+    build_sample(tmp_path / 'fg', languages=['en'])
+    heldout = tmp_path / 'fg' / 'heldout'
+    monkeypatch.chdir(heldout)                         # row image paths are relative to the folder
+    mcq = [json.loads(line) for line in (heldout / 'mcq.jsonl').read_text().splitlines()]
+    # first row answered right, the rest answered with a letter that is never the answer ('E')
+    responses = [mcq[0]['answer_letter']] + ['E'] * (len(mcq) - 1)
+    result = tmp_path / 'mcq_result.jsonl'
+    result.write_text(''.join(json.dumps(r) + '\n' for r in _as_infer_result(mcq, responses)))
+    assert main(['eval', '--result', str(result), '--meta', str(heldout / 'mcq.jsonl'),
+                 '--out', str(tmp_path / 'out_mcq')]) == 0
+    metrics = json.loads((tmp_path / 'out_mcq' / 'metrics.json').read_text())
+    # 7 held-out items (EN), one right: strict = lenient = round(1 / 7, 3) = 0.143, category = the task
+    assert len(mcq) == 7 and metrics['mcq']['n'] == 7
+    assert metrics['mcq']['strict'] == {'overall': 0.143, 'per_category': {'mcq': 0.143}}
+
+    reports = [json.loads(line) for line in (heldout / 'report.jsonl').read_text().splitlines()]
+    result = tmp_path / 'report_result.jsonl'
+    # the reference report itself as the response: every finding stated as labelled
+    result.write_text(''.join(json.dumps(r) + '\n' for r in
+                              _as_infer_result(reports, [r['messages'][-1]['content'] for r in reports])))
+    assert main(['eval', '--result', str(result), '--meta', str(heldout / 'report.jsonl'),
+                 '--out', str(tmp_path / 'out_rep')]) == 0
+    metrics = json.loads((tmp_path / 'out_rep' / 'metrics.json').read_text())
+    assert (tmp_path / 'out_rep' / 'report.html').exists()
+    # held-out 0005, 0014: EX+HE present (2/2 each); 0049: EX present, HE stated absent (2/2);
+    # 0015: EX and HE both stated absent (2/2) -> 8/8
+    assert metrics['consistency']['score_sum'] == 8 and metrics['consistency']['total_sum'] == 8
+    assert metrics['consistency']['pooled'] == 1.0 and metrics['notes'] == []
