@@ -6,7 +6,7 @@ rows -> a summary: the training loss curve and the parsed boxes scored against t
 (IoU). The numbers are whatever the tiny model reaches; nothing is tuned to look good.
 
 Outputs in ``--work-dir``: ``fundusgen/``, ``model/``, ``sft/``, ``infer/result.jsonl``,
-``loss_curve.png``, ``summary.json`` and ``summary.md``.
+``loss_curve.png``, ``eval/`` (metrics.json, report.html), ``summary.json`` and ``summary.md``.
 """
 from __future__ import annotations
 
@@ -123,35 +123,22 @@ def plot_loss(history: List[Dict[str, float]], out_png: Path) -> Path:
     return out_png
 
 
-def score_detection(result_path: Path, family: str) -> dict:
-    """Parse predicted boxes from a swift infer result and score them against ``objects``.
+def score_heldout(result_path: Path, meta_path: Path, out_dir: Path) -> dict:
+    """Score a ``swift infer`` result with the evaluation suite (:mod:`.eval`), the FundusGen task
+    file as meta; writes ``metrics.json``, ``samples.jsonl`` and ``report.html`` to ``out_dir``.
 
     Returns:
-        ``{'rows', 'rows_with_boxes', 'metrics'}``: ``metrics`` from
-        :func:`eval.grounding.grounding_metrics` (per-class and overall IoU, Acc@0.5, P/R, COCO AP).
+        ``{'rows', 'rows_with_boxes', 'metrics'}``: ``metrics`` is the grounding block of metrics.json
+        (per-class and overall best-match IoU, Acc@0.5, P/R@0.5, COCO AP).
     """
-    from PIL import Image
-
-    from .eval.grounding import GroundingSample, grounding_metrics
-    from .eval.parse import LabeledBox, canonical_label, parse_boxes, qwen_resized_size
-    samples, with_boxes, rows = [], 0, 0
-    for line in result_path.read_text(encoding='utf-8').splitlines():
-        if not line.strip():
-            continue
-        row = json.loads(line)
-        rows += 1
-        image = row['images'][0]
-        with Image.open(image['path'] if isinstance(image, dict) else image) as im:
-            width, height = im.size
-        resized = qwen_resized_size(width, height, max_pixels=MAX_PIXELS) if family == 'qwen2_5_vl' else None
-        pred = parse_boxes(row.get('response') or '', width, height, resized_size=resized)
-        with_boxes += bool(pred)
-        objects = row.get('objects') or {}
-        refs, bboxes = objects.get('ref') or [], objects.get('bbox') or []
-        label = canonical_label(refs[0]) if refs else ''
-        gt = [LabeledBox(label, tuple(b)) for b in bboxes]
-        samples.append(GroundingSample(gt=gt, pred=pred, width=width, height=height))
-    return {'rows': rows, 'rows_with_boxes': with_boxes, 'metrics': grounding_metrics(samples)}
+    from .eval.report import EvalOptions, evaluate_rows, write_outputs
+    from .eval.results import load_meta, read_jsonl
+    rows = read_jsonl(str(result_path))
+    metrics, samples = evaluate_rows(rows, load_meta(str(meta_path)), options=EvalOptions(max_pixels=MAX_PIXELS))
+    write_outputs(str(out_dir), metrics, samples)
+    with_boxes = sum(1 for s in samples if s.get('pred'))
+    return {'rows': len(rows), 'rows_with_boxes': with_boxes, 'metrics': metrics['grounding'] or {},
+            'report_html': str(out_dir / 'report.html')}
 
 
 def run_demo(work_dir: Path, *, family: str = 'qwen2_5_vl', steps: int = 40, seed: int = 0) -> dict:
@@ -187,7 +174,7 @@ def run_demo(work_dir: Path, *, family: str = 'qwen2_5_vl', steps: int = 40, see
     timings['infer_s'] = time.time() - t0
     history = loss_history(checkpoint)
     plot_loss(history, work_dir / 'loss_curve.png')
-    scores = score_detection(result, family)
+    scores = score_heldout(result, work_dir / 'fundusgen' / 'heldout' / 'region_detection.jsonl', work_dir / 'eval')
     summary = {
         'family': family, 'steps': steps, 'seed': seed, 'checkpoint': str(checkpoint),
         'fundusgen_rows': {split: s.rows_per_task for split, s in summaries.items()},
@@ -212,6 +199,7 @@ def format_summary(summary: dict) -> str:
         f"Training loss: first {summary['loss_first']:.3f} -> last {summary['loss_last']:.3f} (curve: loss_curve.png)",
         f"Held-out region detection: {det['rows']} rows, {det['rows_with_boxes']} responses with a parsable box",
         f"  overall: {json.dumps(overall)}",
+        f"  report with images and boxes: {det['report_html']}",
     ]
     for label, m in sorted(det['metrics'].get('per_class', {}).items()):
         lines.append(f'  {label}: {json.dumps(m)}')
