@@ -63,6 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Optional[List[str]] = None) -> int:
     """Entry point of the ``fundusexpert`` console script."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:2] == ['engine', 'ray']:  # its own parser (python -m fundusexpert_plugin.engine.cluster)
+        from .engine.cluster import main as ray_main
+        return ray_main(argv[2:])
     args = build_parser().parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format='%(levelname)s %(name)s: %(message)s')

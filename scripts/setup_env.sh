@@ -15,7 +15,7 @@ fi
 python -m pip install -q --upgrade pip
 # torch/torchvision first: these versions run on CPU (a CUDA build that falls back to the CPU).
 python -m pip install -q torch==2.14.1 torchvision==0.29.1
-python -m pip install -q -e '.[test]'
+python -m pip install -q -e '.[test,cluster]' 'ray[data]==2.60.0'
 # mmengine pulls the GUI build of OpenCV; keep the headless one importable on machines without libGL.
 python -m pip install -q --force-reinstall --no-deps "opencv-python-headless==$(python -c 'import importlib.metadata as m; print(m.version("opencv-python-headless"))')"
 python -m pip check || true

@@ -37,6 +37,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     run.add_argument('--source-dataset', default='unlabelled photographs')
     run.add_argument('--licence', default="see the photographs' terms")
     run.add_argument('--no-progress', action='store_true')
+    ray = sub.add_parser('ray', help='the same over a Ray cluster (optional `cluster` extra); '
+                                     '`fundusexpert engine ray --help` lists its options', add_help=False)
+    ray.add_argument('ray_args', nargs=argparse.REMAINDER)
     merge = sub.add_parser('merge', help='join the shard files of an output folder into records.jsonl')
     merge.add_argument('--out', type=Path, required=True)
 
@@ -66,6 +69,9 @@ def run(args: argparse.Namespace) -> int:
     if args.engine_command == 'merge':
         print(merge_shards(args.out))
         return 0
+    if args.engine_command == 'ray':
+        from .cluster import main as ray_main
+        return ray_main(args.ray_args)
     from .detect import Detector
     from .expand import MLLMDescriber, RuleDescriber, openai_chat
     from .images import list_images

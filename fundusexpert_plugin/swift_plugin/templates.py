@@ -1,4 +1,5 @@
-"""Cognitive-chain chat templates for ms-swift: ``fundusexpert_qwen2_5_vl`` and ``fundusexpert_internvl``.
+"""Cognitive-chain chat templates for ms-swift: ``fundusexpert_qwen2_5_vl``, ``fundusexpert_internvl``
+(HF-native InternVL) and ``fundusexpert_internvl2_5`` (remote-code InternVL2.5, the paper's base).
 
 Both carry the FundusExpert system prompt (English by default, see :mod:`.system_prompt`) and keep
 the cognitive chain as plain assistant text. Boxes arrive as ms-swift ``objects`` in original-image
@@ -12,6 +13,9 @@ pixels and each family renders its own convention:
   image, ``int(v / W * 1000)`` clipped to 999 (:func:`geometry.to_grid999`; ms-swift's own
   ``norm1000`` rounds and can give 1000). Consecutive boxes of one reference are merged into one
   ``<box>`` tag, as in the paper's examples.
+* ``fundusexpert_internvl2_5`` (remote-code InternVL2.5 / ``internvl_chat`` checkpoints such as
+  OpenGVLab/InternVL2_5-8B): the same text and grid as ``fundusexpert_internvl`` on swift's
+  ``internvl2_5`` template (tiles from ``MAX_NUM`` / ``INPUT_SIZE``).
 """
 from __future__ import annotations
 
@@ -19,7 +23,7 @@ import re
 from typing import List, Tuple
 
 from swift.template import register_template
-from swift.template.templates.internvl import InternvlhfTemplate
+from swift.template.templates.internvl import Internvl2Template, InternvlhfTemplate
 from swift.template.templates.qwen import Qwen2_5VLTemplate, QwenTemplateMeta
 from swift.template.templates.utils import ChatmlTemplateMeta
 
@@ -28,6 +32,7 @@ from fundusexpert_plugin.swift_plugin.system_prompt import DEFAULT_SYSTEM
 
 QWEN_TEMPLATE = 'fundusexpert_qwen2_5_vl'
 INTERNVL_TEMPLATE = 'fundusexpert_internvl'
+INTERNVL2_5_TEMPLATE = 'fundusexpert_internvl2_5'
 _BOX = re.compile(r'^<box>\[(\[[^\]]*\](?:, \[[^\]]*\])*)\]</box>$')
 
 
@@ -35,8 +40,11 @@ class FundusQwen2_5VLTemplate(Qwen2_5VLTemplate):
     """Qwen2.5-VL template with the FundusExpert system prompt (boxes in resized-image pixels)."""
 
 
-class FundusInternVLTemplate(InternvlhfTemplate):
-    """HF-native InternVL template writing boxes on the paper's 0-999 grid."""
+class Grid999Mixin:
+    """Boxes on the paper's 0-999 grid, consecutive boxes of one reference merged into one tag.
+
+    For the InternVL templates, whose ``replace_bbox`` writes ``<box>[[x1, y1, x2, y2]]</box>``.
+    """
 
     def normalize_bbox(self, inputs) -> None:
         """Original-image pixels (or 0-1 for ``bbox_type='norm1'``) -> 0-999 grid, in place."""
@@ -56,6 +64,18 @@ class FundusInternVLTemplate(InternvlhfTemplate):
     def _pre_tokenize(self, context_list, loss_scale_list, inputs) -> Tuple[List, List[float]]:
         res, res_loss_scale = super()._pre_tokenize(context_list, loss_scale_list, inputs)
         return merge_adjacent_boxes(res, res_loss_scale)
+
+
+class FundusInternVLTemplate(Grid999Mixin, InternvlhfTemplate):
+    """HF-native InternVL (``InternVLForConditionalGeneration``) writing boxes on the paper's 0-999 grid."""
+
+
+class FundusInternVL2_5Template(Grid999Mixin, Internvl2Template):
+    """Remote-code InternVL2.5 (``internvl_chat``, the paper's base model) on the paper's 0-999 grid.
+
+    Tiling as swift's ``internvl2_5`` template: environment ``MAX_NUM`` (tiles, paper 6) and
+    ``INPUT_SIZE`` (paper 448).
+    """
 
 
 def merge_adjacent_boxes(contexts: List, loss_scales: List[float]) -> Tuple[List, List[float]]:
@@ -83,3 +103,5 @@ def register(exist_ok: bool = False) -> None:
                                        template_cls=FundusQwen2_5VLTemplate), exist_ok=exist_ok)
     register_template(ChatmlTemplateMeta(INTERNVL_TEMPLATE, default_system=DEFAULT_SYSTEM,
                                          template_cls=FundusInternVLTemplate), exist_ok=exist_ok)
+    register_template(ChatmlTemplateMeta(INTERNVL2_5_TEMPLATE, default_system=DEFAULT_SYSTEM,
+                                         template_cls=FundusInternVL2_5Template), exist_ok=exist_ok)

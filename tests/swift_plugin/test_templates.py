@@ -86,3 +86,16 @@ def test_round_trip_pixels_text_pixels(swift_registered, tiny_qwen_dir, tiny_int
     for box, got in zip(boxes, parsed):
         for i, (v, w) in enumerate(zip(box, got.box_px)):
             assert abs(v - w) <= (tol_x if i % 2 == 0 else tol_y) + 1e-9, (box, got.box_px)
+
+
+@pytest.mark.parametrize('name', ['fundusexpert_internvl', 'fundusexpert_internvl2_5'])
+def test_both_internvl_templates_share_the_grid_rule(swift_registered, name):
+    from types import SimpleNamespace
+
+    from swift.template import TEMPLATE_MAPPING
+    cls = TEMPLATE_MAPPING[name].template_cls
+    inputs = SimpleNamespace(objects={'ref': ['optic disc'], 'bbox': [[166.25, 239.5, 316.0, 407.0], [1072, 712]],
+                                      'bbox_type': 'real', 'width': [1072], 'height': [712]})
+    cls.normalize_bbox(None, inputs)          # does not use the template's state
+    assert inputs.objects['bbox'] == [[155, 336, 294, 571], [999, 999]]
+    assert TEMPLATE_MAPPING[name].default_system == SYSTEM_PROMPTS['en']
