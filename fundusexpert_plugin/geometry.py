@@ -7,7 +7,7 @@ Spaces (every name in the library says which one it uses):
       ``masks_to_boxes`` where x2 is the last pixel).
     * ``box_grid``: ``(x1, y1, x2, y2)`` integers on the 0-999 grid of the **whole** original image
       (never a tile), ``int(v / W * 1000)`` clipped to 999. Source: FundusExpert / InternVL
-      grounding prompts ("normalised to an integer 0-999"; paper digest, Stage C). Note that
+      grounding prompts ("normalised to an integer 0-999"; official quick_start.py). Note that
       ms-swift's own ``norm1000`` rounds half-to-even and can give 1000; our InternVL template
       renders with this function instead.
     * ``box_resized``: integer pixels of the image after the Qwen2.5-VL processor resized it

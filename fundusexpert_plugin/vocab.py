@@ -5,7 +5,7 @@ snake_case id (``optic_disc``, ``hard_exudates`` ...) and asks this module for d
 
 Sources:
     * Finding terms follow the FundusExpert class vocabulary and the Fundus-MMBench category names
-      (paper digest §4.2, §6.1): optic disc, optic cup, microaneurysms, hard exudates, cotton-wool
+      (official code and Fundus-MMBench card): optic disc, optic cup, microaneurysms, hard exudates, cotton-wool
       spots, haemorrhages, plus the macula/fovea and drusen.
     * ICDR diabetic retinopathy severity scale (Wilkinson et al., Ophthalmology 2003): grades 0-4.
     * IDRiD risk of diabetic macular oedema (Porwal et al., Data 2018): grades 0-2.

@@ -12,7 +12,7 @@ Two backends behind one interface (:class:`Describer`):
   replaced by the rule-based text (``describe`` returns ``None``).
 
 Source: the paper's Stage D (MLLM-based semantic expansion) names neither the model nor the prompt;
-the prompt and the consistency rules here are ours (paper digest, Stage D "Filtering").
+the prompt and the consistency rules here are ours (the paper leaves MLLM-output filtering open).
 """
 from __future__ import annotations
 
@@ -182,7 +182,7 @@ def swift_engine_chat(model_dir: str, *, template: Optional[str] = None, max_new
     from swift import get_processor, get_template
     from swift.infer_engine import InferRequest, RequestConfig, TransformersEngine
     swift_template = None
-    if template is not None:  # a local directory often needs the template named (ms-swift notes A.2.1)
+    if template is not None:  # a local model directory needs --template named (ms-swift cannot pick one)
         swift_template = get_template(get_processor(model_dir, download_model=False), template_type=template)
     engine = TransformersEngine(model_dir, template=swift_template)
     config = RequestConfig(max_tokens=max_new_tokens, temperature=0)

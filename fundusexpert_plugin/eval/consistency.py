@@ -1,4 +1,4 @@
-"""Clinical consistency of a generated report against finding labels (paper digest §6.3).
+"""Clinical consistency of a generated report against finding labels (official src/eval/eval_open/generation/prompt_ref.txt).
 
 Definition (official ``src/eval/eval_open/generation/prompt_ref.txt``, EN and ZH):
 
@@ -7,7 +7,7 @@ Definition (official ``src/eval/eval_open/generation/prompt_ref.txt``, EN and ZH
   negative in the labels.
 
 So a missed positive and a false positive both cost Total only, and a negative finding the report
-does not mention is ignored. Worked example (digest §6.3): positives {MA, hard exudates}; the
+does not mention is ignored. Worked example (official prompt_ref.txt): positives {MA, hard exudates}; the
 report names hard exudates and six absent findings, all negative, and never mentions MA:
 Score = 1 + 6 = 7, Total = 2 + 6 = 8 -> 7/8.
 
@@ -20,7 +20,7 @@ Negatives: an explicit list makes only those findings negative (mentions of unla
 ignored); ``negatives=None`` is the closed world of the judge's vocabulary: every finding the judge
 knows that is not positive counts as negative (ours).
 
-Aggregation is not published (digest §10.9); :func:`aggregate` reports both the per-report mean of
+Aggregation is not published; :func:`aggregate` reports both the per-report mean of
 Score/Total and the pooled sum(Score)/sum(Total), labelled.
 """
 from __future__ import annotations

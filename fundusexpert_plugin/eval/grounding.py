@@ -1,7 +1,7 @@
 """Localisation scores for predicted boxes against reference boxes, per class and overall.
 
-The official repository has no localisation metric (its README section is empty; paper digest
-§6.3), so every rule here is ours, chosen from common practice:
+The official repository has no localisation metric (its README section on it is empty), so every
+rule here is ours, chosen from common practice:
 
 * **best-match IoU** (``mean_iou``): for each reference box, the highest IoU with any predicted box
   of the same class in the same sample (0 when there is none); averaged over reference boxes

@@ -1,7 +1,7 @@
 """Multiple-choice prompt and scoring for Fundus-MMBench and the GMAI-MMBench fundus subset.
 
 Sources:
-    * Prompt: official ``src/eval_api/call_api.py::prepare_prompt`` (paper digest §6.1): the fixed
+    * Prompt: official ``src/eval_api/call_api.py::prepare_prompt``: the fixed
       instruction line, ``Question: ...``, then one ``X. option`` line per non-empty option A-E,
       each line ending in a newline.
     * Strict rule: official ``src/eval/eval_api/get_acc.py``: ``re.search(r'^[A-E]', response)``
@@ -11,7 +11,7 @@ Sources:
     * Lenient rule (ours, for diagnosis; closer in spirit to VLMEvalKit's option matching, without
       an LLM): see :func:`lenient_letter`.
     * Accuracy: overall and per ``category`` (missing category -> ``'Unknown'``, as get_acc.py),
-      rounded to 3 decimals (digest §6.1).
+      rounded to 3 decimals (official get_acc.py).
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """GMAI-MMBench / Fundus-MMBench TSV files <-> ms-swift rows, and FundusGen MCQ items -> TSV.
 
-TSV schema (GMAI-MMBench, VLMEvalKit ``ImageMCQDataset``; paper digest §6.1): tab-separated, one
+TSV schema (GMAI-MMBench, VLMEvalKit ``ImageMCQDataset``; Fundus-MMBench card): tab-separated, one
 header line; required ``index``, ``question``, ``A``, ``B``, ``answer``; optional ``C``-``E``,
 ``category`` and any other column (``clinical VQA task``, ``department`` ... kept in
 ``TsvItem.extra``); the image is an ``image_path`` column (a file path) or an ``image`` column

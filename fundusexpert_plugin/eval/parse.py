@@ -4,7 +4,7 @@ Conventions (``TextBox.convention``) and the space their numbers are in by defau
 
 * ``'internvl'``: ``<ref>label</ref><box>[[x1, y1, x2, y2], [...]]</box>``; several boxes per box
   tag; every box tag belongs to the latest ``<ref>`` before it. Space ``'grid'`` (0-999 of the
-  whole original image; paper digest, Stage C). ms-swift's own ``norm1000`` (0-1000, rounded) is
+  whole original image; official quick_start.py). ms-swift's own ``norm1000`` (0-1000, rounded) is
   read the same way; the difference is below one grid unit.
 * ``'qwen'``: ``<|object_ref_start|>label<|object_ref_end|><|box_start|>(x1,y1),(x2,y2)<|box_end|>``
   (ms-swift 4.6 legacy Qwen rendering). Space ``'resized'``: integer pixels of the image after the

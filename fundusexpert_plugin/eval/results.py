@@ -1,6 +1,6 @@
 """Rows of a ``swift infer`` result jsonl: task kind, image, reference and predicted boxes.
 
-Row contract (ms-swift 4.6 ``swift/pipelines/infer/infer.py``; notes A.5), one JSON object a line:
+Row contract (ms-swift 4.6 ``swift/pipelines/infer/infer.py``), one JSON object a line:
 
 * ``response``: generated text; ``labels``: the reference assistant text, with grounding
   placeholders ``<ref-object>``/``<bbox>`` **not** rendered;

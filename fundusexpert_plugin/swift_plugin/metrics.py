@@ -1,6 +1,7 @@
 """``--eval_metric fundus_grounding``: grounding mIoU and Acc@0.5 during ``swift sft`` evaluation.
 
-Use with ``--predict_with_generate true``: ms-swift 4.6 then hands ``compute_metrics`` the decoded
+Use with ``--predict_with_generate true --metric_for_best_model grounding_miou`` (without the last
+flag ms-swift looks for its default ``rouge-l`` and stops). ms-swift 4.6 then hands ``compute_metrics`` the decoded
 response strings and the reference assistant texts, each pickled into a uint8 tensor
 (``Serializer.to_tensor``, ``swift/trainers/seq2seq_trainer.py::prediction_step``; decoded as in
 ``swift/metrics/nlg.py``).

@@ -45,4 +45,6 @@ def test_step3_swift_sft_on_the_new_subset(walked, tiny_qwen_dir, tmp_path):
     run_logged(sft_command(tiny_qwen_dir, tmp_path / 'sft', template='fundusexpert_qwen2_5_vl',
                            dataset=['fundusgen:lesion_list'], steps=1, seed=0), tmp_path / 'sft.log', env)
     assert (last_checkpoint(tmp_path / 'sft') / 'args.json').exists()
-    assert 'lesion_list.jsonl' in (tmp_path / 'sft.log').read_text()
+    # swift logs the training set: the 14 lesion_list rows (7 photographs with a lesion, EN + ZH)
+    assert re.search(r'train_dataset: Dataset\(\{\s*features: .*?num_rows: 14\s*\}\)',
+                     (tmp_path / 'sft.log').read_text(), re.S)
