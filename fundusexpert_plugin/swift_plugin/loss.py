@@ -394,7 +394,6 @@ def register(exist_ok: bool = False) -> None:
         ValueError: the name is already registered and ``exist_ok`` is False.
     """
     from swift.loss import loss_map
-    if not exist_ok and LOSS_NAME in loss_map:
-        raise ValueError(f'The `{LOSS_NAME}` loss has already been registered in loss_map; '
-                         'pass exist_ok=True to replace it.')
-    loss_map[LOSS_NAME] = FundusGroundingLoss
+
+    from .registry import add_to_map
+    add_to_map(loss_map, LOSS_NAME, FundusGroundingLoss, exist_ok=exist_ok, flag='--loss_type')

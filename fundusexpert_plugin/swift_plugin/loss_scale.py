@@ -174,7 +174,6 @@ def register(exist_ok: bool = False) -> None:
         ValueError: the name is already registered and ``exist_ok`` is False.
     """
     from swift.loss_scale import loss_scale_map
-    if not exist_ok and LOSS_SCALE_NAME in loss_scale_map:
-        raise ValueError(f'The `{LOSS_SCALE_NAME}` loss scale has already been registered in loss_scale_map; '
-                         'pass exist_ok=True to replace it.')
-    loss_scale_map[LOSS_SCALE_NAME] = FundusGroundingLossScale
+
+    from .registry import add_to_map
+    add_to_map(loss_scale_map, LOSS_SCALE_NAME, FundusGroundingLossScale, exist_ok=exist_ok, flag='--loss_scale')

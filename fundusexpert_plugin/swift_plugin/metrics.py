@@ -88,12 +88,9 @@ def register(exist_ok: bool = False) -> None:
     """Add the metric to ms-swift's ``eval_metrics_map``: ``--eval_metric fundus_grounding``.
 
     Raises:
-        ValueError: another class is already registered under the name and ``exist_ok`` is False.
+        ValueError: the name is already registered and ``exist_ok`` is False.
     """
     from swift.metrics import eval_metrics_map
 
-    current = eval_metrics_map.get(METRIC_NAME)
-    if current is not None and current is not FundusGroundingMetrics and not exist_ok:
-        raise ValueError(f'The `{METRIC_NAME}` eval metric has already been registered in eval_metrics_map '
-                         f'({current.__module__}.{current.__name__}); pass exist_ok=True to replace it.')
-    eval_metrics_map[METRIC_NAME] = FundusGroundingMetrics
+    from .registry import add_to_map
+    add_to_map(eval_metrics_map, METRIC_NAME, FundusGroundingMetrics, exist_ok=exist_ok, flag='--eval_metric')

@@ -36,6 +36,18 @@ def register_all() -> None:
     _done = True
 
 
+def add_to_map(mapping: dict, name: str, value, *, exist_ok: bool, flag: str) -> None:
+    """Register ``value`` under ``name`` in one of ms-swift's plain-dict registries (``loss_map``,
+    ``loss_scale_map``, ``eval_metrics_map``), with ms-swift's ``exist_ok`` rule.
+
+    Raises:
+        ValueError: ``name`` is already registered and ``exist_ok`` is False.
+    """
+    if not exist_ok and name in mapping:
+        raise ValueError(f'`{name}` has already been registered for {flag}; pass exist_ok=True to replace it.')
+    mapping[name] = value
+
+
 def plugin_path() -> str:
     """Absolute path of the ``--external_plugins`` file."""
     from pathlib import Path
