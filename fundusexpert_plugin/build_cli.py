@@ -14,6 +14,7 @@ logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``fundusexpert build``."""
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument('--records', type=Path, help='FundusGen records jsonl (image paths relative to its folder)')
     src.add_argument('--sample', action='store_true', help='the bundled IDRiD sample: writes OUT/train and OUT/heldout')
@@ -26,6 +27,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``fundusexpert build``; prints rows per task and every skipped record; returns 0.
+
+    Raises:
+        FundusDataError: a bad record or task file (unless ``--lenient`` for records).
+    """
     languages = [lang.strip() for lang in args.languages.split(',') if lang.strip()]
     for lang in languages:
         vocab.check_language(lang)

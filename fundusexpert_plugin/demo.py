@@ -224,6 +224,7 @@ def format_summary(summary: dict) -> str:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``fundusexpert demo``."""
     parser.add_argument('--work-dir', type=Path, default=Path('fundusexpert_demo'), help='output folder')
     parser.add_argument('--family', choices=sorted(TEMPLATES), default='qwen2_5_vl')
     parser.add_argument('--steps', type=int, default=80, help='swift sft optimizer steps')
@@ -233,6 +234,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``fundusexpert demo``; prints the summary and returns 0 (raises on a failed swift step)."""
     summary = run_demo(args.work_dir, family=args.family, steps=args.steps, seed=args.seed, datasets=args.dataset)
     print(format_summary(summary))
     return 0

@@ -14,6 +14,7 @@ logger = logging.getLogger(__name__)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``fundusexpert engine run|ray|merge``."""
     sub = parser.add_subparsers(dest='engine_command', required=True)
     run = sub.add_parser('run', help='detect, position and expand; write FundusGen records (resumable)')
     run.add_argument('--images', type=Path, required=True, help='folder (recursive) or a text file of paths')
@@ -65,6 +66,7 @@ def read_image_labels(path: Path) -> Dict[str, Dict[str, str]]:
 
 
 def run(args: argparse.Namespace) -> int:
+    """Run ``fundusexpert engine``; prints the run summary as JSON and returns 0."""
     from .batch import merge_shards, run_engine, shard_from_env
     if args.engine_command == 'merge':
         print(merge_shards(args.out))

@@ -44,10 +44,12 @@ class LoadedImage:
 
     @property
     def width(self) -> int:
+        """Width in pixels."""
         return int(self.rgb.shape[1])
 
     @property
     def height(self) -> int:
+        """Height in pixels."""
         return int(self.rgb.shape[0])
 
     def bgr(self) -> np.ndarray:

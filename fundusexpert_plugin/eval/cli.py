@@ -106,6 +106,7 @@ def add_tsv_rows_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
 
 
 def run_tsv_rows(args: argparse.Namespace) -> int:
+    """Run ``fundusexpert mcq-rows``: TSV -> swift rows jsonl + ``.meta.jsonl``; returns 0."""
     from .mcq_tsv import tsv_to_swift_rows
 
     rows, meta = tsv_to_swift_rows(args.tsv, args.out, image_dir=args.image_dir, system=args.system)
@@ -122,6 +123,7 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
 
 
 def run_export(args: argparse.Namespace) -> int:
+    """Run ``fundusexpert mcq-export``: FundusGen MCQ rows -> VLMEvalKit TSV; returns 0."""
     from .mcq_tsv import export_fundusgen_mcq
 
     n, skipped = export_fundusgen_mcq(args.rows, args.out, embed_images=args.embed_images)
