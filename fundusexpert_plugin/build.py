@@ -83,7 +83,7 @@ def _write_jsonl_atomic(rows: List[dict], path: Path) -> None:
 def build_fundusgen(records: Iterable[FundusGenRecord], out_dir: Path | str, *,
                     image_dir: Path | str = '.', tasks: Optional[Sequence[TaskConfig]] = None,
                     tasks_dir: Optional[Path | str] = None, languages: Sequence[str] = vocab.LANGUAGES,
-                    seed: int = 0, lenient: bool = False) -> BuildSummary:
+                    seed: int = 0, lenient: bool = False, skipped: Sequence[str] = ()) -> BuildSummary:
     """Render every task for every record and write the FundusGen folder.
 
     Args:
@@ -95,6 +95,8 @@ def build_fundusgen(records: Iterable[FundusGenRecord], out_dir: Path | str, *,
         seed: drives prompt-variant choice, sampled findings and MCQ distractors.
         lenient: skip records with a missing/unreadable image or a size mismatch (logged and
             counted in the summary) instead of raising.
+        skipped: records already skipped upstream (e.g. by a lenient :func:`record.read_records`),
+            listed first in the summary's ``skipped``.
 
     Returns:
         The :class:`BuildSummary`, also written to ``<out_dir>/build_summary.json``.
@@ -108,7 +110,7 @@ def build_fundusgen(records: Iterable[FundusGenRecord], out_dir: Path | str, *,
     for lang in languages:
         vocab.check_language(lang)
     ctx = RenderContext(out, image_dir, seed)
-    summary = BuildSummary(out_dir=str(out), seed=seed, languages=list(languages),
+    summary = BuildSummary(out_dir=str(out), skipped=list(skipped), seed=seed, languages=list(languages),
                            task_versions={t.name: t.version for t in tasks},
                            task_weights={t.name: t.weight for t in tasks})
     rows: Dict[str, List[dict]] = {t.name: [] for t in tasks}
@@ -128,7 +130,7 @@ def build_fundusgen(records: Iterable[FundusGenRecord], out_dir: Path | str, *,
                 rows[task.name].extend(render_rows(record, task, lang, ctx))
         summary.records_used += 1
     if seen and not summary.records_used:
-        raise FundusDataError(f'all {seen} records were skipped; first reason: {summary.skipped[0]}')
+        raise FundusDataError(f'all {seen} records were skipped; first reason: {summary.skipped[len(skipped)]}')
     for task in tasks:
         _write_jsonl_atomic(rows[task.name], out / f'{task.name}.jsonl')
         summary.rows_per_task[task.name] = len(rows[task.name])

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 from pathlib import Path
 
@@ -41,9 +40,7 @@ def run(args: argparse.Namespace) -> int:
         skipped = []
         records = list(read_records(args.records, lenient=args.lenient, skipped=skipped))
         summary = build_fundusgen(records, args.out, image_dir=args.records.parent, tasks_dir=args.tasks_dir,
-                                  languages=languages, seed=args.seed, lenient=args.lenient)
-        summary.skipped = skipped + summary.skipped
-        (Path(args.out) / 'build_summary.json').write_text(json.dumps(summary.__dict__, indent=2, ensure_ascii=False))
+                                  languages=languages, seed=args.seed, lenient=args.lenient, skipped=skipped)
         summaries = {'': summary}
     for split, summary in summaries.items():
         print(f'{summary.out_dir}: {summary.records_used} records, rows per task {summary.rows_per_task}, '

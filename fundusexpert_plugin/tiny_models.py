@@ -255,11 +255,22 @@ def _zero_unused_rows(model, tokenizer) -> None:
             output.weight[unused] = 0
 
 
+def _save_random_model(model_cls, config, tokenizer, out_dir: Path, seed: int) -> None:
+    """Seeded random weights, unused vocabulary rows zeroed, greedy generation config, safetensors."""
+    import torch
+    from transformers import GenerationConfig
+    torch.manual_seed(seed)
+    model = model_cls(config).eval()
+    _zero_unused_rows(model, tokenizer)
+    model.generation_config = GenerationConfig(
+        bos_token_id=151643, eos_token_id=[151645, 151643], pad_token_id=151643, do_sample=False)
+    model.save_pretrained(out_dir, safe_serialization=True)
+
+
 def _qwen2_5_vl(out_dir: Path, seed: int) -> None:
     """Write the tiny Qwen2.5-VL (text 64/2 layers, ViT 32/2 blocks) into ``out_dir``."""
-    import torch
-    from transformers import (GenerationConfig, Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration,
-                              Qwen2_5_VLProcessor, Qwen2VLImageProcessor, Qwen2VLVideoProcessor)
+    from transformers import (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor,
+                              Qwen2VLImageProcessor, Qwen2VLVideoProcessor)
 
     tokenizer = _build_tokenizer(
         QWEN2_5_SPECIAL_TOKENS, unk_token=None, eos_token='<|im_end|>', pad_token='<|endoftext|>',
@@ -277,12 +288,7 @@ def _qwen2_5_vl(out_dir: Path, seed: int) -> None:
         image_token_id=151655, video_token_id=151656, vision_start_token_id=151652,
         vision_end_token_id=151653, tie_word_embeddings=True)
     config.architectures = ['Qwen2_5_VLForConditionalGeneration']
-    torch.manual_seed(seed)
-    model = Qwen2_5_VLForConditionalGeneration(config).eval()
-    _zero_unused_rows(model, tokenizer)
-    model.generation_config = GenerationConfig(
-        bos_token_id=151643, eos_token_id=[151645, 151643], pad_token_id=151643, do_sample=False)
-    model.save_pretrained(out_dir, safe_serialization=True)
+    _save_random_model(Qwen2_5_VLForConditionalGeneration, config, tokenizer, out_dir, seed)
 
     # Small pixel bounds for direct HF-processor use; swift resizes with qwen_vl_utils (--max_pixels)
     # and calls the image processor with do_resize=False, so these do not limit swift.
@@ -295,9 +301,8 @@ def _qwen2_5_vl(out_dir: Path, seed: int) -> None:
 
 def _internvl(out_dir: Path, seed: int) -> None:
     """Write the tiny HF-native InternVL (Qwen2 text 64/2 layers, InternViT 32/2 layers, 112 px)."""
-    import torch
-    from transformers import (GenerationConfig, GotOcr2ImageProcessor, InternVLConfig,
-                              InternVLForConditionalGeneration, InternVLProcessor, InternVLVideoProcessor)
+    from transformers import (GotOcr2ImageProcessor, InternVLConfig, InternVLForConditionalGeneration,
+                              InternVLProcessor, InternVLVideoProcessor)
 
     tokenizer = _build_tokenizer(
         QWEN2_5_SPECIAL_TOKENS + INTERNVL_EXTRA_TOKENS, unk_token=None, eos_token='<|im_end|>',
@@ -314,12 +319,7 @@ def _internvl(out_dir: Path, seed: int) -> None:
         # 112 px / patch 14 = 8x8 patches; pixel shuffle (downsample 0.5) -> 4x4 = 16 tokens per tile.
         image_token_id=151667, image_seq_length=16, downsample_ratio=0.5, tie_word_embeddings=True)
     config.architectures = ['InternVLForConditionalGeneration']
-    torch.manual_seed(seed)
-    model = InternVLForConditionalGeneration(config).eval()
-    _zero_unused_rows(model, tokenizer)
-    model.generation_config = GenerationConfig(
-        bos_token_id=151643, eos_token_id=[151645, 151643], pad_token_id=151643, do_sample=False)
-    model.save_pretrained(out_dir, safe_serialization=True)
+    _save_random_model(InternVLForConditionalGeneration, config, tokenizer, out_dir, seed)
 
     image_kwargs = dict(size={'height': 112, 'width': 112}, crop_to_patches=False, min_patches=1,
                         max_patches=2, image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225])

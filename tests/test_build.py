@@ -92,3 +92,17 @@ def test_image_size_mismatch_is_an_error(tmp_path, make_record):
     rec = make_record(image='small.jpg', record_id='s')
     with pytest.raises(FundusDataError, match=r"record 's': width/height = 1000x800 but .*small\.jpg is 640x480"):
         build_fundusgen([rec], tmp_path / 'out', image_dir=tmp_path)
+
+
+def test_cli_lenient_build_reports_unreadable_records_and_missing_images(tmp_path, make_record):
+    from fundusexpert_plugin.cli import main
+    Image.new('RGB', (1000, 800)).save(tmp_path / 'ok.jpg')
+    good = make_record([('optic_disc', (100, 100, 200, 200))], image='ok.jpg', record_id='good')
+    gone = make_record(image='nope.jpg', record_id='gone')
+    (tmp_path / 'recs.jsonl').write_text(good.model_dump_json() + '\n{broken\n' + gone.model_dump_json() + '\n')
+    assert main(['build', '--records', str(tmp_path / 'recs.jsonl'), '--out', str(tmp_path / 'out'), '--lenient',
+                 '--languages', 'en']) == 0
+    saved = json.loads((tmp_path / 'out' / 'build_summary.json').read_text())
+    assert saved['records_used'] == 1 and len(saved['skipped']) == 2
+    assert 'recs.jsonl:2: not valid JSON' in saved['skipped'][0]          # skipped while reading
+    assert "record 'gone': image: file not found" in saved['skipped'][1]  # skipped while building

@@ -17,6 +17,7 @@ the prompt and the consistency rules here are ours (the paper leaves MLLM-output
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import json
 import logging
@@ -92,6 +93,13 @@ _BOX_TAG = re.compile(r'<box>(.*?)</box>', re.S)
 _GRID_BOX = re.compile(r'\[\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*\]')
 
 
+@functools.lru_cache(maxsize=1)
+def _lexicon_judge():
+    """One offline judge per process (it compiles the lexicon once; the engine calls it per record)."""
+    from ..eval.lexicon_judge import LexiconJudge
+    return LexiconJudge()
+
+
 def consistency_problems(text: str, record: FundusGenRecord, lang: str) -> List[str]:
     """Why an MLLM description disagrees with the record (empty list: consistent).
 
@@ -99,13 +107,12 @@ def consistency_problems(text: str, record: FundusGenRecord, lang: str) -> List[
     not hold is asserted present (read with the offline lexicon judge, negation-aware); every
     ``<box>`` holds parsable ``[x1, y1, x2, y2]`` integers on 0-999 with ``x1 < x2`` and ``y1 < y2``.
     """
-    from ..eval.lexicon_judge import LexiconJudge
     problems = []
     if not text or not text.strip():
         return ['empty output']
     present = [f for f in record.present_labels() if vocab.FINDINGS[f].kind == 'lesion']
     others = [f for f in vocab.FINDINGS if vocab.FINDINGS[f].kind == 'lesion' and f not in present]
-    status = LexiconJudge().judge(text, present + others, lang)
+    status = _lexicon_judge().judge(text, present + others, lang)
     problems += [f'{f} not mentioned' for f in present if status[f] == 'not_mentioned']
     problems += [f'{f} asserted present but not in the record' for f in others if status[f] == 'present']
     for i, tag in enumerate(_BOX_TAG.findall(text)):

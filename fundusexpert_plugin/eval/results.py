@@ -23,6 +23,7 @@ import re
 from functools import lru_cache
 from typing import Dict, List, Optional, Tuple
 
+from ..vocab import lesion_ids
 from .mcq import is_mcq_prompt
 from .parse import LabeledBox, boxes_to_px, canonical_label, find_boxes, needs_resized_size, qwen_resized_size
 
@@ -58,16 +59,17 @@ FUNDUSGEN_KIND_TO_TASK = {'region_detection': 'grounding', 'grounded_report': 'r
                           'diagnosis': 'report', 'mcq': 'mcq'}
 
 
+_LESIONS = frozenset(lesion_ids())   # consistency is about lesions, not anatomy
+
+
 def meta_from_fundusgen_row(row: dict) -> dict:
     """Meta record of a FundusGen row (``kind``, ``task``, ``answer_letter``, ``positives``,
     ``negatives``): scorer from :data:`FUNDUSGEN_KIND_TO_TASK`, category = the task name, positives and
     negatives restricted to lesion classes (anatomy is not a finding to be consistent about). Kinds without a
     scorer here (region identification, grading, data-only tasks) are left to content inference."""
-    from .. import vocab
-    lesions = [f for f in vocab.FINDINGS if vocab.FINDINGS[f].kind == 'lesion']   # consistency is about lesions
     meta = {'category': row.get('task'),
-            'positives': [f for f in row.get('positives', []) if f in lesions],
-            'negatives': [f for f in row.get('negatives', []) if f in lesions]}
+            'positives': [f for f in row.get('positives', []) if f in _LESIONS],
+            'negatives': [f for f in row.get('negatives', []) if f in _LESIONS]}
     task = FUNDUSGEN_KIND_TO_TASK.get(row.get('kind'))
     if task is not None:
         meta['task'] = task
