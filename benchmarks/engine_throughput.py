@@ -28,8 +28,8 @@ sys.path.insert(0, str(ROOT))
 
 
 def _detector(scale: int):
-    from fundusexpert_plugin.engine.detect import Detector, load_config
-    from fundusexpert_plugin.engine.train_detector import DEFAULT_CONFIG, _set_img_scale
+    from fundusexpert_plugin.detector.detect import Detector, load_config
+    from fundusexpert_plugin.detector.train import DEFAULT_CONFIG, _set_img_scale
     cfg = load_config(DEFAULT_CONFIG)
     for loader in ('train_dataloader', 'val_dataloader', 'test_dataloader'):
         if cfg.get(loader):

@@ -10,7 +10,7 @@ What one run does, with nothing downloaded:
 1. FundusGen of the bundled sample (``train``: 186 rows over 7 tasks; ``heldout``: 90 rows).
 2. A Qwen2.5-VL built from a config with random weights: about 1.0 B parameters (:func:`one_b_config`: the
    Qwen2.5-VL vision tower cut to 16 blocks, a 12-layer 1536-wide text decoder, the 151,680-row vocabulary)
-   or, with ``--tiny``, :func:`fundusexpert_plugin.tiny_models.make_tiny_model`. The tokenizer is the one
+   or, with ``--tiny``, :func:`fundusexpert_plugin.testing.tiny_models.make_tiny_model`. The tokenizer is the one
    ``tiny_models`` trains locally, with the real Qwen2.5 special-token ids.
 3. ``swift sft`` twice, side by side on the same data, seed and system prompt, full fine-tune:
 
@@ -55,7 +55,7 @@ from typing import Dict, List, Optional
 REPO = Path(__file__).resolve().parents[1]
 CALLBACK_NAME = 'gpu_check_timer'
 TIMING_ENV = 'GPU_CHECK_TIMING_FILE'
-#: top-level keys of the result JSON (tests/test_gpu_check.py checks them)
+#: top-level keys of the result JSON (tests/benchmarks/test_gpu_check.py checks them)
 RESULT_KEYS = ('schema', 'mode', 'created', 'environment', 'model', 'data', 'sft', 'infer', 'total_wall_s')
 #: keys of each ``sft`` arm
 SFT_KEYS = ('template', 'loss_type', 'loss_scale', 'steps', 'warmup_steps', 'measured_steps', 'tokens_per_s',
@@ -86,7 +86,7 @@ def one_b_config():
     """
     from transformers import Qwen2_5_VLConfig
 
-    from fundusexpert_plugin.tiny_models import TINY_VOCAB_SIZE
+    from fundusexpert_plugin.testing.tiny_models import TINY_VOCAB_SIZE
     config = Qwen2_5_VLConfig(
         text_config=dict(
             vocab_size=TINY_VOCAB_SIZE, hidden_size=1536, intermediate_size=8960, num_hidden_layers=10,
@@ -120,7 +120,7 @@ def make_one_b_model(out_dir: Path, *, seed: int = 0) -> Path:
     from transformers import (GenerationConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor,
                               Qwen2VLImageProcessor, Qwen2VLVideoProcessor)
 
-    from fundusexpert_plugin.tiny_models import QWEN2_5_SPECIAL_TOKENS, QWEN2_5_VL_CHAT_TEMPLATE, _build_tokenizer
+    from fundusexpert_plugin.testing.tiny_models import QWEN2_5_SPECIAL_TOKENS, QWEN2_5_VL_CHAT_TEMPLATE, _build_tokenizer
     out_dir.mkdir(parents=True, exist_ok=True)
     tokenizer = _build_tokenizer(
         QWEN2_5_SPECIAL_TOKENS, unk_token=None, eos_token='<|im_end|>', pad_token='<|endoftext|>',
@@ -315,7 +315,7 @@ def run_check(mode: str, work: Path, out: Path, *, with_vllm: bool = False) -> d
 
     from fundusexpert_plugin.build import build_sample
     from fundusexpert_plugin.swift_plugin.registry import plugin_path
-    from fundusexpert_plugin.tiny_models import make_tiny_model
+    from fundusexpert_plugin.testing.tiny_models import make_tiny_model
     t0 = time.perf_counter()
     cfg = MODES[mode]
     cuda = torch.cuda.is_available()

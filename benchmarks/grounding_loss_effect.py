@@ -6,7 +6,7 @@ A fixed, seeded, CPU-sized experiment on the bundled real fundus photographs:
   (:func:`fundusexpert_plugin.build.build_sample`, English): 8 training images, 4 held-out images;
   question "Locate the optic disc ...", answer ``<ref>optic disc</ref><box>[[x1, y1, x2, y2]]</box>``
   on the 0-999 grid (``fundusexpert_internvl``);
-* model: the tiny random HF InternVL of :mod:`fundusexpert_plugin.tiny_models` (new weights per seed),
+* model: the tiny random HF InternVL of :mod:`fundusexpert_plugin.testing.tiny_models` (new weights per seed),
   full fine-tune (ViT and projector too), float32, one thread, batch 2, AdamW lr 5e-3 cosine,
   ``--steps`` steps;
 * arms: ``ce`` (ms-swift's default token CE) and ``grounding`` (``--loss_type fundus_grounding
@@ -56,7 +56,7 @@ def optic_disc_rows(task_file: Path, out_file: Path) -> List[dict]:
 def score(result_path: Path, references: Dict[str, dict], split: str) -> Dict[str, float]:
     """Mean IoU, share of answers with a box and mean coordinate error (grid) of one split's rows of a
     swift infer result (rows are matched to references by image path)."""
-    from fundusexpert_plugin import geometry
+    from fundusexpert_plugin.core import geometry
     from fundusexpert_plugin.eval.parse import find_boxes
     ious, errors, with_box = [], [], 0
     for line in result_path.read_text(encoding='utf-8').splitlines():
@@ -89,8 +89,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from fundusexpert_plugin.build import build_sample
-    from fundusexpert_plugin.demo import infer_command, last_checkpoint, offline_env, run_logged, sft_command
-    from fundusexpert_plugin.tiny_models import make_tiny_model
+    from fundusexpert_plugin.cli.demo import infer_command, last_checkpoint, offline_env, run_logged, sft_command
+    from fundusexpert_plugin.testing.tiny_models import make_tiny_model
     work = args.work_dir or Path(tempfile.mkdtemp(prefix='fx_effect_'))
     work.mkdir(parents=True, exist_ok=True)
     build_sample(work / 'fundusgen', languages=['en'])

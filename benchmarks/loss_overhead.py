@@ -6,7 +6,7 @@ Two arms on identical data, model, seed and system prompt (so the token sequence
 * ``plugin``: ``--template fundusexpert_qwen2_5_vl --loss_type fundus_grounding
   --loss_scale fundus_grounding`` (box/ref weights, digit term, two extra logged metrics).
 
-Model: the tiny random Qwen2.5-VL of :mod:`fundusexpert_plugin.tiny_models` (hidden 64, real
+Model: the tiny random Qwen2.5-VL of :mod:`fundusexpert_plugin.testing.tiny_models` (hidden 64, real
 151,680-token vocabulary, so the loss is a large share of a step: a worst case for overhead), full
 fine-tune, float32 on CPU, one thread (``OMP_NUM_THREADS=1``). Data: ``fundusgen:region_detection``
 of the bundled sample (every response is boxes, up to 10 per row), batch 2, ``--steps`` steps.
@@ -86,7 +86,7 @@ callbacks_map['fx_cpu_step_timer'] = CpuStepTimer
 def run_arm(arm: str, work: Path, model_dir: Path, steps: int, env: Dict[str, str], tag: str
             ) -> Tuple[List[float], List[float]]:
     """One ``swift sft`` run: (CPU seconds per step, wall-clock seconds per step)."""
-    from fundusexpert_plugin.demo import run_logged, sft_command
+    from fundusexpert_plugin.cli.demo import run_logged, sft_command
     from fundusexpert_plugin.swift_plugin.system_prompt import DEFAULT_SYSTEM
     timer = work / 'fx_cpu_step_timer.py'
     timer.write_text(CPU_TIMER_PLUGIN)
@@ -149,8 +149,8 @@ def main() -> None:
     args = parser.parse_args()
 
     from fundusexpert_plugin.build import build_sample
-    from fundusexpert_plugin.demo import offline_env
-    from fundusexpert_plugin.tiny_models import make_tiny_model
+    from fundusexpert_plugin.cli.demo import offline_env
+    from fundusexpert_plugin.testing.tiny_models import make_tiny_model
     work = args.work_dir or Path(tempfile.mkdtemp(prefix='fx_loss_overhead_'))
     work.mkdir(parents=True, exist_ok=True)
     model_dir = work / 'model'

@@ -1,7 +1,7 @@
 """Benchmark: masks -> boxes, ``mode='paper'`` (scikit-learn DBSCAN) against ``mode='fast'``.
 
 Builds a seeded synthetic 4288x2848 mask (IDRiD resolution) of small lesion blobs grouped in
-exudate-like patches, runs both modes of :func:`fundusexpert_plugin.engine.masks.cluster_mask` with
+exudate-like patches, runs both modes of :func:`fundusexpert_plugin.sources.masks.cluster_mask` with
 the official pixel2bbox defaults (eps 50, min_samples 10, area 100) and prints, side by side, the
 time of each, the ratio and the box agreement (mean IoU of boxes matched one-to-one by IoU).
 
@@ -17,7 +17,7 @@ import time
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-from fundusexpert_plugin.engine.masks import cluster_mask
+from fundusexpert_plugin.sources.masks import cluster_mask
 
 WIDTH, HEIGHT = 4288, 2848
 

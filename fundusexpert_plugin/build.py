@@ -21,10 +21,10 @@ from typing import Dict, Iterable, List, Optional, Sequence
 
 from PIL import Image, UnidentifiedImageError
 
-from . import vocab
-from .record import FundusDataError, FundusGenRecord
-from .tasks.config import TaskConfig, load_tasks
-from .tasks.render import RenderContext, render_rows
+from fundusexpert_plugin.core import vocab
+from fundusexpert_plugin.core.record import FundusDataError, FundusGenRecord
+from fundusexpert_plugin.tasks.config import TaskConfig, load_tasks
+from fundusexpert_plugin.tasks.render import RenderContext, render_rows
 
 logger = logging.getLogger(__name__)
 
@@ -147,7 +147,7 @@ def build_sample(out_dir: Path | str, *, seed: int = 0, languages: Sequence[str]
     The sample images, their licence and the FundusGen rows derived from them are CC BY 4.0
     (images) and CC BY-SA 4.0 (boxes); see ``fundusexpert_plugin/sample/LICENSE.md``.
     """
-    from .sample import SAMPLE_DIR, SPLITS, sample_records
+    from fundusexpert_plugin.sample import SAMPLE_DIR, SPLITS, sample_records
     out = Path(out_dir)
     summaries = {}
     for split in SPLITS:

@@ -17,7 +17,7 @@ def sample_train():
 @pytest.fixture
 def make_record():
     """Factory for a small valid record (image-less unless ``image`` is given)."""
-    from fundusexpert_plugin.record import FundusGenRecord
+    from fundusexpert_plugin.core.record import FundusGenRecord
 
     def make(findings=(), width=1000, height=800, **kw):
         data = {
@@ -35,13 +35,13 @@ def make_record():
 
 @pytest.fixture(scope='session')
 def tiny_qwen_dir(tmp_path_factory):
-    from fundusexpert_plugin.tiny_models import make_tiny_model
+    from fundusexpert_plugin.testing.tiny_models import make_tiny_model
     return make_tiny_model('qwen2_5_vl', tmp_path_factory.mktemp('tiny_qwen'))
 
 
 @pytest.fixture(scope='session')
 def tiny_internvl_dir(tmp_path_factory):
-    from fundusexpert_plugin.tiny_models import make_tiny_model
+    from fundusexpert_plugin.testing.tiny_models import make_tiny_model
     return make_tiny_model('internvl', tmp_path_factory.mktemp('tiny_internvl'))
 
 

@@ -1,10 +1,9 @@
 """Fundus-Engine: photographs (at most image-level labels) -> FundusGen records.
 
-Stages, one module each: ``detect`` (MMDetection localization, tiled) -> ``masks`` (masks to boxes)
--> ``position`` (optic disc / fovea frame) -> ``expand`` (semantic expansion) -> ``chain`` (cognitive
-chain, written by the builder) ; ``pipeline`` joins them for one photograph and ``batch`` runs them
-over folders. mmdet is imported only when a detector is built.
+Takes photographs and a detector (:mod:`fundusexpert_plugin.detector`); gives records with positions and
+expanded descriptions. ``pipeline`` (one photograph) -> ``batch`` (folders, shards, resume) / ``ray_runner``
+(Ray Data); ``expand`` is the semantic expansion. mmdet is imported only when a detector is built.
 """
-from .pipeline import FundusEngine
+from fundusexpert_plugin.engine.pipeline import FundusEngine
 
 __all__ = ['FundusEngine']

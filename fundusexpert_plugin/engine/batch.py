@@ -15,6 +15,7 @@ writes exactly what an uninterrupted run writes. :func:`merge_shards` joins the 
 """
 from __future__ import annotations
 
+import csv
 import json
 import logging
 import os
@@ -22,8 +23,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
-from ..record import FundusDataError, parse_record
-from .images import ImageSkip, load_image, shard
+from fundusexpert_plugin.core import vocab
+from fundusexpert_plugin.core.record import FundusDataError, parse_record
+from fundusexpert_plugin.core.images import ImageSkip, load_image, shard
 
 logger = logging.getLogger(__name__)
 
@@ -179,3 +181,23 @@ def merge_shards(out_dir: Path | str) -> Path:
     merged = out / 'records.jsonl'
     merged.write_text(''.join(by_id[k] + '\n' for k in sorted(by_id)), encoding='utf-8')
     return merged
+
+
+def read_image_labels(path: Path) -> Dict[str, Dict[str, str]]:
+    """``image`` column -> other non-empty columns, validated against the vocabulary.
+
+    Raises:
+        ValueError: no ``image`` column, or an unknown label column (file and row named).
+    """
+    allowed = {'diagnosis', *vocab.GRADE_SCALES}
+    out = {}
+    with path.open(newline='', encoding='utf-8') as fh:
+        reader = csv.DictReader(fh)
+        if 'image' not in (reader.fieldnames or []):
+            raise ValueError(f'{path}: needs an `image` column; got {reader.fieldnames}')
+        unknown = [c for c in reader.fieldnames if c != 'image' and c not in allowed]
+        if unknown:
+            raise ValueError(f'{path}: unknown label column(s) {unknown}; allowed: {sorted(allowed)}')
+        for row in reader:
+            out[Path(row['image']).with_suffix('').as_posix()] = {k: v for k, v in row.items() if k != 'image' and v}
+    return out

@@ -6,8 +6,8 @@ Two backends behind one interface (:class:`Describer`):
   feature sentences (:func:`.chain.feature_text`); it stores nothing in the record, since the
   builder writes the same text from the boxes.
 * :class:`MLLMDescriber`: prompts a multimodal model with the image and the structured findings,
-  through any OpenAI-compatible endpoint (``swift deploy``, vLLM, GPT-4o: :func:`openai_chat`) or
-  ms-swift's in-process inference engine (:func:`swift_engine_chat`). Every output passes
+  through any OpenAI-compatible endpoint (``swift deploy``, vLLM, GPT-4o: :func:`openai_chat`).
+  Every output passes
   :func:`consistency_problems` against the record; a failing output is logged, counted and
   replaced by the rule-based text (``describe`` returns ``None``).
 
@@ -26,11 +26,11 @@ from typing import Callable, Dict, List, Optional
 
 from PIL import Image
 
-from .. import vocab
-from ..geometry import box_px_to_grid
-from ..record import FundusGenRecord
-from .chain import feature_text, frame_of
-from .position import locate
+from fundusexpert_plugin.core import vocab
+from fundusexpert_plugin.core.geometry import box_px_to_grid
+from fundusexpert_plugin.core.record import FundusGenRecord
+from fundusexpert_plugin.render.chain import feature_text, frame_of
+from fundusexpert_plugin.render.position import locate
 
 logger = logging.getLogger(__name__)
 
@@ -96,7 +96,7 @@ _GRID_BOX = re.compile(r'\[\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*,\s*(\d+)\s*\]')
 @functools.lru_cache(maxsize=1)
 def _lexicon_judge():
     """One offline judge per process (it compiles the lexicon once; the engine calls it per record)."""
-    from ..eval.lexicon_judge import LexiconJudge
+    from fundusexpert_plugin.core.lexicon_judge import LexiconJudge
     return LexiconJudge()
 
 
@@ -131,7 +131,7 @@ class MLLMDescriber(Describer):
 
     Args:
         chat: ``chat(messages) -> str``; ``messages`` are OpenAI-style with the image as a data URL.
-            Build one with :func:`openai_chat` or :func:`swift_engine_chat`.
+            Build one with :func:`openai_chat`.
         name: recorded in the run summary.
 
     Attributes:
@@ -184,25 +184,6 @@ def openai_chat(base_url: str, model: str, api_key: Optional[str] = None, *, tim
     return chat
 
 
-def swift_engine_chat(model_dir: str, *, template: Optional[str] = None, max_new_tokens: int = 256) -> ChatFn:
-    """A chat function over ms-swift's in-process ``TransformersEngine`` (local model directory)."""
-    from swift import get_processor, get_template
-    from swift.infer_engine import InferRequest, RequestConfig, TransformersEngine
-    swift_template = None
-    if template is not None:  # a local model directory needs --template named (ms-swift cannot pick one)
-        swift_template = get_template(get_processor(model_dir, download_model=False), template_type=template)
-    engine = TransformersEngine(model_dir, template=swift_template)
-    config = RequestConfig(max_tokens=max_new_tokens, temperature=0)
-
-    def chat(messages: List[dict]) -> str:
-        content = messages[0]['content']
-        images = [c['image_url']['url'] for c in content if c['type'] == 'image_url']
-        text = ''.join(c['text'] for c in content if c['type'] == 'text')
-        request = InferRequest(messages=[{'role': 'user', 'content': '<image>' * len(images) + text}], images=images)
-        return engine.infer([request], config, use_tqdm=False)[0].choices[0].message.content or ''
-    return chat
-
-
 def expand_record(record: FundusGenRecord, describer: Describer, image: Optional[Image.Image],
                   languages=vocab.LANGUAGES) -> FundusGenRecord:
     """Return the record with ``feature_text`` filled for each language the describer answered."""
@@ -215,4 +196,4 @@ def expand_record(record: FundusGenRecord, describer: Describer, image: Optional
 
 
 __all__ = ['Describer', 'RuleDescriber', 'MLLMDescriber', 'consistency_problems', 'findings_payload',
-           'openai_chat', 'swift_engine_chat', 'expand_record', 'feature_text']
+           'openai_chat', 'expand_record', 'feature_text']

@@ -1,7 +1,7 @@
 """Fundus-Engine: photograph -> localization -> positioning -> semantic expansion -> FundusGen record.
 
     >>> from fundusexpert_plugin.engine import FundusEngine
-    >>> from fundusexpert_plugin.engine.detect import Detector
+    >>> from fundusexpert_plugin.detector.detect import Detector
     >>> engine = FundusEngine(Detector('work/rtmdet.py', 'work/rtmdet_slim.pth'))
     >>> record = engine.process('photos/0001.jpg', out_dir='engine_out')
 
@@ -27,11 +27,11 @@ from typing import Dict, List, Optional, Sequence
 
 from PIL import Image
 
-from .. import vocab
-from ..record import FundusGenRecord, parse_record
-from .expand import Describer, RuleDescriber, expand_record
-from .images import LoadedImage, load_image
-from .position import laterality_from_disc
+from fundusexpert_plugin.core import vocab
+from fundusexpert_plugin.core.record import FundusGenRecord, parse_record
+from fundusexpert_plugin.engine.expand import Describer, RuleDescriber, expand_record
+from fundusexpert_plugin.core.images import LoadedImage, load_image
+from fundusexpert_plugin.core.geometry import laterality_from_disc
 
 logger = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ Score = 1 + 6 = 7, Total = 2 + 6 = 8 -> 7/8.
 
 The official judge (GPT-4o) returned ``"Score/Total"`` directly. Ours asks a judge only for the
 status of each finding (``present`` / ``absent`` / ``not_mentioned``) and does the arithmetic
-here, so the two judges (:class:`lexicon_judge.LexiconJudge`, :class:`llm_judge.OpenAIJudge`)
+here, so the two judges (:class:`~fundusexpert_plugin.core.lexicon_judge.LexiconJudge`, :class:`llm_judge.OpenAIJudge`)
 share the rule.
 
 Negatives: an explicit list makes only those findings negative (mentions of unlabelled findings are
@@ -25,42 +25,11 @@ Score/Total and the pooled sum(Score)/sum(Total), labelled.
 """
 from __future__ import annotations
 
-import abc
 import re
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, Mapping, Optional, Sequence
 
-STATUSES = ('present', 'absent', 'not_mentioned')
-
-
-class ConsistencyJudge(abc.ABC):
-    """Reads a report and says, for each finding id asked about, how the report states it."""
-
-    #: finding ids this judge can recognise unasked (the closed-world vocabulary).
-    vocabulary: Sequence[str] = ()
-    #: True when the judge can only ever recognise ``vocabulary`` (other ids stay not_mentioned).
-    closed_vocabulary: bool = False
-
-    @abc.abstractmethod
-    def judge(self, report: str, findings: Sequence[str], lang: str = 'en') -> Dict[str, str]:
-        """Status of each finding in ``report``.
-
-        Args:
-            report: generated report text.
-            findings: finding ids to decide on.
-            lang: ``'en'`` or ``'zh'``, the report's language.
-
-        Returns:
-            ``{finding_id: status}`` with a status from :data:`STATUSES` for every id in ``findings``.
-
-        Raises:
-            JudgeError: the judge could not produce an answer (network, timeout, unreadable reply).
-        """
-
-
-class JudgeError(RuntimeError):
-    """A judge failed on one report; the report is counted as failed, never scored."""
-
+from fundusexpert_plugin.core.judge import STATUSES, ConsistencyJudge, JudgeError  # noqa: F401 (re-exported for scorers)
 
 @dataclass
 class ConsistencyResult:

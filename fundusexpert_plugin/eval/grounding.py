@@ -29,8 +29,8 @@ from collections import defaultdict
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
-from ..geometry import box_area, iou
-from .parse import LabeledBox
+from fundusexpert_plugin.core.geometry import box_area, iou
+from fundusexpert_plugin.eval.parse import LabeledBox
 
 IOU_THRESHOLD = 0.5
 
@@ -228,7 +228,7 @@ def samples_from_texts(pred_texts: Sequence[str], label_texts: Sequence[str]) ->
     equals the pixel-space score as long as both come from the same template. Labels are
     canonicalised as in :func:`parse.boxes_to_px`.
     """
-    from .parse import CONVENTIONS, boxes_to_px, find_boxes
+    from fundusexpert_plugin.eval.parse import CONVENTIONS, boxes_to_px, find_boxes
 
     as_written = {c: 'px' for c in CONVENTIONS}  # keep each text's own space
 

@@ -16,10 +16,10 @@ import os
 import re
 from typing import Dict, Optional, Sequence
 
-from .. import vocab
-from .consistency import STATUSES, ConsistencyJudge, JudgeError
-from .lexicon_judge import lexicon_terms, load_lexicon
-from .parse import canonical_label
+from fundusexpert_plugin.core import vocab
+from fundusexpert_plugin.core.judge import STATUSES, ConsistencyJudge, JudgeError
+from fundusexpert_plugin.core.lexicon_judge import lexicon_terms, load_lexicon
+from fundusexpert_plugin.eval.parse import canonical_label
 
 RUBRIC = {
     'en': (

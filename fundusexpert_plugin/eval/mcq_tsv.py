@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
 
-from .mcq import INSTRUCTION, LETTERS, build_prompt, is_mcq_prompt, parse_options
+from fundusexpert_plugin.eval.mcq import INSTRUCTION, LETTERS, build_prompt, is_mcq_prompt, parse_options
 
 logger = logging.getLogger(__name__)
 

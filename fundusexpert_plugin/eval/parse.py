@@ -35,7 +35,7 @@ import re
 from dataclasses import dataclass
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
-from .. import geometry, vocab
+from fundusexpert_plugin.core import geometry, vocab
 
 CONVENTIONS = ('internvl', 'qwen', 'json', 'bare')
 SPACES = ('grid', 'resized', 'px')

@@ -19,8 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from . import consistency, grounding, mcq
-from .results import (image_path, image_size, infer_task, predicted_boxes, reference_boxes, user_prompt)
+from fundusexpert_plugin.eval import consistency, grounding, mcq
+from fundusexpert_plugin.eval.results import (image_path, image_size, infer_task, predicted_boxes, reference_boxes, user_prompt)
 
 logger = logging.getLogger(__name__)
 
@@ -150,7 +150,7 @@ def write_outputs(out_dir: str, metrics: dict, samples: Sequence[dict], *,
     Returns:
         ``{name: path}`` of the files written.
     """
-    from .report_html import plot_mcq_categories, render_html
+    from fundusexpert_plugin.eval.report_html import plot_mcq_categories, render_html
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)

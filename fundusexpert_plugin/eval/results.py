@@ -23,9 +23,9 @@ import re
 from functools import lru_cache
 from typing import Dict, List, Optional, Tuple
 
-from ..vocab import lesion_ids
-from .mcq import is_mcq_prompt
-from .parse import LabeledBox, boxes_to_px, canonical_label, find_boxes, needs_resized_size, qwen_resized_size
+from fundusexpert_plugin.core.vocab import lesion_ids
+from fundusexpert_plugin.eval.mcq import is_mcq_prompt
+from fundusexpert_plugin.eval.parse import LabeledBox, boxes_to_px, canonical_label, find_boxes, needs_resized_size, qwen_resized_size
 
 logger = logging.getLogger(__name__)
 

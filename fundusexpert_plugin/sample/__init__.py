@@ -17,7 +17,7 @@ def sample_records(split: str) -> List['FundusGenRecord']:  # noqa: F821
     Raises:
         ValueError: unknown split.
     """
-    from ..engine.sources.codras import read_codras
+    from fundusexpert_plugin.sources.codras import read_codras
     if split not in SPLITS:
         raise ValueError(f'unknown sample split {split!r}; expected one of {SPLITS}')
     return list(read_codras(ANNOTATIONS, split=split))

@@ -395,5 +395,5 @@ def register(exist_ok: bool = False) -> None:
     """
     from swift.loss import loss_map
 
-    from .registry import add_to_map
+    from fundusexpert_plugin.swift_plugin.registry import add_to_map
     add_to_map(loss_map, LOSS_NAME, FundusGroundingLoss, exist_ok=exist_ok, flag='--loss_type')

@@ -175,5 +175,5 @@ def register(exist_ok: bool = False) -> None:
     """
     from swift.loss_scale import loss_scale_map
 
-    from .registry import add_to_map
+    from fundusexpert_plugin.swift_plugin.registry import add_to_map
     add_to_map(loss_scale_map, LOSS_SCALE_NAME, FundusGroundingLossScale, exist_ok=exist_ok, flag='--loss_scale')

@@ -29,8 +29,8 @@ from typing import Dict, List, Optional
 
 from swift.metrics.base import EvalMetrics
 
-from ..eval.grounding import GroundingSample, box_scores, samples_from_texts
-from ..eval.results import image_path, image_size, predicted_boxes, reference_boxes
+from fundusexpert_plugin.eval.grounding import GroundingSample, box_scores, samples_from_texts
+from fundusexpert_plugin.eval.results import image_path, image_size, predicted_boxes, reference_boxes
 
 METRIC_NAME = 'fundus_grounding'
 
@@ -92,5 +92,5 @@ def register(exist_ok: bool = False) -> None:
     """
     from swift.metrics import eval_metrics_map
 
-    from .registry import add_to_map
+    from fundusexpert_plugin.swift_plugin.registry import add_to_map
     add_to_map(eval_metrics_map, METRIC_NAME, FundusGroundingMetrics, exist_ok=exist_ok, flag='--eval_metric')

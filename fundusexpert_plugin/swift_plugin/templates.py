@@ -27,7 +27,7 @@ from swift.template.templates.internvl import Internvl2Template, InternvlhfTempl
 from swift.template.templates.qwen import Qwen2_5VLTemplate, QwenTemplateMeta
 from swift.template.templates.utils import ChatmlTemplateMeta
 
-from fundusexpert_plugin.geometry import to_grid999
+from fundusexpert_plugin.core.geometry import to_grid999
 from fundusexpert_plugin.swift_plugin.system_prompt import DEFAULT_SYSTEM
 
 QWEN_TEMPLATE = 'fundusexpert_qwen2_5_vl'

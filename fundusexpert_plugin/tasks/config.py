@@ -26,8 +26,8 @@ from typing import Dict, List, Literal, Optional
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from .. import vocab
-from ..record import FundusDataError
+from fundusexpert_plugin.core import vocab
+from fundusexpert_plugin.core.record import FundusDataError
 
 #: kind -> placeholders its prompts / answers may use.
 KIND_PLACEHOLDERS: Dict[str, Dict[str, set]] = {
@@ -72,7 +72,7 @@ class TaskConfig(BaseModel):
     @field_validator('requires')
     @classmethod
     def _known_fields(cls, names):
-        from .fields import FIELDS
+        from fundusexpert_plugin.tasks.fields import FIELDS
         unknown = [n for n in names if n not in FIELDS]
         if unknown:
             raise ValueError(f'unknown record field(s) {unknown}; available: {sorted(FIELDS)}')

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from typing import Callable, Dict, Optional
 
-from .. import vocab
-from ..record import FundusGenRecord
+from fundusexpert_plugin.core import vocab
+from fundusexpert_plugin.core.record import FundusGenRecord
 
 
 def _capital(text: str) -> str:

@@ -15,13 +15,13 @@ from typing import Dict, List, Optional
 
 from PIL import Image, ImageDraw
 
-from .. import vocab
-from ..engine.chain import cognitive_chain, diagnosis_answer
-from ..geometry import iou
-from ..record import FundusGenRecord
-from .config import FIELD_KINDS, SCALE_NAMES, TaskConfig
-from .fields import field_values
-from .grounded_text import GroundedText
+from fundusexpert_plugin.core import vocab
+from fundusexpert_plugin.render.chain import cognitive_chain, diagnosis_answer
+from fundusexpert_plugin.core.geometry import iou
+from fundusexpert_plugin.core.record import FundusGenRecord
+from fundusexpert_plugin.tasks.config import FIELD_KINDS, SCALE_NAMES, TaskConfig
+from fundusexpert_plugin.tasks.fields import field_values
+from fundusexpert_plugin.render.grounded_text import GroundedText
 
 LETTERS = 'ABCDE'
 MCQ_OPTIONS = 4

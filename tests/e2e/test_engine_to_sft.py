@@ -12,12 +12,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.mmdet]
 def test_detector_engine_fundusgen_sft(tmp_path, tiny_qwen_dir):
     pytest.importorskip('mmdet')
     from fundusexpert_plugin.build import build_fundusgen
-    from fundusexpert_plugin.demo import last_checkpoint, offline_env, run_logged, sft_command
+    from fundusexpert_plugin.cli.demo import last_checkpoint, offline_env, run_logged, sft_command
     from fundusexpert_plugin.engine import FundusEngine
     from fundusexpert_plugin.engine.batch import merge_shards, run_engine
-    from fundusexpert_plugin.engine.detect import Detector
-    from fundusexpert_plugin.engine.train_detector import train_detector
-    from fundusexpert_plugin.record import read_records
+    from fundusexpert_plugin.detector.detect import Detector
+    from fundusexpert_plugin.detector.train import train_detector
+    from fundusexpert_plugin.core.record import read_records
 
     rows = [json.loads(line) for line in (SAMPLE_DIR / 'annotations.jsonl').read_text().splitlines()]
     train = tmp_path / 'train.jsonl'

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from fundusexpert_plugin.demo import offline_env, run_logged, sft_command
+from fundusexpert_plugin.cli.demo import offline_env, run_logged, sft_command
 
 pytestmark = pytest.mark.slow
 

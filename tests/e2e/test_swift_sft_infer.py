@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from fundusexpert_plugin.demo import infer_command, last_checkpoint, offline_env, run_logged, sft_command
+from fundusexpert_plugin.cli.demo import infer_command, last_checkpoint, offline_env, run_logged, sft_command
 
 pytestmark = pytest.mark.slow
 

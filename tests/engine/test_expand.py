@@ -1,7 +1,7 @@
 """Semantic expansion: consistency checks, fallback to the rule text, and the chain using the result."""
 import pytest
 
-from fundusexpert_plugin.engine.chain import cognitive_chain, feature_text
+from fundusexpert_plugin.render.chain import cognitive_chain, feature_text
 from fundusexpert_plugin.engine.expand import (MLLMDescriber, RuleDescriber, consistency_problems, expand_record,
                                                findings_payload)
 

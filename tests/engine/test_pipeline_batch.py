@@ -7,12 +7,12 @@ from PIL import Image
 from fundusexpert_plugin.build import build_fundusgen
 from fundusexpert_plugin.engine import FundusEngine
 from fundusexpert_plugin.engine.batch import merge_shards, run_engine, shard_from_env
-from fundusexpert_plugin.engine.detect import Detection
-from fundusexpert_plugin.engine.images import list_images
-from fundusexpert_plugin.record import read_records
+from fundusexpert_plugin.detector.detect import Detection
+from fundusexpert_plugin.core.images import list_images
+from fundusexpert_plugin.core.record import read_records
 from fundusexpert_plugin.sample import SAMPLE_DIR
 
-from .fake_detector import FakeDetector
+from fundusexpert_plugin.testing.fake_detector import FakeDetector
 
 
 @pytest.fixture

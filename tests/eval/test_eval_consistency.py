@@ -3,7 +3,7 @@ import pytest
 
 from fundusexpert_plugin.eval.consistency import (ConsistencyResult, JudgeError, aggregate, consistency_score,
                                                   evaluate_report)
-from fundusexpert_plugin.eval.lexicon_judge import LexiconJudge
+from fundusexpert_plugin.core.lexicon_judge import LexiconJudge
 from fundusexpert_plugin.eval.llm_judge import OpenAIJudge, build_judge_prompt, parse_judge_reply
 
 POSITIVES = ['microaneurysms', 'hard_exudates']

@@ -3,7 +3,7 @@ import random
 
 import pytest
 
-from fundusexpert_plugin import geometry
+from fundusexpert_plugin.core import geometry
 from fundusexpert_plugin.eval.parse import (LabeledBox, boxes_to_px, canonical_label, find_boxes, parse_boxes,
                                             qwen_resized_size)
 

@@ -2,7 +2,7 @@
 import json
 
 from fundusexpert_plugin.build import build_sample
-from fundusexpert_plugin.cli import main
+from fundusexpert_plugin.cli.main import main
 
 
 def _as_infer_result(rows, responses):

@@ -1,9 +1,9 @@
 """Tests of engine/sources/adam_palm.py: ADAM and PALM (iChallenge layouts, 0 = object masks)."""
 import pytest
 
-from fundusexpert_plugin.engine.sources.adam_palm import read_ichallenge
-from fundusexpert_plugin.engine.sources.base import ConvertLog
-from fundusexpert_plugin.record import FundusDataError
+from fundusexpert_plugin.sources.adam_palm import read_ichallenge
+from fundusexpert_plugin.sources.base import ConvertLog
+from fundusexpert_plugin.core.record import FundusDataError
 
 
 @pytest.fixture

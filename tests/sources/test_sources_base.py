@@ -3,9 +3,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fundusexpert_plugin.engine.sources.base import (ConvertLog, FileIndex, MaskBoxParams, NotRepresentable,
+from fundusexpert_plugin.sources.base import (ConvertLog, FileIndex, MaskBoxParams, NotRepresentable,
                                                      RecordDraft, SourceInfo, attempt, read_mask)
-from fundusexpert_plugin.record import FundusDataError
+from fundusexpert_plugin.core.record import FundusDataError
 
 SRC = SourceInfo('test', 'CC0', '')
 

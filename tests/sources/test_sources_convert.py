@@ -1,12 +1,12 @@
-"""Tests of fundusexpert_plugin/convert.py: the ``fundusexpert convert`` sub-command."""
+"""Tests of fundusexpert_plugin/cli/convert.py: the ``fundusexpert convert`` sub-command."""
 import argparse
 import json
 from pathlib import Path
 
 import pytest
 
-from fundusexpert_plugin import convert
-from fundusexpert_plugin.record import read_records
+from fundusexpert_plugin.cli import convert
+from fundusexpert_plugin.core.record import read_records
 
 SAMPLE = Path(__file__).resolve().parents[2] / 'fundusexpert_plugin' / 'sample'
 

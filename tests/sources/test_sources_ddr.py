@@ -1,9 +1,9 @@
 """Tests of engine/sources/ddr.py on fixtures laid out as the DDR repository."""
 import pytest
 
-from fundusexpert_plugin.engine.sources.base import ConvertLog
-from fundusexpert_plugin.engine.sources.ddr import read_ddr_detection, read_ddr_grading, read_ddr_segmentation
-from fundusexpert_plugin.record import FundusDataError
+from fundusexpert_plugin.sources.base import ConvertLog
+from fundusexpert_plugin.sources.ddr import read_ddr_detection, read_ddr_grading, read_ddr_segmentation
+from fundusexpert_plugin.core.record import FundusDataError
 
 
 def test_grades_0_to_4_are_icdr_and_grade_5_is_left_out(tmp_path, make_image, make_text):

@@ -1,9 +1,9 @@
 """Tests of engine/sources/eophtha.py: lesion photos with masks, healthy photos known absent."""
 import pytest
 
-from fundusexpert_plugin.engine.sources.base import ConvertLog
-from fundusexpert_plugin.engine.sources.eophtha import read_eophtha
-from fundusexpert_plugin.record import FundusDataError
+from fundusexpert_plugin.sources.base import ConvertLog
+from fundusexpert_plugin.sources.eophtha import read_eophtha
+from fundusexpert_plugin.core.record import FundusDataError
 
 
 def test_exudate_masks_and_healthy_photos(tmp_path, make_image, make_mask):

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
-from fundusexpert_plugin.engine.sources.base import ConvertLog, SourceInfo
-from fundusexpert_plugin.engine.sources.generic import (parse_class_map, read_class_masks, read_coco, read_label_csv,
+from fundusexpert_plugin.sources.base import ConvertLog, SourceInfo
+from fundusexpert_plugin.sources.generic import (parse_class_map, read_class_masks, read_coco, read_label_csv,
                                                         read_yolo, resolve_class)
-from fundusexpert_plugin.record import FundusDataError
+from fundusexpert_plugin.core.record import FundusDataError
 
 SAMPLE = Path(__file__).resolve().parents[2] / 'fundusexpert_plugin' / 'sample'
 SRC = SourceInfo('IDRiD via CODRAS', 'CC BY-SA 4.0', 'von Csefalvay 2019')

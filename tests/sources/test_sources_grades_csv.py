@@ -1,9 +1,9 @@
 """Tests of engine/sources/grades_csv.py: APTOS, EyePACS, Messidor, Messidor-2 tables."""
 import pytest
 
-from fundusexpert_plugin.engine.sources.base import ConvertLog
-from fundusexpert_plugin.engine.sources.grades_csv import read_aptos, read_eyepacs, read_messidor, read_messidor2
-from fundusexpert_plugin.record import FundusDataError
+from fundusexpert_plugin.sources.base import ConvertLog
+from fundusexpert_plugin.sources.grades_csv import read_aptos, read_eyepacs, read_messidor, read_messidor2
+from fundusexpert_plugin.core.record import FundusDataError
 
 
 def test_aptos_diagnosis_is_the_icdr_grade(tmp_path, make_image, make_text):

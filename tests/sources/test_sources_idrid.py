@@ -1,9 +1,9 @@
 """Tests of engine/sources/idrid.py on fixtures laid out as the IDRiD archive (small photos)."""
 import pytest
 
-from fundusexpert_plugin.engine.sources.base import ConvertLog, MaskBoxParams
-from fundusexpert_plugin.engine.sources.idrid import read_idrid_grading, read_idrid_segmentation
-from fundusexpert_plugin.record import FundusDataError
+from fundusexpert_plugin.sources.base import ConvertLog, MaskBoxParams
+from fundusexpert_plugin.sources.idrid import read_idrid_grading, read_idrid_segmentation
+from fundusexpert_plugin.core.record import FundusDataError
 
 GRADES = 'Image name,Retinopathy grade,Risk of macular edema ,,,\nIDRiD_001,3,2,,,\nIDRiD_002,0,0,,,\n,,,,,\n'
 OD = 'Image No,X- Coordinate,Y - Coordinate,,\nIDRiD_001,300,150,,\nIDRiD_002,80,140,,\n'

@@ -1,9 +1,9 @@
 """Tests of engine/sources/odir.py: one record per eye from the diagnostic keywords."""
 import pytest
 
-from fundusexpert_plugin.engine.sources.base import ConvertLog
-from fundusexpert_plugin.engine.sources.odir import read_odir, split_keywords
-from fundusexpert_plugin.record import FundusDataError
+from fundusexpert_plugin.sources.base import ConvertLog
+from fundusexpert_plugin.sources.odir import read_odir, split_keywords
+from fundusexpert_plugin.core.record import FundusDataError
 
 HEADER = ['ID', 'Patient Age', 'Patient Sex', 'Left-Fundus', 'Right-Fundus', 'Left-Diagnostic Keywords',
           'Right-Diagnostic Keywords', 'N', 'D', 'G', 'C', 'A', 'H', 'M', 'O']

@@ -1,9 +1,9 @@
 """Tests of engine/sources/refuge.py: REFUGE archives and Drishti-GS1 soft maps."""
 import pytest
 
-from fundusexpert_plugin.engine.sources.base import ConvertLog
-from fundusexpert_plugin.engine.sources.refuge import read_drishti, read_refuge
-from fundusexpert_plugin.record import FundusDataError
+from fundusexpert_plugin.sources.base import ConvertLog
+from fundusexpert_plugin.sources.refuge import read_drishti, read_refuge
+from fundusexpert_plugin.core.record import FundusDataError
 
 # REFUGE mask: 255 background, 128 disc rim, 0 cup (the disc contains the cup).
 DISC_CUP = [(200, 60, 260, 120, 128), (220, 80, 240, 100, 0)]

@@ -1,9 +1,9 @@
 """Tests of engine/sources/tables.py: CSV and xlsx label tables with line/row numbers."""
 import pytest
 
-from fundusexpert_plugin.engine.sources.tables import (normalise, parse_grade, read_image_table,
+from fundusexpert_plugin.sources.tables import (normalise, parse_grade, read_image_table,
                                                        read_table)
-from fundusexpert_plugin.record import FundusDataError
+from fundusexpert_plugin.core.record import FundusDataError
 
 
 def test_idrid_header_with_trailing_space_and_empty_columns_is_matched(tmp_path, make_text):

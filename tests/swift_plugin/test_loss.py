@@ -364,7 +364,7 @@ def test_second_registration_raises_without_exist_ok(swift_registered):
 def test_swift_sft_two_steps_logs_box_loss_and_coord_err(tmp_path, tiny_qwen_dir):
     """``swift sft`` through the plugin file with both flags; the extra metrics are in the log."""
     from fundusexpert_plugin.build import build_sample
-    from fundusexpert_plugin.demo import offline_env, run_logged, sft_command
+    from fundusexpert_plugin.cli.demo import offline_env, run_logged, sft_command
     build_sample(tmp_path / 'fundusgen', languages=['en'])
     cmd = sft_command(tiny_qwen_dir, tmp_path / 'sft', template='fundusexpert_qwen2_5_vl',
                       dataset=['fundusgen:region_detection#4'], steps=2, seed=0)

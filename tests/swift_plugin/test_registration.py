@@ -24,7 +24,7 @@ def test_second_registration_raises_without_exist_ok(swift_registered):
 
 
 def test_importing_engine_and_eval_does_not_import_swift():
-    code = ('import sys, fundusexpert_plugin.build, fundusexpert_plugin.engine.chain, fundusexpert_plugin.eval.parse, '
+    code = ('import sys, fundusexpert_plugin.build, fundusexpert_plugin.render.chain, fundusexpert_plugin.eval.parse, '
             'fundusexpert_plugin.eval.grounding; print("swift" in sys.modules)')
     out = subprocess.run([sys.executable, '-c', code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == 'False'

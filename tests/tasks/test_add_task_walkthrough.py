@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from fundusexpert_plugin.cli import main
+from fundusexpert_plugin.cli.main import main
 
 README = Path(__file__).resolve().parents[2] / 'README.md'
 
@@ -40,7 +40,7 @@ def test_step2_builds_the_new_task_file(walked):
 
 @pytest.mark.slow
 def test_step3_swift_sft_on_the_new_subset(walked, tiny_qwen_dir, tmp_path):
-    from fundusexpert_plugin.demo import last_checkpoint, offline_env, run_logged, sft_command
+    from fundusexpert_plugin.cli.demo import last_checkpoint, offline_env, run_logged, sft_command
     env = offline_env(FUNDUSGEN_DIR=str(walked / 'my_fundusgen' / 'train'), FUNDUSEXPERT_CACHE=str(tmp_path / 'c'))
     run_logged(sft_command(tiny_qwen_dir, tmp_path / 'sft', template='fundusexpert_qwen2_5_vl',
                            dataset=['fundusgen:lesion_list'], steps=1, seed=0), tmp_path / 'sft.log', env)

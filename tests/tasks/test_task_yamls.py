@@ -2,7 +2,7 @@
 import pytest
 import yaml
 
-from fundusexpert_plugin.record import FundusDataError
+from fundusexpert_plugin.core.record import FundusDataError
 from fundusexpert_plugin.tasks.config import default_tasks_dir, load_task, load_tasks
 from fundusexpert_plugin.tasks.render import RenderContext, render_rows
 

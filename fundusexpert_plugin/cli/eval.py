@@ -1,0 +1,131 @@
+"""``fundusexpert eval``: score a ``swift infer`` result jsonl (wired by the package CLI).
+
+Example::
+
+    fundusexpert eval --result infer_result/20250101.jsonl --meta rows.meta.jsonl --out eval_out \\
+        --judge openai --judge-base-url http://127.0.0.1:8000/v1 --judge-model gpt-4o
+
+Also here, for the MCQ benchmarks: ``add_tsv_rows_arguments``/``run_tsv_rows`` (TSV -> swift rows
++ meta side file) and ``add_export_arguments``/``run_export`` (FundusGen MCQ rows -> TSV).
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from fundusexpert_plugin.eval.parse import CONVENTIONS, SPACES
+
+logger = logging.getLogger(__name__)
+
+
+def _space(value: str):
+    conv, _, space = value.partition('=')
+    if conv not in CONVENTIONS or space not in SPACES:
+        raise argparse.ArgumentTypeError(f'expected CONVENTION=SPACE with CONVENTION in {CONVENTIONS} and SPACE in '
+                                         f'{SPACES}, got {value!r}')
+    return conv, space
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Arguments of ``fundusexpert eval``."""
+    parser.add_argument('--result', required=True, help='swift infer result jsonl (--result_path)')
+    parser.add_argument('--out', required=True, help='output folder: metrics.json, report.html, PNG, samples.jsonl')
+    parser.add_argument('--meta', help='side jsonl {"index": row number, "task", "answer", "category", '
+                        '"positives": [ids], "negatives": [ids]}; written by the TSV converter')
+    parser.add_argument('--tsv', help='benchmark TSV (GMAI-MMBench schema) to find MCQ answers/categories '
+                        'of rows without --meta')
+    parser.add_argument('--judge', choices=('offline', 'openai'), default='offline',
+                        help='clinical-consistency judge: offline lexicon (default) or an OpenAI-compatible LLM')
+    parser.add_argument('--judge-base-url', help='OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1')
+    parser.add_argument('--judge-model', default='gpt-4o', help='judge model name (default gpt-4o, as the paper)')
+    parser.add_argument('--judge-api-key', help='judge API key (default $OPENAI_API_KEY, else EMPTY)')
+    parser.add_argument('--judge-timeout', type=float, default=60.0, help='seconds per judge request (default 60)')
+    parser.add_argument('--judge-max-retries', type=int, default=2, help='judge retries per report (default 2)')
+    parser.add_argument('--lexicon', help='offline judge lexicon JSON (default: the packaged one)')
+    parser.add_argument('--box-space', type=_space, action='append', default=[], metavar='CONVENTION=SPACE',
+                        help='space of a box convention, e.g. qwen=grid for Qwen2-VL/Qwen3-VL (defaults: '
+                        'internvl=grid qwen=resized json=resized bare=grid); repeatable')
+    parser.add_argument('--max-pixels', type=int, help='Qwen max_pixels used at inference (default: $MAX_PIXELS, '
+                        'else qwen_vl_utils default)')
+    parser.add_argument('--min-pixels', type=int, help='Qwen min_pixels used at inference')
+    parser.add_argument('--ap-score', choices=('rank', 'constant'), default='rank',
+                        help='score given to text boxes for COCO AP (default rank: 1/(1+k) for the k-th box)')
+    parser.add_argument('--max-samples', type=int, default=50, help='rows shown in report.html (default 50)')
+    return parser
+
+
+def _judge(args):
+    if args.judge == 'openai':
+        if not args.judge_base_url:
+            raise SystemExit('--judge openai needs --judge-base-url (an OpenAI-compatible endpoint)')
+        from fundusexpert_plugin.eval.llm_judge import OpenAIJudge
+
+        return OpenAIJudge(args.judge_base_url, args.judge_model, args.judge_api_key, timeout=args.judge_timeout,
+                           max_retries=args.judge_max_retries)
+    from fundusexpert_plugin.core.lexicon_judge import LexiconJudge, load_lexicon
+
+    return LexiconJudge(load_lexicon(args.lexicon) if args.lexicon else None)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``fundusexpert eval``; returns the exit code: 0 on success, 2 on unreadable input files."""
+    try:
+        return _run(args)
+    except (OSError, ValueError) as exc:  # bad or missing input file: say which, no traceback
+        print(f'fundusexpert eval: error: {exc}', file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
+    from fundusexpert_plugin.eval.mcq_tsv import read_tsv, tsv_matcher
+    from fundusexpert_plugin.eval.report import EvalOptions, evaluate_rows, write_outputs
+    from fundusexpert_plugin.eval.results import load_meta, read_jsonl
+
+    rows = read_jsonl(args.result)
+    meta = load_meta(args.meta) if args.meta else {}
+    tsv_match = tsv_matcher(read_tsv(args.tsv)) if args.tsv else None
+    options = EvalOptions(spaces=dict(args.box_space), min_pixels=args.min_pixels, max_pixels=args.max_pixels,
+                          ap_score_mode=args.ap_score, max_html_samples=args.max_samples)
+    judge = _judge(args) if any('positives' in m for m in meta.values()) else None
+    metrics, samples = evaluate_rows(rows, meta, tsv_match=tsv_match, judge=judge, options=options)
+    paths = write_outputs(args.out, metrics, samples, max_html_samples=args.max_samples)
+    for note in metrics['notes']:
+        print(f'note: {note}')
+    print(f"scored {metrics['n_rows']} rows {metrics['tasks']}; wrote {', '.join(paths.values())}")
+    return 0
+
+
+def add_tsv_rows_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Arguments of the TSV -> swift rows converter."""
+    parser.add_argument('--tsv', required=True, help='GMAI-MMBench / Fundus-MMBench TSV')
+    parser.add_argument('--out', required=True, help='rows jsonl; <stem>.meta.jsonl is written beside it')
+    parser.add_argument('--image-dir', help='where base64 images are decoded (default <out dir>/images)')
+    parser.add_argument('--system', help='optional system message (default: the model\'s own)')
+    return parser
+
+
+def run_tsv_rows(args: argparse.Namespace) -> int:
+    """Run ``fundusexpert mcq-rows``: TSV -> swift rows jsonl + ``.meta.jsonl``; returns 0."""
+    from fundusexpert_plugin.eval.mcq_tsv import tsv_to_swift_rows
+
+    rows, meta = tsv_to_swift_rows(args.tsv, args.out, image_dir=args.image_dir, system=args.system)
+    print(f'wrote {rows} and {meta}')
+    return 0
+
+
+def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Arguments of the FundusGen MCQ -> TSV exporter."""
+    parser.add_argument('--rows', required=True, help='FundusGen swift rows jsonl')
+    parser.add_argument('--out', required=True, help='TSV for VLMEvalKit (custom MCQ dataset)')
+    parser.add_argument('--embed-images', action='store_true', help='add a base64 image column')
+    return parser
+
+
+def run_export(args: argparse.Namespace) -> int:
+    """Run ``fundusexpert mcq-export``: FundusGen MCQ rows -> VLMEvalKit TSV; returns 0."""
+    from fundusexpert_plugin.eval.mcq_tsv import export_fundusgen_mcq
+
+    n, skipped = export_fundusgen_mcq(args.rows, args.out, embed_images=args.embed_images)
+    print(f'exported {n} MCQ items to {args.out} ({skipped} rows were not MCQ items)')
+    return 0

@@ -1,0 +1,156 @@
+"""Coordinate conventions: the one home of every box rule in this library.
+
+Spaces (every name in the library says which one it uses):
+    * ``box_px``: ``(x1, y1, x2, y2)`` floats in pixels of the **original** image; x points right,
+      y points down; ``0 <= x1 < x2 <= W`` and ``0 <= y1 < y2 <= H``. Edges are continuous
+      coordinates, so the width is ``x2 - x1`` (x2 is exclusive, unlike torchvision's
+      ``masks_to_boxes`` where x2 is the last pixel).
+    * ``box_grid``: ``(x1, y1, x2, y2)`` integers on the 0-999 grid of the **whole** original image
+      (never a tile), ``int(v / W * 1000)`` clipped to 999. Source: FundusExpert / InternVL
+      grounding prompts ("normalised to an integer 0-999"; official quick_start.py). Note that
+      ms-swift's own ``norm1000`` rounds half-to-even and can give 1000; our InternVL template
+      renders with this function instead.
+    * ``box_resized``: integer pixels of the image after the Qwen2.5-VL processor resized it
+      (ms-swift ``norm_bbox='none'``), ``round(v * W_resized / W)``.
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence, Tuple
+
+BoxPx = Tuple[float, float, float, float]
+BoxGrid = Tuple[int, int, int, int]
+
+GRID = 1000  # number of cells per axis; valid grid values are 0..GRID-1
+
+
+def to_grid999(value_px: float, size_px: float) -> int:
+    """One pixel coordinate -> 0-999 grid integer.
+
+    Args:
+        value_px: coordinate in original-image pixels, ``0 <= value_px <= size_px``.
+        size_px: image width (for x) or height (for y) in pixels, ``> 0``.
+
+    Returns:
+        ``min(int(value_px / size_px * 1000), 999)``, clipped below at 0.
+
+    Raises:
+        ValueError: ``size_px <= 0``.
+    """
+    if size_px <= 0:
+        raise ValueError(f'image size must be > 0 pixels, got {size_px}')
+    return max(0, min(int(value_px / size_px * GRID), GRID - 1))
+
+
+def from_grid999(value_grid: float, size_px: float) -> float:
+    """One 0-999 grid value -> pixel coordinate at the centre of its grid cell.
+
+    The inverse of :func:`to_grid999` up to one grid unit (``size_px / 1000`` pixels).
+    """
+    return (float(value_grid) + 0.5) * size_px / GRID
+
+
+def box_px_to_grid(box_px: Sequence[float], width: float, height: float) -> BoxGrid:
+    """``box_px`` (xyxy original pixels) -> ``box_grid`` (xyxy 0-999 integers)."""
+    x1, y1, x2, y2 = box_px
+    return (to_grid999(x1, width), to_grid999(y1, height),
+            to_grid999(x2, width), to_grid999(y2, height))
+
+
+def box_grid_to_px(box_grid: Sequence[float], width: float, height: float) -> BoxPx:
+    """``box_grid`` (0-999) -> ``box_px`` (xyxy original pixels, cell centres)."""
+    x1, y1, x2, y2 = box_grid
+    return (from_grid999(x1, width), from_grid999(y1, height),
+            from_grid999(x2, width), from_grid999(y2, height))
+
+
+def box_px_to_resized(box_px: Sequence[float], width: float, height: float,
+                      resized_width: float, resized_height: float) -> Tuple[int, int, int, int]:
+    """``box_px`` -> integer pixels of the resized image (Qwen2.5-VL, ms-swift ``norm_bbox='none'``).
+
+    Uses ``round(v * resized / original)``, the rule of ms-swift 4.6 ``Template.normalize_bbox``.
+    """
+    sx, sy = resized_width / width, resized_height / height
+    x1, y1, x2, y2 = box_px
+    return (round(x1 * sx), round(y1 * sy), round(x2 * sx), round(y2 * sy))
+
+
+def box_resized_to_px(box_resized: Sequence[float], width: float, height: float,
+                      resized_width: float, resized_height: float) -> BoxPx:
+    """Resized-image pixels (Qwen2.5-VL) -> ``box_px`` of the original image."""
+    sx, sy = width / resized_width, height / resized_height
+    x1, y1, x2, y2 = box_resized
+    return (x1 * sx, y1 * sy, x2 * sx, y2 * sy)
+
+
+def box_area(box: Sequence[float]) -> float:
+    """Area of an xyxy box in squared units of its space (0 for a degenerate box)."""
+    x1, y1, x2, y2 = box
+    return max(0.0, x2 - x1) * max(0.0, y2 - y1)
+
+
+def box_center(box: Sequence[float]) -> Tuple[float, float]:
+    """Centre ``(cx, cy)`` of an xyxy box."""
+    x1, y1, x2, y2 = box
+    return ((x1 + x2) / 2.0, (y1 + y2) / 2.0)
+
+
+def iou(box_a: Sequence[float], box_b: Sequence[float]) -> float:
+    """Intersection over union of two xyxy boxes in the same space (0.0 when both are empty)."""
+    ix1, iy1 = max(box_a[0], box_b[0]), max(box_a[1], box_b[1])
+    ix2, iy2 = min(box_a[2], box_b[2]), min(box_a[3], box_b[3])
+    inter = box_area((ix1, iy1, ix2, iy2))
+    union = box_area(box_a) + box_area(box_b) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def distance_point_to_box(point: Sequence[float], box: Sequence[float]) -> float:
+    """Euclidean distance from a point to the nearest point of an xyxy box (0 inside it)."""
+    px, py = point
+    dx = max(box[0] - px, 0.0, px - box[2])
+    dy = max(box[1] - py, 0.0, py - box[3])
+    return math.hypot(dx, dy)
+
+
+def check_box_px(box_px: Sequence[float], width: int, height: int, *, where: str) -> BoxPx:
+    """Validate a pixel box against its image.
+
+    Args:
+        box_px: xyxy in original-image pixels.
+        width, height: image size in pixels.
+        where: location for the message, e.g. ``'sample.jsonl:4: record 0003: findings[2].box_px'``.
+
+    Returns:
+        The box as a tuple of 4 floats.
+
+    Raises:
+        ValueError: not 4 finite numbers, inverted or zero-area (``x2 <= x1`` or ``y2 <= y1``),
+            or outside ``[0, W] x [0, H]``.
+    """
+    try:
+        vals = tuple(float(v) for v in box_px)
+    except (TypeError, ValueError):
+        raise ValueError(f'{where} = {box_px!r}: expected 4 numbers (x1, y1, x2, y2) in pixels')
+    if len(vals) != 4 or not all(math.isfinite(v) for v in vals):
+        raise ValueError(f'{where} = {box_px!r}: expected 4 finite numbers (x1, y1, x2, y2) in pixels')
+    x1, y1, x2, y2 = vals
+    if x2 <= x1 or y2 <= y1:
+        raise ValueError(f'{where} = {list(vals)}: inverted or zero-area box (need x1 < x2 and y1 < y2; '
+                         'expected xyxy pixels)')
+    if x1 < 0 or y1 < 0 or x2 > width or y2 > height:
+        raise ValueError(f'{where} = {list(vals)}: outside the image; expected 0 <= x1 < x2 <= {width} '
+                         f'and 0 <= y1 < y2 <= {height} (xyxy pixels)')
+    return vals  # type: ignore[return-value]
+
+
+def laterality_from_disc(disc_box_px: Sequence[float], width: int) -> str:
+    """Eye side of a macula-centred photo from the disc position (the disc lies nasal to the fovea).
+
+    Args:
+        disc_box_px: optic-disc box, xyxy pixels.
+        width: image width, pixels.
+
+    Returns:
+        ``'right'`` when the disc centre is right of the image centre, else ``'left'``.
+    """
+    return 'right' if box_center(disc_box_px)[0] > width / 2.0 else 'left'

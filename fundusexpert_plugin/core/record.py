@@ -1,0 +1,200 @@
+"""The FundusGen record: one fundus photograph with its located findings and image-level labels.
+
+A record is what both the annotation readers and the Fundus-Engine produce and what the task
+builder consumes. Records are stored one per line in jsonl; ``image`` is a path relative to the
+jsonl file's folder (or absolute).
+
+Coordinates: ``Finding.box_px`` is xyxy in original-image pixels (see :mod:`.geometry`).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Dict, Iterator, List, Literal, Optional, Tuple
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from fundusexpert_plugin.core import vocab
+from fundusexpert_plugin.core.errors import FundusDataError  # noqa: F401 (the package-wide name)
+from fundusexpert_plugin.core.geometry import check_box_px
+from fundusexpert_plugin.core.jsonl import read_jsonl, write_jsonl
+
+logger = logging.getLogger(__name__)
+
+
+
+class Finding(BaseModel):
+    """One located finding.
+
+    Attributes:
+        label: finding id from :data:`vocab.FINDINGS` (aliases are accepted and canonicalised).
+        box_px: ``(x1, y1, x2, y2)`` in original-image pixels, ``0 <= x1 < x2 <= width``.
+        source: ``'annotation'`` (human label) or ``'detector'`` (Fundus-Engine).
+        score: detector confidence in ``[0, 1]``; ``None`` for annotations.
+    """
+
+    model_config = ConfigDict(extra='forbid')
+    label: str
+    box_px: Tuple[float, float, float, float]
+    source: Literal['annotation', 'detector'] = 'annotation'
+    score: Optional[float] = Field(default=None, ge=0.0, le=1.0)
+
+    @field_validator('label')
+    @classmethod
+    def _known_label(cls, value: str) -> str:
+        return vocab.resolve_finding(value)
+
+
+class Provenance(BaseModel):
+    """Where a record comes from.
+
+    Attributes:
+        source_dataset: e.g. ``'IDRiD (via CODRAS boxes)'``.
+        licence: licence of the image and of the labels.
+        attribution: citation text that must travel with derived files.
+        annotated_labels: finding ids the source annotates exhaustively. A finding id listed here
+            with no box in the record is *known absent*; any other id is *unknown*, and nothing
+            is ever said about it.
+    """
+
+    model_config = ConfigDict(extra='forbid')
+    source_dataset: str
+    licence: str
+    attribution: str = ''
+    annotated_labels: List[str] = Field(default_factory=list)
+    stages: Dict[str, str] = Field(default_factory=dict)
+
+    @field_validator('annotated_labels')
+    @classmethod
+    def _known_labels(cls, values: List[str]) -> List[str]:
+        return [vocab.resolve_finding(v) for v in values]
+
+
+class FundusGenRecord(BaseModel):
+    """One image with its findings.
+
+    Attributes:
+        record_id: unique id within a dataset.
+        image: image path, relative to the record file's folder or absolute.
+        width, height: original image size in pixels.
+        laterality: ``'left'``/``'right'`` eye, or ``None`` when unknown.
+        laterality_source: how laterality is known: ``'label'`` or ``'optic_disc_position'``
+            (macula-centred photo: disc on the image's right means a right eye).
+        findings: located findings, in any order.
+        image_labels: image-level labels, e.g. ``{'dr_grade': '2', 'diagnosis': 'glaucoma'}``.
+            Keys must be ``'diagnosis'`` or a scale of :data:`vocab.GRADE_SCALES`.
+        feature_text: fine-grained feature text per language from the engine's MLLM expansion
+            (checked against the findings); empty: the chain writes its rule-based text.
+        provenance: source dataset and licence (and, for engine records, the stages that ran).
+    """
+
+    model_config = ConfigDict(extra='forbid')
+    record_id: str
+    image: str
+    width: int = Field(gt=0)
+    height: int = Field(gt=0)
+    laterality: Optional[Literal['left', 'right']] = None
+    laterality_source: Optional[Literal['label', 'optic_disc_position']] = None
+    findings: List[Finding] = Field(default_factory=list)
+    image_labels: Dict[str, str] = Field(default_factory=dict)
+    feature_text: Dict[Literal['en', 'zh'], str] = Field(default_factory=dict)
+    provenance: Provenance
+
+    @field_validator('image_labels')
+    @classmethod
+    def _known_image_labels(cls, labels: Dict[str, str]) -> Dict[str, str]:
+        for key, value in labels.items():
+            if key in ('diagnosis', *vocab.GRADE_SCALES):
+                try:
+                    vocab.diagnosis_name(value) if key == 'diagnosis' else vocab.grade_name(key, value)
+                except KeyError as exc:
+                    raise ValueError(exc.args[0]) from None
+            else:
+                raise ValueError(f'unknown image label {key!r}; expected "diagnosis" or one of '
+                                 f'{sorted(vocab.GRADE_SCALES)}')
+        return labels
+
+    @model_validator(mode='after')
+    def _boxes_inside_image(self) -> 'FundusGenRecord':
+        for i, finding in enumerate(self.findings):
+            check_box_px(finding.box_px, self.width, self.height, where=f'findings[{i}].box_px')
+        return self
+
+    def boxes(self, label: str) -> List[Tuple[float, float, float, float]]:
+        """Pixel boxes of one finding id, largest area first (the FundusExpert ordering)."""
+        boxes = [f.box_px for f in self.findings if f.label == label]
+        return sorted(boxes, key=lambda b: -(b[2] - b[0]) * (b[3] - b[1]))
+
+    def present_labels(self) -> List[str]:
+        """Finding ids with at least one box, in vocabulary order."""
+        present = {f.label for f in self.findings}
+        return [fid for fid in vocab.FINDINGS if fid in present]
+
+    def absent_labels(self) -> List[str]:
+        """Finding ids known absent: annotated exhaustively by the source, with no box here."""
+        present = set(self.present_labels())
+        return [fid for fid in vocab.FINDINGS
+                if fid in self.provenance.annotated_labels and fid not in present]
+
+    def image_path(self, base_dir: os.PathLike | str) -> Path:
+        """Absolute image path, resolving a relative ``image`` against ``base_dir``."""
+        path = Path(self.image)
+        return path if path.is_absolute() else Path(base_dir) / path
+
+
+def _error_location(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = '.'.join(str(p) for p in err['loc']) or '<record>'
+        parts.append(f'{loc}: {err["msg"]}')
+    return '; '.join(parts)
+
+
+def parse_record(data: dict, *, where: str) -> FundusGenRecord:
+    """Validate one record dict.
+
+    Raises:
+        FundusDataError: naming ``where`` (file:line), the record id and the failing field.
+    """
+    rid = data.get('record_id', '?') if isinstance(data, dict) else '?'
+    try:
+        return FundusGenRecord.model_validate(data)
+    except ValidationError as exc:
+        raise FundusDataError(f'{where}: record {rid!r}: {_error_location(exc)}') from None
+
+
+def read_records(path: os.PathLike | str, *, lenient: bool = False,
+                 skipped: Optional[List[str]] = None) -> Iterator[FundusGenRecord]:
+    """Stream records from a jsonl file.
+
+    Args:
+        path: jsonl file, one record per line (blank lines ignored).
+        lenient: log and skip invalid lines instead of raising.
+        skipped: if given, receives one message per skipped line.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        FundusDataError: an invalid line, when not ``lenient``.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f'record file not found: {path}')
+
+    def skip(msg: str, reason: str) -> None:
+        if skipped is not None:
+            skipped.append(msg)
+
+    for line_no, data in read_jsonl(path, lenient=lenient, on_skip=skip):
+        try:
+            yield parse_record(data, where=f'{path}:{line_no}')
+        except FundusDataError as exc:
+            if not lenient:
+                raise
+            logger.warning('skipped: %s', exc)
+            skip(str(exc), 'invalid_record')
+
+
+def write_records(records: List[FundusGenRecord], path: os.PathLike | str) -> Path:
+    """Write records as jsonl (one JSON object per line, UTF-8). Returns the path."""
+    return write_jsonl(path, (rec.model_dump(mode='json') for rec in records))

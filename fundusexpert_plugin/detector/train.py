@@ -1,0 +1,341 @@
+"""Train an MMDetection detector on fundus boxes, evaluate it with pycocotools, ship slim weights.
+
+Steps: annotations (YOLO / COCO / CODRAS jsonl, :mod:`.coco`) -> COCO json (train, val) -> mmdet
+config (``configs/rtmdet-tiny_idrid-lesions.py``: one ``_base_`` level over the config shipped in
+the mmdet wheel) -> mmengine ``Runner`` training (seeded) -> slim checkpoint
+``{'state_dict', 'meta': {'dataset_meta': {'classes'}}}`` that ``torch.load(weights_only=True)`` and
+``init_detector`` read (mmengine's own checkpoints hold HistoryBuffer objects that torch >= 2.6
+refuses) -> merged config dumped next to it -> COCO evaluation of
+the shipped files on the validation images.
+
+Files written in ``work_dir``: ``train.json``, ``val.json`` (COCO), ``<config stem>.py`` (merged
+config), ``<config stem>.pth`` (slim weights), ``metrics.json``, and the Runner's logs.
+
+CLI: :func:`add_arguments` and :func:`run` back ``fundusexpert train-detector``.
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import copy
+import io
+import json
+import logging
+import math
+import re
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Dict, List, Optional, Sequence, Tuple, Union
+
+from fundusexpert_plugin.detector.coco import FORMATS, DetectionSample, read_annotations, split_samples, write_coco
+from fundusexpert_plugin.detector.detect import Detector, load_config
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_CONFIG = Path(__file__).parent / 'configs' / 'rtmdet-tiny_idrid-lesions.py'
+
+
+@dataclass
+class TrainResult:
+    """What :func:`train_detector` produced.
+
+    Attributes:
+        checkpoint: slim weights file.
+        config: merged, self-contained config file.
+        metrics: :func:`evaluate_detector` on the validation images.
+        classes: finding ids in the model's output order.
+        n_train_images, n_val_images: split sizes.
+        train_seconds: wall time of ``Runner.train()``.
+    """
+
+    checkpoint: Path
+    config: Path
+    metrics: Dict
+    classes: Tuple[str, ...]
+    n_train_images: int
+    n_val_images: int
+    train_seconds: float
+
+
+def _set_img_scale(pipeline, img_scale: Tuple[int, int]) -> None:
+    for t in pipeline or []:
+        kind = str(t.get('type', '')).split('.')[-1]
+        if kind in ('Resize', 'RandomResize') and 'scale' in t:
+            t['scale'] = img_scale
+        elif kind == 'Pad' and t.get('size') is not None:
+            t['size'] = img_scale
+        elif kind == 'RandomCrop' and 'crop_size' in t:
+            t['crop_size'] = img_scale
+        if 'img_scale' in t:
+            t['img_scale'] = img_scale
+
+
+def build_config(config: Union[str, Path], *, classes: Sequence[str], train_json: Path,
+                 train_root: Path, val_json: Path, val_root: Path, work_dir: Path,
+                 img_scale: Tuple[int, int], batch_size: int, max_iters: int,
+                 lr: Optional[float], seed: int, log_level: str = 'INFO'):
+    """Load ``config`` and set data, classes, schedule and seed (module docstring).
+
+    Returns:
+        ``mmengine.Config`` with train and test dataloaders (the test one reads ``val_json``).
+    """
+    cfg = load_config(config)
+    classes = tuple(classes)
+    cfg.model.bbox_head.num_classes = len(classes)
+    for key, ann, root in (('train_dataloader', train_json, train_root),
+                           ('test_dataloader', val_json, val_root)):
+        ds = cfg[key].dataset
+        ds.data_root, ds.ann_file = '', str(ann)
+        ds.data_prefix = dict(img=str(root) + '/')
+        ds.metainfo = dict(classes=classes)
+        _set_img_scale(ds.pipeline, img_scale)
+    for key in ('train_pipeline', 'test_pipeline'):
+        _set_img_scale(cfg.get(key), img_scale)
+    cfg.classes, cfg.img_scale = classes, img_scale
+    cfg.train_dataloader.batch_size = batch_size
+    if cfg.get('test_evaluator') is not None:
+        cfg.test_evaluator.ann_file = str(val_json)
+    cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
+    base_lr = float(lr) if lr is not None else float(cfg.optim_wrapper.optimizer.lr)
+    cfg.optim_wrapper.optimizer.lr = base_lr
+    warmup = min(int(cfg.get('warmup_iters', 50)), max(1, max_iters // 5))
+    cfg.param_scheduler = [
+        dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=warmup),
+        dict(type='CosineAnnealingLR', eta_min=base_lr * 0.05, by_epoch=False, begin=warmup,
+             end=max_iters, T_max=max(1, max_iters - warmup)),
+    ]
+    cfg.base_lr, cfg.max_iters, cfg.warmup_iters = base_lr, max_iters, warmup
+    cfg.default_hooks.logger.interval = max(1, min(50, max_iters // 10 or 1))
+    cfg.randomness = dict(seed=seed, deterministic=False)
+    cfg.work_dir, cfg.log_level, cfg.load_from, cfg.resume = str(work_dir), log_level, None, False
+    return cfg
+
+
+def save_slim_checkpoint(model, path: Path, classes: Sequence[str], **meta) -> Path:
+    """Save ``{'state_dict', 'meta': {'dataset_meta': {'classes'}, **meta}}`` (tensors, str, int,
+    float, tuples only: loadable with ``torch.load(weights_only=True)``)."""
+    import torch
+
+    state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    torch.save({'state_dict': state,
+                'meta': {'dataset_meta': {'classes': tuple(classes)}, **meta}}, path)
+    return path
+
+
+def evaluate_detector(detector, samples: Sequence[DetectionSample], image_root: Path,
+                      classes: Sequence[str]) -> Dict:
+    """COCO box metrics (pycocotools) of ``detector`` on ``samples``.
+
+    Args:
+        detector: a :class:`~fundusexpert_plugin.detector.detect.Detector` (low score threshold).
+        samples: images with ground truth, ``file_name`` relative to ``image_root``.
+        classes: finding ids; category ``i + 1`` is ``classes[i]``.
+
+    Returns:
+        ``{'bbox_mAP', 'bbox_mAP_50', 'bbox_mAP_75', 'AP50_per_class': {id: float}, 'n_images',
+        'n_gt_boxes', 'n_detections'}``; a class without ground truth in ``samples`` has AP50 NaN.
+    """
+    import numpy as np
+    from pycocotools.coco import COCO
+    from pycocotools.cocoeval import COCOeval
+
+    from fundusexpert_plugin.detector.coco import to_coco
+
+    gt = COCO()
+    gt.dataset = to_coco(samples, classes)
+    with contextlib.redirect_stdout(io.StringIO()):
+        gt.createIndex()
+    results = []
+    for img in gt.dataset['images']:
+        for det in detector.predict(str(Path(image_root) / img['file_name'])):
+            x1, y1, x2, y2 = det.box_px
+            results.append(dict(image_id=img['id'], category_id=classes.index(det.label_id) + 1,
+                                bbox=[x1, y1, x2 - x1, y2 - y1], score=det.score))
+    metrics = dict(bbox_mAP=0.0, bbox_mAP_50=0.0, bbox_mAP_75=0.0,
+                   AP50_per_class={c: float('nan') for c in classes},
+                   n_images=len(samples), n_gt_boxes=len(gt.dataset['annotations']),
+                   n_detections=len(results))
+    present = {classes[a['category_id'] - 1] for a in gt.dataset['annotations']}
+    if not results or not present:
+        metrics['AP50_per_class'].update({c: 0.0 for c in present})
+        return metrics
+    log = io.StringIO()
+    with contextlib.redirect_stdout(log):
+        coco_eval = COCOeval(gt, gt.loadRes(results), 'bbox')
+        coco_eval.evaluate()
+        coco_eval.accumulate()
+        coco_eval.summarize()
+    logger.debug('pycocotools:\n%s', log.getvalue())
+    stats = [float(max(v, 0.0)) for v in coco_eval.stats[:3]]
+    metrics.update(bbox_mAP=stats[0], bbox_mAP_50=stats[1], bbox_mAP_75=stats[2])
+    precision = coco_eval.eval['precision']  # [T iou, R recall, K class, A area, M maxDets]
+    for k, name in enumerate(classes):
+        p = precision[0, :, k, 0, -1]  # IoU 0.5, all areas, maxDets 100
+        metrics['AP50_per_class'][name] = float(np.mean(p[p > -1])) if (p > -1).any() else \
+            float('nan')
+    return metrics
+
+
+def train_detector(annotations: Union[str, Path], images: Optional[Union[str, Path]] = None,
+                   work_dir: Union[str, Path] = 'work_dirs/detector', *, fmt: str = 'codras',
+                   val_split: Optional[float] = 0.2,
+                   val_annotations: Optional[Union[str, Path]] = None,
+                   val_images: Optional[Union[str, Path]] = None, max_iters: int = 300,
+                   img_scale: Tuple[int, int] = (640, 640), batch_size: int = 4,
+                   lr: Optional[float] = None, seed: int = 0,
+                   config: Union[str, Path] = DEFAULT_CONFIG,
+                   classes: Optional[Sequence[str]] = None,
+                   log_level: str = 'INFO') -> TrainResult:
+    """Convert, train, save and evaluate (module docstring).
+
+    Args:
+        annotations: YOLO labels folder, COCO json or CODRAS jsonl (``fmt``).
+        images: images folder (YOLO, COCO) or the root the jsonl ``image`` paths are relative to.
+        work_dir: output folder (created).
+        fmt: one of ``yolo``, ``coco``, ``codras``.
+        val_split: fraction of images held out (seeded) when ``val_annotations`` is not given.
+        val_annotations, val_images: a separate validation set in the same format (``val_images``
+            defaults to ``images`` for yolo/coco, to the jsonl's folder for codras).
+        max_iters: training iterations (batches).
+        img_scale: ``(width, height)`` the images are resized into (keep ratio) and padded to.
+        batch_size: images per iteration.
+        lr: AdamW learning rate; default the config's ``base_lr``.
+        seed: seeds the split, the Runner (torch, numpy, random) and data order.
+        config: mmdet config with at most one ``_base_`` level.
+        classes: fixed class order (finding ids or aliases); default vocabulary order of those present.
+        log_level: the Runner's log level.
+
+    Raises:
+        ValueError / FileNotFoundError: bad inputs, named by file and field (:mod:`.coco`).
+    """
+    if max_iters < 1 or batch_size < 1:
+        raise ValueError(f'`max_iters` and `batch_size` must be >= 1, got {max_iters}, {batch_size}')
+    if len(img_scale) != 2 or min(img_scale) < 32:
+        raise ValueError(f'`img_scale` must be (width, height) >= 32 px, got {img_scale}')
+    from fundusexpert_plugin.detector.mmcv_ops import ensure_mmcv_ops
+
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    data = read_annotations(annotations, fmt, images, classes)
+    if val_annotations is not None:
+        # the validation labels must be classes the training set has (or the ones asked for)
+        if val_images is None and fmt != 'codras':
+            val_images = images
+        val = read_annotations(val_annotations, fmt, val_images, data.classes)
+        train_samples, val_samples, val_root = data.samples, val.samples, val.image_root
+    else:
+        train_samples, val_samples = split_samples(data.samples, val_split, seed)
+        val_root = data.image_root
+    class_names = data.classes
+    train_json = write_coco(work_dir / 'train.json', train_samples, class_names)
+    val_json = write_coco(work_dir / 'val.json', val_samples, class_names)
+
+    ensure_mmcv_ops()
+    from mmdet.utils import register_all_modules
+    from mmengine.runner import Runner
+
+    register_all_modules(init_default_scope=False)
+    cfg = build_config(config, classes=class_names, train_json=train_json.resolve(),
+                       train_root=data.image_root.resolve(), val_json=val_json.resolve(),
+                       val_root=Path(val_root).resolve(), work_dir=work_dir.resolve(),
+                       img_scale=tuple(img_scale), batch_size=batch_size, max_iters=max_iters,
+                       lr=lr, seed=seed, log_level=log_level)
+    stem = Path(config).stem
+    config_out, ckpt_out = work_dir / f'{stem}.py', work_dir / f'{stem}.pth'
+    runner_cfg = copy.deepcopy(cfg)
+    runner_cfg.test_dataloader = runner_cfg.test_cfg = runner_cfg.test_evaluator = None
+    runner = Runner.from_cfg(runner_cfg)
+    start = time.perf_counter()
+    runner.train()
+    seconds = time.perf_counter() - start
+    cfg.dump(str(config_out))  # after the Runner, which dumps its own copy under the same name
+    logger.info('trained %d iterations in %.1f s (%.2f s/iter)', max_iters, seconds,
+                seconds / max_iters)
+    import mmdet
+    save_slim_checkpoint(runner.model, ckpt_out, class_names, iters=max_iters, seed=seed,
+                         mmdet_version=mmdet.__version__)
+    detector = Detector(str(config_out), ckpt_out, score_threshold=0.0)
+    metrics = evaluate_detector(detector, val_samples, Path(val_root), list(class_names))
+    (work_dir / 'metrics.json').write_text(json.dumps(_json_safe(metrics), indent=2))
+    logger.info('validation (%d images): mAP %.4f, AP50 %.4f, AP50 per class %s',
+                len(val_samples), metrics['bbox_mAP'], metrics['bbox_mAP_50'],
+                metrics['AP50_per_class'])
+    return TrainResult(ckpt_out, config_out, metrics, tuple(class_names), len(train_samples),
+                       len(val_samples), seconds)
+
+
+def _json_safe(value):
+    """NaN -> None (JSON has no NaN), recursively."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    return None if isinstance(value, float) and math.isnan(value) else value
+
+
+def _img_scale(text: str) -> Tuple[int, int]:
+    parts = re.split(r'[x,]', text.strip())
+    try:
+        values = [int(p) for p in parts if p]
+    except ValueError:
+        values = []
+    if len(values) == 1:
+        values *= 2
+    if len(values) != 2:
+        raise argparse.ArgumentTypeError(f'--img-scale: expected N or WxH pixels, got {text!r}')
+    return values[0], values[1]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Add the ``train-detector`` options to ``parser``."""
+    parser.add_argument('--annotations', required=True,
+                        help='YOLO labels folder (with classes.names), COCO json or CODRAS jsonl')
+    parser.add_argument('--images', default=None,
+                        help='images folder (yolo, coco); for codras the root of the jsonl '
+                             '"image" paths (default: the jsonl folder)')
+    parser.add_argument('--format', dest='fmt', choices=FORMATS, default='codras')
+    parser.add_argument('--work-dir', required=True, help='output folder')
+    parser.add_argument('--max-iters', type=int, default=300)
+    parser.add_argument('--img-scale', type=_img_scale, default=(640, 640),
+                        help='model input size, N or WxH pixels (default 640)')
+    val = parser.add_mutually_exclusive_group()
+    val.add_argument('--val-split', type=float, default=None,
+                     help='held-out fraction of images (default 0.2)')
+    val.add_argument('--val-annotations', default=None, help='separate validation annotations')
+    parser.add_argument('--val-images', default=None, help='images of --val-annotations')
+    parser.add_argument('--batch-size', type=int, default=4)
+    parser.add_argument('--lr', type=float, default=None, help="default: the config's base_lr")
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--config', default=str(DEFAULT_CONFIG), help='mmdet config file')
+    parser.add_argument('--classes', nargs='+', default=None, help='fixed class order')
+    return parser
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``train-detector``; prints the result as JSON. Returns 0, or 2 on bad input."""
+    try:
+        result = train_detector(
+            args.annotations, args.images, args.work_dir, fmt=args.fmt,
+            val_split=0.2 if args.val_split is None else args.val_split,
+            val_annotations=args.val_annotations, val_images=args.val_images,
+            max_iters=args.max_iters, img_scale=args.img_scale, batch_size=args.batch_size,
+            lr=args.lr, seed=args.seed, config=args.config, classes=args.classes)
+    except (ValueError, FileNotFoundError) as exc:
+        logger.error('train-detector: %s', exc)
+        return 2
+    out = asdict(result)
+    out.update(checkpoint=str(result.checkpoint), config=str(result.config))
+    print(json.dumps(_json_safe(out), indent=2))  # CLI output
+    return 0
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    """``python -m fundusexpert_plugin.detector.train``."""
+    logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
+    return run(add_arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
+               .parse_args(argv))
+
+
+if __name__ == '__main__':
+    raise SystemExit(main())

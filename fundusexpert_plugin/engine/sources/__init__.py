@@ -1,1 +1,0 @@
-"""Readers that turn a dataset's own annotation layout into FundusGen records."""

@@ -1,0 +1,294 @@
+"""The clinical cognitive chain: global view -> anatomical positioning -> lesion localisation ->
+fine-grained features -> diagnostic conclusion, written from one FundusGen record.
+
+Every sentence is computed from a box or a label of the record (rule-based describer, EN and ZH):
+positions come from :mod:`.position`, counts and sizes from the boxes, the conclusion from
+``image_labels`` or, when there is none, from the lesions present ("consistent with ..." via
+``vocab.FindingTerm.suggests``); no grade is ever invented. Only lesion classes the source
+annotates exhaustively (``provenance.annotated_labels``) are reported absent.
+
+Source: the five steps follow the paper's clinical cognitive chain (arXiv 2507.17539, abstract and
+demo figure: anatomy with boxes first, then lesions, then a conclusion); the exact wording and the
+derived measures are ours (the paper does not publish its chain template).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Sequence, Tuple
+
+import numpy as np
+
+from fundusexpert_plugin.core import vocab
+from fundusexpert_plugin.core.record import FundusGenRecord
+from fundusexpert_plugin.render.grounded_text import GroundedText
+from fundusexpert_plugin.render.position import FOVEA_TEMPORAL_DD, AnatomyFrame, Position, locate, make_frame
+
+PHRASES: Dict[str, Dict[str, str]] = {
+    'en': {
+        'global': 'This is a colour fundus photograph of the {eye}{how}.',
+        'global_unknown': 'This is a colour fundus photograph; the side of the eye is not determined.',
+        'how_disc': ' (judged from the position of the optic disc)',
+        'disc': 'The {disc} lies on the {side} side of the image.',
+        'no_disc': 'The optic disc is not identified, so positions are given relative to the image.',
+        'fovea_est': ('The fovea is not marked; it is taken {dd} disc diameters (DD) temporal to the centre '
+                      'of the optic disc.'),
+        'fovea_ann': 'The {fovea} lies {dist:.1f} DD from the optic disc.',
+        'lesion': '{name}: {count}, {where}.',
+        'count_one': 'one region', 'count_many': '{n} regions', 'count_capped': '{n} regions (the {k} largest marked)',
+        'where_frame': 'in the {quads} {quad_word} around the fovea, {nearest}{macula}',
+        'nearest': 'the nearest {dist:.1f} DD from it', 'overlap': 'one of them over the fovea',
+        'where_image': 'in the {quads} part of the image',
+        'quad_one': 'quadrant', 'quad_many': 'quadrants',
+        'macula': ', within 1 DD of the fovea (macular involvement)',
+        'absent': 'No {name} are seen.',
+        'none_annotated': 'No lesions are annotated for this image.',
+        'feature': '{name} cover about {frac} of the image{largest}, at {hours} as seen from the fovea.',
+        'hour_one': 'clock hour {h}', 'hour_many': 'clock hours {h}',
+        'feature_image': '{name} cover about {frac} of the image.',
+        'largest': '; the largest region measures about {w:.1f} x {h:.1f} DD',
+        'concl_label': 'Conclusion: {text}.',
+        'concl_consistent': ('Conclusion: {names} are present, consistent with {diagnosis}; no severity grade is '
+                             'given for this image.'),
+        'concl_lesions': 'Conclusion: {names} are present; no diagnosis or grade is given for this image.',
+        'concl_none': 'Conclusion: none of the annotated lesion types ({names}) is present.',
+        'concl_nothing': 'Conclusion: no diagnosis can be drawn from the available labels.',
+        'and': ' and ', 'comma': ', ',
+    },
+    'zh': {
+        'global': '这是一张{eye}的彩色眼底照片{how}。',
+        'global_unknown': '这是一张彩色眼底照片，眼别未确定。',
+        'how_disc': '（根据视盘位置判断）',
+        'disc': '{disc}位于图像{side}。',
+        'no_disc': '未识别到视盘，以下位置相对于图像描述。',
+        'fovea_est': '黄斑中心凹未标注，按解剖先验取视盘中心颞侧{dd}个视盘直径（DD）处。',
+        'fovea_ann': '{fovea}距视盘{dist:.1f} DD。',
+        'lesion': '{name}：{count}，{where}。',
+        'count_one': '1处', 'count_many': '{n}处', 'count_capped': '{n}处（标出最大的{k}处）',
+        'where_frame': '位于黄斑中心凹{quads}{quad_word}，{nearest}{macula}',
+        'nearest': '最近处距中心凹{dist:.1f} DD', 'overlap': '其中一处覆盖中心凹',
+        'where_image': '位于图像{quads}',
+        'quad_one': '象限', 'quad_many': '象限',
+        'macula': '，在中心凹1 DD范围内（累及黄斑）',
+        'absent': '未见{name}。',
+        'none_annotated': '该图像未标注病灶。',
+        'feature': '{name}约占图像面积的{frac}{largest}，从中心凹看位于{hours}方向。',
+        'hour_one': '{h}点钟', 'hour_many': '{h}点钟',
+        'feature_image': '{name}约占图像面积的{frac}。',
+        'largest': '，最大区域约{w:.1f} x {h:.1f} DD',
+        'concl_label': '结论：{text}。',
+        'concl_consistent': '结论：可见{names}，符合{diagnosis}表现；该图像未给出分级。',
+        'concl_lesions': '结论：可见{names}；该图像未给出诊断或分级。',
+        'concl_none': '结论：未见所标注的病灶类型（{names}）。',
+        'concl_nothing': '结论：现有标签不足以得出诊断。',
+        'and': '和', 'comma': '、',
+    },
+}
+
+
+@dataclass(frozen=True)
+class LesionSummary:
+    """Derived measures of one lesion class in one image (all from its boxes).
+
+    Attributes:
+        label: finding id.
+        boxes_px: xyxy pixel boxes, largest first.
+        positions: one :class:`Position` per box (empty without an optic disc).
+        area_frac: area of the union of the boxes / image area (0-1).
+    """
+
+    label: str
+    boxes_px: List[Tuple[float, float, float, float]]
+    positions: List[Position]
+    area_frac: float
+
+
+def union_area_frac(boxes_px: Sequence[Sequence[float]], width: int, height: int) -> float:
+    """Area of the union of xyxy pixel boxes divided by the image area (rasterised at 1 px)."""
+    mask = np.zeros((height, width), dtype=bool)
+    for x1, y1, x2, y2 in boxes_px:
+        mask[int(y1):int(np.ceil(y2)), int(x1):int(np.ceil(x2))] = True
+    return float(mask.mean())
+
+
+def frame_of(record: FundusGenRecord) -> Optional[AnatomyFrame]:
+    """Anatomy frame from the record's largest optic-disc box (and fovea box, if any); ``None``
+    when the record has no optic disc."""
+    discs = record.boxes('optic_disc')
+    if not discs:
+        return None
+    foveas = record.boxes('fovea')
+    fovea = None
+    if foveas:
+        fx1, fy1, fx2, fy2 = foveas[0]
+        fovea = ((fx1 + fx2) / 2, (fy1 + fy2) / 2)
+    return make_frame(discs[0], record.width, laterality=record.laterality, fovea_px=fovea)
+
+
+def summarise_lesions(record: FundusGenRecord, frame: Optional[AnatomyFrame]) -> List[LesionSummary]:
+    """One :class:`LesionSummary` per lesion class present, in vocabulary order."""
+    out = []
+    for label in record.present_labels():
+        if vocab.FINDINGS[label].kind != 'lesion':
+            continue
+        boxes = record.boxes(label)
+        positions = [locate(b, frame, record.width) for b in boxes] if frame else []
+        out.append(LesionSummary(label, boxes, positions, union_area_frac(boxes, record.width, record.height)))
+    return out
+
+
+def _join(items: List[str], p: Dict[str, str]) -> str:
+    if len(items) <= 1:
+        return ''.join(items)
+    return p['comma'].join(items[:-1]) + p['and'] + items[-1]
+
+
+def _capital(text: str, lang: str) -> str:
+    return text[:1].upper() + text[1:] if lang == 'en' else text
+
+
+def _hours(positions: List[Position], p: Dict[str, str]) -> str:
+    hours = sorted({pos.clock_hour for pos in positions})
+    return p['hour_one' if len(hours) == 1 else 'hour_many'].format(h=', '.join(str(h) for h in hours))
+
+
+def cognitive_chain(record: FundusGenRecord, lang: str = 'en', *, grounded: Optional[GroundedText] = None,
+                    max_boxes: int = 5) -> str:
+    """Write the five-step chain for one record.
+
+    Args:
+        record: the image and its findings.
+        lang: ``'en'`` or ``'zh'``.
+        grounded: when given, anatomy and lesions are written with ``<ref-object>``/``<bbox>``
+            placeholders and their objects are appended to it (grounded report); when ``None``
+            the text names findings without boxes (plain report).
+        max_boxes: at most this many boxes (largest first) are marked per class.
+
+    Returns:
+        The chain as one paragraph per step, joined by newlines.
+    """
+    vocab.check_language(lang)
+    p = PHRASES[lang]
+    frame = frame_of(record)
+
+    def name(label: str, boxes, *, capital: bool = False) -> str:
+        # plain report: the display name; grounded report: <ref-object><bbox>.. filled with that name
+        text = vocab.finding_name(label, lang)
+        text = _capital(text, lang) if capital else text
+        return text if grounded is None else grounded.ref(text, boxes[:max_boxes])
+
+    steps: List[str] = []
+    # 1. global view
+    if record.laterality:
+        how = p['how_disc'] if record.laterality_source == 'optic_disc_position' else ''
+        steps.append(p['global'].format(eye=vocab.laterality_name(record.laterality, lang), how=how))
+    else:
+        steps.append(p['global_unknown'])
+    # 2. anatomical positioning
+    if frame is None:
+        steps.append(p['no_disc'])
+    else:
+        disc_cx = (frame.disc_box_px[0] + frame.disc_box_px[2]) / 2
+        side = vocab.side_name('right' if disc_cx > record.width / 2 else 'left', lang)
+        anatomy = p['disc'].format(disc=name('optic_disc', [frame.disc_box_px]), side=side)
+        if frame.fovea_source == 'estimated':
+            anatomy += ' ' * (lang == 'en') + p['fovea_est'].format(dd=FOVEA_TEMPORAL_DD)
+        else:
+            dist = np.hypot(frame.fovea_px[0] - disc_cx,
+                            frame.fovea_px[1] - (frame.disc_box_px[1] + frame.disc_box_px[3]) / 2)
+            anatomy += ' ' * (lang == 'en') + p['fovea_ann'].format(
+                fovea=name('fovea', record.boxes('fovea')), dist=dist / frame.disc_diameter_px)
+        steps.append(anatomy)
+    # 3. lesion localisation
+    lesions = summarise_lesions(record, frame)
+    sentences = []
+    for les in lesions:
+        n = len(les.boxes_px)
+        count = (p['count_one'] if n == 1 else
+                 p['count_capped'].format(n=n, k=max_boxes) if grounded is not None and n > max_boxes else
+                 p['count_many'].format(n=n))
+        if les.positions:
+            quads = [q for q in vocab.QUADRANTS if q in {pos.quadrant for pos in les.positions}]
+            dist = min(pos.distance_to_fovea_dd for pos in les.positions)
+            macula = p['macula'] if any(pos.macular_involvement for pos in les.positions) else ''
+            nearest = p['overlap'] if dist == 0 else p['nearest'].format(dist=dist)
+            where = p['where_frame'].format(
+                quads=_join([vocab.quadrant_name(q, lang) for q in quads], p),
+                quad_word=p['quad_one'] if len(quads) == 1 else p['quad_many'], nearest=nearest, macula=macula)
+        else:
+            parts = sorted({('upper' if (b[1] + b[3]) / 2 < record.height / 2 else 'lower') + '_' +
+                            ('left' if (b[0] + b[2]) / 2 < record.width / 2 else 'right') for b in les.boxes_px})
+            where = p['where_image'].format(quads=_join([vocab.quadrant_name(q, lang) for q in parts], p))
+        sentences.append(p['lesion'].format(name=name(les.label, les.boxes_px, capital=True), count=count,
+                                            where=where))
+    absent = [lab for lab in record.absent_labels() if vocab.FINDINGS[lab].kind == 'lesion']
+    sentences += [p['absent'].format(name=vocab.finding_name(lab, lang)) for lab in absent]
+    if not sentences:
+        sentences.append(p['none_annotated'])
+    steps.append((' ' if lang == 'en' else '').join(sentences))
+    # 4. fine-grained features: the engine's checked MLLM expansion if present, else the rule text
+    features = record.feature_text.get(lang) or _feature_sentences(lesions, frame, lang)
+    if features:
+        steps.append(features)
+    # 5. diagnostic conclusion
+    steps.append(conclusion(record, lang, [les.label for les in lesions], absent))
+    return '\n'.join(steps)
+
+
+def _feature_sentences(lesions: List[LesionSummary], frame: Optional[AnatomyFrame], lang: str) -> str:
+    p = PHRASES[lang]
+    features = []
+    for les in lesions:
+        frac = f'{les.area_frac:.1%}'
+        name = _capital(vocab.finding_name(les.label, lang), lang)
+        if frame is not None:
+            x1, y1, x2, y2 = les.boxes_px[0]
+            largest = p['largest'].format(w=(x2 - x1) / frame.disc_diameter_px, h=(y2 - y1) / frame.disc_diameter_px)
+            features.append(p['feature'].format(name=name, frac=frac, largest=largest, hours=_hours(les.positions, p)))
+        else:
+            features.append(p['feature_image'].format(name=name, frac=frac))
+    return (' ' if lang == 'en' else '').join(features)
+
+
+def feature_text(record: FundusGenRecord, lang: str = 'en') -> str:
+    """Rule-based fine-grained features (step 4): area share, size of the largest region in DD and
+    clock hours of each lesion class (``''`` when no lesion is located)."""
+    frame = frame_of(record)
+    return _feature_sentences(summarise_lesions(record, frame), frame, lang)
+
+
+def conclusion(record: FundusGenRecord, lang: str, present_lesions: List[str], absent_lesions: List[str]) -> str:
+    """The diagnostic conclusion sentence (step 5).
+
+    Uses, in order: the record's ``diagnosis`` and grade labels; else the lesions present with the
+    diagnosis they are a recognised sign of (only when every present lesion suggests the same
+    one); else the known-absent lesion types.
+    """
+    p = PHRASES[lang]
+    labelled = []
+    if 'diagnosis' in record.image_labels:
+        labelled.append(vocab.diagnosis_name(record.image_labels['diagnosis'], lang))
+    for scale in vocab.DISEASE_SCALES:
+        if scale in record.image_labels:
+            labelled.append(vocab.grade_name(scale, record.image_labels[scale], lang))
+    if labelled:
+        return p['concl_label'].format(text=(p['comma'] if lang == 'zh' else '; ').join(labelled))
+    if present_lesions:
+        names = _join([vocab.finding_name(lab, lang) for lab in present_lesions], p)
+        suggested = {d for lab in present_lesions for d in vocab.FINDINGS[lab].suggests}
+        if len(suggested) == 1:
+            return p['concl_consistent'].format(names=names,
+                                                diagnosis=vocab.diagnosis_name(suggested.pop(), lang))
+        return p['concl_lesions'].format(names=names)
+    if absent_lesions:
+        return p['concl_none'].format(names=_join([vocab.finding_name(lab, lang) for lab in absent_lesions], p))
+    return p['concl_nothing']
+
+
+def diagnosis_answer(record: FundusGenRecord, lang: str) -> str:
+    """Answer of the diagnosis task: the conclusion without its ``Conclusion:`` prefix."""
+    lesions = [lab for lab in record.present_labels() if vocab.FINDINGS[lab].kind == 'lesion']
+    absent = [lab for lab in record.absent_labels() if vocab.FINDINGS[lab].kind == 'lesion']
+    text = conclusion(record, lang, lesions, absent)
+    prefix = 'Conclusion: ' if lang == 'en' else '结论：'
+    text = text[len(prefix):] if text.startswith(prefix) else text
+    return _capital(text, lang)

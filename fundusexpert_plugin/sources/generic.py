@@ -1,0 +1,320 @@
+"""Readers for generic annotation layouts: YOLO txt, COCO json, one binary mask folder per class, label CSV.
+
+Layouts read:
+
+* YOLO (Ultralytics/darknet): ``labels/<image stem>.txt``, one object per line
+  ``<class index> <cx> <cy> <w> <h>``, all four normalised to the image size (0-1); class names one
+  per line in ``classes.names`` (or ``classes.txt``, or ``--classes``). An image without a label
+  file has no objects (YOLO convention). ``box_px = ((cx - w/2) W, (cy - h/2) H, (cx + w/2) W,
+  (cy + h/2) H)``.
+* COCO (cocodataset.org/#format-data): ``images`` (``id``, ``file_name``, ``width``, ``height``),
+  ``annotations`` (``image_id``, ``category_id``, ``bbox = [x, y, w, h]`` in pixels, x/y the top-left
+  corner), ``categories`` (``id``, ``name``). ``box_px = (x, y, x + w, y + h)``.
+* Masks: ``<masks>/<class name>/<image stem>[_<letters>].<png|tif|bmp>``, one folder per class,
+  foreground non-zero (or zero / one value), boxes by :func:`..masks.cluster_mask`.
+* Label CSV: ``image`` (path relative to the CSV's folder or ``images_dir``) and any of
+  ``dr_grade`` (ICDR 0-4), ``dme_grade`` (IDRiD 0-2), ``diagnosis`` (an id of ``vocab.DIAGNOSES``),
+  ``laterality`` (``left``/``right``, also ``L``/``R``/``OS``/``OD``), ``record_id``; an empty cell is
+  unknown; other columns are ignored (counted).
+
+Class names resolve through the vocabulary aliases (``haemorrhage``, ``EX``, ``soft_exudates``) or a
+class map (``{'lesion_x': 'drusen', 'vessel': None}``; ``None`` leaves the class out, counted). Which
+classes a source annotates exhaustively is not in these formats: pass ``annotated`` (finding ids,
+or ``'classes'`` for every mapped class of the file); the default claims nothing. Boxes may stick out
+of the image by up to 1 px (rounding) and are clipped; more is an error.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Dict, Iterable, Iterator, List, Optional, Sequence
+
+from fundusexpert_plugin.core import vocab
+from fundusexpert_plugin.core.record import FundusDataError, FundusGenRecord
+from fundusexpert_plugin.sources.base import (SEE_TERMS, ConvertLog, FileIndex, MaskBoxParams, RecordDraft, SourceInfo, attempt,
+                   read_mask)
+from fundusexpert_plugin.sources.tables import IMAGE_COLUMNS, parse_grade, parse_number, read_table
+
+GENERIC = SourceInfo('unnamed source', SEE_TERMS, '')
+LATERALITY_WORDS = {'left': 'left', 'l': 'left', 'os': 'left', 'right': 'right', 'r': 'right', 'od': 'right'}
+
+
+def parse_class_map(items: Iterable[str]) -> Dict[str, Optional[str]]:
+    """``['exudate=hard_exudates', 'scar=-']`` -> ``{'exudate': 'hard_exudates', 'scar': None}``.
+
+    Keys are lower-cased source class names; ``-`` means "leave this class out" (counted).
+
+    Raises:
+        ValueError: an item without ``=`` or an unknown finding id.
+    """
+    mapping: Dict[str, Optional[str]] = {}
+    for item in items:
+        if '=' not in item:
+            raise ValueError(f'class map item {item!r}: expected NAME=FINDING_ID or NAME=-')
+        name, target = (s.strip() for s in item.split('=', 1))
+        mapping[name.lower()] = None if target == '-' else vocab.resolve_finding(target)
+    return mapping
+
+
+def resolve_class(name: str, class_map: Dict[str, Optional[str]], *, where: str) -> Optional[str]:
+    """Source class name -> finding id (``None``: left out by the class map).
+
+    Raises:
+        FundusDataError: neither in the class map nor a vocabulary id/alias.
+    """
+    key = str(name).strip().lower()
+    if key in class_map:
+        return class_map[key]
+    found = vocab.canonical_finding(key)
+    if found is None:
+        try:
+            vocab.resolve_finding(key, where=where)
+        except ValueError as exc:
+            raise FundusDataError(f'{exc}. Map it with --class-map {name}=<finding id>, or leave it '
+                                  f'out with --class-map {name}=-') from None
+    return found
+
+
+def _annotated(annotated: Sequence[str] | str, classes: Sequence[Optional[str]]) -> List[str]:
+    if annotated == 'classes' or list(annotated) == ['classes']:
+        return [c for c in dict.fromkeys(classes) if c]
+    return [vocab.resolve_finding(a) for a in annotated]
+
+
+def _finish(draft: RecordDraft, annotated: List[str], infer_laterality: bool, source: SourceInfo) -> FundusGenRecord:
+    for label in annotated:
+        draft.annotate(label)
+    if infer_laterality:
+        draft.infer_laterality()
+    return draft.build(source)
+
+
+def read_yolo(images_dir: Path | str, labels_dir: Path | str, *, classes: Optional[Path | str] = None,
+              class_map: Optional[Dict[str, Optional[str]]] = None, annotated: Sequence[str] | str = (),
+              source: SourceInfo = GENERIC, infer_laterality: bool = False, lenient: bool = False,
+              log: Optional[ConvertLog] = None) -> Iterator[FundusGenRecord]:
+    """One record per image of ``images_dir`` with the boxes of its YOLO label file.
+
+    Args:
+        images_dir, labels_dir: folders (searched recursively, matched by stem).
+        classes: class-name file; default ``<labels_dir>/classes.names`` or ``classes.txt``.
+        class_map, annotated, source: see the module docstring.
+        infer_laterality: laterality from a single optic-disc box (macula-centred photos only).
+
+    Raises:
+        FileNotFoundError: a folder or the class file is missing.
+        FundusDataError: an unknown class name (always); a bad line (not 5 numbers, class index out
+            of range, box outside the image) or an unreadable image, naming ``<file>:<line>``, unless
+            ``lenient``.
+    """
+    log = log if log is not None else ConvertLog()
+    labels_dir = Path(labels_dir)
+    if classes is None:
+        classes = next((labels_dir / n for n in ('classes.names', 'classes.txt') if (labels_dir / n).is_file()),
+                       labels_dir / 'classes.names')
+    classes = Path(classes)
+    if not classes.is_file():
+        raise FileNotFoundError(f'YOLO class-name file not found: {classes}')
+    names = [line.strip() for line in classes.read_text(encoding='utf-8').splitlines() if line.strip()]
+    ids = [resolve_class(n, class_map or {}, where=f'{classes}:{i + 1}') for i, n in enumerate(names)]
+    wanted = _annotated(annotated, ids)
+    labels = FileIndex(labels_dir, exts=('.txt',))
+    for image in FileIndex(images_dir).paths():
+        def convert(image=image):
+            draft = RecordDraft(image.stem, image, where=str(image))
+            path = labels.find(image.stem, where=str(image), field_name='label file', required=False)
+            if path is not None and path.resolve() != classes.resolve():
+                for n, line in enumerate(path.read_text(encoding='utf-8').splitlines(), 1):
+                    if line.strip():
+                        _yolo_line(draft, f'{path}:{n}', line, names, ids, log)
+            return _finish(draft, wanted, infer_laterality, source)
+        record = attempt(convert, lenient=lenient, log=log, where=str(image))
+        if record is not None:
+            yield record
+
+
+def _yolo_line(draft: RecordDraft, where: str, line: str, names: List[str], ids: List[Optional[str]],
+               log: ConvertLog) -> None:
+    fields = line.split()
+    if len(fields) != 5:
+        raise FundusDataError(f'{where}: {line.strip()!r}: expected "<class> <cx> <cy> <w> <h>" (5 fields)')
+    k = parse_grade(fields[0], range(len(names)), where=where, column='class index', what='class')
+    cx, cy, w, h = (parse_number(v, where=where, column=c) for v, c in zip(fields[1:], ('cx', 'cy', 'w', 'h')))
+    if ids[k] is None:
+        log.note(f'class {names[k]!r} left out by the class map', where)
+        return
+    W, H = draft.width, draft.height
+    draft.add_box(ids[k], ((cx - w / 2) * W, (cy - h / 2) * H, (cx + w / 2) * W, (cy + h / 2) * H),
+                  field_name=f'{where}: box')
+
+
+def read_coco(json_path: Path | str, images_dir: Optional[Path | str] = None, *,
+              class_map: Optional[Dict[str, Optional[str]]] = None, annotated: Sequence[str] | str = (),
+              source: SourceInfo = GENERIC, infer_laterality: bool = False, lenient: bool = False,
+              log: Optional[ConvertLog] = None) -> Iterator[FundusGenRecord]:
+    """One record per entry of ``images``, with the boxes of its annotations.
+
+    Args:
+        json_path: the COCO json.
+        images_dir: folder that ``file_name`` is relative to (default: the json's folder).
+
+    Raises:
+        FileNotFoundError: ``json_path`` is missing.
+        FundusDataError: invalid JSON, a missing top-level key or unknown category name (always);
+            a bad annotation (no bbox, unknown image or category id, box outside the image) or a
+            size different from the image file (``annotations[i]`` named), unless ``lenient``.
+    """
+    log = log if log is not None else ConvertLog()
+    json_path = Path(json_path)
+    if not json_path.is_file():
+        raise FileNotFoundError(f'COCO json not found: {json_path}')
+    try:
+        data = json.loads(json_path.read_text(encoding='utf-8'))
+    except json.JSONDecodeError as exc:
+        raise FundusDataError(f'{json_path}: not valid JSON ({exc.msg}, line {exc.lineno})') from None
+    for key in ('images', 'annotations', 'categories'):
+        if not isinstance(data.get(key), list):
+            raise FundusDataError(f'{json_path}: missing list {key!r}; expected a COCO detection json')
+    base = Path(images_dir) if images_dir else json_path.parent
+    cats = {c.get('id'): resolve_class(c.get('name', ''), class_map or {}, where=f'{json_path}: categories[{i}]')
+            for i, c in enumerate(data['categories'])}
+    wanted = _annotated(annotated, list(cats.values()))
+    by_image: Dict[object, List[tuple]] = {}  # image id -> [(index in annotations, annotation)]
+    image_ids = {img.get('id') for img in data['images']}
+    for i, ann in enumerate(data['annotations']):
+        where = f'{json_path}: annotations[{i}]'
+        if ann.get('image_id') not in image_ids:
+            err = FundusDataError(f'{where}: image_id = {ann.get("image_id")!r}: no such image in "images"')
+            if not lenient:
+                raise err
+            log.skip(str(err))
+            continue
+        by_image.setdefault(ann.get('image_id'), []).append((i, ann))
+    for j, img in enumerate(data['images']):
+        where = f'{json_path}: images[{j}]'
+
+        def convert(img=img, where=where):
+            draft = RecordDraft(Path(str(img.get('file_name'))).stem, base / str(img.get('file_name')), where=where)
+            if (img.get('width'), img.get('height')) != (draft.width, draft.height):
+                raise FundusDataError(f'{where}: width/height = {img.get("width")}x{img.get("height")} but '
+                                      f'{draft.image} is {draft.width}x{draft.height} px')
+            for i, ann in by_image.get(img.get('id'), []):
+                awhere = f'{json_path}: annotations[{i}]'
+                if ann.get('category_id') not in cats:
+                    raise FundusDataError(f'{awhere}: category_id = {ann.get("category_id")!r}: not in "categories"')
+                bbox = ann.get('bbox')
+                if not (isinstance(bbox, list) and len(bbox) == 4):
+                    raise FundusDataError(f'{awhere}: bbox = {bbox!r}: expected [x, y, w, h] in pixels')
+                label = cats[ann['category_id']]
+                if label is None:
+                    log.note(f'category {ann["category_id"]} left out by the class map', awhere)
+                    continue
+                x, y, w, h = (parse_number(str(v), where=awhere, column='bbox') for v in bbox)
+                draft.add_box(label, (x, y, x + w, y + h), field_name=f'annotations[{i}]: bbox')
+            return _finish(draft, wanted, infer_laterality, source)
+        record = attempt(convert, lenient=lenient, log=log, where=where)
+        if record is not None:
+            yield record
+
+
+def read_class_masks(images_dir: Path | str, masks_dir: Path | str, *,
+                     class_map: Optional[Dict[str, Optional[str]]] = None, foreground: str = 'nonzero',
+                     missing: str = 'unknown', params: MaskBoxParams = MaskBoxParams(),
+                     source: SourceInfo = GENERIC, infer_laterality: bool = False, lenient: bool = False,
+                     log: Optional[ConvertLog] = None) -> Iterator[FundusGenRecord]:
+    """One record per image, boxes from one binary mask per class folder.
+
+    Args:
+        foreground: ``'nonzero'``, ``'zero'`` or an integer grey value.
+        missing: a class with no mask for an image is ``'unknown'``, ``'absent'`` (known absent)
+            or an ``'error'``. A class with a mask is annotated exhaustively for that image;
+            ``optic_disc``/``optic_cup`` keep only their largest box.
+
+    Raises:
+        ValueError: bad ``foreground`` or ``missing``.
+        FileNotFoundError: a folder is missing.
+        FundusDataError: an unknown class folder (always); an unreadable/missized mask or a missing
+            one with ``missing='error'``, unless ``lenient``.
+    """
+    if missing not in ('unknown', 'absent', 'error'):
+        raise ValueError(f"missing must be 'unknown', 'absent' or 'error', got {missing!r}")
+    if foreground not in ('nonzero', 'zero') and not str(foreground).isdigit():
+        raise ValueError(f"foreground must be 'nonzero', 'zero' or a grey value, got {foreground!r}")
+    log = log if log is not None else ConvertLog()
+    folders = sorted(d for d in Path(masks_dir).iterdir() if d.is_dir()) if Path(masks_dir).is_dir() else None
+    if folders is None:
+        raise FileNotFoundError(f'folder not found: {masks_dir}')
+    classes = [(resolve_class(d.name, class_map or {}, where=str(d)), FileIndex(d, exts=('.png', '.tif', '.tiff', '.bmp', '.gif'), suffixed=True))
+               for d in folders]
+    for label, index in classes:
+        if label is None:
+            log.note(f'mask folder {index.folder.name!r} left out by the class map')
+    for image in FileIndex(images_dir).paths():
+        def convert(image=image):
+            draft = RecordDraft(image.stem, image, where=str(image))
+            for label, index in classes:
+                if label is None:
+                    continue
+                path = index.find(image.stem, where=str(image), field_name=f'{index.folder.name} mask',
+                                  required=missing == 'error')
+                if path is None:
+                    if missing == 'absent':
+                        draft.annotate(label)
+                    continue
+                values = read_mask(path, (draft.height, draft.width), where=str(image),
+                                   field_name=f'{index.folder.name} mask')
+                fg = values != 0 if foreground == 'nonzero' else values == 0 if foreground == 'zero' \
+                    else values == int(foreground)
+                draft.add_mask(label, fg, params, log, largest_only=label in ('optic_disc', 'optic_cup'))
+            if infer_laterality:
+                draft.infer_laterality()
+            return draft.build(source)
+        record = attempt(convert, lenient=lenient, log=log, where=str(image))
+        if record is not None:
+            yield record
+
+
+def read_label_csv(csv_path: Path | str, images_dir: Optional[Path | str] = None, *,
+                   source: SourceInfo = GENERIC, lenient: bool = False,
+                   log: Optional[ConvertLog] = None) -> Iterator[FundusGenRecord]:
+    """One record per CSV row with image-level labels (module docstring for the columns).
+
+    Raises:
+        FileNotFoundError: the CSV is missing.
+        FundusDataError: no image column (always); an unknown grade, diagnosis or laterality, or a
+            missing image (file:line and column named), unless ``lenient``.
+    """
+    log = log if log is not None else ConvertLog()
+    table = read_table(csv_path)
+    base = Path(images_dir) if images_dir else table.path.parent
+    img = table.column(*IMAGE_COLUMNS)
+    cols = {key: table.column(key, required=False)
+            for key in ('record_id', 'dr_grade', 'dme_grade', 'diagnosis', 'laterality')}
+    for i, name in enumerate(table.header):
+        if i != img and i not in cols.values():
+            log.note(f'{table.path}: column {name!r} is not a record field; ignored')
+
+    def convert(where, cells):
+        value = {k: cells[i] if i is not None else '' for k, i in cols.items()}
+        draft = RecordDraft(value['record_id'] or Path(cells[img]).stem, base / cells[img], where=where)
+        for scale in vocab.GRADE_SCALES:
+            if value.get(scale):
+                grades = sorted(int(g) for g in vocab.GRADE_SCALES[scale])
+                draft.image_labels[scale] = str(parse_grade(value[scale], grades, where=where, column=scale))
+        if value['diagnosis']:
+            diagnosis = value['diagnosis'].strip().lower().replace(' ', '_').replace('-', '_')
+            if diagnosis not in vocab.DIAGNOSES:
+                raise FundusDataError(f'{where}: column \'diagnosis\' = {value["diagnosis"]!r}: unknown; '
+                                      f'expected one of {sorted(vocab.DIAGNOSES)}')
+            draft.image_labels['diagnosis'] = diagnosis
+        if value['laterality']:
+            side = LATERALITY_WORDS.get(value['laterality'].strip().lower())
+            if side is None:
+                raise FundusDataError(f'{where}: column \'laterality\' = {value["laterality"]!r}: expected '
+                                      f'one of {sorted(LATERALITY_WORDS)}')
+            draft.laterality, draft.laterality_source = side, 'label'
+        return draft.build(source)
+    for n, cells in table.rows:
+        record = attempt(lambda: convert(table.where(n), cells), lenient=lenient, log=log, where=table.where(n))
+        if record is not None:
+            yield record

@@ -1,0 +1,108 @@
+"""The builder on real sample images: values checked by hand against annotations.jsonl."""
+import json
+
+import pytest
+from PIL import Image
+
+from fundusexpert_plugin.build import build_fundusgen, build_sample
+from fundusexpert_plugin.core.record import FundusDataError
+from fundusexpert_plugin.sample import SAMPLE_DIR
+
+
+@pytest.fixture(scope='module')
+def built(tmp_path_factory):
+    out = tmp_path_factory.mktemp('fg')
+    return out, build_sample(out)
+
+
+def _rows(path):
+    return [json.loads(line) for line in path.read_text(encoding='utf-8').splitlines()]
+
+
+def test_sample_split_counts(built):
+    out, summaries = built
+    assert summaries['train'].records_used == 8 and summaries['heldout'].records_used == 4
+    # region detection, per image and language: every class present or known absent (3 CODRAS classes)
+    assert summaries['train'].rows_per_task['region_detection'] == 8 * 3 * 2
+    assert summaries['train'].rows_per_task['grading'] == 0       # no grade in the sample, none invented
+    assert summaries['train'].rows_per_task['diagnosis'] == 16
+    assert (out / 'LICENSE.md').read_text().startswith('# Bundled sample')
+
+
+def test_region_detection_row_of_image_0003(built):
+    out, _ = built
+    rows = [r for r in _rows(out / 'train' / 'region_detection.jsonl') if r['record_id'] == '0003' and r['lang'] == 'en']
+    disc = next(r for r in rows if r['target'] == 'optic_disc')
+    # annotations.jsonl: optic disc of 0003 = upstream (665, 958, 1264, 1628) / 4
+    assert disc['objects'] == {'ref': ['optic disc'], 'bbox': [[166.25, 239.5, 316.0, 407.0]], 'bbox_type': 'real'}
+    assert disc['messages'][1]['content'] == '<ref-object><bbox>'
+    exudates = next(r for r in rows if r['target'] == 'hard_exudates')
+    # 21 exudate boxes in 0003, capped at max_boxes 10, largest first: upstream (2397, 617, 3118, 1518) / 4
+    assert len(exudates['objects']['bbox']) == 10
+    assert exudates['objects']['bbox'][0] == [599.25, 154.25, 779.5, 379.5]
+    assert (out / 'train' / disc['images'][0]).resolve() == (SAMPLE_DIR / 'images' / '0003.jpg').resolve()
+
+
+def test_absent_target_answer_and_region_identification(built):
+    out, _ = built
+    rows = _rows(out / 'train' / 'region_detection.jsonl')
+    absent = next(r for r in rows if r['record_id'] == '0006' and r['target'] == 'hard_exudates' and r['lang'] == 'en')
+    assert absent['messages'][1]['content'] == 'There are no hard exudates in this image.'
+    assert 'objects' not in absent
+    ident = _rows(out / 'train' / 'region_identification.jsonl')
+    row = next(r for r in ident if r['record_id'] == '0006')   # only the optic disc in 0006
+    assert row['messages'][1]['content'] in ('Optic disc.', '视盘。')
+    marked = Image.open(out / 'train' / row['images'][0]).convert('RGB')
+    x1, y1 = (round(v) for v in row['marked_box_px'][:2])
+    r, g, b = marked.getpixel((x1, y1 + 10))      # on the drawn outline (JPEG: approximately red)
+    assert marked.size == (1072, 712) and r > 180 and g < 80 and b < 80
+
+
+def test_mcq_answer_letter_points_at_the_true_class(built):
+    out, _ = built
+    for row in _rows(out / 'train' / 'mcq.jsonl'):
+        letter = row['messages'][1]['content']
+        options = row['options']
+        assert letter in 'ABCD'[:len(options)]
+        assert f'{letter}. {options["ABCD".index(letter)]}' in row['messages'][0]['content']
+        assert row['target'] not in row['negatives']
+
+
+def test_build_is_deterministic(tmp_path, built):
+    out, _ = built
+    build_sample(tmp_path)
+    for task_file in (out / 'train').glob('*.jsonl'):
+        assert (tmp_path / 'train' / task_file.name).read_bytes() == task_file.read_bytes()
+
+
+def test_missing_image_strict_and_lenient(tmp_path, make_record):
+    Image.new('RGB', (1000, 800)).save(tmp_path / 'ok.jpg')
+    good = make_record([('optic_disc', (100, 100, 200, 200))], image='ok.jpg', record_id='good')
+    missing = make_record(image='nope.jpg', record_id='gone')
+    with pytest.raises(FundusDataError, match=r"record 'gone': image: file not found: .*nope\.jpg"):
+        build_fundusgen([good, missing], tmp_path / 'out', image_dir=tmp_path)
+    summary = build_fundusgen([good, missing], tmp_path / 'out', image_dir=tmp_path, lenient=True)
+    assert summary.records_used == 1 and len(summary.skipped) == 1
+    saved = json.loads((tmp_path / 'out' / 'build_summary.json').read_text())
+    assert saved['skipped'] == summary.skipped
+
+
+def test_image_size_mismatch_is_an_error(tmp_path, make_record):
+    Image.new('RGB', (640, 480)).save(tmp_path / 'small.jpg')
+    rec = make_record(image='small.jpg', record_id='s')
+    with pytest.raises(FundusDataError, match=r"record 's': width/height = 1000x800 but .*small\.jpg is 640x480"):
+        build_fundusgen([rec], tmp_path / 'out', image_dir=tmp_path)
+
+
+def test_cli_lenient_build_reports_unreadable_records_and_missing_images(tmp_path, make_record):
+    from fundusexpert_plugin.cli.main import main
+    Image.new('RGB', (1000, 800)).save(tmp_path / 'ok.jpg')
+    good = make_record([('optic_disc', (100, 100, 200, 200))], image='ok.jpg', record_id='good')
+    gone = make_record(image='nope.jpg', record_id='gone')
+    (tmp_path / 'recs.jsonl').write_text(good.model_dump_json() + '\n{broken\n' + gone.model_dump_json() + '\n')
+    assert main(['build', '--records', str(tmp_path / 'recs.jsonl'), '--out', str(tmp_path / 'out'), '--lenient',
+                 '--languages', 'en']) == 0
+    saved = json.loads((tmp_path / 'out' / 'build_summary.json').read_text())
+    assert saved['records_used'] == 1 and len(saved['skipped']) == 2
+    assert 'recs.jsonl:2: not valid JSON' in saved['skipped'][0]          # skipped while reading
+    assert "record 'gone': image: file not found" in saved['skipped'][1]  # skipped while building

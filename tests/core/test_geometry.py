@@ -1,0 +1,68 @@
+import pytest
+
+from fundusexpert_plugin.core import geometry as g
+
+
+def test_grid999_is_floor_of_thousandths():
+    # 62.9 / 160 * 1000 = 393.1 -> 393 (floor, not round)
+    assert g.to_grid999(62.9, 160) == 393
+    assert g.to_grid999(0, 160) == 0
+
+
+def test_grid999_clips_right_edge_to_999():
+    # x == W would be 1000 on swift's norm1000 grid; the paper's grid stops at 999
+    assert g.to_grid999(160, 160) == 999
+
+
+def test_box_px_to_grid_matches_hand_values():
+    # 1072 x 712 image, optic disc of sample 0003: (166.25, 239.5, 316.0, 407.0)
+    # 166.25/1072*1000 = 155.08 -> 155; 239.5/712*1000 = 336.37 -> 336
+    # 316/1072*1000 = 294.78 -> 294;   407/712*1000 = 571.62 -> 571
+    assert g.box_px_to_grid((166.25, 239.5, 316.0, 407.0), 1072, 712) == (155, 336, 294, 571)
+
+
+@pytest.mark.parametrize('width,height', [(1072, 712), (4288, 2848), (160, 120)])
+def test_grid_round_trip_within_one_grid_unit(width, height):
+    box = (0.0, 1.5, width * 0.37, height)
+    back = g.box_grid_to_px(g.box_px_to_grid(box, width, height), width, height)
+    for v, b, size in zip(box, back, (width, height, width, height)):
+        assert abs(v - b) <= size / 1000
+
+
+def test_resized_round_trip_within_one_resized_pixel():
+    box = (166.25, 239.5, 316.0, 407.0)
+    resized = g.box_px_to_resized(box, 1072, 712, 280, 196)
+    # 166.25*280/1072 = 43.42 -> 43; 239.5*196/712 = 65.93 -> 66; 316*280/1072 = 82.54 -> 83; 407*196/712=112.04->112
+    assert resized == (43, 66, 83, 112)
+    back = g.box_resized_to_px(resized, 1072, 712, 280, 196)
+    assert abs(back[0] - box[0]) <= 1072 / 280 and abs(back[3] - box[3]) <= 712 / 196
+
+
+def test_iou_hand_computed():
+    # intersection 5x5 = 25; union 100 + 100 - 25 = 175
+    assert g.iou((0, 0, 10, 10), (5, 5, 15, 15)) == pytest.approx(25 / 175)
+    assert g.iou((0, 0, 1, 1), (2, 2, 3, 3)) == 0.0
+    assert g.iou((0, 0, 0, 0), (0, 0, 0, 0)) == 0.0
+
+
+def test_distance_point_to_box():
+    assert g.distance_point_to_box((5, 5), (0, 0, 10, 10)) == 0.0
+    assert g.distance_point_to_box((13, 14), (0, 0, 10, 10)) == pytest.approx(5.0)  # 3-4-5
+
+
+@pytest.mark.parametrize('box,message', [
+    ((10, 10, 5, 20), 'inverted or zero-area'),
+    ((10, 10, 10, 20), 'inverted or zero-area'),
+    ((-1, 0, 5, 5), 'outside the image'),
+    ((0, 0, 101, 5), 'outside the image'),
+    (('a', 0, 1, 1), 'expected 4'),
+    ((0, 0, 1), 'expected 4'),
+])
+def test_check_box_px_rejects_bad_boxes(box, message):
+    with pytest.raises(ValueError, match=message):
+        g.check_box_px(box, 100, 50, where='f.jsonl:3: findings[0].box_px')
+
+
+def test_laterality_from_disc_side():
+    assert g.laterality_from_disc((100, 100, 200, 200), 1000) == 'left'   # disc on the image's left
+    assert g.laterality_from_disc((800, 100, 900, 200), 1000) == 'right'

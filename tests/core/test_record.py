@@ -1,0 +1,54 @@
+import json
+
+import pytest
+
+from fundusexpert_plugin.core.record import FundusDataError, read_records, write_records
+
+
+def test_record_canonicalises_labels_and_orders_boxes_by_area(make_record):
+    rec = make_record([('hemorrhage', (0, 0, 10, 10)), ('haemorrhages', (0, 0, 30, 30)), ('OD', (100, 100, 200, 220))])
+    assert rec.present_labels() == ['optic_disc', 'haemorrhages']
+    assert rec.boxes('haemorrhages') == [(0, 0, 30, 30), (0, 0, 10, 10)]
+    assert rec.absent_labels() == ['hard_exudates']  # annotated by the source, no box
+
+
+@pytest.mark.parametrize('finding,match', [
+    (('hard_exudates', (50, 10, 20, 30)), r"findings\.0\.box_px|findings\[0\]\.box_px.*inverted"),
+    (('hard_exudates', (0, 0, 1001, 30)), r"findings\[0\]\.box_px.*outside the image"),
+    (('exudatez', (0, 0, 10, 10)), r"findings\.0\.label.*unknown finding label 'exudatez'"),
+])
+def test_bad_findings_name_file_record_and_field(tmp_path, make_record, finding, match):
+    good = make_record().model_dump()
+    good['findings'] = [{'label': finding[0], 'box_px': list(finding[1])}]
+    path = tmp_path / 'recs.jsonl'
+    path.write_text(json.dumps(make_record().model_dump()) + '\n' + json.dumps(good) + '\n')
+    with pytest.raises(FundusDataError, match=rf"recs\.jsonl:2: record 'r1': .*({match})"):
+        list(read_records(path))
+
+
+def test_lenient_read_skips_and_reports(tmp_path, make_record):
+    path = tmp_path / 'recs.jsonl'
+    bad = make_record().model_dump()
+    bad['width'] = 0
+    path.write_text(json.dumps(make_record(record_id='a').model_dump()) + '\n{not json\n' + json.dumps(bad) + '\n')
+    skipped = []
+    records = list(read_records(path, lenient=True, skipped=skipped))
+    assert [r.record_id for r in records] == ['a']
+    assert len(skipped) == 2
+    assert 'recs.jsonl:2: not valid JSON' in skipped[0]
+    assert 'recs.jsonl:3' in skipped[1] and 'width' in skipped[1]
+
+
+def test_unknown_image_label_is_rejected(tmp_path, make_record):
+    data = make_record().model_dump()
+    data['image_labels'] = {'dr_grade': '7'}
+    path = tmp_path / 'r.jsonl'
+    path.write_text(json.dumps(data) + '\n')
+    with pytest.raises(FundusDataError, match=r"image_labels.*unknown grade dr_grade='7'"):
+        list(read_records(path))
+
+
+def test_write_then_read_round_trip(tmp_path, make_record):
+    recs = [make_record([('optic_disc', (1, 2, 30, 40))], record_id='x', image_labels={'dr_grade': '2'})]
+    path = write_records(recs, tmp_path / 'out.jsonl')
+    assert list(read_records(path)) == recs

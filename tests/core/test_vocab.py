@@ -1,0 +1,32 @@
+import pytest
+
+from fundusexpert_plugin.core import vocab
+
+
+@pytest.mark.parametrize('name,expected', [
+    ('Hard exudates', 'hard_exudates'), ('hemorrhage', 'haemorrhages'), ('haemorrhage', 'haemorrhages'),
+    ('soft exudates', 'cotton_wool_spots'), ('cotton-wool spots', 'cotton_wool_spots'), ('OD', 'optic_disc'),
+])
+def test_aliases_resolve_to_one_id(name, expected):
+    assert vocab.resolve_finding(name) == expected
+
+
+def test_unknown_label_suggests_close_match():
+    with pytest.raises(ValueError, match=r"f\.jsonl:2: findings\[0\]\.label: unknown finding label 'hard exudate s'.*"
+                                         r"did you mean 'hard_exudates'"):
+        vocab.resolve_finding('hard exudate s', where='f.jsonl:2: findings[0].label')
+
+
+def test_every_finding_and_grade_has_both_languages():
+    for term in vocab.FINDINGS.values():
+        assert term.en and term.zh
+    for scale in vocab.GRADE_SCALES.values():
+        for en, zh in scale.values():
+            assert en and zh
+    assert vocab.grade_name('dr_grade', '2', 'en').startswith('moderate non-proliferative')
+    assert vocab.grade_name('dr_grade', '4', 'zh') == '增殖性糖尿病视网膜病变'
+
+
+def test_unknown_language_is_rejected():
+    with pytest.raises(ValueError, match="unknown language 'fr'"):
+        vocab.finding_name('optic_disc', 'fr')

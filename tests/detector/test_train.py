@@ -1,0 +1,139 @@
+"""Tests of fundusexpert_plugin.detector.train (config building; a tiny real training run)."""
+import argparse
+import json
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from fundusexpert_plugin.detector import train as td
+
+REPO_SAMPLE = Path(td.__file__).resolve().parents[1] / 'sample' / 'annotations.jsonl'
+
+
+def test_cli_arguments_parse_scales_and_keep_val_options_exclusive():
+    parser = td.add_arguments(argparse.ArgumentParser())
+    args = parser.parse_args(['--annotations', 'a.jsonl', '--work-dir', 'w', '--img-scale', '512x384',
+                              '--format', 'yolo', '--val-split', '0.3', '--seed', '5'])
+    assert (args.img_scale, args.fmt, args.val_split, args.seed) == ((512, 384), 'yolo', 0.3, 5)
+    assert parser.parse_args(['--annotations', 'a', '--work-dir', 'w',
+                              '--img-scale', '320']).img_scale == (320, 320)
+    with pytest.raises(SystemExit):
+        parser.parse_args(['--annotations', 'a', '--work-dir', 'w', '--val-split', '0.2',
+                           '--val-annotations', 'v.jsonl'])
+
+
+def test_run_returns_2_and_names_the_missing_file(tmp_path, caplog):
+    args = td.add_arguments(argparse.ArgumentParser()).parse_args(
+        ['--annotations', str(tmp_path / 'missing.jsonl'), '--work-dir', str(tmp_path / 'w')])
+    assert td.run(args) == 2
+    assert 'missing.jsonl' in caplog.text
+
+
+@pytest.mark.mmdet
+def test_build_config_sets_classes_scale_data_and_schedule_on_one_base_level(tmp_path):
+    pytest.importorskip('mmdet')
+    text = td.DEFAULT_CONFIG.read_text()
+    assert re.findall(r'^_base_ = (.*)$', text, flags=re.M) == [
+        "'mmdet::rtmdet/rtmdet_tiny_8xb32-300e_coco.py'"]
+    cfg = td.build_config(td.DEFAULT_CONFIG, classes=('optic_disc', 'microaneurysms'),
+                          train_json=tmp_path / 't.json', train_root=tmp_path / 'imgs',
+                          val_json=tmp_path / 'v.json', val_root=tmp_path / 'vimgs',
+                          work_dir=tmp_path / 'w', img_scale=(512, 384), batch_size=3,
+                          max_iters=100, lr=0.01, seed=7)
+    assert cfg.model.bbox_head.num_classes == 2 and cfg.model.backbone.init_cfg is None
+    assert cfg.train_dataloader.dataset.metainfo == dict(classes=('optic_disc', 'microaneurysms'))
+    assert cfg.train_dataloader.dataset.ann_file == str(tmp_path / 't.json')
+    assert cfg.test_dataloader.dataset.data_prefix.img == str(tmp_path / 'vimgs') + '/'
+    scales = [t.get('scale') or t.get('size') or t.get('crop_size')
+              for t in cfg.test_dataloader.dataset.pipeline + cfg.train_dataloader.dataset.pipeline
+              if t.type in ('Resize', 'RandomResize', 'Pad', 'RandomCrop')]
+    assert scales and all(tuple(s) == (512, 384) for s in scales)
+    assert cfg.train_cfg == dict(type='IterBasedTrainLoop', max_iters=100, val_interval=100)
+    assert cfg.param_scheduler[0].end == 20 and cfg.param_scheduler[1].end == 100
+    assert cfg.optim_wrapper.optimizer.lr == 0.01 and cfg.randomness.seed == 7
+    assert cfg.custom_hooks == [] and cfg.default_hooks.checkpoint is None
+
+
+def _downscaled_photos(tmp_path: Path, n: int = 4, width: int = 320) -> Path:
+    """Copy ``n`` photos, downscaled to ``width`` px with Pillow, plus a CODRAS jsonl whose boxes are
+    scaled by the same factor (the bundled sample stays untouched)."""
+    from PIL import Image
+
+    src = REPO_SAMPLE
+    rows = [json.loads(line) for line in src.read_text().splitlines() if line.strip()]
+    # the first n images that have lesion boxes besides the optic disc
+    rows = [r for r in rows if {a['label'] for a in r['annotations']} - {'optic_disc'}][:n]
+    out = tmp_path / 'data'
+    (out / 'images').mkdir(parents=True)
+    lines = []
+    for r in rows:
+        with Image.open(src.parent / r['image']) as im:
+            scale = width / im.width
+            small = im.resize((width, round(im.height * scale)), Image.BILINEAR)
+            small.save(out / 'images' / Path(r['image']).name, quality=92)
+        anns = [dict(label=a['label'], bbox_xyxy=[min(v * scale, lim) for v, lim in
+                                                  zip(a['bbox_xyxy'], [small.width, small.height] * 2)])
+                for a in r['annotations']]
+        lines.append(json.dumps(dict(image='images/' + Path(r['image']).name, width=small.width,
+                                     height=small.height, annotations=anns)))
+    (out / 'annotations.jsonl').write_text('\n'.join(lines) + '\n')
+    return out
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+    pytest.importorskip('mmdet')
+    tmp = tmp_path_factory.mktemp('train_detector')
+    data = _downscaled_photos(tmp)
+    result = td.train_detector(data / 'annotations.jsonl', None, tmp / 'work', fmt='codras',
+                               val_split=0.25, max_iters=4, img_scale=(320, 320), batch_size=2,
+                               seed=0, log_level='WARNING')
+    return result, data
+
+
+@pytest.mark.slow
+@pytest.mark.mmdet
+def test_training_few_iterations_gives_metrics_and_a_weights_only_checkpoint(trained):
+    import torch
+
+    result, _ = trained
+    assert (result.n_train_images, result.n_val_images) == (3, 1)
+    assert result.classes == ('optic_disc', 'hard_exudates', 'haemorrhages')
+    m = result.metrics
+    for key in ('bbox_mAP', 'bbox_mAP_50', 'bbox_mAP_75'):
+        assert 0.0 <= m[key] <= 1.0
+    assert set(m['AP50_per_class']) == set(result.classes) and m['n_gt_boxes'] > 0
+    assert json.loads((result.checkpoint.parent / 'metrics.json').read_text())['n_images'] == 1
+    ckpt = torch.load(result.checkpoint, weights_only=True)
+    assert ckpt['meta']['dataset_meta']['classes'] == result.classes
+    assert any(k.startswith('backbone.') for k in ckpt['state_dict'])
+    text = result.config.read_text()
+    assert '_base_' not in text and 'test_dataloader' in text and 'train_dataloader' in text
+
+
+@pytest.mark.slow
+@pytest.mark.mmdet
+def test_trained_detector_returns_boxes_in_original_pixels(trained):
+    import cv2
+
+    from fundusexpert_plugin.detector.detect import Detector
+
+    result, data = trained
+    det = Detector(result.config, result.checkpoint, score_threshold=0.0)
+    assert det.classes == result.classes
+    small = cv2.imread(str(next((data / 'images').iterdir())))  # 320 x 213: network scale 1.0
+    big = cv2.resize(small, None, fx=2, fy=2, interpolation=cv2.INTER_NEAREST)
+    # 640 x 426 is resized by exactly 0.5 to the same network input, so its boxes must be 2x
+    p_small, p_big = det.predict(small), det.predict(big)
+    assert len(p_small) == len(p_big) > 0
+    np.testing.assert_allclose([d.box_px for d in p_big], [np.multiply(d.box_px, 2) for d in p_small],
+                               rtol=1e-4, atol=1e-2)
+    np.testing.assert_allclose([d.score for d in p_big], [d.score for d in p_small], rtol=1e-4)
+    tiled = Detector(result.config, result.checkpoint, score_threshold=0.0, tile_size=320,
+                     tile_overlap=0.25)
+    boxes = np.array([d.box_px for d in tiled.predict(big)])
+    assert len(boxes) and boxes[:, :2].min() >= 0 and boxes[:, 2].max() <= 640
+    assert boxes[:, 3].max() <= 426 and (boxes[:, 2:] > boxes[:, :2]).all()
+    assert boxes[:, 0].max() > 320  # boxes of right-hand tiles were shifted back

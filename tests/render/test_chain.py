@@ -1,0 +1,63 @@
+from fundusexpert_plugin.render.chain import cognitive_chain, diagnosis_answer, union_area_frac
+from fundusexpert_plugin.render.grounded_text import GroundedText
+
+
+def _left_eye(make_record, **kw):
+    return make_record([('optic_disc', (100, 100, 200, 200)), ('hard_exudates', (500, 60, 540, 100))],
+                       laterality='left', laterality_source='optic_disc_position', **kw)
+
+
+def test_plain_chain_en_every_sentence_from_the_record(make_record):
+    text = cognitive_chain(_left_eye(make_record), 'en')
+    # values worked by hand in tests/render/test_position.py: superotemporal, 1.25 DD, 2 o'clock;
+    # box 40x40 px = 0.4 x 0.4 DD; area 1600 / (1000*800) = 0.2 %
+    assert text == (
+        'This is a colour fundus photograph of the left eye (judged from the position of the optic disc).\n'
+        'The optic disc lies on the left side of the image. The fovea is not marked; it is taken 2.5 disc '
+        'diameters (DD) temporal to the centre of the optic disc.\n'
+        'Hard exudates: one region, in the superotemporal quadrant around the fovea, the nearest 1.2 DD from it. '
+        'No haemorrhages are seen.\n'
+        'Hard exudates cover about 0.2% of the image; the largest region measures about 0.4 x 0.4 DD, '
+        'at clock hour 2 as seen from the fovea.\n'
+        'Conclusion: hard exudates are present, consistent with diabetic retinopathy; no severity grade is given '
+        'for this image.')
+
+
+def test_grounded_chain_collects_objects_in_reading_order(make_record):
+    grounded = GroundedText()
+    text = cognitive_chain(_left_eye(make_record), 'zh', grounded=grounded)
+    assert text.splitlines()[1].startswith('<ref-object><bbox>位于图像左侧。')
+    assert '<ref-object><bbox>：1处，位于黄斑中心凹颞上象限，最近处距中心凹1.2 DD。未见出血。' in text
+    assert grounded.objects() == {'ref': ['视盘', '硬性渗出'],
+                                  'bbox': [[100.0, 100.0, 200.0, 200.0], [500.0, 60.0, 540.0, 100.0]],
+                                  'bbox_type': 'real'}
+    assert text.count('<ref-object>') == 2 and text.count('<bbox>') == 2
+
+
+def test_grade_label_drives_conclusion_and_is_never_invented(make_record):
+    graded = _left_eye(make_record, image_labels={'dr_grade': '2'})
+    assert cognitive_chain(graded, 'en').endswith(
+        'Conclusion: moderate non-proliferative diabetic retinopathy (moderate NPDR).')
+    assert 'grade is given' in diagnosis_answer(_left_eye(make_record), 'en')
+    assert 'NPDR' not in cognitive_chain(_left_eye(make_record), 'en')
+
+
+def test_only_exhaustively_annotated_classes_are_called_absent(make_record):
+    rec = make_record([('optic_disc', (100, 100, 200, 200))], laterality='left',
+                      provenance={'source_dataset': 't', 'licence': 'x', 'annotated_labels': ['optic_disc', 'hard_exudates']})
+    text = cognitive_chain(rec, 'en')
+    assert 'No hard exudates are seen.' in text
+    assert 'haemorrhages' not in text and 'microaneurysms' not in text
+    assert diagnosis_answer(rec, 'en') == 'None of the annotated lesion types (hard exudates) is present.'
+
+
+def test_no_disc_falls_back_to_image_positions(make_record):
+    rec = make_record([('haemorrhages', (600, 500, 700, 600))])
+    text = cognitive_chain(rec, 'en')
+    assert 'The optic disc is not identified' in text
+    assert 'in the lower-right part of the image' in text
+
+
+def test_union_area_counts_overlap_once():
+    # two 10x10 boxes overlapping by 5x10 -> union 150 px of 100x100
+    assert union_area_frac([(0, 0, 10, 10), (5, 0, 15, 10)], 100, 100) == 0.015
