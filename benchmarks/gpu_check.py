@@ -120,9 +120,9 @@ def make_one_b_model(out_dir: Path, *, seed: int = 0) -> Path:
     from transformers import (GenerationConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor,
                               Qwen2VLImageProcessor, Qwen2VLVideoProcessor)
 
-    from fundusexpert_plugin.testing.tiny_models import QWEN2_5_SPECIAL_TOKENS, QWEN2_5_VL_CHAT_TEMPLATE, _build_tokenizer
+    from fundusexpert_plugin.testing.tiny_models import QWEN2_5_SPECIAL_TOKENS, QWEN2_5_VL_CHAT_TEMPLATE, build_tokenizer
     out_dir.mkdir(parents=True, exist_ok=True)
-    tokenizer = _build_tokenizer(
+    tokenizer = build_tokenizer(
         QWEN2_5_SPECIAL_TOKENS, unk_token=None, eos_token='<|im_end|>', pad_token='<|endoftext|>',
         model_max_length=32768, chat_template=QWEN2_5_VL_CHAT_TEMPLATE)
     torch.manual_seed(seed)

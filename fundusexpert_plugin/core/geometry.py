@@ -16,7 +16,7 @@ Spaces (every name in the library says which one it uses):
 from __future__ import annotations
 
 import math
-from typing import Sequence, Tuple
+from typing import List, Sequence, Tuple
 
 BoxPx = Tuple[float, float, float, float]
 BoxGrid = Tuple[int, int, int, int]
@@ -102,6 +102,33 @@ def iou(box_a: Sequence[float], box_b: Sequence[float]) -> float:
     inter = box_area((ix1, iy1, ix2, iy2))
     union = box_area(box_a) + box_area(box_b) - inter
     return inter / union if union > 0 else 0.0
+
+
+def match_one_to_one(ground_truth: Sequence[Sequence[float]], predictions: Sequence[Sequence[float]],
+                     iou_threshold: float = 0.5) -> List[Tuple[int, int, float]]:
+    """Greedy one-to-one matching of predicted to ground-truth boxes by IoU, highest first.
+
+    All (gt, prediction) pairs with IoU >= ``iou_threshold`` are taken in descending IoU; a pair is kept
+    when neither box is matched yet. Ties keep input order (ground truth first, then prediction), so the
+    result is deterministic. This is the matching of the grounding literature and of pycocotools'
+    evaluateImg (one prediction satisfies at most one ground-truth box).
+
+    Args:
+        ground_truth, predictions: xyxy boxes, any one space shared by both (pixels for the library).
+        iou_threshold: minimum IoU of a match, inclusive.
+
+    Returns:
+        ``[(gt_index, prediction_index, iou), ...]`` in the order matched (descending IoU).
+    """
+    pairs = [(iou(g, p), gi, pi) for gi, g in enumerate(ground_truth) for pi, p in enumerate(predictions)]
+    pairs = sorted((t for t in pairs if t[0] >= iou_threshold), key=lambda t: (-t[0], t[1], t[2]))
+    used_g, used_p, out = set(), set(), []
+    for value, gi, pi in pairs:
+        if gi not in used_g and pi not in used_p:
+            used_g.add(gi)
+            used_p.add(pi)
+            out.append((gi, pi, value))
+    return out
 
 
 def distance_point_to_box(point: Sequence[float], box: Sequence[float]) -> float:

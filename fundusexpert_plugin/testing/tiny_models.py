@@ -207,7 +207,7 @@ def _train_bpe_vocab() -> Tuple[Dict[str, int], List[Tuple[str, str]]]:
     return dict(model['vocab']), merges
 
 
-def _build_tokenizer(specials: Tuple[Tuple[int, str, bool], ...], **kwargs):
+def build_tokenizer(specials: Tuple[Tuple[int, str, bool], ...], **kwargs):
     """A ``Qwen2Tokenizer`` (fast) with the trained BPE and ``specials`` pinned to their ids.
 
     Args:
@@ -272,7 +272,7 @@ def _qwen2_5_vl(out_dir: Path, seed: int) -> None:
     from transformers import (Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration, Qwen2_5_VLProcessor,
                               Qwen2VLImageProcessor, Qwen2VLVideoProcessor)
 
-    tokenizer = _build_tokenizer(
+    tokenizer = build_tokenizer(
         QWEN2_5_SPECIAL_TOKENS, unk_token=None, eos_token='<|im_end|>', pad_token='<|endoftext|>',
         model_max_length=32768, chat_template=QWEN2_5_VL_CHAT_TEMPLATE)
     config = Qwen2_5_VLConfig(
@@ -304,7 +304,7 @@ def _internvl(out_dir: Path, seed: int) -> None:
     from transformers import (GotOcr2ImageProcessor, InternVLConfig, InternVLForConditionalGeneration,
                               InternVLProcessor, InternVLVideoProcessor)
 
-    tokenizer = _build_tokenizer(
+    tokenizer = build_tokenizer(
         QWEN2_5_SPECIAL_TOKENS + INTERNVL_EXTRA_TOKENS, unk_token=None, eos_token='<|im_end|>',
         pad_token='<|endoftext|>', model_max_length=8192, extra_special_tokens=dict(INTERNVL_NAMED_TOKENS),
         chat_template=INTERNVL_HF_CHAT_TEMPLATE)

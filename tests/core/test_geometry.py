@@ -66,3 +66,15 @@ def test_check_box_px_rejects_bad_boxes(box, message):
 def test_laterality_from_disc_side():
     assert g.laterality_from_disc((100, 100, 200, 200), 1000) == 'left'   # disc on the image's left
     assert g.laterality_from_disc((800, 100, 900, 200), 1000) == 'right'
+
+
+def test_one_to_one_matching_lets_one_prediction_satisfy_one_ground_truth_box():
+    gt = [(0, 0, 10, 10), (1, 0, 11, 10)]            # two overlapping ground-truth boxes
+    right, wrong = (0, 0, 10, 10), (50, 50, 60, 60)
+    # IoU(right, gt0) = 1.0; IoU(right, gt1) = 90 / 110 = 0.818...; the prediction goes to gt0 only
+    assert g.match_one_to_one(gt, [right, wrong]) == [(0, 0, 1.0)]
+    # two predictions: gt1 takes the second one (IoU 1.0), gt0 the first (1.0), in input order on ties
+    assert g.match_one_to_one(gt, [(1, 0, 11, 10), (0, 0, 10, 10)]) == [(0, 1, 1.0), (1, 0, 1.0)]
+    # the threshold is inclusive: IoU of (0,0,10,10) and (0,0,10,20) is exactly 0.5
+    assert g.match_one_to_one([(0, 0, 10, 10)], [(0, 0, 10, 20)]) == [(0, 0, 0.5)]
+    assert g.match_one_to_one([(0, 0, 10, 10)], [(0, 0, 10, 20)], iou_threshold=0.51) == []
