@@ -28,6 +28,7 @@ from PIL import Image
 
 from fundusexpert_plugin.core import vocab
 from fundusexpert_plugin.core.geometry import box_px_to_grid
+from fundusexpert_plugin.core.openai_client import chat_text, make_client
 from fundusexpert_plugin.core.record import FundusGenRecord
 from fundusexpert_plugin.render.chain import feature_text, frame_of
 from fundusexpert_plugin.render.position import locate
@@ -171,16 +172,14 @@ class MLLMDescriber(Describer):
 
 def openai_chat(base_url: str, model: str, api_key: Optional[str] = None, *, timeout: float = 60.0,
                 max_retries: int = 2, temperature: float = 0.0) -> ChatFn:
-    """A chat function over an OpenAI-compatible endpoint (e.g. ``swift deploy`` on port 8000)."""
-    import os
+    """A chat function over an OpenAI-compatible endpoint (e.g. ``swift deploy`` on port 8000).
 
-    from openai import OpenAI
-    client = OpenAI(base_url=base_url, api_key=api_key or os.environ.get('OPENAI_API_KEY') or 'EMPTY',
-                    timeout=timeout, max_retries=max_retries)
+    Arguments as :func:`fundusexpert_plugin.core.openai_client.make_client`; ``temperature`` per call.
+    """
+    client = make_client(base_url, api_key, timeout=timeout, max_retries=max_retries)
 
     def chat(messages: List[dict]) -> str:
-        reply = client.chat.completions.create(model=model, messages=messages, temperature=temperature)
-        return reply.choices[0].message.content or ''
+        return chat_text(client, model, messages, temperature=temperature)
     return chat
 
 

@@ -12,11 +12,11 @@ failure becomes :class:`JudgeError` for that report only.
 from __future__ import annotations
 
 import json
-import os
 import re
 from typing import Dict, Optional, Sequence
 
 from fundusexpert_plugin.core import vocab
+from fundusexpert_plugin.core.openai_client import chat_text, make_client
 from fundusexpert_plugin.core.judge import STATUSES, ConsistencyJudge, JudgeError
 from fundusexpert_plugin.core.lexicon_judge import lexicon_terms, load_lexicon
 from fundusexpert_plugin.eval.parse import canonical_label
@@ -119,19 +119,12 @@ class OpenAIJudge(ConsistencyJudge):
         self.lexicon = load_lexicon()
         self.vocabulary = tuple(vocabulary or lexicon_terms(self.lexicon))
         self.model = model
-        if client is None:
-            from openai import OpenAI
-
-            client = OpenAI(base_url=base_url, api_key=api_key or os.environ.get('OPENAI_API_KEY') or 'EMPTY',
-                            timeout=timeout, max_retries=max_retries)
-        self.client = client
+        self.client = client or make_client(base_url, api_key, timeout=timeout, max_retries=max_retries)
 
     def judge(self, report: str, findings: Sequence[str], lang: str = 'en') -> Dict[str, str]:
         prompt = build_judge_prompt(report, findings, lang, self.lexicon)
         try:
-            reply = self.client.chat.completions.create(
-                model=self.model, messages=[{'role': 'user', 'content': prompt}], temperature=0)
-            text = reply.choices[0].message.content
+            text = chat_text(self.client, self.model, [{'role': 'user', 'content': prompt}])
         except Exception as exc:  # network, timeout, HTTP status: this report fails, the run goes on
             raise JudgeError(f'{type(exc).__name__}: {exc}') from exc
         return parse_judge_reply(text, findings)

@@ -1,0 +1,25 @@
+"""Build hook: ship the top-level ``templates/`` task YAMLs inside the wheel.
+
+The task YAMLs live at the repository's top level (``templates/``, next to the package, so a new
+task needs no code); the wheel carries them as ``fundusexpert_plugin/templates/``, where
+:func:`fundusexpert_plugin.tasks.config.default_tasks_dir` looks in an installed package.
+Everything else is configured in ``pyproject.toml``.
+"""
+from pathlib import Path
+
+from setuptools import setup
+from setuptools.command.build_py import build_py
+
+
+class BuildPyWithTemplates(build_py):
+    """``build_py`` that also copies ``templates/*.yaml`` into the built package."""
+
+    def run(self):
+        super().run()
+        target = Path(self.build_lib) / 'fundusexpert_plugin' / 'templates'
+        target.mkdir(parents=True, exist_ok=True)
+        for src in sorted((Path(__file__).resolve().parent / 'templates').glob('*.yaml')):
+            self.copy_file(str(src), str(target / src.name))
+
+
+setup(cmdclass={'build_py': BuildPyWithTemplates})
