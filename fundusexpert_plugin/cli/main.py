@@ -116,8 +116,8 @@ def expand_aliases(argv: Sequence[str]) -> List[str]:
     word = argv[i]
     if word in ALIASES:
         return argv[:i] + list(ALIASES[word]) + argv[i + 1:]
-    nxt = argv[i + 1] if i + 1 < len(argv) else ''
-    if word in DEFAULT_VERBS and nxt.startswith('-') and nxt not in ('-h', '--help', '-v', '--verbose'):
+    nxt = next((token for token in argv[i + 1:] if token not in ('-v', '--verbose')), '')
+    if word in DEFAULT_VERBS and nxt.startswith('-') and nxt not in ('-h', '--help'):
         return argv[:i + 1] + [DEFAULT_VERBS[word]] + argv[i + 1:]
     return argv
 

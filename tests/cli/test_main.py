@@ -123,6 +123,8 @@ OLD_AND_NEW = [
     (['plugin-path'], ['swift', 'plugin-path'], swift.run_plugin_path),
     (['system-prompt', '--lang', 'zh'], ['swift', 'system-prompt', '--lang', 'zh'], swift.run_system_prompt),
     (['-v', 'build', '--sample', '--out', 'o'], ['-v', 'data', 'build', '--sample', '--out', 'o'], build.run),
+    (['eval', '-v', '--result', 'r.jsonl', '--out', 'o'], ['eval', 'score', '-v', '--result', 'r.jsonl', '--out', 'o'],
+     eval_cli.run_score),
 ]
 
 
