@@ -10,12 +10,13 @@
 # IMAGES, DETECTOR, CHECKPOINT and OUT must be the same paths on every node (shared storage), and every node needs
 # this package installed. Rerunning resumes. RAY_ADDRESS (default auto: the running cluster; set "" for a local
 # one), NUM_ACTORS (4), GPUS_PER_ACTOR (0: CPU), CPUS_PER_ACTOR (1), BATCH_SIZE (8), ENGINE_ARGS (extra flags of
-# `python -m fundusexpert_plugin.engine.ray_runner`), FUNDUS_RECIPE_DRY_RUN=1 (print the command, run nothing).
+# `fundusexpert engine ray`), FUNDUSEXPERT (the command, default `fundusexpert`), FUNDUS_RECIPE_DRY_RUN=1 (print
+# the command, run nothing).
 set -euo pipefail
 : "${IMAGES:?set IMAGES}" "${DETECTOR:?set DETECTOR}" "${CHECKPOINT:?set CHECKPOINT}" "${OUT:?set OUT}"
-PYTHON=${PYTHON:-python}
+read -r -a FUNDUSEXPERT_CMD <<<"${FUNDUSEXPERT:-fundusexpert}"
 read -r -a engine_args <<<"${ENGINE_ARGS:-}"
-cmd=("$PYTHON" -m fundusexpert_plugin.engine.ray_runner --images "$IMAGES" --detector "$DETECTOR"
+cmd=("${FUNDUSEXPERT_CMD[@]}" engine ray --images "$IMAGES" --detector "$DETECTOR"
      --checkpoint "$CHECKPOINT" --out "$OUT" --num-actors "${NUM_ACTORS:-4}" --batch-size "${BATCH_SIZE:-8}"
      --num-cpus-per-actor "${CPUS_PER_ACTOR:-1}" --num-gpus-per-actor "${GPUS_PER_ACTOR:-0}" "${engine_args[@]}")
 if [ -n "${RAY_ADDRESS-auto}" ]; then cmd+=(--address "${RAY_ADDRESS-auto}"); fi

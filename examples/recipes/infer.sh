@@ -67,5 +67,5 @@ echo "+ ${cmd[*]}" >&2
 "${cmd[@]}"
 eval_out=${EVAL_OUT:-${result%.jsonl}_eval}
 # shellcheck disable=SC2086  # EVAL_ARGS is a flag list
-"$PYTHON" -m fundusexpert_plugin.cli.main eval --result "$result" --out "$eval_out" ${EVAL_ARGS:-}
+"$PYTHON" -m fundusexpert_plugin.cli eval score --result "$result" --out "$eval_out" ${EVAL_ARGS:-}
 echo "metrics: $eval_out/metrics.json  report: $eval_out/report.html" >&2

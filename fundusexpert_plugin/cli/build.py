@@ -1,39 +1,35 @@
-"""``fundusexpert build``: FundusGen records (or the bundled sample) -> FundusGen task files."""
+"""``fundusexpert data build``: FundusGen records (or the bundled sample) -> FundusGen task files."""
 from __future__ import annotations
 
 import argparse
-import logging
 from pathlib import Path
 
-from fundusexpert_plugin.core import vocab
-from fundusexpert_plugin.build import build_fundusgen, build_sample
-from fundusexpert_plugin.core.record import read_records
-
-logger = logging.getLogger(__name__)
+from fundusexpert_plugin.cli.common import add_languages
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``fundusexpert build``."""
+    """Options of ``fundusexpert data build``."""
     src = parser.add_mutually_exclusive_group(required=True)
     src.add_argument('--records', type=Path, help='FundusGen records jsonl (image paths relative to its folder)')
     src.add_argument('--sample', action='store_true', help='the bundled IDRiD sample: writes OUT/train and OUT/heldout')
     parser.add_argument('--out', type=Path, required=True, help='output folder')
     parser.add_argument('--tasks-dir', type=Path, default=None, help='folder of task YAMLs (default: templates/)')
-    parser.add_argument('--languages', default='en,zh', help='comma-separated subset of en,zh')
+    add_languages(parser)
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--lenient', action='store_true',
                         help='log and skip bad records (counted in build_summary.json) instead of stopping')
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``fundusexpert build``; prints rows per task and every skipped record; returns 0.
+    """Run ``fundusexpert data build``; prints rows per task and every skipped record; returns 0.
 
     Raises:
+        FileNotFoundError: ``--records`` does not exist.
         FundusDataError: a bad record or task file (unless ``--lenient`` for records).
     """
-    languages = [lang.strip() for lang in args.languages.split(',') if lang.strip()]
-    for lang in languages:
-        vocab.check_language(lang)
+    from fundusexpert_plugin.build import build_fundusgen, build_sample
+    from fundusexpert_plugin.core.record import read_records
+    languages = list(args.languages)
     if args.sample:
         summaries = build_sample(args.out, seed=args.seed, languages=languages, tasks_dir=args.tasks_dir)
     else:

@@ -1,17 +1,17 @@
-"""``fundusexpert convert``: a public dataset's own layout -> FundusGen records jsonl.
+"""``fundusexpert data convert``: a public dataset's own layout -> FundusGen records jsonl.
 
 One subcommand per layout; each reads the files as the dataset distributes them (see the reader
 modules in :mod:`fundusexpert_plugin.sources` for the layouts and ``GRADES.md`` there for the
 label mappings) and writes one record per image to ``--out``, with image paths relative to the
-output file's folder (``--absolute-paths`` keeps them absolute). ``fundusexpert build --records OUT``
+output file's folder (``--absolute-paths`` keeps them absolute). ``fundusexpert data build --records OUT``
 consumes the file.
 
 Examples::
 
-    fundusexpert convert idrid-grading --images "B. Disease Grading/1. Original Images/a. Training Set" \\
+    fundusexpert data convert idrid-grading --images "B. Disease Grading/1. Original Images/a. Training Set" \\
         --grades "B. Disease Grading/2. Groundtruths/a. IDRiD_Disease Grading_Training Labels.csv" \\
         --out records/idrid_train.jsonl
-    fundusexpert convert yolo --images sample/images --labels sample/labels_yolo \\
+    fundusexpert data convert yolo --images sample/images --labels sample/labels_yolo \\
         --source-dataset "IDRiD via CODRAS" --licence "CC BY-SA 4.0" --annotated-labels classes --out r.jsonl
 
 Bad input stops the conversion with a message naming the file, its line/row and the field; with
@@ -25,10 +25,13 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Dict, Iterable, List
+from typing import TYPE_CHECKING, Callable, Dict, Iterable, List
 
+from fundusexpert_plugin.core.errors import FundusDataError
 from fundusexpert_plugin.sources.masks import PAPER_AREA_THRESHOLD_PX2, PAPER_EPS_PX, PAPER_MAX_BOXES, PAPER_MIN_SAMPLES
-from fundusexpert_plugin.core.record import FundusDataError, FundusGenRecord, write_records
+
+if TYPE_CHECKING:
+    from fundusexpert_plugin.core.record import FundusGenRecord
 
 
 @dataclass(frozen=True)
@@ -295,19 +298,24 @@ def finalise(records: Iterable[FundusGenRecord], out: Path, *, absolute: bool = 
 
 
 def run(args: argparse.Namespace) -> int:
-    """Convert, write ``args.out`` and print the summary. Returns the exit status."""
+    """Convert, write ``args.out`` and print the summary.
+
+    Returns:
+        0 written, 1 nothing to write (the summary says why).
+
+    Raises:
+        FundusDataError, FileNotFoundError, ValueError: bad input (unless ``--lenient`` skips the item);
+            the command line prints the message and exits 2.
+    """
+    from fundusexpert_plugin.core.record import write_records
     from fundusexpert_plugin.sources.base import ConvertLog
     log = ConvertLog()
     overrides = {k: v for k, v in (('source_dataset', args.source_dataset), ('licence', args.licence),
                                    ('attribution', args.attribution)) if v is not None}
-    try:
-        records = finalise(FORMATS[args.format].read(args, log), args.out, absolute=args.absolute_paths,
-                           overrides=overrides, lenient=args.lenient, log=log)
-    except (FundusDataError, FileNotFoundError, ValueError) as exc:
-        print(f'error: {exc}', file=sys.stderr)
-        return 2
+    records = finalise(FORMATS[args.format].read(args, log), args.out, absolute=args.absolute_paths,
+                       overrides=overrides, lenient=args.lenient, log=log)
     if not records:
-        print(f'error: nothing to write to {args.out}\n{log.summary(0)}', file=sys.stderr)
+        print(f'fundusexpert: nothing to write to {args.out}\n{log.summary(0)}', file=sys.stderr)
         return 1
     write_records(records, args.out)
     print(f'{args.out}: {log.summary(len(records))}')

@@ -1,74 +1,142 @@
-"""``fundusexpert engine run|merge``: Fundus-Engine over a folder or list of photographs."""
+"""``fundusexpert engine run|ray|merge``: Fundus-Engine over a folder or list of photographs.
+
+``run`` (one process; ``--shard i/n`` or torchrun's ``RANK``/``WORLD_SIZE`` split a job) and ``ray``
+(a Ray Data actor pool) share every engine option (:func:`add_engine_options`) and turn them into
+the same :class:`fundusexpert_plugin.engine.spec.EngineSpec`; both write the shard files of
+:mod:`fundusexpert_plugin.engine.batch`, which ``merge`` joins.
+"""
 from __future__ import annotations
 
 import argparse
 import json
-import logging
+from dataclasses import asdict
 from pathlib import Path
 
+from fundusexpert_plugin.cli.common import add_command, add_languages, add_verbs
+from fundusexpert_plugin.core.errors import FundusDataError
 
-logger = logging.getLogger(__name__)
+
+def add_engine_options(parser: argparse.ArgumentParser) -> None:
+    """The options of ``engine run`` and ``engine ray``: photographs, output, detector and describer."""
+    parser.add_argument('--images', type=Path, required=True, help='folder (recursive) or a text file of paths')
+    parser.add_argument('--out', type=Path, required=True, help='output folder (on a cluster: shared by all nodes)')
+    det = parser.add_argument_group('detector')
+    det.add_argument('--detector', type=Path, required=True, help='mmdet config (e.g. dumped by detector train)')
+    det.add_argument('--checkpoint', type=Path, required=True, help='detector weights (slim checkpoint)')
+    det.add_argument('--device', default='cpu', help="'cpu', 'cuda', 'cuda:1' or 'auto' (cuda when available)")
+    det.add_argument('--score-threshold', type=float, default=0.3)
+    det.add_argument('--tile-size', type=int, default=None, help='tiled inference window (px); default off')
+    det.add_argument('--tile-overlap', type=float, default=0.2)
+    det.add_argument('--claim-absent', action='store_true',
+                     help="report the detector's classes with no detection as absent (off: a miss is not an absence)")
+    rec = parser.add_argument_group('records')
+    rec.add_argument('--image-labels', type=Path, default=None,
+                     help='CSV with an image column (path relative to --images, no suffix) and label columns '
+                          '(diagnosis, dr_grade, dme_grade, image_quality)')
+    add_languages(rec)
+    rec.add_argument('--source-dataset', default='unlabelled photographs')
+    rec.add_argument('--licence', default="see the photographs' terms")
+    desc = parser.add_argument_group('semantic expansion')
+    desc.add_argument('--describer', choices=['rule', 'openai'], default=None,
+                      help='rule text, or an OpenAI-compatible MLLM (default: openai when --mllm-base-url and '
+                           '--mllm-model are both given, else rule)')
+    desc.add_argument('--mllm-base-url', default=None, help='OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1')
+    desc.add_argument('--mllm-model', default=None)
+
+
+def engine_spec(args: argparse.Namespace):
+    """The :class:`.spec.EngineSpec` of parsed :func:`add_engine_options` (paths made absolute, so that
+    Ray workers in another folder find them).
+
+    Raises:
+        ValueError: a bad combination (e.g. ``--describer openai`` without the endpoint options).
+    """
+    from fundusexpert_plugin.engine.spec import EngineSpec
+    return EngineSpec(
+        str(args.detector.resolve()), str(args.checkpoint.resolve()), device=args.device,
+        score_threshold=args.score_threshold, tile_size=args.tile_size, tile_overlap=args.tile_overlap,
+        languages=tuple(args.languages), claim_absent=args.claim_absent, source_dataset=args.source_dataset,
+        licence=args.licence, image_labels=str(args.image_labels.resolve()) if args.image_labels else None,
+        describer=args.describer, mllm_base_url=args.mllm_base_url, mllm_model=args.mllm_model)
+
+
+def job_images(source: Path):
+    """The job's photographs (:func:`.images.list_images`), listed before any model is loaded.
+
+    Raises:
+        FileNotFoundError: ``source`` is missing, or a folder without images.
+        FundusDataError: a list file that names no photograph.
+    """
+    from fundusexpert_plugin.core.images import list_images
+    images = list_images(source)
+    if not images:
+        raise FundusDataError(f'{source}: the list names no photograph')
+    return images
+
+
+def add_run_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``fundusexpert engine run``."""
+    add_engine_options(parser)
+    parser.add_argument('--shard', default=None, help='i/n (default: torchrun RANK/WORLD_SIZE, else 0/1)')
+    parser.add_argument('--no-progress', action='store_true', help='no progress bar')
+
+
+def run_local(args: argparse.Namespace) -> int:
+    """Run ``fundusexpert engine run``; prints the shard's summary as JSON and returns 0."""
+    from fundusexpert_plugin.engine.batch import run_engine, shard_from_env
+    shard_spec = shard_from_env(args.shard)
+    images = job_images(args.images)
+    spec = engine_spec(args)
+    summary = run_engine(spec.build(), images, args.out, shard_spec=shard_spec,
+                         image_root=args.images if args.images.is_dir() else None, progress=not args.no_progress)
+    print(json.dumps(asdict(summary), indent=2))
+    return 0
+
+
+def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``fundusexpert engine ray``: those of ``engine run`` plus Ray's (device default auto)."""
+    add_engine_options(parser)
+    parser.set_defaults(device='auto')
+    ray = parser.add_argument_group('Ray (optional cluster extra)')
+    ray.add_argument('--num-actors', type=int, default=2, help='actor pool size (one detector each)')
+    ray.add_argument('--batch-size', type=int, default=8, help='photographs per actor call')
+    ray.add_argument('--num-shards', type=int, default=None, help='shard files (default: --num-actors)')
+    ray.add_argument('--num-cpus-per-actor', type=float, default=1.0)
+    ray.add_argument('--num-gpus-per-actor', type=float, default=0.0, help='e.g. 0.5: two detectors per GPU')
+    ray.add_argument('--address', default=None, help="Ray address ('auto' joins a running cluster)")
+    ray.add_argument('--progress', action='store_true', help="show Ray Data's progress bars")
+
+
+def run_ray(args: argparse.Namespace) -> int:
+    """Run ``fundusexpert engine ray``; prints the per-shard summaries as JSON and returns 0."""
+    from fundusexpert_plugin.engine.ray_runner import run_engine_ray
+    images = job_images(args.images)
+    summaries = run_engine_ray(
+        engine_spec(args), images, args.out, num_actors=args.num_actors, batch_size=args.batch_size,
+        num_shards=args.num_shards, image_root=args.images if args.images.is_dir() else None,
+        num_cpus_per_actor=args.num_cpus_per_actor, num_gpus_per_actor=args.num_gpus_per_actor,
+        ray_address=args.address, progress=args.progress)
+    print(json.dumps({k: asdict(v) for k, v in summaries.items()}, indent=2))
+    return 0
+
+
+def add_merge_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``fundusexpert engine merge``."""
+    parser.add_argument('--out', type=Path, required=True, help='the output folder of engine run / engine ray')
+
+
+def run_merge(args: argparse.Namespace) -> int:
+    """Run ``fundusexpert engine merge``; prints the merged file's path and returns 0."""
+    from fundusexpert_plugin.engine.batch import merge_shards
+    print(merge_shards(args.out))
+    return 0
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``fundusexpert engine run|ray|merge``."""
-    sub = parser.add_subparsers(dest='engine_command', required=True)
-    run = sub.add_parser('run', help='detect, position and expand; write FundusGen records (resumable)')
-    run.add_argument('--images', type=Path, required=True, help='folder (recursive) or a text file of paths')
-    run.add_argument('--detector', type=Path, required=True, help='mmdet config (e.g. dumped by train-detector)')
-    run.add_argument('--checkpoint', type=Path, required=True, help='detector weights (slim checkpoint)')
-    run.add_argument('--out', type=Path, required=True)
-    run.add_argument('--shard', default=None, help='i/n (default: torchrun RANK/WORLD_SIZE, else 0/1)')
-    run.add_argument('--score-threshold', type=float, default=0.3)
-    run.add_argument('--tile-size', type=int, default=None, help='tiled inference window (px); default off')
-    run.add_argument('--tile-overlap', type=float, default=0.2)
-    run.add_argument('--device', default='cpu')
-    run.add_argument('--image-labels', type=Path, default=None,
-                     help='CSV with an `image` column (path relative to --images, no suffix) and label columns '
-                          '(diagnosis, dr_grade, dme_grade, image_quality)')
-    run.add_argument('--claim-absent', action='store_true',
-                     help="report the detector's classes with no detection as absent (off: a miss is not an absence)")
-    run.add_argument('--describer', choices=['rule', 'openai'], default='rule')
-    run.add_argument('--mllm-base-url', default=None, help='OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1')
-    run.add_argument('--mllm-model', default=None)
-    run.add_argument('--languages', default='en,zh')
-    run.add_argument('--source-dataset', default='unlabelled photographs')
-    run.add_argument('--licence', default="see the photographs' terms")
-    run.add_argument('--no-progress', action='store_true')
-    ray = sub.add_parser('ray', help='the same over a Ray cluster (optional `cluster` extra); '
-                                     '`fundusexpert engine ray --help` lists its options', add_help=False)
-    ray.add_argument('ray_args', nargs=argparse.REMAINDER)
-    merge = sub.add_parser('merge', help='join the shard files of an output folder into records.jsonl')
-    merge.add_argument('--out', type=Path, required=True)
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run ``fundusexpert engine``; prints the run summary as JSON and returns 0."""
-    from fundusexpert_plugin.engine.batch import merge_shards, read_image_labels, run_engine, shard_from_env
-    if args.engine_command == 'merge':
-        print(merge_shards(args.out))
-        return 0
-    if args.engine_command == 'ray':
-        from fundusexpert_plugin.engine.ray_runner import main as ray_main
-        return ray_main(args.ray_args)
-    from fundusexpert_plugin.detector.detect import Detector
-    from fundusexpert_plugin.engine.expand import MLLMDescriber, RuleDescriber, openai_chat
-    from fundusexpert_plugin.core.images import list_images
-    from fundusexpert_plugin.engine.pipeline import FundusEngine
-    images = list_images(args.images)
-    describer = RuleDescriber()
-    if args.describer == 'openai':
-        if not (args.mllm_base_url and args.mllm_model):
-            raise SystemExit('--describer openai needs --mllm-base-url and --mllm-model')
-        describer = MLLMDescriber(openai_chat(args.mllm_base_url, args.mllm_model), name=f'openai:{args.mllm_model}')
-    detector = Detector(args.detector, args.checkpoint, device=args.device, score_threshold=args.score_threshold,
-                        tile_size=args.tile_size, tile_overlap=args.tile_overlap)
-    engine = FundusEngine(detector, describer=describer, languages=args.languages.split(','),
-                          detector_name=f'mmdet:{args.detector.name}@{args.checkpoint.name}',
-                          claim_absent=args.claim_absent, source_dataset=args.source_dataset, licence=args.licence,
-                          image_labels=read_image_labels(args.image_labels) if args.image_labels else None)
-    root = args.images if args.images.is_dir() else None
-    summary = run_engine(engine, images, args.out, shard_spec=shard_from_env(args.shard), image_root=root,
-                         progress=not args.no_progress)
-    print(json.dumps(summary.__dict__, indent=2))
-    return 0
+    """The verbs of ``fundusexpert engine``."""
+    verbs = add_verbs(parser, 'engine_command')
+    add_command(verbs, 'run', 'detect, position and expand photographs; write FundusGen records (resumable, '
+                              'sharded)', add_run_arguments, run_local)
+    add_command(verbs, 'ray', 'the same over a Ray cluster (optional cluster extra)', add_ray_arguments, run_ray)
+    add_command(verbs, 'merge', 'join the shard files of an output folder into records.jsonl',
+                add_merge_arguments, run_merge)

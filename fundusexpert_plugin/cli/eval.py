@@ -1,25 +1,22 @@
-"""``fundusexpert eval``: score a ``swift infer`` result jsonl (wired by the package CLI).
+"""``fundusexpert eval score|mcq-rows|mcq-export``: score ``swift infer`` results; MCQ benchmark files.
 
-Example::
+Example (``fundusexpert eval --result ...`` is the same as ``eval score``)::
 
-    fundusexpert eval --result infer_result/20250101.jsonl --meta rows.meta.jsonl --out eval_out \\
+    fundusexpert eval score --result infer_result/20250101.jsonl --meta rows.meta.jsonl --out eval_out \\
         --judge openai --judge-base-url http://127.0.0.1:8000/v1 --judge-model gpt-4o
 
-Also here, for the MCQ benchmarks: ``add_tsv_rows_arguments``/``run_tsv_rows`` (TSV -> swift rows
-+ meta side file) and ``add_export_arguments``/``run_export`` (FundusGen MCQ rows -> TSV).
+Verbs: ``score`` (:func:`add_score_arguments`/:func:`run_score`), ``mcq-rows`` (TSV -> swift rows
++ meta side file) and ``mcq-export`` (FundusGen MCQ rows -> TSV).
 """
 from __future__ import annotations
 
 import argparse
-import logging
-import sys
 
-from fundusexpert_plugin.eval.parse import CONVENTIONS, SPACES
-
-logger = logging.getLogger(__name__)
+from fundusexpert_plugin.cli.common import add_command, add_verbs
 
 
 def _space(value: str):
+    from fundusexpert_plugin.eval.parse import CONVENTIONS, SPACES
     conv, _, space = value.partition('=')
     if conv not in CONVENTIONS or space not in SPACES:
         raise argparse.ArgumentTypeError(f'expected CONVENTION=SPACE with CONVENTION in {CONVENTIONS} and SPACE in '
@@ -27,8 +24,8 @@ def _space(value: str):
     return conv, space
 
 
-def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Arguments of ``fundusexpert eval``."""
+def add_score_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Arguments of ``fundusexpert eval score``."""
     parser.add_argument('--result', required=True, help='swift infer result jsonl (--result_path)')
     parser.add_argument('--out', required=True, help='output folder: metrics.json, report.html, PNG, samples.jsonl')
     parser.add_argument('--meta', help='side jsonl {"index": row number, "task", "answer", "category", '
@@ -58,7 +55,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
 def _judge(args):
     if args.judge == 'openai':
         if not args.judge_base_url:
-            raise SystemExit('--judge openai needs --judge-base-url (an OpenAI-compatible endpoint)')
+            raise ValueError('--judge openai needs --judge-base-url (an OpenAI-compatible endpoint)')
         from fundusexpert_plugin.eval.llm_judge import OpenAIJudge
 
         return OpenAIJudge(args.judge_base_url, args.judge_model, args.judge_api_key, timeout=args.judge_timeout,
@@ -68,16 +65,14 @@ def _judge(args):
     return LexiconJudge(load_lexicon(args.lexicon) if args.lexicon else None)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run ``fundusexpert eval``; returns the exit code: 0 on success, 2 on unreadable input files."""
-    try:
-        return _run(args)
-    except (OSError, ValueError) as exc:  # bad or missing input file: say which, no traceback
-        print(f'fundusexpert eval: error: {exc}', file=sys.stderr)
-        return 2
+def run_score(args: argparse.Namespace) -> int:
+    """Run ``fundusexpert eval score``; prints the notes and the files written; returns 0.
 
-
-def _run(args: argparse.Namespace) -> int:
+    Raises:
+        FileNotFoundError: a missing result, meta or TSV file.
+        FundusDataError / ValueError: an unreadable line (file and line named), or ``--judge openai``
+            without ``--judge-base-url``.
+    """
     from fundusexpert_plugin.eval.mcq_tsv import read_tsv, tsv_matcher
     from fundusexpert_plugin.eval.report import EvalOptions, evaluate_rows, write_outputs
     from fundusexpert_plugin.eval.results import load_meta, read_jsonl
@@ -106,7 +101,7 @@ def add_tsv_rows_arguments(parser: argparse.ArgumentParser) -> argparse.Argument
 
 
 def run_tsv_rows(args: argparse.Namespace) -> int:
-    """Run ``fundusexpert mcq-rows``: TSV -> swift rows jsonl + ``.meta.jsonl``; returns 0."""
+    """Run ``fundusexpert eval mcq-rows``: TSV -> swift rows jsonl + ``.meta.jsonl``; returns 0."""
     from fundusexpert_plugin.eval.mcq_tsv import tsv_to_swift_rows
 
     rows, meta = tsv_to_swift_rows(args.tsv, args.out, image_dir=args.image_dir, system=args.system)
@@ -123,9 +118,19 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
 
 
 def run_export(args: argparse.Namespace) -> int:
-    """Run ``fundusexpert mcq-export``: FundusGen MCQ rows -> VLMEvalKit TSV; returns 0."""
+    """Run ``fundusexpert eval mcq-export``: FundusGen MCQ rows -> VLMEvalKit TSV; returns 0."""
     from fundusexpert_plugin.eval.mcq_tsv import export_fundusgen_mcq
 
     n, skipped = export_fundusgen_mcq(args.rows, args.out, embed_images=args.embed_images)
     print(f'exported {n} MCQ items to {args.out} ({skipped} rows were not MCQ items)')
     return 0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The verbs of ``fundusexpert eval``."""
+    verbs = add_verbs(parser, 'eval_command')
+    add_command(verbs, 'score', 'score a swift infer result jsonl (MCQ, grounding, clinical consistency)',
+                add_score_arguments, run_score)
+    add_command(verbs, 'mcq-rows', 'GMAI-MMBench / Fundus-MMBench TSV -> swift rows + meta',
+                add_tsv_rows_arguments, run_tsv_rows)
+    add_command(verbs, 'mcq-export', 'FundusGen MCQ rows -> TSV for VLMEvalKit', add_export_arguments, run_export)

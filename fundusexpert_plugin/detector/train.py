@@ -11,24 +11,22 @@ the shipped files on the validation images.
 Files written in ``work_dir``: ``train.json``, ``val.json`` (COCO), ``<config stem>.py`` (merged
 config), ``<config stem>.pth`` (slim weights), ``metrics.json``, and the Runner's logs.
 
-CLI: :func:`add_arguments` and :func:`run` back ``fundusexpert train-detector``.
+Command line: ``fundusexpert detector train`` (:mod:`fundusexpert_plugin.cli.detector`).
 """
 from __future__ import annotations
 
-import argparse
 import contextlib
 import copy
 import io
 import json
 import logging
 import math
-import re
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple, Union
+from typing import Dict, Optional, Sequence, Tuple, Union
 
-from fundusexpert_plugin.detector.coco import FORMATS, DetectionSample, read_annotations, split_samples, write_coco
+from fundusexpert_plugin.detector.coco import DetectionSample, read_annotations, split_samples, write_coco
 from fundusexpert_plugin.detector.detect import Detector, load_config
 
 logger = logging.getLogger(__name__)
@@ -257,7 +255,7 @@ def train_detector(annotations: Union[str, Path], images: Optional[Union[str, Pa
                          mmdet_version=mmdet.__version__)
     detector = Detector(str(config_out), ckpt_out, score_threshold=0.0)
     metrics = evaluate_detector(detector, val_samples, Path(val_root), list(class_names))
-    (work_dir / 'metrics.json').write_text(json.dumps(_json_safe(metrics), indent=2))
+    (work_dir / 'metrics.json').write_text(json.dumps(json_safe(metrics), indent=2))
     logger.info('validation (%d images): mAP %.4f, AP50 %.4f, AP50 per class %s',
                 len(val_samples), metrics['bbox_mAP'], metrics['bbox_mAP_50'],
                 metrics['AP50_per_class'])
@@ -265,77 +263,10 @@ def train_detector(annotations: Union[str, Path], images: Optional[Union[str, Pa
                        len(val_samples), seconds)
 
 
-def _json_safe(value):
+def json_safe(value):
     """NaN -> None (JSON has no NaN), recursively."""
     if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
+        return [json_safe(v) for v in value]
     return None if isinstance(value, float) and math.isnan(value) else value
-
-
-def _img_scale(text: str) -> Tuple[int, int]:
-    parts = re.split(r'[x,]', text.strip())
-    try:
-        values = [int(p) for p in parts if p]
-    except ValueError:
-        values = []
-    if len(values) == 1:
-        values *= 2
-    if len(values) != 2:
-        raise argparse.ArgumentTypeError(f'--img-scale: expected N or WxH pixels, got {text!r}')
-    return values[0], values[1]
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """Add the ``train-detector`` options to ``parser``."""
-    parser.add_argument('--annotations', required=True,
-                        help='YOLO labels folder (with classes.names), COCO json or CODRAS jsonl')
-    parser.add_argument('--images', default=None,
-                        help='images folder (yolo, coco); for codras the root of the jsonl '
-                             '"image" paths (default: the jsonl folder)')
-    parser.add_argument('--format', dest='fmt', choices=FORMATS, default='codras')
-    parser.add_argument('--work-dir', required=True, help='output folder')
-    parser.add_argument('--max-iters', type=int, default=300)
-    parser.add_argument('--img-scale', type=_img_scale, default=(640, 640),
-                        help='model input size, N or WxH pixels (default 640)')
-    val = parser.add_mutually_exclusive_group()
-    val.add_argument('--val-split', type=float, default=None,
-                     help='held-out fraction of images (default 0.2)')
-    val.add_argument('--val-annotations', default=None, help='separate validation annotations')
-    parser.add_argument('--val-images', default=None, help='images of --val-annotations')
-    parser.add_argument('--batch-size', type=int, default=4)
-    parser.add_argument('--lr', type=float, default=None, help="default: the config's base_lr")
-    parser.add_argument('--seed', type=int, default=0)
-    parser.add_argument('--config', default=str(DEFAULT_CONFIG), help='mmdet config file')
-    parser.add_argument('--classes', nargs='+', default=None, help='fixed class order')
-    return parser
-
-
-def run(args: argparse.Namespace) -> int:
-    """Run ``train-detector``; prints the result as JSON. Returns 0, or 2 on bad input."""
-    try:
-        result = train_detector(
-            args.annotations, args.images, args.work_dir, fmt=args.fmt,
-            val_split=0.2 if args.val_split is None else args.val_split,
-            val_annotations=args.val_annotations, val_images=args.val_images,
-            max_iters=args.max_iters, img_scale=args.img_scale, batch_size=args.batch_size,
-            lr=args.lr, seed=args.seed, config=args.config, classes=args.classes)
-    except (ValueError, FileNotFoundError) as exc:
-        logger.error('train-detector: %s', exc)
-        return 2
-    out = asdict(result)
-    out.update(checkpoint=str(result.checkpoint), config=str(result.config))
-    print(json.dumps(_json_safe(out), indent=2))  # CLI output
-    return 0
-
-
-def main(argv: Optional[List[str]] = None) -> int:
-    """``python -m fundusexpert_plugin.detector.train``."""
-    logging.basicConfig(level=logging.INFO, format='%(levelname)s %(name)s: %(message)s')
-    return run(add_arguments(argparse.ArgumentParser(description=__doc__.splitlines()[0]))
-               .parse_args(argv))
-
-
-if __name__ == '__main__':
-    raise SystemExit(main())

@@ -19,13 +19,15 @@ import csv
 import json
 import logging
 import os
+from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from fundusexpert_plugin.core import vocab
-from fundusexpert_plugin.core.record import FundusDataError, parse_record
 from fundusexpert_plugin.core.images import ImageSkip, load_image, shard
+from fundusexpert_plugin.core.jsonl import append_jsonl
+from fundusexpert_plugin.core.record import FundusDataError, parse_record
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +51,38 @@ class RunSummary:
     no_optic_disc: int = 0
     converted: int = 0
     findings: Dict[str, int] = field(default_factory=dict)
+
+    def count(self, outcome: Outcome) -> None:
+        """Add one processed photograph (a written record or a skip) to the counts."""
+        if outcome.kind == 'skipped':
+            self.skipped[outcome.category] = self.skipped.get(outcome.category, 0) + 1
+            return
+        self.written += 1
+        self.converted += bool(outcome.converted)
+        self.no_optic_disc += bool(outcome.no_optic_disc)
+        for label in outcome.findings:
+            self.findings[label] = self.findings.get(label, 0) + 1
+
+
+@dataclass
+class Outcome:
+    """What one photograph gave: the line for the shard's records or skipped file, and its counts.
+
+    Attributes:
+        kind: ``'record'`` (``line`` is the FundusGen record) or ``'skipped'`` (``line`` is
+            ``{"image_key", "image", "reason"}``).
+        line: the JSON object written as one line.
+        category: skip reason without its detail (``'unreadable'``), for :attr:`RunSummary.skipped`.
+        converted, no_optic_disc: the record's image was converted / the record has no optic disc.
+        findings: finding id of every finding of the record, in record order.
+    """
+
+    kind: str
+    line: dict
+    category: str = ''
+    converted: bool = False
+    no_optic_disc: bool = False
+    findings: Tuple[str, ...] = ()
 
 
 def shard_from_env(spec: Optional[str] = None) -> Tuple[int, int]:
@@ -75,6 +109,42 @@ def image_key(path: Path, root: Optional[Path]) -> str:
     return rel.with_suffix('').as_posix()
 
 
+def record_ids(paths: Sequence[Path], root: Optional[Path]) -> List[str]:
+    """:func:`image_key` of every photograph of a job, in order.
+
+    Raises:
+        FundusDataError: two photographs share a record id (the first five named).
+    """
+    keys = [image_key(Path(p), root) for p in paths]
+    dupes = sorted(k for k, n in Counter(keys).items() if n > 1)
+    if dupes:
+        raise FundusDataError(f'two photographs share a record id (path without suffix): {dupes[:5]}')
+    return keys
+
+
+def shard_files(out_dir: Path, index: int, count: int) -> Tuple[Path, Path, Path]:
+    """``(records, skipped, summary)`` file of shard ``index`` of ``count`` in ``out_dir``."""
+    tag = f'{index}-of-{count}'
+    return out_dir / f'records-{tag}.jsonl', out_dir / f'skipped-{tag}.jsonl', out_dir / f'summary-{tag}.json'
+
+
+def done_keys(out_dir: Path, index: int, count: int) -> Set[str]:
+    """Record ids already in shard ``index``'s records or skipped file (an interrupted run's
+    half-written last line is cut off first)."""
+    records, skipped, _ = shard_files(out_dir, index, count)
+    return set(_read_done(records, 'record_id')) | set(_read_done(skipped, 'image_key'))
+
+
+def write_summary(out_dir: Path, summary: RunSummary) -> Path:
+    """Write ``summary-{i}-of-{n}.json`` (and create the shard's records/skipped files when empty)."""
+    index, count = (int(v) for v in summary.shard.split('/'))
+    records, skipped, path = shard_files(out_dir, index, count)
+    records.touch()
+    skipped.touch()
+    path.write_text(json.dumps(asdict(summary), indent=2) + '\n')
+    return path
+
+
 def _read_done(path: Path, key: str) -> List[str]:
     """Keys of complete lines; a truncated last line (killed mid-write) is cut off the file."""
     if not path.exists():
@@ -89,10 +159,36 @@ def _read_done(path: Path, key: str) -> List[str]:
     return [json.loads(line)[key] for line in raw[:good_end].decode('utf-8').splitlines() if line.strip()]
 
 
-def _append(fh, obj: dict) -> None:
-    fh.write(json.dumps(obj, ensure_ascii=False) + '\n')
-    fh.flush()
-    os.fsync(fh.fileno())
+def process_photo(engine, path: Path | str, key: str, out_dir: Path, *, shown: Optional[str] = None) -> Outcome:
+    """Load one photograph and run the engine on it; an unusable image becomes a ``'skipped'`` outcome.
+
+    Args:
+        engine: a :class:`.pipeline.FundusEngine`.
+        path: the file to read.
+        key: its record id (:func:`image_key`).
+        out_dir: the job's output folder (records' ``image`` paths are relative to it).
+        shown: the path written to the skipped file (default ``str(path)``).
+
+    Raises:
+        FundusDataError: the detector produced a record that fails validation.
+    """
+    try:
+        image = load_image(path)
+    except ImageSkip as exc:
+        reason = str(exc).split(': ', 1)[-1]
+        logger.warning('skipped %s: %s', path, reason)
+        return Outcome('skipped', {'image_key': key, 'image': shown or str(path), 'reason': reason},
+                       category=reason.split(' (')[0])
+    record = engine.process(Path(path), out_dir=out_dir, record_id=key, image=image)
+    return Outcome('record', json.loads(record.model_dump_json()), converted=bool(image.conversion),
+                   no_optic_disc=not record.boxes('optic_disc'), findings=tuple(f.label for f in record.findings))
+
+
+def log_summary(summary: RunSummary) -> None:
+    """One INFO line with the shard's counts."""
+    logger.info('shard %s: %d written, %d resumed, %d skipped %s, %d without optic disc', summary.shard,
+                summary.written, summary.resumed, sum(summary.skipped.values()), summary.skipped,
+                summary.no_optic_disc)
 
 
 def run_engine(engine, images: Sequence[Path], out_dir: Path | str, *, shard_spec: Tuple[int, int] = (0, 1),
@@ -111,46 +207,28 @@ def run_engine(engine, images: Sequence[Path], out_dir: Path | str, *, shard_spe
         The :class:`RunSummary`, also written to ``summary-{i}-of-{n}.json``.
 
     Raises:
-        FundusDataError: the detector produced a record that fails validation.
+        FundusDataError: two photographs of the shard share a record id, or the detector produced a
+            record that fails validation.
     """
     from tqdm import tqdm
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     index, count = shard_spec
-    tag = f'{index}-of-{count}'
     mine = shard(list(images), index, count)
-    records_path, skipped_path = out / f'records-{tag}.jsonl', out / f'skipped-{tag}.jsonl'
-    done = set(_read_done(records_path, 'record_id')) | set(_read_done(skipped_path, 'image_key'))
+    keys = record_ids(mine, image_root)
+    records_path, skipped_path, _ = shard_files(out, index, count)
+    done = done_keys(out, index, count)
     summary = RunSummary(shard=f'{index}/{count}', images=len(mine))
-    keys = [image_key(Path(p), image_root) for p in mine]
-    if len(set(keys)) != len(keys):
-        dupes = sorted({k for k in keys if keys.count(k) > 1})[:5]
-        raise FundusDataError(f'two photographs share a record id (path without suffix): {dupes}')
     with records_path.open('a', encoding='utf-8') as rec_fh, skipped_path.open('a', encoding='utf-8') as skip_fh:
         for path, key in tqdm(list(zip(mine, keys)), desc=f'Fundus-Engine shard {summary.shard}', disable=not progress):
             if key in done:
                 summary.resumed += 1
                 continue
-            try:
-                image = load_image(path)
-            except ImageSkip as exc:
-                reason = str(exc).split(': ', 1)[-1]
-                category = reason.split(' (')[0]
-                summary.skipped[category] = summary.skipped.get(category, 0) + 1
-                _append(skip_fh, {'image_key': key, 'image': str(path), 'reason': reason})
-                logger.warning('skipped %s: %s', path, reason)
-                continue
-            record = engine.process(path, out_dir=out, record_id=key, image=image)
-            _append(rec_fh, json.loads(record.model_dump_json()))
-            summary.written += 1
-            summary.converted += bool(image.conversion)
-            summary.no_optic_disc += not record.boxes('optic_disc')
-            for f in record.findings:
-                summary.findings[f.label] = summary.findings.get(f.label, 0) + 1
-    (out / f'summary-{tag}.json').write_text(json.dumps(asdict(summary), indent=2) + '\n')
-    logger.info('shard %s: %d written, %d resumed, %d skipped %s, %d without optic disc', summary.shard,
-                summary.written, summary.resumed, sum(summary.skipped.values()), summary.skipped,
-                summary.no_optic_disc)
+            outcome = process_photo(engine, path, key, out)
+            append_jsonl(rec_fh if outcome.kind == 'record' else skip_fh, outcome.line, fsync=True)
+            summary.count(outcome)
+    write_summary(out, summary)
+    log_summary(summary)
     return summary
 
 

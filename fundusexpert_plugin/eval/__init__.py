@@ -11,5 +11,5 @@ Modules (importing this package imports none of them, nor swift):
     llm_judge      judge through an OpenAI-compatible endpoint
     report         score all rows, write metrics.json / samples.jsonl / PNG / report.html
     report_html    the self-contained HTML page and the per-category chart
-    cli            ``fundusexpert eval`` arguments and runner
+
 """

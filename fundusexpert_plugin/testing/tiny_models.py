@@ -40,7 +40,6 @@ Source of the ids:
 """
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Dict, List, Tuple, Union
@@ -380,17 +379,3 @@ def make_tiny_model(family: str, out_dir: Union[str, Path], *, seed: int = 0) ->
     out_dir.mkdir(parents=True, exist_ok=True)
     _BUILDERS[family](out_dir, seed)
     return out_dir
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """Add the ``make-tiny-model`` options: ``--family``, ``--seed`` and the positional ``out_dir``."""
-    parser.add_argument('--family', required=True, choices=FAMILIES, help='which tiny model to build')
-    parser.add_argument('--seed', type=int, default=0, help='torch seed for the random weights (default 0)')
-    parser.add_argument('out_dir', help='directory to write the checkpoint into')
-
-
-def run(args: argparse.Namespace) -> int:
-    """CLI entry: build ``args.family`` into ``args.out_dir`` and print the path; returns 0."""
-    path = make_tiny_model(args.family, args.out_dir, seed=getattr(args, 'seed', 0))
-    print(path)
-    return 0

@@ -6,6 +6,7 @@ import pytest
 from PIL import Image
 
 from fundusexpert_plugin.cli import eval as cli
+from fundusexpert_plugin.cli.main import main
 from fundusexpert_plugin.eval.mcq import build_prompt
 
 
@@ -50,8 +51,7 @@ def result_files(tmp_path):
 
 
 def _run(argv):
-    parser = cli.add_arguments(argparse.ArgumentParser())
-    return cli.run(parser.parse_args(argv))
+    return main(['eval', 'score', *argv])
 
 
 def test_eval_cli_writes_metrics_png_and_html(result_files, tmp_path, capsys):
@@ -88,7 +88,7 @@ def test_eval_cli_without_meta_skips_consistency_with_a_note(result_files, tmp_p
 
 
 def test_box_space_argument_is_validated():
-    parser = cli.add_arguments(argparse.ArgumentParser())
+    parser = cli.add_score_arguments(argparse.ArgumentParser())
     assert parser.parse_args(['--result', 'r', '--out', 'o', '--box-space', 'qwen=grid']).box_space == [('qwen', 'grid')]
     with pytest.raises(SystemExit):
         parser.parse_args(['--result', 'r', '--out', 'o', '--box-space', 'qwen=norm'])

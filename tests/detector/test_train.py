@@ -1,5 +1,4 @@
 """Tests of fundusexpert_plugin.detector.train (config building; a tiny real training run)."""
-import argparse
 import json
 import re
 from pathlib import Path
@@ -10,25 +9,6 @@ import pytest
 from fundusexpert_plugin.detector import train as td
 
 REPO_SAMPLE = Path(td.__file__).resolve().parents[1] / 'sample' / 'annotations.jsonl'
-
-
-def test_cli_arguments_parse_scales_and_keep_val_options_exclusive():
-    parser = td.add_arguments(argparse.ArgumentParser())
-    args = parser.parse_args(['--annotations', 'a.jsonl', '--work-dir', 'w', '--img-scale', '512x384',
-                              '--format', 'yolo', '--val-split', '0.3', '--seed', '5'])
-    assert (args.img_scale, args.fmt, args.val_split, args.seed) == ((512, 384), 'yolo', 0.3, 5)
-    assert parser.parse_args(['--annotations', 'a', '--work-dir', 'w',
-                              '--img-scale', '320']).img_scale == (320, 320)
-    with pytest.raises(SystemExit):
-        parser.parse_args(['--annotations', 'a', '--work-dir', 'w', '--val-split', '0.2',
-                           '--val-annotations', 'v.jsonl'])
-
-
-def test_run_returns_2_and_names_the_missing_file(tmp_path, caplog):
-    args = td.add_arguments(argparse.ArgumentParser()).parse_args(
-        ['--annotations', str(tmp_path / 'missing.jsonl'), '--work-dir', str(tmp_path / 'w')])
-    assert td.run(args) == 2
-    assert 'missing.jsonl' in caplog.text
 
 
 @pytest.mark.mmdet

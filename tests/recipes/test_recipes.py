@@ -195,7 +195,6 @@ def _nul_commands(stdout):
 
 def test_engine_scripts_use_existing_flags():
     from fundusexpert_plugin.cli import engine as cli
-    from fundusexpert_plugin.engine.ray_runner import build_parser
     paths = {'IMAGES': '/data/photos', 'DETECTOR': 'det.py', 'CHECKPOINT': 'det.pth', 'OUT': '/data/out'}
     shards = _nul_commands(_dry_run('engine_shards.sh', NUM_SHARDS='3', ENGINE_ARGS='--tile-size 1024', **paths).stdout)
     parser = __import__('argparse').ArgumentParser()
@@ -204,6 +203,6 @@ def test_engine_scripts_use_existing_flags():
     specs = [parser.parse_args(cmd[2:]).shard for cmd in shards]
     assert specs == ['0/3', '1/3', '2/3']
     (ray_cmd,) = _nul_commands(_dry_run('engine_ray.sh', NUM_ACTORS='8', GPUS_PER_ACTOR='0.5', **paths).stdout)
-    assert ray_cmd[1:3] == ['-m', 'fundusexpert_plugin.engine.ray_runner']
-    args = build_parser().parse_args(ray_cmd[3:])
+    assert ray_cmd[:3] == ['fundusexpert', 'engine', 'ray']
+    args = parser.parse_args(ray_cmd[2:])
     assert (args.num_actors, args.num_gpus_per_actor, args.address) == (8, 0.5, 'auto')

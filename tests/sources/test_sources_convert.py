@@ -1,4 +1,4 @@
-"""Tests of fundusexpert_plugin/cli/convert.py: the ``fundusexpert convert`` sub-command."""
+"""Tests of fundusexpert_plugin/cli/convert.py: the ``fundusexpert data convert`` sub-command."""
 import argparse
 import json
 from pathlib import Path
@@ -6,15 +6,14 @@ from pathlib import Path
 import pytest
 
 from fundusexpert_plugin.cli import convert
+from fundusexpert_plugin.cli.main import main
 from fundusexpert_plugin.core.record import read_records
 
 SAMPLE = Path(__file__).resolve().parents[2] / 'fundusexpert_plugin' / 'sample'
 
 
 def _run(*argv):
-    parser = argparse.ArgumentParser(prog='fundusexpert convert')
-    convert.add_arguments(parser)
-    return convert.run(parser.parse_args([str(a) for a in argv]))
+    return main(['data', 'convert', *(str(a) for a in argv)])
 
 
 def test_every_format_has_a_sub_parser_with_out_and_lenient():

@@ -22,7 +22,7 @@ def walked(tmp_path_factory):
     root = tmp_path_factory.mktemp('walk')
     (root / 'my_tasks').mkdir()
     (root / 'my_tasks' / 'lesion_list.yaml').write_text(_readme_yaml(), encoding='utf-8')   # step 1
-    assert main(['build', '--sample', '--tasks-dir', str(root / 'my_tasks'),
+    assert main(['data', 'build', '--sample', '--tasks-dir', str(root / 'my_tasks'),
                  '--out', str(root / 'my_fundusgen')]) == 0                                  # step 2
     return root
 

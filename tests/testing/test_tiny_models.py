@@ -141,10 +141,11 @@ def test_module_has_no_download_code_path():
 
 
 def test_cli_run_builds_the_family_into_out_dir(tmp_path, capsys):
+    from fundusexpert_plugin.cli import tiny_model
     parser = argparse.ArgumentParser()
-    tiny_models.add_arguments(parser)
+    tiny_model.add_arguments(parser)
     args = parser.parse_args(['--family', 'internvl', str(tmp_path / 'cli')])
-    assert tiny_models.run(args) == 0
+    assert tiny_model.run(args) == 0
     assert (tmp_path / 'cli' / 'model.safetensors').exists()
     assert capsys.readouterr().out.strip() == str(tmp_path / 'cli')
     with pytest.raises(SystemExit):

@@ -1,0 +1,81 @@
+"""``fundusexpert detector train``: train an MMDetection fundus detector (:mod:`fundusexpert_plugin.detector.train`)."""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+from dataclasses import asdict
+from typing import Tuple
+
+from fundusexpert_plugin.cli.common import add_command, add_verbs
+
+
+def img_scale(text: str) -> Tuple[int, int]:
+    """``--img-scale`` value: ``N`` (square) or ``WxH`` / ``W,H`` pixels -> ``(width, height)``.
+
+    Raises:
+        argparse.ArgumentTypeError: anything else.
+    """
+    parts = re.split(r'[x,]', text.strip())
+    try:
+        values = [int(p) for p in parts if p]
+    except ValueError:
+        values = []
+    if len(values) == 1:
+        values *= 2
+    if len(values) != 2:
+        raise argparse.ArgumentTypeError(f'--img-scale: expected N or WxH pixels, got {text!r}')
+    return values[0], values[1]
+
+
+def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """Options of ``fundusexpert detector train``."""
+    from fundusexpert_plugin.detector.coco import FORMATS
+    from fundusexpert_plugin.detector.train import DEFAULT_CONFIG
+    parser.add_argument('--annotations', required=True,
+                        help='YOLO labels folder (with classes.names), COCO json or CODRAS jsonl')
+    parser.add_argument('--images', default=None,
+                        help='images folder (yolo, coco); for codras the root of the jsonl '
+                             '"image" paths (default: the jsonl folder)')
+    parser.add_argument('--format', dest='fmt', choices=FORMATS, default='codras')
+    parser.add_argument('--work-dir', required=True, help='output folder')
+    parser.add_argument('--max-iters', type=int, default=300)
+    parser.add_argument('--img-scale', type=img_scale, default=(640, 640),
+                        help='model input size, N or WxH pixels (default 640)')
+    val = parser.add_mutually_exclusive_group()
+    val.add_argument('--val-split', type=float, default=None,
+                     help='held-out fraction of images (default 0.2)')
+    val.add_argument('--val-annotations', default=None, help='separate validation annotations')
+    parser.add_argument('--val-images', default=None, help='images of --val-annotations')
+    parser.add_argument('--batch-size', type=int, default=4)
+    parser.add_argument('--lr', type=float, default=None, help="default: the config's base_lr")
+    parser.add_argument('--seed', type=int, default=0)
+    parser.add_argument('--config', default=str(DEFAULT_CONFIG), help='mmdet config file')
+    parser.add_argument('--classes', nargs='+', default=None, help='fixed class order')
+    return parser
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """Run ``fundusexpert detector train``; prints the result as JSON and returns 0.
+
+    Raises:
+        FileNotFoundError, ValueError: bad inputs, named by file and field.
+    """
+    from fundusexpert_plugin.detector.train import json_safe, train_detector
+    result = train_detector(
+        args.annotations, args.images, args.work_dir, fmt=args.fmt,
+        val_split=0.2 if args.val_split is None else args.val_split,
+        val_annotations=args.val_annotations, val_images=args.val_images,
+        max_iters=args.max_iters, img_scale=args.img_scale, batch_size=args.batch_size,
+        lr=args.lr, seed=args.seed, config=args.config, classes=args.classes)
+    out = asdict(result)
+    out.update(checkpoint=str(result.checkpoint), config=str(result.config))
+    print(json.dumps(json_safe(out), indent=2))
+    return 0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The verbs of ``fundusexpert detector``."""
+    verbs = add_verbs(parser, 'detector_command')
+    add_command(verbs, 'train', 'train an MMDetection fundus detector (YOLO, COCO or CODRAS boxes)',
+                add_train_arguments, run_train)

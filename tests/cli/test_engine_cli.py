@@ -1,0 +1,59 @@
+"""Tests of fundusexpert_plugin/cli/engine.py: ``engine run`` and ``engine merge`` through the command line,
+the engine built from its options by EngineSpec (the MMDetection detector replaced by the stand-in)."""
+import json
+
+import pytest
+
+from fundusexpert_plugin.cli.main import main
+from fundusexpert_plugin.sample import SAMPLE_DIR
+from fundusexpert_plugin.testing.fake_detector import FakeDetector
+
+BUILT = []
+
+
+class _StandInDetector(FakeDetector):
+    """Takes detect.Detector's arguments, keeps them, and detects like FakeDetector."""
+
+    def __init__(self, config, checkpoint=None, **kwargs):
+        super().__init__()
+        BUILT.append((config, checkpoint, kwargs))
+
+
+@pytest.fixture
+def stand_in(monkeypatch):
+    import fundusexpert_plugin.detector.detect as detect
+    monkeypatch.setattr(detect, 'Detector', _StandInDetector)
+    BUILT.clear()
+    return BUILT
+
+
+def test_engine_run_writes_its_shard_and_merge_joins_it(stand_in, tmp_path, capsys):
+    out = tmp_path / 'engine_out'
+    labels = tmp_path / 'labels.csv'
+    labels.write_text('image,dr_grade\n0006.jpg,3\n')
+    argv = ['engine', 'run', '--images', str(SAMPLE_DIR / 'images'), '--detector', str(tmp_path / 'rtm.py'),
+            '--checkpoint', str(tmp_path / 'rtm.pth'), '--out', str(out), '--shard', '1/3', '--no-progress',
+            '--languages', 'en', '--score-threshold', '0.5', '--image-labels', str(labels)]
+    assert main(argv) == 0
+    summary = json.loads(capsys.readouterr().out)
+    stems = sorted(p.stem for p in (SAMPLE_DIR / 'images').glob('*.jpg'))
+    assert len(stems) == 12 and (summary['shard'], summary['images'], summary['written']) == ('1/3', 4, 4)
+    assert stand_in == [(str(tmp_path / 'rtm.py'), str(tmp_path / 'rtm.pth'),
+                         {'device': 'cpu', 'score_threshold': 0.5, 'tile_size': None, 'tile_overlap': 0.2})]
+    rows = [json.loads(line) for line in (out / 'records-1-of-3.jsonl').read_text().splitlines()]
+    assert [r['record_id'] for r in rows] == stems[1::3]  # round-robin over the sorted photographs
+    assert {r['provenance']['stages']['localization'] for r in rows} == {'mmdet:rtm.py@rtm.pth'}
+    assert [r['image_labels'] for r in rows] == [{}, {'dr_grade': '3'}, {}, {}]  # 0003, 0006, 0013, 0022
+    assert main(['engine', 'merge', '--out', str(out)]) == 0
+    assert capsys.readouterr().out.strip() == str(out / 'records.jsonl')
+    assert [json.loads(line)['record_id'] for line in (out / 'records.jsonl').read_text().splitlines()] == stems[1::3]
+
+    assert main(argv) == 0  # a rerun resumes: nothing new
+    again = json.loads(capsys.readouterr().out)
+    assert (again['written'], again['resumed']) == (0, 4)
+
+
+def test_engine_merge_of_a_folder_without_shards_is_one_line(tmp_path, capsys):
+    assert main(['engine', 'merge', '--out', str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err == f'fundusexpert: error: {tmp_path}: no records-*-of-*.jsonl shard files\n'
