@@ -252,7 +252,7 @@ def sample_values(benchmark: str, metrics: dict, sample: dict) -> Dict[str, floa
 @dataclass(frozen=True)
 class ReportEntry:
     """One number of the evalscope report: ``metric`` over ``group`` (``'all'``, or an MCQ
-    category), ``num`` items (MCQ), reference boxes (grounding) or scored reports (consistency)."""
+    category) and its weight ``num`` (see :func:`report_entries`)."""
 
     metric: str
     group: str
@@ -281,8 +281,10 @@ def report_entries(benchmark: str, metrics: dict, categories: Sequence[str] = ()
     and ``strict_acc_by_category``/``lenient_acc_by_category`` for every category in
     ``categories`` (those of the file) and in the metrics; a category without a scored item has
     score 0.0 and num 0. ``fundusgen_grounding``: every numeric grounding metric, COCO's as
-    ``coco_<key>``, num = reference boxes. ``fundusgen_report``: every numeric consistency ratio
-    (``per_report_mean``, ``pooled``), num = reports scored. Undefined (``None``) values are left out.
+    ``coco_<key>``, num = reference boxes (predicted boxes for precision). ``fundusgen_report``:
+    every numeric consistency ratio, ``per_report_mean`` with num = reports scored, ``pooled`` with
+    num = Total summed. So evalscope's num-weighted mean over subsets is the pooled value for the
+    box means and the consistency ratios. Undefined (``None``) values are left out.
     """
     if benchmark == MMBENCH:
         return _mcq_entries(metrics['mcq'], categories) if metrics.get('mcq') else []
@@ -290,15 +292,16 @@ def report_entries(benchmark: str, metrics: dict, categories: Sequence[str] = ()
         g = metrics.get('grounding')
         if not g:
             return []
-        num = int(g.get('n_gt', 0))
-        out = [ReportEntry(k, 'all', float(v), num) for k, v in g.items() if _number(v) and not k.startswith('n_')]
-        out += [ReportEntry(f'coco_{k}', 'all', float(v), num) for k, v in (g.get('coco') or {}).items() if _number(v)]
+        n_gt, n_pred = int(g.get('n_gt', 0)), int(g.get('n_pred', 0))
+        out = [ReportEntry(k, 'all', float(v), n_pred if k.startswith('precision') else n_gt) for k, v in g.items()
+               if _number(v) and not k.startswith('n_')]
+        out += [ReportEntry(f'coco_{k}', 'all', float(v), n_gt) for k, v in (g.get('coco') or {}).items() if _number(v)]
         return out
     c = metrics.get('consistency')
     if not c:
         return []
-    return [ReportEntry(k, 'all', float(v), int(c.get('n_scored', 0))) for k, v in c.items()
-            if _number(v) and not k.startswith('n_') and not k.endswith('_sum')]
+    return [ReportEntry(k, 'all', float(v), int(c.get('total_sum', 0) if k == 'pooled' else c.get('n_scored', 0)))
+            for k, v in c.items() if _number(v) and not k.startswith('n_') and not k.endswith('_sum')]
 
 
 def make_judge(base_url: Optional[str] = None, model: str = 'gpt-4o', api_key: Optional[str] = None, *,

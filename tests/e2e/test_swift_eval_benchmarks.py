@@ -197,7 +197,8 @@ def test_swift_eval_reports_fundusexpert_eval_numbers(side_python, tmp_path):
         assert got == expected[task]['grounding']
         for key, value in [*got.items(), *((f'coco_{k}', v) for k, v in got['coco'].items())]:
             if isinstance(value, float):
-                assert scores[(key, 'all', task)] == (round(value, 4), got['n_gt'])
+                assert scores[(key, 'all', task)] == (round(value, 4), got['n_pred' if key.startswith('precision')
+                                                                          else 'n_gt'])
     assert 0 < expected['region_detection']['grounding']['acc50'] < 1
 
     # FundusGen reports: clinical consistency with the offline judge
@@ -205,6 +206,6 @@ def test_swift_eval_reports_fundusexpert_eval_numbers(side_python, tmp_path):
     for task in ('report', 'grounded_report'):
         got = side('fundusgen_report', task)['consistency']
         assert got == expected[task]['consistency']
-        for key in ('per_report_mean', 'pooled'):
-            assert scores[(key, 'all', task)] == (round(got[key], 4), got['n_scored'])
+        assert scores[('per_report_mean', 'all', task)] == (round(got['per_report_mean'], 4), got['n_scored'])
+        assert scores[('pooled', 'all', task)] == (round(got['pooled'], 4), got['total_sum'])
     assert expected['report']['consistency']['pooled'] < 1

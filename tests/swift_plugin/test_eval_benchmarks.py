@@ -111,6 +111,7 @@ def test_fundusgen_items_and_grounding_scores(heldout):
     assert metrics['grounding']['mean_iou'] == pytest.approx(1 / 3, abs=0.01)
     entries = {e.metric: e for e in eb.report_entries(eb.GROUNDING, metrics)}
     assert entries['acc50'].score == 0.0 and entries['acc50'].num == 1 and entries['coco_ap'].score == 0.0
+    assert entries['precision50'].num == 1                      # weighted by predicted boxes
     assert 'n_gt' not in entries and 'coco_score_mode' not in entries
 
 
@@ -140,7 +141,7 @@ def test_report_consistency_and_judge_asked_once(heldout):
     metrics, _ = eb.score_rows(rows, [i.meta for i in items], judge=judge)
     assert len(calls) == 4                                     # the subset pass reused the answers
     entries = {e.metric: (e.score, e.num) for e in eb.report_entries(eb.REPORT, metrics)}
-    assert entries == {'per_report_mean': (1.0, 4), 'pooled': (1.0, 4)}
+    assert entries == {'per_report_mean': (1.0, 4), 'pooled': (1.0, 8)}      # 4 reports, Total 2 each
     assert type(judge).__name__ == 'LexiconJudge'              # the name metrics.json reports
 
 
