@@ -8,12 +8,13 @@ import logging
 logger = logging.getLogger(__name__)
 
 #: modules with a ``register(exist_ok)`` function, in registration order
-MODULES = ['datasets', 'templates', 'loss_scale', 'loss', 'metrics']
+MODULES = ['datasets', 'templates', 'loss_scale', 'loss', 'metrics', 'evalscope_benchmarks']
 _done = False
 
 
 def register_all() -> None:
-    """Register datasets, templates, loss scale, loss and eval metric with ms-swift.
+    """Register datasets, templates, loss scale, loss and eval metric with ms-swift, and the
+    ``swift eval`` benchmarks with evalscope when it is installed.
 
     Safe to call twice (the second call does nothing). Modules not present in this install are
     skipped with a debug log.
