@@ -18,14 +18,22 @@ def plot_scaling(series: Dict[str, Tuple[Sequence[float], Sequence[float]]], fit
         fits: arm -> fit (``None``: points only, e.g. fewer than two sizes).
         out_png: output file.
         quantity: y-axis label (e.g. ``'held-out loss (token CE)'``).
+
+    Points with ``L <= 0`` cannot sit on a log axis: they are left out and counted in the legend.
     """
     import matplotlib
     matplotlib.use('Agg')
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(6, 4))
+    any_positive = False
     for i, (arm, (n, y)) in enumerate(sorted(series.items())):
         color = f'C{i}'
-        ax.scatter(n, y, color=color, zorder=3, label=f'{arm}: measured')
+        kept = [(a, b) for a, b in zip(n, y) if b > 0]  # a log axis cannot show L <= 0 (e.g. Acc@0.5 = 0)
+        dropped = len(n) - len(kept)
+        n, y = [a for a, _ in kept], [b for _, b in kept]
+        any_positive |= bool(kept)
+        ax.scatter(n, y, color=color, zorder=3,
+                   label=f'{arm}: measured' + (f' ({dropped} point(s) <= 0 not shown)' if dropped else ''))
         fit = fits.get(arm)
         if fit is None:
             continue
@@ -37,9 +45,10 @@ def plot_scaling(series: Dict[str, Tuple[Sequence[float], Sequence[float]]], fit
         ax.plot(grid, fit.predict(grid), color=color,
                 label=f'{arm}: L = {fit.a:.3g}·N^{fit.k:+.3f}{offset} (k CI {fit.k_ci[0]:+.3f}..{fit.k_ci[1]:+.3f})')
     ax.set_xscale('log')
-    ax.set_yscale('log')
+    if any_positive:
+        ax.set_yscale('log')
     ax.set_xlabel('N: training rows (log)')
-    ax.set_ylabel(f'{quantity} (log)')
+    ax.set_ylabel(f'{quantity}' + (' (log)' if any_positive else ''))
     ax.set_title(title or f'Data scaling: {quantity}')
     ax.grid(alpha=0.3, which='both')
     ax.legend(fontsize=7)

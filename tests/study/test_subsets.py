@@ -96,3 +96,13 @@ def test_plot_written(tmp_path):
     png = plot_scaling({'chain': (n, [2.0, 1.7, 1.5]), 'plain': (n, [2.1, 1.9, 1.8])}, fits, tmp_path / 's.png',
                        quantity='held-out loss')
     assert png.read_bytes()[:4] == b'\x89PNG'
+
+
+def test_plot_leaves_out_non_positive_points(tmp_path):
+    import warnings
+    from fundusexpert_plugin.study.plot import plot_scaling
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        png = plot_scaling({'chain': ([10, 20, 40], [0.0, 0.0, 0.0])}, {'chain': None}, tmp_path / 'z.png',
+                           quantity='Acc@0.5')
+    assert png.stat().st_size > 0
