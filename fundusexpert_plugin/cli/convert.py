@@ -181,6 +181,26 @@ def _add_csv(p):
     _dir(p, '--images', 'folder image paths are relative to (default: the CSV folder)', required=False)
 
 
+def _add_dicom(p):
+    _dir(p, '--dicom', 'folder of DICOM photographs (searched recursively; files found by content)')
+    _dir(p, '--images-out', 'folder for the de-identified PNGs (default: <--out folder>/images)', required=False)
+    p.add_argument('--salt', help='secret for the salted-hash record ids (default: recorded or random)')
+    _dir(p, '--salt-file', 'where the salt is recorded and read back (default: <--out folder>/dicom_salt.txt)',
+         required=False)
+    p.add_argument('--accept-burned-in', action='store_true', help='use files with BurnedInAnnotation = YES')
+    p.add_argument('--multi-frame', choices=('first', 'refuse'), default='first',
+                   help='multi-frame files: frame 0 with a warning (default), or refuse')
+
+
+def _read_dicom(a, log):
+    dicom = _src('dicom')
+    out_dir = Path(os.path.abspath(a.out)).parent
+    salt = dicom.resolve_salt(a.salt, a.salt_file or out_dir / 'dicom_salt.txt')
+    return dicom.read_dicom_folder(a.dicom, a.images_out or out_dir / 'images', salt=salt,
+                                   accept_burned_in=a.accept_burned_in, multi_frame=a.multi_frame,
+                                   lenient=a.lenient, log=log)
+
+
 FORMATS: Dict[str, Format] = {
     'idrid-grading': Format('IDRiD disease grading and/or localization CSVs', _add_idrid_grading,
                             lambda a, log: _src('idrid').read_idrid_grading(
@@ -245,6 +265,7 @@ FORMATS: Dict[str, Format] = {
                     lambda a, log: _src('generic').read_class_masks(
                         a.images, a.masks, foreground=a.foreground, missing=a.missing, params=_params(a),
                         lenient=a.lenient, log=log, **_generic(a)), True),
+    'dicom': Format('folder of DICOM photographs -> de-identified PNGs + records', _add_dicom, _read_dicom),
     'csv': Format('CSV of image-level labels (image, dr_grade, dme_grade, diagnosis, laterality)', _add_csv,
                   lambda a, log: _src('generic').read_label_csv(a.csv, a.images, lenient=a.lenient, log=log,
                                                                 **_generic(a)), True),

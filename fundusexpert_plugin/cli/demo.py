@@ -15,11 +15,11 @@ import json
 import logging
 import os
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Dict, List
+
+from fundusexpert_plugin.swift_plugin.launch import last_checkpoint, log_history, run_logged, swift_executable  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
@@ -34,33 +34,6 @@ def offline_env(**extra: str) -> Dict[str, str]:
                 'MODELSCOPE_OFFLINE': '1', 'MAX_PIXELS': str(MAX_PIXELS), 'TOKENIZERS_PARALLELISM': 'false'})
     env.update(extra)
     return env
-
-
-def swift_executable() -> str:
-    """The ``swift`` console script of the running interpreter's environment.
-
-    Raises:
-        FileNotFoundError: ms-swift's ``swift`` command is not installed.
-    """
-    candidate = Path(sys.executable).parent / 'swift'
-    found = str(candidate) if candidate.exists() else shutil.which('swift')
-    if not found:
-        raise FileNotFoundError('the `swift` command (ms-swift) is not installed in this environment')
-    return found
-
-
-def run_logged(cmd: List[str], log_path: Path, env: Dict[str, str]) -> None:
-    """Run a command, teeing its output to ``log_path``.
-
-    Raises:
-        RuntimeError: non-zero exit, with the last lines of the log.
-    """
-    logger.info('running: %s', ' '.join(cmd))
-    with log_path.open('w') as log:
-        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env, stdin=subprocess.DEVNULL)
-    if proc.returncode != 0:
-        tail = '\n'.join(log_path.read_text(errors='replace').splitlines()[-30:])
-        raise RuntimeError(f'{cmd[0]} {cmd[1]} failed (exit {proc.returncode}); log: {log_path}\n{tail}')
 
 
 def sft_command(model_dir: Path, out_dir: Path, *, template: str, dataset: List[str], steps: int, seed: int,
@@ -88,22 +61,9 @@ def infer_command(checkpoint: Path, result_path: Path, *, dataset: List[str], ma
             '--temperature', '0', '--max_batch_size', '4', '--result_path', str(result_path)]
 
 
-def last_checkpoint(output_dir: Path) -> Path:
-    """Newest ``checkpoint-*`` folder under a swift ``--output_dir``.
-
-    Raises:
-        FileNotFoundError: no checkpoint was saved.
-    """
-    ckpts = sorted(output_dir.glob('**/checkpoint-*'), key=lambda p: p.stat().st_mtime)
-    if not ckpts:
-        raise FileNotFoundError(f'no checkpoint-* folder under {output_dir}')
-    return ckpts[-1]
-
-
 def loss_history(checkpoint: Path) -> List[Dict[str, float]]:
     """``[{'step', 'loss'}, ...]`` from the checkpoint's ``trainer_state.json`` (HF Trainer log)."""
-    state = json.loads((checkpoint / 'trainer_state.json').read_text())
-    return [{'step': e['step'], 'loss': e['loss']} for e in state.get('log_history', []) if 'loss' in e]
+    return [{'step': e['step'], 'loss': e['loss']} for e in log_history(checkpoint) if 'loss' in e]
 
 
 def plot_loss(history: List[Dict[str, float]], out_png: Path) -> Path:

@@ -5,6 +5,7 @@
 | 8-bit RGB | used as is |
 | greyscale (L), palette (P), RGBA / LA, CMYK, 16-bit (I;16, I) | converted to 8-bit RGB (alpha dropped; 16-bit scaled by 1/256); ``conversion`` names it |
 | EXIF orientation tag 2-8 | rotated/flipped upright first (``ImageOps.exif_transpose``); sizes and boxes refer to the upright image |
+| DICOM (``DICM`` at byte 128, any suffix) | :mod:`.dicom`: RGB/YBR/MONOCHROME -> RGB, frame 0; burned-in refused |
 | missing, unreadable, truncated | :class:`ImageSkip` with the reason |
 | a folder with no image | :class:`FileNotFoundError` |
 
@@ -57,8 +58,8 @@ class LoadedImage:
         return np.ascontiguousarray(self.rgb[:, :, ::-1])
 
 
-def load_image(path: Path | str) -> LoadedImage:
-    """Read one photograph as upright 8-bit RGB (see the module table).
+def load_image(path: Path | str, *, accept_burned_in: bool = False) -> LoadedImage:
+    """Read one photograph as upright 8-bit RGB (see the module table); ``accept_burned_in``: DICOM only.
 
     Raises:
         ImageSkip: missing, unreadable or truncated file.
@@ -66,6 +67,9 @@ def load_image(path: Path | str) -> LoadedImage:
     path = Path(path)
     if not path.is_file():
         raise ImageSkip(f'{path}: file not found')
+    from fundusexpert_plugin.core import dicom
+    if dicom.is_dicom(path):
+        return dicom.load_dicom_image(path, accept_burned_in=accept_burned_in)
     notes: List[str] = []
     try:
         with Image.open(path) as im:

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 from typing import Dict, Iterator, List, Literal, Optional, Tuple
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, field_validator, model_validator
 
 from fundusexpert_plugin.core import vocab
 from fundusexpert_plugin.core.errors import FundusDataError  # noqa: F401 (the package-wide name)
@@ -79,8 +79,11 @@ class FundusGenRecord(BaseModel):
         image: image path, relative to the record file's folder or absolute.
         width, height: original image size in pixels.
         laterality: ``'left'``/``'right'`` eye, or ``None`` when unknown.
-        laterality_source: how laterality is known: ``'label'`` or ``'optic_disc_position'``
-            (macula-centred photo: disc on the image's right means a right eye).
+        laterality_source: how laterality is known: ``'label'``, ``'optic_disc_position'``
+            (macula-centred photo: disc on the image's right means a right eye) or ``'dicom'``
+            (ImageLaterality / Laterality of a DICOM header).
+        pixel_spacing_mm: ``(row, column)`` spacing in mm per pixel (DICOM PixelSpacing order:
+            vertical, then horizontal), when the source gives it; ``None`` otherwise.
         findings: located findings, in any order.
         image_labels: image-level labels, e.g. ``{'dr_grade': '2', 'diagnosis': 'glaucoma'}``.
             Keys must be ``'diagnosis'`` or a scale of :data:`vocab.GRADE_SCALES`.
@@ -95,7 +98,8 @@ class FundusGenRecord(BaseModel):
     width: int = Field(gt=0)
     height: int = Field(gt=0)
     laterality: Optional[Literal['left', 'right']] = None
-    laterality_source: Optional[Literal['label', 'optic_disc_position']] = None
+    laterality_source: Optional[Literal['label', 'optic_disc_position', 'dicom']] = None
+    pixel_spacing_mm: Optional[Tuple[PositiveFloat, PositiveFloat]] = None
     findings: List[Finding] = Field(default_factory=list)
     image_labels: Dict[str, str] = Field(default_factory=dict)
     feature_text: Dict[Literal['en', 'zh'], str] = Field(default_factory=dict)

@@ -1,0 +1,242 @@
+"""DICOM photographs (``.dcm``) as 8-bit RGB, with an allow-list of header fields.
+
+Hospital fundus cameras export the Ophthalmic Photography 8-bit Image Storage SOP class
+(1.2.840.10008.5.1.4.1.1.77.1.5.1), often with JPEG baseline frames. Reading uses pydicom 3
+(pixel data decoded by its Pillow plugin for JPEG baseline/extended; uncompressed data natively).
+
+| input | behaviour |
+|---|---|
+| ``RGB`` | used as is |
+| ``YBR_FULL`` / ``YBR_FULL_422`` (native or JPEG) | converted to RGB by pydicom (ITU-R BT.601 full range) |
+| ``MONOCHROME2`` / ``MONOCHROME1`` | grey -> RGB (MONOCHROME1 inverted first) |
+| more than 8 bits stored | scaled to 8 bits by ``2 ** (BitsStored - 8)`` |
+| multi-frame | ``multi_frame='first'``: frame 0 and a warning; ``'refuse'``: :class:`DicomRefused` |
+| ``BurnedInAnnotation = YES`` | :class:`DicomRefused` unless ``accept_burned_in`` |
+| other photometric interpretations (PALETTE COLOR, ...) | :class:`DicomRefused` naming it |
+
+De-identification: nothing of the header leaves this module except :class:`DicomFields`
+(laterality, pixel spacing, frame count) and the SOP Instance UID, which callers use only
+through :func:`record_id_from_uid` (a salted HMAC-SHA256, so ids never carry names or patient
+IDs). The pixels are returned as an array; writing them with Pillow gives a metadata-free file.
+The allow-list is stricter than the DICOM PS3.15 Basic Application Level Confidentiality Profile:
+every attribute not listed above is dropped, rather than each identifying one being cleaned.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, Optional, Tuple
+
+import numpy as np
+
+from fundusexpert_plugin.core.images import ImageSkip, LoadedImage
+
+logger = logging.getLogger(__name__)
+
+#: SOP Class UID of Ophthalmic Photography 8 Bit Image Storage (PS3.4 B.5).
+OPHTHALMIC_PHOTOGRAPHY_8BIT = '1.2.840.10008.5.1.4.1.1.77.1.5.1'
+#: Value of (0020,0062) ImageLaterality / (0020,0060) Laterality -> record laterality (PS3.3 C.7.3.1).
+LATERALITY_CODES = {'L': 'left', 'R': 'right'}
+_PHOTOMETRICS = ('RGB', 'YBR_FULL', 'YBR_FULL_422', 'YBR_ICT', 'YBR_RCT', 'MONOCHROME1', 'MONOCHROME2')
+
+
+class DicomRefused(ImageSkip):
+    """A DICOM file the library will not use as it is; ``str(exc)`` names the file and attribute."""
+
+
+@dataclass(frozen=True)
+class DicomFields:
+    """The header fields that may reach a record.
+
+    Attributes:
+        laterality: ``'left'``/``'right'`` from ImageLaterality (0020,0062), else Laterality
+            (0020,0060); ``None`` for ``B``/``U``/absent.
+        pixel_spacing_mm: ``(row spacing, column spacing)`` in mm per pixel (DICOM order: vertical
+            then horizontal) from PixelSpacing (0028,0030), else from the PixelMeasuresSequence of
+            the SharedFunctionalGroupsSequence (enhanced/ophthalmic multi-frame IODs); ``None`` absent.
+        n_frames: NumberOfFrames (1 when absent).
+        burned_in: BurnedInAnnotation (0028,0301) is ``YES``.
+    """
+
+    laterality: Optional[Literal['left', 'right']]
+    pixel_spacing_mm: Optional[Tuple[float, float]]
+    n_frames: int
+    burned_in: bool
+
+
+@dataclass
+class DicomPhoto:
+    """One decoded DICOM photograph.
+
+    Attributes:
+        image: the pixels as :class:`~fundusexpert_plugin.core.images.LoadedImage` (8-bit RGB,
+            ``conversion`` names what was done, e.g. ``'DICOM YBR_FULL_422->RGB'``).
+        fields: the allowed header fields.
+        sop_instance_uid: (0008,0018); for :func:`record_id_from_uid` only, never to be written.
+    """
+
+    image: LoadedImage
+    fields: DicomFields
+    sop_instance_uid: str
+
+
+def is_dicom(path: Path | str) -> bool:
+    """True when the file has the DICOM Part 10 preamble: ``b'DICM'`` at byte 128 (PS3.10 7.1)."""
+    try:
+        with open(path, 'rb') as fh:
+            fh.seek(128)
+            return fh.read(4) == b'DICM'
+    except OSError:
+        return False
+
+
+def _laterality(ds) -> Optional[str]:
+    for keyword in ('ImageLaterality', 'Laterality'):
+        value = str(getattr(ds, keyword, '') or '').strip().upper()
+        if value in LATERALITY_CODES:
+            return LATERALITY_CODES[value]
+    return None
+
+
+def _pixel_spacing(ds) -> Optional[Tuple[float, float]]:
+    spacing = getattr(ds, 'PixelSpacing', None)
+    if spacing is None:
+        try:
+            spacing = ds.SharedFunctionalGroupsSequence[0].PixelMeasuresSequence[0].PixelSpacing
+        except (AttributeError, IndexError, KeyError):
+            return None
+    values = [float(v) for v in spacing]
+    if len(values) != 2 or min(values) <= 0:
+        return None
+    return values[0], values[1]
+
+
+def read_fields(ds) -> DicomFields:
+    """The allowed fields of a pydicom ``Dataset`` (see :class:`DicomFields`)."""
+    return DicomFields(laterality=_laterality(ds), pixel_spacing_mm=_pixel_spacing(ds),
+                       n_frames=int(getattr(ds, 'NumberOfFrames', 1) or 1),
+                       burned_in=str(getattr(ds, 'BurnedInAnnotation', '')).strip().upper() == 'YES')
+
+
+def _to_rgb8(arr: np.ndarray, photometric: str, bits_stored: int) -> np.ndarray:
+    if arr.dtype != np.uint8:
+        shift = max(0, int(bits_stored) - 8)
+        arr = (arr.astype(np.int64) >> shift).clip(0, 255).astype(np.uint8)
+    if arr.ndim == 2:
+        if photometric == 'MONOCHROME1':
+            arr = 255 - arr
+        arr = np.repeat(arr[:, :, None], 3, axis=2)
+    return np.ascontiguousarray(arr)
+
+
+def read_dicom(path: Path | str, *, accept_burned_in: bool = False,
+               multi_frame: Literal['first', 'refuse'] = 'first') -> DicomPhoto:
+    """Read a DICOM photograph as 8-bit RGB plus its allowed fields (see the module table).
+
+    Args:
+        path: a DICOM Part 10 file.
+        accept_burned_in: use files with ``BurnedInAnnotation = YES`` (text burned into the pixels
+            may identify the patient; check them by eye first).
+        multi_frame: ``'first'`` keeps frame 0 with a warning; ``'refuse'`` raises.
+
+    Raises:
+        DicomRefused: burned-in annotation, refused multi-frame file, no pixel data, or an
+            unsupported photometric interpretation (the message names the file and the attribute).
+        ImageSkip: not a readable DICOM file or undecodable pixel data.
+    """
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+    from pydicom.pixels import pixel_array
+    path = Path(path)
+    try:
+        ds = pydicom.dcmread(path)
+    except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
+        raise ImageSkip(f'{path}: unreadable DICOM file ({exc})') from None
+    fields = read_fields(ds)
+    if fields.burned_in and not accept_burned_in:
+        raise DicomRefused(f'{path}: BurnedInAnnotation (0028,0301) = YES: burned-in text may identify the '
+                           'patient; refused (pass --accept-burned-in after checking the pixels)')
+    if 'PixelData' not in ds:
+        raise DicomRefused(f'{path}: no PixelData (7FE0,0010): not an image')
+    photometric = str(getattr(ds, 'PhotometricInterpretation', '')).strip()
+    if photometric not in _PHOTOMETRICS:
+        raise DicomRefused(f'{path}: PhotometricInterpretation (0028,0004) = {photometric!r} is not supported '
+                           f'(supported: {", ".join(_PHOTOMETRICS)})')
+    notes = [f'DICOM {photometric}->RGB' if photometric != 'RGB' else 'DICOM RGB']
+    if fields.n_frames > 1:
+        if multi_frame == 'refuse':
+            raise DicomRefused(f'{path}: NumberOfFrames (0028,0008) = {fields.n_frames}: multi-frame file refused')
+        logger.warning('%s: NumberOfFrames = %d: using frame 0 only', path, fields.n_frames)
+        notes.append(f'frame 0 of {fields.n_frames}')
+    try:
+        arr = pixel_array(ds, index=0 if fields.n_frames > 1 else None, as_rgb=True)
+    except (NotImplementedError, RuntimeError, ValueError, AttributeError) as exc:
+        raise ImageSkip(f'{path}: pixel data not decodable '
+                        f'(TransferSyntaxUID {ds.file_meta.get("TransferSyntaxUID", "?")}: {exc})') from None
+    rgb = _to_rgb8(arr, photometric, int(getattr(ds, 'BitsStored', 8) or 8))
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise DicomRefused(f'{path}: SamplesPerPixel (0028,0002) gives pixel shape {rgb.shape}; expected 1 or 3')
+    uid = str(getattr(ds, 'SOPInstanceUID', '') or '')
+    if not uid:
+        raise DicomRefused(f'{path}: no SOPInstanceUID (0008,0018): cannot derive a record id')
+    return DicomPhoto(LoadedImage(path, rgb, '; '.join(notes)), fields, uid)
+
+
+def load_dicom_image(path: Path | str, *, accept_burned_in: bool = False) -> LoadedImage:
+    """Pixels only, for :func:`fundusexpert_plugin.core.images.load_image` (frame 0 of multi-frame files).
+
+    Raises:
+        ImageSkip: as :func:`read_dicom`.
+    """
+    return read_dicom(path, accept_burned_in=accept_burned_in).image
+
+
+def new_salt() -> str:
+    """A random salt for :func:`record_id_from_uid`: 32 hex digits from :mod:`secrets`."""
+    return secrets.token_hex(16)
+
+
+def record_id_from_uid(sop_instance_uid: str, salt: str) -> str:
+    """Record id ``'dcm-'`` + the first 16 hex digits of HMAC-SHA256(salt, SOP Instance UID).
+
+    The same salt gives the same ids on every run; without the salt the id cannot be linked to
+    the UID by hashing candidate UIDs.
+
+    Raises:
+        ValueError: empty salt.
+    """
+    if not salt:
+        raise ValueError('record ids from DICOM need a non-empty salt')
+    digest = hmac.new(salt.encode('utf-8'), sop_instance_uid.encode('ascii'), hashlib.sha256).hexdigest()
+    return f'dcm-{digest[:16]}'
+
+
+def check_laterality(laterality: Optional[str], disc_box_px, width: int, *, where: str) -> Optional[str]:
+    """Compare a header laterality with the optic-disc position (macula-centred photo rule of
+    :func:`fundusexpert_plugin.core.geometry.laterality_from_disc`).
+
+    Args:
+        laterality: ``'left'``/``'right'`` from the header, or ``None``.
+        disc_box_px: the optic-disc box (xyxy pixels), or ``None``.
+        width: image width, pixels.
+        where: prefix of the warning (file or record id).
+
+    Returns:
+        The warning text when both are known and disagree (also logged), else ``None``. The header
+        value is kept either way: a disc-centred or peripheral photo breaks the position rule.
+    """
+    from fundusexpert_plugin.core.geometry import laterality_from_disc
+    if laterality is None or disc_box_px is None:
+        return None
+    from_disc = laterality_from_disc(disc_box_px, width)
+    if from_disc == laterality:
+        return None
+    message = (f'{where}: DICOM laterality {laterality!r} disagrees with the optic-disc position '
+               f'({from_disc!r} by the macula-centred rule); keeping the DICOM value')
+    logger.warning(message)
+    return message
+

@@ -1,0 +1,123 @@
+"""A folder of fake clinical DICOM photographs -> records -> FundusGen, with no identifying value in any output."""
+import argparse
+import json
+
+import numpy as np
+import pydicom
+import pytest
+from PIL import Image
+
+from fundusexpert_plugin.build import build_fundusgen
+from fundusexpert_plugin.cli import convert, deidentify
+from fundusexpert_plugin.core.errors import FundusDataError
+from fundusexpert_plugin.core.record import read_records
+from fundusexpert_plugin.sample import SAMPLE_DIR
+from fundusexpert_plugin.testing.fake_dicom import FAKE_PATIENT, write_fake_dicom
+
+# name -> (write_fake_dicom options, expected laterality)
+FILES = {
+    'native_rgb.dcm': ({'image_laterality': 'L'}, 'left'),
+    'native_ybr422.dcm': ({'photometric': 'YBR_FULL_422', 'image_laterality': 'R'}, 'right'),
+    'jpeg_ybr422.dcm': ({'photometric': 'YBR_FULL_422', 'jpeg': True, 'image_laterality': None,
+                         'series_laterality': 'R'}, 'right'),
+    'jpeg_rgb': ({'jpeg': True, 'image_laterality': 'L'}, 'left'),  # no suffix: found by content
+    'multiframe.dcm': ({'frames': 2, 'image_laterality': 'L'}, 'left'),
+    'burned_in.dcm': ({'burned_in': True}, None),
+}
+
+
+@pytest.fixture(scope='module')
+def dicom_dir(tmp_path_factory):
+    with Image.open(SAMPLE_DIR / 'images' / '0003.jpg') as im:
+        rgb = np.asarray(im.convert('RGB').resize((536, 356)))
+    folder = tmp_path_factory.mktemp('dicom') / 'in'
+    (folder / 'sub').mkdir(parents=True)
+    for name, (kw, _) in FILES.items():
+        write_fake_dicom(folder / ('sub' if name.startswith('jpeg') else '') / name, rgb,
+                         pixel_spacing_mm=(0.0105, 0.0104), **kw)
+    (folder / 'notes.txt').write_text('not a DICOM file')
+    return folder
+
+
+def _secrets(folder):
+    values = set(FAKE_PATIENT.values()) | {'DOE JANE', 'MRN-0042', '0042-7731'}
+    for path in folder.rglob('*.dcm'):
+        ds = pydicom.dcmread(path, stop_before_pixels=True)
+        values |= {ds.SOPInstanceUID, ds.StudyInstanceUID, ds.SeriesInstanceUID}
+    return values
+
+
+def _convert_args(*argv):
+    parser = argparse.ArgumentParser()
+    convert.add_arguments(parser)
+    return parser.parse_args(['dicom', *argv])
+
+
+def _leaks(folder, secrets):
+    found = []
+    for path in folder.rglob('*'):
+        if path.is_file():
+            data = path.read_bytes()
+            found += [(path.name, s) for s in secrets if s.encode() in data]
+    return found
+
+
+def test_burned_in_stops_a_strict_conversion(dicom_dir, tmp_path, capsys):
+    assert convert.run(_convert_args('--dicom', str(dicom_dir), '--out', str(tmp_path / 'r.jsonl'))) == 2
+    assert 'burned_in.dcm: BurnedInAnnotation (0028,0301) = YES' in capsys.readouterr().err
+
+
+def test_records_and_fundusgen_carry_no_identifying_value(dicom_dir, tmp_path, capsys):
+    out = tmp_path / 'records' / 'dicom.jsonl'
+    assert convert.run(_convert_args('--dicom', str(dicom_dir), '--out', str(out), '--lenient')) == 0
+    assert 'burned_in.dcm: BurnedInAnnotation' in capsys.readouterr().out  # listed as skipped
+    records = list(read_records(out))
+    assert len(records) == 5
+    by_side = sorted(r.laterality for r in records)
+    assert by_side == sorted(side for name, (_, side) in FILES.items() if side)
+    for rec in records:
+        assert (rec.width, rec.height) == (536, 356)
+        assert rec.laterality_source == 'dicom' and rec.pixel_spacing_mm == (0.0105, 0.0104)
+        assert rec.record_id.startswith('dcm-') and rec.image == f'images/{rec.record_id}.png'
+        with Image.open(out.parent / rec.image) as im:
+            assert im.size == (536, 356) and not im.info  # no text chunks, no EXIF
+    summary = build_fundusgen(read_records(out), tmp_path / 'fundusgen', image_dir=out.parent, languages=['en'])
+    assert summary.records_used == 5 and summary.rows_per_task['laterality'] == 5
+    rows = [json.loads(line) for line in (tmp_path / 'fundusgen' / 'laterality.jsonl').read_text().splitlines()]
+    assert sorted('left' in r['messages'][-1]['content'].lower() for r in rows) == [False, False, True, True, True]
+    leaks = _leaks(tmp_path, _secrets(dicom_dir))
+    assert not leaks
+    assert not any(p.suffix == '.dcm' for p in tmp_path.rglob('*'))
+
+
+def test_ids_are_stable_with_the_recorded_salt(dicom_dir, tmp_path, capsys):
+    first, second = tmp_path / 'a' / 'r.jsonl', tmp_path / 'b' / 'r.jsonl'
+    salt_file = tmp_path / 'salt.txt'
+    for out in (first, second):
+        assert convert.run(_convert_args('--dicom', str(dicom_dir), '--out', str(out), '--lenient',
+                                         '--salt-file', str(salt_file))) == 0
+    ids = [sorted(r.record_id for r in read_records(p)) for p in (first, second)]
+    assert ids[0] == ids[1]
+    fresh = tmp_path / 'c' / 'r.jsonl'
+    assert convert.run(_convert_args('--dicom', str(dicom_dir), '--out', str(fresh), '--lenient')) == 0
+    assert (fresh.parent / 'dicom_salt.txt').read_text().strip() != salt_file.read_text().strip()
+    assert not set(r.record_id for r in read_records(fresh)) & set(ids[0])
+    assert convert.run(_convert_args('--dicom', str(dicom_dir), '--out', str(first), '--lenient',
+                                     '--salt-file', str(salt_file), '--salt', 'other')) == 2
+    assert '--salt differs from the salt recorded in' in capsys.readouterr().err
+
+
+def test_deidentify_writes_copies_without_identifying_values(dicom_dir, tmp_path):
+    parser = argparse.ArgumentParser()
+    deidentify.add_arguments(parser)
+    with pytest.raises(FundusDataError, match='burned_in.dcm: BurnedInAnnotation'):
+        deidentify.run(parser.parse_args(['--dicom', str(dicom_dir), '--out', str(tmp_path / 'x')]))
+    out = tmp_path / 'deid'
+    assert deidentify.run(parser.parse_args(['--dicom', str(dicom_dir), '--out', str(out), '--lenient',
+                                             '--seed', 's1'])) == 0
+    copies = sorted(out.glob('*.dcm'))
+    assert len(copies) == 5
+    assert not _leaks(out, _secrets(dicom_dir))
+    ds = pydicom.dcmread(copies[0])
+    assert ds.PatientIdentityRemoved == 'YES' and ds.PatientName != FAKE_PATIENT['PatientName']
+    assert ds.ImageLaterality in ('L', 'R') and len(ds.pixel_array.shape) >= 3  # pixels and laterality kept
