@@ -1,11 +1,11 @@
-"""``fundusexpert data convert|build|validate``: datasets -> FundusGen records -> task files."""
+"""``fundusexpert data convert|build|validate|deidentify``: datasets -> FundusGen records -> task files."""
 from __future__ import annotations
 
 import argparse
 import importlib
 import importlib.util
 
-from fundusexpert_plugin.cli import build, convert
+from fundusexpert_plugin.cli import build, convert, deidentify
 from fundusexpert_plugin.cli.common import add_command, add_verbs
 
 #: the optional ``data validate`` module (registered when it is installed)
@@ -19,6 +19,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                 convert.add_arguments, convert.run)
     add_command(verbs, 'build', 'FundusGen records (or the bundled sample) -> FundusGen task files',
                 build.add_arguments, build.run)
+    add_command(verbs, 'deidentify', 'DICOM photographs -> de-identified DICOM copies (dicognito + free-text removal)',
+                deidentify.add_arguments, deidentify.run)
     if importlib.util.find_spec(VALIDATE_MODULE) is not None:
         validate = importlib.import_module(VALIDATE_MODULE)
         add_command(verbs, 'validate', 'check a records file and report every bad record and box',

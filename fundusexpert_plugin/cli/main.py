@@ -17,7 +17,7 @@ import sys
 import traceback
 from typing import Iterator, List, Optional, Sequence, Tuple
 
-from fundusexpert_plugin.cli import data, demo, detector, engine, swift, tiny_model
+from fundusexpert_plugin.cli import data, demo, detector, engine, study, swift, tiny_model
 from fundusexpert_plugin.cli import eval as eval_cli
 from fundusexpert_plugin.cli.common import Parser, add_command, add_verbs
 
@@ -54,11 +54,18 @@ def build_parser() -> argparse.ArgumentParser:
     add_command(nouns, 'detector', 'train an MMDetection fundus detector', detector.add_arguments)
     add_command(nouns, 'eval', 'score swift infer results; MCQ benchmark TSV in and out', eval_cli.add_arguments)
     add_command(nouns, 'swift', 'what to pass to ms-swift: plugin file, system prompt', swift.add_arguments)
+    add_command(nouns, 'study', 'studies over many swift sft runs: the data scaling law', _study_verbs)
     add_command(nouns, 'make-tiny-model', 'build a tiny random Qwen2.5-VL or InternVL offline (tests, demo)',
                 tiny_model.add_arguments, tiny_model.run)
     _add_verbose(parser)
     parser.epilog = _epilog(parser)
     return parser
+
+
+def _study_verbs(parser: argparse.ArgumentParser) -> None:
+    verbs = add_verbs(parser, 'study_command')
+    add_command(verbs, 'scaling', 'nested FundusGen subsets -> one swift sft each -> power-law fit and plot',
+                study.add_arguments, study.run)
 
 
 def _subcommands(parser: argparse.ArgumentParser) -> Iterator[Tuple[str, argparse.ArgumentParser]]:

@@ -8,7 +8,8 @@ import pytest
 from PIL import Image
 
 from fundusexpert_plugin.build import build_fundusgen
-from fundusexpert_plugin.cli import convert, deidentify
+from fundusexpert_plugin.cli import deidentify
+from fundusexpert_plugin.cli.main import main
 from fundusexpert_plugin.core.errors import FundusDataError
 from fundusexpert_plugin.core.record import read_records
 from fundusexpert_plugin.sample import SAMPLE_DIR
@@ -47,10 +48,9 @@ def _secrets(folder):
     return values
 
 
-def _convert_args(*argv):
-    parser = argparse.ArgumentParser()
-    convert.add_arguments(parser)
-    return parser.parse_args(['dicom', *argv])
+def _convert(*argv):
+    """``fundusexpert data convert dicom ARGV`` through the CLI and its error policy."""
+    return main(['data', 'convert', 'dicom', *argv])
 
 
 def _leaks(folder, secrets):
@@ -63,13 +63,13 @@ def _leaks(folder, secrets):
 
 
 def test_burned_in_stops_a_strict_conversion(dicom_dir, tmp_path, capsys):
-    assert convert.run(_convert_args('--dicom', str(dicom_dir), '--out', str(tmp_path / 'r.jsonl'))) == 2
+    assert _convert('--dicom', str(dicom_dir), '--out', str(tmp_path / 'r.jsonl')) == 2
     assert 'burned_in.dcm: BurnedInAnnotation (0028,0301) = YES' in capsys.readouterr().err
 
 
 def test_records_and_fundusgen_carry_no_identifying_value(dicom_dir, tmp_path, capsys):
     out = tmp_path / 'records' / 'dicom.jsonl'
-    assert convert.run(_convert_args('--dicom', str(dicom_dir), '--out', str(out), '--lenient')) == 0
+    assert _convert('--dicom', str(dicom_dir), '--out', str(out), '--lenient') == 0
     assert 'burned_in.dcm: BurnedInAnnotation' in capsys.readouterr().out  # listed as skipped
     records = list(read_records(out))
     assert len(records) == 5
@@ -94,16 +94,16 @@ def test_ids_are_stable_with_the_recorded_salt(dicom_dir, tmp_path, capsys):
     first, second = tmp_path / 'a' / 'r.jsonl', tmp_path / 'b' / 'r.jsonl'
     salt_file = tmp_path / 'salt.txt'
     for out in (first, second):
-        assert convert.run(_convert_args('--dicom', str(dicom_dir), '--out', str(out), '--lenient',
-                                         '--salt-file', str(salt_file))) == 0
+        assert _convert('--dicom', str(dicom_dir), '--out', str(out), '--lenient',
+                                         '--salt-file', str(salt_file)) == 0
     ids = [sorted(r.record_id for r in read_records(p)) for p in (first, second)]
     assert ids[0] == ids[1]
     fresh = tmp_path / 'c' / 'r.jsonl'
-    assert convert.run(_convert_args('--dicom', str(dicom_dir), '--out', str(fresh), '--lenient')) == 0
+    assert _convert('--dicom', str(dicom_dir), '--out', str(fresh), '--lenient') == 0
     assert (fresh.parent / 'dicom_salt.txt').read_text().strip() != salt_file.read_text().strip()
     assert not set(r.record_id for r in read_records(fresh)) & set(ids[0])
-    assert convert.run(_convert_args('--dicom', str(dicom_dir), '--out', str(first), '--lenient',
-                                     '--salt-file', str(salt_file), '--salt', 'other')) == 2
+    assert _convert('--dicom', str(dicom_dir), '--out', str(first), '--lenient',
+                                     '--salt-file', str(salt_file), '--salt', 'other') == 2
     assert '--salt differs from the salt recorded in' in capsys.readouterr().err
 
 
