@@ -14,6 +14,7 @@ import argparse
 import logging
 import sys
 
+from fundusexpert_plugin.core.geometry import GRID_DECODE_RULES
 from fundusexpert_plugin.eval.parse import CONVENTIONS, SPACES
 
 logger = logging.getLogger(__name__)
@@ -49,6 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     parser.add_argument('--max-pixels', type=int, help='Qwen max_pixels used at inference (default: $MAX_PIXELS, '
                         'else qwen_vl_utils default)')
     parser.add_argument('--min-pixels', type=int, help='Qwen min_pixels used at inference')
+    parser.add_argument('--grid-decode', choices=GRID_DECODE_RULES, default='centre',
+                        help='how a 0-999 grid value becomes a pixel: centre of its cell, (v + 0.5) * W / 1000 '
+                        '(default), or edge, v / 1000 * W (InternVL\'s own grounding evaluation; use it to compare '
+                        'with published InternVL numbers)')
     parser.add_argument('--ap-score', choices=('rank', 'constant'), default='rank',
                         help='score given to text boxes for COCO AP (default rank: 1/(1+k) for the k-th box)')
     parser.add_argument('--max-samples', type=int, default=50, help='rows shown in report.html (default 50)')
@@ -84,9 +89,12 @@ def _run(args: argparse.Namespace) -> int:
 
     rows = read_jsonl(args.result)
     meta = load_meta(args.meta) if args.meta else {}
-    tsv_match = tsv_matcher(read_tsv(args.tsv)) if args.tsv else None
+    items = read_tsv(args.tsv) if args.tsv else None
+    tsv_match = tsv_matcher(items) if items else None
     options = EvalOptions(spaces=dict(args.box_space), min_pixels=args.min_pixels, max_pixels=args.max_pixels,
-                          ap_score_mode=args.ap_score, max_html_samples=args.max_samples)
+                          ap_score_mode=args.ap_score, grid_decode=getattr(args, 'grid_decode', 'centre'),
+                          categories=[item.category for item in items] if items else None,
+                          max_html_samples=args.max_samples)
     judge = _judge(args) if any('positives' in m for m in meta.values()) else None
     metrics, samples = evaluate_rows(rows, meta, tsv_match=tsv_match, judge=judge, options=options)
     paths = write_outputs(args.out, metrics, samples, max_html_samples=args.max_samples)

@@ -63,7 +63,7 @@ def test_eval_cli_writes_metrics_png_and_html(result_files, tmp_path, capsys):
     g = metrics['grounding']
     # row 0: grid cell centres (100.5, 100.5, 300.5, 500.5) * (0.2, 0.1) px vs (20, 10, 60, 50): IoU ~0.99;
     # row 1: no prediction -> 0; row 2 skipped (no image) -> mean over 2 references, Acc@0.5 = 1/2
-    assert g['n_gt'] == 2 and g['acc50'] == 0.5 and g['mean_iou'] == pytest.approx(0.5, abs=0.01)
+    assert g['n_gt'] == 2 and g['acc50'] == 0.5 and g['best_match_iou'] == pytest.approx(0.5, abs=0.01)
     assert g['n_skipped_no_image'] == 1 and g['coco']['ap50'] == pytest.approx(0.5, abs=0.01)
     # MCQ: strict 1/3 (' B' and None miss), lenient 2/3; categories from --meta, row 5 'Unknown'
     assert metrics['mcq']['strict']['overall'] == 0.333 and metrics['mcq']['lenient']['overall'] == 0.667
