@@ -125,15 +125,24 @@ def run_tsv_rows(args: argparse.Namespace) -> int:
 def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Arguments of the FundusGen MCQ -> TSV exporter."""
     parser.add_argument('--rows', required=True, help='FundusGen swift rows jsonl')
-    parser.add_argument('--out', required=True, help='TSV for VLMEvalKit (custom MCQ dataset)')
+    parser.add_argument('--out', required=True, help='TSV for VLMEvalKit (custom MCQ dataset); a name containing '
+                        '"mmbench" makes VLMEvalKit use circular evaluation, so prefer e.g. FundusGen_MCQ.tsv')
     parser.add_argument('--embed-images', action='store_true', help='add a base64 image column')
+    parser.add_argument('--box-convention', choices=('grid', 'px'), default='grid',
+                        help='how a region question writes its box: grid = [x1, y1, x2, y2] on the 0-999 grid of '
+                        'the whole image (default, as the paper\'s benchmark), px = original-image pixels')
     return parser
 
 
 def run_export(args: argparse.Namespace) -> int:
-    """Run ``fundusexpert mcq-export``: FundusGen MCQ rows -> VLMEvalKit TSV; returns 0."""
+    """Run ``fundusexpert mcq-export``: FundusGen MCQ rows -> VLMEvalKit TSV; returns 0.
+
+    Raises:
+        FundusDataError: an MCQ row's image is missing (row and path named).
+    """
     from fundusexpert_plugin.eval.mcq_tsv import export_fundusgen_mcq
 
-    n, skipped = export_fundusgen_mcq(args.rows, args.out, embed_images=args.embed_images)
+    n, skipped = export_fundusgen_mcq(args.rows, args.out, embed_images=args.embed_images,
+                                      box_convention=getattr(args, 'box_convention', 'grid'))
     print(f'exported {n} MCQ items to {args.out} ({skipped} rows were not MCQ items)')
     return 0

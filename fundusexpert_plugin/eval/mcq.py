@@ -29,6 +29,8 @@ from typing import Dict, Iterable, Mapping, Optional, Sequence
 LETTERS = 'ABCDE'
 UNKNOWN_CATEGORY = 'Unknown'
 INSTRUCTION = "Answer with the option's letter from the given choices directly.\n"
+#: the Chinese instruction line of FundusGen's MCQ rows (templates/mcq.yaml)
+INSTRUCTION_ZH = '请直接回答选项字母。\n'
 
 _OPTION_LINE = re.compile(r'^\s*([A-E])\.\s?(.*?)\s*$', re.M)
 _STRICT = re.compile(r'^[A-E]')
