@@ -175,3 +175,21 @@ def test_tsv_categories_are_all_listed(tmp_path):
     # only the glaucoma item was answered (right); 'lesion' has no result row: 0.0 with n = 0
     assert m['strict']['per_category'] == {'glaucoma': 1.0, 'lesion': 0.0}
     assert m['per_category_n'] == {'glaucoma': 1, 'lesion': 0}
+
+
+def test_contradictions_in_samples_and_metrics(tmp_path):
+    image = tmp_path / 'r.png'
+    Image.new('RGB', (8, 8)).save(image)
+    result = tmp_path / 'r.jsonl'
+    result.write_text(json.dumps(_row('<image>Describe the fundus.', 'ref', 'Haemorrhages are seen. No haemorrhages.',
+                                      str(image))) + '\n')
+    meta = tmp_path / 'm.jsonl'
+    meta.write_text(json.dumps({'index': 0, 'positives': ['haemorrhages'], 'negatives': ['drusen']}) + '\n')
+    assert _run(['--result', str(result), '--meta', str(meta), '--out', str(tmp_path / 'cout')]) == 0
+    (sample,) = [json.loads(line) for line in (tmp_path / 'cout' / 'samples.jsonl').read_text().splitlines()]
+    # haemorrhages stated present and absent: contradiction, not credited -> Score 0 / Total 1 (drusen unmentioned)
+    assert sample['consistency']['contradictions'] == ['haemorrhages']
+    assert (sample['consistency']['score'], sample['consistency']['total']) == (0, 1)
+    c = json.loads((tmp_path / 'cout' / 'metrics.json').read_text())['consistency']
+    assert c['contradictions'] == 1 and c['n_reports_with_contradictions'] == 1 and c['pooled'] == 0.0
+    assert 'contradictions (not credited): haemorrhages' in (tmp_path / 'cout' / 'report.html').read_text()
