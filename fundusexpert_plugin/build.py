@@ -4,7 +4,8 @@ Output folder layout (one folder per split)::
 
     <out>/<task>.jsonl          rows of that task (ms-swift schema + metadata keys)
     <out>/marked/*.jpg          copies with a red box, for region identification
-    <out>/build_summary.json    counts per task, skipped records with reasons, seed, task versions
+    <out>/build_summary.json    counts per task, skipped records with reasons, seed, task versions,
+                                licences of the records built with their counts
 
 Row image paths are relative to ``<out>``. The build is deterministic for a given seed, task set
 and record order. Files are written to a temporary name and renamed, so an interrupted build never
@@ -40,6 +41,8 @@ class BuildSummary:
         skipped: one ``'<where>: <reason>'`` message per skipped record (lenient mode).
         seed, languages, task_versions, task_weights: the build parameters (weights are read by
             the ``fundusgen`` dataset when it loads every task at once).
+        licences: ``provenance.licence`` -> number of records built under it (every record used;
+            ``'unknown'`` counted like any other), so the terms of a derived dataset are visible.
     """
 
     out_dir: str
@@ -50,6 +53,7 @@ class BuildSummary:
     languages: List[str] = field(default_factory=list)
     task_versions: Dict[str, int] = field(default_factory=dict)
     task_weights: Dict[str, float] = field(default_factory=dict)
+    licences: Dict[str, int] = field(default_factory=dict)
 
 
 def check_image(record: FundusGenRecord, image_dir: Path) -> None:
@@ -129,6 +133,8 @@ def build_fundusgen(records: Iterable[FundusGenRecord], out_dir: Path | str, *,
             for lang in languages:
                 rows[task.name].extend(render_rows(record, task, lang, ctx))
         summary.records_used += 1
+        licence = record.provenance.licence
+        summary.licences[licence] = summary.licences.get(licence, 0) + 1
     if seen and not summary.records_used:
         raise FundusDataError(f'all {seen} records were skipped; first reason: {summary.skipped[len(skipped)]}')
     for task in tasks:

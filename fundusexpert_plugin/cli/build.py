@@ -41,6 +41,8 @@ def run(args: argparse.Namespace) -> int:
     for split, summary in summaries.items():
         print(f'{summary.out_dir}: {summary.records_used} records, rows per task {summary.rows_per_task}, '
               f'skipped {len(summary.skipped)}')
+        for licence, count in sorted(summary.licences.items()):
+            print(f'  licence ({count} records): {licence}')
         for reason in summary.skipped:
             print(f'  skipped: {reason}')
     return 0

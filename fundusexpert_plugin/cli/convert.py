@@ -226,8 +226,9 @@ FORMATS: Dict[str, Format] = {
     'eyepacs': Format('EyePACS/Kaggle trainLabels.csv (image, level)', _add_images_table(
         '--csv', 'train (images)', 'trainLabels.csv'),
         lambda a, log: _src('grades_csv').read_eyepacs(a.images, a.csv, lenient=a.lenient, log=log)),
-    'messidor': Format('Messidor Annotation_Base<NN> exported to CSV/xlsx (Messidor 0-3 scale)', _add_images_table(
-        '--table', 'Base<NN> image folder', 'Annotation_Base<NN>.csv or .xlsx'),
+    'messidor': Format('Messidor Annotation_Base<NN>.xls, or a CSV/xlsx export (Messidor 0-3 scale)',
+                       _add_images_table(
+        '--table', 'Base<NN> image folder', 'Annotation_Base<NN>.xls, .csv or .xlsx'),
         lambda a, log: _src('grades_csv').read_messidor(a.images, a.table, lenient=a.lenient, log=log)),
     'messidor2': Format('Messidor-2 adjudicated grades messidor_data.csv', _add_images_table(
         '--csv', 'Messidor-2 image folder', 'messidor_data.csv'),
@@ -249,8 +250,10 @@ FORMATS: Dict[str, Format] = {
                        'palm', a.images, tables=a.table, disc_masks=a.disc_masks, lesion_masks=a.lesion_masks,
                        class_map=_class_map(a), foreground=a.mask_foreground, params=_params(a),
                        lenient=a.lenient, log=log)),
-    'odir': Format('ODIR-2019 per-eye diagnostic keywords (data.xlsx or CSV)', _add_images_table(
-        '--table', '"Training Images"', 'data.xlsx / ODIR-5K_Training_Annotations(Updated)_V2.xlsx / CSV'),
+    'odir': Format('ODIR-2019 per-eye diagnostic keywords (data.xlsx, CSV, or Kaggle full_df.csv)',
+                   _add_images_table(
+        '--table', '"Training Images" (Kaggle: preprocessed_images)',
+        'data.xlsx / ODIR-5K_Training_Annotations(Updated)_V2.xlsx / full_df.csv'),
         lambda a, log: _src('odir').read_odir(a.images, a.table, lenient=a.lenient, log=log)),
     'e-ophtha': Format('e-ophtha EX or MA annotations', _add_eophtha,
                        lambda a, log: _src('eophtha').read_eophtha(a.root, a.lesion, params=_params(a),

@@ -164,7 +164,7 @@ def format_summary(summary: dict) -> str:
     """Human-readable summary (Markdown)."""
     det = summary['heldout_detection']
     m = det['metrics']
-    overall = {k: m.get(k) for k in ('n_gt', 'n_pred', 'mean_iou', 'acc50', 'precision50', 'recall50')}
+    overall = {k: m.get(k) for k in ('n_gt', 'n_pred', 'acc50', 'precision50', 'recall50', 'best_match_iou')}
     overall['coco_ap'] = (m.get('coco') or {}).get('ap')
     lines = [
         f"# FundusExpert demo ({summary['family']}, {summary['steps']} steps, seed {summary['seed']})",

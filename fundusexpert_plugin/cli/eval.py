@@ -13,6 +13,10 @@ from __future__ import annotations
 import argparse
 
 from fundusexpert_plugin.cli.common import add_command, add_verbs
+from fundusexpert_plugin.core.geometry import GRID_DECODE_RULES
+from fundusexpert_plugin.eval.parse import CONVENTIONS, SPACES
+
+logger = logging.getLogger(__name__)
 
 
 def _space(value: str):
@@ -46,6 +50,10 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument('--max-pixels', type=int, help='Qwen max_pixels used at inference (default: $MAX_PIXELS, '
                         'else qwen_vl_utils default)')
     parser.add_argument('--min-pixels', type=int, help='Qwen min_pixels used at inference')
+    parser.add_argument('--grid-decode', choices=GRID_DECODE_RULES, default='centre',
+                        help='how a 0-999 grid value becomes a pixel: centre of its cell, (v + 0.5) * W / 1000 '
+                        '(default), or edge, v / 1000 * W (InternVL\'s own grounding evaluation; use it to compare '
+                        'with published InternVL numbers)')
     parser.add_argument('--ap-score', choices=('rank', 'constant'), default='rank',
                         help='score given to text boxes for COCO AP (default rank: 1/(1+k) for the k-th box)')
     parser.add_argument('--max-samples', type=int, default=50, help='rows shown in report.html (default 50)')
@@ -79,9 +87,12 @@ def run_score(args: argparse.Namespace) -> int:
 
     rows = read_jsonl(args.result)
     meta = load_meta(args.meta) if args.meta else {}
-    tsv_match = tsv_matcher(read_tsv(args.tsv)) if args.tsv else None
+    items = read_tsv(args.tsv) if args.tsv else None
+    tsv_match = tsv_matcher(items) if items else None
     options = EvalOptions(spaces=dict(args.box_space), min_pixels=args.min_pixels, max_pixels=args.max_pixels,
-                          ap_score_mode=args.ap_score, max_html_samples=args.max_samples)
+                          ap_score_mode=args.ap_score, grid_decode=getattr(args, 'grid_decode', 'centre'),
+                          categories=[item.category for item in items] if items else None,
+                          max_html_samples=args.max_samples)
     judge = _judge(args) if any('positives' in m for m in meta.values()) else None
     metrics, samples = evaluate_rows(rows, meta, tsv_match=tsv_match, judge=judge, options=options)
     paths = write_outputs(args.out, metrics, samples, max_html_samples=args.max_samples)
@@ -112,16 +123,25 @@ def run_tsv_rows(args: argparse.Namespace) -> int:
 def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Arguments of the FundusGen MCQ -> TSV exporter."""
     parser.add_argument('--rows', required=True, help='FundusGen swift rows jsonl')
-    parser.add_argument('--out', required=True, help='TSV for VLMEvalKit (custom MCQ dataset)')
+    parser.add_argument('--out', required=True, help='TSV for VLMEvalKit (custom MCQ dataset); a name containing '
+                        '"mmbench" makes VLMEvalKit use circular evaluation, so prefer e.g. FundusGen_MCQ.tsv')
     parser.add_argument('--embed-images', action='store_true', help='add a base64 image column')
+    parser.add_argument('--box-convention', choices=('grid', 'px'), default='grid',
+                        help='how a region question writes its box: grid = [x1, y1, x2, y2] on the 0-999 grid of '
+                        'the whole image (default, as the paper\'s benchmark), px = original-image pixels')
     return parser
 
 
 def run_export(args: argparse.Namespace) -> int:
-    """Run ``fundusexpert eval mcq-export``: FundusGen MCQ rows -> VLMEvalKit TSV; returns 0."""
+    """Run ``fundusexpert eval mcq-export``: FundusGen MCQ rows -> VLMEvalKit TSV; returns 0.
+
+    Raises:
+        FundusDataError: an MCQ row's image is missing (row and path named).
+    """
     from fundusexpert_plugin.eval.mcq_tsv import export_fundusgen_mcq
 
-    n, skipped = export_fundusgen_mcq(args.rows, args.out, embed_images=args.embed_images)
+    n, skipped = export_fundusgen_mcq(args.rows, args.out, embed_images=args.embed_images,
+                                      box_convention=getattr(args, 'box_convention', 'grid'))
     print(f'exported {n} MCQ items to {args.out} ({skipped} rows were not MCQ items)')
     return 0
 

@@ -23,6 +23,9 @@ BoxGrid = Tuple[int, int, int, int]
 
 GRID = 1000  # number of cells per axis; valid grid values are 0..GRID-1
 
+#: Rules for reading a 0-999 grid value back as a pixel coordinate (:func:`from_grid999`).
+GRID_DECODE_RULES = ('centre', 'edge')
+
 
 def to_grid999(value_px: float, size_px: float) -> int:
     """One pixel coordinate -> 0-999 grid integer.
@@ -42,12 +45,26 @@ def to_grid999(value_px: float, size_px: float) -> int:
     return max(0, min(int(value_px / size_px * GRID), GRID - 1))
 
 
-def from_grid999(value_grid: float, size_px: float) -> float:
-    """One 0-999 grid value -> pixel coordinate at the centre of its grid cell.
+def from_grid999(value_grid: float, size_px: float, rule: str = 'centre') -> float:
+    """One 0-999 grid value -> pixel coordinate.
 
-    The inverse of :func:`to_grid999` up to one grid unit (``size_px / 1000`` pixels).
+    Args:
+        value_grid: grid value (0-999; 1000 from ms-swift's ``norm1000`` is read the same way).
+        size_px: image width (for x) or height (for y) in pixels.
+        rule: ``'centre'`` (default, ours): the centre of the grid cell, ``(v + 0.5) * size / 1000``,
+            the inverse of :func:`to_grid999` up to half a grid unit; ``'edge'``: the cell's lower
+            edge, ``v / 1000 * size``, the rule of InternVL's own grounding evaluation
+            (``internvl_chat/eval/refcoco/evaluate_grounding.py``), for numbers comparable with
+            published InternVL results.
+
+    Raises:
+        ValueError: unknown ``rule``.
     """
-    return (float(value_grid) + 0.5) * size_px / GRID
+    if rule == 'centre':
+        return (float(value_grid) + 0.5) * size_px / GRID
+    if rule == 'edge':
+        return float(value_grid) / GRID * size_px
+    raise ValueError(f'unknown grid decode rule {rule!r}; expected one of {GRID_DECODE_RULES}')
 
 
 def box_px_to_grid(box_px: Sequence[float], width: float, height: float) -> BoxGrid:
@@ -57,11 +74,11 @@ def box_px_to_grid(box_px: Sequence[float], width: float, height: float) -> BoxG
             to_grid999(x2, width), to_grid999(y2, height))
 
 
-def box_grid_to_px(box_grid: Sequence[float], width: float, height: float) -> BoxPx:
-    """``box_grid`` (0-999) -> ``box_px`` (xyxy original pixels, cell centres)."""
+def box_grid_to_px(box_grid: Sequence[float], width: float, height: float, rule: str = 'centre') -> BoxPx:
+    """``box_grid`` (0-999) -> ``box_px`` (xyxy original pixels) by ``rule`` (:func:`from_grid999`)."""
     x1, y1, x2, y2 = box_grid
-    return (from_grid999(x1, width), from_grid999(y1, height),
-            from_grid999(x2, width), from_grid999(y2, height))
+    return (from_grid999(x1, width, rule), from_grid999(y1, height, rule),
+            from_grid999(x2, width, rule), from_grid999(y2, height, rule))
 
 
 def box_px_to_resized(box_px: Sequence[float], width: float, height: float,

@@ -8,7 +8,7 @@ Shared by the engine's check of MLLM descriptions and by clinical-consistency sc
 from __future__ import annotations
 
 import abc
-from typing import Dict, Sequence
+from typing import Dict, List, Sequence, Tuple
 
 STATUSES = ('present', 'absent', 'not_mentioned')
 
@@ -36,6 +36,19 @@ class ConsistencyJudge(abc.ABC):
         Raises:
             JudgeError: the judge could not produce an answer (network, timeout, unreadable reply).
         """
+
+    def judge_with_contradictions(self, report: str, findings: Sequence[str],
+                                  lang: str = 'en') -> Tuple[Dict[str, str], List[str]]:
+        """:meth:`judge` plus the findings the report states both as present and as absent.
+
+        The default (a judge that returns one status per finding and cannot see a contradiction,
+        such as the LLM judge) reports none. Same arguments and errors as :meth:`judge`.
+
+        Returns:
+            ``(statuses, contradictions)``: ``contradictions`` lists finding ids of ``findings``,
+            in the order of ``findings``.
+        """
+        return self.judge(report, findings, lang), []
 
 
 class JudgeError(RuntimeError):

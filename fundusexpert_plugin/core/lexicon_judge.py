@@ -22,7 +22,9 @@ contrast words (``but``, ``however``, ``但``); segments inside a sentence are s
   back to an affirmation or pre-negation cue, and carries into earlier segments that hold only
   findings (at most 2 other words): ``Microaneurysms, haemorrhages and exudates are not seen``.
 
-A finding mentioned several times is ``present`` if any mention is affirmative, else ``absent``.
+A finding mentioned several times is ``present`` if any mention is affirmative, else ``absent``;
+one with both an affirmative and a negated mention is also reported as a contradiction
+(:meth:`LexiconJudge.judge_with_contradictions`), which the consistency score never credits.
 Known limit: ``No haemorrhages, hard exudates are present`` reads hard exudates as negated (the
 comma splice is ambiguous); write findings of opposite polarity in separate sentences.
 """
@@ -189,8 +191,19 @@ class LexiconJudge(ConsistencyJudge):
 
     def judge(self, report: str, findings: Sequence[str], lang: str = 'en') -> Dict[str, str]:
         """Statuses of ``findings`` in ``report`` (``lang`` is not needed: both cue sets apply)."""
-        status: Dict[str, str] = {}
+        return self.judge_with_contradictions(report, findings, lang)[0]
+
+    def judge_with_contradictions(self, report: str, findings: Sequence[str],
+                                  lang: str = 'en') -> Tuple[Dict[str, str], List[str]]:
+        """Statuses (``present`` wins over ``absent``) and the findings mentioned both affirmed and negated.
+
+        Example: ``'Haemorrhages are seen. No haemorrhages.'`` gives
+        ``({'haemorrhages': 'present'}, ['haemorrhages'])``.
+        """
+        polarities: Dict[str, set] = {}
         for m in self.mentions(report or ''):
-            if m.finding in findings and status.get(m.finding) != 'present':
-                status[m.finding] = 'absent' if m.negated else 'present'
-        return {f: status.get(f, 'not_mentioned') for f in findings}
+            if m.finding in findings:
+                polarities.setdefault(m.finding, set()).add(m.negated)
+        status = {f: ('present' if False in polarities[f] else 'absent') if f in polarities else 'not_mentioned'
+                  for f in findings}
+        return status, [f for f in findings if polarities.get(f) == {True, False}]

@@ -163,6 +163,16 @@ def finding_name(finding_id: str, lang: str = 'en') -> str:
     return FINDINGS[finding_id].name(lang)
 
 
+def ref_name(finding_id: str, lang: str = 'en') -> str:
+    """Text of a ``<ref>`` (grounding reference) for a finding id: the one casing rule for references.
+
+    Always the display name exactly as in :data:`FINDINGS` (English lower case, ``'hard exudates'``;
+    Chinese as written, ``'硬性渗出'``), never capitalised at a sentence start, so every reference
+    to a class reads the same in every row and task, in both languages.
+    """
+    return finding_name(finding_id, lang)
+
+
 def lesion_ids() -> List[str]:
     """Ids of all lesion classes, in vocabulary order."""
     return [t.id for t in FINDINGS.values() if t.kind == 'lesion']

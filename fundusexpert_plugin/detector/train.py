@@ -5,7 +5,7 @@ config (``configs/rtmdet-tiny_idrid-lesions.py``: one ``_base_`` level over the 
 the mmdet wheel) -> mmengine ``Runner`` training (seeded) -> slim checkpoint
 ``{'state_dict', 'meta': {'dataset_meta': {'classes'}}}`` that ``torch.load(weights_only=True)`` and
 ``init_detector`` read (mmengine's own checkpoints hold HistoryBuffer objects that torch >= 2.6
-refuses) -> merged config dumped next to it -> COCO evaluation of
+refuses) -> merged config dumped next to it -> COCO evaluation (:func:`core.coco_eval.coco_box_ap`, shared with the text-box scorer) of
 the shipped files on the validation images.
 
 Files written in ``work_dir``: ``train.json``, ``val.json`` (COCO), ``<config stem>.py`` (merged
@@ -15,9 +15,7 @@ Command line: ``fundusexpert detector train`` (:mod:`fundusexpert_plugin.cli.det
 """
 from __future__ import annotations
 
-import contextlib
 import copy
-import io
 import json
 import logging
 import math
@@ -134,44 +132,24 @@ def evaluate_detector(detector, samples: Sequence[DetectionSample], image_root: 
         ``{'bbox_mAP', 'bbox_mAP_50', 'bbox_mAP_75', 'AP50_per_class': {id: float}, 'n_images',
         'n_gt_boxes', 'n_detections'}``; a class without ground truth in ``samples`` has AP50 NaN.
     """
-    import numpy as np
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
+    from fundusexpert_plugin.core.coco_eval import coco_box_ap
     from fundusexpert_plugin.detector.coco import to_coco
 
-    gt = COCO()
-    gt.dataset = to_coco(samples, classes)
-    with contextlib.redirect_stdout(io.StringIO()):
-        gt.createIndex()
+    gt = to_coco(samples, classes)
     results = []
-    for img in gt.dataset['images']:
+    for img in gt['images']:
         for det in detector.predict(str(Path(image_root) / img['file_name'])):
             x1, y1, x2, y2 = det.box_px
             results.append(dict(image_id=img['id'], category_id=classes.index(det.label_id) + 1,
                                 bbox=[x1, y1, x2 - x1, y2 - y1], score=det.score))
-    metrics = dict(bbox_mAP=0.0, bbox_mAP_50=0.0, bbox_mAP_75=0.0,
+    scores = coco_box_ap(gt, results)
+    metrics = dict(bbox_mAP=max(scores['ap'] or 0.0, 0.0), bbox_mAP_50=max(scores['ap50'] or 0.0, 0.0),
+                   bbox_mAP_75=max(scores['ap75'] or 0.0, 0.0),
                    AP50_per_class={c: float('nan') for c in classes},
-                   n_images=len(samples), n_gt_boxes=len(gt.dataset['annotations']),
-                   n_detections=len(results))
-    present = {classes[a['category_id'] - 1] for a in gt.dataset['annotations']}
-    if not results or not present:
-        metrics['AP50_per_class'].update({c: 0.0 for c in present})
-        return metrics
-    log = io.StringIO()
-    with contextlib.redirect_stdout(log):
-        coco_eval = COCOeval(gt, gt.loadRes(results), 'bbox')
-        coco_eval.evaluate()
-        coco_eval.accumulate()
-        coco_eval.summarize()
-    logger.debug('pycocotools:\n%s', log.getvalue())
-    stats = [float(max(v, 0.0)) for v in coco_eval.stats[:3]]
-    metrics.update(bbox_mAP=stats[0], bbox_mAP_50=stats[1], bbox_mAP_75=stats[2])
-    precision = coco_eval.eval['precision']  # [T iou, R recall, K class, A area, M maxDets]
-    for k, name in enumerate(classes):
-        p = precision[0, :, k, 0, -1]  # IoU 0.5, all areas, maxDets 100
-        metrics['AP50_per_class'][name] = float(np.mean(p[p > -1])) if (p > -1).any() else \
-            float('nan')
+                   n_images=len(samples), n_gt_boxes=len(gt['annotations']), n_detections=len(results))
+    for cid, per in scores['per_category'].items():  # only classes with ground truth (COCO semantics)
+        ap50 = per['ap50']
+        metrics['AP50_per_class'][classes[cid - 1]] = float('nan') if ap50 is None else ap50
     return metrics
 
 

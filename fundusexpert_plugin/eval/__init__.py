@@ -5,7 +5,7 @@ Modules (importing this package imports none of them, nor swift):
     results        result rows: task kind, image, reference boxes from ``objects``, predicted boxes
     mcq            paper prompt, strict first-letter and lenient scoring, per-category accuracy
     mcq_tsv        GMAI-MMBench TSV <-> swift rows, FundusGen MCQ -> TSV, evalscope general_vmcq
-    grounding      best-match IoU, Acc@0.5, precision/recall@0.5, COCO AP (pycocotools)
+    grounding      one-to-one Acc@0.5, precision/recall@0.5, best-match IoU (diagnostic), COCO AP (core.coco_eval)
     consistency    clinical consistency Score/Total, judge interface, aggregates
     lexicon_judge  offline judge (lexicon + negation scope, EN/ZH); data: consistency_lexicon.json
     llm_judge      judge through an OpenAI-compatible endpoint

@@ -20,14 +20,21 @@ Negatives: an explicit list makes only those findings negative (mentions of unla
 ignored); ``negatives=None`` is the closed world of the judge's vocabulary: every finding the judge
 knows that is not positive counts as negative (ours).
 
+Contradictions (ours): a report that states one finding both as present and as absent (a judge
+that can see it, :meth:`ConsistencyJudge.judge_with_contradictions`) is counted per report
+(``contradictions``). Such a finding never earns a point and always counts in Total: a positive
+one costs its point, a negative one counts as mentioned but not as stated absent. Example:
+positives {haemorrhages}, negatives {drusen}, report "Haemorrhages are seen. No haemorrhages. No
+drusen." -> Score = 0 + 1 = 1, Total = 1 + 1 = 2, contradictions ['haemorrhages'].
+
 Aggregation is not published; :func:`aggregate` reports both the per-report mean of
-Score/Total and the pooled sum(Score)/sum(Total), labelled.
+Score/Total and the pooled sum(Score)/sum(Total), labelled, and the total of contradictions.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, Mapping, Optional, Sequence
+from typing import Dict, Iterable, List, Mapping, Optional, Sequence
 
 from fundusexpert_plugin.core.judge import STATUSES, ConsistencyJudge, JudgeError  # noqa: F401 (re-exported for scorers)
 
@@ -38,6 +45,7 @@ class ConsistencyResult:
     Attributes:
         score: numerator. total: denominator.
         statuses: the judge's status per finding asked.
+        contradictions: finding ids the report states both as present and as absent (not credited).
         error: why the report could not be scored (then score/total are 0 and ``ratio`` is None).
     """
 
@@ -45,6 +53,7 @@ class ConsistencyResult:
     total: int = 0
     statuses: Dict[str, str] = field(default_factory=dict)
     error: Optional[str] = None
+    contradictions: List[str] = field(default_factory=list)
 
     @property
     def ratio(self) -> Optional[float]:
@@ -52,11 +61,12 @@ class ConsistencyResult:
 
     def as_dict(self) -> dict:
         return {'score': self.score, 'total': self.total, 'ratio': self.ratio, 'statuses': self.statuses,
-                'error': self.error}
+                'contradictions': list(self.contradictions), 'error': self.error}
 
 
 def consistency_score(statuses: Mapping[str, str], positives: Iterable[str],
-                      negatives: Optional[Iterable[str]] = None) -> ConsistencyResult:
+                      negatives: Optional[Iterable[str]] = None,
+                      contradictions: Iterable[str] = ()) -> ConsistencyResult:
     """Score/Total from per-finding statuses (the official definition, module docstring).
 
     Args:
@@ -64,6 +74,8 @@ def consistency_score(statuses: Mapping[str, str], positives: Iterable[str],
         positives: finding ids positive in the labels.
         negatives: finding ids negative in the labels; ``None`` treats every other id in
             ``statuses`` as negative (closed world).
+        contradictions: finding ids stated both present and absent: never scored, always in Total
+            (a contradicted negative counts as mentioned).
 
     Raises:
         ValueError: a finding is both positive and negative, or a status is unknown.
@@ -76,10 +88,13 @@ def consistency_score(statuses: Mapping[str, str], positives: Iterable[str],
     bad = {k: v for k, v in statuses.items() if v not in STATUSES}
     if bad:
         raise ValueError(f'unknown status(es) {bad}; expected one of {STATUSES}')
-    score = sum(statuses.get(f) == 'present' for f in positives)
-    mentioned_negatives = [f for f in negatives if statuses.get(f, 'not_mentioned') != 'not_mentioned']
-    score += sum(statuses[f] == 'absent' for f in mentioned_negatives)
-    return ConsistencyResult(score=score, total=len(positives) + len(mentioned_negatives), statuses=dict(statuses))
+    contradicted = list(dict.fromkeys(contradictions))
+    score = sum(statuses.get(f) == 'present' and f not in contradicted for f in positives)
+    mentioned_negatives = [f for f in negatives
+                           if statuses.get(f, 'not_mentioned') != 'not_mentioned' or f in contradicted]
+    score += sum(statuses.get(f) == 'absent' and f not in contradicted for f in mentioned_negatives)
+    return ConsistencyResult(score=score, total=len(positives) + len(mentioned_negatives), statuses=dict(statuses),
+                             contradictions=contradicted)
 
 
 def report_language(report: str) -> str:
@@ -99,11 +114,11 @@ def evaluate_report(judge: ConsistencyJudge, report: Optional[str], positives: S
     if not isinstance(report, str) or not report.strip():
         return consistency_score({f: 'not_mentioned' for f in findings}, positives, negatives)
     try:
-        statuses = judge.judge(report, findings, report_language(report))
+        statuses, contradictions = judge.judge_with_contradictions(report, findings, report_language(report))
     except JudgeError as exc:
         return ConsistencyResult(statuses={}, error=str(exc))
     statuses = {f: statuses.get(f, 'not_mentioned') for f in findings}
-    return consistency_score(statuses, positives, negatives)
+    return consistency_score(statuses, positives, negatives, [f for f in contradictions if f in statuses])
 
 
 def aggregate(results: Sequence[ConsistencyResult]) -> dict:
@@ -113,7 +128,8 @@ def aggregate(results: Sequence[ConsistencyResult]) -> dict:
         ``{'per_report_mean': mean of Score/Total over reports with Total > 0,
         'pooled': sum(Score) / sum(Total), 'score_sum', 'total_sum', 'n_reports', 'n_scored',
         'n_failed' (judge errors, excluded everywhere), 'n_zero_total' (Total == 0: no positives
-        and no negative mentioned; excluded from the mean)}``; ratios are ``None`` when undefined.
+        and no negative mentioned; excluded from the mean), 'contradictions' (contradicted findings
+        summed over reports), 'n_reports_with_contradictions'}``; ratios are ``None`` when undefined.
     """
     ok = [r for r in results if r.error is None]
     scored = [r for r in ok if r.total > 0]
@@ -124,4 +140,6 @@ def aggregate(results: Sequence[ConsistencyResult]) -> dict:
         'score_sum': score_sum, 'total_sum': total_sum,
         'n_reports': len(results), 'n_scored': len(scored),
         'n_failed': len(results) - len(ok), 'n_zero_total': len(ok) - len(scored),
+        'contradictions': sum(len(r.contradictions) for r in ok),
+        'n_reports_with_contradictions': sum(bool(r.contradictions) for r in ok),
     }

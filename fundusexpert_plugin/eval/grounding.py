@@ -1,20 +1,25 @@
 """Localisation scores for predicted boxes against reference boxes, per class and overall.
 
 The official repository has no localisation metric (its README section on it is empty), so every
-rule here is ours, chosen from common practice:
+rule here is ours, chosen from common practice. Keys, as written to ``metrics.json``:
 
-* **best-match IoU** (``mean_iou``): for each reference box, the highest IoU with any predicted box
-  of the same class in the same sample (0 when there is none); averaged over reference boxes
-  (micro) and over the per-class means (macro).
-* **Acc@0.5** (``acc50``): share of reference boxes whose best-match IoU is >= 0.5.
-* **precision / recall @0.5**: greedy one-to-one matching per sample and class, pairs taken in
-  descending IoU while IoU >= 0.5; a predicted box of a class with no reference box is a false
-  positive.
-* **COCO AP** (``ap``, ``ap50``, ``ap75``): pycocotools ``COCOeval`` on boxes built in memory.
-  Text predictions carry no confidence, so ``score_mode='rank'`` (default) scores the k-th box
-  (0-based) a sample gives for a class ``1 / (1 + k)``: the model's first box ranks highest.
-  ``score_mode='constant'`` gives 1.0 to every box. Ties are broken by pycocotools' stable sort,
-  i.e. sample order then output order, so AP depends on that order when scores tie.
+* ``acc50``: **Acc@0.5, one-to-one**: share of reference boxes matched to a predicted box of the
+  same class in the same sample with IoU >= 0.5, where each predicted box matches at most one
+  reference. Matching is greedy by IoU, highest first, ties in input order
+  (:func:`geometry.match_one_to_one`; the rule of the grounding literature and of pycocotools'
+  ``evaluateImg``). Two references and one right plus one wrong prediction give 0.5. By this
+  definition ``acc50`` equals ``recall50``; both are kept under the names the two literatures use.
+* ``precision50`` / ``recall50``: the same one-to-one matches over predicted / reference boxes; a
+  predicted box of a class with no reference box is a false positive.
+* ``best_match_iou`` (micro) / ``best_match_iou_macro`` (mean of per-class means): a diagnostic,
+  **not** one-to-one: for each reference box, the highest IoU with any predicted box of the same
+  class in the same sample (0 when there is none), so one prediction may serve several references.
+* COCO AP (``coco.ap``, ``coco.ap50``, ``coco.ap75``): pycocotools ``COCOeval`` on boxes built in
+  memory (:func:`core.coco_eval.coco_box_ap`). Text predictions carry no confidence, so
+  ``score_mode='rank'`` (default) scores the k-th box (0-based) a sample gives for a class
+  ``1 / (1 + k)``: the model's first box ranks highest. ``score_mode='constant'`` gives 1.0 to
+  every box. Ties are broken by pycocotools' stable sort, i.e. sample order then output order, so
+  AP depends on that order when scores tie.
 
 Boxes are :class:`parse.LabeledBox` (xyxy, original-image pixels). IoU is invariant to scaling
 x and y independently, so the same functions also score boxes that are both on the 0-999 grid.
@@ -23,13 +28,12 @@ they are all of one class (the demo answers ``[[162, 388, 312, 545]]`` to "Locat
 """
 from __future__ import annotations
 
-import contextlib
-import io
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Sequence
 
-from fundusexpert_plugin.core.geometry import box_area, iou
+from fundusexpert_plugin.core.coco_eval import coco_box_ap
+from fundusexpert_plugin.core.geometry import box_area, iou, match_one_to_one
 from fundusexpert_plugin.eval.parse import LabeledBox
 
 IOU_THRESHOLD = 0.5
@@ -66,22 +70,11 @@ def _by_label(boxes: Sequence[LabeledBox]) -> Dict[str, List[LabeledBox]]:
 
 def greedy_matches(gt: Sequence[LabeledBox], pred: Sequence[LabeledBox],
                    threshold: float = IOU_THRESHOLD) -> int:
-    """Number of one-to-one same-class matches with IoU >= ``threshold`` (greedy, highest IoU first)."""
-    tp = 0
+    """Number of one-to-one same-class matches with IoU >= ``threshold``
+    (:func:`geometry.match_one_to_one` per class: greedy, highest IoU first, ties in input order)."""
     pred_by = _by_label(pred)
-    for label, gts in _by_label(gt).items():
-        preds = pred_by.get(label, [])
-        pairs = sorted(((iou(g.box_px, p.box_px), i, j) for i, g in enumerate(gts)
-                        for j, p in enumerate(preds)), key=lambda t: -t[0])
-        used_g, used_p = set(), set()
-        for value, i, j in pairs:
-            if value < threshold:
-                break
-            if i not in used_g and j not in used_p:
-                used_g.add(i)
-                used_p.add(j)
-                tp += 1
-    return tp
+    return sum(len(match_one_to_one([g.box_px for g in gts], [p.box_px for p in pred_by.get(label, [])], threshold))
+               for label, gts in _by_label(gt).items())
 
 
 def _ratio(num: float, den: float) -> Optional[float]:
@@ -89,48 +82,52 @@ def _ratio(num: float, den: float) -> Optional[float]:
 
 
 def box_scores(samples: Sequence[GroundingSample], threshold: float = IOU_THRESHOLD) -> dict:
-    """Best-match IoU, Acc@threshold and precision/recall@threshold, overall and per class.
+    """One-to-one Acc@threshold, precision/recall@threshold and best-match IoU, overall and per class.
 
     Args:
         samples: one entry per image; unlabelled predictions are filled by :func:`fill_missing_labels`.
-        threshold: IoU threshold (0.5 by default).
+        threshold: IoU threshold (0.5 by default; the keys keep the suffix ``50``).
 
     Returns:
-        ``{'n_samples', 'n_gt', 'n_pred', 'mean_iou' (micro), 'mean_iou_macro', 'acc50',
-        'precision50', 'recall50', 'per_class': {label: {'n_gt', 'n_pred', 'mean_iou', 'acc50',
-        'precision50', 'recall50'}}}``; a ratio with an empty denominator is ``None``.
+        ``{'n_samples', 'n_gt', 'n_pred', 'n_matched', 'acc50', 'precision50', 'recall50',
+        'best_match_iou' (micro), 'best_match_iou_macro', 'per_class': {label: {'n_gt', 'n_pred',
+        'n_matched', 'acc50', 'precision50', 'recall50', 'best_match_iou'}}}`` (definitions in the
+        module docstring); a ratio with an empty denominator is ``None``.
     """
     best: Dict[str, List[float]] = defaultdict(list)
+    n_gt: Dict[str, int] = defaultdict(int)
     n_pred: Dict[str, int] = defaultdict(int)
     tp: Dict[str, int] = defaultdict(int)
     for s in samples:
-        pred = fill_missing_labels(s.pred, s.gt)
-        pred_by = _by_label(pred)
+        pred_by = _by_label(fill_missing_labels(s.pred, s.gt))
+        gt_by = _by_label(s.gt)
         for label, preds in pred_by.items():
             n_pred[label] += len(preds)
-        for g in s.gt:
-            best[g.label].append(max((iou(g.box_px, p.box_px) for p in pred_by.get(g.label, [])), default=0.0))
-        for label in set(_by_label(s.gt)) | set(pred_by):
-            tp[label] += greedy_matches([g for g in s.gt if g.label == label], pred_by.get(label, []), threshold)
+        for label, gts in gt_by.items():
+            n_gt[label] += len(gts)
+            preds = pred_by.get(label, [])
+            best[label] += [max((iou(g.box_px, p.box_px) for p in preds), default=0.0) for g in gts]
+            tp[label] += len(match_one_to_one([g.box_px for g in gts], [p.box_px for p in preds], threshold))
     per_class = {}
-    for label in sorted(set(best) | set(n_pred)):
-        ious = best.get(label, [])
+    for label in sorted(set(n_gt) | set(n_pred)):
+        ious, gts, preds = best.get(label, []), n_gt.get(label, 0), n_pred.get(label, 0)
         per_class[label] = {
-            'n_gt': len(ious), 'n_pred': n_pred.get(label, 0),
-            'mean_iou': _ratio(sum(ious), len(ious)),
-            'acc50': _ratio(sum(v >= threshold for v in ious), len(ious)),
-            'precision50': _ratio(tp.get(label, 0), n_pred.get(label, 0)),
-            'recall50': _ratio(tp.get(label, 0), len(ious)),
+            'n_gt': gts, 'n_pred': preds, 'n_matched': tp.get(label, 0),
+            'acc50': _ratio(tp.get(label, 0), gts),
+            'precision50': _ratio(tp.get(label, 0), preds),
+            'recall50': _ratio(tp.get(label, 0), gts),
+            'best_match_iou': _ratio(sum(ious), len(ious)),
         }
     all_ious = [v for ious in best.values() for v in ious]
-    class_means = [c['mean_iou'] for c in per_class.values() if c['mean_iou'] is not None]
+    class_means = [c['best_match_iou'] for c in per_class.values() if c['best_match_iou'] is not None]
+    total_gt, total_pred, total_tp = sum(n_gt.values()), sum(n_pred.values()), sum(tp.values())
     return {
-        'n_samples': len(samples), 'n_gt': len(all_ious), 'n_pred': sum(n_pred.values()),
-        'mean_iou': _ratio(sum(all_ious), len(all_ious)),
-        'mean_iou_macro': _ratio(sum(class_means), len(class_means)),
-        'acc50': _ratio(sum(v >= threshold for v in all_ious), len(all_ious)),
-        'precision50': _ratio(sum(tp.values()), sum(n_pred.values())),
-        'recall50': _ratio(sum(tp.values()), len(all_ious)),
+        'n_samples': len(samples), 'n_gt': total_gt, 'n_pred': total_pred, 'n_matched': total_tp,
+        'acc50': _ratio(total_tp, total_gt),
+        'precision50': _ratio(total_tp, total_pred),
+        'recall50': _ratio(total_tp, total_gt),
+        'best_match_iou': _ratio(sum(all_ious), len(all_ious)),
+        'best_match_iou_macro': _ratio(sum(class_means), len(class_means)),
         'per_class': per_class,
     }
 
@@ -173,46 +170,19 @@ def coco_inputs(samples: Sequence[GroundingSample], score_mode: str = 'rank'):
 
 
 def coco_ap(samples: Sequence[GroundingSample], score_mode: str = 'rank') -> dict:
-    """COCO box AP by pycocotools (all areas, maxDets 100).
+    """COCO box AP by pycocotools (all areas, maxDets 100) through :func:`core.coco_eval.coco_box_ap`.
 
     Returns:
         ``{'ap', 'ap50', 'ap75', 'per_class': {label: {'ap', 'ap50'}}, 'score_mode'}``. Values are
-        ``None`` when there is no reference box, 0.0 when there are references but no predictions
-        (pycocotools cannot load an empty result list). Categories with predictions but no
-        reference are not scored (COCO semantics); precision50 counts them.
+        ``None`` when there is no reference box, 0.0 when there are references but no predictions.
+        Categories with predictions but no reference are not scored (COCO semantics); precision50
+        counts them.
     """
-    from pycocotools.coco import COCO
-    from pycocotools.cocoeval import COCOeval
-
     gt, dets, cat_ids = coco_inputs(samples, score_mode)
-    result = {'ap': None, 'ap50': None, 'ap75': None, 'per_class': {}, 'score_mode': score_mode}
-    if not gt['annotations']:
-        return result
-    gt_labels = sorted({cat for cat, cid in cat_ids.items() if any(a['category_id'] == cid for a in gt['annotations'])})
-    if not dets:
-        result.update(ap=0.0, ap50=0.0, ap75=0.0, per_class={c: {'ap': 0.0, 'ap50': 0.0} for c in gt_labels})
-        return result
-    with contextlib.redirect_stdout(io.StringIO()):
-        coco_gt = COCO()
-        coco_gt.dataset = gt
-        coco_gt.createIndex()
-        evaluator = COCOeval(coco_gt, coco_gt.loadRes(dets), 'bbox')
-        evaluator.evaluate()
-        evaluator.accumulate()
-        evaluator.summarize()
-    stats = evaluator.stats
-    result.update(ap=float(stats[0]), ap50=float(stats[1]), ap75=float(stats[2]))
-    precision = evaluator.eval['precision']  # [T, R, K, A, M]; K follows params.catIds order
-    for k, cid in enumerate(evaluator.params.catIds):
-        label = next(n for n, i in cat_ids.items() if i == cid)
-        all_t, t50 = precision[:, :, k, 0, -1], precision[0, :, k, 0, -1]
-        if not (all_t > -1).any():  # no reference box of this class
-            continue
-        result['per_class'][label] = {
-            'ap': float(all_t[all_t > -1].mean()) if (all_t > -1).any() else None,
-            'ap50': float(t50[t50 > -1].mean()) if (t50 > -1).any() else None,
-        }
-    return result
+    scores = coco_box_ap(gt, dets)
+    label_of = {cid: label for label, cid in cat_ids.items()}
+    return {'ap': scores['ap'], 'ap50': scores['ap50'], 'ap75': scores['ap75'],
+            'per_class': {label_of[cid]: v for cid, v in scores['per_category'].items()}, 'score_mode': score_mode}
 
 
 def grounding_metrics(samples: Sequence[GroundingSample], score_mode: str = 'rank') -> dict:

@@ -10,25 +10,35 @@ Sources:
       model that answers ``" B"`` or ``"\\nB"`` is a miss there and a hit in the lenient rule.
     * Lenient rule (ours, for diagnosis; closer in spirit to VLMEvalKit's option matching, without
       an LLM): see :func:`lenient_letter`.
-    * Accuracy: overall and per ``category`` (missing category -> ``'Unknown'``, as get_acc.py),
-      rounded to 3 decimals (official get_acc.py).
+    * Accuracy: overall and per ``category`` (missing, empty or NaN category -> ``'Unknown'``, as
+      get_acc.py, on every path: :func:`category_name`), rounded to 3 decimals (official
+      get_acc.py). Every category of the benchmark is listed, those without items too (accuracy
+      0.0, n = 0), as the official script does: pass the benchmark's categories to
+      :func:`accuracy` (``fundusexpert eval --tsv`` reads them from the TSV).
+
+Public API reused by other scorers: :func:`build_prompt`, :func:`strict_letter`,
+:func:`lenient_letter`, :func:`score_item`, :func:`category_name`, :func:`accuracy`.
 """
 from __future__ import annotations
 
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Dict, Iterable, Mapping, Optional
+from typing import Dict, Iterable, Mapping, Optional, Sequence
 
 LETTERS = 'ABCDE'
+UNKNOWN_CATEGORY = 'Unknown'
 INSTRUCTION = "Answer with the option's letter from the given choices directly.\n"
+#: the Chinese instruction line of FundusGen's MCQ rows (templates/mcq.yaml)
+INSTRUCTION_ZH = '请直接回答选项字母。\n'
 
 _OPTION_LINE = re.compile(r'^\s*([A-E])\.\s?(.*?)\s*$', re.M)
 _STRICT = re.compile(r'^[A-E]')
 _LEAD = re.compile(r'^[\s*_`"\'(\[]*([A-E])(?:$|[\s.:)\]*_`"\',;])')
 _PHRASE = re.compile(r'(?i:answer|option|choice|选项|答案)[^A-Za-z0-9\n]{0,12}?(?-i:([A-E]))(?![A-Za-z])')
 _TOKEN = re.compile(r'(?<![A-Za-z])([A-E])(?![A-Za-z])')
-_ARTICLE_A = re.compile(r'(?<![A-Za-z])A\s+[a-z]')
+# "A fundus ..." is the article, but "A or B" / "A and B" names two options
+_ARTICLE_A = re.compile(r'(?<![A-Za-z])A\s+(?!(?:or|and)\s+[A-E](?![A-Za-z]))[a-z]')
 
 
 def build_prompt(question: str, options: Mapping[str, object]) -> str:
@@ -76,9 +86,25 @@ def _norm(text: str) -> str:
     return re.sub(r'[\s\-_]+', ' ', str(text).lower()).strip(' .')
 
 
+def named_letters(response: str, options: Mapping[str, str]) -> set:
+    """Distinct valid option letters a response names as standalone capitals.
+
+    The English article in ``'A fundus ...'`` is not a letter (but ``'A or B'``, ``'A and B'`` name
+    two), and letters inside an option text the response repeats (``'Type A lesion'``) do not count.
+    """
+    valid = {k for k, v in options.items() if _present(v)} or set(LETTERS)
+    masked = response
+    for text in sorted((str(v) for v in options.values() if _present(v)), key=len, reverse=True):
+        masked = re.sub(re.escape(text), ' ', masked, flags=re.I) if len(text) > 1 else masked
+    masked = _ARTICLE_A.sub(' ', masked)
+    return {m.group(1) for m in _TOKEN.finditer(masked)} & valid
+
+
 def lenient_letter(response: Optional[str], options: Mapping[str, str]) -> str:
     """Our lenient extraction, tried in this order (first that gives one valid letter wins).
 
+    0. A response that names two or more different option letters (:func:`named_letters`:
+       ``'A or B'``, ``'A and B'``, ``'A, B'``, ``'B, not A'``) gets no letter: a hedge is not an answer.
     1. After stripping whitespace and markdown, a leading letter followed by end, punctuation or a
        space (``' B'``, ``'(B)'``, ``'**B.** glaucoma'``); ``'A fundus ...'`` is an article, not A.
     2. A letter after ``answer``/``option``/``choice``/``答案``/``选项`` (``'The answer is B'``).
@@ -98,16 +124,17 @@ def lenient_letter(response: Optional[str], options: Mapping[str, str]) -> str:
         return ''
     valid = {k for k, v in options.items() if _present(v)} or set(LETTERS)
     text = response.strip()
+    named = named_letters(text, options)
+    if len(named) > 1:
+        return ''
     lead = _LEAD.match(text)
     if lead and lead.group(1) in valid and not _ARTICLE_A.match(text):
         return lead.group(1)
     phrase = [m.group(1) for m in _PHRASE.finditer(text) if m.group(1) in valid]
     if len(set(phrase)) == 1:
         return phrase[0]
-    masked = _ARTICLE_A.sub('', text)
-    tokens = {m.group(1) for m in _TOKEN.finditer(masked)} & valid
-    if len(tokens) == 1:
-        return tokens.pop()
+    if len(named) == 1:
+        return named.pop()
     norm = _norm(text)
     hits = {k: _norm(options[k]) for k in valid if _norm(options[k]) and _norm(options[k]) in norm}
     hits = {k: v for k, v in hits.items() if not any(v != w and v in w for w in hits.values())}
@@ -134,32 +161,56 @@ class McqResult:
         return bool(self.answer) and self.lenient == self.answer
 
 
+def category_name(category) -> str:
+    """The category an item is counted under: ``'Unknown'`` for ``None``, ``''``, NaN (pandas) or the
+    text ``'nan'`` (official get_acc.py fills missing categories with ``'Unknown'``), else ``str(category)``."""
+    if not _present(category) or str(category).strip().lower() in ('', 'nan'):
+        return UNKNOWN_CATEGORY
+    return str(category)
+
+
 def score_item(response: Optional[str], answer: str, options: Mapping[str, str],
                category: Optional[str] = None) -> McqResult:
-    """Score one response with both rules. ``answer`` is reduced by :func:`answer_letter`."""
-    return McqResult(answer=answer_letter(answer), category=category or 'Unknown',
+    """Score one response with both rules.
+
+    Args:
+        response: model output (non-strings score as empty).
+        answer: reference, reduced by :func:`answer_letter`.
+        options: ``{letter: option text}``.
+        category: item category, normalised by :func:`category_name` (NaN -> ``'Unknown'``).
+    """
+    return McqResult(answer=answer_letter(answer), category=category_name(category),
                      response=response if isinstance(response, str) else '', options=dict(options),
                      strict=strict_letter(response), lenient=lenient_letter(response, options))
 
 
-def accuracy(results: Iterable[McqResult], ndigits: int = 3) -> dict:
+def accuracy(results: Iterable[McqResult], ndigits: int = 3, categories: Optional[Sequence] = None) -> dict:
     """Overall and per-category accuracy under both rules.
+
+    Args:
+        results: scored items.
+        ndigits: rounding of every accuracy (official get_acc.py: 3).
+        categories: every category of the benchmark (e.g. the TSV's ``category`` column, repeats
+            allowed, normalised by :func:`category_name`); those without items are listed with
+            accuracy 0.0 and n = 0. ``None``: only the categories of ``results``.
 
     Returns:
         ``{'n', 'strict': {'overall', 'per_category'}, 'lenient': {...}, 'per_category_n'}`` with
-        accuracies rounded to ``ndigits``; ``overall`` is ``None`` when there is no item.
+        accuracies rounded to ``ndigits``, categories sorted; ``overall`` is ``None`` when there is
+        no item.
     """
     results = list(results)
-    counts: Dict[str, int] = defaultdict(int)
+    counts: Dict[str, int] = {category_name(c): 0 for c in (categories or ())}
     hits = {'strict': defaultdict(int), 'lenient': defaultdict(int)}
     for r in results:
-        counts[r.category] += 1
-        hits['strict'][r.category] += r.strict_hit
-        hits['lenient'][r.category] += r.lenient_hit
+        category = category_name(r.category)
+        counts[category] = counts.get(category, 0) + 1
+        hits['strict'][category] += r.strict_hit
+        hits['lenient'][category] += r.lenient_hit
     out = {'n': len(results), 'per_category_n': dict(sorted(counts.items()))}
     for rule, per in hits.items():
         out[rule] = {
             'overall': round(sum(per.values()) / len(results), ndigits) if results else None,
-            'per_category': {c: round(per[c] / n, ndigits) for c, n in sorted(counts.items())},
+            'per_category': {c: round(per[c] / n, ndigits) if n else 0.0 for c, n in sorted(counts.items())},
         }
     return out

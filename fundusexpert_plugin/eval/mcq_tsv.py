@@ -11,6 +11,19 @@ category go to a side file that ``fundusexpert eval --meta`` reads)::
 
     {"messages": [{"role": "user", "content": "<image>" + prompt},
                   {"role": "assistant", "content": "B"}], "images": ["/abs/123.png"]}
+
+FundusGen export (:func:`export_fundusgen_mcq`): image paths of a FundusGen folder are relative to
+the rows file and are resolved against it; a missing image stops the export, naming the row and
+the path. A region question's box (``objects.bbox``, pixels) is written into the question in the
+convention the export states in its ``bbox_convention`` column: ``'grid'`` (default, as the paper's
+benchmark): ``[x1, y1, x2, y2]`` integers on the 0-999 grid of the whole image
+(:func:`geometry.box_px_to_grid`); ``'px'``: rounded original-image pixels. The instruction line
+and the ``Question:``/``问题：`` prefix are stripped in both languages.
+
+VLMEvalKit note: a dataset whose name contains ``mmbench`` (e.g. ``Fundus_MMBench_custom``) is
+scored by VLMEvalKit with *circular* evaluation (every rotation of the options must be answered
+right), which is not the paper's single-pass accuracy; name the TSV without it, e.g.
+``FundusGen_MCQ.tsv``.
 """
 from __future__ import annotations
 
@@ -26,13 +39,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
 
-from fundusexpert_plugin.eval.mcq import INSTRUCTION, LETTERS, build_prompt, is_mcq_prompt, parse_options
+from fundusexpert_plugin.core.errors import FundusDataError
+from fundusexpert_plugin.core.geometry import box_px_to_grid
+from fundusexpert_plugin.eval.mcq import INSTRUCTION, INSTRUCTION_ZH, LETTERS, build_prompt, is_mcq_prompt, parse_options
 
 logger = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ('index', 'question', 'A', 'B', 'answer')
 _KNOWN = set(REQUIRED_COLUMNS) | set(LETTERS) | {'category', 'image', 'image_path'}
 _ANSWER_ONLY = re.compile(r'^\s*\(?([A-E])\)?(?:[.:)]\s*.*)?\s*$', re.S)
+BOX_CONVENTIONS = {'grid': 'xyxy integers on the 0-999 grid of the whole image',
+                   'px': 'xyxy integer pixels of the original image'}
 
 
 @dataclass
@@ -192,19 +209,65 @@ def write_tsv(items: Iterable[TsvItem], path: str, *, embed_images: bool = False
 
 
 def _question_text(prompt: str) -> str:
-    text = prompt.replace('<image>', '').replace(INSTRUCTION.strip(), '')
+    text = prompt.replace('<image>', '')
+    for instruction in (INSTRUCTION, INSTRUCTION_ZH):
+        text = text.replace(instruction.strip(), '')
     text = re.sub(r'^\s*[A-E]\.\s?.*$', '', text, flags=re.M)
-    text = re.sub(r'^\s*Question:\s*', '', text.strip())
+    text = re.sub(r'^\s*(?:Question:|问题：)\s*', '', text.strip())
     return re.sub(r'\n{2,}', '\n', text).strip()
 
 
-def row_to_item(row: dict, index: int) -> Optional[TsvItem]:
+def render_box(box, width: float, height: float, convention: str = 'grid', bbox_type: str = 'real') -> str:
+    """One box as question text: ``'[x1, y1, x2, y2]'``.
+
+    Args:
+        box: xyxy in original-image pixels (``bbox_type='real'``) or 0-1 (``'norm1'``).
+        width, height: image size in pixels.
+        convention: ``'grid'`` (0-999 integers, :func:`geometry.box_px_to_grid`) or ``'px'`` (pixels,
+            rounded to integers).
+
+    Raises:
+        ValueError: unknown ``convention``.
+    """
+    if convention not in BOX_CONVENTIONS:
+        raise ValueError(f'unknown box convention {convention!r}; expected one of {sorted(BOX_CONVENTIONS)}')
+    px = [float(v) * (width if i % 2 == 0 else height) for i, v in enumerate(box)] if bbox_type == 'norm1' \
+        else [float(v) for v in box]
+    values = box_px_to_grid(px, width, height) if convention == 'grid' else [round(v) for v in px]
+    return '[' + ', '.join(str(int(v)) for v in values) + ']'
+
+
+def _fill_placeholders(text: str, row: dict, size, convention: str) -> str:
+    """Replace ``<ref-object>``/``<bbox>`` of a user turn with the row's objects, in order (as swift does)."""
+    objects = row.get('objects') or {}
+    refs, boxes = iter(objects.get('ref') or []), iter(objects.get('bbox') or [])
+
+    def fill(match):
+        if match.group(0) == '<ref-object>':
+            return str(next(refs, match.group(0)))
+        box = next(boxes, None)
+        return match.group(0) if box is None else render_box(box, *size(), convention, objects.get('bbox_type', 'real'))
+
+    return re.sub(r'<ref-object>|<bbox>', fill, text)
+
+
+def row_to_item(row: dict, index: int, *, base_dir: Optional[Path] = None, where: str = '',
+                box_convention: str = 'grid') -> Optional[TsvItem]:
     """A FundusGen swift row -> :class:`TsvItem`, or ``None`` when it is not an MCQ item.
 
     An MCQ item has a user prompt with lettered options (at least ``A.`` and ``B.`` lines) and an
     assistant answer that is one of those letters (``'B'``, ``'(B)'``, ``'B. glaucoma'``).
     ``category`` comes from the row's ``category`` or ``task`` field when present, else
-    ``'fundusgen'``.
+    ``'fundusgen'``. A ``<bbox>`` in the question is written as the row's box in ``box_convention``
+    (module docstring); the item then carries ``bbox_convention`` in ``extra``.
+
+    Args:
+        base_dir: folder relative image paths are resolved against (the rows file's folder);
+            ``None``: the current directory.
+        where: ``'<file>:<line>'`` for messages.
+
+    Raises:
+        FundusDataError: the image file does not exist (row and path named).
     """
     messages = row.get('messages') or []
     user = next((m['content'] for m in reversed(messages) if m.get('role') == 'user'), None)
@@ -218,23 +281,62 @@ def row_to_item(row: dict, index: int) -> Optional[TsvItem]:
     images = row.get('images') or []
     image = images[0] if images else None
     image = image.get('path') if isinstance(image, dict) else image
-    return TsvItem(index=str(index), question=_question_text(user), options=options, answer=match.group(1),
+    path = None
+    if image:
+        path = Path(image) if os.path.isabs(image) else Path(base_dir or '.') / image
+        if not path.is_file():
+            raise FundusDataError(f'{where or "row " + str(index)}: images[0] = {image!r}: image file not found '
+                                  f'({path.resolve()}); paths are relative to the rows file')
+        path = path.resolve()
+
+    def size():
+        if row.get('width') and row.get('height'):
+            return float(row['width']), float(row['height'])
+        from PIL import Image
+        with Image.open(path) as im:
+            return im.size
+
+    question = _question_text(user)
+    extra = {}
+    if '<bbox>' in question:
+        question = _fill_placeholders(question, row, size, box_convention)
+        extra['bbox_convention'] = BOX_CONVENTIONS[box_convention]
+    return TsvItem(index=str(index), question=question, options=options, answer=match.group(1),
                    category=str(row.get('category') or row.get('task') or 'fundusgen'),
-                   image_path=str(Path(image).resolve()) if image else None)
+                   image_path=str(path) if path else None, extra=extra)
 
 
-def export_fundusgen_mcq(rows_jsonl: str, tsv_out: str, *, embed_images: bool = False) -> Tuple[int, int]:
+def export_fundusgen_mcq(rows_jsonl: str, tsv_out: str, *, embed_images: bool = False,
+                         box_convention: str = 'grid') -> Tuple[int, int]:
     """Export the MCQ items of a FundusGen swift-row jsonl as a VLMEvalKit custom MCQ TSV.
+
+    Image paths are resolved against the rows file's folder (FundusGen writes them relative to it).
+    Name the TSV without ``mmbench`` unless circular evaluation is wanted (module docstring).
+
+    Args:
+        rows_jsonl: FundusGen rows (``mcq.jsonl``).
+        tsv_out: TSV to write.
+        embed_images: add a base64 ``image`` column.
+        box_convention: ``'grid'`` (0-999, default) or ``'px'`` for boxes written into questions.
 
     Returns:
         ``(n_exported, n_skipped)``; skipped rows are not MCQ items (see :func:`row_to_item`).
+
+    Raises:
+        FundusDataError: a row is not JSON, or an MCQ row's image is missing (file:line and path named).
     """
+    base = Path(rows_jsonl).resolve().parent
     items, skipped = [], 0
     with open(rows_jsonl, encoding='utf-8') as f:
-        for line in f:
+        for number, line in enumerate(f, start=1):
             if not line.strip():
                 continue
-            item = row_to_item(json.loads(line), len(items))
+            where = f'{rows_jsonl}:{number}'
+            try:
+                row = json.loads(line)
+            except ValueError as exc:
+                raise FundusDataError(f'{where}: not valid JSON ({exc})') from None
+            item = row_to_item(row, len(items), base_dir=base, where=where, box_convention=box_convention)
             if item is None:
                 skipped += 1
             else:

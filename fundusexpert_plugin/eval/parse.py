@@ -17,7 +17,8 @@ Conventions (``TextBox.convention``) and the space their numbers are in by defau
   ``(x1,y1),(x2,y2)`` with the special tokens skipped. Read only when nothing tagged was found;
   label ``''``. Space ``'grid'``.
 
-Spaces: ``'grid'`` (0-999 integers, :func:`geometry.box_grid_to_px`), ``'resized'``
+Spaces: ``'grid'`` (0-999 integers, :func:`geometry.box_grid_to_px`; ``grid_decode='centre'``
+reads a value as the centre of its cell, ``'edge'`` as InternVL's evaluation does), ``'resized'``
 (:func:`geometry.box_resized_to_px`) and ``'px'`` (already original pixels). Output boxes are
 ``box_px``: xyxy floats in original-image pixels, corners re-ordered when the model inverted them.
 
@@ -174,7 +175,7 @@ def needs_resized_size(boxes: Sequence[TextBox], spaces: Optional[Mapping[str, s
 
 def boxes_to_px(boxes: Sequence[TextBox], width: float, height: float, *,
                 resized_size: Optional[Tuple[int, int]] = None,
-                spaces: Optional[Mapping[str, str]] = None) -> List[LabeledBox]:
+                spaces: Optional[Mapping[str, str]] = None, grid_decode: str = 'centre') -> List[LabeledBox]:
     """Map text boxes to original-image pixels and canonicalise their labels.
 
     Args:
@@ -183,6 +184,8 @@ def boxes_to_px(boxes: Sequence[TextBox], width: float, height: float, *,
         resized_size: ``(resized_width, resized_height)`` of the Qwen-resized image in pixels;
             needed only for boxes whose space is ``'resized'``.
         spaces: per-convention override of :data:`DEFAULT_SPACES`, e.g. ``{'qwen': 'grid'}``.
+        grid_decode: ``'centre'`` (default) or ``'edge'``, how a grid value becomes a pixel
+            (:func:`geometry.from_grid999`).
 
     Returns:
         One :class:`LabeledBox` per input box (xyxy, x1 <= x2, y1 <= y2, original pixels).
@@ -190,8 +193,10 @@ def boxes_to_px(boxes: Sequence[TextBox], width: float, height: float, *,
     Raises:
         ValueError: a box is in ``'resized'`` space and ``resized_size`` is ``None`` (a caller
             setting, not model output: compute it with :func:`qwen_resized_size`), or an unknown
-            space name.
+            space name, or an unknown ``grid_decode`` rule.
     """
+    if grid_decode not in geometry.GRID_DECODE_RULES:
+        raise ValueError(f'unknown grid decode rule {grid_decode!r}; expected one of {geometry.GRID_DECODE_RULES}')
     spaces = {**DEFAULT_SPACES, **(spaces or {})}
     bad = {k: v for k, v in spaces.items() if v not in SPACES}
     if bad:
@@ -200,7 +205,7 @@ def boxes_to_px(boxes: Sequence[TextBox], width: float, height: float, *,
     for b in boxes:
         space = spaces[b.convention]
         if space == 'grid':
-            px = geometry.box_grid_to_px(b.coords, width, height)
+            px = geometry.box_grid_to_px(b.coords, width, height, grid_decode)
         elif space == 'resized':
             if resized_size is None:
                 raise ValueError(f'{b.convention} boxes are in resized-image pixels; pass resized_size='
@@ -217,9 +222,10 @@ def boxes_to_px(boxes: Sequence[TextBox], width: float, height: float, *,
 
 def parse_boxes(text: Optional[str], width: float, height: float, *,
                 resized_size: Optional[Tuple[int, int]] = None,
-                spaces: Optional[Mapping[str, str]] = None) -> List[LabeledBox]:
+                spaces: Optional[Mapping[str, str]] = None, grid_decode: str = 'centre') -> List[LabeledBox]:
     """:func:`find_boxes` then :func:`boxes_to_px`; see both (same arguments and errors)."""
-    return boxes_to_px(find_boxes(text), width, height, resized_size=resized_size, spaces=spaces)
+    return boxes_to_px(find_boxes(text), width, height, resized_size=resized_size, spaces=spaces,
+                       grid_decode=grid_decode)
 
 
 def _env_pixels(name: str, factor: int) -> Optional[int]:

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from fundusexpert_plugin.eval import consistency, grounding, mcq
+from fundusexpert_plugin.eval.parse import LabeledBox, canonical_label
 from fundusexpert_plugin.eval.results import (image_path, image_size, infer_task, predicted_boxes, reference_boxes, user_prompt)
 
 logger = logging.getLogger(__name__)
@@ -33,6 +34,10 @@ class EvalOptions:
         spaces: per-convention box space override (:data:`parse.DEFAULT_SPACES`).
         min_pixels, max_pixels: Qwen resize budget used at inference (:func:`parse.qwen_resized_size`).
         ap_score_mode: ``'rank'`` or ``'constant'`` (:func:`grounding.coco_ap`).
+        grid_decode: ``'centre'`` (default) or ``'edge'`` (InternVL's evaluation rule), how 0-999
+            values become pixels (:func:`geometry.from_grid999`).
+        categories: every MCQ category of the benchmark (e.g. the TSV's column), so categories
+            without items are listed too (:func:`mcq.accuracy`).
         max_html_samples: rows shown in report.html.
     """
 
@@ -40,6 +45,8 @@ class EvalOptions:
     min_pixels: Optional[int] = None
     max_pixels: Optional[int] = None
     ap_score_mode: str = 'rank'
+    grid_decode: str = 'centre'
+    categories: Optional[List[str]] = None
     max_html_samples: int = 50
 
 
@@ -69,10 +76,11 @@ def evaluate_rows(rows: Sequence[dict], meta: Optional[Dict[int, dict]] = None, 
         (task, image, boxes in pixels, response, per-row scores) for the HTML report.
     """
     meta, options = meta or {}, options or EvalOptions()
-    parse_kwargs = {'spaces': options.spaces, 'min_pixels': options.min_pixels, 'max_pixels': options.max_pixels}
+    parse_kwargs = {'spaces': options.spaces, 'min_pixels': options.min_pixels, 'max_pixels': options.max_pixels,
+                    'grid_decode': options.grid_decode}
     notes, samples = [], []
     mcq_results, ground, reports = [], [], []
-    no_image, no_judge, no_reference, unknown_ids = 0, 0, 0, set()
+    no_image, no_judge, no_reference, full_gt_rows, unknown_ids = 0, 0, 0, 0, set()
     for index, row in enumerate(rows):
         m = meta.get(index, {})
         task = infer_task(row, m)
@@ -93,8 +101,10 @@ def evaluate_rows(rows: Sequence[dict], meta: Optional[Dict[int, dict]] = None, 
                 if width is None:
                     no_image += 1
                 else:
-                    sample = grounding.GroundingSample(gt=reference_boxes(row, width, height, **parse_kwargs),
-                                                       pred=predicted_boxes(row, width, height, **parse_kwargs),
+                    gt = full_reference_boxes(m)
+                    full_gt_rows += gt is not None
+                    gt = gt if gt is not None else reference_boxes(row, width, height, **parse_kwargs)
+                    sample = grounding.GroundingSample(gt=gt, pred=predicted_boxes(row, width, height, **parse_kwargs),
                                                        width=width, height=height)
                     if sample.gt:
                         ground.append(sample)
@@ -115,6 +125,9 @@ def evaluate_rows(rows: Sequence[dict], meta: Optional[Dict[int, dict]] = None, 
     if no_image:
         notes.append(f'{no_image} grounding row(s) skipped: image file missing or unreadable (sizes are needed '
                      'to map boxes to pixels)')
+    if full_gt_rows:
+        notes.append(f'{full_gt_rows} grounding row(s) show only part of their boxes in the answer (a box cap); '
+                     'they are scored against the full ground truth from --meta (full_gt_boxes_px)')
     if no_reference:
         notes.append(f'{no_reference} grounding row(s) have no reference box (no objects bbox, no boxes in '
                      'labels) and are not scored')
@@ -131,16 +144,29 @@ def evaluate_rows(rows: Sequence[dict], meta: Optional[Dict[int, dict]] = None, 
     metrics = {
         'n_rows': len(rows),
         'tasks': {t: sum(s['task'] == t for s in samples) for t in ('grounding', 'mcq', 'report')},
-        'mcq': mcq.accuracy(mcq_results) if mcq_results else None,
+        'mcq': mcq.accuracy(mcq_results, categories=options.categories) if mcq_results else None,
         'grounding': grounding.grounding_metrics(ground, options.ap_score_mode) if ground else None,
         'consistency': ({**consistency.aggregate(reports), 'judge': type(judge).__name__} if reports else None),
         'notes': notes,
         'settings': {'spaces': options.spaces, 'min_pixels': options.min_pixels,
-                     'max_pixels': options.max_pixels, 'ap_score_mode': options.ap_score_mode},
+                     'max_pixels': options.max_pixels, 'ap_score_mode': options.ap_score_mode,
+                     'grid_decode': options.grid_decode},
     }
     if metrics['grounding'] is not None:
         metrics['grounding']['n_skipped_no_image'] = no_image
     return metrics, samples
+
+
+def full_reference_boxes(meta: dict) -> Optional[List[LabeledBox]]:
+    """The full ground truth of a row whose answer shows only some boxes, from its meta record.
+
+    FundusGen rows written under a box cap carry ``full_gt_boxes_px``: ``[[finding_id, [x1, y1, x2,
+    y2]], ...]`` in original-image pixels (:mod:`tasks.render`); ``None`` when the meta has none.
+    """
+    boxes = meta.get('full_gt_boxes_px')
+    if not boxes:
+        return None
+    return [LabeledBox(canonical_label(label), tuple(float(v) for v in box)) for label, box in boxes]
 
 
 def write_outputs(out_dir: str, metrics: dict, samples: Sequence[dict], *,

@@ -102,7 +102,9 @@ def _card(rec: dict) -> str:
         c = rec['consistency']
         score = f"error: {_esc(c['error'])}" if c['error'] else f"{c['score']}/{c['total']}"
         statuses = ', '.join(f'{_esc(k)}: {_esc(v)}' for k, v in c['statuses'].items() if v != 'not_mentioned')
-        parts.append(f"<p>clinical consistency <b>{score}</b></p><p class='note'>{statuses}</p>")
+        contradicted = ', '.join(_esc(f) for f in c.get('contradictions') or [])
+        parts.append(f"<p>clinical consistency <b>{score}</b></p><p class='note'>{statuses}</p>"
+                     + (f"<p class='note'>contradictions (not credited): {contradicted}</p>" if contradicted else ''))
     parts.append(f"<details open><summary>response</summary><pre>{_esc(rec.get('response'))}</pre></details>")
     parts.append(f"<details><summary>reference</summary><pre>{_esc(rec.get('labels'))}</pre></details></div>")
     return ''.join(parts)
@@ -123,13 +125,15 @@ def _summary(metrics: dict) -> str:
                  ('MCQ accuracy, lenient (ours)', m['lenient']['overall'])]
     if metrics.get('grounding'):
         g = metrics['grounding']
-        rows += [('grounding mean best-match IoU', g['mean_iou']), ('grounding Acc@0.5', g['acc50']),
-                 ('grounding precision@0.5 / recall@0.5', f"{g['precision50']} / {g['recall50']}"),
-                 ('COCO AP / AP50', f"{g['coco']['ap']} / {g['coco']['ap50']}")]
+        rows += [('grounding acc50 (Acc@0.5, one-to-one)', g['acc50']),
+                 ('grounding precision50 / recall50 (one-to-one, IoU 0.5)', f"{g['precision50']} / {g['recall50']}"),
+                 ('grounding best_match_iou (diagnostic, not one-to-one)', g['best_match_iou']),
+                 ('grounding coco.ap / coco.ap50', f"{g['coco']['ap']} / {g['coco']['ap50']}")]
     if metrics.get('consistency'):
         c = metrics['consistency']
-        rows += [('clinical consistency, per-report mean', c['per_report_mean']),
-                 ('clinical consistency, pooled sum(Score)/sum(Total)', c['pooled']),
+        rows += [('clinical consistency per_report_mean (per-report mean of Score/Total)', c['per_report_mean']),
+                 ('clinical consistency pooled (sum(Score) / sum(Total))', c['pooled']),
+                 ('consistency contradictions (findings stated present and absent)', c.get('contradictions', 0)),
                  ('consistency judge / failed', f"{c['judge']} / {c['n_failed']}")]
     body = ''.join(f'<tr><th>{_esc(k)}</th><td>{_esc(v)}</td></tr>' for k, v in rows)
     notes = ''.join(f"<li>{_esc(n)}</li>" for n in metrics.get('notes', []))

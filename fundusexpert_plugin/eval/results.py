@@ -64,12 +64,14 @@ _LESIONS = frozenset(lesion_ids())   # consistency is about lesions, not anatomy
 
 def meta_from_fundusgen_row(row: dict) -> dict:
     """Meta record of a FundusGen row (``kind``, ``task``, ``answer_letter``, ``positives``,
-    ``negatives``): scorer from :data:`FUNDUSGEN_KIND_TO_TASK`, category = the task name, positives and
+    ``negatives``, ``full_gt_boxes_px``): scorer from :data:`FUNDUSGEN_KIND_TO_TASK`, category = the task name, positives and
     negatives restricted to lesion classes (anatomy is not a finding to be consistent about). Kinds without a
     scorer here (region identification, grading, data-only tasks) are left to content inference."""
     meta = {'category': row.get('task'),
             'positives': [f for f in row.get('positives', []) if f in _LESIONS],
             'negatives': [f for f in row.get('negatives', []) if f in _LESIONS]}
+    if row.get('full_gt_boxes_px'):  # the answer shows only part of the boxes: score against all of them
+        meta['full_gt_boxes_px'] = row['full_gt_boxes_px']
     task = FUNDUSGEN_KIND_TO_TASK.get(row.get('kind'))
     if task is not None:
         meta['task'] = task
@@ -207,13 +209,15 @@ def reference_boxes(row: dict, width: float, height: float, **parse_kwargs) -> L
 
 
 def predicted_boxes(row: dict, width: float, height: float, *, spaces: Optional[dict] = None,
-                    min_pixels: Optional[int] = None, max_pixels: Optional[int] = None) -> List[LabeledBox]:
+                    min_pixels: Optional[int] = None, max_pixels: Optional[int] = None,
+                    grid_decode: str = 'centre') -> List[LabeledBox]:
     """Boxes of ``row['response']`` in original-image pixels (never raises on model text).
 
     The Qwen resized size is computed (:func:`parse.qwen_resized_size` with ``min_pixels``/
-    ``max_pixels``) only when a box needs it.
+    ``max_pixels``) only when a box needs it. ``grid_decode`` (``'centre'``/``'edge'``) reads
+    0-999 values as :func:`geometry.from_grid999` says.
     """
     boxes = find_boxes(row.get('response'))
     resized = qwen_resized_size(int(width), int(height), min_pixels=min_pixels, max_pixels=max_pixels) \
         if needs_resized_size(boxes, spaces) else None
-    return boxes_to_px(boxes, width, height, resized_size=resized, spaces=spaces)
+    return boxes_to_px(boxes, width, height, resized_size=resized, spaces=spaces, grid_decode=grid_decode)

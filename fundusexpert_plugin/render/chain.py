@@ -7,6 +7,14 @@ positions come from :mod:`.position`, counts and sizes from the boxes, the concl
 ``vocab.FindingTerm.suggests``); no grade is ever invented. Only lesion classes the source
 annotates exhaustively (``provenance.annotated_labels``) are reported absent.
 
+Measures say what was measured: the area share is that of the union of the class's *boxes*
+("the boxed regions of hard exudates cover about 11.9% of the image"), not of the lesion itself
+(a box around a cluster of exudates is mostly healthy retina); records carry boxes only, no
+masks, so no lesion area is claimed. Grounded references (``<ref>``) are written as
+:func:`vocab.ref_name` gives them (display name, never capitalised) in both languages; plain
+text capitalises a sentence start. A class with more boxes than ``max_boxes`` says how many are
+shown ("17 regions (5 of 17 shown, the largest)").
+
 Source: the five steps follow the paper's clinical cognitive chain (arXiv 2507.17539, abstract and
 demo figure: anatomy with boxes first, then lesions, then a conclusion); the exact wording and the
 derived measures are ours (the paper does not publish its chain template).
@@ -34,7 +42,7 @@ PHRASES: Dict[str, Dict[str, str]] = {
                       'of the optic disc.'),
         'fovea_ann': 'The {fovea} lies {dist:.1f} DD from the optic disc.',
         'lesion': '{name}: {count}, {where}.',
-        'count_one': 'one region', 'count_many': '{n} regions', 'count_capped': '{n} regions (the {k} largest marked)',
+        'count_one': 'one region', 'count_many': '{n} regions', 'count_capped': '{n} regions ({k} of {n} shown, the largest)',
         'where_frame': 'in the {quads} {quad_word} around the fovea, {nearest}{macula}',
         'nearest': 'the nearest {dist:.1f} DD from it', 'overlap': 'one of them over the fovea',
         'where_image': 'in the {quads} part of the image',
@@ -42,9 +50,10 @@ PHRASES: Dict[str, Dict[str, str]] = {
         'macula': ', within 1 DD of the fovea (macular involvement)',
         'absent': 'No {name} are seen.',
         'none_annotated': 'No lesions are annotated for this image.',
-        'feature': '{name} cover about {frac} of the image{largest}, at {hours} as seen from the fovea.',
+        'feature': ('The boxed regions of {name} cover about {frac} of the image{largest}, at {hours} as seen '
+                    'from the fovea.'),
         'hour_one': 'clock hour {h}', 'hour_many': 'clock hours {h}',
-        'feature_image': '{name} cover about {frac} of the image.',
+        'feature_image': 'The boxed regions of {name} cover about {frac} of the image.',
         'largest': '; the largest region measures about {w:.1f} x {h:.1f} DD',
         'concl_label': 'Conclusion: {text}.',
         'concl_consistent': ('Conclusion: {names} are present, consistent with {diagnosis}; no severity grade is '
@@ -63,7 +72,7 @@ PHRASES: Dict[str, Dict[str, str]] = {
         'fovea_est': '黄斑中心凹未标注，按解剖先验取视盘中心颞侧{dd}个视盘直径（DD）处。',
         'fovea_ann': '{fovea}距视盘{dist:.1f} DD。',
         'lesion': '{name}：{count}，{where}。',
-        'count_one': '1处', 'count_many': '{n}处', 'count_capped': '{n}处（标出最大的{k}处）',
+        'count_one': '1处', 'count_many': '{n}处', 'count_capped': '{n}处（显示{n}处中最大的{k}处）',
         'where_frame': '位于黄斑中心凹{quads}{quad_word}，{nearest}{macula}',
         'nearest': '最近处距中心凹{dist:.1f} DD', 'overlap': '其中一处覆盖中心凹',
         'where_image': '位于图像{quads}',
@@ -71,9 +80,9 @@ PHRASES: Dict[str, Dict[str, str]] = {
         'macula': '，在中心凹1 DD范围内（累及黄斑）',
         'absent': '未见{name}。',
         'none_annotated': '该图像未标注病灶。',
-        'feature': '{name}约占图像面积的{frac}{largest}，从中心凹看位于{hours}方向。',
+        'feature': '{name}的标注框区域约占图像面积的{frac}{largest}，从中心凹看位于{hours}方向。',
         'hour_one': '{h}点钟', 'hour_many': '{h}点钟',
-        'feature_image': '{name}约占图像面积的{frac}。',
+        'feature_image': '{name}的标注框区域约占图像面积的{frac}。',
         'largest': '，最大区域约{w:.1f} x {h:.1f} DD',
         'concl_label': '结论：{text}。',
         'concl_consistent': '结论：可见{names}，符合{diagnosis}表现；该图像未给出分级。',
@@ -93,7 +102,7 @@ class LesionSummary:
         label: finding id.
         boxes_px: xyxy pixel boxes, largest first.
         positions: one :class:`Position` per box (empty without an optic disc).
-        area_frac: area of the union of the boxes / image area (0-1).
+        area_frac: area of the union of the **boxes** / image area (0-1); not the lesion area.
     """
 
     label: str
@@ -152,7 +161,7 @@ def _hours(positions: List[Position], p: Dict[str, str]) -> str:
 
 
 def cognitive_chain(record: FundusGenRecord, lang: str = 'en', *, grounded: Optional[GroundedText] = None,
-                    max_boxes: int = 5) -> str:
+                    max_boxes: Optional[int] = 5) -> str:
     """Write the five-step chain for one record.
 
     Args:
@@ -161,7 +170,8 @@ def cognitive_chain(record: FundusGenRecord, lang: str = 'en', *, grounded: Opti
         grounded: when given, anatomy and lesions are written with ``<ref-object>``/``<bbox>``
             placeholders and their objects are appended to it (grounded report); when ``None``
             the text names findings without boxes (plain report).
-        max_boxes: at most this many boxes (largest first) are marked per class.
+        max_boxes: at most this many boxes (largest first) are marked per class (``None``: all);
+            a capped class says "k of n shown".
 
     Returns:
         The chain as one paragraph per step, joined by newlines.
@@ -171,10 +181,12 @@ def cognitive_chain(record: FundusGenRecord, lang: str = 'en', *, grounded: Opti
     frame = frame_of(record)
 
     def name(label: str, boxes, *, capital: bool = False) -> str:
-        # plain report: the display name; grounded report: <ref-object><bbox>.. filled with that name
+        # plain report: the display name (capitalised at a sentence start); grounded report:
+        # <ref-object><bbox>.. filled with vocab.ref_name, the one casing rule for references
+        if grounded is not None:
+            return grounded.ref(vocab.ref_name(label, lang), boxes[:max_boxes])
         text = vocab.finding_name(label, lang)
-        text = _capital(text, lang) if capital else text
-        return text if grounded is None else grounded.ref(text, boxes[:max_boxes])
+        return _capital(text, lang) if capital else text
 
     steps: List[str] = []
     # 1. global view
@@ -204,7 +216,8 @@ def cognitive_chain(record: FundusGenRecord, lang: str = 'en', *, grounded: Opti
     for les in lesions:
         n = len(les.boxes_px)
         count = (p['count_one'] if n == 1 else
-                 p['count_capped'].format(n=n, k=max_boxes) if grounded is not None and n > max_boxes else
+                 p['count_capped'].format(n=n, k=max_boxes)
+                 if grounded is not None and max_boxes is not None and n > max_boxes else
                  p['count_many'].format(n=n))
         if les.positions:
             quads = [q for q in vocab.QUADRANTS if q in {pos.quadrant for pos in les.positions}]
@@ -239,7 +252,7 @@ def _feature_sentences(lesions: List[LesionSummary], frame: Optional[AnatomyFram
     features = []
     for les in lesions:
         frac = f'{les.area_frac:.1%}'
-        name = _capital(vocab.finding_name(les.label, lang), lang)
+        name = vocab.finding_name(les.label, lang)
         if frame is not None:
             x1, y1, x2, y2 = les.boxes_px[0]
             largest = p['largest'].format(w=(x2 - x1) / frame.disc_diameter_px, h=(y2 - y1) / frame.disc_diameter_px)

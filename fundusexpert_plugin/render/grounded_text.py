@@ -21,6 +21,8 @@ class GroundedText:
     def __init__(self) -> None:
         self.refs: List[str] = []
         self.bboxes: List[List[float]] = []
+        #: the reference text each box of ``bboxes`` belongs to (``None`` for a box without one)
+        self.box_refs: List[Optional[str]] = []
 
     def ref(self, name: str, boxes_px: Sequence[Sequence[float]] = ()) -> str:
         """``<ref-object>`` for ``name`` followed by one ``<bbox>`` per box.
@@ -30,11 +32,14 @@ class GroundedText:
             boxes_px: xyxy pixel boxes of that reference, in the order they should be written.
         """
         self.refs.append(name)
-        return '<ref-object>' + ''.join(self.box(b) for b in boxes_px)
+        text = '<ref-object>' + ''.join(self.box(b) for b in boxes_px)
+        self.box_refs[len(self.box_refs) - len(boxes_px):] = [name] * len(boxes_px)
+        return text
 
     def box(self, box_px: Sequence[float]) -> str:
         """One ``<bbox>`` placeholder for an xyxy pixel box (or an (x, y) point)."""
         self.bboxes.append([round(float(v), 2) for v in box_px])
+        self.box_refs.append(None)
         return '<bbox>'
 
     def objects(self) -> Optional[dict]:

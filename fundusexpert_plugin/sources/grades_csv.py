@@ -7,7 +7,8 @@ Layouts read (as distributed):
 * EyePACS / Kaggle Diabetic Retinopathy Detection: ``trainLabels.csv`` with ``image,level`` (0-4,
   ICDR; ``retinopathy_solution.csv`` of the test set has the same columns plus ``Usage``), images
   ``train/<image>.jpeg``; names end in ``_left``/``_right``, which gives the laterality.
-* Messidor (ADCIS): ``Annotation_Base11.xls`` ... one per base, exported to CSV or xlsx, columns
+* Messidor (ADCIS): ``Annotation_Base11.xls`` ... one per base (legacy Excel, sheet ``Feuil1``,
+  read as distributed through xlrd; CSV or xlsx exports work too), columns
   ``Image name`` (``20051020_43808_0100_PP.tif``), ``Ophthalmologic department``,
   ``Retinopathy grade`` (0-3, Messidor's own scale) and ``Risk of macular edema`` (0-2).
 * Messidor-2 with the adjudicated grades of Krause et al. 2018: ``messidor_data.csv`` with
@@ -104,7 +105,7 @@ def read_eyepacs(images_dir: Path | str, csv_path: Path | str, *, lenient: bool 
 
 def read_messidor(images_dir: Path | str, table_path: Path | str, *, lenient: bool = False,
                   log: Optional[ConvertLog] = None) -> Iterator[FundusGenRecord]:
-    """Messidor ``Annotation_Base<NN>`` (CSV/xlsx export) -> ``diagnosis`` and ``dme_grade``.
+    """Messidor ``Annotation_Base<NN>.xls`` (as distributed, or a CSV/xlsx export) -> ``diagnosis`` and ``dme_grade``.
 
     Raises:
         FileNotFoundError: the table or ``images_dir`` is missing.

@@ -7,7 +7,15 @@ Layout read (as distributed)::
         ID, Patient Age, Patient Sex, Left-Fundus, Right-Fundus, Left-Diagnostic Keywords,
         Right-Diagnostic Keywords, N, D, G, C, A, H, M, O
 
-The ``N``...``O`` columns are per patient (both eyes), so only the per-eye keyword columns are used.
+Kaggle's redistribution (``ocular-disease-recognition-odir5k``: ``full_df.csv`` beside
+``preprocessed_images/``) has one row per *image*: the patient row repeated once per eye, with
+``filepath``, ``labels``, ``target`` and ``filename`` (``0_right.jpg``) added. That layout is
+recognised by its ``filename`` column; each row gives the one eye its ``filename`` names (side from
+the ``_left``/``_right`` suffix), so a patient's two rows give two records, as the per-patient
+sheet does.
+
+The ``N``...``O`` columns (and Kaggle's ``labels``/``target``) are per patient (both eyes), so only
+the per-eye keyword columns are used.
 Keywords are separated by ``，`` (full-width comma) or ``,``. The laterality of each record is that
 of its column (``laterality_source = 'label'``).
 
@@ -58,26 +66,57 @@ def split_keywords(cell: str) -> List[str]:
     return [re.sub(r'\s+', ' ', k).strip().lower() for k in re.split('[，,]', cell or '') if k.strip()]
 
 
+def eye_of_filename(name: str) -> Optional[str]:
+    """``'left'``/``'right'`` from an ODIR image name (``'0_right.jpg'``), else ``None``."""
+    match = re.search(r'_(left|right)$', Path(name.strip()).stem, re.I)
+    return match.group(1).lower() if match else None
+
+
 def read_odir(images_dir: Path | str, table_path: Path | str, *, lenient: bool = False,
               log: Optional[ConvertLog] = None) -> Iterator[FundusGenRecord]:
-    """Two records per patient row (left, right eye), labels from the diagnostic keywords.
+    """Records per eye, labels from the diagnostic keywords (module docstring).
+
+    Per-patient sheet (``data.xlsx``): two records per row (left, right eye). Kaggle
+    ``full_df.csv`` (a ``filename`` column): one record per row, the eye its ``filename`` names.
 
     Raises:
         FileNotFoundError: the table or ``images_dir`` is missing.
-        FundusDataError: a missing column (always); an empty keyword cell or a missing image
-            (file:row and column named), unless ``lenient``.
+        FundusDataError: a missing column (always); an empty keyword cell, a missing image or (Kaggle
+            layout) a ``filename`` without ``_left``/``_right`` (file:row and column named), unless
+            ``lenient``.
     """
     log = log if log is not None else ConvertLog()
     table, images = read_table(table_path), FileIndex(images_dir)
     columns = {side: (table.column(f'{side}-Fundus'), table.column(f'{side}-Diagnostic Keywords'))
                for side in ('Left', 'Right')}
+    per_image = table.column('filename', required=False)
     for n, cells in table.rows:
-        for side, (img_col, kw_col) in columns.items():
+        if per_image is not None:
+            side = attempt(lambda: _side_of_image_row(table, n, cells, per_image), lenient=lenient, log=log,
+                           where=table.where(n))
+            sides = [side] if side else []
+        else:
+            sides = list(columns)
+        for side in sides:
+            img_col, kw_col = columns[side]
             where = f'{table.where(n)}: {table.header[kw_col]}'
             record = attempt(lambda: _eye_record(cells[img_col], cells[kw_col], side.lower(), where, images, log),
                              lenient=lenient, log=log, where=where)
             if record is not None:
                 yield record
+
+
+def _side_of_image_row(table, n: int, cells, column: int) -> str:
+    """The side (``'Left'``/``'Right'``) a Kaggle ``full_df.csv`` row stands for.
+
+    Raises:
+        FundusDataError: ``filename`` does not end in ``_left``/``_right``.
+    """
+    eye = eye_of_filename(cells[column])
+    if eye is None:
+        raise FundusDataError(f'{table.where(n)}: {table.header[column]} = {cells[column]!r}: expected an ODIR '
+                              'image name ending in _left or _right')
+    return eye.capitalize()
 
 
 def _eye_record(image_name: str, cell: str, side: str, where: str, images: FileIndex,

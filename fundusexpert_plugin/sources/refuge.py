@@ -24,6 +24,11 @@ Drishti-GS1 layout read (Sivaswamy et al., ISBI 2014 and JSM Biomed Imaging Data
     Soft maps hold the share of the four experts who marked a pixel (0-255); foreground is
     ``>= softmap_min`` (default 127: at least two of four experts, whichever way 2/4 * 255 was rounded).
 
+    Drishti-GS1_files/Drishti-GS1_diagnosis.xlsx: title rows above the header (found by its
+    ``Drishti-GS File`` column), a sub-header row without image names (skipped), image names in
+    quote characters (``'drishtiGS_002'``, stripped) and the experts' decision in ``Total``
+    (``Glaucomatous`` / ``Normal``), as public code that reads the sheet does.
+
 Mapping (``GRADES.md``): glaucoma (REFUGE label 1, folder ``Glaucoma``/``G``, name prefix ``g``;
 Drishti-GS ``Glaucomatous``) -> ``diagnosis = 'glaucoma'``; non-glaucoma has no slot (no "not
 glaucoma" label; "normal" would claim more) and is left out, counted. Disc/cup -> ``optic_disc``/
@@ -156,8 +161,9 @@ def read_drishti(images_dir: Path | str, gt_dir: Optional[Path | str] = None, *,
         images_dir: ``Drishti-GS1_files/Training/Images``.
         gt_dir: ``Training/GT`` or ``Test/Test_GT`` (searched for ``<name>_ODsegSoftmap.png`` and
             ``<name>_cupsegSoftmap.png``).
-        labels_table: optional CSV/xlsx with an image column and a ``Glaucoma``/``Label``/``Diagnosis``
-            column holding ``Glaucomatous``/``Normal`` (or 1/0).
+        labels_table: optional CSV/xlsx with an image column and a ``Total``/``Glaucoma``/``Label``/
+            ``Diagnosis`` column holding ``Glaucomatous``/``Normal`` (or 1/0): the published
+            ``Drishti-GS1_diagnosis.xlsx`` (module docstring) or a table of one's own.
         softmap_min: soft-map grey value (0-255) at or above which a pixel is disc/cup.
 
     Raises:
@@ -165,8 +171,8 @@ def read_drishti(images_dir: Path | str, gt_dir: Optional[Path | str] = None, *,
         FundusDataError: unreadable/missized soft map or unknown label, unless ``lenient``.
     """
     log = log if log is not None else ConvertLog()
-    rows = read_image_table(labels_table, label_columns=('Glaucoma', 'Label', 'Diagnosis', 'Class'),
-                            x_columns=(), y_columns=()) if labels_table else {}
+    rows = read_image_table(labels_table, label_columns=('Total', 'Glaucoma', 'Label', 'Diagnosis', 'Class'),
+                            x_columns=(), y_columns=(), skip_rows_without_image=True) if labels_table else {}
     maps = FileIndex(gt_dir, exts=('.png', '.bmp', '.tif')) if gt_dir else None
     for image in FileIndex(images_dir).paths():
         def convert(image=image):

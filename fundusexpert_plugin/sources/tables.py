@@ -1,4 +1,4 @@
-"""Label tables of the public datasets: CSV/TXT and xlsx read into rows with their line numbers.
+"""Label tables of the public datasets: CSV/TXT, xlsx and legacy xls read into rows with their line numbers.
 
 Every reader in this package reads its spreadsheet through :func:`read_table`, so a bad cell is
 always reported as ``<file>:<n>: column '<name>' = <value>: <rule>``, where ``n`` is the line of a
@@ -8,25 +8,25 @@ Column names are matched after :func:`normalise` (lower case, only letters and d
 published headers ``'Risk of macular edema '`` (IDRiD, trailing space), ``'X- Coordinate'`` and
 ``'Fovea_X'`` match ``'risk of macular edema'``, ``'x coordinate'`` and ``'fovea x'``.
 
-xlsx files are read with the standard library (zip + XML, first worksheet), because the plugin
-does not depend on openpyxl. Legacy ``.xls`` (BIFF) files are not read: export them to CSV.
+Spreadsheets: ``.xlsx`` through openpyxl, legacy ``.xls`` (BIFF, e.g. Messidor's
+``Annotation_Base11.xls``, sheet ``Feuil1``) through xlrd; the first worksheet is read. Cells become
+text as a spreadsheet shows them: integral numbers without a decimal point (``2``, not ``2.0``),
+others as Python writes the float (``1182.5``), dates in ISO form, empty cells ``''``.
+
+The header is row 1 unless ``header_contains`` names columns to look for: then it is the first row
+with such a cell (Drishti-GS1's diagnosis sheet has title rows above its header).
 """
 from __future__ import annotations
 
 import csv
+import datetime
 import math
 import re
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
-from xml.etree import ElementTree
 
 from fundusexpert_plugin.core.record import FundusDataError
-
-_NS = {'m': 'http://schemas.openxmlformats.org/spreadsheetml/2006/main',
-       'r': 'http://schemas.openxmlformats.org/officeDocument/2006/relationships',
-       'pr': 'http://schemas.openxmlformats.org/package/2006/relationships'}
 
 
 def normalise(name: str) -> str:
@@ -43,11 +43,13 @@ class Table:
         header: column names as written (stripped of surrounding spaces).
         rows: ``(n, cells)`` for every data row that has at least one non-empty cell; ``cells``
             are stripped strings, padded with ``''`` to the header length.
+        header_row: line/row number of the header (1 unless found by content).
     """
 
     path: Path
     header: List[str]
     rows: List[Tuple[int, List[str]]] = field(default_factory=list)
+    header_row: int = 1
 
     def column(self, *names: str, required: bool = True, prefix: bool = False) -> Optional[int]:
         """Index of the first column whose normalised name equals one of ``names``.
@@ -72,7 +74,7 @@ class Table:
                     if col.startswith(key):
                         return i
         if required:
-            raise FundusDataError(f'{self.path}:1: missing column {names[0]!r} (accepted spellings: '
+            raise FundusDataError(f'{self.path}:{self.header_row}: missing column {names[0]!r} (accepted spellings: '
                                   f'{list(names)}); columns found: {self.header}')
         return None
 
@@ -81,38 +83,48 @@ class Table:
         return f'{self.path}:{n}'
 
 
-def read_table(path: Path | str, *, delimiter: Optional[str] = None, header: bool = True) -> Table:
-    """Read a CSV/TSV/TXT or xlsx file.
+def read_table(path: Path | str, *, delimiter: Optional[str] = None, header: bool = True,
+               header_contains: Sequence[str] = ()) -> Table:
+    """Read a CSV/TSV/TXT, xlsx or xls file.
 
     Args:
-        path: ``.csv``/``.tsv``/``.txt`` (text, UTF-8 with or without BOM) or ``.xlsx``.
+        path: ``.csv``/``.tsv``/``.txt`` (text, UTF-8 with or without BOM), ``.xlsx`` or ``.xls``.
         delimiter: text files only; ``None`` sniffs ``,``, ``;`` and tab from the first line
             (whitespace-separated files such as DDR's ``train.txt`` use ``delimiter=' '``).
         header: the first row names the columns; if ``False`` the header is ``['0', '1', ...]``
             and every row is data.
+        header_contains: find the header by content: the first row with a cell whose
+            :func:`normalise` d text equals one of these names; rows above it are skipped. When no
+            row has one, row 1 is the header (and :meth:`Table.column` names what is missing).
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        FundusDataError: ``.xls`` (export it to CSV), an unreadable xlsx, or an empty file.
+        FundusDataError: an unreadable workbook or an empty file.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f'label table not found: {path}')
     suffix = path.suffix.lower()
-    if suffix == '.xls':
-        raise FundusDataError(f'{path}: legacy Excel .xls is not read (no xlrd dependency); export the '
-                              'sheet to CSV (e.g. `libreoffice --headless --convert-to csv`) and pass that')
-    numbered = list(_xlsx_rows(path)) if suffix == '.xlsx' else list(_text_rows(path, delimiter))
+    if suffix == '.xlsx':
+        numbered = list(_xlsx_rows(path))
+    elif suffix == '.xls':
+        numbered = list(_xls_rows(path))
+    else:
+        numbered = list(_text_rows(path, delimiter))
     numbered = [(n, [c.strip() for c in cells]) for n, cells in numbered]
     if not numbered:
         raise FundusDataError(f'{path}: empty table')
+    if header_contains:
+        keys = {normalise(n) for n in header_contains}
+        start = next((i for i, (_, cells) in enumerate(numbered) if keys & {normalise(c) for c in cells}), 0)
+        numbered = numbered[start:]
     if header:
         head, data = numbered[0][1], numbered[1:]
     else:
         head, data = [str(i) for i in range(max(len(c) for _, c in numbered))], numbered
     width = len(head)
     rows = [(n, cells + [''] * (width - len(cells))) for n, cells in data if any(cells)]
-    return Table(path, head, rows)
+    return Table(path, head, rows, header_row=numbered[0][0] if header else 1)
 
 
 def _text_rows(path: Path, delimiter: Optional[str]) -> Iterator[Tuple[int, List[str]]]:
@@ -129,58 +141,57 @@ def _text_rows(path: Path, delimiter: Optional[str]) -> Iterator[Tuple[int, List
         yield reader.line_num, cells
 
 
-def _col_index(ref: str) -> int:
-    letters = re.match(r'[A-Z]+', ref).group(0)
-    index = 0
-    for ch in letters:
-        index = index * 26 + (ord(ch) - 64)
-    return index - 1
+def cell_text(value) -> str:
+    """A spreadsheet cell as text: ``None`` -> ``''``, integral numbers without ``.0``, dates ISO."""
+    if value is None:
+        return ''
+    if isinstance(value, bool):
+        return str(int(value))
+    if isinstance(value, float):
+        return str(int(value)) if value.is_integer() else repr(value)
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()
+    return str(value)
 
 
 def _xlsx_rows(path: Path) -> Iterator[Tuple[int, List[str]]]:
-    """Rows of the first worksheet: shared, inline and formula strings, numbers as written."""
+    """Rows of the first worksheet (openpyxl), numbered as the spreadsheet shows them."""
+    import zipfile
+
+    import openpyxl
+
     try:
-        with zipfile.ZipFile(path) as zf:
-            names = set(zf.namelist())
-            shared: List[str] = []
-            if 'xl/sharedStrings.xml' in names:
-                root = ElementTree.fromstring(zf.read('xl/sharedStrings.xml'))
-                shared = [''.join(t.text or '' for t in si.iter(f'{{{_NS["m"]}}}t'))
-                          for si in root.findall('m:si', _NS)]
-            sheet = _first_sheet(zf, names)
-            root = ElementTree.fromstring(zf.read(sheet))
-    except (zipfile.BadZipFile, KeyError, ElementTree.ParseError) as exc:
+        book = openpyxl.load_workbook(path, read_only=False, data_only=True)
+    except (zipfile.BadZipFile, KeyError, ValueError, OSError) as exc:
         raise FundusDataError(f'{path}: not a readable xlsx workbook ({exc})') from None
-    for number, row in enumerate(root.iter(f'{{{_NS["m"]}}}row'), 1):
-        cells: List[str] = []
-        for c in row.findall('m:c', _NS):
-            kind, v = c.get('t'), c.find('m:v', _NS)
-            if kind == 'inlineStr':
-                value = ''.join(t.text or '' for t in c.iter(f'{{{_NS["m"]}}}t'))
-            elif v is None:
-                value = ''
-            elif kind == 's':
-                value = shared[int(v.text)]
+    try:
+        sheet = book.worksheets[0]
+        for number, row in enumerate(sheet.iter_rows(min_row=1, values_only=True), 1):
+            yield number, [cell_text(v) for v in row]
+    finally:
+        book.close()
+
+
+def _xls_rows(path: Path) -> Iterator[Tuple[int, List[str]]]:
+    """Rows of the first sheet of a legacy Excel file (xlrd), numbered from 1."""
+    import xlrd
+
+    try:
+        book = xlrd.open_workbook(str(path))
+    except (xlrd.XLRDError, OSError, ValueError, AssertionError) as exc:
+        raise FundusDataError(f'{path}: not a readable xls workbook ({exc})') from None
+    sheet = book.sheet_by_index(0)
+    for r in range(sheet.nrows):
+        cells = []
+        for c in range(sheet.ncols):
+            cell = sheet.cell(r, c)
+            if cell.ctype == xlrd.XL_CELL_DATE:
+                cells.append(xlrd.xldate_as_datetime(cell.value, book.datemode).isoformat())
+            elif cell.ctype in (xlrd.XL_CELL_EMPTY, xlrd.XL_CELL_BLANK, xlrd.XL_CELL_ERROR):
+                cells.append('')
             else:
-                value = v.text or ''
-            idx = _col_index(c.get('r')) if c.get('r') else len(cells)
-            cells.extend([''] * (idx + 1 - len(cells)))
-            cells[idx] = value
-        yield int(row.get('r') or number), cells
-
-
-def _first_sheet(zf: zipfile.ZipFile, names: Sequence[str]) -> str:
-    if 'xl/workbook.xml' in names and 'xl/_rels/workbook.xml.rels' in names:
-        book = ElementTree.fromstring(zf.read('xl/workbook.xml'))
-        first = book.find('m:sheets/m:sheet', _NS)
-        rels = ElementTree.fromstring(zf.read('xl/_rels/workbook.xml.rels'))
-        if first is not None:
-            rid = first.get(f'{{{_NS["r"]}}}id')
-            for rel in rels.findall('pr:Relationship', _NS):
-                if rel.get('Id') == rid:
-                    target = rel.get('Target').lstrip('/')
-                    return target if target.startswith('xl/') else f'xl/{target}'
-    return 'xl/worksheets/sheet1.xml'
+                cells.append(cell_text(cell.value))
+        yield r + 1, cells
 
 
 def parse_number(value: str, *, where: str, column: str) -> float:
@@ -216,7 +227,15 @@ def parse_grade(value: str, allowed: Sequence[int], *, where: str, column: str, 
 
 #: Accepted spellings of the image column of per-image tables (iChallenge ``imgName``/``ImgName``,
 #: IDRiD ``Image name``/``Image No``).
-IMAGE_COLUMNS = ('imgName', 'Image name', 'Image No', 'image', 'image_id', 'filename', 'file name', 'name')
+IMAGE_COLUMNS = ('imgName', 'Image name', 'Image No', 'image', 'image_id', 'filename', 'file name', 'name',
+                 'Drishti-GS File')
+#: quote characters some published sheets put around image names (Drishti-GS1: ``'drishtiGS_002'``)
+_QUOTES = '\'"`\u2018\u2019\u201c\u201d'
+
+
+def image_name(cell: str) -> str:
+    """An image name cell without surrounding spaces and quote characters."""
+    return cell.strip().strip(_QUOTES).strip()
 
 
 @dataclass
@@ -253,19 +272,26 @@ class ImageRow:
 
 def read_image_table(path: Path | str, *, label_columns: Sequence[str] = ('label',),
                      x_columns: Sequence[str] = ('Fovea_X', 'X', 'X- Coordinate'),
-                     y_columns: Sequence[str] = ('Fovea_Y', 'Y', 'Y - Coordinate')) -> Dict[str, ImageRow]:
+                     y_columns: Sequence[str] = ('Fovea_Y', 'Y', 'Y - Coordinate'),
+                     skip_rows_without_image: bool = False) -> Dict[str, ImageRow]:
     """A per-image table (image name, optional label, optional fovea point), keyed by image stem.
 
+    The header is the first row holding an image column (:data:`IMAGE_COLUMNS`), so title rows
+    above it are skipped; image names lose surrounding quote characters (:func:`image_name`).
+
     Args:
-        path: CSV or xlsx with an image column (:data:`IMAGE_COLUMNS`).
+        path: CSV, xlsx or xls with an image column.
         label_columns: label column names, also matched as prefixes (``'Label(Glaucoma=1)'``).
         x_columns, y_columns: fovea coordinate column names.
+        skip_rows_without_image: rows with an empty image cell are sub-headers or notes (Drishti-GS1)
+            and are skipped; otherwise they are an error.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        FundusDataError: no image column, or an image listed twice (both lines named).
+        FundusDataError: no image column, an empty image cell (unless skipped), or an image listed
+            twice (both lines named).
     """
-    table = read_table(path)
+    table = read_table(path, header_contains=IMAGE_COLUMNS)
     img = table.column(*IMAGE_COLUMNS)
     lab = table.column(*label_columns, required=False, prefix=True) if label_columns else None
     cx, cy = table.column(*x_columns, required=False), table.column(*y_columns, required=False)
@@ -276,8 +302,10 @@ def read_image_table(path: Path | str, *, label_columns: Sequence[str] = ('label
              table.header[cy] if cy is not None else '')
     out: Dict[str, ImageRow] = {}
     for n, cells in table.rows:
-        name = cells[img]
+        name = image_name(cells[img])
         if not name:
+            if skip_rows_without_image:
+                continue
             raise FundusDataError(f'{table.where(n)}: column {table.header[img]!r} is empty; expected an image name')
         key = Path(name).stem
         if key in out:

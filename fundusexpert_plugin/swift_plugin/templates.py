@@ -74,7 +74,15 @@ class FundusInternVL2_5Template(Grid999Mixin, Internvl2Template):
     """Remote-code InternVL2.5 (``internvl_chat``, the paper's base model) on the paper's 0-999 grid.
 
     Tiling as swift's ``internvl2_5`` template: environment ``MAX_NUM`` (tiles, paper 6) and
-    ``INPUT_SIZE`` (paper 448).
+    ``INPUT_SIZE`` (paper 448). ``encode`` needs only the tokenizer: it renders the chat text,
+    splits the image into InternVL dynamic-preprocess tiles plus a thumbnail (``pixel_values``,
+    ``[tiles, 3, INPUT_SIZE, INPUT_SIZE]``) and writes ``(INPUT_SIZE // 14)**2 / 4`` (256 at 448 px)
+    ``<IMG_CONTEXT>`` tokens per tile; ``tests/swift_plugin/test_internvl2_5_encode.py`` checks it
+    with a local tokenizer and no weights. What needs the real model is ``_post_encode`` (training
+    and inference forward): it embeds ``input_ids`` with ``model.get_input_embeddings()`` and
+    replaces the ``<IMG_CONTEXT>`` positions with ``model.extract_feature(pixel_values)`` (the
+    InternViT + MLP projector), so the number of those tokens must equal the vision features,
+    which only the checkpoint can confirm.
     """
 
 

@@ -9,6 +9,9 @@ A task YAML declares::
     requires: [laterality]          # classification / vqa / free_form: record fields used (tasks/fields.py)
     targets: [optic_disc, ...]      # optional: finding ids the task asks about (default: all)
     max_items_per_image: 3          # optional: cap for per-finding kinds
+    max_boxes: 5                    # optional: at most this many boxes per class (largest first); default: all
+    prompts_capped: {en: [...], zh: [...]}  # region_detection with max_boxes: prompts for a record with
+                                    # more boxes than the cap; each must say so with {max_boxes}
     weight: 1.0                     # sampling weight when all tasks are loaded together (fundusgen:all)
     prompts: {en: [...], zh: [...]} # prompt variants; one is drawn per row (seeded)
     answer: {en: "...", zh: "..."}  # answer format
@@ -16,6 +19,12 @@ A task YAML declares::
 
 Placeholders (``{name}``) allowed in prompts and answers depend on the kind (KIND_PLACEHOLDERS).
 Validation happens when the file is loaded, so a bad task fails before the first image.
+
+Box caps: an answer to an "all" prompt carries every box. A task that must cap (context length)
+sets ``max_boxes``; a region-detection row over the cap then takes its prompt from
+``prompts_capped``, which must state the cap (``{max_boxes}``, e.g. "the {max_boxes} largest"), and
+the grounded report says "5 of 17 shown". Such rows record ``box_cap``, ``n_boxes`` and
+``full_gt_boxes_px`` (:mod:`.render`), and the evaluation scores them against the full ground truth.
 """
 from __future__ import annotations
 
@@ -61,9 +70,10 @@ class TaskConfig(BaseModel):
     description: str = ''
     targets: Optional[List[str]] = None
     max_items_per_image: int = Field(default=3, ge=1)
-    max_boxes: int = Field(default=10, ge=1)
+    max_boxes: Optional[int] = Field(default=None, ge=1)
     weight: float = Field(default=1.0, gt=0)
     prompts: Dict[str, List[str]]
+    prompts_capped: Optional[Dict[str, List[str]]] = None
     answer: Dict[str, str]
     answer_absent: Optional[Dict[str, str]] = None
     source: str = ''
@@ -96,6 +106,17 @@ class TaskConfig(BaseModel):
         else:
             allowed = KIND_PLACEHOLDERS[self.kind]
         fields = [('prompts', self.prompts, allowed['prompt']), ('answer', self.answer, allowed['answer'])]
+        if self.kind == 'region_detection' and self.max_boxes is not None and self.prompts_capped is None:
+            raise ValueError(f'prompts_capped: max_boxes {self.max_boxes} is set, so rows over the cap need prompts '
+                             'that say so, e.g. "Locate the {max_boxes} largest {target} ..."')
+        if self.prompts_capped is not None:
+            if self.kind != 'region_detection' or self.max_boxes is None:
+                raise ValueError('prompts_capped: only region_detection tasks with max_boxes use it')
+            fields.append(('prompts_capped', self.prompts_capped, allowed['prompt'] | {'max_boxes'}))
+            for lang, texts in self.prompts_capped.items():
+                for i, text in enumerate(texts):
+                    if '{max_boxes}' not in text:
+                        raise ValueError(f'prompts_capped.{lang}[{i}]: must state the cap with {{max_boxes}}')
         if self.answer_absent is not None:
             fields.append(('answer_absent', self.answer_absent, allowed['answer']))
         for field, value, names in fields:

@@ -5,12 +5,19 @@ keys that ms-swift ignores and our evaluation reads (``task``, ``kind``, ``task_
 ``record_id``, ``lang``, ``width``, ``height``, ``positives``, ``negatives``). Boxes travel in
 ``objects`` as original-image pixels (``bbox_type='real'``); each template family renders its own
 coordinate convention.
+
+Grounded rows (region detection, grounded report) also record the box cap: ``box_cap`` (the task's
+``max_boxes``, ``None`` = every box), ``n_boxes`` (``{finding_id: boxes the record has}``) and
+``n_boxes_shown`` (``{finding_id: boxes in the answer}``) for every grounded class; when the answer
+shows fewer boxes than the record has, ``full_gt_boxes_px`` (``[[finding_id, [x1, y1, x2, y2]], ...]``,
+pixels, every box of those classes) is the reference ``fundusexpert eval --meta`` scores against.
 """
 from __future__ import annotations
 
 import os
 import random
 from pathlib import Path
+from collections import Counter
 from typing import Dict, List, Optional
 
 from PIL import Image, ImageDraw
@@ -67,6 +74,18 @@ def _row(record: FundusGenRecord, task: TaskConfig, lang: str, prompt: str, answ
     return row
 
 
+def box_cap_metadata(record: FundusGenRecord, grounded: GroundedText, cap: Optional[int]) -> dict:
+    """``box_cap``, ``n_boxes``, ``n_boxes_shown`` and, when boxes were left out, ``full_gt_boxes_px``
+    for the classes ``grounded`` wrote (module docstring). Boxes are rounded to 0.01 px as in ``objects``."""
+    shown = Counter(vocab.canonical_finding(name) for name in grounded.box_refs if name is not None)
+    total = {label: len(record.boxes(label)) for label in shown}
+    meta = {'box_cap': cap, 'n_boxes': total, 'n_boxes_shown': dict(shown)}
+    if any(shown[label] < total[label] for label in shown):
+        meta['full_gt_boxes_px'] = [[label, [round(float(v), 2) for v in box]]
+                                    for label in shown for box in record.boxes(label)]
+    return meta
+
+
 def render_rows(record: FundusGenRecord, task: TaskConfig, lang: str, ctx: RenderContext) -> List[dict]:
     """All rows of one task for one record in one language (possibly none, e.g. grading without a grade).
 
@@ -99,9 +118,10 @@ def render_rows(record: FundusGenRecord, task: TaskConfig, lang: str, ctx: Rende
     if kind in ('report', 'grounded_report'):
         grounded = GroundedText() if kind == 'grounded_report' else None
         chain = cognitive_chain(record, lang, grounded=grounded, max_boxes=task.max_boxes)
-        return [_row(record, task, lang, prompt(), answer(task.answer, chain=chain), image_rel, grounded)]
+        extra = box_cap_metadata(record, grounded, task.max_boxes) if grounded is not None else {}
+        return [_row(record, task, lang, prompt(), answer(task.answer, chain=chain), image_rel, grounded, **extra)]
     if kind == 'region_detection':
-        return _region_detection(record, task, lang, image_rel, prompt, answer)
+        return _region_detection(record, task, lang, rng, image_rel, prompt, answer)
     if kind == 'region_identification':
         return _region_identification(record, task, lang, ctx, rng, image_path, prompt, answer)
     if kind == 'mcq':
@@ -119,15 +139,20 @@ def _targets(record: FundusGenRecord, task: TaskConfig) -> List[str]:
     return [t for t in wanted if t in record.present_labels() or t in record.absent_labels()]
 
 
-def _region_detection(record, task, lang, image_rel, prompt, answer) -> List[dict]:
+def _region_detection(record, task, lang, rng, image_rel, prompt, answer) -> List[dict]:
     rows = []
     for target in _targets(record, task):
-        name = vocab.finding_name(target, lang)
-        boxes = record.boxes(target)[:task.max_boxes]
+        name = vocab.ref_name(target, lang)
+        boxes = record.boxes(target)
         if boxes:
+            capped = task.max_boxes is not None and len(boxes) > task.max_boxes
+            # an "all" prompt is answered with every box; over the cap the prompt says "the N largest"
+            question = (rng.choice(task.prompts_capped[lang]).format(target=name, max_boxes=task.max_boxes)
+                        if capped else prompt(target=name))
             grounded = GroundedText()
-            text = answer(task.answer, grounded_target=grounded.ref(name, boxes), target=name)
-            rows.append(_row(record, task, lang, prompt(target=name), text, image_rel, grounded, target=target))
+            text = answer(task.answer, grounded_target=grounded.ref(name, boxes[:task.max_boxes]), target=name)
+            rows.append(_row(record, task, lang, question, text, image_rel, grounded, target=target,
+                             **box_cap_metadata(record, grounded, task.max_boxes)))
         elif task.answer_absent is not None:
             rows.append(_row(record, task, lang, prompt(target=name), answer(task.answer_absent, target=name,
                                                                              grounded_target=''),

@@ -86,6 +86,11 @@ INTERNVL_EXTRA_TOKENS: Tuple[Tuple[int, str, bool], ...] = (
     (151674, '<video>', True),
 )
 
+# InternVL2.5-1B (remote-code ``internvl_chat``; the paper's mini base) uses the plain Qwen2.5 tokenizer
+# with InternVL's tokens appended in this order (its tokenizer_config.json added_tokens_decoder,
+# 151665-151673); it has no <video> token.
+INTERNVL2_5_TOKENS: Tuple[Tuple[int, str, bool], ...] = INTERNVL_EXTRA_TOKENS[:9]
+
 # Named tokens InternVLProcessor reads from the tokenizer (``tokenizer.start_image_token`` ...).
 INTERNVL_NAMED_TOKENS: Dict[str, str] = {
     'start_image_token': '<img>',
@@ -233,6 +238,20 @@ def build_tokenizer(specials: Tuple[Tuple[int, str, bool], ...], **kwargs):
     if wrong:
         raise RuntimeError(f'tiny tokenizer: special tokens got the wrong ids: {wrong}')
     return tokenizer
+
+
+def build_internvl2_5_tokenizer():
+    """An InternVL2.5-1B-style tokenizer, with no weights: Qwen2 tokenizer + :data:`INTERNVL2_5_TOKENS`.
+
+    The trained tiny BPE replaces Qwen2.5's vocabulary (so ordinary text encodes to other ids than
+    the real checkpoint), while every special token keeps its real id: ``<|im_start|>`` 151644,
+    ``<|im_end|>`` 151645, ``<img>`` 151665, ``</img>`` 151666, ``<IMG_CONTEXT>`` 151667, ``<quad>``/
+    ``</quad>`` 151668/151669, ``<ref>``/``</ref>`` 151670/151671, ``<box>``/``</box>`` 151672/151673.
+    Enough for ms-swift's ``internvl2_5`` template to encode rows (text, tiles, ``<IMG_CONTEXT>``
+    runs); not a model.
+    """
+    return build_tokenizer(QWEN2_5_SPECIAL_TOKENS + INTERNVL2_5_TOKENS, unk_token=None, eos_token='<|im_end|>',
+                           pad_token='<|endoftext|>', model_max_length=8192)
 
 
 def _zero_unused_rows(model, tokenizer) -> None:

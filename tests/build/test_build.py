@@ -27,6 +27,11 @@ def test_sample_split_counts(built):
     assert summaries['train'].rows_per_task['grading'] == 0       # no grade in the sample, none invented
     assert summaries['train'].rows_per_task['diagnosis'] == 16
     assert (out / 'LICENSE.md').read_text().startswith('# Bundled sample')
+    # every sample line names IDRiD as its source: one licence, counted per record built
+    (licence,) = summaries['train'].licences
+    assert summaries['train'].licences[licence] == 8 and summaries['heldout'].licences == {licence: 4}
+    assert licence.startswith('images: IDRiD, CC BY 4.0') and 'CC BY-SA 4.0' in licence
+    assert json.loads((out / 'train' / 'build_summary.json').read_text())['licences'] == {licence: 8}
 
 
 def test_region_detection_row_of_image_0003(built):
@@ -37,8 +42,10 @@ def test_region_detection_row_of_image_0003(built):
     assert disc['objects'] == {'ref': ['optic disc'], 'bbox': [[166.25, 239.5, 316.0, 407.0]], 'bbox_type': 'real'}
     assert disc['messages'][1]['content'] == '<ref-object><bbox>'
     exudates = next(r for r in rows if r['target'] == 'hard_exudates')
-    # 21 exudate boxes in 0003, capped at max_boxes 10, largest first: upstream (2397, 617, 3118, 1518) / 4
-    assert len(exudates['objects']['bbox']) == 10
+    # 21 exudate boxes in 0003, all of them (an "all" prompt gets every box), largest first:
+    # upstream (2397, 617, 3118, 1518) / 4
+    assert len(exudates['objects']['bbox']) == 21
+    assert exudates['n_boxes'] == {'hard_exudates': 21} and exudates['box_cap'] is None
     assert exudates['objects']['bbox'][0] == [599.25, 154.25, 779.5, 379.5]
     assert (out / 'train' / disc['images'][0]).resolve() == (SAMPLE_DIR / 'images' / '0003.jpg').resolve()
 

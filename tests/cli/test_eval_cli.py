@@ -63,7 +63,7 @@ def test_eval_cli_writes_metrics_png_and_html(result_files, tmp_path, capsys):
     g = metrics['grounding']
     # row 0: grid cell centres (100.5, 100.5, 300.5, 500.5) * (0.2, 0.1) px vs (20, 10, 60, 50): IoU ~0.99;
     # row 1: no prediction -> 0; row 2 skipped (no image) -> mean over 2 references, Acc@0.5 = 1/2
-    assert g['n_gt'] == 2 and g['acc50'] == 0.5 and g['mean_iou'] == pytest.approx(0.5, abs=0.01)
+    assert g['n_gt'] == 2 and g['acc50'] == 0.5 and g['best_match_iou'] == pytest.approx(0.5, abs=0.01)
     assert g['n_skipped_no_image'] == 1 and g['coco']['ap50'] == pytest.approx(0.5, abs=0.01)
     # MCQ: strict 1/3 (' B' and None miss), lenient 2/3; categories from --meta, row 5 'Unknown'
     assert metrics['mcq']['strict']['overall'] == 0.333 and metrics['mcq']['lenient']['overall'] == 0.667
@@ -110,3 +110,86 @@ def test_unreadable_input_is_an_error_message_not_a_traceback(tmp_path, capsys):
     assert _run(['--result', str(bad), '--out', str(tmp_path / 'o')]) == 2
     assert 'r.jsonl:1: not valid JSON' in capsys.readouterr().err
     assert _run(['--result', str(tmp_path / 'missing.jsonl'), '--out', str(tmp_path / 'o')]) == 2
+
+
+def _grounding_result(tmp_path, response, objects_bbox, meta_records=None):
+    image = tmp_path / 'g.png'
+    Image.new('RGB', (200, 100)).save(image)
+    row = _row('<image>Detect all <ref-object>.', '<ref-object>' + '<bbox>' * len(objects_bbox), response,
+               str(image), {'ref': ['haemorrhages', 'haemorrhages'], 'bbox': objects_bbox})
+    result = tmp_path / 'g.jsonl'
+    result.write_text(json.dumps(row) + '\n')
+    args = ['--result', str(result), '--out', str(tmp_path / 'gout')]
+    if meta_records is not None:
+        meta = tmp_path / 'gmeta.jsonl'
+        meta.write_text(''.join(json.dumps(m) + '\n' for m in meta_records))
+        args += ['--meta', str(meta)]
+    return args
+
+
+def test_grid_decode_edge_and_centre_on_hand_worked_boxes(tmp_path):
+    # 200 x 100 image, reference (20, 10, 40, 30) px, prediction [[100, 100, 200, 300]]
+    # edge:   (20, 10, 40, 30) exactly -> IoU 1
+    # centre: (20.1, 10.05, 40.1, 30.05) -> inter 19.9 * 19.95 = 397.005, union 402.995 -> IoU 0.98514
+    args = _grounding_result(tmp_path, '<ref>haemorrhages</ref><box>[[100, 100, 200, 300]]</box>', [[20, 10, 40, 30]])
+    assert _run(args + ['--grid-decode', 'edge']) == 0
+    metrics = json.loads((tmp_path / 'gout' / 'metrics.json').read_text())
+    assert metrics['grounding']['best_match_iou'] == pytest.approx(1.0) and metrics['settings']['grid_decode'] == 'edge'
+    assert _run(args) == 0
+    metrics = json.loads((tmp_path / 'gout' / 'metrics.json').read_text())
+    assert metrics['grounding']['best_match_iou'] == pytest.approx(397.005 / 402.995)
+    assert metrics['settings']['grid_decode'] == 'centre'
+
+
+def test_a_capped_row_is_scored_against_the_full_ground_truth(tmp_path):
+    # the answer shows 1 of 2 boxes; the meta's full_gt_boxes_px holds both. The model finds both (edge rule,
+    # exact): against objects it would be 1 of 1 matched with 1 false positive (precision 0.5); against the
+    # full ground truth both are matched: acc50 = recall50 = precision50 = 1.0, n_gt = 2
+    response = '<ref>haemorrhages</ref><box>[[100, 100, 200, 300], [500, 500, 600, 700]]</box>'
+    full = [['haemorrhages', [20, 10, 40, 30]], ['haemorrhages', [100, 50, 120, 70]]]
+    args = _grounding_result(tmp_path, response, [[20, 10, 40, 30]], [{'index': 0, 'task': 'grounding',
+                                                                       'full_gt_boxes_px': full}])
+    assert _run(args + ['--grid-decode', 'edge']) == 0
+    g = json.loads((tmp_path / 'gout' / 'metrics.json').read_text())['grounding']
+    assert (g['n_gt'], g['acc50'], g['precision50'], g['recall50']) == (2, 1.0, 1.0, 1.0)
+    args = _grounding_result(tmp_path, response, [[20, 10, 40, 30]])
+    assert _run(args + ['--grid-decode', 'edge']) == 0
+    g = json.loads((tmp_path / 'gout' / 'metrics.json').read_text())['grounding']
+    assert (g['n_gt'], g['acc50'], g['precision50']) == (1, 1.0, 0.5)
+
+
+def test_tsv_categories_are_all_listed(tmp_path):
+    from fundusexpert_plugin.eval.mcq_tsv import TsvItem, write_tsv
+    image = tmp_path / 'm.png'
+    Image.new('RGB', (8, 8)).save(image)
+    items = [TsvItem('0', 'Is there glaucoma?', {'A': 'non glaucoma', 'B': 'glaucoma'}, 'B', 'glaucoma',
+                     str(image)),
+             TsvItem('1', 'Which lesion?', {'A': 'drusen', 'B': 'haemorrhages'}, 'A', 'lesion', str(image))]
+    tsv = tmp_path / 'bench.tsv'
+    write_tsv(items, str(tsv))
+    prompt = '<image>' + build_prompt(items[0].question, items[0].options)
+    result = tmp_path / 'r.jsonl'
+    result.write_text(json.dumps(_row(prompt, 'B', 'B', str(image))) + '\n')
+    assert _run(['--result', str(result), '--tsv', str(tsv), '--out', str(tmp_path / 'mout')]) == 0
+    m = json.loads((tmp_path / 'mout' / 'metrics.json').read_text())['mcq']
+    # only the glaucoma item was answered (right); 'lesion' has no result row: 0.0 with n = 0
+    assert m['strict']['per_category'] == {'glaucoma': 1.0, 'lesion': 0.0}
+    assert m['per_category_n'] == {'glaucoma': 1, 'lesion': 0}
+
+
+def test_contradictions_in_samples_and_metrics(tmp_path):
+    image = tmp_path / 'r.png'
+    Image.new('RGB', (8, 8)).save(image)
+    result = tmp_path / 'r.jsonl'
+    result.write_text(json.dumps(_row('<image>Describe the fundus.', 'ref', 'Haemorrhages are seen. No haemorrhages.',
+                                      str(image))) + '\n')
+    meta = tmp_path / 'm.jsonl'
+    meta.write_text(json.dumps({'index': 0, 'positives': ['haemorrhages'], 'negatives': ['drusen']}) + '\n')
+    assert _run(['--result', str(result), '--meta', str(meta), '--out', str(tmp_path / 'cout')]) == 0
+    (sample,) = [json.loads(line) for line in (tmp_path / 'cout' / 'samples.jsonl').read_text().splitlines()]
+    # haemorrhages stated present and absent: contradiction, not credited -> Score 0 / Total 1 (drusen unmentioned)
+    assert sample['consistency']['contradictions'] == ['haemorrhages']
+    assert (sample['consistency']['score'], sample['consistency']['total']) == (0, 1)
+    c = json.loads((tmp_path / 'cout' / 'metrics.json').read_text())['consistency']
+    assert c['contradictions'] == 1 and c['n_reports_with_contradictions'] == 1 and c['pooled'] == 0.0
+    assert 'contradictions (not credited): haemorrhages' in (tmp_path / 'cout' / 'report.html').read_text()

@@ -129,3 +129,39 @@ def test_llm_judge_unreachable_endpoint_fails_fast():
     judge = OpenAIJudge('http://127.0.0.1:9/v1', 'm', 'k', timeout=2.0, max_retries=0)
     r = evaluate_report(judge, REPORT_EN, POSITIVES, SIX)
     assert r.error and 'Connection' in r.error
+
+
+def test_a_contradiction_is_counted_and_never_credited():
+    # positives {haemorrhages}, negatives {drusen}; the report states haemorrhages present and absent.
+    # Score: haemorrhages contradicted -> 0; drusen stated absent -> 1. Total: 1 positive + 1 mentioned negative = 2
+    report = 'Haemorrhages are seen. No haemorrhages. No drusen.'
+    r = evaluate_report(LexiconJudge(), report, ['haemorrhages'], ['drusen'])
+    assert (r.score, r.total, r.contradictions) == (1, 2, ['haemorrhages'])
+    assert r.statuses['haemorrhages'] == 'present'          # the status itself is unchanged (present wins)
+    assert r.as_dict()['contradictions'] == ['haemorrhages']
+
+
+def test_a_contradicted_negative_counts_in_total_only():
+    # negatives {drusen}; "Drusen are present. No drusen." -> mentioned (Total 1), not absent (Score 0)
+    r = evaluate_report(LexiconJudge(), 'Drusen are present. No drusen.', [], ['drusen'])
+    assert (r.score, r.total, r.contradictions) == (0, 1, ['drusen'])
+    # the same from statuses: a negative stated 'present' would also score 0 / 1; 'absent' + contradiction too
+    r = consistency_score({'drusen': 'absent'}, [], ['drusen'], contradictions=['drusen'])
+    assert (r.score, r.total) == (0, 1)
+
+
+def test_contradictions_total_in_the_aggregate():
+    results = [ConsistencyResult(1, 2, contradictions=['haemorrhages', 'drusen']),
+               ConsistencyResult(3, 3), ConsistencyResult(0, 1, contradictions=['drusen']),
+               ConsistencyResult(error='timeout', contradictions=['x'])]   # failed: excluded everywhere
+    agg = aggregate(results)
+    assert agg['contradictions'] == 3 and agg['n_reports_with_contradictions'] == 2
+    assert agg['score_sum'] == 4 and agg['total_sum'] == 6
+
+
+def test_the_llm_judge_reports_no_contradictions_by_default():
+    class Fixed(OpenAIJudge):
+        def judge(self, report, findings, lang='en'):
+            return {f: 'present' for f in findings}
+    statuses, contradictions = Fixed('http://127.0.0.1:9/v1').judge_with_contradictions('x', ['drusen'])
+    assert statuses == {'drusen': 'present'} and contradictions == []

@@ -19,16 +19,16 @@ PRED = [B('optic_disc', (0, 0, 10, 4)),          # IoU 40/100 = 0.4 with the dis
 def test_hand_worked_best_match_iou_acc_and_precision_recall():
     s = box_scores([GroundingSample(GT, PRED)])
     # best-match IoUs: 0.4, 1.0, 2/3 -> micro mean (0.4 + 1 + 2/3) / 3 = 0.68889
-    assert s['mean_iou'] == pytest.approx((0.4 + 1 + 2 / 3) / 3)
+    assert s['best_match_iou'] == pytest.approx((0.4 + 1 + 2 / 3) / 3)
     # per class: disc 0.4, exudates (1 + 2/3) / 2 = 0.83333 -> macro (0.4 + 0.83333) / 2 = 0.61667
-    assert s['per_class']['hard_exudates']['mean_iou'] == pytest.approx(5 / 6)
-    assert s['mean_iou_macro'] == pytest.approx((0.4 + 5 / 6) / 2)
-    # Acc@0.5: 1.0 and 2/3 pass, 0.4 fails -> 2/3
-    assert s['acc50'] == pytest.approx(2 / 3)
-    # greedy matches at 0.5: the two exudates -> TP 2; 4 predictions -> P = 0.5; 3 references -> R = 2/3
+    assert s['per_class']['hard_exudates']['best_match_iou'] == pytest.approx(5 / 6)
+    assert s['best_match_iou_macro'] == pytest.approx((0.4 + 5 / 6) / 2)
+    # one-to-one matches at 0.5: exudates (IoU 1 and 2/3) -> 2 of 3 references: Acc@0.5 = recall = 2/3
+    assert s['acc50'] == pytest.approx(2 / 3) and s['n_matched'] == 2
+    # 4 predictions -> P = 0.5; 3 references -> R = 2/3
     assert (s['precision50'], s['recall50']) == (pytest.approx(0.5), pytest.approx(2 / 3))
-    assert s['per_class']['haemorrhages'] == {'n_gt': 0, 'n_pred': 1, 'mean_iou': None, 'acc50': None,
-                                              'precision50': 0.0, 'recall50': None}
+    assert s['per_class']['haemorrhages'] == {'n_gt': 0, 'n_pred': 1, 'n_matched': 0, 'acc50': None,
+                                              'precision50': 0.0, 'recall50': None, 'best_match_iou': None}
 
 
 def test_greedy_matching_is_one_to_one_while_best_match_is_not():
@@ -36,17 +36,37 @@ def test_greedy_matching_is_one_to_one_while_best_match_is_not():
     pred = [B('drusen', (0, 0, 10, 10))]
     assert greedy_matches(gt, pred) == 1                 # one prediction matches one reference
     s = box_scores([GroundingSample(gt, pred)])
-    assert s['acc50'] == 1.0 and s['recall50'] == 0.5    # both references see IoU 1; only one is recalled
+    # both references see IoU 1 (best match), but one prediction satisfies only one of them
+    assert s['best_match_iou'] == 1.0 and s['acc50'] == 0.5 and s['recall50'] == 0.5
+
+
+def test_acc50_two_references_one_right_one_wrong_prediction_is_one_half():
+    # The definition's case: references R1 = R2 = (0, 0, 10, 10); P1 = (0, 0, 10, 10) is right (IoU 1 with
+    # both), P2 = (50, 50, 60, 60) is wrong (IoU 0). One-to-one: P1 takes R1 (tie -> first reference), R2 is
+    # left with P2 at IoU 0 -> 1 of 2 = 0.5 (the best-match rule would give 1.0).
+    gt = [B('haemorrhages', (0, 0, 10, 10)), B('haemorrhages', (0, 0, 10, 10))]
+    pred = [B('haemorrhages', (0, 0, 10, 10)), B('haemorrhages', (50, 50, 60, 60))]
+    s = box_scores([GroundingSample(gt, pred)])
+    assert s['acc50'] == 0.5 and s['precision50'] == 0.5 and s['best_match_iou'] == 1.0
+
+
+def test_one_to_one_takes_the_highest_iou_pair_first():
+    # R1 = (0, 0, 10, 10), R2 = (5, 0, 15, 10); P = (4, 0, 14, 10) and Q = (0, 0, 10, 10)
+    # IoU(R1, P) = 60 / 140 = 0.4286, IoU(R2, P) = 90 / 110 = 0.8182, IoU(R1, Q) = 1, IoU(R2, Q) = 50 / 150 = 1/3
+    # greedy: (R1, Q) 1.0 first, then (R2, P) 0.8182 -> both matched
+    gt = [B('drusen', (0, 0, 10, 10)), B('drusen', (5, 0, 15, 10))]
+    pred = [B('drusen', (4, 0, 14, 10)), B('drusen', (0, 0, 10, 10))]
+    assert box_scores([GroundingSample(gt, pred)])['acc50'] == 1.0
 
 
 def test_unlabelled_prediction_takes_the_single_reference_class():
     s = box_scores([GroundingSample([B('optic_disc', (0, 0, 10, 10))], [B('', (0, 0, 10, 10))])])
-    assert s['mean_iou'] == 1.0 and s['precision50'] == 1.0
+    assert s['best_match_iou'] == 1.0 and s['precision50'] == 1.0
 
 
 def test_empty_and_missing_predictions_score_as_misses():
     s = box_scores([GroundingSample(GT, [])])
-    assert (s['mean_iou'], s['acc50'], s['recall50'], s['precision50']) == (0.0, 0.0, 0.0, None)
+    assert (s['best_match_iou'], s['acc50'], s['recall50'], s['precision50']) == (0.0, 0.0, 0.0, None)
     assert coco_ap([GroundingSample(GT, [])])['ap'] == 0.0
     assert coco_ap([GroundingSample([], PRED)])['ap'] is None
 
@@ -96,4 +116,4 @@ def test_text_pairs_are_scored_in_their_own_space():
     pred = '<ref>optic disc</ref><box>[[100, 100, 300, 300]]</box>'
     label = '<ref>Optic disc</ref><box>[[100, 100, 300, 300]]</box><ref>optic cup</ref><box>[[150, 150, 200, 200]]</box>'
     s = box_scores(samples_from_texts([pred, 'garbage'], [label, 'no boxes']))
-    assert s['n_gt'] == 2 and s['mean_iou'] == 0.5 and s['acc50'] == 0.5
+    assert s['n_gt'] == 2 and s['best_match_iou'] == 0.5 and s['acc50'] == 0.5

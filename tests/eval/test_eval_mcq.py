@@ -1,7 +1,7 @@
 """MCQ prompt and scoring: the paper's strict rule against our lenient matcher."""
 import pytest
 
-from fundusexpert_plugin.eval.mcq import (accuracy, build_prompt, is_mcq_prompt, lenient_letter, parse_options,
+from fundusexpert_plugin.eval.mcq import (accuracy, build_prompt, category_name, is_mcq_prompt, lenient_letter, parse_options,
                                           score_item, strict_letter)
 
 OPTIONS = {'A': 'non glaucoma', 'B': 'glaucoma', 'C': 'cataract'}
@@ -60,3 +60,48 @@ def test_accuracy_overall_and_per_category_rounded_to_three_decimals():
 def test_answer_uses_its_first_character_like_get_acc():
     assert score_item('B', 'B. glaucoma', OPTIONS).strict_hit
     assert accuracy([])['strict']['overall'] is None
+
+
+@pytest.mark.parametrize('response', [
+    'A or B',            # read as B before: the article check took 'A or' for 'A <word>'
+    'A and B',
+    'A, B',              # read as A before: a leading letter followed by a comma
+    'B or C',
+    'The answer is A or B.',
+    '**A** and **C**',
+    'B, not A',          # names two letters: no letter either
+])
+def test_a_response_naming_two_letters_gets_none(response):
+    assert lenient_letter(response, OPTIONS) == ''
+    assert not score_item(response, 'B', OPTIONS).lenient_hit
+
+
+@pytest.mark.parametrize('response, lenient', [
+    ('A fundus photograph; the answer is B', 'B'),   # article 'A' + one letter
+    ('A normal eye? No: B', 'B'),                    # article before a lower-case word
+    ('B', 'B'),
+])
+def test_the_article_check_only_stands_aside_for_a_second_letter(response, lenient):
+    assert lenient_letter(response, OPTIONS) == lenient
+
+
+def test_letters_inside_a_repeated_option_text_do_not_count():
+    options = {'A': 'Type A lesion', 'B': 'Type B lesion'}
+    assert lenient_letter('B. Type B lesion', options) == 'B'
+
+
+def test_every_benchmark_category_is_listed_including_empty_ones():
+    results = [score_item('B', 'B', OPTIONS, 'glaucoma'), score_item('A', 'B', OPTIONS, 'glaucoma')]
+    acc = accuracy(results, categories=['glaucoma', 'cataract', 'glaucoma', float('nan'), ''])
+    # glaucoma 1/2 = 0.5; cataract and Unknown (NaN, '') have no item: 0.0 with n = 0
+    assert acc['strict']['per_category'] == {'Unknown': 0.0, 'cataract': 0.0, 'glaucoma': 0.5}
+    assert acc['lenient']['per_category'] == {'Unknown': 0.0, 'cataract': 0.0, 'glaucoma': 0.5}
+    assert acc['per_category_n'] == {'Unknown': 0, 'cataract': 0, 'glaucoma': 2}
+    assert acc['strict']['overall'] == 0.5 and acc['n'] == 2
+
+
+@pytest.mark.parametrize('category', [None, '', float('nan'), 'nan', 'NaN'])
+def test_missing_or_nan_category_is_unknown_on_direct_calls(category):
+    assert score_item('B', 'B', OPTIONS, category).category == 'Unknown'
+    assert category_name(category) == 'Unknown'
+    assert accuracy([score_item('B', 'B', OPTIONS, category)])['per_category_n'] == {'Unknown': 1}

@@ -7,6 +7,7 @@ import json
 import pytest
 from PIL import Image
 
+from fundusexpert_plugin.core.errors import FundusDataError
 from fundusexpert_plugin.eval.mcq import build_prompt
 from fundusexpert_plugin.eval.mcq_tsv import (export_fundusgen_mcq, read_tsv, tsv_matcher, tsv_to_swift_rows,
                                               write_tsv)
@@ -115,3 +116,47 @@ def test_general_vmcq_file_for_swift_eval(tsv, tmp_path):
     assert path.endswith('fundus_val.jsonl')
     assert first == {'question': '<image 1>What is the grade?', 'options': ['no DR', 'mild NPDR', 'PDR'],
                      'image_1': items[0].image_path, 'answer': 'B'}
+
+
+def _fundusgen_mcq_rows(folder):
+    """Two region MCQ rows as templates/mcq.yaml writes them (EN, ZH), image relative to the rows file."""
+    (folder / 'images').mkdir(parents=True)
+    Image.new('RGB', (1072, 712)).save(folder / 'images' / '0003.jpg')
+    objects = {'ref': [], 'bbox': [[166.25, 239.5, 316.0, 407.0]], 'bbox_type': 'real'}
+    en = ("<image>Answer with the option's letter from the given choices directly.\nQuestion: Which of the following "
+          'is located at <bbox> in this fundus image?\nA. drusen\nB. optic disc\nC. haemorrhages')
+    zh = '<image>请直接回答选项字母。\n问题：这张眼底图像中位于<bbox>的是以下哪一项？\nA. 玻璃膜疣\nB. 视盘\nC. 出血'
+    rows = [{'messages': [{'role': 'user', 'content': text}, {'role': 'assistant', 'content': 'B'}],
+             'images': ['images/0003.jpg'], 'objects': objects, 'task': 'mcq', 'width': 1072, 'height': 712}
+            for text in (en, zh)]
+    path = folder / 'mcq.jsonl'
+    path.write_text(''.join(json.dumps(r, ensure_ascii=False) + '\n' for r in rows), encoding='utf-8')
+    return path
+
+
+def test_fundusgen_export_renders_the_box_and_resolves_images_against_the_rows_file(tmp_path, monkeypatch):
+    rows = _fundusgen_mcq_rows(tmp_path / 'fg' / 'heldout')
+    monkeypatch.chdir(tmp_path)                       # not the rows' folder
+    assert export_fundusgen_mcq(str(rows.relative_to(tmp_path)), 'FundusGen_MCQ.tsv', embed_images=True) == (2, 0)
+    en, zh = read_tsv(str(tmp_path / 'FundusGen_MCQ.tsv'))
+    # (166.25, 239.5, 316, 407) px of 1072 x 712 -> int(v / W * 1000): 155, 336, 294, 571
+    assert en.question == 'Which of the following is located at [155, 336, 294, 571] in this fundus image?'
+    assert zh.question == '这张眼底图像中位于[155, 336, 294, 571]的是以下哪一项？'   # instruction prefix stripped
+    assert en.extra['bbox_convention'] == 'xyxy integers on the 0-999 grid of the whole image'
+    assert en.image_path == str((tmp_path / 'fg' / 'heldout' / 'images' / '0003.jpg').resolve()) and en.image_b64
+    assert (zh.options, zh.answer) == ({'A': '玻璃膜疣', 'B': '视盘', 'C': '出血'}, 'B')
+
+
+def test_fundusgen_export_in_pixels(tmp_path):
+    rows = _fundusgen_mcq_rows(tmp_path)
+    export_fundusgen_mcq(str(rows), str(tmp_path / 'px.tsv'), box_convention='px')
+    en, _ = read_tsv(str(tmp_path / 'px.tsv'))
+    # round(166.25) = 166, round(239.5) = 240 (half to even), 316, 407
+    assert en.question == 'Which of the following is located at [166, 240, 316, 407] in this fundus image?'
+
+
+def test_fundusgen_export_refuses_a_missing_image_by_name(tmp_path):
+    rows = _fundusgen_mcq_rows(tmp_path)
+    (tmp_path / 'images' / '0003.jpg').unlink()
+    with pytest.raises(FundusDataError, match=r"mcq\.jsonl:1: images\[0\] = 'images/0003\.jpg': image file not found"):
+        export_fundusgen_mcq(str(rows), str(tmp_path / 'x.tsv'))

@@ -118,3 +118,16 @@ def test_qwen_resized_size_matches_smart_resize_and_reads_max_pixels_env(monkeyp
     rw, rh = qwen_resized_size(4288, 2848)
     assert rw * rh <= 1003520 and rw % 28 == 0 and rh % 28 == 0
     assert (rw, rh) == qwen_resized_size(4288, 2848, max_pixels=1280 * 784)
+
+
+def test_grid_decode_edge_is_internvls_rule_and_centre_is_ours():
+    # image 2000 x 1000; grid [[162, 388, 312, 545]]
+    # centre: (v + 0.5) * W / 1000 -> x (162.5 * 2, 312.5 * 2) = (325, 625), y (388.5, 545.5)
+    # edge:   v / 1000 * W          -> x (324, 624), y (388, 545)
+    text = '<ref>OD</ref><box>[[162, 388, 312, 545]]</box>'
+    assert parse_boxes(text, 2000, 1000)[0].box_px == (325.0, 388.5, 625.0, 545.5)
+    assert parse_boxes(text, 2000, 1000, grid_decode='edge')[0].box_px == (324.0, 388.0, 624.0, 545.0)
+    # the bare demo answer is on the grid too
+    assert parse_boxes('[[0, 0, 999, 999]]', 1000, 1000, grid_decode='edge')[0].box_px == (0.0, 0.0, 999.0, 999.0)
+    with pytest.raises(ValueError, match="grid decode rule 'middle'"):
+        parse_boxes(text, 2000, 1000, grid_decode='middle')

@@ -17,7 +17,8 @@ def test_plain_chain_en_every_sentence_from_the_record(make_record):
         'diameters (DD) temporal to the centre of the optic disc.\n'
         'Hard exudates: one region, in the superotemporal quadrant around the fovea, the nearest 1.2 DD from it. '
         'No haemorrhages are seen.\n'
-        'Hard exudates cover about 0.2% of the image; the largest region measures about 0.4 x 0.4 DD, '
+        'The boxed regions of hard exudates cover about 0.2% of the image; the largest region measures about '
+        '0.4 x 0.4 DD, '
         'at clock hour 2 as seen from the fovea.\n'
         'Conclusion: hard exudates are present, consistent with diabetic retinopathy; no severity grade is given '
         'for this image.')
@@ -61,3 +62,28 @@ def test_no_disc_falls_back_to_image_positions(make_record):
 def test_union_area_counts_overlap_once():
     # two 10x10 boxes overlapping by 5x10 -> union 150 px of 100x100
     assert union_area_frac([(0, 0, 10, 10), (5, 0, 15, 10)], 100, 100) == 0.015
+
+
+def test_grounded_refs_follow_one_casing_rule_in_both_languages(make_record):
+    # vocab.ref_name: the display name as in vocab.FINDINGS, never capitalised at a sentence start
+    for lang, names in (('en', ['optic disc', 'hard exudates']), ('zh', ['视盘', '硬性渗出'])):
+        grounded = GroundedText()
+        text = cognitive_chain(_left_eye(make_record), lang, grounded=grounded)
+        assert grounded.refs == names
+    assert text.splitlines()[2].startswith('<ref-object><bbox>')
+
+
+def test_grounded_chain_says_how_many_boxes_are_shown(make_record):
+    # 7 haemorrhage boxes, cap 5: "7 regions (5 of 7 shown, the largest)" / "7处（显示7处中最大的5处）"
+    boxes = [('haemorrhages', (100 + 30 * i, 500, 120 + 30 * i, 520)) for i in range(7)]
+    rec = make_record([('optic_disc', (100, 100, 200, 200)), *boxes], laterality='left')
+    grounded = GroundedText()
+    en = cognitive_chain(rec, 'en', grounded=grounded, max_boxes=5)
+    assert '<ref-object><bbox><bbox><bbox><bbox><bbox>: 7 regions (5 of 7 shown, the largest), ' in en
+    assert len(grounded.bboxes) == 1 + 5
+    zh = cognitive_chain(rec, 'zh', grounded=GroundedText(), max_boxes=5)
+    assert '：7处（显示7处中最大的5处），' in zh
+    # no cap: every box, no "shown" remark
+    grounded = GroundedText()
+    full = cognitive_chain(rec, 'en', grounded=grounded, max_boxes=None)
+    assert ': 7 regions, ' in full and len(grounded.bboxes) == 1 + 7

@@ -1,11 +1,9 @@
-"""File writers for the dataset-reader tests: tiny photos, masks and xlsx sheets in tmp_path.
+"""File writers for the dataset-reader tests: tiny photos, masks, xlsx (openpyxl) and xls (xlwt) sheets.
 
 The fixtures reproduce each dataset's published names, columns and value ranges at a small size
 (photos of a few hundred pixels instead of 4288x2848).
 """
-import zipfile
 from pathlib import Path
-from xml.sax.saxutils import escape
 
 import numpy as np
 import pytest
@@ -39,46 +37,36 @@ def _mask(path, rects, width=400, height=300, value=255, background=0, colour=No
     return path
 
 
-def _col(i):
-    name = ''
-    i += 1
-    while i:
-        i, r = divmod(i - 1, 26)
-        name = chr(65 + r) + name
-    return name
+def _xlsx(path, rows, sheet='Sheet1'):
+    """Excel 2007+ workbook (one sheet) written by openpyxl: numbers as numbers, None empty."""
+    import openpyxl
 
-
-def _xlsx(path, rows):
-    """Minimal Excel 2007+ workbook (one sheet): strings shared, numbers as numbers, None empty."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    strings, xml_rows = [], []
+    book = openpyxl.Workbook()
+    ws = book.active
+    ws.title = sheet
     for r, row in enumerate(rows, 1):
-        cells = []
+        for c, value in enumerate(row, 1):
+            if value is not None:
+                ws.cell(row=r, column=c, value=value)
+    book.save(path)
+    return path
+
+
+def _xls(path, rows, sheet='Feuil1'):
+    """Legacy Excel (BIFF8) workbook written by xlwt (tests only): numbers as numbers, None empty."""
+    import xlwt
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    book = xlwt.Workbook()
+    ws = book.add_sheet(sheet)
+    for r, row in enumerate(rows):
         for c, value in enumerate(row):
-            ref = f'{_col(c)}{r}'
-            if value is None:
-                continue
-            if isinstance(value, (int, float)):
-                cells.append(f'<c r="{ref}"><v>{value}</v></c>')
-            else:
-                strings.append(str(value))
-                cells.append(f'<c r="{ref}" t="s"><v>{len(strings) - 1}</v></c>')
-        xml_rows.append(f'<row r="{r}">{"".join(cells)}</row>')
-    main = 'http://schemas.openxmlformats.org/spreadsheetml/2006/main'
-    rel = 'http://schemas.openxmlformats.org/officeDocument/2006/relationships'
-    with zipfile.ZipFile(path, 'w') as zf:
-        zf.writestr('[Content_Types].xml', '<?xml version="1.0"?><Types xmlns="http://schemas.openxmlformats.org/'
-                    'package/2006/content-types"/>')
-        zf.writestr('xl/workbook.xml', f'<?xml version="1.0"?><workbook xmlns="{main}" xmlns:r="{rel}"><sheets>'
-                    '<sheet name="Sheet1" sheetId="1" r:id="rId1"/></sheets></workbook>')
-        zf.writestr('xl/_rels/workbook.xml.rels', '<?xml version="1.0"?><Relationships xmlns="http://schemas.'
-                    'openxmlformats.org/package/2006/relationships"><Relationship Id="rId1" Type="'
-                    f'{rel}/worksheet" Target="worksheets/sheet1.xml"/></Relationships>')
-        zf.writestr('xl/sharedStrings.xml', f'<?xml version="1.0"?><sst xmlns="{main}">'
-                    + ''.join(f'<si><t>{escape(s)}</t></si>' for s in strings) + '</sst>')
-        zf.writestr('xl/worksheets/sheet1.xml', f'<?xml version="1.0"?><worksheet xmlns="{main}"><sheetData>'
-                    + ''.join(xml_rows) + '</sheetData></worksheet>')
+            if value is not None:
+                ws.write(r, c, value)
+    book.save(str(path))
     return path
 
 
@@ -102,6 +90,11 @@ def make_mask():
 @pytest.fixture
 def make_xlsx():
     return _xlsx
+
+
+@pytest.fixture
+def make_xls():
+    return _xls
 
 
 @pytest.fixture

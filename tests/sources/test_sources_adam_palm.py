@@ -11,6 +11,7 @@ def adam(tmp_path, make_image, make_mask, make_xlsx):
     train = tmp_path / 'Training400'
     make_image(train / 'AMD' / 'A0001.jpg', 300, 200)
     make_image(train / 'Non-AMD' / 'N0001.jpg', 300, 200)
+    # Layout of ADAM's Training400/Fovea_location.xlsx (iChallenge-AMD data page; Fang H. et al., IEEE TMI 2022)
     table = make_xlsx(train / 'Fovea_location.xlsx', [['ID', 'imgName', 'Fovea_X', 'Fovea_Y'],
                                                       [1, 'A0001.jpg', 200, 110], [2, 'N0001.jpg', 0, 0]])
     make_mask(tmp_path / 'Disc_Masks' / 'A0001.bmp', [(30, 50, 80, 100, 0)], 300, 200, background=255)
@@ -56,6 +57,7 @@ def test_palm_label_column_and_prefixes(tmp_path, make_image, make_text):
     make_image(tmp_path / 'PALM-Training400' / 'H0001.jpg', 100, 80)
     make_image(tmp_path / 'PALM-Validation400' / 'V0001.jpg', 100, 80)
     make_image(tmp_path / 'PALM-Validation400' / 'V0002.jpg', 100, 80)
+    # Layout of PALM's PM_Label_and_Fovea_Location.csv (iChallenge-PM data page; Fang H. et al., Sci Data 2024)
     table = make_text(tmp_path / 'PM_Label_and_Fovea_Location.csv',
                       'imgName,Label,Fovea_X,Fovea_Y\nV0001.jpg,1,40,30\nV0002.jpg,0,60,30\n')
     log = ConvertLog()

@@ -10,6 +10,7 @@ def test_grades_0_to_4_are_icdr_and_grade_5_is_left_out(tmp_path, make_image, ma
     grading = tmp_path / 'DR_grading'
     for name in ('007-0004-000', '007-0005-000', '20170323093305605'):
         make_image(grading / 'train' / f'{name}.jpg', 64, 48)
+    # Layout of DDR's DR_grading/train.txt (github.com/nkicsl/DDR-dataset README): '<image> <grade>' per line
     txt = make_text(grading / 'train.txt', '007-0004-000.jpg 2\n007-0005-000.jpg 5\n20170323093305605.jpg 0\n')
     log = ConvertLog()
     recs = list(read_ddr_grading(grading / 'train', txt, log=log))
@@ -41,6 +42,7 @@ def test_segmentation_masks_per_lesion_folder(tmp_path, make_image, make_mask):
     assert log.notes == {'DDR: no MA mask for the image; microaneurysms unknown': 1}
 
 
+# DDR lesion_detection/*.xml: Pascal VOC annotations (github.com/nkicsl/DDR-dataset README), 1-based inclusive boxes
 VOC = """<annotation><folder>train</folder><filename>{name}</filename>
 <size><width>300</width><height>200</height><depth>3</depth></size>
 <object><name>EX</name><bndbox><xmin>11</xmin><ymin>21</ymin><xmax>40</xmax><ymax>50</ymax></bndbox></object>

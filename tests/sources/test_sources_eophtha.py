@@ -7,6 +7,7 @@ from fundusexpert_plugin.core.record import FundusDataError
 
 
 def test_exudate_masks_and_healthy_photos(tmp_path, make_image, make_mask):
+    # Folder layout of the e-ophtha archive (Decencière et al., IRBM 2013; ADCIS e-ophtha page): EX/, Annotation_EX/
     root = tmp_path / 'e_optha_EX'
     make_image(root / 'EX' / 'E0000404' / 'DS000DGS.JPG', 300, 200)
     make_mask(root / 'Annotation_EX' / 'E0000404' / 'DS000DGS_EX.png', [(100, 40, 130, 70)], 300, 200)

@@ -9,6 +9,7 @@ from fundusexpert_plugin.core.record import FundusDataError
 def test_aptos_diagnosis_is_the_icdr_grade(tmp_path, make_image, make_text):
     make_image(tmp_path / 'train_images' / '000c1434d8d7.png', 64, 48)
     make_image(tmp_path / 'train_images' / '001639a390f0.png', 64, 48)
+    # Layout of APTOS 2019 train.csv (Kaggle competition data page): id_code,diagnosis
     csv = make_text(tmp_path / 'train.csv', 'id_code,diagnosis\n000c1434d8d7,2\n001639a390f0,4\n')
     recs = list(read_aptos(tmp_path / 'train_images', csv))
     assert [(r.record_id, r.image_labels) for r in recs] == [('000c1434d8d7', {'dr_grade': '2'}),
@@ -25,6 +26,7 @@ def test_aptos_diagnosis_is_the_icdr_grade(tmp_path, make_image, make_text):
 def test_eyepacs_level_and_laterality_from_the_name(tmp_path, make_image, make_text):
     for name in ('10_left', '10_right'):
         make_image(tmp_path / 'train' / f'{name}.jpeg', 64, 48)
+    # Layout of EyePACS trainLabels.csv (Kaggle Diabetic Retinopathy Detection data page): image,level
     csv = make_text(tmp_path / 'trainLabels.csv', 'image,level\n10_left,0\n10_right,3\n')
     left, right = read_eyepacs(tmp_path / 'train', csv)
     assert (left.image_labels, left.laterality, left.laterality_source) == ({'dr_grade': '0'}, 'left', 'label')
@@ -35,6 +37,7 @@ def test_messidor_grade_is_not_icdr_and_macular_edema_risk_is_the_idrid_scale(tm
     names = ['20051020_43808_0100_PP', '20051020_43832_0100_PP']
     for name in names:
         make_image(tmp_path / 'Base11' / f'{name}.tif', 64, 48)
+    # CSV export of Messidor's Annotation_Base11.xls (ADCIS Messidor download page), header as published
     table = make_text(tmp_path / 'Annotation_Base11.csv',
                       'Image name,Ophthalmologic department,Retinopathy grade,Risk of macular edema \n'
                       f'{names[0]}.tif,Service Ophtalmologie Lariboisière,0,0\n'
@@ -53,6 +56,7 @@ def test_messidor_grade_is_not_icdr_and_macular_edema_risk_is_the_idrid_scale(tm
 def test_messidor2_adjudicated_grades_and_ungradable(tmp_path, make_image, make_text):
     make_image(tmp_path / 'IMAGES' / 'IM002385.JPG', 64, 48)
     make_image(tmp_path / 'IMAGES' / '20051020_43808_0100_PP.png', 64, 48)
+    # Layout of messidor_data.csv (Krause et al. 2018 adjudicated grades, Kaggle 'messidor2' data card)
     csv = make_text(tmp_path / 'messidor_data.csv',
                     'image_id,adjudicated_dr_grade,adjudicated_dme,adjudicated_gradable\n'
                     'IM002385.JPG,1,0,1\nIM002386.JPG,,,0\n20051020_43808_0100_PP.png,4,1,1\n')
@@ -61,3 +65,24 @@ def test_messidor2_adjudicated_grades_and_ungradable(tmp_path, make_image, make_
     assert (a.record_id, a.image_labels) == ('IM002385', {'dr_grade': '1'})
     assert b.image_labels == {'dr_grade': '4', 'diagnosis': 'diabetic_macular_oedema'}
     assert log.notes['Messidor-2 adjudicated_gradable = 0 (ungradable): image left out'] == 1
+
+
+def test_messidor_legacy_xls_as_distributed(tmp_path, make_image, make_xls):
+    # Layout of Messidor's Annotation_Base11.xls (ADCIS Messidor download page; Decencière et al. 2014):
+    # legacy Excel, sheet Feuil1, header 'Image name', 'Ophthalmologic department', 'Retinopathy grade',
+    # 'Risk of macular edema ' (trailing space); grades stored as numbers.
+    names = ['20051020_43808_0100_PP', '20051020_43832_0100_PP']
+    for name in names:
+        make_image(tmp_path / 'Base11' / f'{name}.tif', 64, 48)
+    table = make_xls(tmp_path / 'Annotation_Base11.xls', [
+        ['Image name', 'Ophthalmologic department', 'Retinopathy grade', 'Risk of macular edema '],
+        [f'{names[0]}.tif', 'Service Ophtalmologie Lariboisière', 0, 0],
+        [f'{names[1]}.tif', 'Service Ophtalmologie Lariboisière', 3, 2]], sheet='Feuil1')
+    r0, r3 = read_messidor(tmp_path / 'Base11', table)
+    assert (r0.record_id, r0.image_labels) == (names[0], {'dme_grade': '0'})
+    assert r3.image_labels == {'dme_grade': '2', 'diagnosis': 'diabetic_retinopathy'}
+    make_xls(table, [['Image name', 'Ophthalmologic department', 'Retinopathy grade', 'Risk of macular edema '],
+                     [f'{names[0]}.tif', 'x', 4, 0]])
+    # the row number is the sheet's (header row 1, first data row 2)
+    with pytest.raises(FundusDataError, match=r"Annotation_Base11\.xls:2: column 'Retinopathy grade' = '4'"):
+        list(read_messidor(tmp_path / 'Base11', table))

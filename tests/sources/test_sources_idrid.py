@@ -18,6 +18,7 @@ def grading(tmp_path, make_image, make_text):
         make_image(images / f'{name}.jpg')
     return {
         'images': images,
+        # File names and columns as in the IDRiD archives (Porwal et al., Data 2018; idrid.grand-challenge.org)
         'grades': make_text(b / '2. Groundtruths' / 'a. IDRiD_Disease Grading_Training Labels.csv', GRADES),
         'od': make_text(c / '1. Optic Disc Center Location' / 'a. IDRiD_OD_Center_Training Set_Markups.csv', OD),
         'fovea': make_text(c / '2. Fovea Center Location' / 'a. IDRiD_Fovea_Center_Training Set_Markups.csv', FOVEA),

@@ -11,6 +11,8 @@ HEADER = ['ID', 'Patient Age', 'Patient Sex', 'Left-Fundus', 'Right-Fundus', 'Le
 
 @pytest.fixture
 def odir(tmp_path, make_image, make_xlsx):
+    # Layout of the ODIR-2019 challenge sheet (ODIR-5K/data.xlsx, odir2019.grand-challenge.org data page):
+    # one row per patient, per-eye image and keyword columns, per-patient N..O flags.
     images = tmp_path / 'ODIR-5K' / 'Training Images'
     for pid in range(4):
         for side in ('left', 'right'):
@@ -55,3 +57,34 @@ def test_missing_image_names_row_and_column(odir, make_xlsx):
         list(read_odir(images, table))
     log = ConvertLog()
     assert len(list(read_odir(images, table, lenient=True, log=log))) == 4 and len(log.skipped) == 1
+
+
+def test_kaggle_full_df_one_row_per_image_takes_the_eye_from_filename(tmp_path, make_image, make_text):
+    # Layout of Kaggle's "Ocular Disease Recognition (ODIR-5K)" full_df.csv (its data card and public
+    # notebooks that read it): the patient row repeated once per eye, differing only in labels, target
+    # and filename; images in preprocessed_images/.
+    images = tmp_path / 'preprocessed_images'
+    make_image(images / '0_right.jpg', 64, 48)
+    make_image(images / '0_left.jpg', 64, 48)
+    header = ('ID,Patient Age,Patient Sex,Left-Fundus,Right-Fundus,Left-Diagnostic Keywords,Right-Diagnostic Keywords,'
+              'N,D,G,C,A,H,M,O,labels,target,filename\n')
+    patient = '0,69,Female,0_left.jpg,0_right.jpg,cataract,normal fundus,0,0,0,1,0,0,0,0'
+    table = make_text(tmp_path / 'full_df.csv', header
+                      + f'{patient},[\'N\'],"[1, 0, 0, 0, 0, 0, 0, 0]",0_right.jpg\n'
+                      + f'{patient},[\'C\'],"[0, 0, 0, 1, 0, 0, 0, 0]",0_left.jpg\n')
+    recs = list(read_odir(images, table))
+    # row 2 names the right eye (normal fundus), row 3 the left eye (cataract); one record each, no duplicate
+    assert [(r.record_id, r.laterality, r.image_labels) for r in recs] == [
+        ('0_right', 'right', {'diagnosis': 'normal'}), ('0_left', 'left', {'diagnosis': 'cataract'})]
+
+
+def test_kaggle_full_df_filename_without_an_eye_is_named(tmp_path, make_image, make_text):
+    images = tmp_path / 'preprocessed_images'
+    make_image(images / '0_right.jpg', 64, 48)
+    table = make_text(tmp_path / 'full_df.csv',
+                      'ID,Left-Fundus,Right-Fundus,Left-Diagnostic Keywords,Right-Diagnostic Keywords,filename\n'
+                      '0,0_left.jpg,0_right.jpg,cataract,normal fundus,0.jpg\n')
+    with pytest.raises(FundusDataError, match=r"full_df\.csv:2: filename = '0\.jpg': expected an ODIR image name"):
+        list(read_odir(images, table))
+    log = ConvertLog()
+    assert list(read_odir(images, table, lenient=True, log=log)) == [] and len(log.skipped) == 1

@@ -18,6 +18,7 @@ def refuge_train(tmp_path, make_image, make_mask, make_xlsx):
     make_mask(masks / 'Glaucoma' / 'g0001.bmp', DISC_CUP, 300, 200, background=255)
     make_mask(masks / 'Non-Glaucoma' / 'n0001.bmp', [(40, 60, 100, 120, 128), (60, 80, 80, 100, 0)], 300, 200,
               background=255)
+    # Layout of REFUGE Annotation-Training400/Fovea_location.xlsx (Orlando et al., MedIA 2020; challenge archive)
     fovea = make_xlsx(tmp_path / 'Annotation-Training400' / 'Fovea_location.xlsx',
                       [['ID', 'ImgName', 'Fovea_X', 'Fovea_Y'], [1, 'g0001.jpg', 100.5, 95.25],
                        [2, 'n0001.jpg', 210, 101]])
@@ -41,6 +42,7 @@ def test_refuge_training_disc_cup_fovea_and_folder_label(refuge_train):
 def test_refuge_test_layout_label_column_and_bad_label(tmp_path, make_image, make_mask, make_xlsx):
     make_image(tmp_path / 'REFUGE-Test400' / 'T0001.jpg', 300, 200)
     make_mask(tmp_path / 'REFUGE-Test-GT' / 'Disc_Cup_Masks' / 'G' / 'T0001.bmp', DISC_CUP, 300, 200, background=255)
+    # Layout of REFUGE-Test-GT/Glaucoma_label_and_Fovea_location.xlsx (REFUGE challenge archive)
     table = make_xlsx(tmp_path / 'REFUGE-Test-GT' / 'Glaucoma_label_and_Fovea_location.xlsx',
                       [['ID', 'ImgName', 'Fovea_X', 'Fovea_Y', 'Label(Glaucoma=1)'], [1, 'T0001.jpg', 120, 90, 1]])
     (rec,) = read_refuge(tmp_path / 'REFUGE-Test400', tmp_path / 'REFUGE-Test-GT' / 'Disc_Cup_Masks', tables=[table])
@@ -64,3 +66,29 @@ def test_drishti_soft_maps_at_least_two_of_four_experts(tmp_path, make_image, ma
                                                           ('optic_cup', (130.0, 80.0, 170.0, 120.0))]
     assert rec.image_labels == {'diagnosis': 'glaucoma'}
     assert rec.laterality is None  # disc-centred photos: no laterality from the disc
+
+
+def test_drishti_published_diagnosis_sheet(tmp_path, make_image, make_xlsx):
+    # Layout of Drishti-GS1_files/Drishti-GS1_diagnosis.xlsx as public code reads it
+    # (pd.read_excel(..., skiprows=3)[1:]; xlrd sheet.col_values(1)[5:] and col_values(8)[5:];
+    # names with a quote stripped): title rows, the header on row 4 with 'Drishti-GS File' in column B and
+    # 'Total' in column I, a sub-header on row 5, data from row 6, names written as 'drishtiGS_002'.
+    root = tmp_path / 'Drishti-GS1_files' / 'Training'
+    make_image(root / 'Images' / 'drishtiGS_002.png', 300, 200)
+    make_image(root / 'Images' / 'drishtiGS_004.png', 300, 200)
+    experts = ['Expert 1', 'Expert 2', 'Expert 3', 'Expert 4']
+    sheet = make_xlsx(tmp_path / 'Drishti-GS1_files' / 'Drishti-GS1_diagnosis.xlsx', [
+        ['Drishti-GS1: Retinal image dataset for optic nerve head segmentation'],
+        ['Diagnosis by four glaucoma experts'],
+        [],
+        ['Sl. No', 'Drishti-GS File', *experts, 'Notching', 'Other', 'Total'],
+        [None, None, 'Decision', 'Decision', 'Decision', 'Decision', None, None, None],
+        [1, "'drishtiGS_002'", 'Glaucomatous', 'Glaucomatous', 'Normal', 'Glaucomatous', 'Yes', None, 'Glaucomatous'],
+        [2, "'drishtiGS_004'", 'Normal', 'Normal', 'Normal', 'Normal', 'No', None, 'Normal']])
+    log = ConvertLog()
+    recs = {r.record_id: r for r in read_drishti(root / 'Images', labels_table=sheet, log=log)}
+    assert recs['drishtiGS_002'].image_labels == {'diagnosis': 'glaucoma'}
+    # Normal: no "not glaucoma" slot, counted; with no soft map given the photo has nothing else to say
+    assert 'drishtiGS_004' not in recs
+    assert log.notes['Drishti-GS non-glaucoma label: no "not glaucoma" slot; label left out'] == 1
+    assert recs['drishtiGS_002'].provenance.source_dataset == 'Drishti-GS1'

@@ -9,6 +9,7 @@ from fundusexpert_plugin.core.record import FundusDataError
 def test_idrid_header_with_trailing_space_and_empty_columns_is_matched(tmp_path, make_text):
     # The published IDRiD grading CSV: trailing space in the last header, empty trailing columns
     # and an empty line at the end.
+    # IDRiD 'a. IDRiD_Disease Grading_Training Labels.csv' as published: trailing space, empty columns
     path = make_text(tmp_path / 'labels.csv', 'Image name,Retinopathy grade,Risk of macular edema ,,\n'
                                               'IDRiD_001,3,2,,\nIDRiD_002,0,0,,\n,,,,\n')
     table = read_table(path)
@@ -36,9 +37,9 @@ def test_xlsx_shared_strings_numbers_and_row_numbers(tmp_path, make_xlsx):
     assert rows['A0001'].where.endswith('Fovea_location.xlsx:2')
 
 
-def test_legacy_xls_asks_for_a_csv_export(tmp_path, make_text):
+def test_a_file_that_is_not_an_xls_workbook_is_named(tmp_path, make_text):
     path = make_text(tmp_path / 'Annotation_Base11.xls', 'binary')
-    with pytest.raises(FundusDataError, match='export the sheet to CSV'):
+    with pytest.raises(FundusDataError, match=r'Annotation_Base11\.xls: not a readable xls workbook'):
         read_table(path)
 
 
