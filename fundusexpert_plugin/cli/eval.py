@@ -14,9 +14,7 @@ import argparse
 
 from fundusexpert_plugin.cli.common import add_command, add_verbs
 from fundusexpert_plugin.core.geometry import GRID_DECODE_RULES
-from fundusexpert_plugin.eval.parse import CONVENTIONS, SPACES
 
-logger = logging.getLogger(__name__)
 
 
 def _space(value: str):

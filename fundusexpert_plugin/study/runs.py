@@ -42,7 +42,7 @@ STUDY_FLAGS = ('--dataset', '--val_dataset', '--output_dir', '--seed', '--data_s
 #: Metric name -> (path in metrics.json, higher is better).
 METRICS = {
     'grounding_acc50': (('grounding', 'acc50'), True),
-    'grounding_mean_iou': (('grounding', 'mean_iou'), True),
+    'grounding_best_match_iou': (('grounding', 'best_match_iou'), True),
     'mcq_accuracy': (('mcq', 'strict', 'overall'), True),
     'consistency': (('consistency', 'per_report_mean'), True),
 }

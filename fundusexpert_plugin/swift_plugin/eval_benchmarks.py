@@ -318,16 +318,18 @@ def make_judge(base_url: Optional[str] = None, model: str = 'gpt-4o', api_key: O
 
 
 def memoize_judge(judge):
-    """Make ``judge.judge`` remember its answers per (report, findings, language), so that scoring each
-    item and then the whole subset asks the judge once per report. Returns the same object."""
-    cache: Dict[tuple, Dict[str, str]] = {}
-    ask = judge.judge
+    """Make ``judge.judge_with_contradictions`` (what the consistency scorer asks) remember its answers per
+    (report, findings, language), so that scoring each item and then the whole subset asks the judge once per
+    report. Returns the same object."""
+    cache: Dict[tuple, tuple] = {}
+    ask = judge.judge_with_contradictions
 
     def judge_once(report, findings, lang='en'):
         key = (report, tuple(findings), lang)
         if key not in cache:
             cache[key] = ask(report, findings, lang)
-        return dict(cache[key])
+        statuses, contradictions = cache[key]
+        return dict(statuses), list(contradictions)
 
-    judge.judge = judge_once
+    judge.judge_with_contradictions = judge_once
     return judge

@@ -65,7 +65,7 @@ SPECS: Dict[str, dict] = {
         extra_params={}),
     eb.GROUNDING: dict(
         pretty_name='FundusGen grounding', dataset_id=eb.GROUNDING,
-        metric_list=['mean_iou', 'acc50', 'coco_ap'],
+        metric_list=['best_match_iou', 'acc50', 'coco_ap'],
         description=('Held-out region_detection and grounded_report rows of a FundusGen folder (local_path), scored by '
                      'fundusexpert eval\'s grounding scorer: best-match IoU, Acc@0.5, precision/recall@0.5 and COCO AP, '
                      'boxes mapped to original pixels with the template family\'s box convention.'),

@@ -4,7 +4,6 @@ fixed answers, reports the numbers `fundusexpert eval` gives for the same respon
 Runs in the side environment of scripts/setup_eval_env.sh (evalscope 1.10.0 cannot live in the
 project's environment); skipped when it is not built.
 """
-import base64
 import glob
 import json
 import os

@@ -45,7 +45,7 @@ def test_study_runs_fits_and_resumes(tiny_qwen_dir, tmp_path, monkeypatch):
         evals = [e['eval_loss'] for e in state['log_history'] if 'eval_loss' in e]
         assert p['heldout_loss'] == evals[-1] > 0  # the value swift logged, not a placeholder
         assert state['global_step'] == 2
-        assert set(p['metrics']['region_detection']) >= {'grounding_acc50', 'grounding_mean_iou'}
+        assert set(p['metrics']['region_detection']) >= {'grounding_acc50', 'grounding_best_match_iou'}
         label = {0.25: 'f1_4', 0.5: 'f1_2', 1.0: 'f1'}[p['fraction']]
         metrics = json.loads((tmp_path / 'study' / 'runs' / 'chain' / label / 'eval' / 'region_detection'
                               / 'metrics.json').read_text())

@@ -83,9 +83,9 @@ def test_heldout_loss_is_the_last_eval_loss(tmp_path):
 
 
 def test_metric_values_pick_known_paths():
-    got = metric_values({'grounding': {'acc50': 0.5, 'mean_iou': 0.25}, 'mcq': {'strict': {'overall': 0.75}},
+    got = metric_values({'grounding': {'acc50': 0.5, 'best_match_iou': 0.25}, 'mcq': {'strict': {'overall': 0.75}},
                          'consistency': None})
-    assert got == {'grounding_acc50': 0.5, 'grounding_mean_iou': 0.25, 'mcq_accuracy': 0.75}
+    assert got == {'grounding_acc50': 0.5, 'grounding_best_match_iou': 0.25, 'mcq_accuracy': 0.75}
 
 
 def test_plot_written(tmp_path):

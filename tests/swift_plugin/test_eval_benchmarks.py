@@ -104,11 +104,11 @@ def test_fundusgen_items_and_grounding_scores(heldout):
     grid = list(geometry.box_px_to_grid([167.75, 258.75, 298.25, 397.25], 1072, 712))
     metrics, samples = eb.score_rows([eb.result_row(first.row, f'<ref>optic disc</ref><box>[{grid}]</box>')], [first.meta])
     values = eb.sample_values(eb.GROUNDING, metrics, samples[0])
-    assert values['mean_iou'] > 0.98 and values['acc50'] == 1.0
+    assert values['best_match_iou'] > 0.98 and values['acc50'] == 1.0
     x1, y1, x2, y2 = 167.75, 258.75, 298.25, 397.25
     shifted = list(geometry.box_px_to_grid([x1 + (x2 - x1) / 2, y1, x2 + (x2 - x1) / 2, y2], 1072, 712))
     metrics, _ = eb.score_rows([eb.result_row(first.row, f'<ref>optic disc</ref><box>[{shifted}]</box>')], [first.meta])
-    assert metrics['grounding']['mean_iou'] == pytest.approx(1 / 3, abs=0.01)
+    assert metrics['grounding']['best_match_iou'] == pytest.approx(1 / 3, abs=0.01)
     entries = {e.metric: e for e in eb.report_entries(eb.GROUNDING, metrics)}
     assert entries['acc50'].score == 0.0 and entries['acc50'].num == 1 and entries['coco_ap'].score == 0.0
     assert entries['precision50'].num == 1                      # weighted by predicted boxes
@@ -131,8 +131,8 @@ def test_report_consistency_and_judge_asked_once(heldout):
     items = eb.benchmark_items(eb.REPORT, str(heldout), 'report')
     judge = eb.make_judge()
     calls = []
-    ask = judge.judge
-    judge.judge = lambda *a: calls.append(a) or ask(*a)
+    ask = judge.judge_with_contradictions
+    judge.judge_with_contradictions = lambda *a: calls.append(a) or ask(*a)
     eb.memoize_judge(judge)
     rows = [eb.result_row(i.row, i.target) for i in items]   # the reference reports: every finding as labelled
     per_item = [eb.sample_values(eb.REPORT, *(lambda m, s: (m, s[0]))(*eb.score_rows([r], [i.meta], judge=judge)))
@@ -141,7 +141,8 @@ def test_report_consistency_and_judge_asked_once(heldout):
     metrics, _ = eb.score_rows(rows, [i.meta for i in items], judge=judge)
     assert len(calls) == 4                                     # the subset pass reused the answers
     entries = {e.metric: (e.score, e.num) for e in eb.report_entries(eb.REPORT, metrics)}
-    assert entries == {'per_report_mean': (1.0, 4), 'pooled': (1.0, 8)}      # 4 reports, Total 2 each
+    # 4 reports, Total 2 each; no report states a finding both present and absent
+    assert entries == {'per_report_mean': (1.0, 4), 'pooled': (1.0, 8), 'contradictions': (0.0, 4)}
     assert type(judge).__name__ == 'LexiconJudge'              # the name metrics.json reports
 
 

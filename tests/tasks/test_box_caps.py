@@ -2,7 +2,6 @@
 import pytest
 import yaml
 
-from fundusexpert_plugin.core.record import FundusDataError
 from fundusexpert_plugin.tasks.config import TaskConfig, default_tasks_dir, load_task
 from fundusexpert_plugin.tasks.render import RenderContext, render_rows
 
