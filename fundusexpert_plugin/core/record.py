@@ -86,7 +86,10 @@ class FundusGenRecord(BaseModel):
             Keys must be ``'diagnosis'`` or a scale of :data:`vocab.GRADE_SCALES`.
         feature_text: fine-grained feature text per language from the engine's MLLM expansion
             (checked against the findings); empty: the chain writes its rule-based text.
-        provenance: source dataset and licence (and, for engine records, the stages that ran).
+        sha256: hex digest of the image file; when given, the builder checks the file against it.
+        provenance: source dataset and licence (and, for engine records, the stages that ran);
+            ``stages['image']`` says what the intake did to the photo (``'exif-rotated (orientation 6)'``):
+            ``width``/``height`` and every box are then in the upright frame.
     """
 
     model_config = ConfigDict(extra='forbid')
@@ -99,6 +102,7 @@ class FundusGenRecord(BaseModel):
     findings: List[Finding] = Field(default_factory=list)
     image_labels: Dict[str, str] = Field(default_factory=dict)
     feature_text: Dict[Literal['en', 'zh'], str] = Field(default_factory=dict)
+    sha256: Optional[str] = Field(default=None, pattern=r'^[0-9a-fA-F]{64}$')
     provenance: Provenance
 
     @field_validator('image_labels')

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 from xml.etree import ElementTree
 
+from fundusexpert_plugin.core.jsonl import read_text
 from fundusexpert_plugin.core.record import FundusDataError
 
 _NS = {'m': 'http://schemas.openxmlformats.org/spreadsheetml/2006/main',
@@ -116,7 +117,7 @@ def read_table(path: Path | str, *, delimiter: Optional[str] = None, header: boo
 
 
 def _text_rows(path: Path, delimiter: Optional[str]) -> Iterator[Tuple[int, List[str]]]:
-    text = path.read_text(encoding='utf-8-sig')
+    text = read_text(path)  # BOM / UTF-16 aware; bad bytes named by line and offset
     if delimiter == ' ':
         for n, line in enumerate(text.splitlines(), 1):
             yield n, line.split()
