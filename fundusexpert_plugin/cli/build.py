@@ -1,12 +1,17 @@
-"""``fundusexpert build``: FundusGen records (or the bundled sample) -> FundusGen task files."""
+"""``fundusexpert build`` (``data build``): FundusGen records (or the bundled sample) -> FundusGen task files."""
 from __future__ import annotations
 
 import argparse
 import logging
+import os
+import sys
+from collections import Counter
 from pathlib import Path
 
+from fundusexpert_plugin.build import MARKED_MAX_SIDE, build_fundusgen, build_sample
 from fundusexpert_plugin.core import vocab
-from fundusexpert_plugin.build import build_fundusgen, build_sample
+from fundusexpert_plugin.core.errors import FundusDataError
+from fundusexpert_plugin.core.images import set_max_pixels
 from fundusexpert_plugin.core.record import read_records
 
 logger = logging.getLogger(__name__)
@@ -23,28 +28,57 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--lenient', action='store_true',
                         help='log and skip bad records (counted in build_summary.json) instead of stopping')
+    parser.add_argument('--image-root', type=Path, default=None,
+                        help='dataset folder: image paths are relative to it and must lie inside it '
+                             '(default: the records file folder)')
+    parser.add_argument('--allow-outside-root', action='store_true',
+                        help='accept image paths outside the dataset folder (trusted records only)')
+    parser.add_argument('--num-proc', type=int, default=os.cpu_count() or 1,
+                        help='worker processes (default: the machine\'s cores, %(default)s)')
+    parser.add_argument('--marked-max-side', type=int, default=MARKED_MAX_SIDE,
+                        help='longest side of the marked copies in pixels (default %(default)s; 0: full size)')
+    parser.add_argument('--max-image-pixels', type=int, default=None,
+                        help='decompression-bomb limit in pixels (default: Pillow\'s, about 179 million)')
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``fundusexpert build``; prints rows per task and every skipped record; returns 0.
+    """Run ``fundusexpert build``; prints rows per task and every skip counted by reason.
 
-    Raises:
-        FundusDataError: a bad record or task file (unless ``--lenient`` for records).
+    Returns:
+        0 when built; 2 on bad input (one line on stderr naming the file, line/record and field).
     """
+    try:
+        return _run(args)
+    except (FundusDataError, FileNotFoundError) as exc:
+        print(f'error: {exc}', file=sys.stderr)
+        return 2
+
+
+def _run(args: argparse.Namespace) -> int:
     languages = [lang.strip() for lang in args.languages.split(',') if lang.strip()]
     for lang in languages:
         vocab.check_language(lang)
+    if getattr(args, 'max_image_pixels', None):
+        set_max_pixels(args.max_image_pixels)
+    num_proc = max(1, getattr(args, 'num_proc', 1) or 1)
+    max_side = getattr(args, 'marked_max_side', MARKED_MAX_SIDE) or None
     if args.sample:
-        summaries = build_sample(args.out, seed=args.seed, languages=languages, tasks_dir=args.tasks_dir)
+        summaries = build_sample(args.out, seed=args.seed, languages=languages, tasks_dir=args.tasks_dir,
+                                 num_proc=num_proc, marked_max_side=max_side)
     else:
-        skipped = []
-        records = list(read_records(args.records, lenient=args.lenient, skipped=skipped))
-        summary = build_fundusgen(records, args.out, image_dir=args.records.parent, tasks_dir=args.tasks_dir,
-                                  languages=languages, seed=args.seed, lenient=args.lenient, skipped=skipped)
+        skipped, counts = [], Counter()
+        records = list(read_records(args.records, lenient=args.lenient, skipped=skipped, counts=counts))
+        root = getattr(args, 'image_root', None) or args.records.parent
+        summary = build_fundusgen(records, args.out, image_dir=root, tasks_dir=args.tasks_dir,
+                                  languages=languages, seed=args.seed, lenient=args.lenient, skipped=skipped,
+                                  skipped_counts=counts, num_proc=num_proc, marked_max_side=max_side,
+                                  allow_outside_root=getattr(args, 'allow_outside_root', False))
         summaries = {'': summary}
     for split, summary in summaries.items():
         print(f'{summary.out_dir}: {summary.records_used} records, rows per task {summary.rows_per_task}, '
-              f'skipped {len(summary.skipped)}')
+              f'skipped {len(summary.skipped)}' + (f' by reason {summary.skipped_by_reason}' if summary.skipped else ''))
         for reason in summary.skipped:
             print(f'  skipped: {reason}')
+        for warning in summary.warnings:
+            print(f'  warning: {warning}')
     return 0

@@ -4,9 +4,9 @@ Rules (one place for the builder, the converters and ``data validate``):
 
 * Backslashes are path separators (``images\\0001.jpg`` as written on Windows).
 * URLs (``scheme://...``) are refused: nothing is downloaded.
-* A relative path is resolved against the dataset folder (``root``) and must stay inside it after
-  ``..`` and symbolic links are resolved; an absolute path is refused. ``allow_outside_root``
-  (``--allow-outside-root``) lifts both rules for trusted files.
+* A relative path is resolved against the dataset folder (``root``); the file must lie inside it
+  after ``..`` and symbolic links are resolved. An absolute path is refused unless it lies inside
+  the folder. ``allow_outside_root`` (``--allow-outside-root``) lifts both rules for trusted files.
 * A name that is not on disk as written is matched in its other Unicode normal form (NFC/NFD:
   macOS writes ``é`` as ``e`` + combining accent), component by component.
 """
@@ -51,8 +51,8 @@ def resolve_image_path(name: object, root: Path | str, *, where: str, field_name
         An absolute path (not checked for existence; the image intake reports a missing file).
 
     Raises:
-        FundusDataError: not a non-empty string, a URL, an absolute path or a path that leaves
-            ``root`` (unless ``allow_outside_root``); reason ``'image_path_refused'``.
+        FundusDataError: not a non-empty string, a URL, or a path (relative or absolute) that
+            lies outside ``root`` (unless ``allow_outside_root``); reason ``'image_path_refused'``.
     """
     if not isinstance(name, str) or not name.strip():
         raise FundusDataError(f'{where}: {field_name} = {name!r}: expected a non-empty path string',
@@ -63,17 +63,16 @@ def resolve_image_path(name: object, root: Path | str, *, where: str, field_name
                               'into the dataset folder and give its relative path', reason='image_path_refused')
     root = Path(os.path.abspath(root))
     given = Path(text)
-    if given.is_absolute() or re.match(r'^[A-Za-z]:/', text):
-        if not allow_outside_root:
-            raise FundusDataError(f'{where}: {field_name} = {name!r}: absolute paths are refused; give the path '
-                                  f'relative to {root} (or pass --allow-outside-root)', reason='image_path_refused')
-        return _normal_match(given)
-    path = _normal_match(root / given)
+    if re.match(r'^[A-Za-z]:/', text) and not allow_outside_root:
+        raise FundusDataError(f'{where}: {field_name} = {name!r}: a Windows drive path; give the path relative '
+                              f'to {root}', reason='image_path_refused')
+    path = _normal_match(given if given.is_absolute() else root / given)
     if not allow_outside_root:
         real_root = Path(os.path.realpath(root))
         real = Path(os.path.realpath(path))
         if real != real_root and real_root not in real.parents:
-            raise FundusDataError(f'{where}: {field_name} = {name!r}: resolves outside the dataset folder {root}; '
-                                  'refused (pass --allow-outside-root for a trusted file)',
+            kind = 'absolute path' if given.is_absolute() else 'path'
+            raise FundusDataError(f'{where}: {field_name} = {name!r}: {kind} outside the dataset folder {root}; '
+                                  'refused (give a path inside it, or pass --allow-outside-root for a trusted file)',
                                   reason='image_path_refused')
     return Path(os.path.abspath(path))
