@@ -73,7 +73,7 @@ class BuildSummary:
 
 
 def check_image(record: FundusGenRecord, image_dir: Path, *, max_side: Optional[int] = None,
-                allow_outside_root: bool = False) -> Tuple[Path, LoadedImage]:
+                image_root: Optional[Path] = None, allow_outside_root: bool = False) -> Tuple[Path, LoadedImage]:
     """Resolve, read and check the record's image through the intake.
 
     Returns:
@@ -81,11 +81,12 @@ def check_image(record: FundusGenRecord, image_dir: Path, *, max_side: Optional[
 
     Raises:
         FundusDataError: naming the record and the ``image``/``width``/``height``/``sha256`` field:
-            path outside ``image_dir``, missing, unreadable or truncated file, wrong digest, or a size
+            path outside ``image_root`` (default ``image_dir``), missing, unreadable or truncated file, wrong digest, or a size
             other than the upright image's.
     """
     where = f'record {record.record_id!r}'
-    path = resolve_image_path(record.image, image_dir, where=where, allow_outside_root=allow_outside_root)
+    path = resolve_image_path(record.image, image_dir, where=where, root=image_root,
+                              allow_outside_root=allow_outside_root)
     try:
         image = load_image(path, max_side=max_side, sha256=record.sha256)
     except FundusDataError as exc:
@@ -105,6 +106,7 @@ class _Job:
     image_dir: Path
     seed: int
     max_side: Optional[int]
+    image_root: Optional[Path]
     allow_outside_root: bool
 
 
@@ -120,7 +122,7 @@ def _render_one(record: FundusGenRecord) -> Tuple[Dict[str, List[dict]], Optiona
     """Rows of every task for one record, or ``(msg, reason)`` when its image is unusable."""
     job = _JOB
     try:
-        path, image = check_image(record, job.image_dir, max_side=job.max_side,
+        path, image = check_image(record, job.image_dir, max_side=job.max_side, image_root=job.image_root,
                                   allow_outside_root=job.allow_outside_root)
         row_image = path
         if image.conversion:  # the model must see upright 8-bit RGB pixels: write them
@@ -140,15 +142,16 @@ def build_fundusgen(records: Iterable[FundusGenRecord], out_dir: Path | str, *,
                     tasks_dir: Optional[Path | str] = None, languages: Sequence[str] = vocab.LANGUAGES,
                     seed: int = 0, lenient: bool = False, skipped: Sequence[str] = (),
                     skipped_counts: Optional[Dict[str, int]] = None, num_proc: int = 1,
-                    marked_max_side: Optional[int] = MARKED_MAX_SIDE,
+                    marked_max_side: Optional[int] = MARKED_MAX_SIDE, image_root: Optional[Path | str] = None,
                     allow_outside_root: bool = False) -> BuildSummary:
     """Render every task for every record and write the FundusGen folder.
 
     Args:
         records: validated records (see :func:`record.read_records`).
         out_dir: output folder (created).
-        image_dir: the dataset folder: relative record ``image`` paths are resolved against it, and
-            every image must lie inside it unless ``allow_outside_root``.
+        image_dir: folder that relative record ``image`` paths are resolved against (the records file's).
+        image_root: the dataset folder every image must lie in (default ``image_dir``), unless
+            ``allow_outside_root``.
         tasks: task configs; default: all YAMLs of ``tasks_dir`` (default: shipped ``templates/``).
         languages: subset of ``('en', 'zh')``; every row is written in each language.
         seed: drives prompt-variant choice, sampled findings and MCQ distractors.
@@ -176,7 +179,8 @@ def build_fundusgen(records: Iterable[FundusGenRecord], out_dir: Path | str, *,
     reasons: Counter = Counter(skipped_counts or {})
     rows: Dict[str, List[dict]] = {t.name: [] for t in tasks}
     records = list(records)
-    job = _Job(tasks, list(languages), out, Path(image_dir), seed, marked_max_side, allow_outside_root)
+    job = _Job(tasks, list(languages), out, Path(image_dir), seed, marked_max_side,
+               Path(image_root) if image_root is not None else None, allow_outside_root)
     if num_proc > 1 and len(records) > 1:
         with ProcessPoolExecutor(min(num_proc, len(records)), initializer=_init, initargs=(job,)) as pool:
             results = pool.map(_render_one, records, chunksize=max(1, min(16, len(records) // (4 * num_proc))))

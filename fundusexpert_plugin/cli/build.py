@@ -29,8 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--lenient', action='store_true',
                         help='log and skip bad records (counted in build_summary.json) instead of stopping')
     parser.add_argument('--image-root', type=Path, default=None,
-                        help='dataset folder: image paths are relative to it and must lie inside it '
-                             '(default: the records file folder)')
+                        help='dataset folder every image must lie in (default: the records file folder; '
+                             'image paths stay relative to the records file)')
     parser.add_argument('--allow-outside-root', action='store_true',
                         help='accept image paths outside the dataset folder (trusted records only)')
     parser.add_argument('--num-proc', type=int, default=os.cpu_count() or 1,
@@ -68,10 +68,10 @@ def _run(args: argparse.Namespace) -> int:
     else:
         skipped, counts = [], Counter()
         records = list(read_records(args.records, lenient=args.lenient, skipped=skipped, counts=counts))
-        root = getattr(args, 'image_root', None) or args.records.parent
-        summary = build_fundusgen(records, args.out, image_dir=root, tasks_dir=args.tasks_dir,
+        summary = build_fundusgen(records, args.out, image_dir=args.records.parent, tasks_dir=args.tasks_dir,
                                   languages=languages, seed=args.seed, lenient=args.lenient, skipped=skipped,
                                   skipped_counts=counts, num_proc=num_proc, marked_max_side=max_side,
+                                  image_root=getattr(args, 'image_root', None),
                                   allow_outside_root=getattr(args, 'allow_outside_root', False))
         summaries = {'': summary}
     for split, summary in summaries.items():

@@ -16,6 +16,7 @@ import os
 import re
 import unicodedata
 from pathlib import Path
+from typing import Optional
 
 from fundusexpert_plugin.core.errors import FundusDataError
 
@@ -38,13 +39,14 @@ def _normal_match(path: Path) -> Path:
     return current
 
 
-def resolve_image_path(name: object, root: Path | str, *, where: str, field_name: str = 'image',
-                       allow_outside_root: bool = False) -> Path:
+def resolve_image_path(name: object, base: Path | str, *, where: str, field_name: str = 'image',
+                       root: Optional[Path | str] = None, allow_outside_root: bool = False) -> Path:
     """The file that ``name`` (as written in an annotation) refers to; see the module rules.
 
     Args:
         name: the path as written (str).
-        root: the dataset folder that relative paths are resolved against.
+        base: the folder relative paths are resolved against (the annotation file's folder).
+        root: the dataset folder the file must lie in (default ``base``).
         where: ``'<file>:<line>'`` for the message.
 
     Returns:
@@ -61,12 +63,13 @@ def resolve_image_path(name: object, root: Path | str, *, where: str, field_name
     if _URL.match(text):
         raise FundusDataError(f'{where}: {field_name} = {name!r}: URLs are not fetched; download the image '
                               'into the dataset folder and give its relative path', reason='image_path_refused')
-    root = Path(os.path.abspath(root))
+    base = Path(os.path.abspath(base))
+    root = Path(os.path.abspath(root)) if root is not None else base
     given = Path(text)
     if re.match(r'^[A-Za-z]:/', text) and not allow_outside_root:
         raise FundusDataError(f'{where}: {field_name} = {name!r}: a Windows drive path; give the path relative '
                               f'to {root}', reason='image_path_refused')
-    path = _normal_match(given if given.is_absolute() else root / given)
+    path = _normal_match(given if given.is_absolute() else base / given)
     if not allow_outside_root:
         real_root = Path(os.path.realpath(root))
         real = Path(os.path.realpath(path))

@@ -135,6 +135,7 @@ class EngineActor:
                 as in :func:`.batch.run_engine`).
         """
         from fundusexpert_plugin.core.images import ImageSkip, load_image
+        from fundusexpert_plugin.core.jsonl import dumps
         out = {'index': [], 'kind': [], 'line': [], 'skip_category': [], 'converted': [], 'no_optic_disc': [],
                'findings': []}
         for index, path, shown, key in zip(batch['index'], batch['path'], batch['shown'], batch['key']):
@@ -144,7 +145,7 @@ class EngineActor:
             except ImageSkip as exc:
                 reason = str(exc).split(': ', 1)[-1]
                 out['kind'].append('skipped')
-                out['line'].append(json.dumps({'image_key': key, 'image': shown, 'reason': reason}, ensure_ascii=False))
+                out['line'].append(dumps({'image_key': key, 'image': shown, 'reason': reason}))
                 out['skip_category'].append(reason.split(' (')[0])
                 out['converted'].append(False)
                 out['no_optic_disc'].append(False)
@@ -152,7 +153,7 @@ class EngineActor:
             else:
                 record = self.engine.process(Path(path), out_dir=self.out_dir, record_id=key, image=image)
                 out['kind'].append('record')
-                out['line'].append(json.dumps(json.loads(record.model_dump_json()), ensure_ascii=False))
+                out['line'].append(dumps(record.model_dump(mode='json')))
                 out['skip_category'].append('')
                 out['converted'].append(bool(image.conversion))
                 out['no_optic_disc'].append(not record.boxes('optic_disc'))

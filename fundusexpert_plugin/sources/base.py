@@ -335,7 +335,8 @@ class RecordDraft:
         if label not in self.annotated:
             self.annotated.append(label)
 
-    def add_box(self, label: str, box_px: Sequence[float], *, field_name: str = 'box') -> None:
+    def add_box(self, label: str, box_px: Sequence[float], *, field_name: str = 'box',
+                label_field: Optional[str] = None) -> None:
         """Add one box (xyxy pixels, JSON numbers) of finding ``label`` (id or alias).
 
         Out-of-image rule (the same for every reader): a box that sticks out of the image by at most
@@ -346,11 +347,12 @@ class RecordDraft:
             FundusDataError: reasons ``unknown_label``, ``box_not_numbers``, ``box_not_finite``,
                 ``box_outside_image``, ``box_empty_or_inverted``.
         """
+        label_field = label_field or f'{field_name}: label'
         if not isinstance(label, str) or not label.strip():
-            raise FundusDataError(f'{self.where}: {field_name}: label = {label!r}: missing label', reason='missing_label')
+            raise FundusDataError(f'{self.where}: {label_field} = {label!r}: missing label', reason='missing_label')
         if vocab.canonical_finding(label) is None:
             try:
-                vocab.resolve_finding(label, where=f'{self.where}: {field_name}: label')
+                vocab.resolve_finding(label, where=f'{self.where}: {label_field}')
             except ValueError as exc:
                 raise FundusDataError(str(exc), reason='unknown_label') from None
         x1, y1, x2, y2 = check_numbers(list(box_px) if isinstance(box_px, tuple) else box_px, 4,

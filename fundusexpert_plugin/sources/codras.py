@@ -135,7 +135,7 @@ def _add_annotation(draft: RecordDraft, k: int, ann, where: str, lenient: bool, 
         raise FundusDataError(f'{where}: {field} = {ann!r}: expected an object {{label, bbox_xyxy}}',
                               reason='box_not_an_object')
     label = ann.get('label')
-    draft.add_box(label, ann.get('bbox_xyxy'), field_name=f'{field}.bbox_xyxy')
+    draft.add_box(label, ann.get('bbox_xyxy'), field_name=f'{field}.bbox_xyxy', label_field=f'{field}.label')
     class_id = ann.get('class_id')
     if class_id is not None:
         expected = CODRAS_CLASS_IDS.get(class_id) if isinstance(class_id, int) else None

@@ -24,11 +24,13 @@ def test_cli_arguments_parse_scales_and_keep_val_options_exclusive():
                            '--val-annotations', 'v.jsonl'])
 
 
-def test_run_returns_2_and_names_the_missing_file(tmp_path, caplog):
+def test_run_returns_2_and_names_the_missing_file(tmp_path, capsys):
+    from fundusexpert_plugin.cli.detector import run
     args = td.add_arguments(argparse.ArgumentParser()).parse_args(
         ['--annotations', str(tmp_path / 'missing.jsonl'), '--work-dir', str(tmp_path / 'w')])
-    assert td.run(args) == 2
-    assert 'missing.jsonl' in caplog.text
+    assert run(args) == 2
+    err = capsys.readouterr().err
+    assert 'missing.jsonl' in err and 'Traceback' not in err
 
 
 @pytest.mark.mmdet
@@ -87,7 +89,8 @@ def trained(tmp_path_factory):
     pytest.importorskip('mmdet')
     tmp = tmp_path_factory.mktemp('train_detector')
     data = _downscaled_photos(tmp)
-    result = td.train_detector(data / 'annotations.jsonl', None, tmp / 'work', fmt='codras',
+    from fundusexpert_plugin.sources.codras import read_codras
+    result = td.train_detector(list(read_codras(data / 'annotations.jsonl')), tmp / 'work',
                                val_split=0.25, max_iters=4, img_scale=(320, 320), batch_size=2,
                                seed=0, log_level='WARNING')
     return result, data
