@@ -43,7 +43,7 @@ class Reader:
 
 READERS: Dict[str, Reader] = {}
 _MODULES = ('fundusexpert_plugin.sources.codras', 'fundusexpert_plugin.sources.box_csv',
-            'fundusexpert_plugin.sources.generic')
+            'fundusexpert_plugin.sources.generic', 'fundusexpert_plugin.sources.records')
 
 
 def register(name: str, *, help: str, sniff: Callable[[Path], bool] = lambda p: False,
