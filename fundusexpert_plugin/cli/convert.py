@@ -279,6 +279,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help='skip bad boxes / records (counted by reason in the summary) instead of stopping')
         p.add_argument('--allow-outside-root', action='store_true',
                        help='accept absolute image paths and paths outside the dataset folder (trusted files)')
+        p.add_argument('--max-image-pixels', type=int, default=None,
+                       help="decompression-bomb limit in pixels (default: Pillow's, about 179 million)")
         p.add_argument('--absolute-paths', action='store_true',
                        help='write absolute image paths (default: relative to the --out folder)')
         p.add_argument('--source-dataset', required=fmt.generic,
@@ -319,7 +321,10 @@ def finalise(records: Iterable[FundusGenRecord], out: Path, *, absolute: bool = 
 
 def run(args: argparse.Namespace) -> int:
     """Convert, write ``args.out`` and print the summary. Returns the exit status."""
+    from fundusexpert_plugin.core.images import set_max_pixels
     from fundusexpert_plugin.sources.base import ConvertLog
+    if getattr(args, 'max_image_pixels', None):
+        set_max_pixels(args.max_image_pixels)
     log = ConvertLog()
     overrides = {k: v for k, v in (('source_dataset', args.source_dataset), ('licence', args.licence),
                                    ('attribution', args.attribution)) if v is not None}
