@@ -224,11 +224,14 @@ def save_image(pixels: np.ndarray | Image.Image, path: Path | str, *, quality: i
     """Write pixels as a fresh metadata-free image (format from the suffix; JPEG at ``quality``).
 
     The image is rebuilt from the array, so no EXIF, XMP, GPS, ICC profile, JPEG COM comment or
-    PNG text chunk of any source image is carried over. Returns the path.
+    PNG text chunk of any source image is carried over (an RGB PIL image that carries no ``info`` at
+    all, i.e. one made from pixels, is written as is). Returns the path.
     """
     path = Path(path)
-    arr = np.asarray(pixels)
-    fresh = Image.fromarray(np.ascontiguousarray(arr.astype(np.uint8)))
+    if isinstance(pixels, Image.Image) and pixels.mode == 'RGB' and not pixels.info:
+        fresh = pixels
+    else:
+        fresh = Image.fromarray(np.ascontiguousarray(np.asarray(pixels).astype(np.uint8)))
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.suffix.lower() in ('.jpg', '.jpeg'):
         fresh.save(path, format='JPEG', quality=quality)
