@@ -30,7 +30,7 @@ from fundusexpert_plugin.core.paths import resolve_image_path
 from fundusexpert_plugin.core.record import FundusDataError, FundusGenRecord
 from fundusexpert_plugin.sources.base import (ConvertLog, RecordDraft, SourceInfo, attempt, check_unique_id,
                                               require_records)
-from fundusexpert_plugin.sources.registry import register
+from fundusexpert_plugin.sources.registry import head_has, register
 
 logger = logging.getLogger(__name__)
 
@@ -47,11 +47,7 @@ def _source(row: dict) -> SourceInfo:
 
 
 def _sniff(path: Path) -> bool:
-    if path.suffix.lower() != '.jsonl' or not path.is_file():
-        return False
-    with open(path, 'rb') as fh:
-        head = fh.read(4096)
-    return b'"annotations"' in head or b'"bbox_xyxy"' in head
+    return head_has(path, ('.jsonl',), b'"annotations"', b'"bbox_xyxy"')
 
 
 @register('codras', help='our annotation jsonl (image, width, height, annotations[{label, class_id, bbox_xyxy}])',

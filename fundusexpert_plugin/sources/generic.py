@@ -37,7 +37,7 @@ from fundusexpert_plugin.core.jsonl import read_text
 from fundusexpert_plugin.core.paths import resolve_image_path
 from fundusexpert_plugin.sources.base import (SEE_TERMS, ConvertLog, FileIndex, MaskBoxParams, RecordDraft, SourceInfo, attempt,
                    check_numbers, check_unique_id, read_mask, require_records)
-from fundusexpert_plugin.sources.registry import register
+from fundusexpert_plugin.sources.registry import head_has, register
 from fundusexpert_plugin.sources.tables import IMAGE_COLUMNS, parse_grade, parse_number, read_table
 
 GENERIC = SourceInfo('unnamed source', SEE_TERMS, '')
@@ -99,11 +99,7 @@ def _yolo_sniff(path: Path) -> bool:
 
 
 def _coco_sniff(path: Path) -> bool:
-    if path.suffix.lower() != '.json' or not path.is_file():
-        return False
-    with open(path, 'rb') as fh:
-        head = fh.read(65536)
-    return b'"images"' in head and (b'"annotations"' in head or b'"categories"' in head)
+    return head_has(path, ('.json',), b'"images"', b'"categories"', every=True, size=1 << 20)
 
 
 def _rel_id(image: Path, root: Path) -> str:

@@ -9,15 +9,11 @@ from typing import Iterator, Optional
 from fundusexpert_plugin.core.paths import resolve_image_path
 from fundusexpert_plugin.core.record import FundusDataError, FundusGenRecord, read_records
 from fundusexpert_plugin.sources.base import ConvertLog, attempt, intake, require_records
-from fundusexpert_plugin.sources.registry import register
+from fundusexpert_plugin.sources.registry import head_has, register
 
 
 def _sniff(path: Path) -> bool:
-    if path.suffix.lower() != '.jsonl' or not path.is_file():
-        return False
-    with open(path, 'rb') as fh:
-        head = fh.read(4096)
-    return b'"record_id"' in head and b'"findings"' in head
+    return head_has(path, ('.jsonl',), b'"record_id"', b'"findings"', every=True)
 
 
 @register('records', help='FundusGen records jsonl (what convert writes and build reads)', sniff=_sniff)

@@ -42,6 +42,16 @@ class Reader:
 
 
 READERS: Dict[str, Reader] = {}
+
+
+def head_has(path: Path, suffixes: tuple, *needles: bytes, every: bool = False, size: int = 4096) -> bool:
+    """Sniffer helper: ``path`` is a file with one of ``suffixes`` whose first ``size`` bytes hold
+    any (or, with ``every``, all) of ``needles``."""
+    if path.suffix.lower() not in suffixes or not path.is_file():
+        return False
+    with open(path, 'rb') as fh:
+        head = fh.read(size)
+    return (all if every else any)(n in head for n in needles)
 _MODULES = ('fundusexpert_plugin.sources.codras', 'fundusexpert_plugin.sources.box_csv',
             'fundusexpert_plugin.sources.generic', 'fundusexpert_plugin.sources.records')
 

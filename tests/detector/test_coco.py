@@ -1,5 +1,4 @@
 """Tests of fundusexpert_plugin.detector.coco (records -> samples -> COCO json, split)."""
-import json
 from pathlib import Path
 
 import numpy as np
@@ -14,20 +13,6 @@ from fundusexpert_plugin.sources.generic import read_coco, read_yolo
 def _image(path: Path, width=100, height=80):
     path.parent.mkdir(parents=True, exist_ok=True)
     Image.new('RGB', (width, height)).save(path)
-
-
-@pytest.fixture
-def codras_dir(tmp_path):
-    _image(tmp_path / 'images' / '0001.jpg')
-    _image(tmp_path / 'images' / '0002.jpg')
-    rows = [
-        dict(image='images/0001.jpg', codras_id='0001', width=100, height=80, annotations=[
-            dict(label='haemorrhage', class_id=2, bbox_xyxy=[10, 20, 30, 40]),
-            dict(label='optic_disc', class_id=0, bbox_xyxy=[50, 10, 90, 60])]),
-        dict(image='images/0002.jpg', codras_id='0002', width=100, height=80, annotations=[]),
-    ]
-    (tmp_path / 'annotations.jsonl').write_text('\n'.join(json.dumps(r) for r in rows) + '\n')
-    return tmp_path
 
 
 def test_yolo_reader_converts_normalised_centres_to_pixels_and_refuses_far_out_boxes(tmp_path):

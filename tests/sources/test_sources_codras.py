@@ -18,20 +18,6 @@ def _image(path, width=100, height=80):
     Image.new('RGB', (width, height)).save(path)
 
 
-@pytest.fixture
-def codras_dir(tmp_path):
-    _image(tmp_path / 'images' / '0001.jpg')
-    _image(tmp_path / 'images' / '0002.jpg')
-    rows = [
-        dict(image='images/0001.jpg', codras_id='0001', width=100, height=80, annotations=[
-            dict(label='haemorrhage', class_id=2, bbox_xyxy=[10, 20, 30, 40]),
-            dict(label='optic_disc', class_id=0, bbox_xyxy=[50, 10, 90, 60])]),
-        dict(image='images/0002.jpg', codras_id='0002', width=100, height=80, annotations=[]),
-    ]
-    (tmp_path / 'annotations.jsonl').write_text('\n'.join(json.dumps(r) for r in rows) + '\n')
-    return tmp_path
-
-
 def test_codras_reader_maps_labels_to_finding_ids_in_vocabulary_order(codras_dir):
     data = samples_from_records(list(read_codras(codras_dir / 'annotations.jsonl')))
     assert data.classes == ('optic_disc', 'haemorrhages')
