@@ -4,30 +4,46 @@ Output folder layout (one folder per split)::
 
     <out>/<task>.jsonl          rows of that task (ms-swift schema + metadata keys)
     <out>/marked/*.jpg          copies with a red box, for region identification
+    <out>/images/*.png          upright 8-bit RGB copies of photos the intake converted (EXIF-rotated,
+                                16-bit, alpha, palette, greyscale); rows point to these
     <out>/build_summary.json    counts per task, skipped records with reasons, seed, task versions,
                                 licences of the records built with their counts
 
+Every photo goes through the one image intake (:func:`fundusexpert_plugin.core.images.load_image`):
+opened by content, fully decoded, turned upright, its ``sha256`` checked when the record has one, its
+upright size compared with the record's. Its path must lie inside the image folder
+(:mod:`fundusexpert_plugin.core.paths`). Every written image is a fresh metadata-free image.
+
+Marked copies are drawn at most ``marked_max_side`` pixels on their long side (JPEGs decoded in
+draft mode); such a row's ``width``/``height`` and ``marked_box_px`` are those of the copy.
+
 Row image paths are relative to ``<out>``. The build is deterministic for a given seed, task set
-and record order. Files are written to a temporary name and renamed, so an interrupted build never
-leaves a half-written task file.
+and record order, whatever ``num_proc``. Files are written to a temporary name and renamed, so an
+interrupted build never leaves a half-written task file.
 """
 from __future__ import annotations
 
 import json
 import logging
 import os
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, Iterable, List, Optional, Sequence
-
-from PIL import Image, UnidentifiedImageError
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from fundusexpert_plugin.core import vocab
+from fundusexpert_plugin.core.images import LoadedImage, load_image, save_image
+from fundusexpert_plugin.core.jsonl import write_jsonl
+from fundusexpert_plugin.core.paths import resolve_image_path
 from fundusexpert_plugin.core.record import FundusDataError, FundusGenRecord
 from fundusexpert_plugin.tasks.config import TaskConfig, load_tasks
-from fundusexpert_plugin.tasks.render import RenderContext, render_rows
+from fundusexpert_plugin.tasks.render import RecordImage, RenderContext, file_key, render_rows
 
 logger = logging.getLogger(__name__)
+
+#: Longest side of the marked copies, pixels (above every recipe's model input).
+MARKED_MAX_SIDE = 2048
 
 
 @dataclass
@@ -39,6 +55,8 @@ class BuildSummary:
         rows_per_task: task name -> number of rows written.
         records_used: number of records rendered.
         skipped: one ``'<where>: <reason>'`` message per skipped record (lenient mode).
+        skipped_by_reason: reason -> number of skipped records (``image_missing``, ``size_mismatch``, ...).
+        warnings: accepted with a warning (multi-page files).
         seed, languages, task_versions, task_weights: the build parameters (weights are read by
             the ``fundusgen`` dataset when it loads every task at once).
         licences: ``provenance.licence`` -> number of records built under it (every record used;
@@ -49,6 +67,8 @@ class BuildSummary:
     rows_per_task: Dict[str, int] = field(default_factory=dict)
     records_used: int = 0
     skipped: List[str] = field(default_factory=list)
+    skipped_by_reason: Dict[str, int] = field(default_factory=dict)
+    warnings: List[str] = field(default_factory=list)
     seed: int = 0
     languages: List[str] = field(default_factory=list)
     task_versions: Dict[str, int] = field(default_factory=dict)
@@ -56,98 +76,165 @@ class BuildSummary:
     licences: Dict[str, int] = field(default_factory=dict)
 
 
-def check_image(record: FundusGenRecord, image_dir: Path) -> None:
-    """The record's image exists, is readable and has the recorded size.
+def check_image(record: FundusGenRecord, image_dir: Path, *, max_side: Optional[int] = None,
+                image_root: Optional[Path] = None, allow_outside_root: bool = False) -> Tuple[Path, LoadedImage]:
+    """Resolve, read and check the record's image through the intake.
+
+    Returns:
+        ``(path, image)``: the file, and its upright RGB pixels (at most ``max_side`` on the long side).
 
     Raises:
-        FundusDataError: naming the record, the ``image``/``width``/``height`` field and the file.
+        FundusDataError: naming the record and the ``image``/``width``/``height``/``sha256`` field:
+            path outside ``image_root`` (default ``image_dir``), missing, unreadable or truncated file, wrong digest, or a size
+            other than the upright image's.
     """
-    path = record.image_path(image_dir)
-    where = f'record {record.record_id!r}: image'
-    if not path.exists():
-        raise FundusDataError(f'{where}: file not found: {path}')
+    where = f'record {record.record_id!r}'
+    path = resolve_image_path(record.image, image_dir, where=where, root=image_root,
+                              allow_outside_root=allow_outside_root)
     try:
-        with Image.open(path) as im:
-            size = im.size
-    except (UnidentifiedImageError, OSError) as exc:
-        raise FundusDataError(f'{where}: unreadable image {path}: {exc}') from None
-    if size != (record.width, record.height):
-        raise FundusDataError(f'record {record.record_id!r}: width/height = {record.width}x{record.height} but '
-                              f'{path} is {size[0]}x{size[1]}')
+        image = load_image(path, max_side=max_side, sha256=record.sha256)
+    except FundusDataError as exc:
+        text = str(exc).replace(f'{path}: file not found', f'file not found: {path}')
+        raise FundusDataError(f'{where}: image: {text}', reason=exc.reason) from None
+    if image.original_size != (record.width, record.height):
+        raise FundusDataError(f'{where}: width/height = {record.width}x{record.height} but {path} is '
+                              f'{image.original_size[0]}x{image.original_size[1]} (upright)', reason='size_mismatch')
+    return path, image
 
 
-def _write_jsonl_atomic(rows: List[dict], path: Path) -> None:
-    tmp = path.with_suffix(path.suffix + '.tmp')
-    with tmp.open('w', encoding='utf-8') as fh:
-        for row in rows:
-            fh.write(json.dumps(row, ensure_ascii=False) + '\n')
-    os.replace(tmp, path)
+@dataclass
+class _Job:
+    tasks: List[TaskConfig]
+    languages: List[str]
+    out: Path
+    image_dir: Path
+    seed: int
+    max_side: Optional[int]
+    image_root: Optional[Path]
+    allow_outside_root: bool
+
+
+_JOB: Optional[_Job] = None
+
+
+def _init(job: _Job) -> None:
+    global _JOB
+    _JOB = job
+
+
+def _render_one(record: FundusGenRecord) -> Tuple[Dict[str, List[dict]], Optional[Tuple[str, str]], List[str]]:
+    """Rows of every task for one record, or ``(msg, reason)`` when its image is unusable."""
+    job = _JOB
+    try:
+        path, image = check_image(record, job.image_dir, max_side=job.max_side, image_root=job.image_root,
+                                  allow_outside_root=job.allow_outside_root)
+        row_image = path
+        if image.conversion:  # the model must see upright 8-bit RGB pixels: write them
+            full = image if image.scale == (1.0, 1.0) else load_image(path)
+            row_image = save_image(full.rgb, job.out / 'images' / f'{file_key(record.record_id)}.png')
+    except FundusDataError as exc:
+        return {}, (str(exc), exc.reason or 'invalid_record'), []
+    ctx = RenderContext(job.out, job.image_dir, job.seed)
+    source = RecordImage(row_image, image)
+    rows = {t.name: [row for lang in job.languages for row in render_rows(record, t, lang, ctx, image=source)]
+            for t in job.tasks}
+    return rows, None, [f'record {record.record_id!r}: {w}' for w in image.warnings]
 
 
 def build_fundusgen(records: Iterable[FundusGenRecord], out_dir: Path | str, *,
                     image_dir: Path | str = '.', tasks: Optional[Sequence[TaskConfig]] = None,
                     tasks_dir: Optional[Path | str] = None, languages: Sequence[str] = vocab.LANGUAGES,
-                    seed: int = 0, lenient: bool = False, skipped: Sequence[str] = ()) -> BuildSummary:
+                    seed: int = 0, lenient: bool = False, skipped: Sequence[str] = (),
+                    skipped_counts: Optional[Dict[str, int]] = None, num_proc: int = 1,
+                    marked_max_side: Optional[int] = MARKED_MAX_SIDE, image_root: Optional[Path | str] = None,
+                    allow_outside_root: bool = False) -> BuildSummary:
     """Render every task for every record and write the FundusGen folder.
 
     Args:
         records: validated records (see :func:`record.read_records`).
         out_dir: output folder (created).
-        image_dir: folder that relative record ``image`` paths are resolved against.
+        image_dir: folder that relative record ``image`` paths are resolved against (the records file's).
+        image_root: the dataset folder every image must lie in (default ``image_dir``), unless
+            ``allow_outside_root``.
         tasks: task configs; default: all YAMLs of ``tasks_dir`` (default: shipped ``templates/``).
         languages: subset of ``('en', 'zh')``; every row is written in each language.
         seed: drives prompt-variant choice, sampled findings and MCQ distractors.
-        lenient: skip records with a missing/unreadable image or a size mismatch (logged and
-            counted in the summary) instead of raising.
-        skipped: records already skipped upstream (e.g. by a lenient :func:`record.read_records`),
-            listed first in the summary's ``skipped``.
+        lenient: skip records whose image is unusable (logged and counted by reason in the
+            summary) instead of raising.
+        skipped, skipped_counts: records already skipped upstream (e.g. by a lenient
+            :func:`record.read_records`): messages listed first in the summary, counts by reason.
+        num_proc: worker processes (1: in this process). The rows do not depend on it.
+        marked_max_side: longest side of the marked copies, pixels (``None``: full size).
 
     Returns:
         The :class:`BuildSummary`, also written to ``<out_dir>/build_summary.json``.
 
     Raises:
-        FundusDataError: a bad record when not ``lenient``; every record skipped.
+        FundusDataError: a bad record when not ``lenient``; no record, or every record skipped.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tasks = list(tasks) if tasks is not None else load_tasks(tasks_dir)
     for lang in languages:
         vocab.check_language(lang)
-    ctx = RenderContext(out, image_dir, seed)
     summary = BuildSummary(out_dir=str(out), skipped=list(skipped), seed=seed, languages=list(languages),
                            task_versions={t.name: t.version for t in tasks},
                            task_weights={t.name: t.weight for t in tasks})
+    reasons: Counter = Counter(skipped_counts or {})
     rows: Dict[str, List[dict]] = {t.name: [] for t in tasks}
-    seen = 0
-    for record in records:
-        seen += 1
-        try:
-            check_image(record, Path(image_dir))
-        except FundusDataError as exc:
-            if not lenient:
-                raise
-            logger.warning('skipped: %s', exc)
-            summary.skipped.append(str(exc))
-            continue
-        for task in tasks:
-            for lang in languages:
-                rows[task.name].extend(render_rows(record, task, lang, ctx))
-        summary.records_used += 1
-        licence = record.provenance.licence
-        summary.licences[licence] = summary.licences.get(licence, 0) + 1
-    if seen and not summary.records_used:
-        raise FundusDataError(f'all {seen} records were skipped; first reason: {summary.skipped[len(skipped)]}')
+    records = list(records)
+    job = _Job(tasks, list(languages), out, Path(image_dir), seed, marked_max_side,
+               Path(image_root) if image_root is not None else None, allow_outside_root)
+    if num_proc > 1 and len(records) > 1:
+        with ProcessPoolExecutor(min(num_proc, len(records)), initializer=_init, initargs=(job,)) as pool:
+            results = pool.map(_render_one, records, chunksize=max(1, min(16, len(records) // (4 * num_proc))))
+            _collect(zip(records, results), rows, summary, reasons, lenient)
+    else:
+        _init(job)
+        _collect(zip(records, map(_render_one, records)), rows, summary, reasons, lenient)
+    if not records:
+        raise FundusDataError('no records to build from' + (f' ({len(skipped)} skipped upstream; first: {skipped[0]})'
+                                                            if skipped else ''), reason='empty_input')
+    if not summary.records_used:
+        raise FundusDataError(f'all {len(records)} records were skipped; first reason: '
+                              f'{summary.skipped[len(skipped)]}', reason='empty_input')
+    summary.skipped_by_reason = dict(sorted(reasons.items()))
     for task in tasks:
         _write_jsonl_atomic(rows[task.name], out / f'{task.name}.jsonl')
         summary.rows_per_task[task.name] = len(rows[task.name])
     (out / 'build_summary.json').write_text(json.dumps(asdict(summary), indent=2, ensure_ascii=False) + '\n')
     if summary.skipped:
-        logger.warning('skipped %d of %d records (see %s/build_summary.json)', len(summary.skipped), seen, out)
+        logger.warning('skipped %d of %d records (see %s/build_summary.json)', len(summary.skipped) - len(skipped),
+                       len(records), out)
     return summary
 
 
+def _collect(results, rows, summary: BuildSummary, reasons: Counter, lenient: bool) -> None:
+    """Fold ``(record, (rows, error, warnings))`` pairs into ``rows`` and ``summary``, in record order."""
+    for record, (record_rows, error, warnings) in results:
+        summary.warnings.extend(warnings)
+        if error is not None:
+            if not lenient:
+                raise FundusDataError(error[0], reason=error[1])
+            logger.warning('skipped: %s', error[0])
+            summary.skipped.append(error[0])
+            reasons[error[1]] += 1
+            continue
+        for name, task_rows in record_rows.items():
+            rows[name].extend(task_rows)
+        summary.records_used += 1
+        licence = record.provenance.licence
+        summary.licences[licence] = summary.licences.get(licence, 0) + 1
+
+
+def _write_jsonl_atomic(rows: List[dict], path: Path) -> None:
+    tmp = write_jsonl(path.with_suffix(path.suffix + '.tmp'), rows)
+    os.replace(tmp, path)
+
+
 def build_sample(out_dir: Path | str, *, seed: int = 0, languages: Sequence[str] = vocab.LANGUAGES,
-                 tasks_dir: Optional[Path | str] = None) -> Dict[str, BuildSummary]:
+                 tasks_dir: Optional[Path | str] = None, num_proc: int = 1,
+                 marked_max_side: Optional[int] = MARKED_MAX_SIDE) -> Dict[str, BuildSummary]:
     """Build FundusGen from the bundled sample: ``<out_dir>/train`` and ``<out_dir>/heldout``.
 
     The sample images, their licence and the FundusGen rows derived from them are CC BY 4.0
@@ -158,6 +245,7 @@ def build_sample(out_dir: Path | str, *, seed: int = 0, languages: Sequence[str]
     summaries = {}
     for split in SPLITS:
         summaries[split] = build_fundusgen(sample_records(split), out / split, image_dir=SAMPLE_DIR,
-                                           seed=seed, languages=languages, tasks_dir=tasks_dir)
+                                           seed=seed, languages=languages, tasks_dir=tasks_dir,
+                                           num_proc=num_proc, marked_max_side=marked_max_side)
     (out / 'LICENSE.md').write_text((SAMPLE_DIR / 'LICENSE.md').read_text(encoding='utf-8'), encoding='utf-8')
     return summaries

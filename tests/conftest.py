@@ -53,3 +53,25 @@ def swift_registered(tmp_path_factory):
     from fundusexpert_plugin.swift_plugin.registry import register_all
     register_all()
     return True
+
+
+def _codras_image(path, width=100, height=80):
+    from PIL import Image
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.new('RGB', (width, height)).save(path)
+
+
+@pytest.fixture
+def codras_dir(tmp_path):
+    """Two 100x80 photos and a CODRAS-style annotations.jsonl (2 boxes on 0001, none on 0002)."""
+    import json
+    _codras_image(tmp_path / 'images' / '0001.jpg')
+    _codras_image(tmp_path / 'images' / '0002.jpg')
+    rows = [
+        dict(image='images/0001.jpg', codras_id='0001', width=100, height=80, annotations=[
+            dict(label='haemorrhage', class_id=2, bbox_xyxy=[10, 20, 30, 40]),
+            dict(label='optic_disc', class_id=0, bbox_xyxy=[50, 10, 90, 60])]),
+        dict(image='images/0002.jpg', codras_id='0002', width=100, height=80, annotations=[]),
+    ]
+    (tmp_path / 'annotations.jsonl').write_text('\n'.join(json.dumps(r) for r in rows) + '\n')
+    return tmp_path

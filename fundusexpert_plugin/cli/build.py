@@ -2,9 +2,14 @@
 from __future__ import annotations
 
 import argparse
+import os
+from collections import Counter
 from pathlib import Path
 
 from fundusexpert_plugin.cli.common import add_languages
+
+#: default longest side of the marked copies, pixels (``fundusexpert_plugin.build.MARKED_MAX_SIDE``)
+MARKED_MAX_SIDE = 2048
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -18,31 +23,53 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--lenient', action='store_true',
                         help='log and skip bad records (counted in build_summary.json) instead of stopping')
+    parser.add_argument('--image-root', type=Path, default=None,
+                        help='dataset folder every image must lie in (default: the records file folder; '
+                             'image paths stay relative to the records file)')
+    parser.add_argument('--allow-outside-root', action='store_true',
+                        help='accept image paths outside the dataset folder (trusted records only)')
+    parser.add_argument('--num-proc', type=int, default=os.cpu_count() or 1,
+                        help='worker processes (default: the machine\'s cores, %(default)s)')
+    parser.add_argument('--marked-max-side', type=int, default=MARKED_MAX_SIDE,
+                        help='longest side of the marked copies in pixels (default %(default)s; 0: full size)')
+    parser.add_argument('--max-image-pixels', type=int, default=None,
+                        help='decompression-bomb limit in pixels (default: Pillow\'s, about 179 million)')
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``fundusexpert data build``; prints rows per task and every skipped record; returns 0.
+    """Run ``fundusexpert data build``; prints rows per task, licences and every skip counted by reason; returns 0.
 
     Raises:
         FileNotFoundError: ``--records`` does not exist.
-        FundusDataError: a bad record or task file (unless ``--lenient`` for records).
+        FundusDataError: a bad record, image or task file (unless ``--lenient`` for records and images);
+            an empty or all-invalid records file even with ``--lenient``.
     """
     from fundusexpert_plugin.build import build_fundusgen, build_sample
+    from fundusexpert_plugin.core.images import set_max_pixels
     from fundusexpert_plugin.core.record import read_records
     languages = list(args.languages)
+    if args.max_image_pixels:
+        set_max_pixels(args.max_image_pixels)
+    num_proc = max(1, args.num_proc or 1)
+    max_side = args.marked_max_side or None
     if args.sample:
-        summaries = build_sample(args.out, seed=args.seed, languages=languages, tasks_dir=args.tasks_dir)
+        summaries = build_sample(args.out, seed=args.seed, languages=languages, tasks_dir=args.tasks_dir,
+                                 num_proc=num_proc, marked_max_side=max_side)
     else:
-        skipped = []
-        records = list(read_records(args.records, lenient=args.lenient, skipped=skipped))
+        skipped, counts = [], Counter()
+        records = list(read_records(args.records, lenient=args.lenient, skipped=skipped, counts=counts))
         summary = build_fundusgen(records, args.out, image_dir=args.records.parent, tasks_dir=args.tasks_dir,
-                                  languages=languages, seed=args.seed, lenient=args.lenient, skipped=skipped)
+                                  languages=languages, seed=args.seed, lenient=args.lenient, skipped=skipped,
+                                  skipped_counts=counts, num_proc=num_proc, marked_max_side=max_side,
+                                  image_root=args.image_root, allow_outside_root=args.allow_outside_root)
         summaries = {'': summary}
     for split, summary in summaries.items():
         print(f'{summary.out_dir}: {summary.records_used} records, rows per task {summary.rows_per_task}, '
-              f'skipped {len(summary.skipped)}')
+              f'skipped {len(summary.skipped)}' + (f' by reason {summary.skipped_by_reason}' if summary.skipped else ''))
         for licence, count in sorted(summary.licences.items()):
             print(f'  licence ({count} records): {licence}')
         for reason in summary.skipped:
             print(f'  skipped: {reason}')
+        for warning in summary.warnings:
+            print(f'  warning: {warning}')
     return 0

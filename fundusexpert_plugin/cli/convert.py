@@ -16,7 +16,8 @@ Examples::
 
 Bad input stops the conversion with a message naming the file, its line/row and the field; with
 ``--lenient`` the item is skipped and listed in the summary. Labels the record cannot hold are never
-errors: they are left out and counted. Exit status: 0 written, 1 nothing to write, 2 bad input.
+errors: they are left out and counted. Exit status: 0 written, 2 bad input (an input that yields no
+record is bad input, also with ``--lenient``).
 """
 from __future__ import annotations
 
@@ -176,6 +177,18 @@ def _add_masks(p):
     _mask_options(p)
 
 
+def _add_codras(p):
+    _dir(p, '--annotations', 'annotation jsonl: image, width, height, annotations[{label, class_id, bbox_xyxy}]')
+    _dir(p, '--images', 'dataset folder the image paths are relative to (default: the jsonl folder)', required=False)
+    p.add_argument('--split', default=None, help='keep only lines with this "split" value')
+
+
+def _add_box_csv(p):
+    _dir(p, '--csv', 'CSV with one box per row: image,label,x1,y1,x2,y2 (pixels)')
+    _dir(p, '--images', 'dataset folder the image paths are relative to (default: the CSV folder)', required=False)
+    _class_options(p)
+
+
 def _add_csv(p):
     _dir(p, '--csv', 'CSV: image + dr_grade, dme_grade, diagnosis, laterality, record_id')
     _dir(p, '--images', 'folder image paths are relative to (default: the CSV folder)', required=False)
@@ -269,6 +282,13 @@ FORMATS: Dict[str, Format] = {
                         a.images, a.masks, foreground=a.foreground, missing=a.missing, params=_params(a),
                         lenient=a.lenient, log=log, **_generic(a)), True),
     'dicom': Format('folder of DICOM photographs -> de-identified PNGs + records', _add_dicom, _read_dicom),
+    'codras': Format('our annotation jsonl (CODRAS-style boxes, the bundled sample\'s layout)', _add_codras,
+                     lambda a, log: _src('codras').read_codras(a.annotations, a.images, split=a.split, lenient=a.lenient,
+                                                               log=log, allow_outside_root=a.allow_outside_root)),
+    'box-csv': Format('CSV of boxes, one per row (image, label, x1, y1, x2, y2)', _add_box_csv,
+                      lambda a, log: _src('box_csv').read_box_csv(a.csv, a.images, lenient=a.lenient, log=log,
+                                                                  allow_outside_root=a.allow_outside_root,
+                                                                  **_generic(a)), True),
     'csv': Format('CSV of image-level labels (image, dr_grade, dme_grade, diagnosis, laterality)', _add_csv,
                   lambda a, log: _src('generic').read_label_csv(a.csv, a.images, lenient=a.lenient, log=log,
                                                                 **_generic(a)), True),
@@ -282,7 +302,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p = sub.add_parser(name, help=fmt.help, description=fmt.help)
         fmt.add(p)
         p.add_argument('--out', type=Path, required=True, help='records jsonl to write')
-        p.add_argument('--lenient', action='store_true', help='skip bad items (listed in the summary)')
+        p.add_argument('--lenient', action='store_true',
+                       help='skip bad boxes / records (counted by reason in the summary) instead of stopping')
+        p.add_argument('--allow-outside-root', action='store_true',
+                       help='accept absolute image paths and paths outside the dataset folder (trusted files)')
+        p.add_argument('--max-image-pixels', type=int, default=None,
+                       help="decompression-bomb limit in pixels (default: Pillow's, about 179 million)")
         p.add_argument('--absolute-paths', action='store_true',
                        help='write absolute image paths (default: relative to the --out folder)')
         p.add_argument('--source-dataset', required=fmt.generic,
@@ -305,11 +330,11 @@ def finalise(records: Iterable[FundusGenRecord], out: Path, *, absolute: bool = 
     result = []
     for rec in records:
         if rec.record_id in seen:
-            msg = (f'record_id {rec.record_id!r} given twice: {seen[rec.record_id]} and {rec.image}; '
+            msg = (f'{out}: record_id {rec.record_id!r} given twice, for {seen[rec.record_id]} and {rec.image}; '
                    'ids must be unique within a records file')
             if not lenient:
-                raise FundusDataError(msg)
-            log.skip(msg)
+                raise FundusDataError(msg, reason='duplicate_id')
+            log.skip(msg, 'duplicate_id')
             continue
         seen[rec.record_id] = rec.image
         update = {}
@@ -332,7 +357,10 @@ def run(args: argparse.Namespace) -> int:
             the command line prints the message and exits 2.
     """
     from fundusexpert_plugin.core.record import write_records
+    from fundusexpert_plugin.core.images import set_max_pixels
     from fundusexpert_plugin.sources.base import ConvertLog
+    if getattr(args, 'max_image_pixels', None):
+        set_max_pixels(args.max_image_pixels)
     log = ConvertLog()
     overrides = {k: v for k, v in (('source_dataset', args.source_dataset), ('licence', args.licence),
                                    ('attribution', args.attribution)) if v is not None}

@@ -1,9 +1,11 @@
-"""``fundusexpert detector train``: train an MMDetection fundus detector (:mod:`fundusexpert_plugin.detector.train`)."""
+"""``fundusexpert detector train`` (alias ``train-detector``): annotations -> records (the one reader
+stack, :mod:`fundusexpert_plugin.sources`) -> :func:`fundusexpert_plugin.detector.train.train_detector`."""
 from __future__ import annotations
 
 import argparse
 import json
 import re
+import sys
 from dataclasses import asdict
 from typing import Tuple
 
@@ -30,14 +32,14 @@ def img_scale(text: str) -> Tuple[int, int]:
 
 def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Options of ``fundusexpert detector train``."""
-    from fundusexpert_plugin.detector.coco import FORMATS
     from fundusexpert_plugin.detector.train import DEFAULT_CONFIG
     parser.add_argument('--annotations', required=True,
-                        help='YOLO labels folder (with classes.names), COCO json or CODRAS jsonl')
+                        help='YOLO labels folder (with classes.names), COCO json, CODRAS jsonl or box CSV')
     parser.add_argument('--images', default=None,
-                        help='images folder (yolo, coco); for codras the root of the jsonl '
+                        help='images folder (yolo, coco, box-csv); for codras the root of the jsonl '
                              '"image" paths (default: the jsonl folder)')
-    parser.add_argument('--format', dest='fmt', choices=FORMATS, default='codras')
+    parser.add_argument('--format', dest='fmt', default='codras',
+                        help='annotation format: codras (default), yolo, coco, box-csv')
     parser.add_argument('--work-dir', required=True, help='output folder')
     parser.add_argument('--max-iters', type=int, default=300)
     parser.add_argument('--img-scale', type=img_scale, default=(640, 640),
@@ -52,22 +54,32 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--config', default=str(DEFAULT_CONFIG), help='mmdet config file')
     parser.add_argument('--classes', nargs='+', default=None, help='fixed class order')
+    parser.add_argument('--lenient', action='store_true', help='skip bad boxes / images (counted) instead of stopping')
     return parser
 
 
 def run_train(args: argparse.Namespace) -> int:
-    """Run ``fundusexpert detector train``; prints the result as JSON and returns 0.
+    """Read the annotations, train, print the result as JSON; returns 0.
 
     Raises:
-        FileNotFoundError, ValueError: bad inputs, named by file and field.
+        FundusDataError, FileNotFoundError, ValueError: bad inputs, named by file, line and field
+            (the command line prints one line and exits 2).
     """
     from fundusexpert_plugin.detector.train import json_safe, train_detector
+    from fundusexpert_plugin.sources.base import ConvertLog
+    from fundusexpert_plugin.sources.registry import read_annotations
+    log = ConvertLog()
+    records = list(read_annotations(args.annotations, args.fmt, args.images, lenient=args.lenient, log=log))
+    val_records = None
+    if args.val_annotations is not None:
+        val_images = args.val_images if args.val_images is not None or args.fmt == 'codras' else args.images
+        val_records = list(read_annotations(args.val_annotations, args.fmt, val_images, lenient=args.lenient, log=log))
+    if log.skipped:
+        print(f'annotations: {log.summary(len(records))}', file=sys.stderr)
     result = train_detector(
-        args.annotations, args.images, args.work_dir, fmt=args.fmt,
-        val_split=0.2 if args.val_split is None else args.val_split,
-        val_annotations=args.val_annotations, val_images=args.val_images,
-        max_iters=args.max_iters, img_scale=args.img_scale, batch_size=args.batch_size,
-        lr=args.lr, seed=args.seed, config=args.config, classes=args.classes)
+        records, args.work_dir, val_split=0.2 if args.val_split is None else args.val_split,
+        val_records=val_records, max_iters=args.max_iters, img_scale=args.img_scale,
+        batch_size=args.batch_size, lr=args.lr, seed=args.seed, config=args.config, classes=args.classes)
     out = asdict(result)
     out.update(checkpoint=str(result.checkpoint), config=str(result.config))
     print(json.dumps(json_safe(out), indent=2))
@@ -77,5 +89,5 @@ def run_train(args: argparse.Namespace) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The verbs of ``fundusexpert detector``."""
     verbs = add_verbs(parser, 'detector_command')
-    add_command(verbs, 'train', 'train an MMDetection fundus detector (YOLO, COCO or CODRAS boxes)',
+    add_command(verbs, 'train', 'train an MMDetection fundus detector (YOLO, COCO, CODRAS or box-CSV boxes)',
                 add_train_arguments, run_train)

@@ -1,32 +1,60 @@
-"""Reading photographs for the engine: one defined behaviour for every kind of odd file.
+"""The one image intake: every photograph the builder, the converters and the engine read comes
+through :func:`load_image`, and every image the library writes goes out through :func:`save_image`.
 
 | input | behaviour |
 |---|---|
 | 8-bit RGB | used as is |
-| greyscale (L), palette (P), RGBA / LA, CMYK, 16-bit (I;16, I) | converted to 8-bit RGB (alpha dropped; 16-bit scaled by 1/256); ``conversion`` names it |
-| EXIF orientation tag 2-8 | rotated/flipped upright first (``ImageOps.exif_transpose``); sizes and boxes refer to the upright image |
+| greyscale (L), 1-bit, CMYK, YCbCr | converted to 8-bit RGB; ``conversion`` names it |
+| palette (P), palette with transparency, LA, RGBA | alpha composited on **black** (the fundus background), then RGB |
+| 16-bit / 32-bit integer (I;16, I) | scaled to 8 bit (value / 256 when any value is above 255) |
+| EXIF orientation 2-8 | turned upright first (``ImageOps.exif_transpose``); sizes and boxes refer to the upright image, ``conversion`` says ``exif-rotated (orientation N)`` |
+| multi-page TIFF / animated file | page 0 is used; a warning names the file and the page count |
+| more pixels than the limit (:data:`MAX_PIXELS`, Pillow's decompression-bomb guard) | :class:`ImageSkip` naming the file, its size and the limit |
+| a ``sha256`` that does not match the file | :class:`ImageSkip` naming both digests |
 | DICOM (``DICM`` at byte 128, any suffix) | :mod:`.dicom`: RGB/YBR/MONOCHROME -> RGB, frame 0; burned-in refused |
-| missing, unreadable, truncated | :class:`ImageSkip` with the reason |
-| a folder with no image | :class:`FileNotFoundError` |
+| missing, folder, 0 bytes, not an image (HTML, random bytes), truncated | :class:`ImageSkip` with the reason; the file is fully decoded, so a cut file never gives half a picture |
 
-EXIF and other metadata are never copied: the engine writes records only, and the builder's drawn
-copies are re-encoded from pixels.
+Files are opened by content, not by extension (a PNG called ``.jpg`` is read as a PNG). The
+content sniffers in :data:`DECODERS` are tried in order before Pillow; another decoder (DICOM, say)
+is added with :func:`register_decoder`.
+
+Written images carry no metadata: :func:`save_image` builds a fresh image from the pixel array, so
+no EXIF, XMP, GPS, ICC, JPEG COM comment or PNG text chunk of the source can reach the output.
 """
 from __future__ import annotations
 
+import hashlib
+import logging
 import os
-from dataclasses import dataclass
+import warnings
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Sequence
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
-IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.tif', '.tiff', '.bmp', '.webp')
+from fundusexpert_plugin.core.errors import FundusDataError
+
+logger = logging.getLogger(__name__)
+
+#: The one list of image file suffixes (folder listings; content decides how a file is read).
+IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.tif', '.tiff', '.bmp', '.webp', '.gif')
+#: Pixel limit above which a file is refused as a possible decompression bomb (Pillow's default,
+#: about 179 megapixels, twice a 9000x9000 photo). Change it with :func:`set_max_pixels`.
+MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 178_956_970
+ImageFile.LOAD_TRUNCATED_IMAGES = False  # a cut file is an error, never half a picture
 
 
-class ImageSkip(Exception):
-    """An image the engine cannot use; ``str(exc)`` is the reason recorded in the run summary."""
+def set_max_pixels(limit: Optional[int]) -> None:
+    """Set the decompression-bomb limit in pixels (``None``: no limit) for this process."""
+    global MAX_PIXELS
+    MAX_PIXELS = limit
+
+
+class ImageSkip(FundusDataError):
+    """An image that cannot be used; ``str(exc)`` names the file and the reason, ``reason`` is the
+    counted key (``image_missing``, ``image_unreadable``, ``image_too_large``, ``sha256_mismatch``)."""
 
 
 @dataclass
@@ -35,67 +63,186 @@ class LoadedImage:
 
     Attributes:
         path: the file.
-        rgb: np.ndarray[H, W, 3] uint8, RGB order.
-        conversion: ``''`` for plain RGB, else what was done (``'greyscale->RGB'``, ``'exif-rotated'``).
+        rgb: np.ndarray[h, w, 3] uint8, RGB order; smaller than the file when ``max_side`` was asked.
+        conversion: ``''`` for plain upright RGB, else what was done (``'L->RGB'``, ``'exif-rotated
+            (orientation 6)'``); a converted photograph needs an upright copy for training.
+        original_size: ``(width, height)`` of the upright full-resolution image, pixels.
+        warnings: notes that do not stop the intake (multi-page files).
     """
 
     path: Path
     rgb: np.ndarray
     conversion: str
+    original_size: Tuple[int, int] = (0, 0)
+    warnings: List[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        if self.original_size == (0, 0):
+            self.original_size = (self.width, self.height)
 
     @property
     def width(self) -> int:
-        """Width in pixels."""
+        """Width of ``rgb`` in pixels."""
         return int(self.rgb.shape[1])
 
     @property
     def height(self) -> int:
-        """Height in pixels."""
+        """Height of ``rgb`` in pixels."""
         return int(self.rgb.shape[0])
+
+    @property
+    def scale(self) -> Tuple[float, float]:
+        """``(sx, sy)``: ``rgb`` pixels per original pixel (1.0 at full resolution)."""
+        return self.width / self.original_size[0], self.height / self.original_size[1]
 
     def bgr(self) -> np.ndarray:
         """np.ndarray[H, W, 3] uint8 in BGR order (OpenCV / MMDetection)."""
         return np.ascontiguousarray(self.rgb[:, :, ::-1])
 
 
-def load_image(path: Path | str, *, accept_burned_in: bool = False) -> LoadedImage:
+def file_sha256(path: Path | str) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, 'rb') as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b''):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _open(path: Path) -> Image.Image:
+    with open(path, 'rb') as fh:
+        head = fh.read(512)
+    if not head:
+        raise ImageSkip(f'{path}: empty file (0 bytes)', reason='image_unreadable')
+    return Image.open(path)
+
+
+def _to_rgb(im: Image.Image, notes: List[str]) -> Image.Image:
+    mode = im.mode
+    if mode == 'RGB':
+        return im
+    if mode in ('I;16', 'I;16B', 'I;16L', 'I;16N', 'I', 'F'):
+        arr = np.asarray(im).astype(np.float64 if mode == 'F' else np.int64)
+        scale = 256 if arr.max() > 255 else 1
+        notes.append(f'{mode} 16-bit->8-bit RGB' if mode != 'F' else 'F float->8-bit RGB')
+        return Image.fromarray((arr // scale).clip(0, 255).astype(np.uint8)).convert('RGB')
+    if mode == 'P':
+        im = im.convert('RGBA' if 'transparency' in im.info else 'RGB')
+        mode = 'P (transparent)' if im.mode == 'RGBA' else 'P'
+    if im.mode in ('RGBA', 'LA', 'PA', 'RGBa', 'La'):
+        rgba = im.convert('RGBA')
+        black = Image.new('RGBA', rgba.size, (0, 0, 0, 255))
+        notes.append(f'{mode}->RGB (alpha on black)')
+        return Image.alpha_composite(black, rgba).convert('RGB')
+    notes.append(f'{mode}->RGB')
+    return im.convert('RGB')
+
+
+def load_image(path: Path | str, *, max_side: Optional[int] = None, sha256: Optional[str] = None,
+               max_pixels: Optional[int] = -1, accept_burned_in: bool = False) -> LoadedImage:
     """Read one photograph as upright 8-bit RGB (see the module table); ``accept_burned_in``: DICOM only.
 
+    Args:
+        path: the file.
+        max_side: when given, the returned ``rgb`` is scaled so that its longest side is at most
+            this many pixels (JPEGs are decoded in Pillow's draft mode, 1/2..1/8 of the DCT);
+            ``original_size`` stays the full upright size. The whole file is still decoded.
+        sha256: expected hex digest of the file bytes (checked first).
+        max_pixels: decompression-bomb limit; default :data:`MAX_PIXELS`, ``None`` no limit.
+
     Raises:
-        ImageSkip: missing, unreadable or truncated file.
+        ImageSkip: missing, empty, unreadable or truncated file, too many pixels, wrong digest.
     """
     path = Path(path)
+    if path.is_dir():
+        raise ImageSkip(f'{path}: is a folder, not an image file', reason='image_unreadable')
     if not path.is_file():
-        raise ImageSkip(f'{path}: file not found')
+        raise ImageSkip(f'{path}: file not found', reason='image_missing')
+    if sha256:
+        actual = file_sha256(path)
+        if actual.lower() != sha256.lower():
+            raise ImageSkip(f'{path}: sha256 {actual} does not match the recorded {sha256}', reason='sha256_mismatch')
+    limit = MAX_PIXELS if max_pixels == -1 else max_pixels
     from fundusexpert_plugin.core import dicom
     if dicom.is_dicom(path):
         return dicom.load_dicom_image(path, accept_burned_in=accept_burned_in)
     notes: List[str] = []
+    found_warnings: List[str] = []
     try:
-        with Image.open(path) as im:
-            im.load()
-            orientation = im.getexif().get(0x0112, 1)
-            if orientation not in (1, None):
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', Image.DecompressionBombWarning)
+            im = _open(path)
+        with im:
+            w0, h0 = im.size
+            if limit is not None and w0 * h0 > limit:
+                raise ImageSkip(f'{path}: {w0}x{h0} = {w0 * h0} pixels is above the limit of {limit} pixels '
+                                '(decompression-bomb guard); raise the limit (--max-image-pixels) only for a '
+                                'trusted file', reason='image_too_large')
+            pages = getattr(im, 'n_frames', 1) or 1
+            if pages > 1:
+                msg = f'{path}: has {pages} pages/frames; only page 0 is used'
+                found_warnings.append(msg)
+                logger.warning('%s', msg)
+            orientation = im.getexif().get(0x0112, 1) or 1
+            swap = orientation in (5, 6, 7, 8)
+            upright = (h0, w0) if swap else (w0, h0)
+            factor = 1.0
+            if max_side and max(w0, h0) > max_side:
+                factor = max_side / max(w0, h0)
+                if im.format == 'JPEG':
+                    im.draft(im.mode, (max(1, int(w0 * factor)), max(1, int(h0 * factor))))
+            with warnings.catch_warnings():
+                warnings.simplefilter('ignore', Image.DecompressionBombWarning)
+                im.load()
+            if orientation != 1:
                 im = ImageOps.exif_transpose(im)
                 notes.append(f'exif-rotated (orientation {orientation})')
-            mode = im.mode
-            if mode in ('I;16', 'I;16B', 'I;16L', 'I'):
-                arr = np.asarray(im, dtype=np.uint32)
-                scale = 256 if arr.max() > 255 else 1
-                im = Image.fromarray((arr // scale).clip(0, 255).astype(np.uint8)).convert('RGB')
-                notes.append(f'{mode} 16-bit->8-bit RGB')
-            elif mode != 'RGB':
-                im = im.convert('RGB')
-                notes.append(f'{mode}->RGB')
+            im = _to_rgb(im, notes)
+            if factor < 1.0:
+                target = (max(1, round(upright[0] * factor)), max(1, round(upright[1] * factor)))
+                if im.size != target:
+                    im = im.resize(target, Image.Resampling.BILINEAR, reducing_gap=2.0)
             rgb = np.asarray(im, dtype=np.uint8).copy()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ImageSkip(f'{path}: unreadable or truncated image ({exc})') from None
-    return LoadedImage(path, rgb, '; '.join(notes))
+    except ImageSkip:
+        raise
+    except Image.DecompressionBombError as exc:
+        raise ImageSkip(f'{path}: {exc}', reason='image_too_large') from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as exc:
+        raise ImageSkip(f'{path}: unreadable or truncated image ({exc})', reason='image_unreadable') from None
+    return LoadedImage(path, rgb, '; '.join(notes), upright, found_warnings)
+
+
+def save_image(pixels: np.ndarray | Image.Image, path: Path | str, *, quality: int = 92) -> Path:
+    """Write pixels as a fresh metadata-free image (format from the suffix; JPEG at ``quality``).
+
+    The image is rebuilt from the array, so no EXIF, XMP, GPS, ICC profile, JPEG COM comment or
+    PNG text chunk of any source image is carried over (an RGB PIL image that carries no ``info`` at
+    all, i.e. one made from pixels, is written as is). Returns the path.
+    """
+    path = Path(path)
+    if isinstance(pixels, Image.Image) and pixels.mode == 'RGB' and not pixels.info:
+        fresh = pixels
+    else:
+        fresh = Image.fromarray(np.ascontiguousarray(np.asarray(pixels).astype(np.uint8)))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() in ('.jpg', '.jpeg'):
+        fresh.save(path, format='JPEG', quality=quality)
+    else:
+        fresh.save(path)
+    return path
+
+
+def encode_jpeg(pixels: np.ndarray | Image.Image, *, quality: int = 85) -> bytes:
+    """JPEG bytes of a fresh metadata-free image built from ``pixels`` (thumbnails, data URIs)."""
+    import io
+    buf = io.BytesIO()
+    Image.fromarray(np.ascontiguousarray(np.asarray(pixels).astype(np.uint8))).save(buf, format='JPEG', quality=quality)
+    return buf.getvalue()
 
 
 def list_images(source: Path | str) -> List[Path]:
-    """Images of a folder (recursive, sorted by relative path) or of a list file (one path per line,
-    relative to the list's folder; blank lines and ``#`` comments ignored).
+    """Images of a folder (recursive, sorted by relative path; suffixes :data:`IMAGE_SUFFIXES`) or of
+    a list file (one path per line, relative to the list's folder; blank lines and ``#`` comments ignored).
 
     Raises:
         FileNotFoundError: the source does not exist, or a folder holds no image.

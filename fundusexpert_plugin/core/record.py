@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections import Counter
 from pathlib import Path
 from typing import Dict, Iterator, List, Literal, Optional, Tuple
 
@@ -89,7 +90,10 @@ class FundusGenRecord(BaseModel):
             Keys must be ``'diagnosis'`` or a scale of :data:`vocab.GRADE_SCALES`.
         feature_text: fine-grained feature text per language from the engine's MLLM expansion
             (checked against the findings); empty: the chain writes its rule-based text.
-        provenance: source dataset and licence (and, for engine records, the stages that ran).
+        sha256: hex digest of the image file; when given, the builder checks the file against it.
+        provenance: source dataset and licence (and, for engine records, the stages that ran);
+            ``stages['image']`` says what the intake did to the photo (``'exif-rotated (orientation 6)'``):
+            ``width``/``height`` and every box are then in the upright frame.
     """
 
     model_config = ConfigDict(extra='forbid')
@@ -103,6 +107,7 @@ class FundusGenRecord(BaseModel):
     findings: List[Finding] = Field(default_factory=list)
     image_labels: Dict[str, str] = Field(default_factory=dict)
     feature_text: Dict[Literal['en', 'zh'], str] = Field(default_factory=dict)
+    sha256: Optional[str] = Field(default=None, pattern=r'^[0-9a-fA-F]{64}$')
     provenance: Provenance
 
     @field_validator('image_labels')
@@ -169,34 +174,59 @@ def parse_record(data: dict, *, where: str) -> FundusGenRecord:
 
 
 def read_records(path: os.PathLike | str, *, lenient: bool = False,
-                 skipped: Optional[List[str]] = None) -> Iterator[FundusGenRecord]:
+                 skipped: Optional[List[str]] = None, counts: Optional[Counter] = None) -> Iterator[FundusGenRecord]:
     """Stream records from a jsonl file.
 
     Args:
-        path: jsonl file, one record per line (blank lines ignored).
+        path: jsonl file, one record per line (blank lines ignored; encodings of :mod:`.jsonl`).
         lenient: log and skip invalid lines instead of raising.
         skipped: if given, receives one message per skipped line.
+        counts: if given, counts the skipped lines by reason (``invalid_json``, ``invalid_record``,
+            ``duplicate_id``).
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        FundusDataError: an invalid line, when not ``lenient``.
+        FundusDataError: an invalid line or a ``record_id`` given twice (both lines named), when not
+            ``lenient``; a file that yields no record (empty, or every line bad), always.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f'record file not found: {path}')
+    reasons: Counter = Counter()
+    messages: List[str] = []
 
     def skip(msg: str, reason: str) -> None:
+        messages.append(msg)
+        reasons[reason] += 1
         if skipped is not None:
             skipped.append(msg)
+        if counts is not None:
+            counts[reason] += 1
 
+    seen: Dict[str, int] = {}
+    n_lines = kept = 0
     for line_no, data in read_jsonl(path, lenient=lenient, on_skip=skip):
+        n_lines += 1
+        where = f'{path}:{line_no}'
         try:
-            yield parse_record(data, where=f'{path}:{line_no}')
+            record = parse_record(data, where=where)
+            if record.record_id in seen:
+                raise FundusDataError(f'{where}: record_id {record.record_id!r} already given at line '
+                                      f'{seen[record.record_id]} ({path}:{seen[record.record_id]}); ids must be unique',
+                                      reason='duplicate_id')
+            seen[record.record_id] = line_no
         except FundusDataError as exc:
             if not lenient:
                 raise
             logger.warning('skipped: %s', exc)
-            skip(str(exc), 'invalid_record')
+            skip(str(exc), exc.reason or 'invalid_record')
+            continue
+        kept += 1
+        yield record
+    if not kept:
+        n_lines += reasons['invalid_json'] + reasons['not_an_object']  # lines read_jsonl itself skipped
+        why = f'; skipped {dict(reasons)}; first: {messages[0]}' if messages else '; the file has no record line'
+        raise FundusDataError(f'{path}: read {n_lines} lines, kept no record{why}', reason='empty_input')
 
 
 def write_records(records: List[FundusGenRecord], path: os.PathLike | str) -> Path:

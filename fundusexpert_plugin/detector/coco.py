@@ -1,21 +1,12 @@
-"""Detection annotations (YOLO txt, COCO json, IDRiD/CODRAS jsonl) -> one sample list -> COCO json.
+"""FundusGen records -> detection samples -> COCO json, and the seeded train/val split.
 
-Every reader returns a :class:`DetectionSet`: image paths relative to one ``image_root`` plus boxes
-in ``box_px`` space (xyxy original-image pixels, x2 exclusive; :mod:`fundusexpert_plugin.core.geometry`)
-with labels mapped to vocabulary finding ids (``haemorrhage`` -> ``haemorrhages``;
-:func:`fundusexpert_plugin.core.vocab.resolve_finding`). :func:`to_coco` converts at the edge, once:
-COCO ``bbox`` is ``[x, y, w, h]`` in pixels, category ids start at 1 (torchvision issue #1530),
-category names are finding ids, so mmdet's ``metainfo=dict(classes=...)`` uses the same strings.
-
-Formats:
-    * ``yolo``: a labels folder with ``classes.names`` (or ``classes.txt``), one class name per line,
-      and ``<stem>.txt`` files of ``class cx cy w h`` normalised to the image size; images (any of
-      .jpg .jpeg .png .tif .tiff .bmp) in the images folder, matched by stem. An image without a
-      label file has no objects. Image sizes are read from the file headers (Pillow).
-    * ``coco``: a COCO detection json; ``file_name`` relative to the images folder.
-    * ``codras``: the ``annotations.jsonl`` of the bundled sample (CODRAS boxes of IDRiD photographs): per line ``image``
-      (relative to the images root, default the jsonl's folder), ``width``, ``height`` and
-      ``annotations: [{label, bbox_xyxy}]`` in absolute pixels.
+The annotation files themselves (YOLO txt, COCO json, CODRAS jsonl, box CSV, masks) are read by
+:mod:`fundusexpert_plugin.sources` (one reader stack, one box rule); the caller passes the records
+here. :func:`samples_from_records` keeps image paths relative to one ``image_root`` and boxes in
+``box_px`` space (xyxy original-image pixels, x2 exclusive; :mod:`fundusexpert_plugin.core.geometry`)
+with finding ids as labels. :func:`to_coco` converts at the edge, once: COCO ``bbox`` is
+``[x, y, w, h]`` in pixels, category ids start at 1 (torchvision issue #1530), category names are
+finding ids, so mmdet's ``metainfo=dict(classes=...)`` uses the same strings.
 """
 from __future__ import annotations
 
@@ -25,18 +16,14 @@ import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import numpy as np
 
-from fundusexpert_plugin.core.geometry import check_box_px
+from fundusexpert_plugin.core.record import FundusGenRecord
 from fundusexpert_plugin.core.vocab import FINDINGS, resolve_finding
 
 logger = logging.getLogger(__name__)
-
-FORMATS = ('yolo', 'coco', 'codras')
-IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.tif', '.tiff', '.bmp')
-
 
 @dataclass(frozen=True)
 class DetectionSample:
@@ -99,169 +86,27 @@ def _finish(root: Path, samples: List[DetectionSample], source: str, dropped: Co
     return DetectionSet(root, samples, tuple(classes), source, dropped)
 
 
-def _find_image(folder: Path, stem: str) -> Optional[Path]:
-    for suffix in IMAGE_SUFFIXES:
-        for candidate in (folder / (stem + suffix), folder / (stem + suffix.upper())):
-            if candidate.is_file():
-                return candidate
-    return None
-
-
-def read_yolo(labels_dir, images_dir, classes: Optional[Sequence[str]] = None) -> DetectionSet:
-    """YOLO labels folder + images folder -> :class:`DetectionSet` (boxes clipped to the image).
-
-    Raises:
-        FileNotFoundError: a folder or ``classes.names`` is missing.
-        ValueError: a malformed line (file and line named), a class index outside ``classes.names``,
-            an unknown class name.
-    """
-    from PIL import Image
-
-    labels_dir, images_dir = Path(labels_dir), Path(images_dir)
-    for folder in (labels_dir, images_dir):
-        if not folder.is_dir():
-            raise FileNotFoundError(f'YOLO folder not found: {folder}')
-    names_file = next((labels_dir / n for n in ('classes.names', 'classes.txt')
-                       if (labels_dir / n).is_file()), None)
-    if names_file is None:
-        raise FileNotFoundError(f'{labels_dir}: no classes.names or classes.txt (one class per line)')
-    names = [line.strip() for line in names_file.read_text().splitlines() if line.strip()]
-    ids = [resolve_finding(n, where=f'{names_file}:{i + 1}') for i, n in enumerate(names)]
-    dropped: Counter = Counter()
-    samples = []
-    images = sorted(p for p in images_dir.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-    for image in images:
-        with Image.open(image) as im:
-            width, height = im.size
-        label_file = labels_dir / (image.stem + '.txt')
-        labels, boxes = [], []
-        lines = label_file.read_text().splitlines() if label_file.is_file() else []
-        for line_no, line in enumerate(lines, 1):
-            if not line.strip():
-                continue
-            where = f'{label_file}:{line_no}'
-            parts = line.split()
-            try:
-                cls, cx, cy, w, h = int(parts[0]), *map(float, parts[1:5])
-            except (ValueError, IndexError):
-                raise ValueError(f'{where}: {line!r}: expected "class cx cy w h" (normalised 0-1)')
-            if len(parts) != 5 or not 0 <= cls < len(ids):
-                raise ValueError(f'{where}: {line!r}: expected 5 fields with class in 0..{len(ids) - 1} '
-                                 f'({names_file.name}: {names})')
-            x1, y1 = max(0.0, (cx - w / 2) * width), max(0.0, (cy - h / 2) * height)
-            x2, y2 = min(float(width), (cx + w / 2) * width), min(float(height), (cy + h / 2) * height)
-            if x2 <= x1 or y2 <= y1:
-                dropped['empty box after clipping'] += 1
-                logger.warning('%s: box %s is empty after clipping to %dx%d; dropped', where,
-                               parts[1:], width, height)
-                continue
-            labels.append(ids[cls])
-            boxes.append((x1, y1, x2, y2))
-        samples.append(DetectionSample(image.name, width, height, tuple(labels), tuple(boxes)))
-    return _finish(images_dir, samples, str(labels_dir), dropped, classes)
-
-
-def read_codras(jsonl_path, images_root=None, classes: Optional[Sequence[str]] = None
-                ) -> DetectionSet:
-    """IDRiD/CODRAS ``annotations.jsonl`` -> :class:`DetectionSet`.
+def samples_from_records(records: Sequence[FundusGenRecord], classes: Optional[Sequence[str]] = None, *,
+                         image_dir: Path | str = '.', source: str = 'records') -> DetectionSet:
+    """Records (from any :mod:`fundusexpert_plugin.sources` reader) -> :class:`DetectionSet`.
 
     Args:
-        jsonl_path: the jsonl file.
-        images_root: folder the ``image`` field is relative to; default the jsonl's folder. When
-            ``image`` is not found there, ``images_root / basename(image)`` is tried (so the images
-            folder itself may be given).
-        classes: optional fixed class order.
+        records: records with ``image`` absolute or relative to ``image_dir``.
+        classes: fixed class order (finding ids or aliases); default vocabulary order of those present.
+        source: name for messages.
+
+    Returns:
+        The set; ``image_root`` is the deepest folder holding every image, ``file_name`` relative to it.
 
     Raises:
-        FileNotFoundError: the jsonl or an image (paths tried are listed).
-        ValueError: bad json, a missing field, a bad box (file, line and field path named).
+        ValueError: no record, or a label outside ``classes``.
     """
-    path = Path(jsonl_path)
-    if not path.is_file():
-        raise FileNotFoundError(f'annotations file not found: {path}')
-    root = Path(images_root) if images_root is not None else path.parent
-    samples = []
-    for line_no, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        where = f'{path}:{line_no}'
-        try:
-            rec = json.loads(line)
-            image, width, height = rec['image'], int(rec['width']), int(rec['height'])
-            anns = rec.get('annotations', [])
-        except json.JSONDecodeError as exc:
-            raise ValueError(f'{where}: not valid json ({exc})')
-        except KeyError as exc:
-            raise ValueError(f'{where}: missing field {exc.args[0]!r}; expected image, width, height, '
-                             'annotations')
-        where = f"{where}: record {rec.get('codras_id', image)!r}"
-        tried = [root / image, root / os.path.basename(image)]
-        found = next((p for p in tried if p.is_file()), None)
-        if found is None:
-            raise FileNotFoundError(f'{where}: image not found; tried {[str(p) for p in tried]}')
-        labels, boxes = [], []
-        for k, ann in enumerate(anns):
-            if 'label' not in ann or 'bbox_xyxy' not in ann:
-                raise ValueError(f'{where}: annotations[{k}]: expected fields label and bbox_xyxy')
-            labels.append(resolve_finding(ann['label'], where=f'{where}: annotations[{k}].label'))
-            boxes.append(check_box_px(ann['bbox_xyxy'], width, height,
-                                      where=f'{where}: annotations[{k}].bbox_xyxy'))
-        name = found.relative_to(root).as_posix() if found.is_relative_to(root) else str(found)
-        samples.append(DetectionSample(name, width, height,
-                                       tuple(labels), tuple(boxes)))
-    return _finish(root, samples, str(path), Counter(), classes)
-
-
-def read_coco(json_path, images_root, classes: Optional[Sequence[str]] = None) -> DetectionSet:
-    """COCO detection json -> :class:`DetectionSet` (``bbox`` xywh -> xyxy).
-
-    Raises:
-        FileNotFoundError: the json or an image.
-        ValueError: a missing key, an unknown category name, a bad box.
-    """
-    path, root = Path(json_path), Path(images_root)
-    if not path.is_file():
-        raise FileNotFoundError(f'COCO json not found: {path}')
-    data = json.loads(path.read_text())
-    try:
-        cats = {c['id']: resolve_finding(c['name'], where=f"{path}: categories[id={c['id']}].name")
-                for c in data['categories']}
-        by_image: Dict[int, list] = {img['id']: [] for img in data['images']}
-        for k, ann in enumerate(data.get('annotations', [])):
-            by_image[ann['image_id']].append((k, ann))
-        samples = []
-        for img in data['images']:
-            if not (root / img['file_name']).is_file():
-                raise FileNotFoundError(f"{path}: images[id={img['id']}]: {root / img['file_name']} "
-                                        'not found')
-            labels, boxes = [], []
-            for k, ann in by_image[img['id']]:
-                x, y, w, h = ann['bbox']
-                labels.append(cats[ann['category_id']])
-                boxes.append(check_box_px((x, y, x + w, y + h), img['width'], img['height'],
-                                          where=f'{path}: annotations[{k}].bbox (as xyxy)'))
-            samples.append(DetectionSample(img['file_name'], int(img['width']), int(img['height']),
-                                           tuple(labels), tuple(boxes)))
-    except KeyError as exc:
-        raise ValueError(f'{path}: missing key {exc.args[0]!r} (COCO detection format expected)')
-    return _finish(root, samples, str(path), Counter(), classes)
-
-
-def read_annotations(annotations, fmt: str, images=None,
-                     classes: Optional[Sequence[str]] = None) -> DetectionSet:
-    """Dispatch on ``fmt`` (one of :data:`FORMATS`).
-
-    Raises:
-        ValueError: unknown ``fmt``, or ``images`` missing where the format needs it.
-    """
-    if fmt not in FORMATS:
-        raise ValueError(f'unknown annotation format {fmt!r}; expected one of {FORMATS}')
-    if fmt == 'codras':
-        return read_codras(annotations, images, classes)
-    if images is None:
-        raise ValueError(f"format {fmt!r} needs the images folder (--images)")
-    return read_yolo(annotations, images, classes) if fmt == 'yolo' else \
-        read_coco(annotations, images, classes)
+    paths = [Path(os.path.abspath(r.image_path(image_dir))) for r in records]
+    root = Path(os.path.commonpath([str(p.parent) for p in paths])) if paths else Path(image_dir)
+    samples = [DetectionSample(p.relative_to(root).as_posix(), r.width, r.height,
+                               tuple(f.label for f in r.findings), tuple(tuple(f.box_px) for f in r.findings))
+               for p, r in zip(paths, records)]
+    return _finish(root, samples, source, Counter(), classes)
 
 
 def split_samples(samples: Sequence[DetectionSample], val_fraction: float, seed: int
@@ -297,8 +142,8 @@ def to_coco(samples: Sequence[DetectionSample], classes: Sequence[str]) -> dict:
 
 
 def write_coco(path, samples: Sequence[DetectionSample], classes: Sequence[str]) -> Path:
-    """Write :func:`to_coco` to ``path`` (parents created); returns the path."""
+    """Write :func:`to_coco` to ``path`` (parents created, UTF-8); returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(to_coco(samples, classes)))
+    path.write_text(json.dumps(to_coco(samples, classes)), encoding='utf-8')
     return path

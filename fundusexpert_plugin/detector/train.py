@@ -1,6 +1,7 @@
 """Train an MMDetection detector on fundus boxes, evaluate it with pycocotools, ship slim weights.
 
-Steps: annotations (YOLO / COCO / CODRAS jsonl, :mod:`.coco`) -> COCO json (train, val) -> mmdet
+Steps: FundusGen records (read from YOLO / COCO / CODRAS jsonl / box CSV by
+:mod:`fundusexpert_plugin.sources`, in the caller) -> COCO json (train, val; :mod:`.coco`) -> mmdet
 config (``configs/rtmdet-tiny_idrid-lesions.py``: one ``_base_`` level over the config shipped in
 the mmdet wheel) -> mmengine ``Runner`` training (seeded) -> slim checkpoint
 ``{'state_dict', 'meta': {'dataset_meta': {'classes'}}}`` that ``torch.load(weights_only=True)`` and
@@ -11,7 +12,8 @@ the shipped files on the validation images.
 Files written in ``work_dir``: ``train.json``, ``val.json`` (COCO), ``<config stem>.py`` (merged
 config), ``<config stem>.pth`` (slim weights), ``metrics.json``, and the Runner's logs.
 
-Command line: ``fundusexpert detector train`` (:mod:`fundusexpert_plugin.cli.detector`).
+Command line: ``fundusexpert detector train`` (:mod:`fundusexpert_plugin.cli.detector` reads the annotations
+with :mod:`fundusexpert_plugin.sources` and passes records here).
 """
 from __future__ import annotations
 
@@ -24,7 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Dict, Optional, Sequence, Tuple, Union
 
-from fundusexpert_plugin.detector.coco import DetectionSample, read_annotations, split_samples, write_coco
+from fundusexpert_plugin.core.record import FundusGenRecord
+from fundusexpert_plugin.detector.coco import DetectionSample, samples_from_records, split_samples, write_coco
 from fundusexpert_plugin.detector.detect import Detector, load_config
 
 logger = logging.getLogger(__name__)
@@ -153,11 +156,9 @@ def evaluate_detector(detector, samples: Sequence[DetectionSample], image_root: 
     return metrics
 
 
-def train_detector(annotations: Union[str, Path], images: Optional[Union[str, Path]] = None,
-                   work_dir: Union[str, Path] = 'work_dirs/detector', *, fmt: str = 'codras',
+def train_detector(records: Sequence[FundusGenRecord], work_dir: Union[str, Path] = 'work_dirs/detector', *,
                    val_split: Optional[float] = 0.2,
-                   val_annotations: Optional[Union[str, Path]] = None,
-                   val_images: Optional[Union[str, Path]] = None, max_iters: int = 300,
+                   val_records: Optional[Sequence[FundusGenRecord]] = None, max_iters: int = 300,
                    img_scale: Tuple[int, int] = (640, 640), batch_size: int = 4,
                    lr: Optional[float] = None, seed: int = 0,
                    config: Union[str, Path] = DEFAULT_CONFIG,
@@ -166,13 +167,10 @@ def train_detector(annotations: Union[str, Path], images: Optional[Union[str, Pa
     """Convert, train, save and evaluate (module docstring).
 
     Args:
-        annotations: YOLO labels folder, COCO json or CODRAS jsonl (``fmt``).
-        images: images folder (YOLO, COCO) or the root the jsonl ``image`` paths are relative to.
+        records: training records with absolute image paths (any reader of :mod:`fundusexpert_plugin.sources`).
         work_dir: output folder (created).
-        fmt: one of ``yolo``, ``coco``, ``codras``.
-        val_split: fraction of images held out (seeded) when ``val_annotations`` is not given.
-        val_annotations, val_images: a separate validation set in the same format (``val_images``
-            defaults to ``images`` for yolo/coco, to the jsonl's folder for codras).
+        val_split: fraction of images held out (seeded) when ``val_records`` is not given.
+        val_records: a separate validation set.
         max_iters: training iterations (batches).
         img_scale: ``(width, height)`` the images are resized into (keep ratio) and padded to.
         batch_size: images per iteration.
@@ -183,7 +181,7 @@ def train_detector(annotations: Union[str, Path], images: Optional[Union[str, Pa
         log_level: the Runner's log level.
 
     Raises:
-        ValueError / FileNotFoundError: bad inputs, named by file and field (:mod:`.coco`).
+        ValueError: bad options, no record, or validation labels outside the training classes.
     """
     if max_iters < 1 or batch_size < 1:
         raise ValueError(f'`max_iters` and `batch_size` must be >= 1, got {max_iters}, {batch_size}')
@@ -193,12 +191,10 @@ def train_detector(annotations: Union[str, Path], images: Optional[Union[str, Pa
 
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    data = read_annotations(annotations, fmt, images, classes)
-    if val_annotations is not None:
+    data = samples_from_records(records, classes, source='training records')
+    if val_records is not None:
         # the validation labels must be classes the training set has (or the ones asked for)
-        if val_images is None and fmt != 'codras':
-            val_images = images
-        val = read_annotations(val_annotations, fmt, val_images, data.classes)
+        val = samples_from_records(val_records, data.classes, source='validation records')
         train_samples, val_samples, val_root = data.samples, val.samples, val.image_root
     else:
         train_samples, val_samples = split_samples(data.samples, val_split, seed)

@@ -26,7 +26,7 @@ from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from fundusexpert_plugin.core import vocab
 from fundusexpert_plugin.core.images import ImageSkip, load_image, shard
-from fundusexpert_plugin.core.jsonl import append_jsonl
+from fundusexpert_plugin.core.jsonl import append_jsonl, read_jsonl, write_jsonl
 from fundusexpert_plugin.core.record import FundusDataError, parse_record
 
 logger = logging.getLogger(__name__)
@@ -246,19 +246,15 @@ def merge_shards(out_dir: Path | str) -> Path:
     by_id: Dict[str, str] = {}
     duplicates = 0
     for f in files:
-        for line_no, line in enumerate(f.read_text(encoding='utf-8').splitlines(), 1):
-            if not line.strip():
-                continue
-            rid = parse_record(json.loads(line), where=f'{f}:{line_no}').record_id
+        for line_no, obj in read_jsonl(f):
+            rid = parse_record(obj, where=f'{f}:{line_no}').record_id
             if rid in by_id:
                 duplicates += 1
                 continue
-            by_id[rid] = line
+            by_id[rid] = obj
     if duplicates:
         logger.warning('merge: %d duplicate record ids dropped', duplicates)
-    merged = out / 'records.jsonl'
-    merged.write_text(''.join(by_id[k] + '\n' for k in sorted(by_id)), encoding='utf-8')
-    return merged
+    return write_jsonl(out / 'records.jsonl', (by_id[k] for k in sorted(by_id)))
 
 
 def read_image_labels(path: Path) -> Dict[str, Dict[str, str]]:

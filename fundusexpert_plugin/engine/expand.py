@@ -18,13 +18,15 @@ from __future__ import annotations
 
 import base64
 import functools
-import io
 import json
 import logging
 import re
 from typing import Callable, Dict, List, Optional
 
+import numpy as np
 from PIL import Image
+
+from fundusexpert_plugin.core.images import encode_jpeg
 
 from fundusexpert_plugin.core import vocab
 from fundusexpert_plugin.core.geometry import box_px_to_grid
@@ -148,10 +150,9 @@ class MLLMDescriber(Describer):
         prompt = PROMPTS[lang].format(findings=json.dumps(findings_payload(record, lang), ensure_ascii=False))
         content: List[dict] = []
         if image is not None:
-            buf = io.BytesIO()
-            image.convert('RGB').save(buf, format='JPEG', quality=90)
+            jpeg = encode_jpeg(np.asarray(image.convert('RGB')), quality=90)  # fresh image, no metadata
             content.append({'type': 'image_url', 'image_url': {
-                'url': 'data:image/jpeg;base64,' + base64.b64encode(buf.getvalue()).decode()}})
+                'url': 'data:image/jpeg;base64,' + base64.b64encode(jpeg).decode()}})
         content.append({'type': 'text', 'text': prompt})
         try:
             text = self.chat([{'role': 'user', 'content': content}])

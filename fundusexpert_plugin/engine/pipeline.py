@@ -30,7 +30,7 @@ from PIL import Image
 from fundusexpert_plugin.core import vocab
 from fundusexpert_plugin.core.record import FundusGenRecord, parse_record
 from fundusexpert_plugin.engine.expand import Describer, RuleDescriber, expand_record
-from fundusexpert_plugin.core.images import LoadedImage, load_image
+from fundusexpert_plugin.core.images import LoadedImage, load_image, save_image
 from fundusexpert_plugin.core.geometry import laterality_from_disc
 
 logger = logging.getLogger(__name__)
@@ -87,8 +87,7 @@ class FundusEngine:
         image_file = Path(path)
         if image.conversion:
             image_file = out_dir / 'images' / f'{record_id}.png'
-            image_file.parent.mkdir(parents=True, exist_ok=True)
-            Image.fromarray(image.rgb).save(image_file)  # pixels only: no EXIF or other metadata
+            save_image(image.rgb, image_file)  # a fresh image: no EXIF or other metadata
         detections = self.detector.predict(image.bgr())
         findings, disc_seen = [], False
         for det in sorted(detections, key=lambda d: -d.score):

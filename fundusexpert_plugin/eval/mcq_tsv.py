@@ -30,7 +30,6 @@ from __future__ import annotations
 import base64
 import csv
 import io
-import json
 import logging
 import os
 import re
@@ -42,6 +41,7 @@ from typing import Dict, Iterable, List, Optional, Tuple
 from fundusexpert_plugin.core.errors import FundusDataError
 from fundusexpert_plugin.core.geometry import box_px_to_grid
 from fundusexpert_plugin.eval.mcq import INSTRUCTION, INSTRUCTION_ZH, LETTERS, build_prompt, is_mcq_prompt, parse_options
+from fundusexpert_plugin.core.jsonl import read_jsonl, write_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -173,10 +173,8 @@ def tsv_to_swift_rows(tsv_path: str, out_jsonl: str, *, image_dir: Optional[str]
     items = materialise_images(read_tsv(tsv_path), image_dir or str(out.parent / 'images'))
     out.parent.mkdir(parents=True, exist_ok=True)
     meta_path = out.with_name(out.stem + '.meta.jsonl')
-    with open(out, 'w', encoding='utf-8') as f, open(meta_path, 'w', encoding='utf-8') as m:
-        for i, item in enumerate(items):
-            f.write(json.dumps(item_to_row(item, system=system, with_answer=with_answer), ensure_ascii=False) + '\n')
-            m.write(json.dumps(item_meta(item, i), ensure_ascii=False) + '\n')
+    write_jsonl(out, (item_to_row(item, system=system, with_answer=with_answer) for item in items))
+    write_jsonl(meta_path, (item_meta(item, i) for i, item in enumerate(items)))
     return str(out), str(meta_path)
 
 
@@ -327,20 +325,13 @@ def export_fundusgen_mcq(rows_jsonl: str, tsv_out: str, *, embed_images: bool = 
     """
     base = Path(rows_jsonl).resolve().parent
     items, skipped = [], 0
-    with open(rows_jsonl, encoding='utf-8') as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            where = f'{rows_jsonl}:{number}'
-            try:
-                row = json.loads(line)
-            except ValueError as exc:
-                raise FundusDataError(f'{where}: not valid JSON ({exc})') from None
-            item = row_to_item(row, len(items), base_dir=base, where=where, box_convention=box_convention)
-            if item is None:
-                skipped += 1
-            else:
-                items.append(item)
+    for number, row in read_jsonl(rows_jsonl):
+        where = f'{rows_jsonl}:{number}'
+        item = row_to_item(row, len(items), base_dir=base, where=where, box_convention=box_convention)
+        if item is None:
+            skipped += 1
+        else:
+            items.append(item)
     write_tsv(items, tsv_out, embed_images=embed_images)
     logger.info('exported %d MCQ items to %s; %d rows were not MCQ items', len(items), tsv_out, skipped)
     return len(items), skipped
@@ -387,12 +378,13 @@ def write_general_vmcq(items: Iterable[TsvItem], out_dir: str, subset: str = 'fu
     """
     path = Path(out_dir) / f'{subset}_val.jsonl'
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, 'w', encoding='utf-8') as f:
-        for item in items:
-            letters = list(item.options)
-            if not item.image_path or letters != list(LETTERS[:len(letters)]):
-                raise ValueError(f'index {item.index}: general_vmcq needs an image path and options A, B, ... '
-                                 f'without gaps; got image_path={item.image_path!r}, options {letters}')
-            f.write(json.dumps({'question': '<image 1>' + item.question, 'options': list(item.options.values()),
-                                'image_1': item.image_path, 'answer': item.answer}, ensure_ascii=False) + '\n')
+    rows = []
+    for item in items:
+        letters = list(item.options)
+        if not item.image_path or letters != list(LETTERS[:len(letters)]):
+            raise ValueError(f'index {item.index}: general_vmcq needs an image path and options A, B, ... '
+                             f'without gaps; got image_path={item.image_path!r}, options {letters}')
+        rows.append({'question': '<image 1>' + item.question, 'options': list(item.options.values()),
+                     'image_1': item.image_path, 'answer': item.answer})
+    write_jsonl(path, rows)
     return str(path)

@@ -22,6 +22,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from fundusexpert_plugin.eval import consistency, grounding, mcq
 from fundusexpert_plugin.eval.parse import LabeledBox, canonical_label
 from fundusexpert_plugin.eval.results import (image_path, image_size, infer_task, predicted_boxes, reference_boxes, user_prompt)
+from fundusexpert_plugin.core.jsonl import write_jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -183,9 +184,7 @@ def write_outputs(out_dir: str, metrics: dict, samples: Sequence[dict], *,
     paths = {'metrics': str(out / 'metrics.json'), 'samples': str(out / 'samples.jsonl'),
              'html': str(out / 'report.html')}
     Path(paths['metrics']).write_text(json.dumps(metrics, indent=2, ensure_ascii=False), encoding='utf-8')
-    with open(paths['samples'], 'w', encoding='utf-8') as f:
-        for rec in samples:
-            f.write(json.dumps(rec, ensure_ascii=False) + '\n')
+    write_jsonl(paths['samples'], samples)
     png = None
     if metrics.get('mcq'):
         png = paths['mcq_png'] = str(out / 'mcq_per_category.png')

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 from typing import Optional, Sequence
 
@@ -55,13 +54,14 @@ def thumbnail_data_uri(path: str, pred: Sequence = (), gt: Sequence = (), size: 
     """
     from PIL import Image, ImageDraw
 
+    from fundusexpert_plugin.core.images import encode_jpeg, load_image
+
     try:
-        with Image.open(path) as img:
-            img = img.convert('RGB')
-    except (OSError, ValueError):
+        loaded = load_image(path, max_side=size)
+    except (OSError, ValueError):  # ImageSkip is a ValueError
         return None
-    scale = min(1.0, size / max(img.size))
-    thumb = img.resize((max(1, round(img.width * scale)), max(1, round(img.height * scale))))
+    scale = loaded.scale[0]
+    thumb = Image.fromarray(loaded.rgb)
     draw = ImageDraw.Draw(thumb)
     for boxes, colour in ((gt, GT_COLOUR), (pred, PRED_COLOUR)):
         for label, box in boxes:
@@ -69,9 +69,7 @@ def thumbnail_data_uri(path: str, pred: Sequence = (), gt: Sequence = (), size: 
             draw.rectangle([x1, y1, x2, y2], outline=colour, width=2)
             if label:
                 draw.text((x1 + 2, max(0, y1 - 11)), str(label), fill=colour)
-    buf = io.BytesIO()
-    thumb.save(buf, format='JPEG', quality=85)
-    return 'data:image/jpeg;base64,' + base64.b64encode(buf.getvalue()).decode('ascii')
+    return 'data:image/jpeg;base64,' + base64.b64encode(encode_jpeg(thumb, quality=85)).decode('ascii')
 
 
 def _png_uri(path: Optional[str]) -> Optional[str]:

@@ -17,7 +17,6 @@ lettered options in the user prompt, everything else is a report.
 """
 from __future__ import annotations
 
-import json
 import logging
 import re
 from functools import lru_cache
@@ -26,6 +25,7 @@ from typing import Dict, List, Optional, Tuple
 from fundusexpert_plugin.core.vocab import lesion_ids
 from fundusexpert_plugin.eval.mcq import is_mcq_prompt
 from fundusexpert_plugin.eval.parse import LabeledBox, boxes_to_px, canonical_label, find_boxes, needs_resized_size, qwen_resized_size
+from fundusexpert_plugin.core import jsonl as _jsonl
 
 logger = logging.getLogger(__name__)
 
@@ -39,19 +39,7 @@ def read_jsonl(path: str) -> List[dict]:
     Raises:
         ValueError: a line is not a JSON object (message: ``path:line: ...``).
     """
-    rows = []
-    with open(path, encoding='utf-8') as f:
-        for number, line in enumerate(f, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except ValueError as exc:
-                raise ValueError(f'{path}:{number}: not valid JSON ({exc})') from None
-            if not isinstance(row, dict):
-                raise ValueError(f'{path}:{number}: expected a JSON object, got {type(row).__name__}')
-            rows.append(row)
-    return rows
+    return _jsonl.load_jsonl(path)
 
 
 #: FundusGen task kind -> scorer (a FundusGen task file can serve as ``--meta``)

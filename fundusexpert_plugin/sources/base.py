@@ -30,6 +30,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from fundusexpert_plugin.core.images import IMAGE_SUFFIXES, ImageSkip, LoadedImage, load_image
+
 from fundusexpert_plugin.core import vocab
 from fundusexpert_plugin.core.record import FundusDataError, FundusGenRecord, parse_record
 from fundusexpert_plugin.sources.masks import (PAPER_AREA_THRESHOLD_PX2, PAPER_EPS_PX, PAPER_MAX_BOXES, PAPER_MIN_SAMPLES,
@@ -39,7 +41,7 @@ from fundusexpert_plugin.core.geometry import laterality_from_disc
 logger = logging.getLogger(__name__)
 T = TypeVar('T')
 
-IMAGE_EXTS = ('.jpg', '.jpeg', '.png', '.tif', '.tiff', '.bmp', '.gif')
+IMAGE_EXTS = IMAGE_SUFFIXES
 #: Half side of the box that stands for a point annotation (fovea centre), pixels (ours).
 FOVEA_HALF_SIDE_PX = 1.0
 #: A box may stick out of the image by this much (label rounding) and is clipped; more is an error.
@@ -62,39 +64,64 @@ class NotRepresentable(Exception):
 
 @dataclass
 class ConvertLog:
-    """What a conversion left out.
+    """What a conversion left out, counted by reason.
 
     Attributes:
-        skipped: one message per bad item skipped in lenient mode (file, line/row and field named).
+        skipped: one message per bad item skipped in lenient mode (file, line/row or JSON path and
+            field named), records and boxes alike.
+        skipped_records: reason -> number of records skipped (their image or record line unusable).
+        skipped_items: reason -> number of boxes, points or labels skipped inside kept records.
+        warnings: accepted with a warning (a class id that contradicts its label, a multi-page TIFF).
         notes: reason -> count of labels or items left out by design (not representable).
+        lines_read: record lines (or images) the reader looked at, for the empty-input message.
     """
 
     skipped: List[str] = field(default_factory=list)
     notes: Counter = field(default_factory=Counter)
+    skipped_records: Counter = field(default_factory=Counter)
+    skipped_items: Counter = field(default_factory=Counter)
+    warnings: List[str] = field(default_factory=list)
+    lines_read: int = 0
 
-    def skip(self, message: str) -> None:
-        logger.warning('skipped: %s', message)
+    def skip(self, message: str, reason: Optional[str] = None, kind: str = 'record') -> None:
+        """Count one skipped ``kind`` (``'record'`` or ``'box'``/item) under ``reason``."""
+        logger.warning('skipped %s: %s', kind, message)
         self.skipped.append(message)
+        (self.skipped_records if kind == 'record' else self.skipped_items)[reason or f'invalid_{kind}'] += 1
+
+    def warn(self, message: str) -> None:
+        logger.warning('%s', message)
+        self.warnings.append(message)
 
     def note(self, reason: str, where: str = '') -> None:
         logger.debug('left out: %s%s', f'{where}: ' if where else '', reason)
         self.notes[reason] += 1
 
+    def counts(self) -> Dict[str, Dict[str, int]]:
+        """``{'records': {reason: n}, 'boxes': {reason: n}}`` of the skips (for run summaries)."""
+        return {'records': dict(self.skipped_records), 'boxes': dict(self.skipped_items)}
+
     def summary(self, n_written: int) -> str:
-        """Multi-line summary: records written, bad items skipped, labels left out by reason."""
+        """Multi-line summary: records written, skips counted by reason, every message, labels left out."""
+        n_rec, n_box = sum(self.skipped_records.values()), sum(self.skipped_items.values())
         lines = [f'{n_written} records written; {len(self.skipped)} bad items skipped'
-                 + (' (--lenient)' if self.skipped else '')]
+                 + (' (--lenient)' if self.skipped else '')
+                 + (f': {n_rec} records, {n_box} boxes/items' if self.skipped else '')]
+        lines += [f'  skipped records ({n}x): {r}' for r, n in sorted(self.skipped_records.items())]
+        lines += [f'  skipped boxes/items ({n}x): {r}' for r, n in sorted(self.skipped_items.items())]
         lines += [f'  skipped: {m}' for m in self.skipped]
+        lines += [f'  warning: {m}' for m in self.warnings]
         lines += [f'  left out ({n}x): {r}' for r, n in sorted(self.notes.items(), key=lambda kv: -kv[1])]
         return '\n'.join(lines)
 
 
-def attempt(fn: Callable[[], T], *, lenient: bool, log: ConvertLog, where: str = '') -> Optional[T]:
-    """Run one item's conversion.
+def attempt(fn: Callable[[], T], *, lenient: bool, log: ConvertLog, where: str = '',
+            kind: str = 'record') -> Optional[T]:
+    """Run one item's conversion (a record, or a box inside a record with ``kind='box'``).
 
     Returns:
         ``fn()``; ``None`` when the item is not representable (counted in ``log.notes``) or, with
-        ``lenient``, when it is bad (message in ``log.skipped``).
+        ``lenient``, when it is bad (message in ``log.skipped``, counted under the error's reason).
 
     Raises:
         FundusDataError: a bad item when not ``lenient``.
@@ -106,23 +133,40 @@ def attempt(fn: Callable[[], T], *, lenient: bool, log: ConvertLog, where: str =
     except FundusDataError as exc:
         if not lenient:
             raise
-        log.skip(str(exc))
+        log.skip(str(exc), getattr(exc, 'reason', None), kind)
     return None
 
 
-def image_size(path: Path, *, where: str, field_name: str = 'image') -> Tuple[int, int]:
-    """``(width, height)`` in pixels from the image header.
+def image_size(path: Path, *, where: str, field_name: str = 'image', sha256: Optional[str] = None,
+               log: Optional[ConvertLog] = None) -> Tuple[int, int]:
+    """``(width, height)`` of the upright image, in pixels, through the one image intake
+    (:func:`fundusexpert_plugin.core.images.load_image`: opened by content and fully decoded,
+    JPEGs in draft mode; EXIF orientation applied, so an EXIF-rotated photo has its upright size).
 
     Raises:
-        FundusDataError: the file is missing or not a readable image.
+        FundusDataError: missing, unreadable, truncated or too large file, or a wrong ``sha256``
+            (reason ``image_missing`` / ``image_unreadable`` / ...).
     """
-    if not path.is_file():
-        raise FundusDataError(f'{where}: {field_name}: image not found: {path}')
+    return intake(path, where=where, field_name=field_name, sha256=sha256, log=log).original_size
+
+
+def intake(path: Path, *, where: str, field_name: str = 'image', sha256: Optional[str] = None,
+           log: Optional[ConvertLog] = None) -> LoadedImage:
+    """:func:`~fundusexpert_plugin.core.images.load_image` at thumbnail size with the message
+    prefixed by ``where``; the intake's warnings go to ``log``."""
     try:
-        with Image.open(path) as img:
-            return img.size
-    except (UnidentifiedImageError, OSError) as exc:
-        raise FundusDataError(f'{where}: {field_name}: unreadable image {path} ({exc})') from None
+        loaded = load_image(path, max_side=256, sha256=sha256)
+    except ImageSkip as exc:
+        text = str(exc)
+        if exc.reason == 'image_missing':
+            text = f'image not found: {path}'
+        elif exc.reason == 'image_unreadable':
+            text = f'unreadable image {text}'
+        raise FundusDataError(f'{where}: {field_name}: {text}', reason=exc.reason) from None
+    for message in loaded.warnings:
+        if log is not None:
+            log.warn(f'{where}: {message}')
+    return loaded
 
 
 class FileIndex:
@@ -232,6 +276,25 @@ class MaskBoxParams:
     mode: str = 'fast'
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
+
+
+def check_numbers(values, n: int, *, where: str, field_name: str) -> List[float]:
+    """``n`` finite JSON numbers (strings such as ``"100"`` are refused, never coerced).
+
+    Raises:
+        FundusDataError: reason ``box_not_numbers`` (wrong count or a non-number) or ``box_not_finite``.
+    """
+    if not isinstance(values, (list, tuple)) or len(values) != n or not all(_is_number(v) for v in values):
+        raise FundusDataError(f'{where}: {field_name} = {values!r}: expected {n} numbers (JSON numbers, '
+                              'not strings)', reason='box_not_numbers')
+    out = [float(v) for v in values]
+    if not all(np.isfinite(out)):
+        raise FundusDataError(f'{where}: {field_name} = {values!r}: NaN or infinite value', reason='box_not_finite')
+    return out
+
+
 class RecordDraft:
     """Findings, labels and laterality of one image, validated into a record by :meth:`build`.
 
@@ -239,20 +302,32 @@ class RecordDraft:
         record_id: unique id within the dataset.
         image: image path (made absolute; :mod:`fundusexpert_plugin.cli.convert` relativises it).
         where: ``'<file>:<line>'`` or image path, prefixed to every message.
+        lenient, log: with ``lenient``, a bad box, point or label is skipped and counted in ``log``
+            (kind ``'box'``) and the record keeps its good boxes; without, it raises.
+        sha256: expected digest of the image file (checked by the intake).
 
     Raises:
-        FundusDataError: the image is missing or unreadable.
+        FundusDataError: the image is missing, unreadable or has the wrong digest.
     """
 
-    def __init__(self, record_id: str, image: Path, *, where: str):
+    def __init__(self, record_id: str, image: Path, *, where: str, lenient: bool = False,
+                 log: Optional[ConvertLog] = None, sha256: Optional[str] = None):
         self.record_id, self.where = str(record_id), where
+        self.lenient, self.log = lenient, log if log is not None else ConvertLog()
         self.image = Path(os.path.abspath(image))
-        self.width, self.height = image_size(self.image, where=where)
+        self.sha256 = sha256
+        loaded = intake(self.image, where=where, sha256=sha256, log=self.log)
+        self.width, self.height = loaded.original_size
+        self.conversion = loaded.conversion
         self.findings: List[dict] = []
         self.annotated: List[str] = []
         self.image_labels: Dict[str, str] = {}
         self.laterality: Optional[str] = None
         self.laterality_source: Optional[str] = None
+
+    def item(self, fn: Callable[[], T], where: str = '') -> Optional[T]:
+        """Run one box/point/label of this record: lenient skips count as kind ``'box'``."""
+        return attempt(fn, lenient=self.lenient, log=self.log, where=where or self.where, kind='box')
 
     def annotate(self, label: str) -> None:
         """Mark ``label`` as annotated exhaustively in this image (no box = known absent)."""
@@ -260,18 +335,37 @@ class RecordDraft:
         if label not in self.annotated:
             self.annotated.append(label)
 
-    def add_box(self, label: str, box_px: Sequence[float], *, field_name: str = 'box') -> None:
-        """Add one box (xyxy pixels); clipped if it sticks out by at most ``CLIP_TOLERANCE_PX``.
+    def add_box(self, label: str, box_px: Sequence[float], *, field_name: str = 'box',
+                label_field: Optional[str] = None) -> None:
+        """Add one box (xyxy pixels, JSON numbers) of finding ``label`` (id or alias).
+
+        Out-of-image rule (the same for every reader): a box that sticks out of the image by at most
+        ``CLIP_TOLERANCE_PX`` (label rounding) is clipped; further out, inverted, zero-area, NaN or
+        infinite boxes are refused: an error in strict mode, one counted skip in lenient mode.
 
         Raises:
-            FundusDataError: the box lies further outside the image.
+            FundusDataError: reasons ``unknown_label``, ``box_not_numbers``, ``box_not_finite``,
+                ``box_outside_image``, ``box_empty_or_inverted``.
         """
-        x1, y1, x2, y2 = (float(v) for v in box_px)
+        label_field = label_field or f'{field_name}: label'
+        if not isinstance(label, str) or not label.strip():
+            raise FundusDataError(f'{self.where}: {label_field} = {label!r}: missing label', reason='missing_label')
+        if vocab.canonical_finding(label) is None:
+            try:
+                vocab.resolve_finding(label, where=f'{self.where}: {label_field}')
+            except ValueError as exc:
+                raise FundusDataError(str(exc), reason='unknown_label') from None
+        x1, y1, x2, y2 = check_numbers(list(box_px) if isinstance(box_px, tuple) else box_px, 4,
+                                       where=self.where, field_name=field_name)
         tol = CLIP_TOLERANCE_PX
         if x1 < -tol or y1 < -tol or x2 > self.width + tol or y2 > self.height + tol:
             raise FundusDataError(f'{self.where}: {field_name} = {[x1, y1, x2, y2]}: outside the '
-                                  f'{self.width}x{self.height} px image by more than {tol} px (xyxy pixels)')
+                                  f'{self.width}x{self.height} px image by more than {tol} px (xyxy pixels)',
+                                  reason='box_outside_image')
         box = [max(0.0, x1), max(0.0, y1), min(float(self.width), x2), min(float(self.height), y2)]
+        if box[2] <= box[0] or box[3] <= box[1]:
+            raise FundusDataError(f'{self.where}: {field_name} = {[x1, y1, x2, y2]}: inverted or zero-area box '
+                                  '(need x1 < x2 and y1 < y2, xyxy pixels)', reason='box_empty_or_inverted')
         self.findings.append({'label': label, 'box_px': box, 'source': 'annotation'})
 
     def add_point(self, label: str, x: float, y: float, *, field_name: str,
@@ -279,11 +373,12 @@ class RecordDraft:
         """Add a point annotation as a ``2 * half_side_px`` box centred on ``(x, y)``, clipped.
 
         Raises:
-            FundusDataError: the point lies outside the image.
+            FundusDataError: the point lies outside the image (reason ``point_outside_image``).
         """
         if not (0 <= x <= self.width and 0 <= y <= self.height):
             raise FundusDataError(f'{self.where}: {field_name} = ({x}, {y}): outside the '
-                                  f'{self.width}x{self.height} px image (pixels, origin top-left)')
+                                  f'{self.width}x{self.height} px image (pixels, origin top-left)',
+                                  reason='point_outside_image')
         self.findings.append({'label': label, 'source': 'annotation', 'box_px': [
             max(0.0, x - half_side_px), max(0.0, y - half_side_px),
             min(float(self.width), x + half_side_px), min(float(self.height), y + half_side_px)]})
@@ -349,6 +444,34 @@ class RecordDraft:
             'width': self.width, 'height': self.height,
             'laterality': self.laterality, 'laterality_source': self.laterality_source,
             'findings': self.findings, 'image_labels': self.image_labels,
+            **({'sha256': self.sha256} if self.sha256 else {}),
             'provenance': {'source_dataset': source.source_dataset, 'licence': source.licence,
-                           'attribution': source.attribution, 'annotated_labels': self.annotated},
+                           'attribution': source.attribution, 'annotated_labels': self.annotated,
+                           'stages': {'image': self.conversion} if self.conversion else {}},
         }, where=self.where)
+
+
+def check_unique_id(seen: Dict[str, str], record_id: str, where: str) -> None:
+    """Refuse a record id given before; ``seen`` maps id -> ``'<file>:<line>'`` of its first use.
+
+    Raises:
+        FundusDataError: naming both places (reason ``duplicate_id``).
+    """
+    if record_id in seen:
+        raise FundusDataError(f'{where}: record_id {record_id!r} already given at {seen[record_id]}; ids must be '
+                              'unique within a dataset', reason='duplicate_id')
+    seen[record_id] = where
+
+
+def require_records(n_kept: int, source: Path | str, log: ConvertLog) -> None:
+    """An input that yields no record is an error, also in lenient mode.
+
+    Raises:
+        FundusDataError: ``'<source>: read N lines/items, kept no record (reasons)'``.
+    """
+    if n_kept:
+        return
+    reasons = {**log.skipped_records, **{f'box: {k}': v for k, v in log.skipped_items.items()}}
+    why = f'; skipped: {dict(sorted(reasons.items()))}; first: {log.skipped[0]}' if log.skipped else \
+        ('; the input is empty' if not log.lines_read else '')
+    raise FundusDataError(f'{source}: read {log.lines_read} lines/items, kept no record{why}', reason='empty_input')

@@ -1,9 +1,16 @@
-"""Reader for CODRAS-style box annotations (``annotations.jsonl``) of IDRiD photographs.
+"""Reader for CODRAS-style box annotations (``annotations.jsonl``): our own annotation jsonl.
 
-Input layout (one JSON object per line): ``image`` (path relative to the jsonl's folder),
-``width``, ``height``, optional ``split``, ``codras_id`` and ``source_dataset``, and
-``annotations``: a list of ``{"label", "bbox_xyxy"}`` with boxes in pixels of that image (xyxy).
+Input layout (one JSON object per line): ``image`` (path relative to the dataset folder, by default
+the jsonl's folder), ``width``, ``height`` (JSON integers: the upright image size), optional
+``split``, ``codras_id`` (the record id; default the ``image`` path as written, extension kept),
+``source_dataset`` and ``sha256`` (checked against the file), and ``annotations``: a list of
+``{"label", "class_id", "bbox_xyxy"}`` with boxes in pixels of that image (xyxy, JSON numbers).
 This is the layout of the bundled sample (``fundusexpert_plugin/sample/annotations.jsonl``).
+
+Per line: a bad box, label or class id is one skipped box in lenient mode (the record keeps its
+good boxes); a bad image, size, ``annotations`` field or duplicate id skips the record; strict mode
+stops at the first problem. A ``class_id`` that contradicts ``label`` (:data:`CODRAS_CLASS_IDS`) is an
+error in strict mode and a warning in lenient mode (the label wins).
 
 Source: CODRAS (github.com/chrisvoncsefalvay/codras) labels optic disc, hard exudates and
 haemorrhages (microaneurysms merged in) exhaustively, so those three are the record's
@@ -17,14 +24,19 @@ licence for the whole file would be wrong. A line whose source is missing or not
 """
 from __future__ import annotations
 
-import json
 import logging
+import os
 import re
 from pathlib import Path
-from typing import Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Tuple
 
-from fundusexpert_plugin.core.record import FundusDataError, FundusGenRecord, parse_record
-from fundusexpert_plugin.core.geometry import laterality_from_disc
+from fundusexpert_plugin.core import vocab
+from fundusexpert_plugin.core.jsonl import read_jsonl
+from fundusexpert_plugin.core.paths import resolve_image_path
+from fundusexpert_plugin.core.record import FundusDataError, FundusGenRecord
+from fundusexpert_plugin.sources.base import (ConvertLog, RecordDraft, SourceInfo, attempt, check_unique_id,
+                                              require_records)
+from fundusexpert_plugin.sources.registry import head_has, register
 
 logger = logging.getLogger(__name__)
 
@@ -61,62 +73,107 @@ def codras_provenance(source_dataset: Optional[str]) -> Tuple[str, str, str]:
         return text or 'unknown (CODRAS boxes)', UNKNOWN_LICENCE, f'{CODRAS_BOXES_ATTRIBUTION}; image source unknown'
     _, licence, attribution = CODRAS_SOURCES[found[0]]
     return text, f'{licence}; {CODRAS_BOXES_LICENCE}', f'{attribution}; {CODRAS_BOXES_ATTRIBUTION}'
+#: CODRAS class index of each label (the ``class_id`` field).
+CODRAS_CLASS_IDS = {0: 'optic_disc', 1: 'hard_exudates', 2: 'haemorrhages'}
 
 
-def read_codras(path: Path | str, *, split: Optional[str] = None, lenient: bool = False,
+def _source(row: dict) -> SourceInfo:
+    return SourceInfo(*codras_provenance(row.get('source_dataset')))
+
+
+def _sniff(path: Path) -> bool:
+    return head_has(path, ('.jsonl',), b'"annotations"', b'"bbox_xyxy"')
+
+
+@register('codras', help='our annotation jsonl (image, width, height, annotations[{label, class_id, bbox_xyxy}])',
+          sniff=_sniff)
+def read_codras(path: Path | str, images: Optional[Path | str] = None, *, split: Optional[str] = None,
+                lenient: bool = False, log: Optional[ConvertLog] = None, allow_outside_root: bool = False,
                 skipped: Optional[List[str]] = None) -> Iterator[FundusGenRecord]:
-    """Yield one FundusGen record per line of a CODRAS-style ``annotations.jsonl``.
+    """Yield one FundusGen record per line of a CODRAS-style ``annotations.jsonl`` (module docstring).
 
     Args:
-        path: the jsonl file; ``image`` paths inside are relative to its folder.
+        path: the jsonl file.
+        images: the dataset folder ``image`` paths are relative to (default: the jsonl's folder);
+            when ``image`` is not found there, ``images/<basename>`` is tried.
         split: keep only lines whose ``split`` equals this (``None``: all lines).
-        lenient: log and skip bad lines (reason appended to ``skipped``) instead of raising.
-        skipped: receives one message per skipped line.
+        lenient: skip bad boxes / records (counted in ``log``) instead of raising.
+        allow_outside_root: accept absolute paths and paths leaving the dataset folder.
+        skipped: receives one message per skip (as well as ``log.skipped``).
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        FundusDataError: a bad line (file:line, record id and field named), unless ``lenient``.
+        FundusDataError: a bad line (file:line, record id and field named), unless ``lenient``;
+            no record kept (always).
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f'annotation file not found: {path}')
-    for line_no, line in enumerate(path.read_text(encoding='utf-8').splitlines(), 1):
-        if not line.strip():
+    log = log if log is not None else ConvertLog()
+    root = Path(images) if images is not None else path.parent
+    seen: Dict[str, str] = {}
+    kept = 0
+    n_skipped = len(log.skipped)
+    for line_no, row in read_jsonl(path, lenient=lenient, on_skip=lambda m, r: log.skip(m, r)):
+        log.lines_read += 1
+        if split is not None and row.get('split') != split:
             continue
         where = f'{path}:{line_no}'
-        try:
-            row = json.loads(line)
-            if split is not None and row.get('split') != split:
-                continue
-            yield _to_record(row, path.parent, where)
-        except (FundusDataError, json.JSONDecodeError, KeyError) as exc:
-            msg = f'{where}: {exc}' if not isinstance(exc, FundusDataError) else str(exc)
+        record = attempt(lambda: _to_record(row, root, where, seen, lenient, log, allow_outside_root),
+                         lenient=lenient, log=log, where=where)
+        if record is not None:
+            kept += 1
+            yield record
+    if skipped is not None:
+        skipped.extend(log.skipped[n_skipped:])
+    require_records(kept, path, log)
+
+
+def _to_record(row: dict, root: Path, where: str, seen: Dict[str, str], lenient: bool, log: ConvertLog,
+               allow_outside_root: bool) -> FundusGenRecord:
+    name = row.get('image')
+    rid = row.get('codras_id') or (name.replace('\\', '/') if isinstance(name, str) else None)
+    where_rec = f'{where}: record {str(rid)!r}'
+    image = resolve_image_path(name, root, where=where_rec, allow_outside_root=allow_outside_root)
+    if not image.exists() and isinstance(name, str) and (root / os.path.basename(name.replace('\\', '/'))).is_file():
+        image = root / os.path.basename(name.replace('\\', '/'))
+    check_unique_id(seen, str(rid), where)
+    anns = row.get('annotations')
+    if not isinstance(anns, list):
+        raise FundusDataError(f'{where_rec}: annotations = {anns!r}: expected a list of {{label, bbox_xyxy}} '
+                              '(use [] for an image without boxes)', reason='missing_annotations')
+    sha = row.get('sha256')
+    draft = RecordDraft(str(rid), image, where=where_rec, lenient=lenient, log=log,
+                        sha256=sha if isinstance(sha, str) else None)
+    for key, actual in (('width', draft.width), ('height', draft.height)):
+        value = row.get(key)
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise FundusDataError(f'{where_rec}: {key} = {value!r}: expected an integer number of pixels',
+                                  reason='size_not_integer')
+    if (row['width'], row['height']) != (draft.width, draft.height):
+        raise FundusDataError(f'{where_rec}: width/height = {row["width"]}x{row["height"]} but {image} is '
+                              f'{draft.width}x{draft.height} px (upright)', reason='size_mismatch')
+    for k, ann in enumerate(anns):
+        draft.item(lambda k=k, ann=ann: _add_annotation(draft, k, ann, where_rec, lenient, log))
+    draft.annotated = list(CODRAS_LABELS)
+    draft.infer_laterality()
+    return draft.build(_source(row))
+
+
+def _add_annotation(draft: RecordDraft, k: int, ann, where: str, lenient: bool, log: ConvertLog) -> None:
+    field = f'annotations[{k}]'
+    if not isinstance(ann, dict):
+        raise FundusDataError(f'{where}: {field} = {ann!r}: expected an object {{label, bbox_xyxy}}',
+                              reason='box_not_an_object')
+    label = ann.get('label')
+    draft.add_box(label, ann.get('bbox_xyxy'), field_name=f'{field}.bbox_xyxy', label_field=f'{field}.label')
+    class_id = ann.get('class_id')
+    if class_id is not None:
+        expected = CODRAS_CLASS_IDS.get(class_id) if isinstance(class_id, int) else None
+        if expected != vocab.canonical_finding(label):
+            msg = (f'{where}: {field}.class_id = {class_id!r} contradicts label {label!r} '
+                   f'(CODRAS class ids {CODRAS_CLASS_IDS})')
             if not lenient:
-                raise FundusDataError(msg) from None
-            logger.warning('skipped: %s', msg)
-            if skipped is not None:
-                skipped.append(msg)
-
-
-def _to_record(row: dict, base_dir: Path, where: str) -> FundusGenRecord:
-    rid = str(row.get('codras_id') or Path(row['image']).stem)
-    findings = [{'label': a.get('label'), 'box_px': a.get('bbox_xyxy'), 'source': 'annotation'}
-                for a in row.get('annotations', [])]
-    discs = [f['box_px'] for f in findings if f['label'] == 'optic_disc']
-    laterality = laterality_from_disc(discs[0], int(row['width'])) if len(discs) == 1 else None
-    source, licence, attribution = codras_provenance(row.get('source_dataset'))
-    data = {
-        'record_id': rid,
-        'image': str((base_dir / row['image']).resolve()),
-        'width': row.get('width'), 'height': row.get('height'),
-        'laterality': laterality,
-        'laterality_source': 'optic_disc_position' if laterality else None,
-        'findings': findings,
-        'provenance': {
-            'source_dataset': source,
-            'licence': licence,
-            'attribution': attribution,
-            'annotated_labels': CODRAS_LABELS,
-        },
-    }
-    return parse_record(data, where=where)
+                draft.findings.pop()
+                raise FundusDataError(msg, reason='class_id_contradicts_label')
+            log.warn(msg + '; the label is kept')

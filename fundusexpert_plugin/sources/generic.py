@@ -20,8 +20,10 @@ Layouts read:
 Class names resolve through the vocabulary aliases (``haemorrhage``, ``EX``, ``soft_exudates``) or a
 class map (``{'lesion_x': 'drusen', 'vessel': None}``; ``None`` leaves the class out, counted). Which
 classes a source annotates exhaustively is not in these formats: pass ``annotated`` (finding ids,
-or ``'classes'`` for every mapped class of the file); the default claims nothing. Boxes may stick out
-of the image by up to 1 px (rounding) and are clipped; more is an error.
+or ``'classes'`` for every mapped class of the file); the default claims nothing. Boxes follow the one rule of
+:meth:`.base.RecordDraft.add_box` (up to 1 px outside: clipped; further: refused, one skipped box in
+lenient mode). Record ids are image paths relative to the images folder, extension kept, so
+``a.tif`` and ``a.webp`` never collide.
 """
 from __future__ import annotations
 
@@ -31,8 +33,11 @@ from typing import Dict, Iterable, Iterator, List, Optional, Sequence
 
 from fundusexpert_plugin.core import vocab
 from fundusexpert_plugin.core.record import FundusDataError, FundusGenRecord
+from fundusexpert_plugin.core.jsonl import read_text
+from fundusexpert_plugin.core.paths import resolve_image_path
 from fundusexpert_plugin.sources.base import (SEE_TERMS, ConvertLog, FileIndex, MaskBoxParams, RecordDraft, SourceInfo, attempt,
-                   read_mask)
+                   check_numbers, check_unique_id, read_mask, require_records)
+from fundusexpert_plugin.sources.registry import head_has, register
 from fundusexpert_plugin.sources.tables import IMAGE_COLUMNS, parse_grade, parse_number, read_table
 
 GENERIC = SourceInfo('unnamed source', SEE_TERMS, '')
@@ -89,6 +94,24 @@ def _finish(draft: RecordDraft, annotated: List[str], infer_laterality: bool, so
     return draft.build(source)
 
 
+def _yolo_sniff(path: Path) -> bool:
+    return path.is_dir() and any((path / n).is_file() for n in ('classes.names', 'classes.txt'))
+
+
+def _coco_sniff(path: Path) -> bool:
+    return head_has(path, ('.json',), b'"images"', b'"categories"', every=True, size=1 << 20)
+
+
+def _rel_id(image: Path, root: Path) -> str:
+    try:
+        return image.relative_to(root).as_posix()
+    except ValueError:
+        return image.name
+
+
+@register('yolo', help='YOLO txt labels folder (with classes.names) + --images folder', sniff=_yolo_sniff,
+          adapter=lambda fn: lambda path, images, **kw: fn(images if images is not None else Path(path).parent / 'images',
+                                                          path, **kw))
 def read_yolo(images_dir: Path | str, labels_dir: Path | str, *, classes: Optional[Path | str] = None,
               class_map: Optional[Dict[str, Optional[str]]] = None, annotated: Sequence[str] | str = (),
               source: SourceInfo = GENERIC, infer_laterality: bool = False, lenient: bool = False,
@@ -119,27 +142,42 @@ def read_yolo(images_dir: Path | str, labels_dir: Path | str, *, classes: Option
     ids = [resolve_class(n, class_map or {}, where=f'{classes}:{i + 1}') for i, n in enumerate(names)]
     wanted = _annotated(annotated, ids)
     labels = FileIndex(labels_dir, exts=('.txt',))
+    kept = 0
     for image in FileIndex(images_dir).paths():
+        log.lines_read += 1
+
         def convert(image=image):
-            draft = RecordDraft(image.stem, image, where=str(image))
+            draft = RecordDraft(_rel_id(image, Path(images_dir)), image, where=str(image), lenient=lenient, log=log)
             path = labels.find(image.stem, where=str(image), field_name='label file', required=False)
             if path is not None and path.resolve() != classes.resolve():
-                for n, line in enumerate(path.read_text(encoding='utf-8').splitlines(), 1):
+                for n, line in enumerate(read_text(path).splitlines(), 1):
                     if line.strip():
-                        _yolo_line(draft, f'{path}:{n}', line, names, ids, log)
+                        draft.item(lambda n=n, line=line: _yolo_line(draft, f'{path}:{n}', line, names, ids, log))
             return _finish(draft, wanted, infer_laterality, source)
         record = attempt(convert, lenient=lenient, log=log, where=str(image))
         if record is not None:
+            kept += 1
             yield record
+    require_records(kept, labels_dir, log)
 
 
 def _yolo_line(draft: RecordDraft, where: str, line: str, names: List[str], ids: List[Optional[str]],
                log: ConvertLog) -> None:
     fields = line.split()
     if len(fields) != 5:
-        raise FundusDataError(f'{where}: {line.strip()!r}: expected "<class> <cx> <cy> <w> <h>" (5 fields)')
-    k = parse_grade(fields[0], range(len(names)), where=where, column='class index', what='class')
-    cx, cy, w, h = (parse_number(v, where=where, column=c) for v, c in zip(fields[1:], ('cx', 'cy', 'w', 'h')))
+        raise FundusDataError(f'{where}: {line.strip()!r}: expected "<class> <cx> <cy> <w> <h>" (5 fields)',
+                              reason='yolo_not_5_fields')
+    try:
+        k = parse_grade(fields[0], range(len(names)), where=where, column='class index', what='class')
+    except FundusDataError as exc:
+        raise FundusDataError(str(exc), reason='unknown_class_index') from None
+    try:
+        cx, cy, w, h = (parse_number(v, where=where, column=c) for v, c in zip(fields[1:], ('cx', 'cy', 'w', 'h')))
+    except FundusDataError as exc:
+        raise FundusDataError(str(exc), reason='box_not_numbers') from None
+    if not all(0.0 <= v <= 1.0 for v in (cx, cy, w, h)):
+        raise FundusDataError(f'{where}: {line.strip()!r}: cx, cy, w, h must be normalised to 0-1 (YOLO)',
+                              reason='yolo_not_normalised')
     if ids[k] is None:
         log.note(f'class {names[k]!r} left out by the class map', where)
         return
@@ -148,10 +186,11 @@ def _yolo_line(draft: RecordDraft, where: str, line: str, names: List[str], ids:
                   field_name=f'{where}: box')
 
 
+@register('coco', help='COCO detection json (images, annotations, categories)', sniff=_coco_sniff)
 def read_coco(json_path: Path | str, images_dir: Optional[Path | str] = None, *,
               class_map: Optional[Dict[str, Optional[str]]] = None, annotated: Sequence[str] | str = (),
               source: SourceInfo = GENERIC, infer_laterality: bool = False, lenient: bool = False,
-              log: Optional[ConvertLog] = None) -> Iterator[FundusGenRecord]:
+              log: Optional[ConvertLog] = None, allow_outside_root: bool = False) -> Iterator[FundusGenRecord]:
     """One record per entry of ``images``, with the boxes of its annotations.
 
     Args:
@@ -169,15 +208,23 @@ def read_coco(json_path: Path | str, images_dir: Optional[Path | str] = None, *,
     if not json_path.is_file():
         raise FileNotFoundError(f'COCO json not found: {json_path}')
     try:
-        data = json.loads(json_path.read_text(encoding='utf-8'))
+        data = json.loads(read_text(json_path))
     except json.JSONDecodeError as exc:
         raise FundusDataError(f'{json_path}: not valid JSON ({exc.msg}, line {exc.lineno})') from None
     for key in ('images', 'annotations', 'categories'):
         if not isinstance(data.get(key), list):
             raise FundusDataError(f'{json_path}: missing list {key!r}; expected a COCO detection json')
     base = Path(images_dir) if images_dir else json_path.parent
-    cats = {c.get('id'): resolve_class(c.get('name', ''), class_map or {}, where=f'{json_path}: categories[{i}]')
-            for i, c in enumerate(data['categories'])}
+    if not isinstance(data, dict):
+        raise FundusDataError(f'{json_path}: expected a COCO detection json object, got {type(data).__name__}')
+    cats = {}
+    for i, c in enumerate(data['categories']):
+        try:
+            cats[c.get('id')] = resolve_class(c.get('name', ''), class_map or {}, where=f'{json_path}: categories[{i}]')
+        except FundusDataError as exc:
+            if not lenient:
+                raise
+            log.warn(f'{exc}; its annotations are skipped')
     wanted = _annotated(annotated, list(cats.values()))
     by_image: Dict[object, List[tuple]] = {}  # image id -> [(index in annotations, annotation)]
     image_ids = {img.get('id') for img in data['images']}
@@ -187,36 +234,52 @@ def read_coco(json_path: Path | str, images_dir: Optional[Path | str] = None, *,
             err = FundusDataError(f'{where}: image_id = {ann.get("image_id")!r}: no such image in "images"')
             if not lenient:
                 raise err
-            log.skip(str(err))
+            log.skip(str(err), 'unknown_image_id', kind='box')
             continue
         by_image.setdefault(ann.get('image_id'), []).append((i, ann))
+    seen: Dict[str, str] = {}
+    kept = 0
     for j, img in enumerate(data['images']):
         where = f'{json_path}: images[{j}]'
+        log.lines_read += 1
 
         def convert(img=img, where=where):
-            draft = RecordDraft(Path(str(img.get('file_name'))).stem, base / str(img.get('file_name')), where=where)
+            name = img.get('file_name')
+            image = resolve_image_path(name, base, where=where, field_name='file_name',
+                                       allow_outside_root=allow_outside_root)
+            check_unique_id(seen, str(name).replace('\\', '/'), where)
+            draft = RecordDraft(str(name).replace('\\', '/'), image, where=where, lenient=lenient, log=log)
             if (img.get('width'), img.get('height')) != (draft.width, draft.height):
                 raise FundusDataError(f'{where}: width/height = {img.get("width")}x{img.get("height")} but '
-                                      f'{draft.image} is {draft.width}x{draft.height} px')
+                                      f'{draft.image} is {draft.width}x{draft.height} px (upright)',
+                                      reason='size_mismatch')
             for i, ann in by_image.get(img.get('id'), []):
-                awhere = f'{json_path}: annotations[{i}]'
-                if ann.get('category_id') not in cats:
-                    raise FundusDataError(f'{awhere}: category_id = {ann.get("category_id")!r}: not in "categories"')
-                bbox = ann.get('bbox')
-                if not (isinstance(bbox, list) and len(bbox) == 4):
-                    raise FundusDataError(f'{awhere}: bbox = {bbox!r}: expected [x, y, w, h] in pixels')
-                label = cats[ann['category_id']]
-                if label is None:
-                    log.note(f'category {ann["category_id"]} left out by the class map', awhere)
-                    continue
-                x, y, w, h = (parse_number(str(v), where=awhere, column='bbox') for v in bbox)
-                draft.add_box(label, (x, y, x + w, y + h), field_name=f'annotations[{i}]: bbox')
+                draft.item(lambda i=i, ann=ann: _coco_annotation(draft, i, f'{json_path}: annotations[{i}]', ann, cats, log))
             return _finish(draft, wanted, infer_laterality, source)
         record = attempt(convert, lenient=lenient, log=log, where=where)
         if record is not None:
+            kept += 1
             yield record
+    require_records(kept, json_path, log)
 
 
+def _coco_annotation(draft: RecordDraft, i: int, where: str, ann: dict, cats: Dict, log: ConvertLog) -> None:
+    if ann.get('category_id') not in cats:
+        raise FundusDataError(f'{where}: category_id = {ann.get("category_id")!r}: not in "categories"',
+                              reason='unknown_category')
+    label = cats[ann['category_id']]
+    if label is None:
+        log.note(f'category {ann["category_id"]} left out by the class map', where)
+        return
+    x, y, w, h = check_numbers(ann.get('bbox'), 4, where=where, field_name='bbox ([x, y, w, h] pixels)')
+    if w <= 0 or h <= 0:
+        raise FundusDataError(f'{where}: bbox = {ann.get("bbox")!r}: width and height must be > 0 (COCO [x, y, w, h])',
+                              reason='box_empty_or_inverted')
+    draft.add_box(label, (x, y, x + w, y + h), field_name=f'annotations[{i}]: bbox')
+
+
+@register('masks', help='images folder + --masks folder with one sub-folder of masks per class',
+          adapter=lambda fn: lambda path, images, **kw: fn(images, path, **kw))
 def read_class_masks(images_dir: Path | str, masks_dir: Path | str, *,
                      class_map: Optional[Dict[str, Optional[str]]] = None, foreground: str = 'nonzero',
                      missing: str = 'unknown', params: MaskBoxParams = MaskBoxParams(),
@@ -251,7 +314,7 @@ def read_class_masks(images_dir: Path | str, masks_dir: Path | str, *,
             log.note(f'mask folder {index.folder.name!r} left out by the class map')
     for image in FileIndex(images_dir).paths():
         def convert(image=image):
-            draft = RecordDraft(image.stem, image, where=str(image))
+            draft = RecordDraft(_rel_id(image, Path(images_dir)), image, where=str(image))
             for label, index in classes:
                 if label is None:
                     continue

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
+from fundusexpert_plugin.core.jsonl import read_text
 from fundusexpert_plugin.core.record import FundusDataError
 
 
@@ -128,7 +129,7 @@ def read_table(path: Path | str, *, delimiter: Optional[str] = None, header: boo
 
 
 def _text_rows(path: Path, delimiter: Optional[str]) -> Iterator[Tuple[int, List[str]]]:
-    text = path.read_text(encoding='utf-8-sig')
+    text = read_text(path)  # BOM / UTF-16 aware; bad bytes named by line and offset
     if delimiter == ' ':
         for n, line in enumerate(text.splitlines(), 1):
             yield n, line.split()

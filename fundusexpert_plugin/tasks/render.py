@@ -14,15 +14,19 @@ pixels, every box of those classes) is the reference ``fundusexpert eval --meta`
 """
 from __future__ import annotations
 
+import hashlib
 import os
 import random
+import re
 from pathlib import Path
 from collections import Counter
-from typing import Dict, List, Optional
+from dataclasses import dataclass
+from typing import Dict, List, Optional, Tuple
 
 from PIL import Image, ImageDraw
 
 from fundusexpert_plugin.core import vocab
+from fundusexpert_plugin.core.images import LoadedImage, load_image, save_image
 from fundusexpert_plugin.render.chain import cognitive_chain, diagnosis_answer
 from fundusexpert_plugin.core.geometry import iou
 from fundusexpert_plugin.core.record import FundusGenRecord
@@ -53,6 +57,20 @@ class RenderContext:
 
     def rel(self, path: Path) -> str:
         return os.path.relpath(path, self.out_dir).replace(os.sep, '/')
+
+
+@dataclass
+class RecordImage:
+    """The photo of the record being rendered.
+
+    Attributes:
+        path: the file the rows point to (the source, or the builder's upright copy).
+        pixels: upright RGB pixels from the intake, possibly smaller than the record (``pixels.scale``);
+            marked copies are drawn on them.
+    """
+
+    path: Path
+    pixels: LoadedImage
 
 
 def _row(record: FundusGenRecord, task: TaskConfig, lang: str, prompt: str, answer: str, image_rel: str,
@@ -86,14 +104,19 @@ def box_cap_metadata(record: FundusGenRecord, grounded: GroundedText, cap: Optio
     return meta
 
 
-def render_rows(record: FundusGenRecord, task: TaskConfig, lang: str, ctx: RenderContext) -> List[dict]:
+def render_rows(record: FundusGenRecord, task: TaskConfig, lang: str, ctx: RenderContext,
+                image: Optional[RecordImage] = None) -> List[dict]:
     """All rows of one task for one record in one language (possibly none, e.g. grading without a grade).
 
+    Args:
+        image: the record's photo as the builder read it; default: ``record.image`` under
+            ``ctx.image_dir``, read through the intake only when a marked copy is drawn.
+
     Raises:
-        FileNotFoundError: a region-identification image cannot be read.
+        ImageSkip: a region-identification image cannot be read.
     """
     rng = ctx.rng(record, task, lang)
-    image_path = record.image_path(ctx.image_dir)
+    image_path = image.path if image is not None else record.image_path(ctx.image_dir)
     image_rel = ctx.rel(image_path)
 
     def prompt(**kw) -> str:
@@ -123,7 +146,7 @@ def render_rows(record: FundusGenRecord, task: TaskConfig, lang: str, ctx: Rende
     if kind == 'region_detection':
         return _region_detection(record, task, lang, rng, image_rel, prompt, answer)
     if kind == 'region_identification':
-        return _region_identification(record, task, lang, ctx, rng, image_path, prompt, answer)
+        return _region_identification(record, task, lang, ctx, rng, image, prompt, answer)
     if kind == 'mcq':
         return _mcq(record, task, lang, rng, image_rel, prompt, answer)
     if kind in FIELD_KINDS:
@@ -166,37 +189,47 @@ def _pick_findings(record: FundusGenRecord, task: TaskConfig, rng: random.Random
     return sorted(rng.sample(candidates, min(task.max_items_per_image, len(candidates))), key=lambda c: c[0])
 
 
-def draw_box(image_path: Path, box_px, out_path: Path) -> Path:
-    """Copy an image with a red rectangle drawn around ``box_px`` (xyxy pixels).
+def draw_box(image: LoadedImage, box_px, out_path: Path) -> Tuple[Path, List[float]]:
+    """Write a copy of the photo with a red rectangle around ``box_px`` (xyxy original-image pixels).
 
-    The outline is ``max(2, round(min(W, H) / 200))`` px wide, drawn outside-in from the box edge.
-    Metadata (EXIF) is not copied.
+    The copy has the size of ``image.rgb`` (the box is scaled by ``image.scale``); the outline is
+    ``max(2, round(min(w, h) / 200))`` px wide, drawn outside-in from the box edge. The copy is a fresh
+    image: no metadata of the source is written.
 
-    Raises:
-        FileNotFoundError: ``image_path`` does not exist.
+    Returns:
+        ``(out_path, box)``: the file and the box in the copy's pixels.
     """
-    if not Path(image_path).exists():
-        raise FileNotFoundError(f'image not found: {image_path}')
-    with Image.open(image_path) as im:
-        marked = im.convert('RGB')
+    sx, sy = image.scale
+    box = [box_px[0] * sx, box_px[1] * sy, box_px[2] * sx, box_px[3] * sy]
+    marked = Image.fromarray(image.rgb)
     width = max(2, round(min(marked.size) / 200))
-    ImageDraw.Draw(marked).rectangle([round(v) for v in box_px], outline=(255, 0, 0), width=width)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    marked.save(out_path, quality=92)
-    return out_path
+    ImageDraw.Draw(marked).rectangle([round(v) for v in box], outline=(255, 0, 0), width=width)
+    save_image(marked, out_path, quality=92)
+    return out_path, box
 
 
-def _region_identification(record, task, lang, ctx, rng, image_path, prompt, answer) -> List[dict]:
+def _region_identification(record, task, lang, ctx, rng, image: Optional[RecordImage], prompt, answer) -> List[dict]:
     rows = []
     for index, finding in _pick_findings(record, task, rng):
-        out = ctx.out_dir / 'marked' / f'{record.record_id}_{index:03d}.jpg'
+        out = ctx.out_dir / 'marked' / f'{file_key(record.record_id)}_{index:03d}.jpg'
+        if image is None:
+            image = RecordImage(record.image_path(ctx.image_dir), load_image(record.image_path(ctx.image_dir)))
+        pixels = image.pixels
+        sx, sy = pixels.scale
+        box = [finding.box_px[0] * sx, finding.box_px[1] * sy, finding.box_px[2] * sx, finding.box_px[3] * sy]
         if not out.exists():
-            draw_box(image_path, finding.box_px, out)
+            draw_box(pixels, finding.box_px, out)
         name = vocab.finding_name(finding.label, lang)
         text = answer(task.answer, target=name, Target=name[:1].upper() + name[1:])
         rows.append(_row(record, task, lang, prompt(), text, ctx.rel(out), target=finding.label,
-                         marked_box_px=list(finding.box_px)))
+                         marked_box_px=box, width=pixels.width, height=pixels.height))
     return rows
+
+
+def file_key(record_id: str) -> str:
+    """A file-name-safe form of a record id (ids may be relative paths such as ``a/b.tif``)."""
+    safe = re.sub(r'[^A-Za-z0-9._-]', '_', record_id)
+    return safe if safe == record_id else f'{safe}-{hashlib.sha1(record_id.encode()).hexdigest()[:8]}'
 
 
 def _mcq(record, task, lang, rng, image_rel, prompt, answer) -> List[dict]:

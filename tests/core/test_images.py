@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fundusexpert_plugin.core.images import ImageSkip, list_images, load_image, shard
+from fundusexpert_plugin.core.images import ImageSkip, list_images, load_image, save_image, set_max_pixels, shard
 
 
 def test_plain_rgb_is_unchanged(tmp_path):
@@ -15,7 +15,10 @@ def test_plain_rgb_is_unchanged(tmp_path):
 
 @pytest.mark.parametrize('mode,value,expected,note', [
     ('L', 77, (77, 77, 77), 'L->RGB'),
-    ('RGBA', (200, 100, 50, 0), (200, 100, 50), 'RGBA->RGB'),
+    ('RGBA', (200, 100, 50, 0), (0, 0, 0), 'RGBA->RGB (alpha on black)'),   # transparent: fundus background
+    ('RGBA', (200, 100, 50, 255), (200, 100, 50), 'RGBA->RGB (alpha on black)'),
+    ('LA', (90, 128), (45, 45, 45), 'LA->RGB (alpha on black)'),             # 90 * 128/255 = 45.2
+    ('1', 1, (255, 255, 255), '1->RGB'),
     ('CMYK', (0, 0, 0, 0), (255, 255, 255), 'CMYK->RGB'),
 ])
 def test_modes_convert_to_rgb(tmp_path, mode, value, expected, note):
@@ -75,3 +78,77 @@ def test_round_robin_shards_partition():
     assert parts == [[0, 3, 6, 9], [1, 4, 7], [2, 5, 8]]
     with pytest.raises(ValueError, match='shard 3/3'):
         shard(items, 3, 3)
+
+
+def test_palette_with_transparency_goes_on_black(tmp_path):
+    img = Image.new('P', (4, 4), 1)
+    img.putpalette([0, 0, 0, 250, 10, 10] + [0] * 762)
+    img.putpixel((0, 0), 0)
+    img.save(tmp_path / 'p.png', transparency=1)       # index 1 (red) is transparent
+    im = load_image(tmp_path / 'p.png')
+    assert im.conversion == 'P (transparent)->RGB (alpha on black)' and tuple(im.rgb[1, 1]) == (0, 0, 0)
+
+
+def test_content_not_extension_decides(tmp_path):
+    Image.new('RGB', (9, 7), (1, 2, 3)).save(tmp_path / 'really_a_png.jpg', format='PNG')
+    assert load_image(tmp_path / 'really_a_png.jpg').rgb.shape == (7, 9, 3)
+    (tmp_path / 'page.jpg').write_text('<html><body>404</body></html>')
+    (tmp_path / 'empty.jpg').write_bytes(b'')
+    (tmp_path / 'dir.jpg').mkdir()
+    with pytest.raises(ImageSkip, match='unreadable or truncated') as exc:
+        load_image(tmp_path / 'page.jpg')
+    assert exc.value.reason == 'image_unreadable'
+    with pytest.raises(ImageSkip, match=r'empty file \(0 bytes\)'):
+        load_image(tmp_path / 'empty.jpg')
+    with pytest.raises(ImageSkip, match='is a folder'):
+        load_image(tmp_path / 'dir.jpg')
+
+
+def test_multipage_tiff_warns_with_the_page_count(tmp_path):
+    pages = [Image.new('RGB', (6, 5), (i * 40, 0, 0)) for i in range(3)]
+    pages[0].save(tmp_path / 'm.tif', save_all=True, append_images=pages[1:])
+    im = load_image(tmp_path / 'm.tif')
+    assert im.warnings == [f'{tmp_path / "m.tif"}: has 3 pages/frames; only page 0 is used'] and im.rgb[0, 0, 0] == 0
+
+
+def test_pixel_limit_and_sha256(tmp_path):
+    import hashlib
+    Image.new('RGB', (20, 20)).save(tmp_path / 'a.png')
+    with pytest.raises(ImageSkip, match=r'a\.png: 20x20 = 400 pixels is above the limit of 100 pixels'):
+        load_image(tmp_path / 'a.png', max_pixels=100)
+    set_max_pixels(399)
+    try:
+        with pytest.raises(ImageSkip, match='decompression-bomb guard'):
+            load_image(tmp_path / 'a.png')
+    finally:
+        set_max_pixels(Image.MAX_IMAGE_PIXELS)
+    good = hashlib.sha256((tmp_path / 'a.png').read_bytes()).hexdigest()
+    assert load_image(tmp_path / 'a.png', sha256=good).width == 20
+    with pytest.raises(ImageSkip, match=f'sha256 {good} does not match the recorded {"0" * 64}'):
+        load_image(tmp_path / 'a.png', sha256='0' * 64)
+
+
+def test_max_side_decodes_smaller_and_keeps_the_upright_size(tmp_path):
+    img = Image.new('RGB', (800, 400), (0, 0, 0))
+    img.paste((255, 255, 255), (0, 0, 400, 400))       # left half white
+    exif = img.getexif()
+    exif[0x0112] = 6                                   # displayed rotated: 400 wide, 800 high
+    img.save(tmp_path / 'r.jpg', exif=exif, quality=95)
+    im = load_image(tmp_path / 'r.jpg', max_side=200)
+    assert im.original_size == (400, 800) and (im.width, im.height) == (100, 200)
+    assert im.scale == (0.25, 0.25)
+    assert im.rgb[20, 50].min() > 200 and im.rgb[180, 50].max() < 60   # upright: white on top
+
+
+def test_save_image_writes_no_metadata(tmp_path):
+    src = Image.new('RGB', (10, 10), (5, 5, 5))
+    exif = src.getexif()
+    exif[0x010E] = 'DOE^JANE'                          # ImageDescription
+    src.save(tmp_path / 's.jpg', exif=exif, comment=b'DOE^JANE 12345')
+    with Image.open(tmp_path / 's.jpg') as opened:
+        assert opened.info.get('comment') == b'DOE^JANE 12345'
+        out = save_image(opened, tmp_path / 'o.jpg')
+    data = out.read_bytes()
+    assert b'DOE^JANE' not in data and b'Exif' not in data
+    with Image.open(out) as back:
+        assert 'comment' not in back.info and not back.getexif()

@@ -67,7 +67,8 @@ def trained(tmp_path_factory):
     pytest.importorskip('mmdet')
     tmp = tmp_path_factory.mktemp('train_detector')
     data = _downscaled_photos(tmp)
-    result = td.train_detector(data / 'annotations.jsonl', None, tmp / 'work', fmt='codras',
+    from fundusexpert_plugin.sources.codras import read_codras
+    result = td.train_detector(list(read_codras(data / 'annotations.jsonl')), tmp / 'work',
                                val_split=0.25, max_iters=4, img_scale=(320, 320), batch_size=2,
                                seed=0, log_level='WARNING')
     return result, data

@@ -22,7 +22,8 @@ def test_detector_engine_fundusgen_sft(tmp_path, tiny_qwen_dir):
     rows = [json.loads(line) for line in (SAMPLE_DIR / 'annotations.jsonl').read_text().splitlines()]
     train = tmp_path / 'train.jsonl'
     train.write_text(''.join(json.dumps(r) + '\n' for r in rows if r['split'] == 'train'))
-    result = train_detector(train, SAMPLE_DIR, tmp_path / 'det', fmt='codras', val_split=0.25, max_iters=4,
+    from fundusexpert_plugin.sources.codras import read_codras
+    result = train_detector(list(read_codras(train, SAMPLE_DIR)), tmp_path / 'det', val_split=0.25, max_iters=4,
                             img_scale=(320, 320), batch_size=2, seed=0, log_level='WARNING')
     assert result.classes == ('optic_disc', 'hard_exudates', 'haemorrhages')
 
@@ -38,7 +39,8 @@ def test_detector_engine_fundusgen_sft(tmp_path, tiny_qwen_dir):
         assert all(f.source == 'detector' and 0.01 <= f.score <= 1 for f in rec.findings)
         assert rec.provenance.stages['localization'] == 'rtmdet-tiny (4 iterations)'
 
-    built = build_fundusgen(records, tmp_path / 'fundusgen', image_dir=tmp_path / 'engine', languages=['en'])
+    built = build_fundusgen(records, tmp_path / 'fundusgen', image_dir=tmp_path / 'engine', image_root=SAMPLE_DIR,
+                            languages=['en'])
     assert built.rows_per_task['grounded_report'] == 4
     env = offline_env(FUNDUSGEN_DIR=str(tmp_path / 'fundusgen'), FUNDUSEXPERT_CACHE=str(tmp_path / 'cache'))
     run_logged(sft_command(tiny_qwen_dir, tmp_path / 'sft', template='fundusexpert_qwen2_5_vl',

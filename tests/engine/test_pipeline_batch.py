@@ -102,7 +102,8 @@ def test_engine_records_feed_the_builder(tmp_path):
     run_engine(FundusEngine(FakeDetector()), images, tmp_path / 'eng', image_root=SAMPLE_DIR / 'images', progress=False)
     path = merge_shards(tmp_path / 'eng')
     records = list(read_records(path))
-    summary = build_fundusgen(records, tmp_path / 'fg', image_dir=path.parent, languages=['en'])
+    # engine records point at the photos where they are: that folder is the dataset folder
+    summary = build_fundusgen(records, tmp_path / 'fg', image_dir=path.parent, image_root=SAMPLE_DIR, languages=['en'])
     assert summary.records_used == 3
     row = json.loads(_lines(tmp_path / 'fg' / 'grounded_report.jsonl')[0])
     assert row['objects']['ref'][0] == 'optic disc'

@@ -39,7 +39,8 @@ def test_yolo_sample_to_records_with_relative_paths_that_build_reads(tmp_path, c
     assert recs[0].provenance.licence == 'CC BY-SA 4.0' and recs[0].laterality_source == 'optic_disc_position'
 
     from fundusexpert_plugin.build import build_fundusgen
-    summary = build_fundusgen(recs[:2], tmp_path / 'built', image_dir=out.parent, languages=['en'])
+    # the photos live outside the records folder: their folder is the dataset folder
+    summary = build_fundusgen(recs[:2], tmp_path / 'built', image_dir=out.parent, image_root=SAMPLE, languages=['en'])
     assert summary.records_used == 2 and summary.rows_per_task
 
 

@@ -80,8 +80,10 @@ def test_coco_errors_name_the_entry(tmp_path, make_image):
                                               r'\[150\.0, 20\.0, 210\.0, 60\.0\]: outside'):
         list(read_coco(_coco(tmp_path, annotations=bad)))
     log = ConvertLog()
-    assert len(list(read_coco(_coco(tmp_path, annotations=bad), annotated='classes', lenient=True, log=log))) == 1
-    assert len(log.skipped) == 1
+    # lenient works per annotation: the bad box is skipped and counted, image a keeps its record
+    records = list(read_coco(_coco(tmp_path, annotations=bad), annotated='classes', lenient=True, log=log))
+    assert [r.record_id for r in records] == ['imgs/a.png', 'imgs/b.png'] and records[0].findings == []
+    assert len(log.skipped) == 1 and log.skipped_items == {'box_outside_image': 1} and not log.skipped_records
 
 
 def test_class_mask_folders(tmp_path, make_image, make_mask):

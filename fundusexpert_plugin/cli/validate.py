@@ -1,0 +1,65 @@
+"""``fundusexpert data validate PATH``: run the annotation readers and the image intake on a dataset
+without writing anything; print what would be skipped, counted by reason.
+
+Exit status: 0 nothing would be skipped; 1 something would be skipped (listed); 2 the input cannot be
+read at all (one line naming the file, line and field).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from fundusexpert_plugin.core.errors import FundusDataError
+from fundusexpert_plugin.core.images import set_max_pixels
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options of ``data validate``."""
+    parser.add_argument('path', type=Path, help='annotation file or folder (records / codras jsonl, COCO json, '
+                                                'box CSV, YOLO labels folder, masks folder)')
+    parser.add_argument('--format', default=None,
+                        help='records, codras, coco, box-csv, yolo or masks (default: recognised from the file)')
+    parser.add_argument('--images', type=Path, default=None,
+                        help='dataset folder the image paths are relative to (yolo, masks: the images folder)')
+    parser.add_argument('--class-map', action='append', default=[], metavar='NAME=ID',
+                        help='map a source class to a finding id, or NAME=- to leave it out (repeatable)')
+    parser.add_argument('--allow-outside-root', action='store_true',
+                        help='accept image paths outside the dataset folder')
+    parser.add_argument('--max-image-pixels', type=int, default=None, help='decompression-bomb limit in pixels')
+
+
+def run(args: argparse.Namespace) -> int:
+    """Validate ``args.path``; prints a summary. Returns 0 (clean), 1 (would skip) or 2 (unreadable)."""
+    from fundusexpert_plugin.sources.base import ConvertLog
+    from fundusexpert_plugin.sources.registry import detect_format, read_annotations
+
+    if args.max_image_pixels:
+        set_max_pixels(args.max_image_pixels)
+    log = ConvertLog()
+    try:
+        fmt = args.format or detect_format(args.path)
+        options = {'lenient': True, 'log': log}
+        if fmt in ('records', 'codras', 'coco', 'box-csv'):
+            options['allow_outside_root'] = args.allow_outside_root
+        if args.class_map and fmt in ('coco', 'yolo', 'box-csv', 'masks'):  # formats with class names
+            from fundusexpert_plugin.sources.generic import parse_class_map
+            options['class_map'] = parse_class_map(args.class_map)
+        records = list(read_annotations(args.path, fmt, args.images, **options))
+    except (FundusDataError, FileNotFoundError, ValueError) as exc:
+        print(f'error: {exc}', file=sys.stderr)
+        for message in log.skipped:
+            print(f'  skipped: {message}', file=sys.stderr)
+        return 2
+    n_boxes = sum(len(r.findings) for r in records)
+    print(f'{args.path} ({fmt}): {len(records)} records, {n_boxes} boxes would be written')
+    for kind, counts in log.counts().items():
+        for reason, n in sorted(counts.items()):
+            print(f'  would skip {n} {kind}: {reason}')
+    for message in log.skipped:
+        print(f'  skipped: {message}')
+    for message in log.warnings:
+        print(f'  warning: {message}')
+    for reason, n in sorted(log.notes.items()):
+        print(f'  left out ({n}x): {reason}')
+    return 1 if log.skipped else 0

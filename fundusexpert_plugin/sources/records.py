@@ -1,0 +1,49 @@
+"""FundusGen records jsonl as a registered format: each record's image checked through the intake
+(path inside the dataset folder, readable, ``sha256``, upright size), as the builder will check it."""
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+from typing import Iterator, Optional
+
+from fundusexpert_plugin.core.paths import resolve_image_path
+from fundusexpert_plugin.core.record import FundusDataError, FundusGenRecord, read_records
+from fundusexpert_plugin.sources.base import ConvertLog, attempt, intake, require_records
+from fundusexpert_plugin.sources.registry import head_has, register
+
+
+def _sniff(path: Path) -> bool:
+    return head_has(path, ('.jsonl',), b'"record_id"', b'"findings"', every=True)
+
+
+@register('records', help='FundusGen records jsonl (what convert writes and build reads)', sniff=_sniff)
+def read_record_file(path: Path | str, images: Optional[Path | str] = None, *, lenient: bool = False,
+                     log: Optional[ConvertLog] = None, allow_outside_root: bool = False) -> Iterator[FundusGenRecord]:
+    """Records of ``path`` whose image passes the intake (``images``: the dataset folder, default the file's).
+
+    Raises:
+        FundusDataError: a bad line or image, unless ``lenient``; no record kept (always).
+    """
+    path = Path(path)
+    log = log if log is not None else ConvertLog()
+    messages, counts = [], Counter()
+    records = list(read_records(path, lenient=lenient, skipped=messages, counts=counts))
+    log.skipped.extend(messages)
+    log.skipped_records.update(counts)
+    log.lines_read += len(records) + len(messages)
+    kept = 0
+    for rec in records:
+        def check(rec=rec):
+            where = f'{path}: record {rec.record_id!r}'
+            image = resolve_image_path(rec.image, path.parent, where=where, root=images,
+                                       allow_outside_root=allow_outside_root)
+            loaded = intake(image, where=where, sha256=rec.sha256, log=log)
+            if loaded.original_size != (rec.width, rec.height):
+                raise FundusDataError(f'{where}: width/height = {rec.width}x{rec.height} but {image} is '
+                                      f'{loaded.original_size[0]}x{loaded.original_size[1]} (upright)',
+                                      reason='size_mismatch')
+            return rec
+        if attempt(check, lenient=lenient, log=log, where=str(path)) is not None:
+            kept += 1
+            yield rec
+    require_records(kept, path, log)
