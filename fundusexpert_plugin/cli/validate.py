@@ -7,7 +7,6 @@ read at all (one line naming the file, line and field).
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
 from fundusexpert_plugin.core.errors import FundusDataError
@@ -30,7 +29,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Validate ``args.path``; prints a summary. Returns 0 (clean), 1 (would skip) or 2 (unreadable)."""
+    """Validate ``args.path``; prints a summary. Returns 0 (clean) or 1 (something would be skipped).
+
+    Raises:
+        FundusDataError, FileNotFoundError, ValueError: the input cannot be read at all (the command line
+            prints one line and exits 2).
+    """
     from fundusexpert_plugin.sources.base import ConvertLog
     from fundusexpert_plugin.sources.registry import detect_format, read_annotations
 
@@ -46,11 +50,10 @@ def run(args: argparse.Namespace) -> int:
             from fundusexpert_plugin.sources.generic import parse_class_map
             options['class_map'] = parse_class_map(args.class_map)
         records = list(read_annotations(args.path, fmt, args.images, **options))
-    except (FundusDataError, FileNotFoundError, ValueError) as exc:
-        print(f'error: {exc}', file=sys.stderr)
-        for message in log.skipped:
-            print(f'  skipped: {message}', file=sys.stderr)
-        return 2
+    except (FundusDataError, FileNotFoundError, ValueError):
+        for message in log.skipped:   # what was skipped before the input became unreadable
+            print(f'  skipped: {message}')
+        raise
     n_boxes = sum(len(r.findings) for r in records)
     print(f'{args.path} ({fmt}): {len(records)} records, {n_boxes} boxes would be written')
     for kind, counts in log.counts().items():

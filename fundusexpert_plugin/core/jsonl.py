@@ -14,6 +14,7 @@ Writing: UTF-8, ``ensure_ascii=False``, one object per line, ``\\n`` line ends.
 from __future__ import annotations
 
 import codecs
+import errno
 import json
 import logging
 import os
@@ -57,7 +58,7 @@ def read_text(path: os.PathLike | str) -> str:
     if path.is_dir():
         raise FundusDataError(f'{path}: is a folder, expected a file')
     if not path.exists():
-        raise FileNotFoundError(f'{path}: file not found')
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(path))
     return decode_text(path.read_bytes(), path)
 
 

@@ -83,7 +83,7 @@ def test_openai_judge_without_an_endpoint_is_a_usage_error_not_a_system_exit(tmp
     _one_line_error(capsys, '--judge openai needs --judge-base-url')
 
 
-LEAVES = ['demo', 'data convert FORMAT', 'data build', 'data deidentify', 'engine run', 'engine ray', 'engine merge',
+LEAVES = ['demo', 'data convert FORMAT', 'data build', 'data deidentify', 'data validate', 'engine run', 'engine ray', 'engine merge',
           'detector train', 'eval score', 'eval mcq-rows', 'eval mcq-export', 'swift plugin-path',
           'swift system-prompt', 'study scaling', 'make-tiny-model']
 

@@ -1,7 +1,6 @@
 """Every kind of the odd-input corpus (tests/fixtures/make_corpus.py) through the command-line entry
 functions, strict and lenient: converted with size and boxes, skipped and counted, or refused with a
 one-line message; never a traceback."""
-import argparse
 import importlib.util
 import json
 import re
@@ -13,6 +12,7 @@ from PIL import Image
 from fundusexpert_plugin.cli import build as build_cli
 from fundusexpert_plugin.cli import convert as convert_cli
 from fundusexpert_plugin.cli import validate as validate_cli
+from fundusexpert_plugin.cli.main import main
 from fundusexpert_plugin.core.images import set_max_pixels
 
 _spec = importlib.util.spec_from_file_location('make_corpus', Path(__file__).parents[1] / 'fixtures' / 'make_corpus.py')
@@ -31,10 +31,12 @@ def _reset_pixel_limit():
     set_max_pixels(Image.MAX_IMAGE_PIXELS)
 
 
+#: entry module -> its command (the CLI's error policy prints bad input as one line, exit 2)
+COMMANDS = {convert_cli: ['data', 'convert'], build_cli: ['data', 'build'], validate_cli: ['data', 'validate']}
+
+
 def _call(module, argv, capsys):
-    parser = argparse.ArgumentParser()
-    module.add_arguments(parser)
-    rc = module.run(parser.parse_args([str(a) for a in argv]))
+    rc = main([*COMMANDS[module], *(str(a) for a in argv)])
     out = capsys.readouterr()
     text = out.out + out.err
     assert 'Traceback' not in text
@@ -137,7 +139,7 @@ def test_build_skips_unusable_images_by_reason_and_strict_names_the_record(kinds
     path, root = _bad_records(kinds, tmp_path)
     argv = ['--records', path, '--out', tmp_path / 'fg', '--languages', 'en', '--image-root', root, '--num-proc', '2']
     rc, out, err = _call(build_cli, argv, capsys)
-    assert rc == 2 and re.fullmatch(r"error: record 'missing_image': image: file not found: .*missing_image/images/nope\.jpg\n",
+    assert rc == 2 and re.fullmatch(r"fundusexpert: error: record 'missing_image': image: file not found: .*missing_image/images/nope\.jpg\n",
                                     err), err
     rc, out, err = _call(build_cli, argv + ['--lenient'], capsys)
     assert rc == 0, err
