@@ -18,15 +18,9 @@ shift 2
 [ -f "$recipe" ] || { echo "grpo.sh: recipe not found: $recipe" >&2; exit 2; }
 PYTHON=${PYTHON:-python}
 SWIFT=${SWIFT:-swift}
+source "$(dirname "${BASH_SOURCE[0]}")/launch_lib.sh"
 
-if [ -z "${NPROC_PER_NODE:-}" ]; then
-  if [ -n "${CUDA_VISIBLE_DEVICES:-}" ]; then
-    gpus=$(awk -F, '{print NF}' <<<"$CUDA_VISIBLE_DEVICES")
-  else
-    gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
-  fi
-  if [ "${gpus:-0}" -gt 1 ] || [ -n "${NNODES:-}" ]; then export NPROC_PER_NODE=$(( ${gpus:-0} > 0 ? gpus : 1 )); fi
-fi
+set_nproc_per_node
 if [ -z "${USE_VLLM:-}" ]; then
   if "$PYTHON" -c 'import vllm' 2>/dev/null; then USE_VLLM=true; else USE_VLLM=false; fi
 fi
@@ -35,10 +29,4 @@ extra=(--model "$checkpoint"
        --external_plugins "$("$PYTHON" -c 'from fundusexpert_plugin.swift_plugin.registry import plugin_path; print(plugin_path())')"
        --use_vllm "$USE_VLLM")
 cmd=("$SWIFT" rlhf "$recipe" "${extra[@]}" "$@")
-if [ "${FUNDUS_RECIPE_DRY_RUN:-0}" = 1 ]; then
-  exec "$PYTHON" -c 'import json, os, sys
-keys = ("NPROC_PER_NODE", "NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "CUDA_VISIBLE_DEVICES")
-print(json.dumps({"argv": sys.argv[1:], "env": {k: os.environ[k] for k in keys if k in os.environ}}))' "${cmd[@]}"
-fi
-echo "+ ${cmd[*]}" >&2
-exec "${cmd[@]}"
+run_or_print "${cmd[@]}"

@@ -42,10 +42,9 @@ from __future__ import annotations
 import re
 from typing import Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
-from fundusexpert_plugin.core import geometry
+from fundusexpert_plugin.core import geometry, vocab
 from fundusexpert_plugin.core.judge import ConsistencyJudge
 from fundusexpert_plugin.core.lexicon_judge import LexiconJudge
-from fundusexpert_plugin.core.vocab import lesion_ids
 from fundusexpert_plugin.eval.consistency import evaluate_report, report_language
 from fundusexpert_plugin.eval.mcq import answer_letter, parse_options, strict_letter
 from fundusexpert_plugin.eval.parse import LabeledBox, boxes_to_px, canonical_label, find_boxes, needs_resized_size
@@ -59,19 +58,23 @@ MIN_MATCH_IOU = 1e-6
 #: ``(width, height) -> (resized_width, resized_height)`` of the Qwen-resized image, in pixels
 ResizedSize = Callable[[int, int], Tuple[int, int]]
 
-_LESIONS = frozenset(lesion_ids())
+_LESIONS = frozenset(vocab.lesion_ids())
 _TAG = re.compile(r'</?ref>|</?box>|<\|object_ref_(?:start|end)\|>|<\|box_(?:start|end)\|>')
 _OPEN = {'<ref>': '</ref>', '<box>': '</box>', '<|object_ref_start|>': '<|object_ref_end|>',
          '<|box_start|>': '<|box_end|>'}
 _BOX_AFTER_REF = re.compile(r'\s*(<box>.*?</box>|<\|box_start\|>.*?<\|box_end\|>)', re.S)
 _MCQ_FORM = re.compile(r'([A-E])(?![A-Za-z])')
-# Cognitive-chain steps, one line each (render.chain.PHRASES); the lesion step is found by the judge.
+# any lesion name of the vocabulary (EN, ZH, aliases of 4+ letters), for the lesion-localisation step
+_LESION_NAMES = '|'.join(sorted({re.escape(n.replace('_', ' ')) for f in _LESIONS for n in
+                                 (vocab.FINDINGS[f].en, vocab.FINDINGS[f].zh, *vocab.FINDINGS[f].aliases)
+                                 if len(n) >= 4 or not n.isascii()}, key=len, reverse=True))
+# Cognitive-chain steps, one line each (wording of render.chain.PHRASES)
 _CHAIN_CUES = {
     'en': {'global': r'fundus (?:photograph|image|photo)', 'anatomy': r'optic disc|fovea',
-           'lesions': r'no lesions', 'features': r'covers? about|% of the image',
+           'lesions': rf'{_LESION_NAMES}|no lesions', 'features': r'covers? about|% of the image',
            'conclusion': r'^\W*conclusion\s*:'},
-    'zh': {'global': r'眼底(?:彩色)?(?:照片|图像)', 'anatomy': r'视盘|中心凹', 'lesions': r'未标注病灶',
-           'features': r'约占图像面积', 'conclusion': r'^\W*结论\s*[:：]'},
+    'zh': {'global': r'眼底(?:彩色)?(?:照片|图像)', 'anatomy': r'视盘|中心凹',
+           'lesions': rf'{_LESION_NAMES}|未标注病灶', 'features': r'约占图像面积', 'conclusion': r'^\W*结论\s*[:：]'},
 }
 
 
@@ -212,7 +215,7 @@ def refs_boxed(completion: str) -> Tuple[int, int]:
     return boxed, len(ends)
 
 
-def chain_steps(completion: str, lang: str, judge: LexiconJudge, *, features_expected: bool) -> Tuple[int, int]:
+def chain_steps(completion: str, lang: str, *, features_expected: bool) -> Tuple[int, int]:
     """``(steps found in order, steps expected)`` of the cognitive chain, one non-empty line each.
 
     Steps: global view, anatomical positioning, lesion localisation, fine-grained features (only
@@ -225,10 +228,7 @@ def chain_steps(completion: str, lang: str, judge: LexiconJudge, *, features_exp
     found, start = 0, 0
     for step in steps:
         for i in range(start, len(lines)):
-            hit = re.search(cues[step], lines[i], re.I)
-            if step == 'lesions' and not hit:
-                hit = bool(judge.mentions(lines[i]))
-            if hit:
+            if re.search(cues[step], lines[i], re.I):
                 found, start = found + 1, i + 1
                 break
     return found, len(steps)
@@ -252,7 +252,7 @@ def format_reward(completion: str, row: Mapping, *, judge: LexiconJudge) -> Opti
     if kind == 'grounded_report':
         lang = row.get('lang') or report_language(completion)
         lesion_boxed = any(canonical_label(b.raw_label) in _LESIONS for b in pred)
-        found, expected = chain_steps(completion, lang, judge, features_expected=lesion_boxed)
+        found, expected = chain_steps(completion, lang, features_expected=lesion_boxed)
         form, ref_share = found / expected, boxed / refs if refs else 0.0
     else:
         target = row.get('target')

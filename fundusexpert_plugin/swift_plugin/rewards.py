@@ -96,7 +96,7 @@ class _FundusReward(ORM):
 
 
 class FundusGrounding(_FundusReward):
-    """``fundus_grounding``: one-to-one matched IoU of the completion's boxes (:func:`eval.rewards.grounding_reward`)."""
+    """``fundus_grounding``: one-to-one matched IoU of the boxes (:func:`eval.rewards.grounding_reward`)."""
 
     def score(self, completion, row):
         return rewards.grounding_reward(completion, row, judge=self.lexicon, resized_size=self.resized(row))

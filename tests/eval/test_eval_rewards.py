@@ -192,3 +192,39 @@ def test_mcq_format_is_one_option_letter_first(text, expected):
 def test_rows_from_batch_splits_swift_keyword_arguments():
     rows = R.rows_from_batch(['a', 'b'], {'kind': ['mcq', 'report'], 'trainer_state': object(), 'width': [1, 2]})
     assert rows == [{'kind': 'mcq', 'width': 1}, {'kind': 'report', 'width': 2}]
+
+
+@pytest.fixture(scope='module')
+def sample_rows(tmp_path_factory):
+    from fundusexpert_plugin.build import build_sample
+    from fundusexpert_plugin.core.jsonl import load_jsonl
+    out = tmp_path_factory.mktemp('fundusgen')
+    build_sample(out)
+    return lambda task: load_jsonl(out / 'train' / f'{task}.jsonl')
+
+
+def _as_completion(row, text):
+    return dict(row, messages=row['messages'][:-1] + [{'role': 'assistant', 'content': text}])
+
+
+def test_every_sample_reference_answer_scores_full_format_and_consistency(sample_rows):
+    """The sample's own grounded reports (EN and ZH) and detection answers, written in InternVL form."""
+    from fundusexpert_plugin.testing.answers import reference_answer
+    reports = sample_rows('grounded_report')
+    assert {r['lang'] for r in reports} == {'en', 'zh'}
+    for row in reports + sample_rows('region_detection'):
+        text = reference_answer(row)
+        done = _as_completion(row, text)
+        assert fmt(text, done) == 1.0, text
+        # 0-999 grid cells read back at their centres: every box within one cell of the reference
+        assert grounding(text, done) > 0.95, text
+        if row['kind'] == 'grounded_report':
+            assert R.consistency_reward(text, done, judge=JUDGE) == 1.0
+
+
+def test_boxes_shifted_by_a_quarter_width_score_their_iou(sample_rows):
+    from fundusexpert_plugin.testing.answers import reference_answer
+    row = next(r for r in sample_rows('region_detection') if r['target'] == 'optic_disc' and r['lang'] == 'en')
+    text = reference_answer(row, shift_frac=0.25)
+    # overlap 3/4 of the width, union 5/4: IoU 0.6 up to the grid cells
+    assert grounding(text, _as_completion(row, text)) == pytest.approx(0.6, abs=0.01)

@@ -43,17 +43,8 @@ def _dry_run(recipe, *args, **env):
 
 
 def _parse(parser, argv):
-    from swift.cli.main import parse_yaml_args
-    argv = list(argv)
-    saved = dict(os.environ)
-    try:
-        parse_yaml_args(argv)
-    finally:
-        os.environ.clear()
-        os.environ.update(saved)
-    namespace, rest = parser.parse_known_args(argv)
-    assert rest == [], f'ms-swift does not know these arguments: {rest}'
-    return namespace
+    from test_recipes import _expand, _parse as parse_flags  # the SFT recipe test's helpers (same folder)
+    return parse_flags(parser, _expand(argv))
 
 
 def test_there_are_recipes_for_both_families_and_a_lora_one():

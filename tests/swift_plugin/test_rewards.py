@@ -113,3 +113,14 @@ def test_fundusgen_rows_keep_their_ground_truth_columns_for_grpo(swift_registere
     assert row['objects']['bbox'] == [DISC_PX] and row['objects']['bbox_type'] == 'real'
     absent = [r for r in train if not r['objects']]
     assert absent and all(r['target'] in r['negatives'] for r in absent)
+
+
+def test_a_batch_of_known_absent_rows_without_an_objects_column(swift_registered):
+    """ms-swift batches only the columns its rows have: known-absent rows alone carry no `objects`."""
+    row = _detection_row('There are no haemorrhages in this image.')
+    del row['objects']
+    row.update(target='haemorrhages', negatives=['haemorrhages'])
+    completions = ['There are no haemorrhages in this image.', '<ref>haemorrhages</ref><box>[[1, 2, 3, 4]]</box>']
+    second = dict(row, messages=row['messages'][:1] + [{'role': 'assistant', 'content': completions[1]}])
+    assert _call('fundus_grounding', completions, [row, second]) == [1.0, 0.0]
+    assert _call('fundus_format', completions, [row, second]) == [1.0, 1.0]
