@@ -180,6 +180,7 @@ def grounding_reward(completion: str, row: Mapping, *, judge: LexiconJudge,
     """
     if _kind(row) not in GROUNDING_KINDS and _kind(row) is not None:
         return None
+    completion = completion or ''
     absent = known_absent_target(row)
     gt = row_reference_boxes(row, completion)
     if not gt and absent is None:

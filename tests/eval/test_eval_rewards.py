@@ -90,6 +90,7 @@ def test_known_absent_target_rewards_the_no_sentence_and_penalises_any_box():
     assert grounding('<ref>haemorrhages</ref><box>[[10, 10, 20, 20]]</box>', ABSENT_ROW) == 0.0
     assert grounding('Haemorrhages are seen.', ABSENT_ROW) == 0.0
     assert grounding('There are no haemorrhages. [[10, 10, 20, 20]]', ABSENT_ROW) == 0.0
+    assert grounding(None, ABSENT_ROW) == 0.0
 
 
 def test_rewards_that_do_not_apply_return_none():
