@@ -24,6 +24,7 @@ shift
 [ -f "$recipe" ] || { echo "sft.sh: recipe not found: $recipe" >&2; exit 2; }
 PYTHON=${PYTHON:-python}
 SWIFT=${SWIFT:-swift}
+source "$(dirname "${BASH_SOURCE[0]}")/launch_lib.sh"
 
 # per-device and global batch from the recipe (ENV section), unless overridden here
 read -r recipe_per_device recipe_global < <("$PYTHON" - "$recipe" <<'PY'
@@ -36,14 +37,7 @@ per_device=${PER_DEVICE_TRAIN_BATCH_SIZE:-$recipe_per_device}
 global_batch=${FUNDUS_GLOBAL_BATCH:-$recipe_global}
 
 # GPUs of this node: NPROC_PER_NODE, else CUDA_VISIBLE_DEVICES, else nvidia-smi; >1 switches swift to torchrun
-if [ -z "${NPROC_PER_NODE:-}" ]; then
-  if [ -n "${CUDA_VISIBLE_DEVICES:-}" ]; then
-    gpus=$(awk -F, '{print NF}' <<<"$CUDA_VISIBLE_DEVICES")
-  else
-    gpus=$(nvidia-smi -L 2>/dev/null | grep -c '^GPU' || true)
-  fi
-  if [ "${gpus:-0}" -gt 1 ] || [ -n "${NNODES:-}" ]; then export NPROC_PER_NODE=$(( ${gpus:-0} > 0 ? gpus : 1 )); fi
-fi
+set_nproc_per_node
 world=$(( ${NPROC_PER_NODE:-1} * ${NNODES:-1} ))
 
 extra=(--external_plugins "$("$PYTHON" -c 'from fundusexpert_plugin.swift_plugin.registry import plugin_path; print(plugin_path())')")
@@ -64,10 +58,4 @@ if [ -z "${FUNDUSGEN_DIR:-}" ]; then
 fi
 
 cmd=("$SWIFT" sft "$recipe" "${extra[@]}" "$@")
-if [ "${FUNDUS_RECIPE_DRY_RUN:-0}" = 1 ]; then
-  exec "$PYTHON" -c 'import json, os, sys
-keys = ("NPROC_PER_NODE", "NNODES", "NODE_RANK", "MASTER_ADDR", "MASTER_PORT", "CUDA_VISIBLE_DEVICES")
-print(json.dumps({"argv": sys.argv[1:], "env": {k: os.environ[k] for k in keys if k in os.environ}}))' "${cmd[@]}"
-fi
-echo "+ ${cmd[*]}" >&2
-exec "${cmd[@]}"
+run_or_print "${cmd[@]}"

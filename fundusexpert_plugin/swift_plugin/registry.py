@@ -8,12 +8,12 @@ import logging
 logger = logging.getLogger(__name__)
 
 #: modules with a ``register(exist_ok)`` function, in registration order
-MODULES = ['datasets', 'templates', 'loss_scale', 'loss', 'metrics', 'evalscope_benchmarks']
+MODULES = ['datasets', 'templates', 'loss_scale', 'loss', 'metrics', 'rewards', 'evalscope_benchmarks']
 _done = False
 
 
 def register_all() -> None:
-    """Register datasets, templates, loss scale, loss and eval metric with ms-swift, and the
+    """Register datasets, templates, loss scale, loss, eval metric and GRPO rewards with ms-swift, and the
     ``swift eval`` benchmarks with evalscope when it is installed.
 
     Safe to call twice (the second call does nothing). Modules not present in this install are
@@ -39,7 +39,7 @@ def register_all() -> None:
 
 def add_to_map(mapping: dict, name: str, value, *, exist_ok: bool, flag: str) -> None:
     """Register ``value`` under ``name`` in one of ms-swift's plain-dict registries (``loss_map``,
-    ``loss_scale_map``, ``eval_metrics_map``), with ms-swift's ``exist_ok`` rule.
+    ``loss_scale_map``, ``eval_metrics_map``, ``orms``), with ms-swift's ``exist_ok`` rule.
 
     Raises:
         ValueError: ``name`` is already registered and ``exist_ok`` is False.

@@ -90,6 +90,11 @@ INTERNVL_EXTRA_TOKENS: Tuple[Tuple[int, str, bool], ...] = (
 # with InternVL's tokens appended in this order (its tokenizer_config.json added_tokens_decoder,
 # 151665-151673); it has no <video> token.
 INTERNVL2_5_TOKENS: Tuple[Tuple[int, str, bool], ...] = INTERNVL_EXTRA_TOKENS[:9]
+# Vision placeholders the untrained models must never generate: a sampled <|image_pad|> in a GRPO
+# completion is re-encoded as an image slot with no image behind it, and the log-prob pass fails
+# ("Number of elements of source < number of ones in mask"). Written as ``suppress_tokens``.
+QWEN2_5_VISION_TOKEN_IDS: Tuple[int, ...] = (151652, 151653, 151654, 151655, 151656)  # vision start..video_pad
+INTERNVL_VISION_TOKEN_IDS: Tuple[int, ...] = (151665, 151666, 151667, 151674)  # <img> </img> <IMG_CONTEXT> <video>
 
 # Named tokens InternVLProcessor reads from the tokenizer (``tokenizer.start_image_token`` ...).
 INTERNVL_NAMED_TOKENS: Dict[str, str] = {
@@ -273,15 +278,21 @@ def _zero_unused_rows(model, tokenizer) -> None:
             output.weight[unused] = 0
 
 
-def _save_random_model(model_cls, config, tokenizer, out_dir: Path, seed: int) -> None:
-    """Seeded random weights, unused vocabulary rows zeroed, greedy generation config, safetensors."""
+def _save_random_model(model_cls, config, tokenizer, out_dir: Path, seed: int,
+                       suppress_tokens: Tuple[int, ...] = ()) -> None:
+    """Seeded random weights, unused vocabulary rows zeroed, greedy generation config, safetensors.
+
+    ``suppress_tokens`` go into ``generation_config.json``: generation never samples them (their logits
+    are set to -inf by transformers' ``SuppressTokensLogitsProcessor``).
+    """
     import torch
     from transformers import GenerationConfig
     torch.manual_seed(seed)
     model = model_cls(config).eval()
     _zero_unused_rows(model, tokenizer)
     model.generation_config = GenerationConfig(
-        bos_token_id=151643, eos_token_id=[151645, 151643], pad_token_id=151643, do_sample=False)
+        bos_token_id=151643, eos_token_id=[151645, 151643], pad_token_id=151643, do_sample=False,
+        suppress_tokens=list(suppress_tokens) or None)
     model.save_pretrained(out_dir, safe_serialization=True)
 
 
@@ -306,7 +317,8 @@ def _qwen2_5_vl(out_dir: Path, seed: int) -> None:
         image_token_id=151655, video_token_id=151656, vision_start_token_id=151652,
         vision_end_token_id=151653, tie_word_embeddings=True)
     config.architectures = ['Qwen2_5_VLForConditionalGeneration']
-    _save_random_model(Qwen2_5_VLForConditionalGeneration, config, tokenizer, out_dir, seed)
+    _save_random_model(Qwen2_5_VLForConditionalGeneration, config, tokenizer, out_dir, seed,
+                       suppress_tokens=QWEN2_5_VISION_TOKEN_IDS)
 
     # Small pixel bounds for direct HF-processor use; swift resizes with qwen_vl_utils (--max_pixels)
     # and calls the image processor with do_resize=False, so these do not limit swift.
@@ -337,7 +349,8 @@ def _internvl(out_dir: Path, seed: int) -> None:
         # 112 px / patch 14 = 8x8 patches; pixel shuffle (downsample 0.5) -> 4x4 = 16 tokens per tile.
         image_token_id=151667, image_seq_length=16, downsample_ratio=0.5, tie_word_embeddings=True)
     config.architectures = ['InternVLForConditionalGeneration']
-    _save_random_model(InternVLForConditionalGeneration, config, tokenizer, out_dir, seed)
+    _save_random_model(InternVLForConditionalGeneration, config, tokenizer, out_dir, seed,
+                       suppress_tokens=QWEN2_5_VISION_TOKEN_IDS + INTERNVL_VISION_TOKEN_IDS)
 
     image_kwargs = dict(size={'height': 112, 'width': 112}, crop_to_patches=False, min_patches=1,
                         max_patches=2, image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225])
@@ -374,7 +387,9 @@ def make_tiny_model(family: str, out_dir: Union[str, Path], *, seed: int = 0) ->
     ~39 MB in float32, the bulk of the checkpoint); a byte-level BPE of 913 tokens trained on
     a built-in English/Chinese ophthalmic corpus (digits are single tokens, as in Qwen2.5); the chat
     template of the real checkpoint; float32 ``model.safetensors``; greedy ``generation_config`` with
-    eos ``<|im_end|>``/``<|endoftext|>``. Built in a few seconds on a CPU, with no network access.
+    eos ``<|im_end|>``/``<|endoftext|>`` and the vision placeholders in ``suppress_tokens``
+    (:data:`QWEN2_5_VISION_TOKEN_IDS`, plus :data:`INTERNVL_VISION_TOKEN_IDS` for InternVL). Built in
+    a few seconds on a CPU, with no network access.
 
     Args:
         family: ``'qwen2_5_vl'`` or ``'internvl'``.

@@ -187,6 +187,36 @@ def test_untrained_model_generates_tokens_the_tokenizer_knows(tmp_path):
     assert set(out[0, prompt['input_ids'].shape[1]:].tolist()) <= known
 
 
+VISION_IDS = {'qwen2_5_vl': [151652, 151653, 151654, 151655, 151656],
+              'internvl': [151652, 151653, 151654, 151655, 151656, 151665, 151666, 151667, 151674]}
+
+
+def test_generation_never_samples_a_vision_placeholder(built):
+    """A sampled <|image_pad|> / <IMG_CONTEXT> breaks GRPO's log-prob pass: suppress_tokens keeps them out."""
+    import torch
+    from transformers import AutoModelForImageTextToText, AutoTokenizer, GenerationConfig
+
+    family, model_dir = built
+    saved = json.loads((model_dir / 'generation_config.json').read_text())
+    assert saved['suppress_tokens'] == VISION_IDS[family]
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    model = AutoModelForImageTextToText.from_pretrained(model_dir).eval()
+    prompt = tokenizer('<|im_start|>user\nWhere is the fovea?<|im_end|>\n<|im_start|>assistant\n', return_tensors='pt')
+    image_id = VISION_IDS[family][3]
+    with torch.no_grad():
+        first = model(**prompt).logits[0, -1].argmax().item()
+        # make the image placeholder the sure winner: its output row = 100 x the row of the greedy token
+        weight = model.get_output_embeddings().weight
+        weight[image_id] = 100 * weight[first]
+        model.generation_config.suppress_tokens = None
+        unsuppressed = model.generate(**prompt, max_new_tokens=4)
+        model.generation_config = GenerationConfig.from_pretrained(model_dir)   # generation_config.json again
+        suppressed = model.generate(**prompt, max_new_tokens=4)
+    n = prompt['input_ids'].shape[1]
+    assert unsuppressed[0, n].item() == image_id     # the check can fail
+    assert not set(suppressed[0, n:].tolist()) & set(VISION_IDS[family])
+
+
 # --------------------------------------------------------------------------------------------------
 # slow: the real swift CLI, offline
 
