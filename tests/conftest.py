@@ -6,6 +6,8 @@ import pytest
 # Tests never reach a hub: fail fast instead of retrying the network.
 for _key in ('HF_HUB_OFFLINE', 'TRANSFORMERS_OFFLINE', 'HF_DATASETS_OFFLINE', 'MODELSCOPE_OFFLINE'):
     os.environ.setdefault(_key, '1')
+# Qwen2.5-VL's pixel budget is read when qwen_vl_utils is first imported: fix it before any test imports it
+os.environ.setdefault('MAX_PIXELS', '50176')
 
 
 @pytest.fixture(scope='session')
