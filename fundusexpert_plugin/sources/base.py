@@ -41,7 +41,6 @@ from fundusexpert_plugin.core.geometry import laterality_from_disc
 logger = logging.getLogger(__name__)
 T = TypeVar('T')
 
-IMAGE_EXTS = IMAGE_SUFFIXES
 #: Half side of the box that stands for a point annotation (fovea centre), pixels (ours).
 FOVEA_HALF_SIDE_PX = 1.0
 #: A box may stick out of the image by this much (label rounding) and is clipped; more is an error.
@@ -182,7 +181,7 @@ class FileIndex:
         FileNotFoundError: ``folder`` does not exist.
     """
 
-    def __init__(self, folder: Path | str, exts: Sequence[str] = IMAGE_EXTS, suffixed: bool = False):
+    def __init__(self, folder: Path | str, exts: Sequence[str] = IMAGE_SUFFIXES, suffixed: bool = False):
         self.folder = Path(folder)
         if not self.folder.is_dir():
             raise FileNotFoundError(f'folder not found: {self.folder}')
