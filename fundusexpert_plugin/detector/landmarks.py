@@ -46,6 +46,8 @@ WORK_FOV_WIDTH_PX = 852.0
 DD_PER_FOV_WIDTH = 0.15
 #: Fovea prior relative to the disc centre, in DD (Rohrschneider 2004; same as render.position).
 FOVEA_TEMPORAL_DD, FOVEA_INFERIOR_DD = 2.5, 0.25
+#: Photographs whose field of view is narrower than this are not located (too little detail; pixels).
+MIN_FOV_WIDTH_PX = 256
 #: Red level (0-255) above which a pixel belongs to the field of view.
 FOV_RED_THRESHOLD = 20
 _DISC_RADII = (40, 50, 60, 70)  # working-scale pixels (FOV 852 px wide)
@@ -62,16 +64,19 @@ class Landmarks:
     """Located optic disc and fovea of one photograph.
 
     Attributes:
-        disc_center_px: ``(x, y)`` disc centre, input-image pixels.
+        disc_center_px: ``(x, y)`` disc centre located on the image, input-image pixels.
         disc_radius_px: radius of the best matching circle, input-image pixels.
-        fovea_px: ``(x, y)`` fovea centre, input-image pixels.
+        fovea_px: ``(x, y)`` fovea centre, input-image pixels, searched from ``fovea_from_disc_px``.
         fov_width_px: width of the field of view, input-image pixels.
+        fovea_from_disc_px: the disc centre the fovea search started from (the located one, or the
+            one passed in).
     """
 
     disc_center_px: Tuple[float, float]
     disc_radius_px: float
     fovea_px: Tuple[float, float]
     fov_width_px: float
+    fovea_from_disc_px: Tuple[float, float]
 
     @property
     def disc_box_px(self) -> Tuple[float, float, float, float]:
@@ -121,9 +126,9 @@ class _Work:
                            interpolation=cv2.INTER_AREA)
         cols = np.where(_fov_mask(thumb[..., 0]).any(0))[0]
         self.fov_width_px = (cols[-1] - cols[0] + 1) / thumb_scale if cols.size else 0.0
-        if self.fov_width_px < 32:
-            raise ValueError('no field of view found (red channel nowhere above '
-                             f'{FOV_RED_THRESHOLD}/255)')
+        if self.fov_width_px < MIN_FOV_WIDTH_PX:
+            raise ValueError(f'field of view {self.fov_width_px:.0f} px wide (red channel above '
+                             f'{FOV_RED_THRESHOLD}/255), below the {MIN_FOV_WIDTH_PX} px the locator needs')
         self.scale = WORK_FOV_WIDTH_PX / self.fov_width_px  # input px -> working px
         size = (max(1, round(w * self.scale)), max(1, round(h * self.scale)))
         img = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA).astype(np.float32)
@@ -208,21 +213,21 @@ def locate_landmarks(rgb: np.ndarray, *, disc_center_px: Optional[Sequence[float
 
     Args:
         rgb: np.ndarray[H, W, 3] uint8, RGB.
-        disc_center_px: a disc centre known from elsewhere (e.g. a detector), input pixels: then
-            only the fovea is searched from it and the returned disc is that centre with the radius
-            of ``DD_PER_FOV_WIDTH / 2`` FOV widths.
+        disc_center_px: a disc centre known from elsewhere (e.g. a detector), input pixels: the
+            fovea is then searched from it; the disc is still located on its own, so the two
+            discs can be compared.
 
     Returns:
         :class:`Landmarks` in input-image pixels.
 
     Raises:
-        ValueError: not an RGB image, or no field of view (an all-dark image).
+        ValueError: not an RGB image, or a field of view narrower than :data:`MIN_FOV_WIDTH_PX`
+            (an all-dark or a thumbnail image).
     """
     work = _Work(np.asarray(rgb))
-    if disc_center_px is None:
-        x, y, radius = _refine_disc(work, *_coarse_disc(work))
-    else:
-        (x, y), radius = work.to_work(*disc_center_px), DD_PER_FOV_WIDTH * WORK_FOV_WIDTH_PX / 2
-    fx, fy = _fovea(work, x, y)
+    x, y, radius = _refine_disc(work, *_coarse_disc(work))
+    start = (x, y) if disc_center_px is None else work.to_work(*disc_center_px)
+    fx, fy = _fovea(work, *start)
     return Landmarks(disc_center_px=work.to_input(x, y), disc_radius_px=radius / work.scale,
-                     fovea_px=work.to_input(fx, fy), fov_width_px=work.fov_width_px)
+                     fovea_px=work.to_input(fx, fy), fov_width_px=work.fov_width_px,
+                     fovea_from_disc_px=work.to_input(*start))

@@ -2,8 +2,11 @@
 
 Input layout (one JSON object per line): ``image`` (path relative to the jsonl's folder),
 ``width``, ``height``, optional ``split``, ``codras_id`` and ``source_dataset``, and
-``annotations``: a list of ``{"label", "bbox_xyxy"}`` with boxes in pixels of that image (xyxy).
-This is the layout of the bundled sample (``fundusexpert_plugin/sample/annotations.jsonl``).
+``annotations``: a list of ``{"label", "bbox_xyxy"}`` with boxes in pixels of that image (xyxy),
+and optional ``fovea_xy`` (a fovea centre ``[x, y]`` in pixels of that image, e.g. the official IDRiD
+fovea markup scaled with the image) which becomes a ``fovea`` box of side 2 px
+(:func:`~fundusexpert_plugin.core.geometry.point_box`). This is the layout of the bundled sample
+(``fundusexpert_plugin/sample/annotations.jsonl``).
 
 Source: CODRAS (github.com/chrisvoncsefalvay/codras) labels optic disc, hard exudates and
 haemorrhages (microaneurysms merged in) exhaustively, so those three are the record's
@@ -18,7 +21,7 @@ from pathlib import Path
 from typing import Iterator, List, Optional
 
 from fundusexpert_plugin.core.record import FundusDataError, FundusGenRecord, parse_record
-from fundusexpert_plugin.core.geometry import laterality_from_disc
+from fundusexpert_plugin.core.geometry import laterality_from_disc, point_box
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +69,14 @@ def _to_record(row: dict, base_dir: Path, where: str) -> FundusGenRecord:
     rid = str(row.get('codras_id') or Path(row['image']).stem)
     findings = [{'label': a.get('label'), 'box_px': a.get('bbox_xyxy'), 'source': 'annotation'}
                 for a in row.get('annotations', [])]
+    if row.get('fovea_xy') is not None:
+        try:
+            fx, fy = (float(v) for v in row['fovea_xy'])
+        except (TypeError, ValueError):
+            raise FundusDataError(f'{where}: record {rid!r}: fovea_xy = {row["fovea_xy"]!r}: expected [x, y] '
+                                  'in pixels') from None
+        findings.append({'label': 'fovea', 'source': 'annotation',
+                         'box_px': list(point_box(fx, fy, int(row['width']), int(row['height'])))})
     discs = [f['box_px'] for f in findings if f['label'] == 'optic_disc']
     laterality = laterality_from_disc(discs[0], int(row['width'])) if len(discs) == 1 else None
     data = {
