@@ -16,6 +16,10 @@ Formats:
     * ``codras``: the ``annotations.jsonl`` of the bundled sample (CODRAS boxes of IDRiD photographs): per line ``image``
       (relative to the images root, default the jsonl's folder), ``width``, ``height`` and
       ``annotations: [{label, bbox_xyxy}]`` in absolute pixels.
+    * ``records``: a FundusGen records jsonl written by ``fundusexpert convert`` (any reader: DDR
+      lesion masks or boxes, IDRiD segmentation, ...): ``image`` relative to the jsonl's folder (or
+      absolute), ``width``, ``height`` and ``findings[].box_px``; only ``source='annotation'`` boxes
+      are used (never engine output).
 """
 from __future__ import annotations
 
@@ -34,7 +38,7 @@ from fundusexpert_plugin.core.vocab import FINDINGS, resolve_finding
 
 logger = logging.getLogger(__name__)
 
-FORMATS = ('yolo', 'coco', 'codras')
+FORMATS = ('yolo', 'coco', 'codras', 'records')
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.tif', '.tiff', '.bmp')
 
 
@@ -247,6 +251,41 @@ def read_coco(json_path, images_root, classes: Optional[Sequence[str]] = None) -
     return _finish(root, samples, str(path), Counter(), classes)
 
 
+def read_records_jsonl(jsonl_path, images_root=None, classes: Optional[Sequence[str]] = None) -> DetectionSet:
+    """FundusGen records jsonl (``fundusexpert convert ... --out``) -> :class:`DetectionSet`.
+
+    Args:
+        jsonl_path: the records file.
+        images_root: folder relative ``image`` paths are resolved against; default the jsonl's folder.
+        classes: optional fixed class order; boxes of other classes are dropped and counted.
+
+    Raises:
+        FileNotFoundError: the jsonl or an image is missing.
+        FundusDataError: an invalid record (file:line, record and field named).
+    """
+    from fundusexpert_plugin.core.record import read_records
+    path = Path(jsonl_path)
+    root = Path(images_root) if images_root is not None else path.parent
+    wanted = None if classes is None else {resolve_finding(c, where=f'{path}: classes') for c in classes}
+    samples, dropped = [], Counter()
+    for rec in read_records(path):
+        image = rec.image_path(root)
+        if not image.is_file():
+            raise FileNotFoundError(f'{path}: record {rec.record_id!r}: image not found: {image}')
+        labels, boxes = [], []
+        for f in rec.findings:
+            if f.source != 'annotation':
+                dropped['not an annotation'] += 1
+            elif wanted is not None and f.label not in wanted:
+                dropped[f'class {f.label} not requested'] += 1
+            else:
+                labels.append(f.label)
+                boxes.append(tuple(f.box_px))
+        samples.append(DetectionSample(os.path.relpath(image, root).replace(os.sep, '/'), rec.width, rec.height,
+                                       tuple(labels), tuple(boxes)))
+    return _finish(root, samples, str(path), dropped, classes)
+
+
 def read_annotations(annotations, fmt: str, images=None,
                      classes: Optional[Sequence[str]] = None) -> DetectionSet:
     """Dispatch on ``fmt`` (one of :data:`FORMATS`).
@@ -258,6 +297,8 @@ def read_annotations(annotations, fmt: str, images=None,
         raise ValueError(f'unknown annotation format {fmt!r}; expected one of {FORMATS}')
     if fmt == 'codras':
         return read_codras(annotations, images, classes)
+    if fmt == 'records':
+        return read_records_jsonl(annotations, images, classes)
     if images is None:
         raise ValueError(f"format {fmt!r} needs the images folder (--images)")
     return read_yolo(annotations, images, classes) if fmt == 'yolo' else \

@@ -169,33 +169,51 @@ def clean_detections(detections: Sequence[Detection], *, disc_box_px: Optional[S
     return out, counts
 
 
+_LOCAL_BASE = re.compile(r"""(_base_\s*=\s*)(['"])([^'":]+\.py)\2""")
+
+
 def load_config(path: Union[str, Path]):
     """``mmengine.Config.fromfile`` that also resolves ``_base_ = 'mmdet::<rel>'`` to the wheel's file.
 
     mmengine resolves ``mmdet::`` through ``pkg_resources``, which recent setuptools no longer
-    ships; we point the base at ``<mmdet>/.mim/configs/<rel>`` directly.
+    ships; we point the base at ``<mmdet>/.mim/configs/<rel>`` directly. A local base file
+    (``_base_ = '../x.py'``, relative to the config) may itself have an ``mmdet::`` base: both
+    levels are resolved (e.g. a recipe over the packaged config).
 
     Raises:
-        FileNotFoundError: the config or its mmdet base config is missing.
+        FileNotFoundError: the config or one of its bases is missing.
     """
-    import mmdet
     from mmengine.config import Config
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f'detector config not found: {path}')
-    text = path.read_text()
-    match = _SCOPED_BASE.search(text)
-    if match is None:
+    if _SCOPED_BASE.search(path.read_text()) is None and _LOCAL_BASE.search(path.read_text()) is None:
         return Config.fromfile(str(path))
-    base = Path(mmdet.__file__).parent / '.mim' / 'configs' / match.group(3)
-    if not base.is_file():
-        raise FileNotFoundError(f'{path}: _base_ {match.group(0)!r}: {base} not found in the mmdet '
-                                f'wheel (mmdet {mmdet.__version__})')
     with tempfile.TemporaryDirectory() as tmp:
-        resolved = Path(tmp) / path.name
-        resolved.write_text(_SCOPED_BASE.sub(lambda m: f'{m.group(1)}{str(base)!r}', text, count=1))
-        return Config.fromfile(str(resolved))
+        return Config.fromfile(str(_resolve_bases(path, Path(tmp), depth=0)))
+
+
+def _resolve_bases(path: Path, tmp: Path, depth: int) -> Path:
+    """Copy ``path`` into ``tmp`` with its ``mmdet::`` or local ``_base_`` replaced by resolved files."""
+    import mmdet
+
+    if not path.is_file():
+        raise FileNotFoundError(f'detector config not found: {path}')
+    text = path.read_text()
+    scoped, local = _SCOPED_BASE.search(text), _LOCAL_BASE.search(text)
+    if scoped is not None:
+        base = Path(mmdet.__file__).parent / '.mim' / 'configs' / scoped.group(3)
+        if not base.is_file():
+            raise FileNotFoundError(f'{path}: _base_ {scoped.group(0)!r}: {base} not found in the mmdet '
+                                    f'wheel (mmdet {mmdet.__version__})')
+        text = _SCOPED_BASE.sub(lambda m: f'{m.group(1)}{str(base)!r}', text, count=1)
+    elif local is not None and depth < 4:
+        base = _resolve_bases((path.parent / local.group(3)).resolve(), tmp, depth + 1)
+        text = _LOCAL_BASE.sub(lambda m: f'{m.group(1)}{str(base)!r}', text, count=1)
+    resolved = tmp / f'{depth}_{path.name}'
+    resolved.write_text(text)
+    return resolved
 
 
 class Detector:

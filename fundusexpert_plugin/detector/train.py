@@ -193,7 +193,7 @@ def train_detector(annotations: Union[str, Path], images: Optional[Union[str, Pa
         annotations: YOLO labels folder, COCO json or CODRAS jsonl (``fmt``).
         images: images folder (YOLO, COCO) or the root the jsonl ``image`` paths are relative to.
         work_dir: output folder (created).
-        fmt: one of ``yolo``, ``coco``, ``codras``.
+        fmt: one of ``yolo``, ``coco``, ``codras``, ``records``.
         val_split: fraction of images held out (seeded) when ``val_annotations`` is not given.
         val_annotations, val_images: a separate validation set in the same format (``val_images``
             defaults to ``images`` for yolo/coco, to the jsonl's folder for codras).
@@ -290,7 +290,8 @@ def _img_scale(text: str) -> Tuple[int, int]:
 def add_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Add the ``train-detector`` options to ``parser``."""
     parser.add_argument('--annotations', required=True,
-                        help='YOLO labels folder (with classes.names), COCO json or CODRAS jsonl')
+                        help='YOLO labels folder (with classes.names), COCO json, CODRAS jsonl or FundusGen '
+                             'records jsonl (`fundusexpert convert ... --out`)')
     parser.add_argument('--images', default=None,
                         help='images folder (yolo, coco); for codras the root of the jsonl '
                              '"image" paths (default: the jsonl folder)')
