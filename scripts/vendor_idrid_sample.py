@@ -1,13 +1,15 @@
 """Recreate the bundled sample (fundusexpert_plugin/sample/) from the idrid_codras folder.
 
-Usage: python scripts/vendor_idrid_sample.py /path/to/idrid_codras
+Usage: python scripts/vendor_idrid_sample.py /path/to/idrid_codras [/path/to/idrid_localisation]
 
 Copies 12 IDRiD photographs downscaled by 4 (4288x2848 -> 1072x712, Lanczos, JPEG q90, EXIF
 dropped), their CODRAS YOLO labels unchanged (normalised coordinates do not change with scale),
 and an annotations.jsonl with the pixel boxes multiplied by 0.25. The split (8 train, 4 held-out)
 mixes left and right eyes and every composition group (exudates+haemorrhages, exudates only,
-haemorrhages only, optic disc only).
+haemorrhages only, optic disc only). With the idrid_localisation folder, photographs listed in its
+``also_in_idrid_codras`` column get ``idrid_image`` and ``fovea_xy`` (official fovea centre x 0.25).
 """
+import csv
 import hashlib
 import json
 import shutil
@@ -23,8 +25,12 @@ SPLITS = {
 SCALE = 4
 
 
-def main(src: str) -> None:
+def main(src: str, localisation: str = '') -> None:
     src_dir = Path(src)
+    fovea = {}
+    if localisation:
+        with (Path(localisation) / 'landmarks.csv').open() as fh:
+            fovea = {r['also_in_idrid_codras']: r for r in csv.DictReader(fh) if r['also_in_idrid_codras']}
     dst = Path(__file__).resolve().parents[1] / 'fundusexpert_plugin' / 'sample'
     (dst / 'images').mkdir(parents=True, exist_ok=True)
     (dst / 'labels_yolo').mkdir(parents=True, exist_ok=True)
@@ -51,6 +57,10 @@ def main(src: str) -> None:
                                  'bbox_xyxy': [round(v / SCALE, 2) for v in a['bbox_xyxy']]}
                                 for a in rec['annotations']],
             })
+            loc = fovea.get(Path(rec['image']).name)
+            if loc and loc['sha256'] == rec['sha256']:
+                rows[-1]['idrid_image'] = loc['image']
+                rows[-1]['fovea_xy'] = [float(loc['fovea_x']) / SCALE, float(loc['fovea_y']) / SCALE]
     shutil.copy(src_dir / 'labels_yolo' / 'classes.names', dst / 'labels_yolo' / 'classes.names')
     with (dst / 'annotations.jsonl').open('w') as fh:
         for row in rows:
@@ -59,4 +69,4 @@ def main(src: str) -> None:
 
 
 if __name__ == '__main__':
-    main(sys.argv[1])
+    main(*sys.argv[1:3])

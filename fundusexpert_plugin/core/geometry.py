@@ -121,6 +121,25 @@ def iou(box_a: Sequence[float], box_b: Sequence[float]) -> float:
     return inter / union if union > 0 else 0.0
 
 
+def intersection_over_smaller(box_a: Sequence[float], box_b: Sequence[float]) -> float:
+    """Intersection area of two xyxy boxes over the area of the smaller one (0.0 if either is empty).
+
+    1.0 when one box lies wholly inside the other; the measure of nested-box suppression.
+    """
+    ix1, iy1 = max(box_a[0], box_b[0]), max(box_a[1], box_b[1])
+    ix2, iy2 = min(box_a[2], box_b[2]), min(box_a[3], box_b[3])
+    smaller = min(box_area(box_a), box_area(box_b))
+    return box_area((ix1, iy1, ix2, iy2)) / smaller if smaller > 0 else 0.0
+
+
+def fraction_inside(box: Sequence[float], container: Sequence[float]) -> float:
+    """Share of ``box``'s area that lies inside ``container`` (both xyxy, same space; 0.0 if empty)."""
+    ix1, iy1 = max(box[0], container[0]), max(box[1], container[1])
+    ix2, iy2 = min(box[2], container[2]), min(box[3], container[3])
+    area = box_area(box)
+    return box_area((ix1, iy1, ix2, iy2)) / area if area > 0 else 0.0
+
+
 def match_one_to_one(ground_truth: Sequence[Sequence[float]], predictions: Sequence[Sequence[float]],
                      iou_threshold: float = 0.5) -> List[Tuple[int, int, float]]:
     """Greedy one-to-one matching of predicted to ground-truth boxes by IoU, highest first.
@@ -185,6 +204,22 @@ def check_box_px(box_px: Sequence[float], width: int, height: int, *, where: str
         raise ValueError(f'{where} = {list(vals)}: outside the image; expected 0 <= x1 < x2 <= {width} '
                          f'and 0 <= y1 < y2 <= {height} (xyxy pixels)')
     return vals  # type: ignore[return-value]
+
+
+#: Half side of the box that stands for a point (a fovea centre), pixels (ours; the record holds boxes).
+POINT_HALF_SIDE_PX = 1.0
+
+
+def point_box(x: float, y: float, width: int, height: int, half_side_px: float = POINT_HALF_SIDE_PX) -> BoxPx:
+    """A ``2 * half_side_px`` xyxy pixel box centred on the point ``(x, y)``, clipped to the image."""
+    return (max(0.0, x - half_side_px), max(0.0, y - half_side_px),
+            min(float(width), x + half_side_px), min(float(height), y + half_side_px))
+
+
+def clip_box(box: Sequence[float], width: int, height: int) -> BoxPx:
+    """An xyxy pixel box clipped to ``[0, width] x [0, height]`` (may become empty)."""
+    x1, y1, x2, y2 = (min(max(float(v), 0.0), float(lim)) for v, lim in zip(box, (width, height) * 2))
+    return (x1, y1, x2, y2)
 
 
 def laterality_from_disc(disc_box_px: Sequence[float], width: int) -> str:

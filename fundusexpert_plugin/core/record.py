@@ -31,14 +31,15 @@ class Finding(BaseModel):
     Attributes:
         label: finding id from :data:`vocab.FINDINGS` (aliases are accepted and canonicalised).
         box_px: ``(x1, y1, x2, y2)`` in original-image pixels, ``0 <= x1 < x2 <= width``.
-        source: ``'annotation'`` (human label) or ``'detector'`` (Fundus-Engine).
-        score: detector confidence in ``[0, 1]``; ``None`` for annotations.
+        source: ``'annotation'`` (human label), ``'detector'`` (Fundus-Engine detector) or
+            ``'locator'`` (the engine's training-free optic-disc / fovea locator).
+        score: detector confidence in ``[0, 1]``; ``None`` for annotations and the locator.
     """
 
     model_config = ConfigDict(extra='forbid')
     label: str
     box_px: Tuple[float, float, float, float]
-    source: Literal['annotation', 'detector'] = 'annotation'
+    source: Literal['annotation', 'detector', 'locator'] = 'annotation'
     score: Optional[float] = Field(default=None, ge=0.0, le=1.0)
 
     @field_validator('label')
@@ -57,6 +58,14 @@ class Provenance(BaseModel):
         annotated_labels: finding ids the source annotates exhaustively. A finding id listed here
             with no box in the record is *known absent*; any other id is *unknown*, and nothing
             is ever said about it.
+        stages: engine stages that ran (stage -> method).
+        detector_labels: finding ids the engine's detector was trained on (it looks for these;
+            a class with no box is "not detected", never absent). Empty for annotations.
+        score_threshold: the detector's score threshold, when ``detector_labels`` is set.
+        landmarks: where each landmark of the record comes from, e.g. ``{'optic_disc':
+            'detector', 'fovea': 'locator'}`` (engine records; empty for annotations).
+        flags: flagged disagreements between sources, one sentence each (e.g. the detector's and
+            the locator's disc more than 1 DD apart); kept, never silently resolved.
     """
 
     model_config = ConfigDict(extra='forbid')
@@ -65,8 +74,12 @@ class Provenance(BaseModel):
     attribution: str = ''
     annotated_labels: List[str] = Field(default_factory=list)
     stages: Dict[str, str] = Field(default_factory=dict)
+    detector_labels: List[str] = Field(default_factory=list)
+    score_threshold: Optional[float] = Field(default=None, ge=0.0, le=1.0)
+    landmarks: Dict[str, Literal['annotation', 'detector', 'locator']] = Field(default_factory=dict)
+    flags: List[str] = Field(default_factory=list)
 
-    @field_validator('annotated_labels')
+    @field_validator('annotated_labels', 'detector_labels')
     @classmethod
     def _known_labels(cls, values: List[str]) -> List[str]:
         return [vocab.resolve_finding(v) for v in values]
@@ -145,6 +158,12 @@ class FundusGenRecord(BaseModel):
         present = set(self.present_labels())
         return [fid for fid in vocab.FINDINGS
                 if fid in self.provenance.annotated_labels and fid not in present]
+
+    def not_detected_labels(self) -> List[str]:
+        """Finding ids the engine's detector looks for (``provenance.detector_labels``) with no box
+        here: "not detected" at ``provenance.score_threshold``, never "absent"."""
+        present = set(self.present_labels())
+        return [fid for fid in vocab.FINDINGS if fid in self.provenance.detector_labels and fid not in present]
 
     def image_path(self, base_dir: os.PathLike | str) -> Path:
         """Absolute image path, resolving a relative ``image`` against ``base_dir``."""

@@ -10,8 +10,19 @@ model's class names (``meta.dataset_meta.classes`` of the checkpoint) go through
 
 Tiling (ours; the usual remedy for tiny objects such as microaneurysms in 4288x2848 photos, cf.
 SAHI, Akyon et al., ICIP 2022): square windows of ``tile_size`` px overlapping by ``tile_overlap``,
-the last row/column aligned to the image edge, plus one whole-image pass for large structures
-(optic disc); all predictions are merged per class with ``torchvision.ops.batched_nms``.
+the last row/column aligned to the image edge, plus one whole-image pass. Only **lesion** classes
+are taken from the windows: a window shows a part of the disc at a scale the model never saw for
+it, so anatomy (optic disc, fovea ...) comes from the whole-image pass only. All predictions are
+merged per class with ``torchvision.ops.batched_nms``.
+
+Post-processing before anything is counted (:func:`clean_detections`, ours):
+    * nested boxes of one class: a box whose intersection with a higher-scoring box of the same
+      class covers >= :data:`NESTED_THRESHOLD` of the smaller box is dropped (NMS by IoU keeps a
+      small box inside a large one, since their IoU is low; the report would count both);
+    * bright lesions inside the optic disc: a box of :data:`BRIGHT_LESIONS` with >=
+      :data:`INSIDE_DISC_THRESHOLD` of its area inside the disc box is dropped (the bright disc
+      rim is not an exudate);
+    * one optic disc per eye: only the highest-scoring disc box is kept.
 
 mmdet is imported when a :class:`Detector` is built, never at module import.
 """
@@ -25,6 +36,8 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
+from fundusexpert_plugin.core import vocab
+from fundusexpert_plugin.core.geometry import fraction_inside, intersection_over_smaller
 from fundusexpert_plugin.core.vocab import resolve_finding
 
 logger = logging.getLogger(__name__)
@@ -99,33 +112,108 @@ def merge_detections(detections: Sequence[Detection], iou_threshold: float) -> L
     return [detections[i] for i in keep.tolist()]
 
 
+#: Intersection over the smaller box at or above which two same-class boxes count as nested (ours).
+NESTED_THRESHOLD = 0.8
+#: Share of a bright-lesion box inside the optic-disc box at or above which it is dropped (ours).
+INSIDE_DISC_THRESHOLD = 0.5
+#: Bright lesions that the optic disc (its rim, peripapillary atrophy) is mistaken for.
+BRIGHT_LESIONS = ('hard_exudates', 'cotton_wool_spots', 'drusen')
+
+
+def suppress_nested(detections: Sequence[Detection], threshold: float = NESTED_THRESHOLD) -> List[Detection]:
+    """Drop boxes nested in a higher-scoring box of the same class.
+
+    Args:
+        detections: any order; boxes xyxy pixels.
+        threshold: intersection over the smaller box at or above which the lower-scoring box goes.
+
+    Returns:
+        The kept detections by decreasing score.
+    """
+    kept: List[Detection] = []
+    for det in sorted(detections, key=lambda d: -d.score):
+        if not any(k.label_id == det.label_id and intersection_over_smaller(k.box_px, det.box_px) >= threshold
+                   for k in kept):
+            kept.append(det)
+    return kept
+
+
+def clean_detections(detections: Sequence[Detection], *, disc_box_px: Optional[Sequence[float]] = None,
+                     nested_threshold: float = NESTED_THRESHOLD,
+                     inside_disc_threshold: float = INSIDE_DISC_THRESHOLD) -> Tuple[List[Detection], Dict[str, int]]:
+    """The post-processing of the module docstring, in that order.
+
+    Args:
+        detections: boxes xyxy pixels of one photograph.
+        disc_box_px: the optic disc to test bright lesions against; default the top-scoring
+            ``optic_disc`` detection.
+
+    Returns:
+        ``(kept by decreasing score, counts)`` with counts ``{'nested', 'inside_disc', 'extra_disc'}``
+        of dropped boxes.
+    """
+    kept = suppress_nested(detections, nested_threshold)
+    counts = {'nested': len(detections) - len(kept), 'inside_disc': 0, 'extra_disc': 0}
+    discs = [d for d in kept if d.label_id == 'optic_disc']
+    if disc_box_px is None and discs:
+        disc_box_px = discs[0].box_px
+    out = []
+    for det in kept:
+        if det.label_id == 'optic_disc' and det is not (discs[0] if discs else None):
+            counts['extra_disc'] += 1
+        elif (disc_box_px is not None and det.label_id in BRIGHT_LESIONS
+              and fraction_inside(det.box_px, disc_box_px) >= inside_disc_threshold):
+            counts['inside_disc'] += 1
+        else:
+            out.append(det)
+    return out, counts
+
+
+_LOCAL_BASE = re.compile(r"""(_base_\s*=\s*)(['"])([^'":]+\.py)\2""")
+
+
 def load_config(path: Union[str, Path]):
     """``mmengine.Config.fromfile`` that also resolves ``_base_ = 'mmdet::<rel>'`` to the wheel's file.
 
     mmengine resolves ``mmdet::`` through ``pkg_resources``, which recent setuptools no longer
-    ships; we point the base at ``<mmdet>/.mim/configs/<rel>`` directly.
+    ships; we point the base at ``<mmdet>/.mim/configs/<rel>`` directly. A local base file
+    (``_base_ = '../x.py'``, relative to the config) may itself have an ``mmdet::`` base: both
+    levels are resolved (e.g. a recipe over the packaged config).
 
     Raises:
-        FileNotFoundError: the config or its mmdet base config is missing.
+        FileNotFoundError: the config or one of its bases is missing.
     """
-    import mmdet
     from mmengine.config import Config
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f'detector config not found: {path}')
-    text = path.read_text()
-    match = _SCOPED_BASE.search(text)
-    if match is None:
+    if _SCOPED_BASE.search(path.read_text()) is None and _LOCAL_BASE.search(path.read_text()) is None:
         return Config.fromfile(str(path))
-    base = Path(mmdet.__file__).parent / '.mim' / 'configs' / match.group(3)
-    if not base.is_file():
-        raise FileNotFoundError(f'{path}: _base_ {match.group(0)!r}: {base} not found in the mmdet '
-                                f'wheel (mmdet {mmdet.__version__})')
     with tempfile.TemporaryDirectory() as tmp:
-        resolved = Path(tmp) / path.name
-        resolved.write_text(_SCOPED_BASE.sub(lambda m: f'{m.group(1)}{str(base)!r}', text, count=1))
-        return Config.fromfile(str(resolved))
+        return Config.fromfile(str(_resolve_bases(path, Path(tmp), depth=0)))
+
+
+def _resolve_bases(path: Path, tmp: Path, depth: int) -> Path:
+    """Copy ``path`` into ``tmp`` with its ``mmdet::`` or local ``_base_`` replaced by resolved files."""
+    import mmdet
+
+    if not path.is_file():
+        raise FileNotFoundError(f'detector config not found: {path}')
+    text = path.read_text()
+    scoped, local = _SCOPED_BASE.search(text), _LOCAL_BASE.search(text)
+    if scoped is not None:
+        base = Path(mmdet.__file__).parent / '.mim' / 'configs' / scoped.group(3)
+        if not base.is_file():
+            raise FileNotFoundError(f'{path}: _base_ {scoped.group(0)!r}: {base} not found in the mmdet '
+                                    f'wheel (mmdet {mmdet.__version__})')
+        text = _SCOPED_BASE.sub(lambda m: f'{m.group(1)}{str(base)!r}', text, count=1)
+    elif local is not None and depth < 4:
+        base = _resolve_bases((path.parent / local.group(3)).resolve(), tmp, depth + 1)
+        text = _LOCAL_BASE.sub(lambda m: f'{m.group(1)}{str(base)!r}', text, count=1)
+    resolved = tmp / f'{depth}_{path.name}'
+    resolved.write_text(text)
+    return resolved
 
 
 class Detector:
@@ -146,7 +234,8 @@ class Detector:
             ``tile_size`` equal to the training ``img_scale`` runs windows at native resolution.
         tile_overlap: fraction of ``tile_size`` shared by neighbouring windows.
         merge_iou: IoU above which same-class boxes from different passes are merged (NMS).
-        whole_image_pass: with tiling, also run the whole image once (large structures).
+        whole_image_pass: with tiling, also take lesion boxes from the whole-image pass (the
+            whole image always runs once: anatomy comes from it only).
 
     Raises:
         ValueError: no class names available, or a class name the vocabulary does not know
@@ -238,12 +327,15 @@ class Detector:
         height, width = array.shape[:2]
         windows = tile_windows(width, height, self.tile_size, self.tile_overlap)
         crops = [np.ascontiguousarray(array[y1:y2, x1:x2]) for x1, y1, x2, y2 in windows]
+        if len(windows) == 1:
+            return sorted(self._infer([array])[0], key=lambda d: -d.score)
         found: List[Detection] = []
         for (x1, y1, _, _), dets in zip(windows, self._infer(crops)):
             found += [d._replace(box_px=(d.box_px[0] + x1, d.box_px[1] + y1,
-                                         d.box_px[2] + x1, d.box_px[3] + y1)) for d in dets]
-        if self.whole_image_pass and len(windows) > 1:
-            found += self._infer([array])[0]
+                                         d.box_px[2] + x1, d.box_px[3] + y1))
+                      for d in dets if vocab.FINDINGS[d.label_id].kind == 'lesion']
+        whole = self._infer([array])[0]
+        found += whole if self.whole_image_pass else [d for d in whole if vocab.FINDINGS[d.label_id].kind != 'lesion']
         merged = merge_detections(found, self.merge_iou)
         logger.debug('tiled inference: %d windows of %d px, %d boxes -> %d after merging',
                      len(windows), self.tile_size, len(found), len(merged))

@@ -10,12 +10,25 @@ marks what the detector produced, ``provenance.stages`` names the detector and t
 Positioning (laterality, fovea, quadrants, DD) is computed from the boxes when the chain is
 written, so it always matches them.
 
+Landmarks: the training-free locator (:mod:`fundusexpert_plugin.detector.landmarks`) runs on every
+photograph (unless ``locator=None``). The optic disc comes from the detector when it finds one, else
+from the locator; the fovea from the detector when it has a ``fovea`` class and finds one, else from
+the locator (searched from the disc in use), so the 2.5-DD prior is used only when neither exists.
+``provenance.landmarks`` says which source each landmark came from. When the detector and the
+locator both give a landmark and their centres are more than :data:`DISAGREE_DD` disc diameters
+apart, the record carries a sentence in ``provenance.flags`` (the detector's landmark is kept);
+when the two discs lie on different sides of the image, laterality is left unknown.
+
+Detector boxes go through :func:`fundusexpert_plugin.detector.detect.clean_detections` (nested
+boxes of one class, bright lesions inside the disc in use, extra discs) before they are counted.
+
 Defined behaviours (counted in the batch run summary, never a crash):
     * image conversions and EXIF rotation: see :mod:`.images`; a converted photograph is saved as an
       upright 8-bit RGB PNG copy under ``<out_dir>/images/`` without metadata, and the record points
       to the copy (so every later reader sees the pixels the boxes refer to);
-    * no optic disc detected: the record is kept without laterality (the chain then describes
-      positions relative to the image) and the summary counts it under ``no_optic_disc``;
+    * no optic disc from the detector nor the locator (e.g. a photograph too small for the
+      locator, ``MIN_FOV_WIDTH_PX``): the record is kept without laterality (the chain then
+      describes positions relative to the image) and the summary counts it under ``no_optic_disc``;
     * several optic-disc detections: only the highest-scoring one is kept (one disc per eye).
 """
 from __future__ import annotations
@@ -27,22 +40,35 @@ from typing import Dict, List, Optional, Sequence
 
 from PIL import Image
 
+import numpy as np
+
 from fundusexpert_plugin.core import vocab
-from fundusexpert_plugin.core.record import FundusGenRecord, parse_record
-from fundusexpert_plugin.engine.expand import Describer, RuleDescriber, expand_record
+from fundusexpert_plugin.core.geometry import box_center, clip_box, laterality_from_disc, point_box
 from fundusexpert_plugin.core.images import LoadedImage, load_image, save_image
-from fundusexpert_plugin.core.geometry import laterality_from_disc
+from fundusexpert_plugin.core.record import FundusGenRecord, parse_record
+from fundusexpert_plugin.detector.detect import Detection, clean_detections
+from fundusexpert_plugin.detector.landmarks import LOCATOR_NAME, Landmarks, locate_landmarks
+from fundusexpert_plugin.engine.expand import Describer, RuleDescriber, expand_record
+from fundusexpert_plugin.render.position import disc_diameter_px
 
 logger = logging.getLogger(__name__)
 
+#: Two sources' centres of one landmark further apart than this many disc diameters are flagged (ours:
+#: one DD is about 1.5 mm on the retina, far beyond annotation noise; the locator's disc error on
+#: IDRiD is under 0.2 DD, ``benchmarks/landmarks.py``).
+DISAGREE_DD = 1.0
+
 
 class FundusEngine:
-    """The data engine over one detector (anything with ``predict(bgr_array) -> [Detection]``).
+    """The data engine over one detector (anything with ``predict(bgr_array) -> [Detection]``) and
+    the landmark locator.
 
     Args:
         detector: e.g. :class:`.detect.Detector`; ``predict`` takes np.ndarray[H, W, 3] uint8 BGR and
             returns detections with ``label_id`` (finding id), ``box_px`` (xyxy original pixels) and
-            ``score``.
+            ``score``. ``None``: landmarks only (the locator).
+        locator: ``f(rgb, disc_center_px=None) -> Landmarks`` (default
+            :func:`.landmarks.locate_landmarks`); ``None`` turns it off.
         describer: semantic expansion backend (default :class:`.expand.RuleDescriber`).
         languages: languages the describer is asked for.
         detector_name: recorded in ``provenance.stages['localization']``.
@@ -53,10 +79,11 @@ class FundusEngine:
             ``image_labels`` dict (e.g. ``{'dr_grade': '2'}``) for photographs with image-level labels.
     """
 
-    def __init__(self, detector, *, describer: Optional[Describer] = None, languages: Sequence[str] = vocab.LANGUAGES,
+    def __init__(self, detector=None, *, locator=locate_landmarks, describer: Optional[Describer] = None, languages: Sequence[str] = vocab.LANGUAGES,
                  detector_name: str = 'detector', claim_absent: bool = False, source_dataset: str = 'unlabelled photographs',
                  licence: str = "see the photographs' terms", image_labels: Optional[Dict[str, Dict[str, str]]] = None):
         self.detector = detector
+        self.locator = locator
         self.describer = describer or RuleDescriber()
         self.languages = tuple(vocab.check_language(lang) for lang in languages)
         self.detector_name = detector_name
@@ -65,7 +92,16 @@ class FundusEngine:
         self.image_labels = image_labels or {}
 
     def _detector_classes(self) -> List[str]:
-        return list(getattr(self.detector, 'classes', []))
+        return list(getattr(self.detector, 'classes', [])) if self.detector is not None else []
+
+    def _locate(self, rgb: np.ndarray, disc_center: Optional[Sequence[float]]) -> Optional[Landmarks]:
+        if self.locator is None:
+            return None
+        try:
+            return self.locator(rgb, disc_center_px=disc_center)
+        except ValueError as exc:  # too small or no field of view: no landmarks, counted as no disc
+            logger.debug('landmark locator: %s', exc)
+            return None
 
     def process(self, path: Path | str, *, out_dir: Path | str, record_id: Optional[str] = None,
                 image: Optional[LoadedImage] = None) -> FundusGenRecord:
@@ -88,20 +124,63 @@ class FundusEngine:
         if image.conversion:
             image_file = out_dir / 'images' / f'{record_id}.png'
             save_image(image.rgb, image_file)  # a fresh image: no EXIF or other metadata
-        detections = self.detector.predict(image.bgr())
-        findings, disc_seen = [], False
-        for det in sorted(detections, key=lambda d: -d.score):
-            x1, y1, x2, y2 = (min(max(v, 0.0), lim) for v, lim in zip(det.box_px, (image.width, image.height) * 2))
-            if x2 <= x1 or y2 <= y1:
+        detections = list(self.detector.predict(image.bgr())) if self.detector is not None else []
+        clipped = []
+        for det in detections:
+            box = clip_box(det.box_px, image.width, image.height)
+            if box[2] > box[0] and box[3] > box[1]:
+                clipped.append(det._replace(box_px=box))
+        discs = sorted((d for d in clipped if d.label_id == 'optic_disc'), key=lambda d: -d.score)
+        det_disc = discs[0].box_px if discs else None
+        marks = self._locate(image.rgb, box_center(det_disc) if det_disc else None)
+        sources: Dict[str, str] = {}
+        flags: List[str] = []
+        laterality = None
+        if det_disc is not None:
+            disc_box, sources['optic_disc'] = det_disc, 'detector'
+        elif marks is not None:
+            disc_box = clip_box(marks.disc_box_px, image.width, image.height)
+            clipped.append(Detection('optic_disc', disc_box, 1.0))
+            sources['optic_disc'] = 'locator'
+        else:
+            disc_box = None
+        if disc_box is not None:
+            laterality = laterality_from_disc(disc_box, image.width)
+        if det_disc is not None and marks is not None:
+            flag = _disagreement('optic disc', box_center(det_disc), marks.disc_center_px,
+                                 disc_diameter_px(det_disc))
+            if flag:
+                loc_side = 'right' if marks.disc_center_px[0] > image.width / 2 else 'left'
+                if loc_side != laterality:
+                    laterality = None
+                    flag += '; they lie on different sides of the image, so laterality is not given'
+                flags.append(flag)
+        kept, _ = clean_detections(clipped, disc_box_px=disc_box)
+        det_fovea = next((d for d in kept if d.label_id == 'fovea'), None)
+        findings = []
+        for det in kept:
+            if det.label_id == 'fovea' and det is not det_fovea:
                 continue
-            if det.label_id == 'optic_disc':
-                if disc_seen:
-                    continue
-                disc_seen = True
-            findings.append({'label': det.label_id, 'box_px': [x1, y1, x2, y2], 'source': 'detector',
-                             'score': round(float(det.score), 4)})
-        disc = next((f['box_px'] for f in findings if f['label'] == 'optic_disc'), None)
-        laterality = laterality_from_disc(disc, image.width) if disc else None
+            located = det.label_id == 'optic_disc' and sources.get('optic_disc') == 'locator'
+            findings.append({'label': det.label_id, 'box_px': list(det.box_px),
+                             'source': 'locator' if located else 'detector',
+                             'score': None if located else round(float(det.score), 4)})
+        if det_fovea is not None:
+            sources['fovea'] = 'detector'
+            if marks is not None and disc_box is not None:
+                flag = _disagreement('fovea', box_center(det_fovea.box_px), marks.fovea_px,
+                                     disc_diameter_px(disc_box))
+                flags += [flag] if flag else []
+        elif marks is not None and disc_box is not None:
+            sources['fovea'] = 'locator'
+            findings.append({'label': 'fovea', 'source': 'locator',
+                             'box_px': list(point_box(*marks.fovea_px, image.width, image.height))})
+        stages = {'localization': self.detector_name if self.detector is not None else 'none',
+                  'positioning': 'rules (render/position.py)', 'expansion': self.describer.name}
+        if marks is not None:
+            stages['landmarks'] = LOCATOR_NAME
+        if image.conversion:
+            stages['image'] = image.conversion
         data = {
             'record_id': record_id,
             'image': os.path.relpath(image_file.resolve(), out_dir.resolve()).replace(os.sep, '/'),
@@ -112,9 +191,9 @@ class FundusEngine:
             'provenance': {
                 'source_dataset': self.source_dataset, 'licence': self.licence,
                 'annotated_labels': self._detector_classes() if self.claim_absent else [],
-                'stages': {'localization': self.detector_name, 'positioning': 'rules (engine/position.py)',
-                           'expansion': self.describer.name,
-                           **({'image': image.conversion} if image.conversion else {})},
+                'detector_labels': self._detector_classes(),
+                'score_threshold': getattr(self.detector, 'score_threshold', None) if self.detector is not None else None,
+                'stages': stages, 'landmarks': sources, 'flags': flags,
             },
         }
         record = parse_record(data, where=f'{path}: engine output')
@@ -122,3 +201,13 @@ class FundusEngine:
             with Image.fromarray(image.rgb) as pil:
                 record = expand_record(record, self.describer, pil, self.languages)
         return record
+
+
+def _disagreement(name: str, a: Sequence[float], b: Sequence[float], dd_px: float) -> str:
+    """The flag sentence when the detector's point ``a`` and the locator's ``b`` are more than
+    :data:`DISAGREE_DD` disc diameters (``dd_px`` pixels) apart, else ``''``."""
+    dist = float(np.hypot(a[0] - b[0], a[1] - b[1]))
+    if dd_px <= 0 or dist <= DISAGREE_DD * dd_px:
+        return ''
+    return (f'{name}: the detector ({a[0]:.0f}, {a[1]:.0f}) and the landmark locator ({b[0]:.0f}, {b[1]:.0f}) '
+            f'are {dist / dd_px:.1f} DD apart (> {DISAGREE_DD:g} DD); the detector\'s {name} is used')

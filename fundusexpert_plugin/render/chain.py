@@ -5,7 +5,11 @@ Every sentence is computed from a box or a label of the record (rule-based descr
 positions come from :mod:`.position`, counts and sizes from the boxes, the conclusion from
 ``image_labels`` or, when there is none, from the lesions present ("consistent with ..." via
 ``vocab.FindingTerm.suggests``); no grade is ever invented. Only lesion classes the source
-annotates exhaustively (``provenance.annotated_labels``) are reported absent.
+annotates exhaustively (``provenance.annotated_labels``) are reported absent. For engine records a
+lesion class the detector looks for (``provenance.detector_labels``) with no box is "not detected by
+<detector> at score >= t", and nothing at all is said about classes it was not trained on. The
+anatomy step says where the disc and the fovea come from (annotation, detector, the landmark
+locator, or the 2.5-DD prior) and names flagged disagreements (``provenance.flags``).
 
 Measures say what was measured: the area share is that of the union of the class's *boxes*
 ("the boxed regions of hard exudates cover about 11.9% of the image"), not of the lesion itself
@@ -41,6 +45,16 @@ PHRASES: Dict[str, Dict[str, str]] = {
         'fovea_est': ('The fovea is not marked; it is taken {dd} disc diameters (DD) temporal to the centre '
                       'of the optic disc.'),
         'fovea_ann': 'The {fovea} lies {dist:.1f} DD from the optic disc.',
+        'fovea_locator': ('The {fovea} is located on the image as the darkest macular region near its expected '
+                          'position, {dist:.1f} DD from the optic disc.'),
+        'fovea_detector': 'The {fovea}, as detected, lies {dist:.1f} DD from the optic disc.',
+        'disc_locator': ' It is located on the image by its brightness and the convergence of the vessels.',
+        'flagged': ('Flagged for review: the detector and the landmark locator disagree on the position of the '
+                    '{what}.'),
+        'not_detected': '{name}: not detected by {detector}{at}.', 'at': ' at score ≥ {t:g}',
+        'none_looked': 'No lesion type is looked for on this image, so nothing is said about lesions.',
+        'concl_not_detected': ('Conclusion: none of the lesion types looked for ({names}) is detected by {detector}{at}; '
+                               'this does not show that they are absent.'),
         'lesion': '{name}: {count}, {where}.',
         'count_one': 'one region', 'count_many': '{n} regions', 'count_capped': '{n} regions ({k} of {n} shown, the largest)',
         'where_frame': 'in the {quads} {quad_word} around the fovea, {nearest}{macula}',
@@ -71,6 +85,13 @@ PHRASES: Dict[str, Dict[str, str]] = {
         'no_disc': '未识别到视盘，以下位置相对于图像描述。',
         'fovea_est': '黄斑中心凹未标注，按解剖先验取视盘中心颞侧{dd}个视盘直径（DD）处。',
         'fovea_ann': '{fovea}距视盘{dist:.1f} DD。',
+        'fovea_locator': '{fovea}由图像定位（预期位置附近最暗的黄斑区域），距视盘{dist:.1f} DD。',
+        'fovea_detector': '检测到的{fovea}距视盘{dist:.1f} DD。',
+        'disc_locator': '视盘由其亮度和血管汇聚在图像上定位。',
+        'flagged': '待复核：检测器与解剖标志定位器对{what}的位置判断不一致。',
+        'not_detected': '{name}：{detector}{at}未检出。', 'at': '在分数≥{t:g}时',
+        'none_looked': '本图像未检测任何病灶类型，因此不对病灶作任何陈述。',
+        'concl_not_detected': '结论：{detector}{at}未检出所检测的病灶类型（{names}）；这并不表明其不存在。',
         'lesion': '{name}：{count}，{where}。',
         'count_one': '1处', 'count_many': '{n}处', 'count_capped': '{n}处（显示{n}处中最大的{k}处）',
         'where_frame': '位于黄斑中心凹{quads}{quad_word}，{nearest}{macula}',
@@ -125,12 +146,13 @@ def frame_of(record: FundusGenRecord) -> Optional[AnatomyFrame]:
     discs = record.boxes('optic_disc')
     if not discs:
         return None
-    foveas = record.boxes('fovea')
-    fovea = None
-    if foveas:
-        fx1, fy1, fx2, fy2 = foveas[0]
-        fovea = ((fx1 + fx2) / 2, (fy1 + fy2) / 2)
-    return make_frame(discs[0], record.width, laterality=record.laterality, fovea_px=fovea)
+    foveas = sorted((f for f in record.findings if f.label == 'fovea'),
+                    key=lambda f: -(f.box_px[2] - f.box_px[0]) * (f.box_px[3] - f.box_px[1]))
+    if not foveas:
+        return make_frame(discs[0], record.width, laterality=record.laterality)
+    fx1, fy1, fx2, fy2 = foveas[0].box_px
+    return make_frame(discs[0], record.width, laterality=record.laterality,
+                      fovea_px=((fx1 + fx2) / 2, (fy1 + fy2) / 2), fovea_source=foveas[0].source)
 
 
 def summarise_lesions(record: FundusGenRecord, frame: Optional[AnatomyFrame]) -> List[LesionSummary]:
@@ -202,14 +224,21 @@ def cognitive_chain(record: FundusGenRecord, lang: str = 'en', *, grounded: Opti
         disc_cx = (frame.disc_box_px[0] + frame.disc_box_px[2]) / 2
         side = vocab.side_name('right' if disc_cx > record.width / 2 else 'left', lang)
         anatomy = p['disc'].format(disc=name('optic_disc', [frame.disc_box_px]), side=side)
+        if record.provenance.landmarks.get('optic_disc') == 'locator':
+            anatomy += p['disc_locator']
         if frame.fovea_source == 'estimated':
             anatomy += ' ' * (lang == 'en') + p['fovea_est'].format(dd=FOVEA_TEMPORAL_DD)
         else:
             dist = np.hypot(frame.fovea_px[0] - disc_cx,
                             frame.fovea_px[1] - (frame.disc_box_px[1] + frame.disc_box_px[3]) / 2)
-            anatomy += ' ' * (lang == 'en') + p['fovea_ann'].format(
+            phrase = {'locator': 'fovea_locator', 'detector': 'fovea_detector'}.get(frame.fovea_source, 'fovea_ann')
+            anatomy += ' ' * (lang == 'en') + p[phrase].format(
                 fovea=name('fovea', record.boxes('fovea')), dist=dist / frame.disc_diameter_px)
         steps.append(anatomy)
+    if record.provenance.flags:
+        what = [vocab.finding_name(lab, lang) for lab in ('optic_disc', 'fovea')
+                if any(f.startswith(vocab.finding_name(lab, 'en')) for f in record.provenance.flags)]
+        steps.append(p['flagged'].format(what=_join(what, p)))
     # 3. lesion localisation
     lesions = summarise_lesions(record, frame)
     sentences = []
@@ -235,8 +264,13 @@ def cognitive_chain(record: FundusGenRecord, lang: str = 'en', *, grounded: Opti
                                             where=where))
     absent = [lab for lab in record.absent_labels() if vocab.FINDINGS[lab].kind == 'lesion']
     sentences += [p['absent'].format(name=vocab.finding_name(lab, lang)) for lab in absent]
+    missed = _not_detected(record)
+    detector, at = _detector_words(record, lang)
+    sentences += [p['not_detected'].format(name=_capital(vocab.finding_name(lab, lang), lang), detector=detector, at=at)
+                  for lab in missed]
     if not sentences:
-        sentences.append(p['none_annotated'])
+        engine_made = bool(record.provenance.landmarks) or 'localization' in record.provenance.stages
+        sentences.append(p['none_looked' if engine_made else 'none_annotated'])
     steps.append((' ' if lang == 'en' else '').join(sentences))
     # 4. fine-grained features: the engine's checked MLLM expansion if present, else the rule text
     features = record.feature_text.get(lang) or _feature_sentences(lesions, frame, lang)
@@ -245,6 +279,18 @@ def cognitive_chain(record: FundusGenRecord, lang: str = 'en', *, grounded: Opti
     # 5. diagnostic conclusion
     steps.append(conclusion(record, lang, [les.label for les in lesions], absent))
     return '\n'.join(steps)
+
+
+def _not_detected(record: FundusGenRecord) -> List[str]:
+    """Lesion classes the record's detector looks for and did not find (never reported absent)."""
+    return [lab for lab in record.not_detected_labels() if vocab.FINDINGS[lab].kind == 'lesion']
+
+
+def _detector_words(record: FundusGenRecord, lang: str) -> Tuple[str, str]:
+    """``(detector name, ' at score >= t')`` for the not-detected sentences."""
+    p = PHRASES[lang]
+    t = record.provenance.score_threshold
+    return record.provenance.stages.get('localization', 'the detector'), ('' if t is None else p['at'].format(t=t))
 
 
 def _feature_sentences(lesions: List[LesionSummary], frame: Optional[AnatomyFrame], lang: str) -> str:
@@ -294,6 +340,11 @@ def conclusion(record: FundusGenRecord, lang: str, present_lesions: List[str], a
         return p['concl_lesions'].format(names=names)
     if absent_lesions:
         return p['concl_none'].format(names=_join([vocab.finding_name(lab, lang) for lab in absent_lesions], p))
+    missed = _not_detected(record)
+    if missed:
+        detector, at = _detector_words(record, lang)
+        return p['concl_not_detected'].format(names=_join([vocab.finding_name(lab, lang) for lab in missed], p),
+                                              detector=detector, at=at)
     return p['concl_nothing']
 
 

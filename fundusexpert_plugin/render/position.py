@@ -37,7 +37,8 @@ class AnatomyFrame:
         disc_box_px: optic disc box, xyxy pixels.
         disc_diameter_px: disc diameter (DD) in pixels.
         fovea_px: ``(x, y)`` fovea in pixels.
-        fovea_source: ``'annotation'`` or ``'estimated'`` (disc prior, module docstring).
+        fovea_source: where the fovea comes from: ``'annotation'``, ``'detector'``, ``'locator'``
+            (the engine's landmark locator) or ``'estimated'`` (the 2.5-DD disc prior, module docstring).
         laterality: ``'left'``, ``'right'`` or ``None``.
     """
 
@@ -96,11 +97,12 @@ def estimate_fovea(disc_box_px: Sequence[float], laterality: Optional[str], widt
 
 
 def make_frame(disc_box_px: Sequence[float], width: int, *, laterality: Optional[str] = None,
-               fovea_px: Optional[Sequence[float]] = None) -> AnatomyFrame:
-    """Build the reference frame from the disc box and, when known, the fovea and laterality."""
+               fovea_px: Optional[Sequence[float]] = None, fovea_source: str = 'annotation') -> AnatomyFrame:
+    """Build the reference frame from the disc box and, when known, the fovea (``fovea_source``
+    names where it comes from) and laterality; without a fovea the 2.5-DD prior is used."""
     disc = tuple(float(v) for v in disc_box_px)
     if fovea_px is not None:
-        fovea, source = (float(fovea_px[0]), float(fovea_px[1])), 'annotation'
+        fovea, source = (float(fovea_px[0]), float(fovea_px[1])), fovea_source
     else:
         fovea, source = estimate_fovea(disc, laterality, width), 'estimated'
     return AnatomyFrame(disc, disc_diameter_px(disc), fovea, source, laterality)  # type: ignore[arg-type]

@@ -5,6 +5,9 @@ the jsonl's folder), ``width``, ``height`` (JSON integers: the upright image siz
 ``split``, ``codras_id`` (the record id; default the ``image`` path as written, extension kept),
 ``source_dataset`` and ``sha256`` (checked against the file), and ``annotations``: a list of
 ``{"label", "class_id", "bbox_xyxy"}`` with boxes in pixels of that image (xyxy, JSON numbers).
+Optional ``fovea_xy``: a fovea centre ``[x, y]`` in pixels of that image (e.g. the official IDRiD
+fovea markup scaled with the image), which becomes a ``fovea`` box of side 2 px
+(:func:`~fundusexpert_plugin.core.geometry.point_box`).
 This is the layout of the bundled sample (``fundusexpert_plugin/sample/annotations.jsonl``).
 
 Per line: a bad box, label or class id is one skipped box in lenient mode (the record keeps its
@@ -155,9 +158,20 @@ def _to_record(row: dict, root: Path, where: str, seen: Dict[str, str], lenient:
                               f'{draft.width}x{draft.height} px (upright)', reason='size_mismatch')
     for k, ann in enumerate(anns):
         draft.item(lambda k=k, ann=ann: _add_annotation(draft, k, ann, where_rec, lenient, log))
+    if row.get('fovea_xy') is not None:
+        draft.item(lambda: _add_fovea(draft, row['fovea_xy']))
     draft.annotated = list(CODRAS_LABELS)
     draft.infer_laterality()
     return draft.build(_source(row))
+
+
+def _add_fovea(draft: RecordDraft, value) -> None:
+    """``fovea_xy = [x, y]`` pixels -> a 2 px ``fovea`` box (:meth:`RecordDraft.add_point`)."""
+    if (not isinstance(value, list) or len(value) != 2
+            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
+        raise FundusDataError(f'{draft.where}: fovea_xy = {value!r}: expected [x, y], JSON numbers in pixels',
+                              reason='point_not_numbers')
+    draft.add_point('fovea', float(value[0]), float(value[1]), field_name='fovea_xy')
 
 
 def _add_annotation(draft: RecordDraft, k: int, ann, where: str, lenient: bool, log: ConvertLog) -> None:

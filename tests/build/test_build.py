@@ -22,8 +22,9 @@ def _rows(path):
 def test_sample_split_counts(built):
     out, summaries = built
     assert summaries['train'].records_used == 8 and summaries['heldout'].records_used == 4
-    # region detection, per image and language: every class present or known absent (3 CODRAS classes)
-    assert summaries['train'].rows_per_task['region_detection'] == 8 * 3 * 2
+    # region detection, per image and language: every class present or known absent (3 CODRAS classes),
+    # plus the fovea on the 5 train photos with an IDRiD fovea centre (0001, 0004, 0006, 0008, 0013)
+    assert summaries['train'].rows_per_task['region_detection'] == 8 * 3 * 2 + 5 * 2
     assert summaries['train'].rows_per_task['grading'] == 0       # no grade in the sample, none invented
     assert summaries['train'].rows_per_task['diagnosis'] == 16
     assert (out / 'LICENSE.md').read_text().startswith('# Bundled sample')

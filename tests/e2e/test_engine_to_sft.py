@@ -36,7 +36,10 @@ def test_detector_engine_fundusgen_sft(tmp_path, tiny_qwen_dir):
     assert [r.record_id for r in records] == ['0005', '0014', '0015', '0049']
     for rec in records:
         assert (rec.width, rec.height) == (1072, 712)
-        assert all(f.source == 'detector' and 0.01 <= f.score <= 1 for f in rec.findings)
+        assert all(0.01 <= f.score <= 1 for f in rec.findings if f.source == 'detector')
+        # the landmark locator adds the fovea (and the disc where the 4-iteration detector finds none)
+        assert all(f.label in ('optic_disc', 'fovea') and f.score is None for f in rec.findings if f.source == 'locator')
+        assert rec.provenance.landmarks['fovea'] == 'locator'
         assert rec.provenance.stages['localization'] == 'rtmdet-tiny (4 iterations)'
 
     built = build_fundusgen(records, tmp_path / 'fundusgen', image_dir=tmp_path / 'engine', image_root=SAMPLE_DIR,

@@ -26,9 +26,9 @@ def test_mcq_and_report_rows_scored_with_fundusgen_meta(tmp_path, monkeypatch):
     assert main(['eval', '--result', str(result), '--meta', str(heldout / 'mcq.jsonl'),
                  '--out', str(tmp_path / 'out_mcq')]) == 0
     metrics = json.loads((tmp_path / 'out_mcq' / 'metrics.json').read_text())
-    # 7 held-out items (EN), one right: strict = lenient = round(1 / 7, 3) = 0.143, category = the task
-    assert len(mcq) == 7 and metrics['mcq']['n'] == 7
-    assert metrics['mcq']['strict'] == {'overall': 0.143, 'per_category': {'mcq': 0.143}}
+    # 8 held-out items (EN; one about the fovea of 0015), one right: strict = lenient = 1 / 8 = 0.125
+    assert len(mcq) == 8 and metrics['mcq']['n'] == 8
+    assert metrics['mcq']['strict'] == {'overall': 0.125, 'per_category': {'mcq': 0.125}}
 
     reports = [json.loads(line) for line in (heldout / 'report.jsonl').read_text().splitlines()]
     result = tmp_path / 'report_result.jsonl'

@@ -42,7 +42,8 @@ def test_plugin_file_imports_by_basename_like_swift_does():
 def test_load_dataset_subset_from_built_sample(swift_registered):
     from swift import load_dataset
     train, val = load_dataset(['fundusgen:region_detection'])
-    assert len(train) == 48 and val is None
+    # 8 photos x 3 CODRAS classes x 2 languages, + the fovea of 5 photos x 2 languages (IDRiD centres)
+    assert len(train) == 48 + 10 and val is None
     row = train[0]
     assert set(row) == {'messages', 'images', 'objects', 'dataset'}
     assert row['objects']['ref'] == ['optic disc'] and row['objects']['bbox'] == [[166.25, 239.5, 316.0, 407.0]]
@@ -50,7 +51,8 @@ def test_load_dataset_subset_from_built_sample(swift_registered):
     # all tasks; grading, image_quality and vertical_cdr have no rows in the sample;
     # laterality (16 rows) has weight 0.5 -> 8 rows
     everything, _ = load_dataset(['fundusgen'])
-    assert len(everything) == 16 + 16 + 30 + 48 + 44 + 16 + 8
+    # the fovea of 5 train photos adds 2 mcq, 10 region-detection and 2 region-identification rows
+    assert len(everything) == 16 + 16 + 32 + 58 + 46 + 16 + 8
 
 
 def test_unknown_subset_and_empty_task_errors(swift_registered):
@@ -77,7 +79,8 @@ def test_custom_dataset_info_file_covers_every_task_and_loads(swift_registered, 
     build_sample(tmp_path / 'fundusgen')
     register_dataset_info(str(tmp_path / 'dataset_info' / 'fundusgen.json'))
     train, _ = load_dataset(['fundusgen_heldout_region_detection'])
-    assert len(train) == 24 and train[0]['objects']['ref'] == ['optic disc']
+    # 4 held-out photos x 3 classes x 2 languages, + the fovea of 0015 x 2 languages
+    assert len(train) == 24 + 2 and train[0]['objects']['ref'] == ['optic disc']
 
 
 def test_weighted_indices_repeat_and_subsample():

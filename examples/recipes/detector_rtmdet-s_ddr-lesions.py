@@ -1,0 +1,36 @@
+# RTMDet-s for fundus LESIONS on one GPU: DDR lesion segmentation masks (EX, HE, MA, SE) turned into
+# boxes by the converters, trained by `fundusexpert train-detector` at 1536 px, the input size small
+# lesions need (a microaneurysm of 10-25 px at DDR's ~2000-4000 px is 4-10 px at 1536; at the CPU
+# default of 640 px it is 2-4 px). Launcher and data steps: detector_ddr_lesions.sh.
+#
+# Over the packaged config (same pipelines and choices: no pretrained weights are downloaded, BN, no
+# Mosaic/MixUp), with: the RTMDet-s widths of mmdet's rtmdet_s_8xb32-300e_coco.py, the four DDR
+# lesion classes (disc and fovea come from the landmark locator, detector/landmarks.py), 12,000
+# iterations of batch 8, 8 loader workers, up to 300 boxes per image (DDR images hold many
+# microaneurysms), min box side 2 px. train-detector sets img_scale, batch, iterations and classes
+# from its flags as well.
+#
+# Expected time and COCO AP: NOT MEASURED YET (no GPU run of this recipe so far). train-detector
+# writes the COCO AP of the validation set to <work-dir>/metrics.json; record time and AP here.
+_base_ = '../../fundusexpert_plugin/detector/configs/rtmdet-tiny_idrid-lesions.py'
+
+classes = ('hard_exudates', 'haemorrhages', 'microaneurysms', 'cotton_wool_spots')
+img_scale = (1536, 1536)
+max_iters = 12000
+
+model = dict(
+    backbone=dict(deepen_factor=0.33, widen_factor=0.5),
+    neck=dict(in_channels=[128, 256, 512], out_channels=128, num_csp_blocks=1),
+    bbox_head=dict(num_classes=len(classes), in_channels=128, feat_channels=128, exp_on_reg=False),
+    test_cfg=dict(nms_pre=3000, max_per_img=300))
+train_dataloader = dict(batch_size=8, num_workers=8, persistent_workers=True, pin_memory=True,
+                        dataset=dict(metainfo=dict(classes=classes), filter_cfg=dict(min_size=2)))
+test_dataloader = dict(dataset=dict(metainfo=dict(classes=classes)))
+train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
+param_scheduler = [
+    dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=500),
+    dict(type='CosineAnnealingLR', eta_min=0.004 * 0.05, by_epoch=False, begin=500, end=max_iters,
+         T_max=max_iters - 500),
+]
+optim_wrapper = dict(optimizer=dict(lr=0.004))
+default_hooks = dict(logger=dict(type='LoggerHook', interval=50))

@@ -1,0 +1,47 @@
+"""Stages of ``fundusexpert demo`` that need no swift run: progress echo, engine stage, baselines."""
+import sys
+
+from fundusexpert_plugin.cli import demo
+from fundusexpert_plugin.core.record import parse_record
+
+
+def _record(rid, size, disc, laterality):
+    return parse_record({'record_id': rid, 'image': f'/x/{rid}.jpg', 'width': size, 'height': size,
+                         'laterality': laterality, 'findings': [{'label': 'optic_disc', 'box_px': disc}],
+                         'provenance': {'source_dataset': 't', 'licence': 't'}}, where='test')
+
+
+def test_constant_prior_is_the_mean_training_box_of_the_eye_side():
+    train = [_record('a', 100, [10, 10, 30, 30], 'left'), _record('b', 100, [20, 20, 40, 40], 'left'),
+             _record('c', 100, [70, 10, 90, 30], 'right')]
+    # left mean (0.15, 0.15, 0.35, 0.35) -> (30, 30, 70, 70) at 200 px: IoU 1 with itself; with
+    # (40, 30, 80, 70): intersection 30 x 40 = 1200, union 1600 + 1600 - 1200 = 2000 -> 0.6
+    heldout = [_record('h1', 200, [30, 30, 70, 70], 'left'), _record('h2', 200, [40, 30, 80, 70], 'left'),
+               _record('h3', 100, [70, 10, 90, 30], 'right')]
+    assert demo.disc_baselines(train, heldout) == {'h1': 1.0, 'h2': 0.6, 'h3': 1.0}
+
+
+def test_progress_lines_of_a_subprocess_are_echoed_and_logged(tmp_path):
+    script = ("import sys\n"
+              "print('loading')\n"
+              "sys.stdout.write('Train:  50%|#    | 1/2 [00:01<00:01]\\r'); sys.stdout.flush()\n"
+              "print(\"{'loss': '1.5', 'token_acc': '0.4', 'global_step/max_steps': '2/2', 'remaining_time': '0s'}\")\n")
+    seen = []
+    demo.run_logged([sys.executable, '-c', script], tmp_path / 'log.txt', {}, label='[sft] ', every_s=0,
+                    echo=seen.append)
+    assert seen == ['[sft] Train:  50%|#    | 1/2 [00:01<00:01]', '[sft] step 2/2, loss 1.5, token_acc 0.4, remaining_time 0s']
+    assert 'loading' in (tmp_path / 'log.txt').read_text()
+
+
+def test_engine_stage_locates_the_held_out_landmarks(tmp_path):
+    seen = []
+    result = demo.engine_stage(tmp_path, echo=seen.append)
+    assert result['records'] == 4 and len(seen) == 4
+    rows = result['per_image']
+    assert all(r['laterality_agrees'] for r in rows.values())
+    # bounds of tests/detector/test_landmarks.py: 0015 disc within 12 px, fovea within 10 px (1072 x 712)
+    assert rows['0015']['disc_error_px'] <= 12 and rows['0015']['fovea_error_px'] <= 10
+    assert all(r['disc_iou'] >= 0.5 for r in rows.values())
+    assert [r['fovea_error_px'] is None for r in rows.values()].count(False) == 1    # only 0015 has a fovea
+    assert result['rows_per_task']['region_detection'] > 0
+    assert 'landmark locator' not in result['chain_example'] and 'located on the image' in result['chain_example']

@@ -1,0 +1,30 @@
+"""The ``records`` format of train-detector: FundusGen records jsonl -> detection samples."""
+from fundusexpert_plugin.core.record import write_records
+from fundusexpert_plugin.detector.coco import read_annotations
+from fundusexpert_plugin.sample import sample_records
+
+
+def test_records_jsonl_reads_annotation_boxes(tmp_path):
+    records = sample_records('heldout')              # 0005, 0014, 0049, 0015; absolute image paths
+    path = write_records(records, tmp_path / 'records.jsonl')
+    data = read_annotations(path, 'records')
+    assert [s.file_name.rsplit('/', 1)[-1] for s in data.samples] == ['0005.jpg', '0014.jpg', '0049.jpg', '0015.jpg']
+    # 0005: disc, haemorrhage, exudate, in annotations.jsonl order; 0015: disc + the IDRiD fovea point
+    assert data.samples[0].labels == ('optic_disc', 'haemorrhages', 'hard_exudates')
+    assert data.samples[3].labels == ('optic_disc', 'fovea')
+    assert data.classes == ('optic_disc', 'fovea', 'hard_exudates', 'haemorrhages')
+    lesions = read_annotations(path, 'records', classes=['hard_exudates', 'haemorrhages'])
+    assert lesions.dropped == {'class optic_disc not requested': 4, 'class fovea not requested': 1}
+
+
+def test_gpu_lesion_recipe_resolves_over_the_packaged_config():
+    """examples/recipes/detector_rtmdet-s_ddr-lesions.py: local base -> packaged config -> mmdet:: base."""
+    from pathlib import Path
+
+    from fundusexpert_plugin.detector.detect import load_config
+    recipe = Path(__file__).resolve().parents[2] / 'examples' / 'recipes' / 'detector_rtmdet-s_ddr-lesions.py'
+    cfg = load_config(recipe)
+    assert (cfg.model.backbone.deepen_factor, cfg.model.backbone.widen_factor) == (0.33, 0.5)   # RTMDet-s
+    assert cfg.model.backbone.init_cfg is None                      # nothing downloaded (packaged config)
+    assert cfg.model.bbox_head.num_classes == 4 and cfg.train_cfg.max_iters == 12000
+    assert [t['type'] for t in cfg.train_pipeline][:3] == ['LoadImageFromFile', 'LoadAnnotations', 'RandomResize']
