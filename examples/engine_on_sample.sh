@@ -24,7 +24,7 @@ fundusexpert engine run --images work/heldout_photos --detector work/detector/rt
     --checkpoint work/detector/rtmdet-tiny_idrid-lesions.pth --out work/engine --score-threshold 0.3
 fundusexpert engine merge --out work/engine
 # 3. FundusGen from the engine's records, then training on it
-fundusexpert build --records work/engine/records.jsonl --out work/fundusgen_engine
+fundusexpert data build --records work/engine/records.jsonl --out work/fundusgen_engine --allow-outside-root
 fundusexpert make-tiny-model --family qwen2_5_vl work/tiny-qwen2_5_vl
 FUNDUSGEN_DIR=$PWD/work/fundusgen_engine swift sft --model work/tiny-qwen2_5_vl \
     --template fundusexpert_qwen2_5_vl --external_plugins "$(fundusexpert plugin-path)" \

@@ -142,12 +142,13 @@ def engine_stage(work_dir: Path, *, seed: int = 0, echo=print) -> dict:
     from fundusexpert_plugin.engine.batch import merge_shards, run_engine
     from fundusexpert_plugin.render.chain import cognitive_chain
     from fundusexpert_plugin.sample import SAMPLE_DIR, sample_records
-    from fundusexpert_plugin.sources.codras import CODRAS_LICENCE
+    from fundusexpert_plugin.sources.codras import CODRAS_SOURCES
     truth = {r.record_id: r for r in sample_records('heldout')}
     out = work_dir / 'engine'
     shutil.rmtree(out, ignore_errors=True)
     engine = FundusEngine(None, detector_name='none (landmark locator only)', languages=['en'],
-                          source_dataset='IDRiD (bundled sample), Fundus-Engine', licence=CODRAS_LICENCE)
+                          source_dataset='IDRiD (bundled sample), Fundus-Engine',
+                          licence=CODRAS_SOURCES['IDRiD'][1])  # the photographs' licence; no box is reused
     run_engine(engine, [Path(r.image) for r in truth.values()], out, image_root=SAMPLE_DIR / 'images')
     records = list(read_records(merge_shards(out)))
     per_image = {}
@@ -167,7 +168,9 @@ def engine_stage(work_dir: Path, *, seed: int = 0, echo=print) -> dict:
         echo(f"[1/5 engine] {rec.record_id}: disc {row['disc_error_px']} px from the annotation (IoU "
              f"{row['disc_iou']}), fovea {row['fovea_error_px']} px, laterality "
              f"{'agrees' if row['laterality_agrees'] else 'DISAGREES'}")
-    built = build_fundusgen(records, work_dir / 'engine_fundusgen', image_dir=out, seed=seed, languages=['en'])
+    # the engine's records point at the photographs (outside its output folder) and at its own converted copies
+    built = build_fundusgen(records, work_dir / 'engine_fundusgen', image_dir=out, seed=seed, languages=['en'],
+                            allow_outside_root=True)
     return {'records': len(records), 'per_image': per_image, 'rows_per_task': built.rows_per_task,
             'chain_example': cognitive_chain(records[0], 'en') if records else ''}
 

@@ -75,9 +75,6 @@ def _finish(root: Path, samples: List[DetectionSample], source: str, dropped: Co
         classes = _vocab_order(present)
     else:
         classes = tuple(resolve_finding(c, where=f'{source}: classes') for c in classes)
-        unknown = sorted(set(present) - set(classes))
-        if unknown:
-            raise ValueError(f'{source}: labels {unknown} are not in the requested classes {classes}')
     if not samples:
         raise ValueError(f'{source}: no images found')
     n_boxes = len(present)
@@ -90,6 +87,10 @@ def samples_from_records(records: Sequence[FundusGenRecord], classes: Optional[S
                          image_dir: Path | str = '.', source: str = 'records') -> DetectionSet:
     """Records (from any :mod:`fundusexpert_plugin.sources` reader) -> :class:`DetectionSet`.
 
+    Only annotated boxes train a detector: findings with another ``source`` (engine output: detector,
+    locator) are left out, and so are boxes of classes outside ``classes`` (as mmdet's
+    ``metainfo=dict(classes=...)`` filters categories); both are counted in ``DetectionSet.dropped``.
+
     Args:
         records: records with ``image`` absolute or relative to ``image_dir``.
         classes: fixed class order (finding ids or aliases); default vocabulary order of those present.
@@ -99,14 +100,25 @@ def samples_from_records(records: Sequence[FundusGenRecord], classes: Optional[S
         The set; ``image_root`` is the deepest folder holding every image, ``file_name`` relative to it.
 
     Raises:
-        ValueError: no record, or a label outside ``classes``.
+        ValueError: no record, or an unknown class name in ``classes``.
     """
+    wanted = None if classes is None else {resolve_finding(c, where=f'{source}: classes') for c in classes}
+    dropped: Counter = Counter()
     paths = [Path(os.path.abspath(r.image_path(image_dir))) for r in records]
     root = Path(os.path.commonpath([str(p.parent) for p in paths])) if paths else Path(image_dir)
-    samples = [DetectionSample(p.relative_to(root).as_posix(), r.width, r.height,
-                               tuple(f.label for f in r.findings), tuple(tuple(f.box_px) for f in r.findings))
-               for p, r in zip(paths, records)]
-    return _finish(root, samples, source, Counter(), classes)
+    samples = []
+    for p, r in zip(paths, records):
+        kept = []
+        for f in r.findings:
+            if f.source != 'annotation':
+                dropped['not an annotation'] += 1
+            elif wanted is not None and f.label not in wanted:
+                dropped[f'class {f.label} not requested'] += 1
+            else:
+                kept.append(f)
+        samples.append(DetectionSample(p.relative_to(root).as_posix(), r.width, r.height,
+                                       tuple(f.label for f in kept), tuple(tuple(f.box_px) for f in kept)))
+    return _finish(root, samples, source, dropped, classes)
 
 
 def split_samples(samples: Sequence[DetectionSample], val_fraction: float, seed: int

@@ -1,19 +1,25 @@
 """The ``records`` format of train-detector: FundusGen records jsonl -> detection samples."""
 from fundusexpert_plugin.core.record import write_records
-from fundusexpert_plugin.detector.coco import read_annotations
-from fundusexpert_plugin.sample import sample_records
+from fundusexpert_plugin.detector.coco import samples_from_records
+from fundusexpert_plugin.sample import SAMPLE_DIR, sample_records
+from fundusexpert_plugin.sources.registry import read_annotations
+
+
+def _samples(path, classes=None):
+    # the records point at the sample's photographs by absolute path: that folder is the dataset folder
+    return samples_from_records(list(read_annotations(path, 'records', SAMPLE_DIR)), classes)
 
 
 def test_records_jsonl_reads_annotation_boxes(tmp_path):
     records = sample_records('heldout')              # 0005, 0014, 0049, 0015; absolute image paths
     path = write_records(records, tmp_path / 'records.jsonl')
-    data = read_annotations(path, 'records')
+    data = _samples(path)
     assert [s.file_name.rsplit('/', 1)[-1] for s in data.samples] == ['0005.jpg', '0014.jpg', '0049.jpg', '0015.jpg']
     # 0005: disc, haemorrhage, exudate, in annotations.jsonl order; 0015: disc + the IDRiD fovea point
     assert data.samples[0].labels == ('optic_disc', 'haemorrhages', 'hard_exudates')
     assert data.samples[3].labels == ('optic_disc', 'fovea')
     assert data.classes == ('optic_disc', 'fovea', 'hard_exudates', 'haemorrhages')
-    lesions = read_annotations(path, 'records', classes=['hard_exudates', 'haemorrhages'])
+    lesions = _samples(path, classes=['hard_exudates', 'haemorrhages'])
     assert lesions.dropped == {'class optic_disc not requested': 4, 'class fovea not requested': 1}
 
 

@@ -94,7 +94,8 @@ def heldout(tmp_path_factory):
 
 def test_fundusgen_items_and_grounding_scores(heldout):
     items = eb.benchmark_items(eb.GROUNDING, str(heldout), 'region_detection')
-    assert len(items) == 12 and all(i.images[0].startswith('/') for i in items)
+    # 4 held-out photos x 3 classes + the fovea of 0015 (an official IDRiD fovea centre)
+    assert len(items) == 13 and all(i.images[0].startswith('/') for i in items)
     first = items[0]
     assert first.messages == [{'role': 'user', 'content': '<image>Locate the optic disc in this colour fundus photograph.'}]
     assert first.target == '<ref-object><bbox>' and first.row['objects']['bbox'] == [[167.75, 258.75, 298.25, 397.25]]
