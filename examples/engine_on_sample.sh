@@ -16,7 +16,8 @@ with open('work/train.jsonl', 'w') as fh:
             shutil.copy('$SAMPLE/' + r['image'], 'work/heldout_photos/')
 PY
 # 1. a small RTMDet-tiny on the 8 training photographs (more iterations give a usable detector)
-fundusexpert train-detector --annotations work/train.jsonl --images "$SAMPLE" --format codras --work-dir work/detector \
+fundusexpert detector train --annotations work/train.jsonl --images "$SAMPLE" --format codras --work-dir work/detector \
+    --classes optic_disc hard_exudates haemorrhages \
     --max-iters 100 --img-scale 640 --val-split 0.25 --seed 0
 # 2. the engine over the held-out photographs (rerun the same command after an interruption: it resumes;
 #    add --shard i/n to split a folder across machines, then `fundusexpert engine merge`)

@@ -23,8 +23,10 @@ def test_detector_engine_fundusgen_sft(tmp_path, tiny_qwen_dir):
     train = tmp_path / 'train.jsonl'
     train.write_text(''.join(json.dumps(r) + '\n' for r in rows if r['split'] == 'train'))
     from fundusexpert_plugin.sources.codras import read_codras
+    # the sample's 2-px fovea points are landmarks, not detector targets: train on the three CODRAS classes
     result = train_detector(list(read_codras(train, SAMPLE_DIR)), tmp_path / 'det', val_split=0.25, max_iters=4,
-                            img_scale=(320, 320), batch_size=2, seed=0, log_level='WARNING')
+                            img_scale=(320, 320), batch_size=2, seed=0, log_level='WARNING',
+                            classes=('optic_disc', 'hard_exudates', 'haemorrhages'))
     assert result.classes == ('optic_disc', 'hard_exudates', 'haemorrhages')
 
     detector = Detector(result.config, result.checkpoint, score_threshold=0.01)
