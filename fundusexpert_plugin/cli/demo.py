@@ -6,7 +6,7 @@
 2. FundusGen from the training annotations (train / held-out).
 3. ``swift sft`` with this plugin (tiny Qwen2.5-VL built locally, full fine-tune; ``--freeze-embedding``
    keeps the tied embedding / LM head frozen, :data:`FROZEN`), its progress lines streamed to the terminal.
-4. ``swift infer`` on the held-out region-detection rows.
+4. ``swift infer`` on the held-out rows of the trained task (optic-disc detection by default).
 5. The eval report, and a summary: training loss, the share of responses that parse into boxes, and
    the trained model's optic-disc IoU beside two baselines on the same photos: a constant prior
    (the mean training disc box of the eye side, laterality taken from the annotation) and the
@@ -195,7 +195,28 @@ def disc_baselines(train_records, heldout_records) -> Dict[str, float]:
     return out
 
 
-DEFAULT_DATASETS = ('fundusgen:region_detection',)
+#: The demo's training task: the shipped ``region_detection`` task restricted to the optic disc (one short
+#: grounded answer per photograph and language), so that the tiny model learns the box format in CPU minutes.
+DEMO_TASK = 'optic_disc_detection'
+DEFAULT_DATASETS = (f'fundusgen:{DEMO_TASK}',)
+
+
+def write_demo_tasks(folder: Path) -> Path:
+    """The shipped task YAMLs plus :data:`DEMO_TASK` (``region_detection`` with ``targets: [optic_disc]``)
+    in ``folder``; returns it (pass it as ``tasks_dir``)."""
+    import yaml
+
+    from fundusexpert_plugin.tasks.config import default_tasks_dir
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for src in default_tasks_dir().glob('*.yaml'):
+        shutil.copyfile(src, folder / src.name)
+    task = yaml.safe_load((default_tasks_dir() / 'region_detection.yaml').read_text(encoding='utf-8'))
+    task.update(name=DEMO_TASK, targets=['optic_disc'],
+                description='Region detection of the optic disc only: the demo task (one short grounded answer).')
+    (folder / f'{DEMO_TASK}.yaml').write_text(yaml.safe_dump(task, allow_unicode=True, sort_keys=False),
+                                             encoding='utf-8')
+    return folder
 DEFAULT_STEPS = 80
 
 
@@ -209,9 +230,9 @@ def run_demo(work_dir: Path, *, family: str = 'qwen2_5_vl', steps: int = DEFAULT
         steps: ``swift sft`` optimizer steps (batch 2).
         seed: build and training seed.
         freeze_embedding: keep the tied embedding / LM head frozen (:data:`FROZEN`).
-        datasets: FundusGen subsets to train on; the default trains region detection only, so that a
-            10M-parameter model learns to write boxes within CPU minutes (add e.g.
-            ``fundusgen:grounded_report`` to train the cognitive chain too).
+        datasets: FundusGen subsets to train on; the default, :data:`DEMO_TASK`, is optic-disc detection
+            only, so that a 10M-parameter model learns to write boxes within CPU minutes (e.g.
+            ``fundusgen:region_detection`` trains every class). The held-out rows of the first one are scored.
         echo: where progress lines go (default ``print``).
     """
     from fundusexpert_plugin.build import build_sample
@@ -224,7 +245,7 @@ def run_demo(work_dir: Path, *, family: str = 'qwen2_5_vl', steps: int = DEFAULT
     engine = engine_stage(work_dir, seed=seed, echo=echo)
     timings['engine_s'] = time.time() - t0
     t0 = time.time()
-    summaries = build_sample(work_dir / 'fundusgen', seed=seed)
+    summaries = build_sample(work_dir / 'fundusgen', seed=seed, tasks_dir=write_demo_tasks(work_dir / 'tasks'))
     timings['build_s'] = time.time() - t0
     echo(f"[2/5 FundusGen] train rows per task: {summaries['train'].rows_per_task}")
     model_dir = work_dir / f'model-{family}'
@@ -246,14 +267,15 @@ def run_demo(work_dir: Path, *, family: str = 'qwen2_5_vl', steps: int = DEFAULT
     result.parent.mkdir(exist_ok=True)
     result.unlink(missing_ok=True)
     t0 = time.time()
-    echo(f'[4/5 swift infer] held-out region detection; full log: {work_dir / "infer.log"}')
-    run_logged(infer_command(checkpoint, result, dataset=['fundusgen_heldout:region_detection']),
+    eval_task = datasets[0].split(':', 1)[1] if ':' in datasets[0] else DEMO_TASK   # what was trained
+    echo(f'[4/5 swift infer] held-out {eval_task}; full log: {work_dir / "infer.log"}')
+    run_logged(infer_command(checkpoint, result, dataset=[f'fundusgen_heldout:{eval_task}']),
                work_dir / 'infer.log', env, label='[4/5 swift infer] ', echo=echo)
     timings['infer_s'] = time.time() - t0
     history = loss_history(checkpoint)
     plot_loss(history, work_dir / 'loss_curve.png')
     echo('[5/5 eval] scoring the held-out responses')
-    scores = score_heldout(result, work_dir / 'fundusgen' / 'heldout' / 'region_detection.jsonl', work_dir / 'eval')
+    scores = score_heldout(result, work_dir / 'fundusgen' / 'heldout' / f'{eval_task}.jsonl', work_dir / 'eval')
     prior = disc_baselines(sample_records('train'), sample_records('heldout'))
     ids = sorted(scores['disc_iou'])
     disc_table = {i: {'trained_model': round(sum(scores['disc_iou'][i]) / len(scores['disc_iou'][i]), 3),
@@ -301,7 +323,7 @@ def format_summary(summary: dict) -> str:
               f"Trained on: {', '.join(summary['datasets'])} (frozen: {summary.get('frozen')})",
               f"Training loss: first {summary['loss_first']:.3f} -> last {summary['loss_last']:.3f} "
               '(curve: loss_curve.png)',
-              f"Held-out region detection: {det['rows']} rows, {det['rows_with_boxes']} responses with a parsable "
+              f"Held-out detection ({summary['datasets'][0]}): {det['rows']} rows, {det['rows_with_boxes']} responses with a parsable "
               f"box ({share:.0%})",
               f"  overall: {json.dumps(overall)}",
               f"  report with images and boxes: {det['report_html']}"]

@@ -45,3 +45,19 @@ def test_engine_stage_locates_the_held_out_landmarks(tmp_path):
     assert [r['fovea_error_px'] is None for r in rows.values()].count(False) == 1    # only 0015 has a fovea
     assert result['rows_per_task']['region_detection'] > 0
     assert 'landmark locator' not in result['chain_example'] and 'located on the image' in result['chain_example']
+
+
+def test_demo_task_is_region_detection_of_the_optic_disc_only(tmp_path):
+    import json
+
+    from fundusexpert_plugin.build import build_sample
+    tasks = demo.write_demo_tasks(tmp_path / 'tasks')
+    shipped = sorted(p.name for p in (demo.Path(__file__).resolve().parents[2] / 'templates').glob('*.yaml'))
+    assert sorted(p.name for p in tasks.glob('*.yaml')) == sorted(shipped + [f'{demo.DEMO_TASK}.yaml'])
+    built = build_sample(tmp_path / 'fg', tasks_dir=tasks, languages=['en'])
+    # one optic disc per photograph: 8 training and 4 held-out photographs, one English row each
+    assert (built['train'].rows_per_task[demo.DEMO_TASK], built['heldout'].rows_per_task[demo.DEMO_TASK]) == (8, 4)
+    rows = [json.loads(line) for line in (tmp_path / 'fg' / 'train' / f'{demo.DEMO_TASK}.jsonl').read_text().splitlines()]
+    assert {tuple(r['objects']['ref']) for r in rows} == {('optic disc',)}
+    assert rows[0]['objects']['bbox'] == [[166.25, 239.5, 316.0, 407.0]]          # sample 0003's disc
+    assert demo.DEFAULT_DATASETS == (f'fundusgen:{demo.DEMO_TASK}',)
