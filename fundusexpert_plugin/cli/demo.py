@@ -217,7 +217,7 @@ def write_demo_tasks(folder: Path) -> Path:
     (folder / f'{DEMO_TASK}.yaml').write_text(yaml.safe_dump(task, allow_unicode=True, sort_keys=False),
                                              encoding='utf-8')
     return folder
-DEFAULT_STEPS = 80
+DEFAULT_STEPS = 150
 
 
 def run_demo(work_dir: Path, *, family: str = 'qwen2_5_vl', steps: int = DEFAULT_STEPS, seed: int = 0,
