@@ -8,8 +8,6 @@ from pathlib import Path
 
 from fundusexpert_plugin.cli.common import add_languages
 
-#: default longest side of the marked copies, pixels (``fundusexpert_plugin.build.MARKED_MAX_SIDE``)
-MARKED_MAX_SIDE = 2048
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -30,8 +28,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='accept image paths outside the dataset folder (trusted records only)')
     parser.add_argument('--num-proc', type=int, default=os.cpu_count() or 1,
                         help='worker processes (default: the machine\'s cores, %(default)s)')
-    parser.add_argument('--marked-max-side', type=int, default=MARKED_MAX_SIDE,
-                        help='longest side of the marked copies in pixels (default %(default)s; 0: full size)')
+    parser.add_argument('--marked-max-side', type=int, default=None,
+                        help='longest side of the marked copies in pixels (default: the builder\'s '
+                             'MARKED_MAX_SIDE, 2048; 0: full size)')
     parser.add_argument('--max-image-pixels', type=int, default=None,
                         help='decompression-bomb limit in pixels (default: Pillow\'s, about 179 million)')
 
@@ -44,14 +43,14 @@ def run(args: argparse.Namespace) -> int:
         FundusDataError: a bad record, image or task file (unless ``--lenient`` for records and images);
             an empty or all-invalid records file even with ``--lenient``.
     """
-    from fundusexpert_plugin.build import build_fundusgen, build_sample
+    from fundusexpert_plugin.build import MARKED_MAX_SIDE, build_fundusgen, build_sample
     from fundusexpert_plugin.core.images import set_max_pixels
     from fundusexpert_plugin.core.record import read_records
     languages = list(args.languages)
     if args.max_image_pixels:
         set_max_pixels(args.max_image_pixels)
     num_proc = max(1, args.num_proc or 1)
-    max_side = args.marked_max_side or None
+    max_side = MARKED_MAX_SIDE if args.marked_max_side is None else (args.marked_max_side or None)
     if args.sample:
         summaries = build_sample(args.out, seed=args.seed, languages=languages, tasks_dir=args.tasks_dir,
                                  num_proc=num_proc, marked_max_side=max_side)
