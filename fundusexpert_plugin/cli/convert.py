@@ -359,7 +359,7 @@ def run(args: argparse.Namespace) -> int:
     from fundusexpert_plugin.core.record import write_records
     from fundusexpert_plugin.core.images import set_max_pixels
     from fundusexpert_plugin.sources.base import ConvertLog
-    if getattr(args, 'max_image_pixels', None):
+    if args.max_image_pixels:
         set_max_pixels(args.max_image_pixels)
     log = ConvertLog()
     overrides = {k: v for k, v in (('source_dataset', args.source_dataset), ('licence', args.licence),

@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional
 
-from fundusexpert_plugin.swift_plugin.launch import last_checkpoint, log_history, run_logged, swift_executable  # noqa: F401
+from fundusexpert_plugin.swift_plugin.launch import last_checkpoint, log_history, run_logged, swift_executable
 
 logger = logging.getLogger(__name__)
 

@@ -88,7 +88,7 @@ def run_score(args: argparse.Namespace) -> int:
     items = read_tsv(args.tsv) if args.tsv else None
     tsv_match = tsv_matcher(items) if items else None
     options = EvalOptions(spaces=dict(args.box_space), min_pixels=args.min_pixels, max_pixels=args.max_pixels,
-                          ap_score_mode=args.ap_score, grid_decode=getattr(args, 'grid_decode', 'centre'),
+                          ap_score_mode=args.ap_score, grid_decode=args.grid_decode,
                           categories=[item.category for item in items] if items else None,
                           max_html_samples=args.max_samples)
     judge = _judge(args) if any('positives' in m for m in meta.values()) else None
@@ -139,7 +139,7 @@ def run_export(args: argparse.Namespace) -> int:
     from fundusexpert_plugin.eval.mcq_tsv import export_fundusgen_mcq
 
     n, skipped = export_fundusgen_mcq(args.rows, args.out, embed_images=args.embed_images,
-                                      box_convention=getattr(args, 'box_convention', 'grid'))
+                                      box_convention=args.box_convention)
     print(f'exported {n} MCQ items to {args.out} ({skipped} rows were not MCQ items)')
     return 0
 
