@@ -133,11 +133,24 @@ class LesionSummary:
 
 
 def union_area_frac(boxes_px: Sequence[Sequence[float]], width: int, height: int) -> float:
-    """Area of the union of xyxy pixel boxes divided by the image area (rasterised at 1 px)."""
-    mask = np.zeros((height, width), dtype=bool)
-    for x1, y1, x2, y2 in boxes_px:
-        mask[int(y1):int(np.ceil(y2)), int(x1):int(np.ceil(x2))] = True
-    return float(mask.mean())
+    """Area of the union of xyxy pixel boxes divided by the image area (``width * height`` px).
+
+    Each box covers the whole pixels ``[floor(x1), ceil(x2)) x [floor(y1), ceil(y2))``, clipped to the
+    image, exactly as if rasterised at 1 px; the union is summed over the cells of the boxes' own
+    edge coordinates (coordinate compression), so no image-sized mask is allocated.
+    """
+    cells = [(max(0, int(np.floor(x1))), max(0, int(np.floor(y1))), min(width, int(np.ceil(x2))),
+              min(height, int(np.ceil(y2)))) for x1, y1, x2, y2 in boxes_px]
+    cells = [c for c in cells if c[2] > c[0] and c[3] > c[1]]
+    if not cells or width <= 0 or height <= 0:
+        return 0.0
+    xs = np.unique([v for c in cells for v in (c[0], c[2])])
+    ys = np.unique([v for c in cells for v in (c[1], c[3])])
+    covered = np.zeros((len(ys) - 1, len(xs) - 1), dtype=bool)
+    for x1, y1, x2, y2 in cells:
+        covered[np.searchsorted(ys, y1):np.searchsorted(ys, y2), np.searchsorted(xs, x1):np.searchsorted(xs, x2)] = True
+    area = (np.diff(ys)[:, None] * np.diff(xs)[None, :] * covered).sum()
+    return float(area) / (width * height)
 
 
 def frame_of(record: FundusGenRecord) -> Optional[AnatomyFrame]:

@@ -23,7 +23,6 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
-from PIL import Image, ImageDraw
 
 from fundusexpert_plugin.core import vocab
 from fundusexpert_plugin.core.images import LoadedImage, load_image, save_image
@@ -201,10 +200,27 @@ def draw_box(image: LoadedImage, box_px, out_path: Path) -> Tuple[Path, List[flo
     """
     sx, sy = image.scale
     box = [box_px[0] * sx, box_px[1] * sy, box_px[2] * sx, box_px[3] * sy]
-    marked = Image.fromarray(image.rgb)
-    width = max(2, round(min(marked.size) / 200))
-    ImageDraw.Draw(marked).rectangle([round(v) for v in box], outline=(255, 0, 0), width=width)
-    save_image(marked, out_path, quality=92)
+    rgb = image.rgb if image.rgb.flags.writeable else image.rgb.copy()
+    h, w = rgb.shape[:2]
+    width = max(2, round(min(w, h) / 200))
+    x1, y1, x2, y2 = (round(v) for v in box)
+    # The outline's four strips, inside [x1, x2] x [y1, y2] (inclusive) and `width` px thick inwards, as
+    # PIL.ImageDraw.rectangle draws them (a box thinner than the outline is filled, never overdrawn), are
+    # painted on the shared pixels and restored after encoding: no copy of the photo per marked box.
+    top, bottom = max(0, y1), max(0, y2 + 1)
+    left, right = max(0, x1), max(0, x2 + 1)
+    strips = [(slice(top, max(top, min(y1 + width, y2 + 1))), slice(left, right)),
+              (slice(max(top, y2 - width + 1), bottom), slice(left, right)),
+              (slice(top, bottom), slice(left, max(left, min(x1 + width, x2 + 1)))),
+              (slice(top, bottom), slice(max(left, x2 - width + 1), right))]
+    saved = [rgb[s].copy() for s in strips]
+    try:
+        for s in strips:
+            rgb[s] = (255, 0, 0)
+        save_image(rgb, out_path, quality=92)
+    finally:
+        for s, pixels in zip(reversed(strips), reversed(saved)):
+            rgb[s] = pixels
     return out_path, box
 
 

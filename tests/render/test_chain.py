@@ -1,3 +1,5 @@
+import pytest
+
 from fundusexpert_plugin.render.chain import cognitive_chain, diagnosis_answer, union_area_frac
 from fundusexpert_plugin.render.grounded_text import GroundedText
 
@@ -87,3 +89,20 @@ def test_grounded_chain_says_how_many_boxes_are_shown(make_record):
     grounded = GroundedText()
     full = cognitive_chain(rec, 'en', grounded=grounded, max_boxes=None)
     assert ': 7 regions, ' in full and len(grounded.bboxes) == 1 + 7
+
+
+def test_union_area_frac_equals_a_1px_rasterisation_of_random_boxes():
+    import random
+
+    import numpy as np
+    rng = random.Random(0)
+    for _ in range(200):
+        w, h = rng.randint(5, 60), rng.randint(5, 60)
+        boxes = []
+        for _ in range(rng.randint(1, 6)):
+            x1, y1 = rng.uniform(0, w - 1), rng.uniform(0, h - 1)
+            boxes.append((x1, y1, min(w, x1 + rng.uniform(0.1, w)), min(h, y1 + rng.uniform(0.1, h))))
+        mask = np.zeros((h, w), dtype=bool)
+        for x1, y1, x2, y2 in boxes:
+            mask[int(y1):int(np.ceil(y2)), int(x1):int(np.ceil(x2))] = True
+        assert union_area_frac(boxes, w, h) == pytest.approx(mask.mean(), abs=1e-12)
