@@ -297,7 +297,9 @@ def read_class_masks(images_dir: Path | str, masks_dir: Path | str, *,
         ValueError: bad ``foreground`` or ``missing``.
         FileNotFoundError: a folder is missing.
         FundusDataError: an unknown class folder (always); an unreadable/missized mask or a missing
-            one with ``missing='error'``, unless ``lenient``.
+            one with ``missing='error'`` (image and mask named), or an unreadable image, unless
+            ``lenient``. Lenient: the bad mask is one skipped item (its class left unannotated) and
+            the image keeps the boxes of its other masks; an unusable image skips the record.
     """
     if missing not in ('unknown', 'absent', 'error'):
         raise ValueError(f"missing must be 'unknown', 'absent' or 'error', got {missing!r}")
@@ -314,27 +316,45 @@ def read_class_masks(images_dir: Path | str, masks_dir: Path | str, *,
             log.note(f'mask folder {index.folder.name!r} left out by the class map')
     for image in FileIndex(images_dir).paths():
         def convert(image=image):
-            draft = RecordDraft(_rel_id(image, Path(images_dir)), image, where=str(image))
-            for label, index in classes:
-                if label is None:
-                    continue
+            draft = RecordDraft(_rel_id(image, Path(images_dir)), image, where=str(image), lenient=lenient, log=log)
+
+            def add(label, index):
                 path = index.find(image.stem, where=str(image), field_name=f'{index.folder.name} mask',
                                   required=missing == 'error')
                 if path is None:
                     if missing == 'absent':
                         draft.annotate(label)
-                    continue
+                    return
                 values = read_mask(path, (draft.height, draft.width), where=str(image),
                                    field_name=f'{index.folder.name} mask')
                 fg = values != 0 if foreground == 'nonzero' else values == 0 if foreground == 'zero' \
                     else values == int(foreground)
                 draft.add_mask(label, fg, params, log, largest_only=label in ('optic_disc', 'optic_cup'))
+            for label, index in classes:
+                if label is not None:
+                    draft.item(lambda label=label, index=index: add(label, index))
             if infer_laterality:
                 draft.infer_laterality()
             return draft.build(source)
         record = attempt(convert, lenient=lenient, log=log, where=str(image))
         if record is not None:
             yield record
+
+
+def _label_diagnosis(draft: RecordDraft, where: str, cell: str) -> None:
+    diagnosis = cell.strip().lower().replace(' ', '_').replace('-', '_')
+    if diagnosis not in vocab.DIAGNOSES:
+        raise FundusDataError(f'{where}: column \'diagnosis\' = {cell!r}: unknown; '
+                              f'expected one of {sorted(vocab.DIAGNOSES)}', reason='unknown_diagnosis')
+    draft.image_labels['diagnosis'] = diagnosis
+
+
+def _label_laterality(draft: RecordDraft, where: str, cell: str) -> None:
+    side = LATERALITY_WORDS.get(cell.strip().lower())
+    if side is None:
+        raise FundusDataError(f'{where}: column \'laterality\' = {cell!r}: expected '
+                              f'one of {sorted(LATERALITY_WORDS)}', reason='unknown_laterality')
+    draft.laterality, draft.laterality_source = side, 'label'
 
 
 def read_label_csv(csv_path: Path | str, images_dir: Optional[Path | str] = None, *,
@@ -345,7 +365,9 @@ def read_label_csv(csv_path: Path | str, images_dir: Optional[Path | str] = None
     Raises:
         FileNotFoundError: the CSV is missing.
         FundusDataError: no image column (always); an unknown grade, diagnosis or laterality, or a
-            missing image (file:line and column named), unless ``lenient``.
+            missing image (file:line and column named), unless ``lenient``. Lenient: a bad cell is
+            one skipped item and the row keeps its other labels; a missing image (or no usable
+            label) skips the row.
     """
     log = log if log is not None else ConvertLog()
     table = read_table(csv_path)
@@ -359,23 +381,19 @@ def read_label_csv(csv_path: Path | str, images_dir: Optional[Path | str] = None
 
     def convert(where, cells):
         value = {k: cells[i] if i is not None else '' for k, i in cols.items()}
-        draft = RecordDraft(value['record_id'] or Path(cells[img]).stem, base / cells[img], where=where)
+        draft = RecordDraft(value['record_id'] or Path(cells[img]).stem, base / cells[img], where=where,
+                            lenient=lenient, log=log)
         for scale in vocab.GRADE_SCALES:
             if value.get(scale):
                 grades = sorted(int(g) for g in vocab.GRADE_SCALES[scale])
-                draft.image_labels[scale] = str(parse_grade(value[scale], grades, where=where, column=scale))
+                grade = draft.item(lambda scale=scale, grades=grades: parse_grade(value[scale], grades, where=where,
+                                                                                  column=scale))
+                if grade is not None:
+                    draft.image_labels[scale] = str(grade)
         if value['diagnosis']:
-            diagnosis = value['diagnosis'].strip().lower().replace(' ', '_').replace('-', '_')
-            if diagnosis not in vocab.DIAGNOSES:
-                raise FundusDataError(f'{where}: column \'diagnosis\' = {value["diagnosis"]!r}: unknown; '
-                                      f'expected one of {sorted(vocab.DIAGNOSES)}')
-            draft.image_labels['diagnosis'] = diagnosis
+            draft.item(lambda: _label_diagnosis(draft, where, value['diagnosis']))
         if value['laterality']:
-            side = LATERALITY_WORDS.get(value['laterality'].strip().lower())
-            if side is None:
-                raise FundusDataError(f'{where}: column \'laterality\' = {value["laterality"]!r}: expected '
-                                      f'one of {sorted(LATERALITY_WORDS)}')
-            draft.laterality, draft.laterality_source = side, 'label'
+            draft.item(lambda: _label_laterality(draft, where, value['laterality']))
         return draft.build(source)
     for n, cells in table.rows:
         record = attempt(lambda: convert(table.where(n), cells), lenient=lenient, log=log, where=table.where(n))

@@ -113,4 +113,8 @@ def test_unreadable_mask_names_the_image_and_class(segmentation):
     with pytest.raises(FundusDataError, match=r'IDRiD_02\.jpg: SE mask: unreadable mask'):
         list(read_idrid_segmentation(images, gt))
     log = ConvertLog()
-    assert len(list(read_idrid_segmentation(images, gt, lenient=True, log=log))) == 1 and len(log.skipped) == 1
+    # lenient: the bad SE mask is one skipped item; IDRiD_02 is kept, SE neither present nor known absent
+    r1, r2 = read_idrid_segmentation(images, gt, lenient=True, log=log)
+    assert len(log.skipped) == 1 and log.skipped_items == {'mask_unreadable': 1} and not log.skipped_records
+    assert r2.record_id == 'IDRiD_02' and r2.findings == []
+    assert r2.provenance.annotated_labels == ['haemorrhages', 'hard_exudates']
