@@ -125,7 +125,7 @@ def _eye_record(image_name: str, cell: str, side: str, where: str, images: FileI
                 log: ConvertLog) -> FundusGenRecord:
     keywords = split_keywords(cell)
     if not keywords:
-        raise FundusDataError(f'{where} = {cell!r}: empty; expected diagnostic keywords')
+        raise FundusDataError(f'{where} = {cell!r}: empty; expected diagnostic keywords', reason='empty_keywords')
     unusable = [k for k in keywords if k in UNUSABLE]
     if unusable:
         raise NotRepresentable(f'ODIR keyword {unusable[0]!r}: unusable photo, left out')
