@@ -175,9 +175,10 @@ def _yolo_line(draft: RecordDraft, where: str, line: str, names: List[str], ids:
         cx, cy, w, h = (parse_number(v, where=where, column=c) for v, c in zip(fields[1:], ('cx', 'cy', 'w', 'h')))
     except FundusDataError as exc:
         raise FundusDataError(str(exc), reason='box_not_numbers') from None
-    if not all(0.0 <= v <= 1.0 for v in (cx, cy, w, h)):
-        raise FundusDataError(f'{where}: {line.strip()!r}: cx, cy, w, h must be normalised to 0-1 (YOLO)',
-                              reason='yolo_not_normalised')
+    outside = [f'{c} = {v:g}' for c, v in zip(('cx', 'cy', 'w', 'h'), (cx, cy, w, h)) if not 0.0 <= v <= 1.0]
+    if outside:
+        raise FundusDataError(f'{where}: {", ".join(outside)}: must be normalised to 0-1 (YOLO "<class> <cx> <cy> '
+                              '<w> <h>", fractions of the image width/height)', reason='yolo_not_normalised')
     if ids[k] is None:
         log.note(f'class {names[k]!r} left out by the class map', where)
         return
@@ -200,8 +201,10 @@ def read_coco(json_path: Path | str, images_dir: Optional[Path | str] = None, *,
     Raises:
         FileNotFoundError: ``json_path`` is missing.
         FundusDataError: invalid JSON, a missing top-level key or unknown category name (always);
-            a bad annotation (no bbox, unknown image or category id, box outside the image) or a
-            size different from the image file (``annotations[i]`` named), unless ``lenient``.
+            a bad annotation (not an object, no bbox, unknown image or category id, box outside the
+            image) or a size different from the image file (``annotations[i]`` named), unless
+            ``lenient``. Lenient: a bad annotation is one skipped box (the image keeps its other
+            boxes); a bad or missing image entry skips that image.
     """
     log = log if log is not None else ConvertLog()
     json_path = Path(json_path)
@@ -211,15 +214,17 @@ def read_coco(json_path: Path | str, images_dir: Optional[Path | str] = None, *,
         data = json.loads(read_text(json_path))
     except json.JSONDecodeError as exc:
         raise FundusDataError(f'{json_path}: not valid JSON ({exc.msg}, line {exc.lineno})') from None
+    if not isinstance(data, dict):
+        raise FundusDataError(f'{json_path}: expected a COCO detection json object, got {type(data).__name__}')
     for key in ('images', 'annotations', 'categories'):
         if not isinstance(data.get(key), list):
             raise FundusDataError(f'{json_path}: missing list {key!r}; expected a COCO detection json')
     base = Path(images_dir) if images_dir else json_path.parent
-    if not isinstance(data, dict):
-        raise FundusDataError(f'{json_path}: expected a COCO detection json object, got {type(data).__name__}')
     cats = {}
     for i, c in enumerate(data['categories']):
         try:
+            if not isinstance(c, dict):
+                raise FundusDataError(f'{json_path}: categories[{i}] = {c!r}: expected an object {{id, name}}')
             cats[c.get('id')] = resolve_class(c.get('name', ''), class_map or {}, where=f'{json_path}: categories[{i}]')
         except FundusDataError as exc:
             if not lenient:
@@ -227,9 +232,15 @@ def read_coco(json_path: Path | str, images_dir: Optional[Path | str] = None, *,
             log.warn(f'{exc}; its annotations are skipped')
     wanted = _annotated(annotated, list(cats.values()))
     by_image: Dict[object, List[tuple]] = {}  # image id -> [(index in annotations, annotation)]
-    image_ids = {img.get('id') for img in data['images']}
+    image_ids = {img.get('id') for img in data['images'] if isinstance(img, dict)}
     for i, ann in enumerate(data['annotations']):
         where = f'{json_path}: annotations[{i}]'
+        if not isinstance(ann, dict):  # no image to attach it to: one skipped box
+            err = FundusDataError(f'{where} = {ann!r}: expected an object {{image_id, category_id, bbox}}')
+            if not lenient:
+                raise err
+            log.skip(str(err), 'annotation_not_an_object', kind='box')
+            continue
         if ann.get('image_id') not in image_ids:
             err = FundusDataError(f'{where}: image_id = {ann.get("image_id")!r}: no such image in "images"')
             if not lenient:
@@ -244,6 +255,9 @@ def read_coco(json_path: Path | str, images_dir: Optional[Path | str] = None, *,
         log.lines_read += 1
 
         def convert(img=img, where=where):
+            if not isinstance(img, dict):
+                raise FundusDataError(f'{where} = {img!r}: expected an object {{id, file_name, width, height}}',
+                                      reason='image_not_an_object')
             name = img.get('file_name')
             image = resolve_image_path(name, base, where=where, field_name='file_name',
                                        allow_outside_root=allow_outside_root)
