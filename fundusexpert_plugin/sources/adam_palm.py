@@ -36,7 +36,7 @@ from fundusexpert_plugin.core import vocab
 from fundusexpert_plugin.core.record import FundusDataError, FundusGenRecord
 from fundusexpert_plugin.sources.base import (SEE_TERMS, ConvertLog, FileIndex, MaskBoxParams, RecordDraft, SourceInfo, attempt,
                    read_mask)
-from fundusexpert_plugin.sources.refuge import merge_tables
+from fundusexpert_plugin.sources.refuge import add_fovea, merge_tables
 
 ADAM = SourceInfo('ADAM (iChallenge-AMD)', f'{SEE_TERMS} (amd.grand-challenge.org)',
                   'Fang H. et al., "ADAM Challenge: Detecting Age-Related Macular Degeneration From Fundus '
@@ -73,8 +73,11 @@ def read_ichallenge(dataset: str, images_dir: Path | str, *, tables: Sequence[Pa
     Raises:
         ValueError: unknown ``dataset`` or ``foreground``.
         FileNotFoundError: a folder or table is missing.
-        FundusDataError: unreadable/missized/inverted mask, unknown label, bad fovea cell, unless
-            ``lenient``.
+        FundusDataError: a table names an image twice (always); unreadable/missized/inverted mask,
+            unknown label, bad fovea cell or fovea outside the image (file, row/mask and column
+            named), or an unreadable image, unless ``lenient``. Lenient: the bad mask, label or
+            fovea is one skipped item (a skipped mask's class is left unannotated) and the image
+            keeps its other labels and boxes; an unusable image skips the record.
     """
     if dataset not in DATASETS:
         raise ValueError(f'unknown iChallenge dataset {dataset!r}; expected one of {sorted(DATASETS)}')
@@ -95,32 +98,37 @@ def read_ichallenge(dataset: str, images_dir: Path | str, *, tables: Sequence[Pa
         fg = values == 0 if foreground == 'zero' else values != 0
         if fg.mean() > MAX_FOREGROUND_SHARE:
             raise FundusDataError(f'{image}: {what} {path}: {fg.mean():.0%} of the pixels are foreground '
-                                  f'(foreground={foreground!r}); polarity inverted? try the other foreground')
+                                  f'(foreground={foreground!r}); polarity inverted? try the other foreground',
+                                  reason='mask_polarity')
         return fg
 
     for image in FileIndex(images_dir).paths():
         def convert(image=image):
             row = rows.get(image.stem)
-            draft = RecordDraft(image.stem, image, where=row.where if row else str(image))
-            label = row.label if row is not None and row.label not in (None, '') else None
-            if label is not None:
-                if label.strip() not in ('0', '1', '0.0', '1.0'):
-                    raise FundusDataError(f'{row.where}: column {row.columns[0]!r} = {label!r}: expected 0 or 1')
-                is_positive = label.strip().startswith('1')
-            else:
-                is_positive = True if image.stem[:1] in positive else False if image.stem[:1] in negative else None
-            if is_positive:
-                draft.image_labels['diagnosis'] = diagnosis
-            elif is_positive is False:
-                log.note(f'{source.source_dataset}: negative label (non-{diagnosis}) has no slot; left out',
-                         draft.where)
+            draft = RecordDraft(image.stem, image, where=row.where if row else str(image), lenient=lenient, log=log)
+
+            def set_label():
+                label = row.label if row is not None and row.label not in (None, '') else None
+                if label is not None:
+                    if label.strip() not in ('0', '1', '0.0', '1.0'):
+                        raise FundusDataError(f'{row.where}: column {row.columns[0]!r} = {label!r}: expected 0 or 1',
+                                              reason='unknown_label')
+                    is_positive = label.strip().startswith('1')
+                else:
+                    is_positive = True if image.stem[:1] in positive else False if image.stem[:1] in negative else None
+                if is_positive:
+                    draft.image_labels['diagnosis'] = diagnosis
+                elif is_positive is False:
+                    log.note(f'{source.source_dataset}: negative label (non-{diagnosis}) has no slot; left out',
+                             draft.where)
+            draft.item(set_label)
             if discs is not None:
                 path = discs.find(image.stem, where=str(image), field_name='disc mask', required=False)
                 if path is None:
                     log.note(f'{source.source_dataset}: no disc mask; optic_disc unknown', str(image))
                 else:
-                    draft.add_mask('optic_disc', mask_of(path, image, draft, 'disc mask'), params, log,
-                                   largest_only=True)
+                    draft.item(lambda: draft.add_mask('optic_disc', mask_of(path, image, draft, 'disc mask'), params,
+                                                      log, largest_only=True), where=str(image))
             for folder, index in lesions.items():
                 path = index.find(image.stem, where=str(image), field_name=f'{folder} mask', required=False)
                 key = folder.lower()
@@ -130,12 +138,11 @@ def read_ichallenge(dataset: str, images_dir: Path | str, *, tables: Sequence[Pa
                 if target is None:
                     log.note(f'{source.source_dataset} lesion {folder!r}: no vocabulary id; mask left out', str(image))
                     continue
-                draft.add_mask(target, mask_of(path, image, draft, f'{folder} mask'), params, log)
-            fovea = row.fovea() if row else None
-            if fovea:
-                draft.add_point('fovea', *fovea, field_name=f'{row.columns[1]}/{row.columns[2]}')
-                draft.annotate('fovea')
-            elif row is not None and row.fovea_x not in (None, ''):
+                draft.item(lambda target=target, path=path, folder=folder: draft.add_mask(
+                    target, mask_of(path, image, draft, f'{folder} mask'), params, log), where=str(image))
+            read = draft.item(lambda: (add_fovea(draft, row),)) if row is not None else None  # None: skipped
+            fovea = read[0] if read else None
+            if read and fovea is None and row.fovea_x not in (None, ''):
                 log.note(f'{source.source_dataset}: fovea (0, 0) = not visible; no fovea box', row.where)
             draft.infer_laterality(fovea_x=fovea[0] if fovea else None)
             return draft.build(source)

@@ -233,10 +233,11 @@ def read_mask(path: Path, shape_hw: Tuple[int, int], *, where: str, field_name: 
         np.ndarray[H, W], the file's dtype (``uint8`` for ``'1'`` masks, 0/1).
 
     Raises:
-        FundusDataError: missing or unreadable file, or a size other than the image's ``shape_hw``.
+        FundusDataError: missing or unreadable file, or a size other than the image's ``shape_hw``
+            (reasons ``mask_missing``, ``mask_unreadable``, ``mask_size_mismatch``).
     """
     if not path.is_file():
-        raise FundusDataError(f'{where}: {field_name}: mask not found: {path}')
+        raise FundusDataError(f'{where}: {field_name}: mask not found: {path}', reason='mask_missing')
     try:
         with Image.open(path) as img:
             img.seek(0)
@@ -244,7 +245,8 @@ def read_mask(path: Path, shape_hw: Tuple[int, int], *, where: str, field_name: 
                 img = img.convert('RGB' if img.mode == 'RGBA' else 'L')
             arr = np.asarray(img)
     except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise FundusDataError(f'{where}: {field_name}: unreadable mask {path} ({exc})') from None
+        raise FundusDataError(f'{where}: {field_name}: unreadable mask {path} ({exc})',
+                              reason='mask_unreadable') from None
     if arr.dtype == bool:
         arr = arr.astype(np.uint8)
     if arr.ndim == 3:
@@ -252,7 +254,7 @@ def read_mask(path: Path, shape_hw: Tuple[int, int], *, where: str, field_name: 
     if arr.shape != tuple(shape_hw):
         raise FundusDataError(f'{where}: {field_name}: mask {path} is {arr.shape[1]}x{arr.shape[0]} px but '
                               f'the image is {shape_hw[1]}x{shape_hw[0]} px; masks must be in '
-                              'original-image pixels')
+                              'original-image pixels', reason='mask_size_mismatch')
     return arr
 
 
@@ -301,8 +303,9 @@ class RecordDraft:
         record_id: unique id within the dataset.
         image: image path (made absolute; :mod:`fundusexpert_plugin.cli.convert` relativises it).
         where: ``'<file>:<line>'`` or image path, prefixed to every message.
-        lenient, log: with ``lenient``, a bad box, point or label is skipped and counted in ``log``
-            (kind ``'box'``) and the record keeps its good boxes; without, it raises.
+        lenient, log: with ``lenient``, a bad box, point, label cell or mask run through
+            :meth:`item` is skipped and counted in ``log`` (kind ``'box'``) and the record keeps its
+            good items; without, it raises. The image intake's warnings go to ``log`` too.
         sha256: expected digest of the image file (checked by the intake).
 
     Raises:
@@ -335,8 +338,10 @@ class RecordDraft:
             self.annotated.append(label)
 
     def add_box(self, label: str, box_px: Sequence[float], *, field_name: str = 'box',
-                label_field: Optional[str] = None) -> None:
+                label_field: Optional[str] = None, where: Optional[str] = None) -> None:
         """Add one box (xyxy pixels, JSON numbers) of finding ``label`` (id or alias).
+
+        ``where`` names the box's own line or row in messages (default: the record's ``where``).
 
         Out-of-image rule (the same for every reader): a box that sticks out of the image by at most
         ``CLIP_TOLERANCE_PX`` (label rounding) is clipped; further out, inverted, zero-area, NaN or
@@ -347,35 +352,38 @@ class RecordDraft:
                 ``box_outside_image``, ``box_empty_or_inverted``.
         """
         label_field = label_field or f'{field_name}: label'
+        where = where or self.where
         if not isinstance(label, str) or not label.strip():
-            raise FundusDataError(f'{self.where}: {label_field} = {label!r}: missing label', reason='missing_label')
+            raise FundusDataError(f'{where}: {label_field} = {label!r}: missing label', reason='missing_label')
         if vocab.canonical_finding(label) is None:
             try:
-                vocab.resolve_finding(label, where=f'{self.where}: {label_field}')
+                vocab.resolve_finding(label, where=f'{where}: {label_field}')
             except ValueError as exc:
                 raise FundusDataError(str(exc), reason='unknown_label') from None
         x1, y1, x2, y2 = check_numbers(list(box_px) if isinstance(box_px, tuple) else box_px, 4,
-                                       where=self.where, field_name=field_name)
+                                       where=where, field_name=field_name)
         tol = CLIP_TOLERANCE_PX
         if x1 < -tol or y1 < -tol or x2 > self.width + tol or y2 > self.height + tol:
-            raise FundusDataError(f'{self.where}: {field_name} = {[x1, y1, x2, y2]}: outside the '
+            raise FundusDataError(f'{where}: {field_name} = {[x1, y1, x2, y2]}: outside the '
                                   f'{self.width}x{self.height} px image by more than {tol} px (xyxy pixels)',
                                   reason='box_outside_image')
         box = [max(0.0, x1), max(0.0, y1), min(float(self.width), x2), min(float(self.height), y2)]
         if box[2] <= box[0] or box[3] <= box[1]:
-            raise FundusDataError(f'{self.where}: {field_name} = {[x1, y1, x2, y2]}: inverted or zero-area box '
+            raise FundusDataError(f'{where}: {field_name} = {[x1, y1, x2, y2]}: inverted or zero-area box '
                                   '(need x1 < x2 and y1 < y2, xyxy pixels)', reason='box_empty_or_inverted')
         self.findings.append({'label': label, 'box_px': box, 'source': 'annotation'})
 
     def add_point(self, label: str, x: float, y: float, *, field_name: str,
-                  half_side_px: float = FOVEA_HALF_SIDE_PX) -> None:
+                  half_side_px: float = FOVEA_HALF_SIDE_PX, where: Optional[str] = None) -> None:
         """Add a point annotation as a ``2 * half_side_px`` box centred on ``(x, y)``, clipped.
+
+        ``where`` names the point's own line or row in messages (default: the record's ``where``).
 
         Raises:
             FundusDataError: the point lies outside the image (reason ``point_outside_image``).
         """
         if not (0 <= x <= self.width and 0 <= y <= self.height):
-            raise FundusDataError(f'{self.where}: {field_name} = ({x}, {y}): outside the '
+            raise FundusDataError(f'{where or self.where}: {field_name} = ({x}, {y}): outside the '
                                   f'{self.width}x{self.height} px image (pixels, origin top-left)',
                                   reason='point_outside_image')
         self.findings.append({'label': label, 'source': 'annotation', 'box_px': [

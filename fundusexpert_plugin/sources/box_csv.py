@@ -96,4 +96,4 @@ def _row(draft: RecordDraft, where: str, cells: List[str], lab: int, coords: Lis
         box = [parse_number(v, where=where, column=c) for v, c in zip(values, COLUMNS)]
     except FundusDataError as exc:
         raise FundusDataError(str(exc), reason='box_not_numbers') from None
-    draft.add_box(label, box, field_name="columns 'x1,y1,x2,y2'")
+    draft.add_box(label, box, field_name="columns 'x1,y1,x2,y2'", where=where)

@@ -49,13 +49,13 @@ def read_ddr_grading(images_dir: Path | str, grades_txt: Path | str, *, lenient:
     images = FileIndex(images_dir)
     table = read_table(grades_txt, delimiter=' ', header=False)
     for n, cells in table.rows:
-        record = attempt(lambda: _grade_record(table.where(n), cells, images), lenient=lenient, log=log,
-                         where=table.where(n))
+        record = attempt(lambda: _grade_record(table.where(n), cells, images, lenient, log), lenient=lenient,
+                         log=log, where=table.where(n))
         if record is not None:
             yield record
 
 
-def _grade_record(where: str, cells: list, images: FileIndex) -> FundusGenRecord:
+def _grade_record(where: str, cells: list, images: FileIndex, lenient: bool, log: ConvertLog) -> FundusGenRecord:
     fields = [c for c in cells if c]
     if len(fields) != 2:
         raise FundusDataError(f'{where}: {" ".join(fields)!r}: expected "<image file> <grade>"')
@@ -63,7 +63,7 @@ def _grade_record(where: str, cells: list, images: FileIndex) -> FundusGenRecord
     if grade == UNGRADABLE:
         raise NotRepresentable('DDR grade 5 (ungradable): no dr_grade slot; image left out')
     draft = RecordDraft(Path(fields[0]).stem, images.find(fields[0], where=where, field_name='image'),
-                        where=where)
+                        where=where, lenient=lenient, log=log)
     draft.image_labels['dr_grade'] = str(grade)
     return draft.build(DDR)
 
@@ -79,7 +79,10 @@ def read_ddr_segmentation(images_dir: Path | str, labels_dir: Path | str, *,
 
     Raises:
         FileNotFoundError: a folder is missing.
-        FundusDataError: an unreadable or wrongly sized mask, unless ``lenient``.
+        FundusDataError: an unreadable or wrongly sized mask (image and mask file named), or an
+            unreadable image, unless ``lenient``. Lenient: a bad mask is one skipped item and its
+            class is left unannotated for that image (the other masks' boxes are kept); an unusable
+            image skips the record.
     """
     log = log if log is not None else ConvertLog()
     labels_dir = Path(labels_dir)
@@ -89,15 +92,16 @@ def read_ddr_segmentation(images_dir: Path | str, labels_dir: Path | str, *,
         raise FileNotFoundError(f'no lesion folder {sorted(LESIONS)} under {labels_dir}')
     for image in FileIndex(images_dir).paths():
         def convert(image=image):
-            draft = RecordDraft(image.stem, image, where=str(image))
+            draft = RecordDraft(image.stem, image, where=str(image), lenient=lenient, log=log)
             for code, label in LESIONS.items():
                 path = indexes[code].find(image.stem, where=str(image), field_name=f'{code} mask',
                                           required=False) if code in indexes else None
                 if path is None:
                     log.note(f'DDR: no {code} mask for the image; {label} unknown', str(image))
                     continue
-                mask = read_mask(path, (draft.height, draft.width), where=str(image), field_name=f'{code} mask')
-                draft.add_mask(label, mask > 0, params, log)
+                draft.item(lambda code=code, label=label, path=path: draft.add_mask(
+                    label, read_mask(path, (draft.height, draft.width), where=str(image),
+                                     field_name=f'{code} mask') > 0, params, log))
             return draft.build(DDR)
         record = attempt(convert, lenient=lenient, log=log, where=str(image))
         if record is not None:
@@ -110,19 +114,23 @@ def read_ddr_detection(images_dir: Path | str, xml_dir: Path | str, *, lenient: 
 
     Raises:
         FileNotFoundError: a folder is missing.
-        FundusDataError: unparsable XML, an unknown class, a non-numeric coordinate, a size that
-            differs from the image, or a missing image (XML file and object index named), unless
-            ``lenient``.
+        FundusDataError: unparsable XML, an unknown class, a missing ``bndbox``, a non-numeric
+            coordinate, a box outside the image, a size that differs from the image, or a missing
+            image (XML file and ``object[i]`` named), unless ``lenient``. Lenient: a bad ``<object>``
+            is one skipped box and the record keeps its other boxes; a known class with a skipped
+            box is left unannotated for that image (its absence is not known); unparsable XML, a
+            wrong size or an unusable image skips the record.
     """
     log = log if log is not None else ConvertLog()
     images = FileIndex(images_dir)
     for xml_path in FileIndex(xml_dir, exts=('.xml',)).paths():
-        record = attempt(lambda: _voc_record(xml_path, images), lenient=lenient, log=log, where=str(xml_path))
+        record = attempt(lambda: _voc_record(xml_path, images, lenient, log), lenient=lenient, log=log,
+                         where=str(xml_path))
         if record is not None:
             yield record
 
 
-def _voc_record(xml_path: Path, images: FileIndex) -> FundusGenRecord:
+def _voc_record(xml_path: Path, images: FileIndex, lenient: bool, log: ConvertLog) -> FundusGenRecord:
     where = str(xml_path)
     try:
         root = ElementTree.parse(xml_path).getroot()
@@ -131,7 +139,7 @@ def _voc_record(xml_path: Path, images: FileIndex) -> FundusGenRecord:
     name = (root.findtext('filename') or '').strip()
     image = images.find(name, where=where, field_name='filename', required=False) if name else None
     image = image or images.find(xml_path.stem, where=where, field_name='image (XML stem)')
-    draft = RecordDraft(xml_path.stem, image, where=where)
+    draft = RecordDraft(xml_path.stem, image, where=where, lenient=lenient, log=log)
     size = root.find('size')
     if size is not None and size.findtext('width'):
         w = parse_number(size.findtext('width'), where=where, column='size/width')
@@ -139,18 +147,39 @@ def _voc_record(xml_path: Path, images: FileIndex) -> FundusGenRecord:
         if (int(w), int(h)) != (draft.width, draft.height):
             raise FundusDataError(f'{where}: size = {int(w)}x{int(h)} but image {image} is '
                                   f'{draft.width}x{draft.height} px')
+    unsure = set()  # classes with a skipped box: not exhaustively known for this image
     for i, obj in enumerate(root.findall('object')):
-        field = f'object[{i}]'
-        code = (obj.findtext('name') or '').strip()
-        if code.upper() not in LESIONS:
-            raise FundusDataError(f'{where}: {field}/name = {code!r}: unknown DDR class; expected one of '
-                                  f'{sorted(LESIONS)}')
-        box = obj.find('bndbox')
-        if box is None:
-            raise FundusDataError(f'{where}: {field}: no bndbox')
-        x1, y1, x2, y2 = (parse_number(box.findtext(k) or '', where=where, column=f'{field}/bndbox/{k}')
-                          for k in ('xmin', 'ymin', 'xmax', 'ymax'))
-        draft.add_box(LESIONS[code.upper()], (x1 - 1, y1 - 1, x2, y2), field_name=f'{field}/bndbox')
+        code = (obj.findtext('name') or '').strip().upper()
+        if draft.item(lambda i=i, obj=obj: _voc_object(draft, where, i, obj)) is None and code in LESIONS:
+            unsure.add(LESIONS[code])
     for label in LESIONS.values():
-        draft.annotate(label)
+        if label in unsure:
+            log.note(f'DDR: a {label} box was skipped; {label} left unannotated for the image', where)
+        else:
+            draft.annotate(label)
     return draft.build(DDR)
+
+
+def _voc_object(draft: RecordDraft, where: str, i: int, obj) -> str:
+    """Add the box of ``<object>`` number ``i``; returns its finding id.
+
+    Raises:
+        FundusDataError: unknown class (reason ``unknown_label``), no ``bndbox``
+            (``box_not_numbers``), a non-numeric coordinate (``box_not_numbers``) or a box that
+            :meth:`RecordDraft.add_box` refuses.
+    """
+    field = f'object[{i}]'
+    code = (obj.findtext('name') or '').strip()
+    if code.upper() not in LESIONS:
+        raise FundusDataError(f'{where}: {field}/name = {code!r}: unknown DDR class; expected one of '
+                              f'{sorted(LESIONS)}', reason='unknown_label')
+    box = obj.find('bndbox')
+    if box is None:
+        raise FundusDataError(f'{where}: {field}: no bndbox', reason='box_not_numbers')
+    try:
+        x1, y1, x2, y2 = [parse_number(box.findtext(k) or '', where=where, column=f'{field}/bndbox/{k}')
+                          for k in ('xmin', 'ymin', 'xmax', 'ymax')]
+    except FundusDataError as exc:
+        raise FundusDataError(str(exc), reason='box_not_numbers') from None
+    draft.add_box(LESIONS[code.upper()], (x1 - 1, y1 - 1, x2, y2), field_name=f'{field}/bndbox')
+    return LESIONS[code.upper()]

@@ -46,7 +46,8 @@ def read_eophtha(root: Path | str, lesion: str, *, params: MaskBoxParams = MaskB
         ValueError: unknown ``lesion``.
         FileNotFoundError: ``<root>/<lesion>`` or ``<root>/Annotation_<lesion>`` is missing.
         FundusDataError: a lesion photo without annotation, or an unreadable/missized annotation,
-            unless ``lenient``.
+            or an unreadable photo (photo and mask file named), unless ``lenient``. Lenient: the
+            record is skipped, as its one mask is all it has.
     """
     lesion = lesion.upper()
     if lesion not in LESIONS:
@@ -59,7 +60,7 @@ def read_eophtha(root: Path | str, lesion: str, *, params: MaskBoxParams = MaskB
         groups += [(p, False) for p in FileIndex(root / 'healthy').paths()]
     for image, has_lesion in groups:
         def convert(image=image, has_lesion=has_lesion):
-            draft = RecordDraft(image.stem, image, where=str(image))
+            draft = RecordDraft(image.stem, image, where=str(image), lenient=lenient, log=log)
             if has_lesion:
                 path = annotations.find(image.stem, where=str(image), field_name=f'Annotation_{lesion}')
                 mask = read_mask(path, (draft.height, draft.width), where=str(image), field_name=f'{lesion} mask')

@@ -175,9 +175,10 @@ def _yolo_line(draft: RecordDraft, where: str, line: str, names: List[str], ids:
         cx, cy, w, h = (parse_number(v, where=where, column=c) for v, c in zip(fields[1:], ('cx', 'cy', 'w', 'h')))
     except FundusDataError as exc:
         raise FundusDataError(str(exc), reason='box_not_numbers') from None
-    if not all(0.0 <= v <= 1.0 for v in (cx, cy, w, h)):
-        raise FundusDataError(f'{where}: {line.strip()!r}: cx, cy, w, h must be normalised to 0-1 (YOLO)',
-                              reason='yolo_not_normalised')
+    outside = [f'{c} = {v:g}' for c, v in zip(('cx', 'cy', 'w', 'h'), (cx, cy, w, h)) if not 0.0 <= v <= 1.0]
+    if outside:
+        raise FundusDataError(f'{where}: {", ".join(outside)}: must be normalised to 0-1 (YOLO "<class> <cx> <cy> '
+                              '<w> <h>", fractions of the image width/height)', reason='yolo_not_normalised')
     if ids[k] is None:
         log.note(f'class {names[k]!r} left out by the class map', where)
         return
@@ -200,8 +201,10 @@ def read_coco(json_path: Path | str, images_dir: Optional[Path | str] = None, *,
     Raises:
         FileNotFoundError: ``json_path`` is missing.
         FundusDataError: invalid JSON, a missing top-level key or unknown category name (always);
-            a bad annotation (no bbox, unknown image or category id, box outside the image) or a
-            size different from the image file (``annotations[i]`` named), unless ``lenient``.
+            a bad annotation (not an object, no bbox, unknown image or category id, box outside the
+            image) or a size different from the image file (``annotations[i]`` named), unless
+            ``lenient``. Lenient: a bad annotation is one skipped box (the image keeps its other
+            boxes); a bad or missing image entry skips that image.
     """
     log = log if log is not None else ConvertLog()
     json_path = Path(json_path)
@@ -211,15 +214,17 @@ def read_coco(json_path: Path | str, images_dir: Optional[Path | str] = None, *,
         data = json.loads(read_text(json_path))
     except json.JSONDecodeError as exc:
         raise FundusDataError(f'{json_path}: not valid JSON ({exc.msg}, line {exc.lineno})') from None
+    if not isinstance(data, dict):
+        raise FundusDataError(f'{json_path}: expected a COCO detection json object, got {type(data).__name__}')
     for key in ('images', 'annotations', 'categories'):
         if not isinstance(data.get(key), list):
             raise FundusDataError(f'{json_path}: missing list {key!r}; expected a COCO detection json')
     base = Path(images_dir) if images_dir else json_path.parent
-    if not isinstance(data, dict):
-        raise FundusDataError(f'{json_path}: expected a COCO detection json object, got {type(data).__name__}')
     cats = {}
     for i, c in enumerate(data['categories']):
         try:
+            if not isinstance(c, dict):
+                raise FundusDataError(f'{json_path}: categories[{i}] = {c!r}: expected an object {{id, name}}')
             cats[c.get('id')] = resolve_class(c.get('name', ''), class_map or {}, where=f'{json_path}: categories[{i}]')
         except FundusDataError as exc:
             if not lenient:
@@ -227,9 +232,15 @@ def read_coco(json_path: Path | str, images_dir: Optional[Path | str] = None, *,
             log.warn(f'{exc}; its annotations are skipped')
     wanted = _annotated(annotated, list(cats.values()))
     by_image: Dict[object, List[tuple]] = {}  # image id -> [(index in annotations, annotation)]
-    image_ids = {img.get('id') for img in data['images']}
+    image_ids = {img.get('id') for img in data['images'] if isinstance(img, dict)}
     for i, ann in enumerate(data['annotations']):
         where = f'{json_path}: annotations[{i}]'
+        if not isinstance(ann, dict):  # no image to attach it to: one skipped box
+            err = FundusDataError(f'{where} = {ann!r}: expected an object {{image_id, category_id, bbox}}')
+            if not lenient:
+                raise err
+            log.skip(str(err), 'annotation_not_an_object', kind='box')
+            continue
         if ann.get('image_id') not in image_ids:
             err = FundusDataError(f'{where}: image_id = {ann.get("image_id")!r}: no such image in "images"')
             if not lenient:
@@ -244,6 +255,9 @@ def read_coco(json_path: Path | str, images_dir: Optional[Path | str] = None, *,
         log.lines_read += 1
 
         def convert(img=img, where=where):
+            if not isinstance(img, dict):
+                raise FundusDataError(f'{where} = {img!r}: expected an object {{id, file_name, width, height}}',
+                                      reason='image_not_an_object')
             name = img.get('file_name')
             image = resolve_image_path(name, base, where=where, field_name='file_name',
                                        allow_outside_root=allow_outside_root)
@@ -297,7 +311,9 @@ def read_class_masks(images_dir: Path | str, masks_dir: Path | str, *,
         ValueError: bad ``foreground`` or ``missing``.
         FileNotFoundError: a folder is missing.
         FundusDataError: an unknown class folder (always); an unreadable/missized mask or a missing
-            one with ``missing='error'``, unless ``lenient``.
+            one with ``missing='error'`` (image and mask named), or an unreadable image, unless
+            ``lenient``. Lenient: the bad mask is one skipped item (its class left unannotated) and
+            the image keeps the boxes of its other masks; an unusable image skips the record.
     """
     if missing not in ('unknown', 'absent', 'error'):
         raise ValueError(f"missing must be 'unknown', 'absent' or 'error', got {missing!r}")
@@ -314,27 +330,45 @@ def read_class_masks(images_dir: Path | str, masks_dir: Path | str, *,
             log.note(f'mask folder {index.folder.name!r} left out by the class map')
     for image in FileIndex(images_dir).paths():
         def convert(image=image):
-            draft = RecordDraft(_rel_id(image, Path(images_dir)), image, where=str(image))
-            for label, index in classes:
-                if label is None:
-                    continue
+            draft = RecordDraft(_rel_id(image, Path(images_dir)), image, where=str(image), lenient=lenient, log=log)
+
+            def add(label, index):
                 path = index.find(image.stem, where=str(image), field_name=f'{index.folder.name} mask',
                                   required=missing == 'error')
                 if path is None:
                     if missing == 'absent':
                         draft.annotate(label)
-                    continue
+                    return
                 values = read_mask(path, (draft.height, draft.width), where=str(image),
                                    field_name=f'{index.folder.name} mask')
                 fg = values != 0 if foreground == 'nonzero' else values == 0 if foreground == 'zero' \
                     else values == int(foreground)
                 draft.add_mask(label, fg, params, log, largest_only=label in ('optic_disc', 'optic_cup'))
+            for label, index in classes:
+                if label is not None:
+                    draft.item(lambda label=label, index=index: add(label, index))
             if infer_laterality:
                 draft.infer_laterality()
             return draft.build(source)
         record = attempt(convert, lenient=lenient, log=log, where=str(image))
         if record is not None:
             yield record
+
+
+def _label_diagnosis(draft: RecordDraft, where: str, cell: str) -> None:
+    diagnosis = cell.strip().lower().replace(' ', '_').replace('-', '_')
+    if diagnosis not in vocab.DIAGNOSES:
+        raise FundusDataError(f'{where}: column \'diagnosis\' = {cell!r}: unknown; '
+                              f'expected one of {sorted(vocab.DIAGNOSES)}', reason='unknown_diagnosis')
+    draft.image_labels['diagnosis'] = diagnosis
+
+
+def _label_laterality(draft: RecordDraft, where: str, cell: str) -> None:
+    side = LATERALITY_WORDS.get(cell.strip().lower())
+    if side is None:
+        raise FundusDataError(f'{where}: column \'laterality\' = {cell!r}: expected '
+                              f'one of {sorted(LATERALITY_WORDS)}', reason='unknown_laterality')
+    draft.laterality, draft.laterality_source = side, 'label'
 
 
 def read_label_csv(csv_path: Path | str, images_dir: Optional[Path | str] = None, *,
@@ -345,7 +379,9 @@ def read_label_csv(csv_path: Path | str, images_dir: Optional[Path | str] = None
     Raises:
         FileNotFoundError: the CSV is missing.
         FundusDataError: no image column (always); an unknown grade, diagnosis or laterality, or a
-            missing image (file:line and column named), unless ``lenient``.
+            missing image (file:line and column named), unless ``lenient``. Lenient: a bad cell is
+            one skipped item and the row keeps its other labels; a missing image (or no usable
+            label) skips the row.
     """
     log = log if log is not None else ConvertLog()
     table = read_table(csv_path)
@@ -359,23 +395,19 @@ def read_label_csv(csv_path: Path | str, images_dir: Optional[Path | str] = None
 
     def convert(where, cells):
         value = {k: cells[i] if i is not None else '' for k, i in cols.items()}
-        draft = RecordDraft(value['record_id'] or Path(cells[img]).stem, base / cells[img], where=where)
+        draft = RecordDraft(value['record_id'] or Path(cells[img]).stem, base / cells[img], where=where,
+                            lenient=lenient, log=log)
         for scale in vocab.GRADE_SCALES:
             if value.get(scale):
                 grades = sorted(int(g) for g in vocab.GRADE_SCALES[scale])
-                draft.image_labels[scale] = str(parse_grade(value[scale], grades, where=where, column=scale))
+                grade = draft.item(lambda scale=scale, grades=grades: parse_grade(value[scale], grades, where=where,
+                                                                                  column=scale))
+                if grade is not None:
+                    draft.image_labels[scale] = str(grade)
         if value['diagnosis']:
-            diagnosis = value['diagnosis'].strip().lower().replace(' ', '_').replace('-', '_')
-            if diagnosis not in vocab.DIAGNOSES:
-                raise FundusDataError(f'{where}: column \'diagnosis\' = {value["diagnosis"]!r}: unknown; '
-                                      f'expected one of {sorted(vocab.DIAGNOSES)}')
-            draft.image_labels['diagnosis'] = diagnosis
+            draft.item(lambda: _label_diagnosis(draft, where, value['diagnosis']))
         if value['laterality']:
-            side = LATERALITY_WORDS.get(value['laterality'].strip().lower())
-            if side is None:
-                raise FundusDataError(f'{where}: column \'laterality\' = {value["laterality"]!r}: expected '
-                                      f'one of {sorted(LATERALITY_WORDS)}')
-            draft.laterality, draft.laterality_source = side, 'label'
+            draft.item(lambda: _label_laterality(draft, where, value['laterality']))
         return draft.build(source)
     for n, cells in table.rows:
         record = attempt(lambda: convert(table.where(n), cells), lenient=lenient, log=log, where=table.where(n))

@@ -57,6 +57,7 @@ MESSIDOR2 = SourceInfo('Messidor-2 (adjudicated grades)', f'{SEE_TERMS} (ADCIS M
 
 def _rows(table: Table, images: FileIndex, lenient: bool, log: ConvertLog,
           convert: Callable[[str, list], Optional[FundusGenRecord]]) -> Iterator[FundusGenRecord]:
+    """One record per table row through ``convert(where, cells)``; a bad row is skipped when ``lenient``."""
     for n, cells in table.rows:
         record = attempt(lambda: convert(table.where(n), cells), lenient=lenient, log=log, where=table.where(n))
         if record is not None:
@@ -72,14 +73,16 @@ def read_aptos(images_dir: Path | str, csv_path: Path | str, *, lenient: bool = 
         FundusDataError: a missing column (always), or a grade outside 0-4 or a missing image
             (file:line and column named) unless ``lenient``.
     """
+    log = log if log is not None else ConvertLog()
     table, images = read_table(csv_path), FileIndex(images_dir)
     name, grade = table.column('id_code'), table.column('diagnosis')
 
     def convert(where, cells):
-        draft = RecordDraft(cells[name], images.find(cells[name], where=where, field_name='id_code'), where=where)
+        draft = RecordDraft(cells[name], images.find(cells[name], where=where, field_name='id_code'), where=where,
+                            lenient=lenient, log=log)
         draft.image_labels['dr_grade'] = str(parse_grade(cells[grade], range(5), where=where, column='diagnosis'))
         return draft.build(APTOS)
-    return _rows(table, images, lenient, log if log is not None else ConvertLog(), convert)
+    return _rows(table, images, lenient, log, convert)
 
 
 def read_eyepacs(images_dir: Path | str, csv_path: Path | str, *, lenient: bool = False,
@@ -90,17 +93,19 @@ def read_eyepacs(images_dir: Path | str, csv_path: Path | str, *, lenient: bool 
         FileNotFoundError: the CSV or ``images_dir`` is missing.
         FundusDataError: as :func:`read_aptos` (columns ``image``, ``level``).
     """
+    log = log if log is not None else ConvertLog()
     table, images = read_table(csv_path), FileIndex(images_dir)
     name, grade = table.column('image'), table.column('level')
 
     def convert(where, cells):
-        draft = RecordDraft(cells[name], images.find(cells[name], where=where, field_name='image'), where=where)
+        draft = RecordDraft(cells[name], images.find(cells[name], where=where, field_name='image'), where=where,
+                            lenient=lenient, log=log)
         draft.image_labels['dr_grade'] = str(parse_grade(cells[grade], range(5), where=where, column='level'))
         for side in ('left', 'right'):
             if cells[name].lower().endswith(f'_{side}'):
                 draft.laterality, draft.laterality_source = side, 'label'
         return draft.build(EYEPACS)
-    return _rows(table, images, lenient, log if log is not None else ConvertLog(), convert)
+    return _rows(table, images, lenient, log, convert)
 
 
 def read_messidor(images_dir: Path | str, table_path: Path | str, *, lenient: bool = False,
@@ -111,6 +116,8 @@ def read_messidor(images_dir: Path | str, table_path: Path | str, *, lenient: bo
         FileNotFoundError: the table or ``images_dir`` is missing.
         FundusDataError: a missing column (always); a retinopathy grade outside 0-3, a macular-edema
             risk outside 0-2 or a missing image (file:row and column named) unless ``lenient``.
+            Lenient: a bad grade cell is one skipped item and the row keeps its other label; a
+            missing image (or no usable label) skips the row.
     """
     log = log if log is not None else ConvertLog()
     table, images = read_table(table_path), FileIndex(images_dir)
@@ -119,13 +126,14 @@ def read_messidor(images_dir: Path | str, table_path: Path | str, *, lenient: bo
 
     def convert(where, cells):
         draft = RecordDraft(Path(cells[name]).stem, images.find(cells[name], where=where, field_name='Image name'),
-                            where=where)
-        grade = parse_grade(cells[dr], range(4), where=where, column=table.header[dr])
-        draft.image_labels['dme_grade'] = str(parse_grade(cells[dme], range(3), where=where,
-                                                          column=table.header[dme]))
-        if grade > 0:
+                            where=where, lenient=lenient, log=log)
+        grade = draft.item(lambda: parse_grade(cells[dr], range(4), where=where, column=table.header[dr]))
+        risk = draft.item(lambda: parse_grade(cells[dme], range(3), where=where, column=table.header[dme]))
+        if risk is not None:
+            draft.image_labels['dme_grade'] = str(risk)
+        if grade:
             draft.image_labels['diagnosis'] = 'diabetic_retinopathy'
-        else:
+        elif grade == 0:
             log.note('Messidor retinopathy grade 0 (no MA, no H) is not ICDR 0: no DR label written', where)
         return draft.build(MESSIDOR)
     return _rows(table, images, lenient, log, convert)
@@ -138,7 +146,9 @@ def read_messidor2(images_dir: Path | str, csv_path: Path | str, *, lenient: boo
     Raises:
         FileNotFoundError: the CSV or ``images_dir`` is missing.
         FundusDataError: a missing column (always); a grade outside 0-4, DME or gradability outside
-            0/1, or a missing image, unless ``lenient``.
+            0/1, or a missing image, unless ``lenient``. Lenient: a bad grade or DME cell is one
+            skipped item and the row keeps its other label; a bad gradability cell or a missing
+            image skips the row.
     """
     log = log if log is not None else ConvertLog()
     table, images = read_table(csv_path), FileIndex(images_dir)
@@ -149,12 +159,14 @@ def read_messidor2(images_dir: Path | str, csv_path: Path | str, *, lenient: boo
         if parse_grade(cells[gradable], (0, 1), where=where, column='adjudicated_gradable') == 0:
             raise NotRepresentable('Messidor-2 adjudicated_gradable = 0 (ungradable): image left out')
         draft = RecordDraft(Path(cells[name]).stem, images.find(cells[name], where=where, field_name='image_id'),
-                            where=where)
-        draft.image_labels['dr_grade'] = str(parse_grade(cells[dr], range(5), where=where,
-                                                         column='adjudicated_dr_grade'))
-        if parse_grade(cells[dme], (0, 1), where=where, column='adjudicated_dme'):
+                            where=where, lenient=lenient, log=log)
+        grade = draft.item(lambda: parse_grade(cells[dr], range(5), where=where, column='adjudicated_dr_grade'))
+        if grade is not None:
+            draft.image_labels['dr_grade'] = str(grade)
+        has_dme = draft.item(lambda: parse_grade(cells[dme], (0, 1), where=where, column='adjudicated_dme'))
+        if has_dme:
             draft.image_labels['diagnosis'] = 'diabetic_macular_oedema'
-        else:
+        elif has_dme == 0:
             log.note('Messidor-2 adjudicated_dme = 0 ("no DME within 1 DD") has no slot: left out', where)
         return draft.build(MESSIDOR2)
     return _rows(table, images, lenient, log, convert)

@@ -60,8 +60,10 @@ def read_idrid_grading(images_dir: Path | str, *, grades_csv: Optional[Path | st
 
     Raises:
         FileNotFoundError: a CSV or ``images_dir`` is missing.
-        FundusDataError: a missing column, unknown grade, non-numeric coordinate, point outside the
-            image or missing image (file:line and column named), unless ``lenient``.
+        FundusDataError: a missing column or an image listed twice in one CSV (always); an unknown
+            grade, non-numeric coordinate, point outside the image or missing image (file:line and
+            column named), unless ``lenient``. Lenient: a bad grade cell or point is one skipped
+            item and the image keeps its other labels; a missing or unreadable image skips the record.
         ValueError: no CSV given.
     """
     if not (grades_csv or od_csv or fovea_csv):
@@ -85,37 +87,51 @@ def read_idrid_grading(images_dir: Path | str, *, grades_csv: Optional[Path | st
             entry[kind] = (table.where(n), [cells[i] for i in idx], names)
     for name, entry in per_image.items():
         where = next(iter(entry.values()))[0]
-        record = attempt(lambda: _grading_record(name, entry, images, log), lenient=lenient, log=log, where=where)
+        record = attempt(lambda: _grading_record(name, entry, images, lenient, log), lenient=lenient, log=log,
+                         where=where)
         if record is not None:
             yield record
 
 
-def _grading_record(name: str, entry: dict, images: FileIndex, log: ConvertLog) -> FundusGenRecord:
+def _grading_record(name: str, entry: dict, images: FileIndex, lenient: bool, log: ConvertLog) -> FundusGenRecord:
     where = next(iter(entry.values()))[0]
-    draft = RecordDraft(name, images.find(name, where=where, field_name='Image name'), where=where)
+    draft = RecordDraft(name, images.find(name, where=where, field_name='Image name'), where=where,
+                        lenient=lenient, log=log)
     if 'grade' in entry:
         gwhere, cells, cols = entry['grade']
-        draft.image_labels['dr_grade'] = str(parse_grade(cells[1], range(5), where=gwhere, column=cols[1]))
-        draft.image_labels['dme_grade'] = str(parse_grade(cells[2], range(3), where=gwhere, column=cols[2]))
+        for i, key, allowed in ((1, 'dr_grade', range(5)), (2, 'dme_grade', range(3))):
+            grade = draft.item(lambda i=i, allowed=allowed: parse_grade(cells[i], allowed, where=gwhere,
+                                                                        column=cols[i]), where=gwhere)
+            if grade is not None:
+                draft.image_labels[key] = str(grade)
     points = {}
     for kind in ('od', 'fovea'):
         if kind in entry:
             pwhere, cells, cols = entry[kind]
-            points[kind] = (parse_number(cells[1], where=pwhere, column=cols[1]),
-                            parse_number(cells[2], where=pwhere, column=cols[2]), pwhere, cols)
+            point = draft.item(lambda cells=cells, pwhere=pwhere, cols=cols: (
+                parse_number(cells[1], where=pwhere, column=cols[1]),
+                parse_number(cells[2], where=pwhere, column=cols[2])), where=pwhere)
+            if point is not None:
+                points[kind] = (*point, pwhere, cols)
     if 'fovea' in points:
         x, y, pwhere, cols = points['fovea']
-        draft.where = pwhere
-        draft.add_point('fovea', x, y, field_name=f'{cols[1]}/{cols[2]}')
-        draft.annotate('fovea')
+
+        def fovea():
+            draft.add_point('fovea', x, y, field_name=f'{cols[1]}/{cols[2]}', where=pwhere)
+            draft.annotate('fovea')
+            return True
+        if not draft.item(fovea, where=pwhere):
+            del points['fovea']  # skipped: laterality falls back to the image centre
     if 'od' in points:
         x, y, pwhere, cols = points['od']
-        if not (0 <= x <= draft.width and 0 <= y <= draft.height):
-            raise FundusDataError(f'{pwhere}: {cols[1]}/{cols[2]} = ({x}, {y}): outside the '
-                                  f'{draft.width}x{draft.height} px image')
-        draft.infer_laterality(disc_x=x, fovea_x=points['fovea'][0] if 'fovea' in points else None)
-        log.note('IDRiD optic-disc centre point: used for laterality only (no disc extent)', pwhere)
-    draft.where = where
+
+        def disc():
+            if not (0 <= x <= draft.width and 0 <= y <= draft.height):
+                raise FundusDataError(f'{pwhere}: {cols[1]}/{cols[2]} = ({x}, {y}): outside the '
+                                      f'{draft.width}x{draft.height} px image', reason='point_outside_image')
+            draft.infer_laterality(disc_x=x, fovea_x=points['fovea'][0] if 'fovea' in points else None)
+            log.note('IDRiD optic-disc centre point: used for laterality only (no disc extent)', pwhere)
+        draft.item(disc, where=pwhere)
     return draft.build(IDRID)
 
 
@@ -132,39 +148,48 @@ def read_idrid_segmentation(images_dir: Path | str, masks_dir: Path | str, *,
 
     Raises:
         FileNotFoundError: a folder is missing.
-        FundusDataError: an unreadable or wrongly sized mask, or two masks for one image and class,
-            unless ``lenient`` (the image is then skipped).
+        FundusDataError: an unreadable or wrongly sized mask, or two masks for one image and class
+            (image and mask files named), or an unreadable image, unless ``lenient``. Lenient: a bad
+            mask is one skipped item, its class is left unannotated for that image (neither present
+            nor known absent) and the boxes of the image's other masks are kept; an unusable image
+            skips the record.
     """
     log = log if log is not None else ConvertLog()
-    masks: Dict[Tuple[str, str], Path] = {}
+    masks: Dict[Tuple[str, str], List[Path]] = {}
     for path in FileIndex(masks_dir, exts=MASK_EXTS).paths():
         m = re.match(r'(.+)_(MA|HE|EX|SE|OD)$', path.stem)
         if not m:
             log.note('IDRiD mask folder: file not named <image>_<MA|HE|EX|SE|OD>; ignored', str(path))
             continue
-        if (m.group(1), m.group(2)) in masks:
+        if (m.group(1), m.group(2)) in masks and not lenient:
             raise FundusDataError(f'{path}: second {m.group(2)} mask for {m.group(1)} '
-                                  f'(also {masks[(m.group(1), m.group(2))]})')
-        masks[(m.group(1), m.group(2))] = path
+                                  f'(also {masks[(m.group(1), m.group(2))][0]})')
+        masks.setdefault((m.group(1), m.group(2)), []).append(path)
     for image in FileIndex(images_dir).paths():
-        record = attempt(lambda: _segmentation_record(image, masks, params, log), lenient=lenient,
+        record = attempt(lambda: _segmentation_record(image, masks, params, lenient, log), lenient=lenient,
                          log=log, where=str(image))
         if record is not None:
             yield record
 
 
-def _segmentation_record(image: Path, masks: Dict[Tuple[str, str], Path], params: MaskBoxParams,
-                         log: ConvertLog) -> FundusGenRecord:
-    draft = RecordDraft(image.stem, image, where=str(image))
+def _segmentation_record(image: Path, masks: Dict[Tuple[str, str], List[Path]], params: MaskBoxParams,
+                         lenient: bool, log: ConvertLog) -> FundusGenRecord:
+    draft = RecordDraft(image.stem, image, where=str(image), lenient=lenient, log=log)
     for code, label in MASK_CLASSES.items():
-        path = masks.get((image.stem, code))
-        if path is None:
+        paths = masks.get((image.stem, code))
+        if not paths:
             if code == 'OD':
                 log.note('IDRiD: no optic-disc mask for the image; optic_disc unknown', str(image))
             else:
                 draft.annotate(label)  # IDRiD gives a lesion mask only where the lesion is present
             continue
-        mask = read_mask(path, (draft.height, draft.width), where=str(image), field_name=f'{code} mask')
-        draft.add_mask(label, mask > 0, params, log, largest_only=code == 'OD')
+
+        def add(code=code, label=label, paths=paths):
+            if len(paths) > 1:
+                raise FundusDataError(f'{image}: {code} mask: {len(paths)} files for one class: '
+                                      f'{[str(p) for p in paths]}', reason='mask_ambiguous')
+            mask = read_mask(paths[0], (draft.height, draft.width), where=str(image), field_name=f'{code} mask')
+            draft.add_mask(label, mask > 0, params, log, largest_only=code == 'OD')
+        draft.item(add)
     draft.infer_laterality()
     return draft.build(IDRID)

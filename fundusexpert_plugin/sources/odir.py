@@ -83,7 +83,9 @@ def read_odir(images_dir: Path | str, table_path: Path | str, *, lenient: bool =
         FileNotFoundError: the table or ``images_dir`` is missing.
         FundusDataError: a missing column (always); an empty keyword cell, a missing image or (Kaggle
             layout) a ``filename`` without ``_left``/``_right`` (file:row and column named), unless
-            ``lenient``.
+            ``lenient``. Lenient: that eye is skipped (its keywords are all the record would hold)
+            and the row's other eye is kept. Keywords without a slot are never errors: left out and
+            counted per keyword.
     """
     log = log if log is not None else ConvertLog()
     table, images = read_table(table_path), FileIndex(images_dir)
@@ -100,8 +102,8 @@ def read_odir(images_dir: Path | str, table_path: Path | str, *, lenient: bool =
         for side in sides:
             img_col, kw_col = columns[side]
             where = f'{table.where(n)}: {table.header[kw_col]}'
-            record = attempt(lambda: _eye_record(cells[img_col], cells[kw_col], side.lower(), where, images, log),
-                             lenient=lenient, log=log, where=where)
+            record = attempt(lambda: _eye_record(cells[img_col], cells[kw_col], side.lower(), where, images,
+                                                 lenient, log), lenient=lenient, log=log, where=where)
             if record is not None:
                 yield record
 
@@ -119,11 +121,11 @@ def _side_of_image_row(table, n: int, cells, column: int) -> str:
     return eye.capitalize()
 
 
-def _eye_record(image_name: str, cell: str, side: str, where: str, images: FileIndex,
+def _eye_record(image_name: str, cell: str, side: str, where: str, images: FileIndex, lenient: bool,
                 log: ConvertLog) -> FundusGenRecord:
     keywords = split_keywords(cell)
     if not keywords:
-        raise FundusDataError(f'{where} = {cell!r}: empty; expected diagnostic keywords')
+        raise FundusDataError(f'{where} = {cell!r}: empty; expected diagnostic keywords', reason='empty_keywords')
     unusable = [k for k in keywords if k in UNUSABLE]
     if unusable:
         raise NotRepresentable(f'ODIR keyword {unusable[0]!r}: unusable photo, left out')
@@ -132,7 +134,8 @@ def _eye_record(image_name: str, cell: str, side: str, where: str, images: FileI
     other = [k for k in keywords if k not in DR_GRADES and k not in DIAGNOSES and k not in ARTEFACTS]
     for keyword in other:
         log.note(f'ODIR keyword {keyword!r}: no slot in the record; left out', where)
-    draft = RecordDraft(Path(image_name).stem, images.find(image_name, where=where, field_name='image'), where=where)
+    draft = RecordDraft(Path(image_name).stem, images.find(image_name, where=where, field_name='image'), where=where,
+                        lenient=lenient, log=log)
     draft.laterality, draft.laterality_source = side, 'label'
     if len(grades) > 1:
         log.note('ODIR: two DR stages for one eye; dr_grade left out', where)

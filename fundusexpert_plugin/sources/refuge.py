@@ -41,7 +41,7 @@ Licences: not restated here; see the datasets' terms (REFUGE challenge; IIIT Hyd
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Dict, Iterator, Optional, Sequence
+from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 from fundusexpert_plugin.core.record import FundusDataError, FundusGenRecord
 from fundusexpert_plugin.sources.base import (SEE_TERMS, ConvertLog, FileIndex, MaskBoxParams, RecordDraft, SourceInfo, attempt,
@@ -90,7 +90,7 @@ def _glaucoma(row: Optional[ImageRow], paths: Sequence[Path], where: str) -> Opt
         value = GLAUCOMA_VALUES.get(row.label.strip().lower())
         if value is None:
             raise FundusDataError(f'{row.where}: column {row.columns[0]!r} = {row.label!r}: unknown glaucoma '
-                                  f'label; expected one of {sorted(GLAUCOMA_VALUES)}')
+                                  f'label; expected one of {sorted(GLAUCOMA_VALUES)}', reason='unknown_label')
         return value
     for path in paths:
         if path.parent.name.lower() in GLAUCOMA_FOLDERS:
@@ -108,6 +108,22 @@ def _set_glaucoma(draft: RecordDraft, value: Optional[bool], log: ConvertLog, da
         log.note(f'{dataset} non-glaucoma label: no "not glaucoma" slot; label left out', draft.where)
 
 
+def add_fovea(draft: RecordDraft, row: ImageRow) -> Optional[Tuple[float, float]]:
+    """The fovea of a per-image table row as an annotated ``fovea`` box; returns ``(x, y)`` pixels.
+
+    Returns:
+        ``None`` when the row gives no fovea (empty cells, or iChallenge's ``(0, 0)``).
+
+    Raises:
+        FundusDataError: a non-numeric cell or a point outside the image (row and columns named).
+    """
+    fovea = row.fovea()
+    if fovea:
+        draft.add_point('fovea', *fovea, field_name=f'{row.columns[1]}/{row.columns[2]}', where=row.where)
+        draft.annotate('fovea')
+    return fovea
+
+
 def read_refuge(images_dir: Path | str, masks_dir: Optional[Path | str] = None, *,
                 tables: Sequence[Path | str] = (), params: MaskBoxParams = MaskBoxParams(),
                 lenient: bool = False, log: Optional[ConvertLog] = None) -> Iterator[FundusGenRecord]:
@@ -121,8 +137,11 @@ def read_refuge(images_dir: Path | str, masks_dir: Optional[Path | str] = None, 
 
     Raises:
         FileNotFoundError: a folder or table is missing.
-        FundusDataError: unreadable/missized mask, unknown label, bad fovea cell (file, row and
-            column named), unless ``lenient``.
+        FundusDataError: a table names an image twice (always); unreadable/missized mask, unknown
+            label, bad fovea cell or fovea outside the image (file, row and column named), or an
+            unreadable image, unless ``lenient``. Lenient: the bad mask, label or fovea is one
+            skipped item and the image keeps its other labels and boxes (a skipped mask leaves
+            optic disc and cup unannotated); an unusable image skips the record.
     """
     log = log if log is not None else ConvertLog()
     rows = merge_tables(tables, label_columns=('Glaucoma Label', 'label'))
@@ -130,20 +149,21 @@ def read_refuge(images_dir: Path | str, masks_dir: Optional[Path | str] = None, 
     for image in FileIndex(images_dir).paths():
         def convert(image=image):
             row = rows.get(image.stem)
-            draft = RecordDraft(image.stem, image, where=row.where if row else str(image))
+            draft = RecordDraft(image.stem, image, where=row.where if row else str(image), lenient=lenient, log=log)
             mask_path = masks.find(image.stem, where=str(image), field_name='disc/cup mask',
                                    required=False) if masks else None
-            _set_glaucoma(draft, _glaucoma(row, [p for p in (image, mask_path) if p], draft.where), log, 'REFUGE')
+            draft.item(lambda: _set_glaucoma(draft, _glaucoma(row, [p for p in (image, mask_path) if p], draft.where),
+                                             log, 'REFUGE'))
             if mask_path is not None:
-                mask = read_mask(mask_path, (draft.height, draft.width), where=str(image), field_name='disc/cup mask')
-                draft.add_mask('optic_disc', mask <= REFUGE_DISC_MAX, params, log, largest_only=True)
-                draft.add_mask('optic_cup', mask <= REFUGE_CUP_MAX, params, log, largest_only=True)
+                def disc_cup():
+                    mask = read_mask(mask_path, (draft.height, draft.width), where=str(image),
+                                     field_name='disc/cup mask')
+                    draft.add_mask('optic_disc', mask <= REFUGE_DISC_MAX, params, log, largest_only=True)
+                    draft.add_mask('optic_cup', mask <= REFUGE_CUP_MAX, params, log, largest_only=True)
+                draft.item(disc_cup, where=str(image))
             elif masks is not None:
                 log.note('REFUGE: no disc/cup mask for the image; optic_disc/optic_cup unknown', str(image))
-            fovea = row.fovea() if row else None
-            if fovea:
-                draft.add_point('fovea', *fovea, field_name=f'{row.columns[1]}/{row.columns[2]}')
-                draft.annotate('fovea')
+            fovea = draft.item(lambda: add_fovea(draft, row)) if row else None
             draft.infer_laterality(fovea_x=fovea[0] if fovea else None)
             return draft.build(REFUGE)
         record = attempt(convert, lenient=lenient, log=log, where=str(image))
@@ -168,7 +188,10 @@ def read_drishti(images_dir: Path | str, gt_dir: Optional[Path | str] = None, *,
 
     Raises:
         FileNotFoundError: a folder or the table is missing.
-        FundusDataError: unreadable/missized soft map or unknown label, unless ``lenient``.
+        FundusDataError: unreadable/missized soft map or unknown label (file named), or an
+            unreadable image, unless ``lenient``. Lenient: the bad soft map or label is one skipped
+            item (its class left unannotated) and the image keeps the rest; an unusable image skips
+            the record.
     """
     log = log if log is not None else ConvertLog()
     rows = read_image_table(labels_table, label_columns=('Total', 'Glaucoma', 'Label', 'Diagnosis', 'Class'),
@@ -177,9 +200,9 @@ def read_drishti(images_dir: Path | str, gt_dir: Optional[Path | str] = None, *,
     for image in FileIndex(images_dir).paths():
         def convert(image=image):
             row = rows.get(image.stem)
-            draft = RecordDraft(image.stem, image, where=row.where if row else str(image))
+            draft = RecordDraft(image.stem, image, where=row.where if row else str(image), lenient=lenient, log=log)
             if row is not None:
-                _set_glaucoma(draft, _glaucoma(row, [image], draft.where), log, 'Drishti-GS')
+                draft.item(lambda: _set_glaucoma(draft, _glaucoma(row, [image], draft.where), log, 'Drishti-GS'))
             for label, suffix in (('optic_disc', 'ODsegSoftmap'), ('optic_cup', 'cupsegSoftmap')):
                 path = maps.find(f'{image.stem}_{suffix}', where=str(image), field_name=f'{suffix} soft map',
                                  required=False) if maps else None
@@ -187,8 +210,10 @@ def read_drishti(images_dir: Path | str, gt_dir: Optional[Path | str] = None, *,
                     if maps is not None:
                         log.note(f'Drishti-GS: no {suffix} soft map; {label} unknown', str(image))
                     continue
-                soft = read_mask(path, (draft.height, draft.width), where=str(image), field_name=f'{suffix} soft map')
-                draft.add_mask(label, soft >= softmap_min, params, log, largest_only=True)
+                draft.item(lambda label=label, suffix=suffix, path=path: draft.add_mask(
+                    label, read_mask(path, (draft.height, draft.width), where=str(image),
+                                     field_name=f'{suffix} soft map') >= softmap_min,
+                    params, log, largest_only=True), where=str(image))
             return draft.build(DRISHTI)
         record = attempt(convert, lenient=lenient, log=log, where=str(image))
         if record is not None:

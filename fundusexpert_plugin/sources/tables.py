@@ -199,14 +199,14 @@ def parse_number(value: str, *, where: str, column: str) -> float:
     """A finite number from a cell.
 
     Raises:
-        FundusDataError: empty or not a number, naming ``where`` and ``column``.
+        FundusDataError: empty or not a number, naming ``where`` and ``column`` (reason ``not_a_number``).
     """
     try:
         number = float(value)
     except ValueError:
         number = float('nan')
     if not math.isfinite(number):
-        raise FundusDataError(f'{where}: column {column!r} = {value!r}: expected a number')
+        raise FundusDataError(f'{where}: column {column!r} = {value!r}: expected a number', reason='not_a_number')
     return number
 
 
@@ -214,7 +214,7 @@ def parse_grade(value: str, allowed: Sequence[int], *, where: str, column: str, 
     """An integer grade from a cell (``'2'`` or ``'2.0'`` as spreadsheets write it).
 
     Raises:
-        FundusDataError: empty, not an integer, or not in ``allowed``.
+        FundusDataError: empty, not an integer, or not in ``allowed`` (reason ``unknown_<what>``).
     """
     try:
         number = float(value)
@@ -222,7 +222,7 @@ def parse_grade(value: str, allowed: Sequence[int], *, where: str, column: str, 
         number = float('nan')
     if not math.isfinite(number) or number != int(number) or int(number) not in allowed:
         raise FundusDataError(f'{where}: column {column!r} = {value!r}: unknown {what}; expected one of '
-                              f'{list(allowed)}')
+                              f'{list(allowed)}', reason=f'unknown_{what}')
     return int(number)
 
 

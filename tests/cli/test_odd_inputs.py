@@ -47,20 +47,48 @@ def _records(path):
     return {r['record_id']: r for r in map(json.loads, path.read_text(encoding='utf-8').splitlines())}
 
 
+def _format(kind):
+    return corpus.FORMAT.get(kind, 'codras')
+
+
+def _convert_argv(kind, d, out):
+    """``data convert`` arguments for the kind's format, writing ``out``."""
+    fmt = _format(kind)
+    inputs = {'codras': ['--annotations', d / 'annotations.jsonl'],
+              'yolo': ['--images', d / 'images', '--labels', d / 'labels'],
+              'coco': ['--json', d / 'annotations.json'],
+              'box-csv': ['--csv', d / 'boxes.csv']}[fmt]
+    provenance = [] if fmt == 'codras' else ['--source-dataset', 'odd inputs']
+    return [fmt, *inputs, *provenance, '--out', out, *corpus.EXTRA_ARGS.get(kind, [])]
+
+
+def _validate_argv(kind, d):
+    """``data validate`` arguments for the kind's format."""
+    fmt = _format(kind)
+    path = {'codras': d / 'annotations.jsonl', 'yolo': d / 'labels', 'coco': d / 'annotations.json',
+            'box-csv': d / 'boxes.csv'}[fmt]
+    images = ['--images', d / 'images'] if fmt == 'yolo' else []
+    return [path, '--format', fmt, *images, *corpus.EXTRA_ARGS.get(kind, [])]
+
+
 def test_the_corpus_has_forty_kinds_each_with_an_outcome():
     assert len(corpus.KINDS) >= 40 and set(corpus.KINDS) == set(corpus.EXPECTED)
     assert {e['outcome'] for e in corpus.EXPECTED.values()} == {'ok', 'skip_box', 'skip_record', 'warn', 'refused'}
+    for fmt in ('yolo', 'coco', 'box-csv'):   # every box format has a control, bad boxes and a missing image
+        outcomes = [corpus.EXPECTED[k]['outcome'] for k, f in corpus.FORMAT.items() if f == fmt]
+        assert outcomes.count('ok') == 1 and outcomes.count('skip_box') >= 3, fmt
+    assert {corpus.EXPECTED[k]['outcome'] for k in ('coco_missing_image_file', 'csv_missing_image')} == {'skip_record'}
 
 
 @pytest.mark.parametrize('kind', sorted(corpus.KINDS))
 def test_convert_strict_and_lenient(kind, kinds, capsys):
     exp, d = corpus.EXPECTED[kind], kinds[kind]
-    argv = ['codras', '--annotations', d / 'annotations.jsonl', '--out', d / 'records.jsonl',
-            *corpus.EXTRA_ARGS.get(kind, [])]
+    ctrl, k = corpus.IDS[_format(kind)]
+    argv = _convert_argv(kind, d, d / 'records.jsonl')
     rc, out, err = _call(convert_cli, argv, capsys)
     if exp['outcome'] == 'ok':
         assert rc == 0, err
-        rec = _records(d / 'records.jsonl')['k']
+        rec = _records(d / 'records.jsonl')[k]
         assert (rec['width'], rec['height']) == exp['size'] and len(rec['findings']) == exp['boxes']
         assert rec['provenance']['stages'].get('image', '') == exp.get('conversion', '')
         if 'warning' in exp:
@@ -75,21 +103,36 @@ def test_convert_strict_and_lenient(kind, kinds, capsys):
     assert rc == 0, err
     records = _records(d / 'records.jsonl')
     if exp['outcome'] == 'skip_record':
-        assert sorted(records) == exp.get('kept', ['ctrl']) and f'skipped records (1x): {exp["reason"]}' in out, out
+        assert sorted(records) == exp.get('kept', [ctrl]) and f'skipped records (1x): {exp["reason"]}' in out, out
         assert re.search(exp['pattern'], out)
     else:
-        assert sorted(records) == ['ctrl', 'k'] and len(records['k']['findings']) == exp['boxes']
-        assert len(records['ctrl']['findings']) == 2
+        assert sorted(records) == sorted([ctrl, k]) and len(records[k]['findings']) == exp['boxes']
+        assert len(records[ctrl]['findings']) == 2
         if exp['outcome'] == 'skip_box':
             assert f'skipped boxes/items (1x): {exp["reason"]}' in out, out
         assert re.search(exp['pattern'], out)
 
 
+@pytest.mark.parametrize('kind', sorted(corpus.FORMAT))
+def test_other_formats_keep_the_boxes_as_written(kind, kinds, capsys):
+    """The control's two boxes and the kind's good box, in pixels, whatever the format."""
+    exp, d = corpus.EXPECTED[kind], kinds[kind]
+    if exp['outcome'] == 'refused':
+        return
+    ctrl, k = corpus.IDS[_format(kind)]
+    rc, _, err = _call(convert_cli, _convert_argv(kind, d, d / 'boxes.jsonl') + ['--lenient'], capsys)
+    assert rc == 0, err
+    records = _records(d / 'boxes.jsonl')
+    boxes = {rid: [(f['label'], pytest.approx(f['box_px'])) for f in r['findings']] for rid, r in records.items()}
+    assert boxes[ctrl] == [('optic_disc', [10, 20, 30, 40]), ('hard_exudates', [50, 10, 90, 60])]
+    if exp['outcome'] != 'skip_record':
+        assert boxes[k] == [('optic_disc', [10, 20, 30, 40]), ('hard_exudates', [50, 10, 90, 60])][:exp['boxes']]
+
+
 @pytest.mark.parametrize('kind', sorted(corpus.KINDS))
 def test_validate_counts_without_writing(kind, kinds, capsys):
     exp, d = corpus.EXPECTED[kind], kinds[kind]
-    rc, out, err = _call(validate_cli, [d / 'annotations.jsonl', '--format', 'codras',
-                                        *corpus.EXTRA_ARGS.get(kind, [])], capsys)
+    rc, out, err = _call(validate_cli, _validate_argv(kind, d), capsys)
     assert not (d / 'validate').exists()
     if exp['outcome'] in ('ok', 'warn'):
         assert rc == 0, out + err
@@ -103,15 +146,14 @@ def test_validate_counts_without_writing(kind, kinds, capsys):
 @pytest.mark.parametrize('kind', sorted(k for k, e in corpus.EXPECTED.items() if e['outcome'] == 'ok'))
 def test_build_from_converted_records(kind, kinds, capsys, tmp_path):
     d = kinds[kind]
-    assert _call(convert_cli, ['codras', '--annotations', d / 'annotations.jsonl', '--out', d / 'rec.jsonl'],
-                 capsys)[0] == 0
+    assert _call(convert_cli, _convert_argv(kind, d, d / 'rec.jsonl'), capsys)[0] == 0
     rc, out, err = _call(build_cli, ['--records', d / 'rec.jsonl', '--out', tmp_path / 'fg', '--languages', 'en',
                                      '--num-proc', '1'], capsys)
     assert rc == 0, err
     summary = json.loads((tmp_path / 'fg' / 'build_summary.json').read_text())
     assert summary['records_used'] == 2 and summary['skipped'] == []
     rows = [json.loads(x) for x in (tmp_path / 'fg' / 'region_detection.jsonl').read_text().splitlines()]
-    row_image = {r['record_id']: r['images'][0] for r in rows}['k']
+    row_image = {r['record_id']: r['images'][0] for r in rows}[corpus.IDS[_format(kind)][1]]
     converted = corpus.EXPECTED[kind].get('conversion')
     assert row_image.startswith('images/') == bool(converted)        # converted photos: an upright copy
     with Image.open(tmp_path / 'fg' / row_image) as im:

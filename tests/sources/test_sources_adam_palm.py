@@ -66,3 +66,22 @@ def test_palm_label_column_and_prefixes(tmp_path, make_image, make_text):
     assert v1.image_labels == {'diagnosis': 'pathological_myopia'} and v1.boxes('fovea') == [(39.0, 29.0, 41.0, 31.0)]
     assert v2.image_labels == {} and v2.record_id == 'V0002'  # non-PM: fovea box only
     assert sum(n for r, n in log.notes.items() if 'negative label' in r) == 2  # H0001 and V0002
+
+
+def test_adam_bad_lesion_mask_and_fovea_outside_are_skipped_items(adam, make_mask, make_xlsx):
+    train, table, discs, lesions = adam
+    make_mask(lesions / 'drusen' / 'A0001.bmp', [(180, 90, 200, 105, 0)], 150, 100, background=255)  # half size
+    make_xlsx(table, [['ID', 'imgName', 'Fovea_X', 'Fovea_Y'], [1, 'A0001.jpg', 200, 250], [2, 'N0001.jpg', 0, 0]])
+    kwargs = dict(tables=[table], disc_masks=discs, lesion_masks=lesions)
+    with pytest.raises(FundusDataError, match=r'A0001\.jpg: drusen mask: mask .*drusen.A0001\.bmp is 150x100 px'):
+        list(read_ichallenge('adam', train, **kwargs))
+    log = ConvertLog()
+    (a,) = read_ichallenge('adam', train, lenient=True, log=log, **kwargs)
+    assert a.image_labels == {'diagnosis': 'age_related_macular_degeneration'}
+    assert [(f.label, f.box_px) for f in a.findings] == [('optic_disc', (30.0, 50.0, 80.0, 100.0))]
+    assert a.provenance.annotated_labels == ['optic_disc']  # drusen unreadable, fovea outside: neither claimed
+    assert log.skipped_items == {'mask_size_mismatch': 1, 'point_outside_image': 1} and not log.skipped_records
+    assert any('Fovea_location.xlsx:2: Fovea_X/Fovea_Y = (200.0, 250.0): outside the 300x200 px image' in m
+               for m in log.skipped)
+    # N0001's (0, 0) is noted once; A0001's skipped fovea is not also reported as "not visible"
+    assert log.notes['ADAM (iChallenge-AMD): fovea (0, 0) = not visible; no fovea box'] == 1

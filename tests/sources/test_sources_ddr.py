@@ -71,3 +71,56 @@ def test_voc_unknown_class_or_wrong_size_is_an_error(tmp_path, make_image, make_
     make_text(det / 'a.xml', VOC.format(name='a.jpg', extra='').replace('<width>300', '<width>301'))
     with pytest.raises(FundusDataError, match=r'a\.xml: size = 301x200 but image .* is 300x200 px'):
         list(read_ddr_detection(det, det))
+
+
+def _voc(*objects):
+    """A VOC file of the 300x200 photo ``a.jpg`` with ``(name, xmin, ymin, xmax, ymax)`` objects (text as written)."""
+    body = ''.join(f'<object><name>{n}</name><bndbox><xmin>{a}</xmin><ymin>{b}</ymin><xmax>{c}</xmax>'
+                   f'<ymax>{d}</ymax></bndbox></object>' for n, a, b, c, d in objects)
+    return ('<annotation><filename>a.jpg</filename><size><width>300</width><height>200</height></size>'
+            f'{body}</annotation>')
+
+
+def test_voc_bad_object_is_one_skipped_box_lenient_and_names_xml_and_object_strict(tmp_path, make_image, make_text):
+    det = tmp_path / 'det'
+    make_image(det / 'a.jpg', 300, 200)
+    make_text(det / 'a.xml', _voc(('EX', 11, 21, 40, 50), ('HE', 1, 1, 'x9', 9)))
+    with pytest.raises(FundusDataError, match=r"a\.xml: column 'object\[1\]/bndbox/xmax' = 'x9': expected a number"):
+        list(read_ddr_detection(det, det))
+    log = ConvertLog()
+    (rec,) = read_ddr_detection(det, det, lenient=True, log=log)
+    assert [(f.label, f.box_px) for f in rec.findings] == [('hard_exudates', (10.0, 20.0, 40.0, 50.0))]
+    assert log.skipped_items == {'box_not_numbers': 1} and not log.skipped_records
+    assert len(log.skipped) == 1 and "a.xml: column 'object[1]/bndbox/xmax' = 'x9'" in log.skipped[0]
+    # HE had a box that could not be read: not claimed absent; the other three classes stay exhaustive
+    assert set(rec.provenance.annotated_labels) == {'hard_exudates', 'microaneurysms', 'cotton_wool_spots'}
+    assert rec.absent_labels() == ['microaneurysms', 'cotton_wool_spots']
+    assert log.notes == {'DDR: a haemorrhages box was skipped; haemorrhages left unannotated for the image': 1}
+
+
+def test_voc_box_outside_image_and_unknown_class_are_skipped_items(tmp_path, make_image, make_text):
+    det = tmp_path / 'det'
+    make_image(det / 'a.jpg', 300, 200)
+    make_text(det / 'a.xml', _voc(('IRMA', 1, 1, 9, 9), ('MA', 280, 10, 320, 30), ('SE', 101, 51, 120, 60)))
+    with pytest.raises(FundusDataError, match=r"a\.xml: object\[0\]/name = 'IRMA': unknown DDR class"):
+        list(read_ddr_detection(det, det))
+    log = ConvertLog()
+    (rec,) = read_ddr_detection(det, det, lenient=True, log=log)
+    assert [(f.label, f.box_px) for f in rec.findings] == [('cotton_wool_spots', (100.0, 50.0, 120.0, 60.0))]
+    assert log.skipped_items == {'unknown_label': 1, 'box_outside_image': 1}
+    assert 'a.xml: object[1]/bndbox = [279.0, 9.0, 320.0, 30.0]: outside the 300x200 px image' in log.skipped[1]
+    assert 'microaneurysms' not in rec.provenance.annotated_labels  # its box was skipped
+    assert 'haemorrhages' in rec.absent_labels()
+
+
+def test_segmentation_missized_mask_is_one_skipped_item(tmp_path, make_image, make_mask):
+    seg = tmp_path / 'lesion_segmentation' / 'train'
+    make_image(seg / 'image' / 'a.jpg', 300, 200)
+    make_mask(seg / 'label' / 'EX' / 'a.tif', [(20, 30, 60, 50)], 300, 200)
+    make_mask(seg / 'label' / 'HE' / 'a.tif', [(100, 100, 120, 130)], 150, 100)  # half size
+    with pytest.raises(FundusDataError, match=r"a\.jpg: HE mask: mask .*HE/a\.tif is 150x100 px but the image is 300x200"):
+        list(read_ddr_segmentation(seg / 'image', seg / 'label'))
+    log = ConvertLog()
+    (rec,) = read_ddr_segmentation(seg / 'image', seg / 'label', lenient=True, log=log)
+    assert [(f.label, f.box_px) for f in rec.findings] == [('hard_exudates', (20.0, 30.0, 60.0, 50.0))]
+    assert rec.provenance.annotated_labels == ['hard_exudates'] and log.skipped_items == {'mask_size_mismatch': 1}

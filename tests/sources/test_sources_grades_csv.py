@@ -86,3 +86,15 @@ def test_messidor_legacy_xls_as_distributed(tmp_path, make_image, make_xls):
     # the row number is the sheet's (header row 1, first data row 2)
     with pytest.raises(FundusDataError, match=r"Annotation_Base11\.xls:2: column 'Retinopathy grade' = '4'"):
         list(read_messidor(tmp_path / 'Base11', table))
+
+
+def test_messidor_bad_risk_cell_keeps_the_retinopathy_label_lenient(tmp_path, make_image, make_text):
+    make_image(tmp_path / 'Base11' / 'a.tif', 64, 48)
+    table = make_text(tmp_path / 'Annotation_Base11.csv',
+                      'Image name,Ophthalmologic department,Retinopathy grade,Risk of macular edema \na.tif,x,2,5\n')
+    with pytest.raises(FundusDataError, match=r"Annotation_Base11\.csv:2: column 'Risk of macular edema' = '5'"):
+        list(read_messidor(tmp_path / 'Base11', table))
+    log = ConvertLog()
+    (rec,) = read_messidor(tmp_path / 'Base11', table, lenient=True, log=log)
+    assert rec.image_labels == {'diagnosis': 'diabetic_retinopathy'}
+    assert log.skipped_items == {'unknown_grade': 1} and not log.skipped_records

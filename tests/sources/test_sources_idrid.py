@@ -113,4 +113,56 @@ def test_unreadable_mask_names_the_image_and_class(segmentation):
     with pytest.raises(FundusDataError, match=r'IDRiD_02\.jpg: SE mask: unreadable mask'):
         list(read_idrid_segmentation(images, gt))
     log = ConvertLog()
-    assert len(list(read_idrid_segmentation(images, gt, lenient=True, log=log))) == 1 and len(log.skipped) == 1
+    # lenient: the bad SE mask is one skipped item; IDRiD_02 is kept, SE neither present nor known absent
+    r1, r2 = read_idrid_segmentation(images, gt, lenient=True, log=log)
+    assert len(log.skipped) == 1 and log.skipped_items == {'mask_unreadable': 1} and not log.skipped_records
+    assert r2.record_id == 'IDRiD_02' and r2.findings == []
+    assert r2.provenance.annotated_labels == ['haemorrhages', 'hard_exudates']
+
+
+def test_one_missized_mask_among_several_keeps_the_other_masks_boxes(segmentation, make_mask):
+    images, gt = segmentation
+    red = (255, 0, 0)
+    make_mask(gt / '3. Hard Exudates' / 'IDRiD_01_EX.tif', [(20, 10, 40, 30)], 200, 150, colour=red)  # wrong size
+    with pytest.raises(FundusDataError, match=r'IDRiD_01\.jpg: EX mask: mask .*IDRiD_01_EX\.tif is 200x150 px but '
+                                              r'the image is 400x300 px'):
+        list(read_idrid_segmentation(images, gt))
+    log = ConvertLog()
+    r1, r2 = read_idrid_segmentation(images, gt, lenient=True, log=log)
+    assert [(f.label, f.box_px) for f in r1.findings] == [('microaneurysms', (30.0, 20.0, 42.0, 32.0)),
+                                                          ('optic_disc', (320.0, 120.0, 380.0, 180.0))]
+    # EX could not be read: neither present nor absent; the other classes as without the bad mask
+    assert set(r1.provenance.annotated_labels) == {'microaneurysms', 'haemorrhages', 'cotton_wool_spots', 'optic_disc'}
+    assert r1.laterality == 'right' and r2.record_id == 'IDRiD_02'
+    assert log.skipped_items == {'mask_size_mismatch': 1} and not log.skipped_records
+    assert 'IDRiD_01.jpg: EX mask: mask' in log.skipped[0] and 'is 200x150 px' in log.skipped[0]
+
+
+def test_two_masks_for_one_class_stop_strict_and_skip_that_class_lenient(segmentation, make_mask):
+    images, gt = segmentation
+    make_mask(gt / 'extra' / 'IDRiD_01_MA.png', [(30, 20, 42, 32)], colour=(255, 0, 0))
+    with pytest.raises(FundusDataError, match=r'second MA mask for IDRiD_01'):
+        list(read_idrid_segmentation(images, gt))
+    log = ConvertLog()
+    r1, _ = read_idrid_segmentation(images, gt, lenient=True, log=log)
+    assert {f.label for f in r1.findings} == {'hard_exudates', 'optic_disc'}
+    assert 'microaneurysms' not in r1.provenance.annotated_labels
+    assert log.skipped_items == {'mask_ambiguous': 1} and 'IDRiD_01.jpg: MA mask: 2 files for one class' in log.skipped[0]
+
+
+def test_bad_grade_cell_or_fovea_keeps_the_image_s_other_labels_lenient(grading, make_text):
+    make_text(grading['grades'], GRADES.replace('IDRiD_002,0,0', 'IDRiD_002,7,0'))
+    make_text(grading['fovea'], FOVEA.replace('IDRiD_001,180,160', 'IDRiD_001,900,160'))
+    kwargs = dict(grades_csv=grading['grades'], od_csv=grading['od'], fovea_csv=grading['fovea'])
+    with pytest.raises(FundusDataError, match=r"Markups\.csv:2: X- Coordinate/Y - Coordinate = \(900\.0, 160\.0\): "
+                                              r"outside the 400x300 px image"):
+        list(read_idrid_grading(grading['images'], **kwargs))
+    log = ConvertLog()
+    r1, r2 = read_idrid_grading(grading['images'], lenient=True, log=log, **kwargs)
+    # IDRiD_001: grades kept, fovea skipped; laterality from the disc x 300 against the image centre 200
+    assert r1.image_labels == {'dr_grade': '3', 'dme_grade': '2'} and r1.findings == [] and r1.laterality == 'right'
+    assert 'fovea' not in r1.provenance.annotated_labels
+    # IDRiD_002: dr_grade 7 skipped, dme_grade and the fovea box kept
+    assert r2.image_labels == {'dme_grade': '0'} and r2.findings[0].box_px == (249.5, 149.0, 251.5, 151.0)
+    assert log.skipped_items == {'point_outside_image': 1, 'unknown_grade': 1} and not log.skipped_records
+    assert any("Training Labels.csv:3: column 'Retinopathy grade' = '7': unknown grade" in m for m in log.skipped)

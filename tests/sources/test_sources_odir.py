@@ -1,4 +1,6 @@
 """Tests of engine/sources/odir.py: one record per eye from the diagnostic keywords."""
+import re
+
 import pytest
 
 from fundusexpert_plugin.sources.base import ConvertLog
@@ -88,3 +90,20 @@ def test_kaggle_full_df_filename_without_an_eye_is_named(tmp_path, make_image, m
         list(read_odir(images, table))
     log = ConvertLog()
     assert list(read_odir(images, table, lenient=True, log=log)) == [] and len(log.skipped) == 1
+
+
+def test_lenient_empty_keyword_cell_skips_that_eye_and_intake_warnings_reach_the_log(odir, make_xlsx):
+    from PIL import Image
+    images, table = odir
+    pages = [Image.new('RGB', (64, 48), (120, 0, 0)) for _ in range(3)]
+    pages[0].save(images / '0_left.jpg', format='TIFF', save_all=True, append_images=pages[1:])  # 3-page file
+    rows = [HEADER, [0, 69, 'Female', '0_left.jpg', '0_right.jpg', 'cataract', '', 0, 0, 0, 1, 0, 0, 0, 0]]
+    make_xlsx(table, rows)
+    with pytest.raises(FundusDataError, match=r"data\.xlsx:2: Right-Diagnostic Keywords = '': empty"):
+        list(read_odir(images, table))
+    log = ConvertLog()
+    (rec,) = read_odir(images, table, lenient=True, log=log)
+    assert (rec.record_id, rec.image_labels, rec.laterality) == ('0_left', {'diagnosis': 'cataract'}, 'left')
+    assert log.skipped_records == {'empty_keywords': 1} and not log.skipped_items
+    assert len(log.warnings) == 1 and re.search(r"data\.xlsx:2: Left-Diagnostic Keywords: .*0_left\.jpg: has 3 pages/frames; only page 0 is used",
+                  log.warnings[0])

@@ -92,3 +92,29 @@ def test_drishti_published_diagnosis_sheet(tmp_path, make_image, make_xlsx):
     assert 'drishtiGS_004' not in recs
     assert log.notes['Drishti-GS non-glaucoma label: no "not glaucoma" slot; label left out'] == 1
     assert recs['drishtiGS_002'].provenance.source_dataset == 'Drishti-GS1'
+
+
+def test_refuge_bad_fovea_cell_is_one_skipped_item_the_masks_are_kept(refuge_train, make_xlsx):
+    images, masks, fovea = refuge_train
+    make_xlsx(fovea, [['ID', 'ImgName', 'Fovea_X', 'Fovea_Y'], [1, 'g0001.jpg', 'abc', 95.25], [2, 'n0001.jpg', 210, 101]])
+    with pytest.raises(FundusDataError, match=r"Fovea_location\.xlsx:2: column 'Fovea_X' = 'abc': expected a number"):
+        list(read_refuge(images, masks, tables=[fovea]))
+    log = ConvertLog()
+    g, n = read_refuge(images, masks, tables=[fovea], lenient=True, log=log)
+    assert g.image_labels == {'diagnosis': 'glaucoma'}
+    assert [(f.label, f.box_px) for f in g.findings] == [('optic_disc', (200.0, 60.0, 260.0, 120.0)),
+                                                         ('optic_cup', (220.0, 80.0, 240.0, 100.0))]
+    assert set(g.provenance.annotated_labels) == {'optic_disc', 'optic_cup'}
+    assert g.laterality == 'right'  # no fovea: disc centre x 230 against the image centre 150
+    assert n.boxes('fovea') == [(209.0, 100.0, 211.0, 102.0)]
+    assert log.skipped_items == {'not_a_number': 1} and not log.skipped_records
+
+
+def test_refuge_missized_mask_keeps_label_and_fovea(refuge_train, make_mask):
+    images, masks, fovea = refuge_train
+    make_mask(masks / 'Glaucoma' / 'g0001.bmp', DISC_CUP, 310, 200, background=255)
+    log = ConvertLog()
+    g, _ = read_refuge(images, masks, tables=[fovea], lenient=True, log=log)
+    assert g.image_labels == {'diagnosis': 'glaucoma'} and [f.label for f in g.findings] == ['fovea']
+    assert g.provenance.annotated_labels == ['fovea'] and log.skipped_items == {'mask_size_mismatch': 1}
+    assert 'g0001.jpg: disc/cup mask: mask' in log.skipped[0] and 'is 310x200 px but the image is 300x200' in log.skipped[0]
