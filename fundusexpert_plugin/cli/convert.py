@@ -206,9 +206,10 @@ def _add_dicom(p):
 
 
 def _read_dicom(a, log):
+    from fundusexpert_plugin.core.dicom import resolve_salt
     dicom = _src('dicom')
     out_dir = Path(os.path.abspath(a.out)).parent
-    salt = dicom.resolve_salt(a.salt, a.salt_file or out_dir / 'dicom_salt.txt')
+    salt = resolve_salt(a.salt, a.salt_file or out_dir / 'dicom_salt.txt')
     return dicom.read_dicom_folder(a.dicom, a.images_out or out_dir / 'images', salt=salt,
                                    accept_burned_in=a.accept_burned_in, multi_frame=a.multi_frame,
                                    lenient=a.lenient, log=log)

@@ -36,6 +36,10 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     add_languages(rec)
     rec.add_argument('--source-dataset', default='unlabelled photographs')
     rec.add_argument('--licence', default="see the photographs' terms")
+    rec.add_argument('--salt', default=None, help='DICOM inputs: secret of the salted-hash record ids '
+                                                  '(default: recorded in --salt-file, else random)')
+    rec.add_argument('--salt-file', type=Path, default=None,
+                     help='DICOM inputs: where the salt is recorded and read back (default: <--out>/dicom_salt.txt)')
     desc = parser.add_argument_group('semantic expansion')
     desc.add_argument('--describer', choices=['rule', 'openai'], default=None,
                       help='rule text, or an OpenAI-compatible MLLM (default: openai when --mllm-base-url and '
@@ -74,6 +78,19 @@ def job_images(source: Path):
     return images
 
 
+def dicom_salt(args: argparse.Namespace, images) -> str | None:
+    """The salt of DICOM record ids (:func:`fundusexpert_plugin.core.dicom.resolve_salt`, recorded in
+    ``--salt-file``, default ``<--out>/dicom_salt.txt``), or ``None`` when no photograph is DICOM.
+
+    Raises:
+        FundusDataError: ``--salt`` differs from the recorded one, or an empty salt.
+    """
+    from fundusexpert_plugin.core.dicom import is_dicom, resolve_salt
+    if not any(is_dicom(p) for p in images):
+        return None
+    return resolve_salt(args.salt, args.salt_file or args.out / 'dicom_salt.txt')
+
+
 def add_run_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``fundusexpert engine run``."""
     add_engine_options(parser)
@@ -87,8 +104,10 @@ def run_local(args: argparse.Namespace) -> int:
     shard_spec = shard_from_env(args.shard)
     images = job_images(args.images)
     spec = engine_spec(args)
+    salt = dicom_salt(args, images)
     summary = run_engine(spec.build(), images, args.out, shard_spec=shard_spec,
-                         image_root=args.images if args.images.is_dir() else None, progress=not args.no_progress)
+                         image_root=args.images if args.images.is_dir() else None, progress=not args.no_progress,
+                         dicom_salt=salt)
     print(json.dumps(asdict(summary), indent=2))
     return 0
 
@@ -115,7 +134,7 @@ def run_ray(args: argparse.Namespace) -> int:
         engine_spec(args), images, args.out, num_actors=args.num_actors, batch_size=args.batch_size,
         num_shards=args.num_shards, image_root=args.images if args.images.is_dir() else None,
         num_cpus_per_actor=args.num_cpus_per_actor, num_gpus_per_actor=args.num_gpus_per_actor,
-        ray_address=args.address, progress=args.progress)
+        ray_address=args.address, progress=args.progress, dicom_salt=dicom_salt(args, images))
     print(json.dumps({k: asdict(v) for k, v in summaries.items()}, indent=2))
     return 0
 

@@ -240,3 +240,62 @@ def check_laterality(laterality: Optional[str], disc_box_px, width: int, *, wher
     logger.warning(message)
     return message
 
+
+
+def resolve_salt(salt: Optional[str], salt_file: Path | str) -> str:
+    """The dataset's salt for :func:`record_id_from_uid`, recorded in ``salt_file``.
+
+    * ``salt`` given: used; written to ``salt_file`` when that does not exist yet;
+    * else ``salt_file`` exists: its content (stripped) is used, so ids repeat across runs;
+    * else a random salt (:func:`new_salt`) is written there.
+
+    The file is published atomically (a hard link of a finished draft), so of several shards
+    starting at once one salt wins and every shard uses it. Keep ``salt_file`` (privately: with the
+    original SOP Instance UIDs it links ids to files) to get the same ids on later runs.
+
+    Raises:
+        FundusDataError: ``salt`` differs from the one already recorded in ``salt_file``, or the
+            file or ``salt`` is empty.
+    """
+    import os
+
+    from fundusexpert_plugin.core.errors import FundusDataError
+    salt_file = Path(salt_file)
+    if not salt_file.exists():
+        if salt is not None and not salt:
+            raise FundusDataError('--salt: empty salt')
+        salt_file.parent.mkdir(parents=True, exist_ok=True)
+        draft = salt_file.with_name(f'.{salt_file.name}.{secrets.token_hex(4)}')
+        draft.write_text((salt if salt is not None else new_salt()) + '\n', encoding='utf-8')
+        try:
+            os.link(draft, salt_file)
+        except FileExistsError:  # another shard was first: its salt is read below
+            pass
+        finally:
+            draft.unlink()
+    recorded = salt_file.read_text(encoding='utf-8').strip()
+    if not recorded:
+        raise FundusDataError(f'{salt_file}: empty salt file')
+    if salt is not None and salt != recorded:
+        raise FundusDataError(f'--salt differs from the salt recorded in {salt_file}; ids would change '
+                              '(pass the recorded one, or another --salt-file)')
+    return recorded
+
+
+def dicom_record_id(path: Path | str, salt: str) -> str:
+    """:func:`record_id_from_uid` of a file's SOP Instance UID (the header is read, not the pixels).
+
+    Raises:
+        ImageSkip: not a readable DICOM file, or no SOP Instance UID.
+        ValueError: empty salt.
+    """
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+    try:
+        uid = str(pydicom.dcmread(path, stop_before_pixels=True, specific_tags=['SOPInstanceUID'])
+                  .get('SOPInstanceUID', '') or '')
+    except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
+        raise ImageSkip(f'{path}: unreadable DICOM file ({exc})') from None
+    if not uid:
+        raise DicomRefused(f'{path}: no SOPInstanceUID (0008,0018): cannot derive a record id')
+    return record_id_from_uid(uid, salt)

@@ -40,6 +40,8 @@ logger = logging.getLogger(__name__)
 
 #: The one list of image file suffixes (folder listings; content decides how a file is read).
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.tif', '.tiff', '.bmp', '.webp', '.gif')
+#: DICOM suffixes of folder listings; files without a suffix are listed when they are DICOM by content.
+DICOM_SUFFIXES = ('.dcm', '.dicom')
 #: Pixel limit above which a file is refused as a possible decompression bomb (Pillow's default,
 #: about 179 megapixels, twice a 9000x9000 photo). Change it with :func:`set_max_pixels`.
 MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 178_956_970
@@ -277,19 +279,31 @@ def encode_jpeg(pixels: np.ndarray | Image.Image, *, quality: int = 85) -> bytes
     return buf.getvalue()
 
 
+def _listed(path: Path) -> bool:
+    suffix = path.suffix.lower()
+    if suffix in IMAGE_SUFFIXES or suffix in DICOM_SUFFIXES:
+        return path.is_file()
+    if suffix:
+        return False
+    from fundusexpert_plugin.core.dicom import is_dicom
+    return path.is_file() and is_dicom(path)
+
+
 def list_images(source: Path | str) -> List[Path]:
-    """Images of a folder (recursive, sorted by relative path; suffixes :data:`IMAGE_SUFFIXES`) or of
-    a list file (one path per line, relative to the list's folder; blank lines and ``#`` comments ignored).
+    """Images of a folder (recursive, sorted by relative path; suffixes :data:`IMAGE_SUFFIXES` and
+    :data:`DICOM_SUFFIXES`, plus files without a suffix that are DICOM by content, as exported by
+    many PACS) or of a list file (one path per line, relative to the list's folder; blank lines and
+    ``#`` comments ignored). Files with another suffix are not opened.
 
     Raises:
         FileNotFoundError: the source does not exist, or a folder holds no image.
     """
     source = Path(source)
     if source.is_dir():
-        found = sorted((p for p in source.rglob('*') if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()),
-                       key=lambda p: p.relative_to(source).as_posix())
+        found = sorted((p for p in source.rglob('*') if _listed(p)), key=lambda p: p.relative_to(source).as_posix())
         if not found:
-            raise FileNotFoundError(f'{source}: no image files ({", ".join(IMAGE_SUFFIXES)})')
+            raise FileNotFoundError(f'{source}: no image files ({", ".join(IMAGE_SUFFIXES + DICOM_SUFFIXES)}, '
+                                    'or DICOM without a suffix)')
         return found
     if source.is_file():
         lines = [ln.strip() for ln in source.read_text(encoding='utf-8').splitlines()]

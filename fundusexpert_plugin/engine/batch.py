@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 from fundusexpert_plugin.core import vocab
+from fundusexpert_plugin.core.dicom import dicom_record_id, is_dicom, read_dicom, record_id_from_uid
 from fundusexpert_plugin.core.images import ImageSkip, load_image, shard
 from fundusexpert_plugin.core.jsonl import append_jsonl, read_jsonl, write_jsonl
 from fundusexpert_plugin.core.record import FundusDataError, parse_record
@@ -109,13 +110,28 @@ def image_key(path: Path, root: Optional[Path]) -> str:
     return rel.with_suffix('').as_posix()
 
 
-def record_ids(paths: Sequence[Path], root: Optional[Path]) -> List[str]:
-    """:func:`image_key` of every photograph of a job, in order.
+def record_ids(paths: Sequence[Path], root: Optional[Path], *, dicom_salt: Optional[str] = None) -> List[str]:
+    """Record id of every photograph of a job, in order: :func:`image_key`, except for DICOM files
+    (``DICM`` at byte 128), whose id is :func:`~fundusexpert_plugin.core.dicom.dicom_record_id` of
+    their SOP Instance UID with ``dicom_salt`` (file names may identify the patient). A DICOM file
+    whose header cannot be read gets the salted hash of its path, so that its skip is recorded.
 
     Raises:
-        FundusDataError: two photographs share a record id (the first five named).
+        FundusDataError: two photographs share a record id (the first five named), or a DICOM
+            file and no ``dicom_salt``.
     """
-    keys = [image_key(Path(p), root) for p in paths]
+    keys = []
+    for p in paths:
+        if not is_dicom(p):
+            keys.append(image_key(Path(p), root))
+            continue
+        if not dicom_salt:
+            raise FundusDataError(f'{p}: DICOM file: its record id is a salted hash of its SOP Instance UID; '
+                                  'give a salt (--salt / --salt-file)')
+        try:
+            keys.append(dicom_record_id(p, dicom_salt))
+        except ImageSkip:
+            keys.append(record_id_from_uid(f'path:{Path(p).resolve()}', dicom_salt))
     dupes = sorted(k for k, n in Counter(keys).items() if n > 1)
     if dupes:
         raise FundusDataError(f'two photographs share a record id (path without suffix): {dupes[:5]}')
@@ -162,24 +178,33 @@ def _read_done(path: Path, key: str) -> List[str]:
 def process_photo(engine, path: Path | str, key: str, out_dir: Path, *, shown: Optional[str] = None) -> Outcome:
     """Load one photograph and run the engine on it; an unusable image becomes a ``'skipped'`` outcome.
 
+    A DICOM file (``DICM`` at byte 128) is read with :func:`~fundusexpert_plugin.core.dicom.read_dicom`
+    and its allowed fields (laterality, pixel spacing) go to the engine; nothing else of the header
+    does (burned-in or refused files are skipped with the reason).
+
     Args:
         engine: a :class:`.pipeline.FundusEngine`.
         path: the file to read.
-        key: its record id (:func:`image_key`).
+        key: its record id (:func:`record_ids`).
         out_dir: the job's output folder (records' ``image`` paths are relative to it).
         shown: the path written to the skipped file (default ``str(path)``).
 
     Raises:
         FundusDataError: the detector produced a record that fails validation.
     """
+    dicom = None
     try:
-        image = load_image(path)
+        if is_dicom(path):  # pixels plus the allowed header fields (laterality, pixel spacing)
+            photo = read_dicom(path)
+            image, dicom = photo.image, photo.fields
+        else:
+            image = load_image(path)
     except ImageSkip as exc:
         reason = str(exc).split(': ', 1)[-1]
         logger.warning('skipped %s: %s', path, reason)
         return Outcome('skipped', {'image_key': key, 'image': shown or str(path), 'reason': reason},
                        category=reason.split(' (')[0])
-    record = engine.process(Path(path), out_dir=out_dir, record_id=key, image=image)
+    record = engine.process(Path(path), out_dir=out_dir, record_id=key, image=image, dicom=dicom)
     return Outcome('record', json.loads(record.model_dump_json()), converted=bool(image.conversion),
                    no_optic_disc=not record.boxes('optic_disc'), findings=tuple(f.label for f in record.findings))
 
@@ -192,7 +217,8 @@ def log_summary(summary: RunSummary) -> None:
 
 
 def run_engine(engine, images: Sequence[Path], out_dir: Path | str, *, shard_spec: Tuple[int, int] = (0, 1),
-               image_root: Optional[Path] = None, progress: bool = True) -> RunSummary:
+               image_root: Optional[Path] = None, progress: bool = True,
+               dicom_salt: Optional[str] = None) -> RunSummary:
     """Process this shard's photographs, appending to the shard files (resumes a previous call).
 
     Args:
@@ -202,20 +228,21 @@ def run_engine(engine, images: Sequence[Path], out_dir: Path | str, *, shard_spe
         shard_spec: ``(i, n)``.
         image_root: folder the record ids are relative to (default: ids are file stems).
         progress: show a tqdm bar.
+        dicom_salt: salt of the record ids of DICOM files (:func:`record_ids`).
 
     Returns:
         The :class:`RunSummary`, also written to ``summary-{i}-of-{n}.json``.
 
     Raises:
-        FundusDataError: two photographs of the shard share a record id, or the detector produced a
-            record that fails validation.
+        FundusDataError: two photographs of the shard share a record id, a DICOM file without
+            ``dicom_salt``, or the detector produced a record that fails validation.
     """
     from tqdm import tqdm
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     index, count = shard_spec
     mine = shard(list(images), index, count)
-    keys = record_ids(mine, image_root)
+    keys = record_ids(mine, image_root, dicom_salt=dicom_salt)
     records_path, skipped_path, _ = shard_files(out, index, count)
     done = done_keys(out, index, count)
     summary = RunSummary(shard=f'{index}/{count}', images=len(mine))

@@ -17,7 +17,9 @@ the locator (searched from the disc in use), so the 2.5-DD prior is used only wh
 ``provenance.landmarks`` says which source each landmark came from. When the detector and the
 locator both give a landmark and their centres are more than :data:`DISAGREE_DD` disc diameters
 apart, the record carries a sentence in ``provenance.flags`` (the detector's landmark is kept);
-when the two discs lie on different sides of the image, laterality is left unknown.
+when the two discs lie on different sides of the image, laterality is left unknown. A DICOM
+photograph's header laterality is kept as the record's; when the disc in use lies on the other
+side (macula-centred rule), ``provenance.flags`` says so and a warning is logged.
 
 Detector boxes go through :func:`fundusexpert_plugin.detector.detect.clean_detections` (nested
 boxes of one class, bright lesions inside the disc in use, extra discs) before they are counted.
@@ -43,6 +45,7 @@ from PIL import Image
 import numpy as np
 
 from fundusexpert_plugin.core import vocab
+from fundusexpert_plugin.core.dicom import DicomFields, check_laterality
 from fundusexpert_plugin.core.geometry import box_center, clip_box, laterality_from_disc, point_box
 from fundusexpert_plugin.core.images import LoadedImage, load_image, save_image
 from fundusexpert_plugin.core.record import FundusGenRecord, parse_record
@@ -104,14 +107,20 @@ class FundusEngine:
             return None
 
     def process(self, path: Path | str, *, out_dir: Path | str, record_id: Optional[str] = None,
-                image: Optional[LoadedImage] = None) -> FundusGenRecord:
+                image: Optional[LoadedImage] = None, dicom: Optional[DicomFields] = None) -> FundusGenRecord:
         """Run every stage on one photograph.
 
         Args:
             path: the photograph.
             out_dir: where records are written; the record's ``image`` is relative to it.
-            record_id: default the file stem.
+            record_id: default the file stem (give another for DICOM files: names may identify).
             image: an already loaded image (else :func:`.images.load_image`).
+            dicom: the allowed header fields of a DICOM photograph
+                (:func:`fundusexpert_plugin.core.dicom.read_dicom`): its laterality is the record's
+                (``laterality_source='dicom'``), checked against the optic disc in use by
+                :func:`~fundusexpert_plugin.core.dicom.check_laterality` (a disagreement is a warning
+                and a sentence in ``provenance.flags``; the DICOM value is kept), and its pixel
+                spacing is recorded. The pixels are always written as a fresh PNG copy.
 
         Raises:
             ImageSkip: the image cannot be read.
@@ -121,7 +130,7 @@ class FundusEngine:
         image = image or load_image(path)
         record_id = record_id or Path(path).stem
         image_file = Path(path)
-        if image.conversion:
+        if image.conversion or dicom is not None:
             image_file = out_dir / 'images' / f'{record_id}.png'
             save_image(image.rgb, image_file)  # a fresh image: no EXIF or other metadata
         detections = list(self.detector.predict(image.bgr())) if self.detector is not None else []
@@ -155,6 +164,11 @@ class FundusEngine:
                     laterality = None
                     flag += '; they lie on different sides of the image, so laterality is not given'
                 flags.append(flag)
+        laterality_source = 'optic_disc_position' if laterality else None
+        if dicom is not None and dicom.laterality is not None:
+            flag = check_laterality(dicom.laterality, disc_box, image.width, where=record_id)
+            flags += [flag] if flag else []
+            laterality, laterality_source = dicom.laterality, 'dicom'
         kept, _ = clean_detections(clipped, disc_box_px=disc_box)
         det_fovea = next((d for d in kept if d.label_id == 'fovea'), None)
         findings = []
@@ -185,7 +199,8 @@ class FundusEngine:
             'record_id': record_id,
             'image': os.path.relpath(image_file.resolve(), out_dir.resolve()).replace(os.sep, '/'),
             'width': image.width, 'height': image.height,
-            'laterality': laterality, 'laterality_source': 'optic_disc_position' if laterality else None,
+            'laterality': laterality, 'laterality_source': laterality_source,
+            'pixel_spacing_mm': dicom.pixel_spacing_mm if dicom is not None else None,
             'findings': findings,
             'image_labels': self.image_labels.get(record_id, {}),
             'provenance': {

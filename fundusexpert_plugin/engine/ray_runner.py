@@ -111,7 +111,8 @@ def run_engine_ray(make_engine: Callable[[], object], images: Sequence[Path | st
                    num_actors: int = 2, batch_size: int = 8, num_shards: Optional[int] = None,
                    image_root: Optional[Path | str] = None, num_cpus_per_actor: float = 1.0,
                    num_gpus_per_actor: float = 0.0, ray_address: Optional[str] = None,
-                   merge: bool = True, progress: bool = False) -> Dict[str, RunSummary]:
+                   merge: bool = True, progress: bool = False,
+                   dicom_salt: Optional[str] = None) -> Dict[str, RunSummary]:
     """Run Fundus-Engine over ``images`` on Ray and write the shard files of :mod:`.batch`.
 
     Args:
@@ -133,6 +134,7 @@ def run_engine_ray(make_engine: Callable[[], object], images: Sequence[Path | st
             already initialised Ray is used as is.
         merge: also write the merged ``records.jsonl`` (:func:`.batch.merge_shards`).
         progress: show Ray Data's progress bars.
+        dicom_salt: salt of the record ids of DICOM files, as in :func:`.batch.run_engine`.
 
     Returns:
         ``{'i/n': RunSummary}`` per shard (also written to ``summary-{i}-of-{n}.json``).
@@ -152,7 +154,7 @@ def run_engine_ray(make_engine: Callable[[], object], images: Sequence[Path | st
     out.mkdir(parents=True, exist_ok=True)
     root = Path(image_root) if image_root is not None else None
     paths = [Path(p) for p in images]
-    keys = record_ids(paths, root)  # ids exactly as run_engine computes them
+    keys = record_ids(paths, root, dicom_salt=dicom_salt)  # ids exactly as run_engine computes them
     n = int(num_shards or num_actors)
     summaries = [RunSummary(shard=f'{i}/{n}') for i in range(n)]
     done = [done_keys(out, i, n) for i in range(n)]

@@ -94,36 +94,3 @@ def read_dicom_folder(folder: Path | str, images_dir: Path | str, *, salt: str, 
             'provenance': {'source_dataset': source.source_dataset, 'licence': source.licence,
                            'attribution': source.attribution, 'stages': {'image': photo.image.conversion}},
         }, where=f'{path}')
-
-
-
-def resolve_salt(salt: Optional[str], salt_file: Path | str) -> str:
-    """The dataset's salt for record ids, recorded in ``salt_file``.
-
-    * ``salt`` given: used; written to ``salt_file`` when that does not exist yet;
-    * else ``salt_file`` exists: its content (stripped) is used, so ids repeat across runs;
-    * else a random salt (:func:`~fundusexpert_plugin.core.dicom.new_salt`) is written there.
-
-    Keep ``salt_file`` (privately: with the original SOP Instance UIDs it links ids to files) to
-    convert new files of the same dataset with the same ids.
-
-    Raises:
-        FundusDataError: ``salt`` differs from the one already recorded in ``salt_file``, or the
-            file is empty.
-    """
-    from fundusexpert_plugin.core.dicom import new_salt
-    salt_file = Path(salt_file)
-    if salt_file.exists():
-        recorded = salt_file.read_text(encoding='utf-8').strip()
-        if not recorded:
-            raise FundusDataError(f'{salt_file}: empty salt file')
-        if salt is not None and salt != recorded:
-            raise FundusDataError(f'--salt differs from the salt recorded in {salt_file}; ids would change '
-                                  '(pass the recorded one, or another --salt-file)')
-        return recorded
-    salt = salt if salt is not None else new_salt()
-    if not salt:
-        raise FundusDataError('--salt: empty salt')
-    salt_file.parent.mkdir(parents=True, exist_ok=True)
-    salt_file.write_text(salt + '\n', encoding='utf-8')
-    return salt

@@ -57,3 +57,40 @@ def test_engine_merge_of_a_folder_without_shards_is_one_line(tmp_path, capsys):
     assert main(['engine', 'merge', '--out', str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err == f'fundusexpert: error: {tmp_path}: no records-*-of-*.jsonl shard files\n'
+
+
+def test_engine_run_on_dicom_uses_salted_uid_ids_and_leaks_no_header_value(stand_in, tmp_path, capsys):
+    import numpy as np
+    import pydicom
+    from PIL import Image
+
+    from fundusexpert_plugin.core.dicom import record_id_from_uid
+    from fundusexpert_plugin.testing.fake_dicom import FAKE_PATIENT, write_fake_dicom
+    with Image.open(SAMPLE_DIR / 'images' / '0003.jpg') as im:
+        rgb = np.asarray(im.convert('RGB').resize((536, 356)))
+    photos = tmp_path / 'photos'
+    photos.mkdir()
+    name = 'DOE_JANE_19580214'  # an identifying file name: must not become the record id
+    write_fake_dicom(photos / f'{name}.dcm', rgb, image_laterality='L')
+    write_fake_dicom(photos / 'IM000017', rgb, image_laterality='L')  # no suffix: listed by content
+    (photos / 'notes.txt').write_text('DOE^JANE')  # neither an image nor listed
+    out = tmp_path / 'out'
+    argv = ['engine', 'run', '--images', str(photos), '--detector', str(tmp_path / 'rtm.py'), '--checkpoint',
+            str(tmp_path / 'rtm.pth'), '--out', str(out), '--no-progress', '--languages', 'en', '--salt', 'k1']
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)['written'] == 2
+    assert (out / 'dicom_salt.txt').read_text() == 'k1\n'
+    headers = [pydicom.dcmread(p, stop_before_pixels=True) for p in (photos / f'{name}.dcm', photos / 'IM000017')]
+    rows = [json.loads(line) for line in (out / 'records-0-of-1.jsonl').read_text().splitlines()]
+    assert sorted(r['record_id'] for r in rows) == sorted(record_id_from_uid(h.SOPInstanceUID, 'k1') for h in headers)
+    for row in rows:
+        assert (row['laterality'], row['laterality_source'], row['provenance']['flags']) == ('left', 'dicom', [])
+        assert row['pixel_spacing_mm'] == [0.0105, 0.0105] and row['image'] == f"images/{row['record_id']}.png"
+    secrets = set(FAKE_PATIENT.values()) | {name, 'IM000017', 'DOE JANE', 'MRN-0042'}
+    secrets |= {h.get(k) for h in headers for k in ('SOPInstanceUID', 'StudyInstanceUID', 'SeriesInstanceUID')}
+    files = [p for p in out.rglob('*') if p.is_file()]
+    assert len(files) == 6  # records, skipped, summary, salt, two PNGs
+    assert [(p.name, s) for p in files for s in secrets if s.encode() in p.read_bytes()] == []
+    assert main(argv[:-2] + ['--salt', 'k2']) == 2  # another salt would change the ids
+    assert '--salt differs from the salt recorded in' in capsys.readouterr().err
+    assert main(argv[:-2]) == 0 and json.loads(capsys.readouterr().out)['resumed'] == 2  # the recorded salt

@@ -152,3 +152,15 @@ def test_save_image_writes_no_metadata(tmp_path):
     assert b'DOE^JANE' not in data and b'Exif' not in data
     with Image.open(out) as back:
         assert 'comment' not in back.info and not back.getexif()
+
+
+def test_folder_listing_includes_dicom_by_suffix_or_content(tmp_path):
+    from fundusexpert_plugin.testing.fake_dicom import write_fake_dicom
+    rgb = np.zeros((8, 8, 3), np.uint8)
+    write_fake_dicom(tmp_path / 'a.dcm', rgb)
+    (tmp_path / 'sub').mkdir()
+    write_fake_dicom(tmp_path / 'sub' / 'IM0001', rgb)
+    (tmp_path / 'sub' / 'README').write_text('not DICOM, no suffix')
+    write_fake_dicom(tmp_path / 'b.bin', rgb)  # another suffix: not opened, not listed
+    Image.new('RGB', (4, 4)).save(tmp_path / 'c.png')
+    assert [p.relative_to(tmp_path).as_posix() for p in list_images(tmp_path)] == ['a.dcm', 'c.png', 'sub/IM0001']

@@ -1,0 +1,42 @@
+"""DICOM photographs through the engine: header laterality kept, checked against the disc the locator finds."""
+import logging
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from fundusexpert_plugin.core.dicom import read_dicom
+from fundusexpert_plugin.engine import FundusEngine
+from fundusexpert_plugin.engine.batch import process_photo
+from fundusexpert_plugin.sample import SAMPLE_DIR
+from fundusexpert_plugin.testing.fake_dicom import write_fake_dicom
+
+
+@pytest.fixture(scope='module')
+def photo_0003():
+    """Sample 0003 (1072x712): CODRAS disc box x 166-316, on the image's left -> a left eye."""
+    with Image.open(SAMPLE_DIR / 'images' / '0003.jpg') as im:
+        return np.asarray(im.convert('RGB'))
+
+
+@pytest.mark.parametrize('code,flagged', [('R', True), ('L', False)])
+def test_dicom_laterality_is_kept_and_a_disagreement_with_the_disc_is_flagged(photo_0003, tmp_path, caplog,
+                                                                            code, flagged):
+    path = write_fake_dicom(tmp_path / 'x.dcm', photo_0003, image_laterality=code, pixel_spacing_mm=(0.012, 0.011))
+    with caplog.at_level(logging.WARNING):
+        outcome = process_photo(FundusEngine(None, detector_name='none'), path, 'dcm-0123456789abcdef',
+                                tmp_path / 'out')
+    rec = outcome.line
+    disc = next(f['box_px'] for f in rec['findings'] if f['label'] == 'optic_disc')
+    assert rec['provenance']['landmarks']['optic_disc'] == 'locator' and disc[2] < 1072 / 2  # the disc is on the left
+    side = {'R': 'right', 'L': 'left'}[code]
+    assert (rec['laterality'], rec['laterality_source']) == (side, 'dicom')  # never overwritten
+    assert rec['pixel_spacing_mm'] == [0.012, 0.011]
+    sentence = ("dcm-0123456789abcdef: DICOM laterality 'right' disagrees with the optic-disc position "
+                "('left' by the macula-centred rule); keeping the DICOM value")
+    assert rec['provenance']['flags'] == ([sentence] if flagged else [])
+    assert (sentence in caplog.text) is flagged
+    # the record points to a fresh PNG copy of the pixels, never to the DICOM file
+    assert rec['image'] == 'images/dcm-0123456789abcdef.png'
+    with Image.open(tmp_path / 'out' / rec['image']) as im:
+        assert not im.info and np.array_equal(np.asarray(im), read_dicom(path).image.rgb)
