@@ -41,6 +41,9 @@ from fundusexpert_plugin.core.geometry import laterality_from_disc
 logger = logging.getLogger(__name__)
 T = TypeVar('T')
 
+#: In :attr:`RecordDraft.incomplete`: a box of unknown class was skipped, so no class is exhaustive.
+ALL_CLASSES = '*'
+
 #: Half side of the box that stands for a point annotation (fovea centre), pixels (ours).
 FOVEA_HALF_SIDE_PX = 1.0
 #: A box may stick out of the image by this much (label rounding) and is clipped; more is an error.
@@ -326,10 +329,24 @@ class RecordDraft:
         self.image_labels: Dict[str, str] = {}
         self.laterality: Optional[str] = None
         self.laterality_source: Optional[str] = None
+        self.incomplete: set = set()
 
-    def item(self, fn: Callable[[], T], where: str = '') -> Optional[T]:
-        """Run one box/point/label of this record: lenient skips count as kind ``'box'``."""
-        return attempt(fn, lenient=self.lenient, log=self.log, where=where or self.where, kind='box')
+    def item(self, fn: Callable[[], T], where: str = '', *, label: object = False) -> Optional[T]:
+        """Run one box/point/label of this record: lenient skips count as kind ``'box'``.
+
+        ``label`` names the finding class of a box item (id, alias or the raw value read). When the
+        item is skipped, that class is no longer annotated exhaustively for this image: :meth:`build`
+        leaves it out of ``annotated_labels``, so its absence is never claimed. A skipped box whose
+        class cannot be told (``label`` ``None`` or unknown) leaves *no* class exhaustive. The default
+        ``False`` marks an item that is not a finding box (a grade, a laterality, a point).
+        """
+        done = attempt(lambda: (fn(),), lenient=self.lenient, log=self.log, where=where or self.where, kind='box')
+        if done is None:
+            if label is not False:
+                self.incomplete.add(vocab.canonical_finding(label) or ALL_CLASSES if isinstance(label, str)
+                                    else ALL_CLASSES)
+            return None
+        return done[0]
 
     def annotate(self, label: str) -> None:
         """Mark ``label`` as annotated exhaustively in this image (no box = known absent)."""
@@ -444,7 +461,12 @@ class RecordDraft:
             NotRepresentable: no finding, no label and no annotated class.
             FundusDataError: a field fails validation (``where`` and field named).
         """
-        if not (self.findings or self.image_labels or self.annotated):
+        annotated = [] if ALL_CLASSES in self.incomplete else [a for a in self.annotated if a not in self.incomplete]
+        for label in self.annotated:
+            if label not in annotated:
+                self.log.note(f'{label} left unannotated: a box of the image was skipped (absence not claimed)',
+                              self.where)
+        if not (self.findings or self.image_labels or annotated):
             raise NotRepresentable('image with no representable label or finding: record skipped')
         return parse_record({
             'record_id': self.record_id, 'image': str(self.image),
@@ -453,7 +475,7 @@ class RecordDraft:
             'findings': self.findings, 'image_labels': self.image_labels,
             **({'sha256': self.sha256} if self.sha256 else {}),
             'provenance': {'source_dataset': source.source_dataset, 'licence': source.licence,
-                           'attribution': source.attribution, 'annotated_labels': self.annotated,
+                           'attribution': source.attribution, 'annotated_labels': annotated,
                            'stages': {'image': self.conversion} if self.conversion else {}},
         }, where=self.where)
 

@@ -66,7 +66,8 @@ def read_box_csv(path: Path | str, images: Optional[Path | str] = None, *,
             draft = RecordDraft(rid, image, where=first, lenient=lenient, log=log)
             for n, cells in rows:
                 draft.item(lambda n=n, cells=cells: _row(draft, table.where(n), cells, lab, coords,
-                                                         class_map or {}, log, labels_seen))
+                                                         class_map or {}, log, labels_seen),
+                           label=(class_map or {}).get(cells[lab], cells[lab]))
             for label in _annotated(annotated, labels_seen):
                 draft.annotate(label)
             if infer_laterality:

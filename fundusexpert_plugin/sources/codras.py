@@ -157,7 +157,8 @@ def _to_record(row: dict, root: Path, where: str, seen: Dict[str, str], lenient:
         raise FundusDataError(f'{where_rec}: width/height = {row["width"]}x{row["height"]} but {image} is '
                               f'{draft.width}x{draft.height} px (upright)', reason='size_mismatch')
     for k, ann in enumerate(anns):
-        draft.item(lambda k=k, ann=ann: _add_annotation(draft, k, ann, where_rec, lenient, log))
+        draft.item(lambda k=k, ann=ann: _add_annotation(draft, k, ann, where_rec, lenient, log),
+                   label=ann.get('label') if isinstance(ann, dict) else None)
     if row.get('fovea_xy') is not None:
         draft.item(lambda: _add_fovea(draft, row['fovea_xy']))
     draft.annotated = list(CODRAS_LABELS)

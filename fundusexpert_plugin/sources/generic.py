@@ -152,13 +152,26 @@ def read_yolo(images_dir: Path | str, labels_dir: Path | str, *, classes: Option
             if path is not None and path.resolve() != classes.resolve():
                 for n, line in enumerate(read_text(path).splitlines(), 1):
                     if line.strip():
-                        draft.item(lambda n=n, line=line: _yolo_line(draft, f'{path}:{n}', line, names, ids, log))
+                        draft.item(lambda n=n, line=line: _yolo_line(draft, f'{path}:{n}', line, names, ids, log),
+                                   label=_yolo_class(line, ids))
             return _finish(draft, wanted, infer_laterality, source)
         record = attempt(convert, lenient=lenient, log=log, where=str(image))
         if record is not None:
             kept += 1
             yield record
     require_records(kept, labels_dir, log)
+
+
+def _coco_class(ann: object, cats: Dict) -> Optional[str]:
+    """The finding id a COCO annotation's ``category_id`` names (``None``: unknown or not an object)."""
+    cid = ann.get('category_id') if isinstance(ann, dict) else None
+    return cats.get(cid) if isinstance(cid, (int, str)) else None
+
+
+def _yolo_class(line: str, ids: List[Optional[str]]) -> Optional[str]:
+    """The finding id a YOLO line names (``None``: not a valid class index)."""
+    head = line.split()[0] if line.split() else ''
+    return ids[int(head)] if head.isdigit() and int(head) < len(ids) else None
 
 
 def _yolo_line(draft: RecordDraft, where: str, line: str, names: List[str], ids: List[Optional[str]],
@@ -268,7 +281,8 @@ def read_coco(json_path: Path | str, images_dir: Optional[Path | str] = None, *,
                                       f'{draft.image} is {draft.width}x{draft.height} px (upright)',
                                       reason='size_mismatch')
             for i, ann in by_image.get(img.get('id'), []):
-                draft.item(lambda i=i, ann=ann: _coco_annotation(draft, i, f'{json_path}: annotations[{i}]', ann, cats, log))
+                draft.item(lambda i=i, ann=ann: _coco_annotation(draft, i, f'{json_path}: annotations[{i}]', ann, cats, log),
+                           label=_coco_class(ann, cats))
             return _finish(draft, wanted, infer_laterality, source)
         record = attempt(convert, lenient=lenient, log=log, where=where)
         if record is not None:

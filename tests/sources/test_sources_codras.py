@@ -50,6 +50,25 @@ def test_codras_bad_box_names_file_line_record_and_field(codras_dir):
     assert log.skipped_items == {'box_empty_or_inverted': 1} and not log.skipped_records
 
 
+def test_a_skipped_box_leaves_its_class_unannotated_and_an_unknown_class_leaves_none(codras_dir):
+    path = codras_dir / 'annotations.jsonl'
+    lines = path.read_text().splitlines()
+    row = json.loads(lines[1])
+    row['annotations'] = [dict(label='optic_disc', bbox_xyxy=[10, 20, 30, 40]),
+                          dict(label='hard_exudates', bbox_xyxy=[30, 10, 20, 40])]   # inverted: skipped
+    path.write_text(lines[0] + '\n' + json.dumps(row) + '\n')
+    first, second = read_codras(path, lenient=True)
+    assert first.provenance.annotated_labels == ['optic_disc', 'hard_exudates', 'haemorrhages']
+    # hard exudates lost a box, so "no hard exudates" is not known; the other two classes still are
+    assert second.provenance.annotated_labels == ['optic_disc', 'haemorrhages']
+    row['annotations'][1] = dict(label='drusen??', bbox_xyxy=[1, 2, 3, 4])             # class unknown
+    path.write_text(lines[0] + '\n' + json.dumps(row) + '\n')
+    log = ConvertLog()
+    second = list(read_codras(path, lenient=True, log=log))[1]
+    assert second.provenance.annotated_labels == [] and [f.label for f in second.findings] == ['optic_disc']
+    assert log.skipped_items == {'unknown_label': 1}
+
+
 def test_codras_missing_image_names_the_record_and_the_path(codras_dir):
     (codras_dir / 'images' / '0002.jpg').unlink()
     with pytest.raises(FundusDataError, match=r":2: record '0002': image: image not found: .*0002\.jpg"):

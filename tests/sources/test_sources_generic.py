@@ -122,3 +122,19 @@ def test_class_map_and_vocabulary_aliases():
     assert resolve_class('Scar', mapping, where='w') is None
     with pytest.raises(FundusDataError, match=r"classes\.names:3: unknown finding label 'vessel'.*--class-map vessel="):
         resolve_class('vessel', {}, where='classes.names:3')
+
+
+def test_yolo_and_coco_lenient_skips_leave_the_box_class_unannotated(tmp_path, make_image, make_text):
+    make_image(tmp_path / 'images' / 'a.jpg', 200, 100)
+    make_text(tmp_path / 'labels' / 'classes.names', 'optic_disc\nhard_exudates\n')
+    make_text(tmp_path / 'labels' / 'a.txt', '0 0.5 0.5 0.2 0.4\n1 1.5 0.1 0.1 0.1\n')    # cx > 1: skipped
+    (rec,) = read_yolo(tmp_path / 'images', tmp_path / 'labels', annotated='classes', lenient=True)
+    assert [f.label for f in rec.findings] == ['optic_disc']
+    assert rec.provenance.annotated_labels == ['optic_disc'] and rec.absent_labels() == []
+    make_image(tmp_path / 'imgs' / 'a.png', 200, 100)
+    make_image(tmp_path / 'imgs' / 'b.png', 200, 100)
+    bad = {'id': 8, 'image_id': 2, 'category_id': 4, 'bbox': [10, 20, -5, 40], 'iscrowd': 0}   # negative width
+    good = {'id': 7, 'image_id': 1, 'category_id': 3, 'bbox': [10.5, 20, 30, 40], 'iscrowd': 0}
+    a, b = read_coco(_coco(tmp_path, annotations=[good, bad]), annotated='classes', lenient=True)
+    assert a.absent_labels() == ['optic_disc']                   # image a: every class known
+    assert b.findings == [] and b.provenance.annotated_labels == ['hard_exudates']   # b lost its disc box
