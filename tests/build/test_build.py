@@ -114,3 +114,18 @@ def test_cli_lenient_build_reports_unreadable_records_and_missing_images(tmp_pat
     assert saved['records_used'] == 1 and len(saved['skipped']) == 2
     assert 'recs.jsonl:2: not valid JSON' in saved['skipped'][0]          # skipped while reading
     assert "record 'gone': image: file not found" in saved['skipped'][1]  # skipped while building
+
+
+def test_one_and_two_processes_write_the_same_rows_and_marked_copies(tmp_path):
+    # num_proc=1 first: this process has then used OpenCV and Arrow before the pool forks its workers.
+    from fundusexpert_plugin.sample import sample_records
+    records = sample_records('train')[:4]
+    one = build_fundusgen(records, tmp_path / 'one', image_dir=SAMPLE_DIR, languages=('en',), num_proc=1)
+    two = build_fundusgen(records, tmp_path / 'two', image_dir=SAMPLE_DIR, languages=('en',), num_proc=2)
+    assert one.rows_per_task == two.rows_per_task and one.rows_per_task['region_identification'] > 0
+    for task_file in (tmp_path / 'one').glob('*.jsonl'):
+        assert (tmp_path / 'two' / task_file.name).read_bytes() == task_file.read_bytes()
+    marked = sorted(p.name for p in (tmp_path / 'one' / 'marked').iterdir())
+    assert marked and marked == sorted(p.name for p in (tmp_path / 'two' / 'marked').iterdir())
+    for name in marked:
+        assert (tmp_path / 'one' / 'marked' / name).read_bytes() == (tmp_path / 'two' / 'marked' / name).read_bytes()
