@@ -21,8 +21,10 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--images', type=Path, required=True, help='folder (recursive) or a text file of paths')
     parser.add_argument('--out', type=Path, required=True, help='output folder (on a cluster: shared by all nodes)')
     det = parser.add_argument_group('detector')
-    det.add_argument('--detector', type=Path, required=True, help='mmdet config (e.g. dumped by detector train)')
-    det.add_argument('--checkpoint', type=Path, required=True, help='detector weights (slim checkpoint)')
+    det.add_argument('--detector', type=Path, default=None,
+                     help='mmdet config (e.g. dumped by detector train); without --detector/--checkpoint the '
+                          'training-free landmark locator gives the optic disc and fovea, and no lesion is reported')
+    det.add_argument('--checkpoint', type=Path, default=None, help='detector weights (slim checkpoint)')
     det.add_argument('--device', default='cpu', help="'cpu', 'cuda', 'cuda:1' or 'auto' (cuda when available)")
     det.add_argument('--score-threshold', type=float, default=0.3)
     det.add_argument('--tile-size', type=int, default=None, help='tiled inference window (px); default off')
@@ -57,7 +59,8 @@ def engine_spec(args: argparse.Namespace):
     """
     from fundusexpert_plugin.engine.spec import EngineSpec
     return EngineSpec(
-        str(args.detector.resolve()), str(args.checkpoint.resolve()), device=args.device,
+        str(args.detector.resolve()) if args.detector else None,
+        str(args.checkpoint.resolve()) if args.checkpoint else None, device=args.device,
         score_threshold=args.score_threshold, tile_size=args.tile_size, tile_overlap=args.tile_overlap,
         languages=tuple(args.languages), claim_absent=args.claim_absent, source_dataset=args.source_dataset,
         licence=args.licence, image_labels=str(args.image_labels.resolve()) if args.image_labels else None,

@@ -187,12 +187,15 @@ def process_photo(engine, path: Path | str, key: str, out_dir: Path, *, shown: O
         path: the file to read.
         key: its record id (:func:`record_ids`).
         out_dir: the job's output folder (records' ``image`` paths are relative to it).
-        shown: the path written to the skipped file (default ``str(path)``).
+        shown: the path written to the skipped file (default ``str(path)``; for a DICOM file only its
+            record id is written, its name goes to the log on stderr).
 
     Raises:
         FundusDataError: the detector produced a record that fails validation.
     """
     dicom = None
+    if is_dicom(path):  # clinical file names often carry the patient's name: never written to the output
+        shown = f'DICOM file, name withheld (record id {key})'
     try:
         if is_dicom(path):  # pixels plus the allowed header fields (laterality, pixel spacing)
             photo = read_dicom(path)

@@ -22,7 +22,9 @@ class EngineSpec:
     """Everything needed to build the MMDetection-backed Fundus-Engine.
 
     Attributes:
-        config: mmdet config file (e.g. the one ``fundusexpert detector train`` dumped).
+        config: mmdet config file (e.g. the one ``fundusexpert detector train`` dumped); ``None``
+            (with ``checkpoint`` ``None``): no detector, the optic disc and fovea come from the
+            training-free landmark locator and no lesion is reported.
         checkpoint: detector weights (slim checkpoint).
         device: ``'auto'`` (``cuda`` when torch sees a GPU, else ``cpu``; in a Ray actor that is the
             GPU share Ray gave it) or a torch device string (``'cpu'``, ``'cuda'``, ``'cuda:1'``).
@@ -45,8 +47,8 @@ class EngineSpec:
             options, or a score threshold outside [0, 1] (at construction, before anything is loaded).
     """
 
-    config: str
-    checkpoint: str
+    config: Optional[str] = None
+    checkpoint: Optional[str] = None
     device: str = 'cpu'
     score_threshold: float = 0.3
     tile_size: Optional[int] = None
@@ -67,6 +69,9 @@ class EngineSpec:
         if self.describer == 'openai' and not (self.mllm_base_url and self.mllm_model):
             raise ValueError('the openai describer needs both mllm_base_url and mllm_model '
                              '(--mllm-base-url, --mllm-model)')
+        if (self.config is None) != (self.checkpoint is None):
+            raise ValueError('give both the detector config and its checkpoint (--detector, --checkpoint), '
+                             'or neither (the landmark locator alone)')
         if not 0.0 <= self.score_threshold <= 1.0:
             raise ValueError(f'score_threshold {self.score_threshold}: expected a value in [0, 1]')
 
@@ -79,7 +84,10 @@ class EngineSpec:
 
     @property
     def detector_name(self) -> str:
-        """The name recorded in each record's provenance: ``mmdet:<config file>@<checkpoint file>``."""
+        """The name recorded in each record's provenance: ``mmdet:<config file>@<checkpoint file>``
+        (``'none'`` without a detector, as the engine records it)."""
+        if self.config is None:
+            return 'none'
         return f'mmdet:{Path(self.config).name}@{Path(self.checkpoint).name}'
 
     def resolved_device(self) -> str:
@@ -105,9 +113,9 @@ class EngineSpec:
         if self.describer_kind == 'openai':
             describer = MLLMDescriber(openai_chat(self.mllm_base_url, self.mllm_model),
                                       name=f'openai:{self.mllm_model}')
-        detector = Detector(self.config, self.checkpoint, device=self.resolved_device(),
-                            score_threshold=self.score_threshold, tile_size=self.tile_size,
-                            tile_overlap=self.tile_overlap)
+        detector = None if self.config is None else Detector(
+            self.config, self.checkpoint, device=self.resolved_device(), score_threshold=self.score_threshold,
+            tile_size=self.tile_size, tile_overlap=self.tile_overlap)
         return FundusEngine(detector, describer=describer, languages=self.languages,
                             detector_name=self.detector_name, claim_absent=self.claim_absent,
                             source_dataset=self.source_dataset, licence=self.licence, image_labels=labels)

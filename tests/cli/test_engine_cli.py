@@ -53,6 +53,32 @@ def test_engine_run_writes_its_shard_and_merge_joins_it(stand_in, tmp_path, caps
     assert (again['written'], again['resumed']) == (0, 4)
 
 
+def test_engine_run_without_a_detector_uses_the_landmark_locator(tmp_path, capsys):
+    import shutil
+
+    from fundusexpert_plugin.sample import sample_records
+    photos = tmp_path / 'photos'
+    photos.mkdir()
+    truth = {r.record_id: r for r in sample_records('train') if r.record_id in ('0003', '0006')}
+    for rid in truth:
+        shutil.copy(SAMPLE_DIR / 'images' / f'{rid}.jpg', photos / f'{rid}.jpg')
+    out = tmp_path / 'out'
+    assert main(['engine', 'run', '--images', str(photos), '--out', str(out), '--no-progress', '--languages', 'en']) == 0
+    assert json.loads(capsys.readouterr().out)['written'] == 2
+    rows = [json.loads(line) for line in (out / 'records-0-of-1.jsonl').read_text().splitlines()]
+    for row in rows:
+        assert row['provenance']['stages']['localization'] == 'none'
+        assert {f['label'] for f in row['findings']} <= {'optic_disc', 'fovea'}      # no lesion without a detector
+        (disc,) = [f['box_px'] for f in row['findings'] if f['label'] == 'optic_disc']
+        (ann,) = truth[row['record_id']].boxes('optic_disc')
+        centre = ((disc[0] + disc[2]) / 2, (disc[1] + disc[3]) / 2)
+        expected = ((ann[0] + ann[2]) / 2, (ann[1] + ann[3]) / 2)
+        # the annotated disc centre at 1072x712 (a disc is about 150 px across)
+        assert abs(centre[0] - expected[0]) < 20 and abs(centre[1] - expected[1]) < 20
+    assert main(['engine', 'run', '--images', str(photos), '--out', str(out), '--detector', 'cfg.py']) == 2
+    assert 'give both the detector config and its checkpoint' in capsys.readouterr().err
+
+
 def test_engine_merge_of_a_folder_without_shards_is_one_line(tmp_path, capsys):
     assert main(['engine', 'merge', '--out', str(tmp_path)]) == 2
     err = capsys.readouterr().err
@@ -94,3 +120,25 @@ def test_engine_run_on_dicom_uses_salted_uid_ids_and_leaks_no_header_value(stand
     assert main(argv[:-2] + ['--salt', 'k2']) == 2  # another salt would change the ids
     assert '--salt differs from the salt recorded in' in capsys.readouterr().err
     assert main(argv[:-2]) == 0 and json.loads(capsys.readouterr().out)['resumed'] == 2  # the recorded salt
+
+
+def test_an_unusable_dicom_is_skipped_under_its_record_id_never_its_file_name(tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from fundusexpert_plugin.testing.fake_dicom import write_fake_dicom
+    photos = tmp_path / 'photos'
+    photos.mkdir()
+    rgb = np.asarray(Image.open(SAMPLE_DIR / 'images' / '0003.jpg').convert('RGB').resize((268, 178)))
+    write_fake_dicom(photos / 'DOE_JANE_MRN123456.dcm', rgb, burned_in=True)     # refused by the intake
+    Image.fromarray(rgb).save(photos / 'ok.png')
+    out = tmp_path / 'out'
+    assert main(['engine', 'run', '--images', str(photos), '--out', str(out), '--no-progress', '--salt', 's3cret']) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary['written'] == 1 and sum(summary['skipped'].values()) == 1
+    (skip,) = [json.loads(line) for line in (out / 'skipped-0-of-1.jsonl').read_text().splitlines()]
+    assert skip['image'] == f"DICOM file, name withheld (record id {skip['image_key']})"
+    assert skip['image_key'].startswith('dcm-') and 'BurnedInAnnotation' in skip['reason']
+    for path in out.rglob('*'):
+        if path.is_file():
+            assert b'DOE' not in path.read_bytes() and b'MRN123456' not in path.read_bytes(), path
