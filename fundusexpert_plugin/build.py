@@ -57,6 +57,8 @@ class BuildSummary:
         skipped: one ``'<where>: <reason>'`` message per skipped record (lenient mode).
         skipped_by_reason: reason -> number of skipped records (``image_missing``, ``size_mismatch``, ...).
         warnings: accepted with a warning (multi-page files).
+        skipped_boxes: one message per finding skipped upstream while its record was kept (lenient
+            :func:`record.read_records`).
         seed, languages, task_versions, task_weights: the build parameters (weights are read by
             the ``fundusgen`` dataset when it loads every task at once).
         licences: ``provenance.licence`` -> number of records built under it (every record used;
@@ -69,6 +71,7 @@ class BuildSummary:
     skipped: List[str] = field(default_factory=list)
     skipped_by_reason: Dict[str, int] = field(default_factory=dict)
     warnings: List[str] = field(default_factory=list)
+    skipped_boxes: List[str] = field(default_factory=list)
     seed: int = 0
     languages: List[str] = field(default_factory=list)
     task_versions: Dict[str, int] = field(default_factory=dict)
@@ -145,7 +148,7 @@ def build_fundusgen(records: Iterable[FundusGenRecord], out_dir: Path | str, *,
                     image_dir: Path | str = '.', tasks: Optional[Sequence[TaskConfig]] = None,
                     tasks_dir: Optional[Path | str] = None, languages: Sequence[str] = vocab.LANGUAGES,
                     seed: int = 0, lenient: bool = False, skipped: Sequence[str] = (),
-                    skipped_counts: Optional[Dict[str, int]] = None, num_proc: int = 1,
+                    skipped_counts: Optional[Dict[str, int]] = None, skipped_boxes: Sequence[str] = (), num_proc: int = 1,
                     marked_max_side: Optional[int] = MARKED_MAX_SIDE, image_root: Optional[Path | str] = None,
                     allow_outside_root: bool = False) -> BuildSummary:
     """Render every task for every record and write the FundusGen folder.
@@ -163,6 +166,7 @@ def build_fundusgen(records: Iterable[FundusGenRecord], out_dir: Path | str, *,
             summary) instead of raising.
         skipped, skipped_counts: records already skipped upstream (e.g. by a lenient
             :func:`record.read_records`): messages listed first in the summary, counts by reason.
+        skipped_boxes: messages of findings skipped upstream in records that were kept.
         num_proc: worker processes (1: in this process). The rows do not depend on it.
         marked_max_side: longest side of the marked copies, pixels (``None``: full size).
 
@@ -177,7 +181,8 @@ def build_fundusgen(records: Iterable[FundusGenRecord], out_dir: Path | str, *,
     tasks = list(tasks) if tasks is not None else load_tasks(tasks_dir)
     for lang in languages:
         vocab.check_language(lang)
-    summary = BuildSummary(out_dir=str(out), skipped=list(skipped), seed=seed, languages=list(languages),
+    summary = BuildSummary(out_dir=str(out), skipped=list(skipped), skipped_boxes=list(skipped_boxes), seed=seed,
+                           languages=list(languages),
                            task_versions={t.name: t.version for t in tasks},
                            task_weights={t.name: t.weight for t in tasks})
     reasons: Counter = Counter(skipped_counts or {})
@@ -204,8 +209,8 @@ def build_fundusgen(records: Iterable[FundusGenRecord], out_dir: Path | str, *,
         summary.rows_per_task[task.name] = len(rows[task.name])
     (out / 'build_summary.json').write_text(json.dumps(asdict(summary), indent=2, ensure_ascii=False) + '\n')
     if summary.skipped:
-        logger.warning('skipped %d of %d records (see %s/build_summary.json)', len(summary.skipped) - len(skipped),
-                       len(records), out)
+        logger.warning('skipped %d of %d records (see %s/build_summary.json)', len(summary.skipped),
+                       len(records) + len(skipped), out)
     return summary
 
 

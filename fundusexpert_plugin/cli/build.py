@@ -55,16 +55,19 @@ def run(args: argparse.Namespace) -> int:
         summaries = build_sample(args.out, seed=args.seed, languages=languages, tasks_dir=args.tasks_dir,
                                  num_proc=num_proc, marked_max_side=max_side)
     else:
-        skipped, counts = [], Counter()
-        records = list(read_records(args.records, lenient=args.lenient, skipped=skipped, counts=counts))
+        skipped, counts, box_skipped, box_counts = [], Counter(), [], Counter()
+        records = list(read_records(args.records, lenient=args.lenient, skipped=skipped, counts=counts,
+                                    box_counts=box_counts, box_skipped=box_skipped))
         summary = build_fundusgen(records, args.out, image_dir=args.records.parent, tasks_dir=args.tasks_dir,
                                   languages=languages, seed=args.seed, lenient=args.lenient, skipped=skipped,
-                                  skipped_counts=counts, num_proc=num_proc, marked_max_side=max_side,
+                                  skipped_counts=counts, skipped_boxes=box_skipped, num_proc=num_proc,
+                                  marked_max_side=max_side,
                                   image_root=args.image_root, allow_outside_root=args.allow_outside_root)
         summaries = {'': summary}
     for split, summary in summaries.items():
         print(f'{summary.out_dir}: {summary.records_used} records, rows per task {summary.rows_per_task}, '
-              f'skipped {len(summary.skipped)}' + (f' by reason {summary.skipped_by_reason}' if summary.skipped else ''))
+              f'skipped {len(summary.skipped)}' + (f' by reason {summary.skipped_by_reason}' if summary.skipped else '')
+              + (f', boxes skipped {len(summary.skipped_boxes)}' if summary.skipped_boxes else ''))
         for licence, count in sorted(summary.licences.items()):
             print(f'  licence ({count} records): {licence}')
         for reason in summary.skipped:

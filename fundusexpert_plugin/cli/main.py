@@ -3,8 +3,8 @@
 Error policy (:func:`main`): bad input or usage (a :class:`~fundusexpert_plugin.core.errors.FundusDataError`
 or other ``ValueError``, a missing or unreadable file, a missing optional dependency, an argparse usage
 error) prints one line ``fundusexpert: error: <message>`` on stderr and exits 2; ``-v`` adds the
-traceback and debug logging. Exit 1 means a command had nothing to write (it says why). Anything else
-is a bug and raises.
+traceback and debug logging. Exit 1 means a command had nothing to write, or for ``data validate``
+that something would be skipped (it says why). Anything else is a bug and raises.
 
 Building the tree imports no model code (no torch, ms-swift or mmdet): every command imports its
 library code when it runs, so ``fundusexpert swift plugin-path`` is instant.
@@ -109,8 +109,8 @@ def _epilog(parser: argparse.ArgumentParser) -> str:
     aliases += [(f'{noun} --OPTION ...', f'{noun} {verb} --OPTION ...') for noun, verb in DEFAULT_VERBS.items()]
     width = max(len(old) for old, _ in aliases) + 2
     lines += [f'  {old.ljust(width)}= {new}' for old, new in aliases]
-    lines += ['', 'exit status: 0 done, 1 nothing to write, 2 bad input or usage (one line on stderr; -v for the '
-              'traceback)']
+    lines += ['', 'exit status: 0 done, 1 nothing to write (data validate: something would be skipped), '
+              '2 bad input or usage (one line on stderr; -v for the traceback)']
     return '\n'.join(lines)
 
 

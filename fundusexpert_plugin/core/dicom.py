@@ -250,8 +250,9 @@ def resolve_salt(salt: Optional[str], salt_file: Path | str) -> str:
     * else a random salt (:func:`new_salt`) is written there.
 
     The file is published atomically (a hard link of a finished draft), so of several shards
-    starting at once one salt wins and every shard uses it. Keep ``salt_file`` (privately: with the
-    original SOP Instance UIDs it links ids to files) to get the same ids on later runs.
+    starting at once one salt wins and every shard uses it; it is readable by its owner only (mode
+    0600). Keep ``salt_file`` (privately: with the original SOP Instance UIDs it links ids to files,
+    so move it out of a dataset folder before sharing that) to get the same ids on later runs.
 
     Raises:
         FundusDataError: ``salt`` differs from the one already recorded in ``salt_file``, or the
@@ -267,6 +268,7 @@ def resolve_salt(salt: Optional[str], salt_file: Path | str) -> str:
         salt_file.parent.mkdir(parents=True, exist_ok=True)
         draft = salt_file.with_name(f'.{salt_file.name}.{secrets.token_hex(4)}')
         draft.write_text((salt if salt is not None else new_salt()) + '\n', encoding='utf-8')
+        draft.chmod(0o600)  # owner-only: with the original UIDs the salt links ids back to files
         try:
             os.link(draft, salt_file)
         except FileExistsError:  # another shard was first: its salt is read below

@@ -192,16 +192,49 @@ def parse_record(data: dict, *, where: str) -> FundusGenRecord:
         raise FundusDataError(f'{where}: record {rid!r}: {_error_location(exc)}') from None
 
 
+def _without_bad_findings(data: dict, where: str, on_box_skip) -> Optional[dict]:
+    """``data`` without the findings that fail validation on their own (lenient per-box reading), or
+    ``None`` when the record is bad for another reason. A dropped finding's class leaves
+    ``provenance.annotated_labels`` (its absence is no longer known)."""
+    findings = data.get('findings')
+    if not isinstance(findings, list) or not findings:
+        return None
+    try:
+        parse_record({**data, 'findings': []}, where=where)
+    except FundusDataError:
+        return None
+    good, dropped = [], set()
+    for i, finding in enumerate(findings):
+        try:
+            parse_record({**data, 'findings': [finding]}, where=where)
+            good.append(finding)
+        except FundusDataError as exc:
+            on_box_skip(str(exc).replace('<record>: Value error, ', '').replace('findings[0]', f'findings[{i}]')
+                        .replace('findings.0', f'findings.{i}'))
+            dropped.add(finding.get('label') if isinstance(finding, dict) else None)
+    provenance = data.get('provenance')
+    if isinstance(provenance, dict) and isinstance(provenance.get('annotated_labels'), list):
+        keep = [] if None in dropped else [a for a in provenance['annotated_labels'] if a not in dropped]
+        provenance = {**provenance, 'annotated_labels': keep}
+    return {**data, 'findings': good, 'provenance': provenance}
+
+
 def read_records(path: os.PathLike | str, *, lenient: bool = False,
-                 skipped: Optional[List[str]] = None, counts: Optional[Counter] = None) -> Iterator[FundusGenRecord]:
+                 skipped: Optional[List[str]] = None, counts: Optional[Counter] = None,
+                 box_counts: Optional[Counter] = None, box_skipped: Optional[List[str]] = None) -> Iterator[FundusGenRecord]:
     """Stream records from a jsonl file.
 
     Args:
         path: jsonl file, one record per line (blank lines ignored; encodings of :mod:`.jsonl`).
-        lenient: log and skip invalid lines instead of raising.
+        lenient: log and skip invalid lines instead of raising. A line whose only faults are some of
+            its findings (a NaN, inverted, out-of-image or unknown-label box) keeps its other findings:
+            each bad one is skipped, named in ``box_skipped`` and counted in ``box_counts``
+            (``invalid_box``), and its class leaves ``provenance.annotated_labels``.
         skipped: if given, receives one message per skipped line.
         counts: if given, counts the skipped lines by reason (``invalid_json``, ``invalid_record``,
             ``duplicate_id``).
+        box_counts, box_skipped: if given, count the skipped findings (``invalid_box``) and receive
+            one message per skipped finding (they are logged either way).
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -222,13 +255,26 @@ def read_records(path: os.PathLike | str, *, lenient: bool = False,
         if counts is not None:
             counts[reason] += 1
 
+    def box_skip(msg: str) -> None:
+        logger.warning('skipped box: %s', msg)
+        if box_skipped is not None:
+            box_skipped.append(msg)
+        if box_counts is not None:
+            box_counts['invalid_box'] += 1
+
     seen: Dict[str, int] = {}
     n_lines = kept = 0
     for line_no, data in read_jsonl(path, lenient=lenient, on_skip=skip):
         n_lines += 1
         where = f'{path}:{line_no}'
         try:
-            record = parse_record(data, where=where)
+            try:
+                record = parse_record(data, where=where)
+            except FundusDataError:
+                salvaged = _without_bad_findings(data, where, box_skip) if lenient and isinstance(data, dict) else None
+                if salvaged is None:
+                    raise
+                record = parse_record(salvaged, where=where)
             if record.record_id in seen:
                 raise FundusDataError(f'{where}: record_id {record.record_id!r} already given at line '
                                       f'{seen[record.record_id]} ({path}:{seen[record.record_id]}); ids must be unique',

@@ -134,7 +134,11 @@ def record_ids(paths: Sequence[Path], root: Optional[Path], *, dicom_salt: Optio
             keys.append(record_id_from_uid(f'path:{Path(p).resolve()}', dicom_salt))
     dupes = sorted(k for k, n in Counter(keys).items() if n > 1)
     if dupes:
-        raise FundusDataError(f'two photographs share a record id (path without suffix): {dupes[:5]}')
+        first = [str(p) for p, k in zip(paths, keys) if k == dupes[0]]
+        cause = ('the same SOP Instance UID (0008,0018): one DICOM instance given twice; remove the copy'
+                 if dupes[0].startswith('dcm-') else 'the same path without suffix')
+        raise FundusDataError(f'{first[0]} and {first[1]} share the record id {dupes[0]!r} ({cause})'
+                              + (f'; {len(dupes) - 1} more ids repeat: {dupes[1:5]}' if len(dupes) > 1 else ''))
     return keys
 
 

@@ -26,10 +26,12 @@ def read_record_file(path: Path | str, images: Optional[Path | str] = None, *, l
     """
     path = Path(path)
     log = log if log is not None else ConvertLog()
-    messages, counts = [], Counter()
-    records = list(read_records(path, lenient=lenient, skipped=messages, counts=counts))
-    log.skipped.extend(messages)
+    messages, counts, box_messages, box_counts = [], Counter(), [], Counter()
+    records = list(read_records(path, lenient=lenient, skipped=messages, counts=counts, box_counts=box_counts,
+                                box_skipped=box_messages))
+    log.skipped.extend(messages + box_messages)
     log.skipped_records.update(counts)
+    log.skipped_items.update(box_counts)
     log.lines_read += len(records) + len(messages)
     kept = 0
     for rec in records:

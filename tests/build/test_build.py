@@ -129,3 +129,28 @@ def test_one_and_two_processes_write_the_same_rows_and_marked_copies(tmp_path):
     assert marked and marked == sorted(p.name for p in (tmp_path / 'two' / 'marked').iterdir())
     for name in marked:
         assert (tmp_path / 'one' / 'marked' / name).read_bytes() == (tmp_path / 'two' / 'marked' / name).read_bytes()
+
+
+def test_lenient_build_from_records_skips_the_bad_box_and_keeps_the_record(tmp_path, capsys):
+    from fundusexpert_plugin.cli.main import main
+    from fundusexpert_plugin.sample import sample_records
+    rec = json.loads(sample_records('train')[0].model_dump_json())          # 0003: 27 boxes, 3 classes annotated
+    rec['image'] = str(SAMPLE_DIR / 'images' / '0003.jpg')
+    assert rec['findings'][1]['label'] == 'hard_exudates'
+    rec['findings'][1]['box_px'] = [float('nan'), 1, 2, 3]
+    path = tmp_path / 'r.jsonl'
+    path.write_text(json.dumps(rec) + '\n')
+    argv = ['data', 'build', '--records', str(path), '--out', str(tmp_path / 'fg'), '--languages', 'en',
+            '--num-proc', '1', '--allow-outside-root']
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert 'Traceback' not in err and len(err.splitlines()) == 1
+    assert "r.jsonl:1: record '0003'" in err and 'findings[1].box_px' in err
+    assert main(argv + ['--lenient']) == 0
+    summary = json.loads((tmp_path / 'fg' / 'build_summary.json').read_text())
+    assert summary['records_used'] == 1 and summary['skipped'] == []
+    assert len(summary['skipped_boxes']) == 1 and 'findings[1].box_px = (nan' in summary['skipped_boxes'][0]
+    rows = _rows(tmp_path / 'fg' / 'region_detection.jsonl')
+    assert rows and {r['record_id'] for r in rows} == {'0003'}
+    assert main(['data', 'validate', str(path), '--allow-outside-root']) == 1    # something would be skipped
+    assert 'invalid_box' in capsys.readouterr().out

@@ -108,3 +108,22 @@ def test_engine_records_feed_the_builder(tmp_path):
     row = json.loads(_lines(tmp_path / 'fg' / 'grounded_report.jsonl')[0])
     assert row['objects']['ref'][0] == 'optic disc'
     assert 'No haemorrhages' not in row['messages'][1]['content']   # a detector miss is not an absence
+
+
+def test_record_ids_that_repeat_name_both_files_and_the_cause(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from fundusexpert_plugin.core.errors import FundusDataError
+    from fundusexpert_plugin.engine.batch import record_ids
+    from fundusexpert_plugin.testing.fake_dicom import write_fake_dicom
+    rgb = np.zeros((40, 60, 3), np.uint8)
+    Image.fromarray(rgb).save(tmp_path / 'a.jpg')
+    Image.fromarray(rgb).save(tmp_path / 'a.png')
+    with pytest.raises(FundusDataError, match=r"a\.jpg and .*a\.png share the record id 'a' \(the same path without suffix\)"):
+        record_ids([tmp_path / 'a.jpg', tmp_path / 'a.png'], tmp_path)
+    one = write_fake_dicom(tmp_path / 'x.dcm', rgb, sop_instance_uid='1.2.826.0.1.3680043.8.498.1')
+    two = write_fake_dicom(tmp_path / 'copy.dcm', rgb, sop_instance_uid='1.2.826.0.1.3680043.8.498.1')
+    with pytest.raises(FundusDataError, match=r"x\.dcm and .*copy\.dcm share the record id 'dcm-[0-9a-f]+' "
+                                              r"\(the same SOP Instance UID"):
+        record_ids([one, two], tmp_path, dicom_salt='s')
