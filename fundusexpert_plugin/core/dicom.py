@@ -45,7 +45,8 @@ _PHOTOMETRICS = ('RGB', 'YBR_FULL', 'YBR_FULL_422', 'YBR_ICT', 'YBR_RCT', 'MONOC
 
 
 class DicomRefused(ImageSkip):
-    """A DICOM file the library will not use as it is; ``str(exc)`` names the file and attribute."""
+    """A DICOM file the library will not use as it is; ``str(exc)`` names the file and attribute,
+    ``reason`` is the counted key (``dicom_burned_in``, ``dicom_multi_frame``, ``dicom_no_uid`` ...)."""
 
 
 @dataclass(frozen=True)
@@ -155,34 +156,38 @@ def read_dicom(path: Path | str, *, accept_burned_in: bool = False,
     try:
         ds = pydicom.dcmread(path)
     except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
-        raise ImageSkip(f'{path}: unreadable DICOM file ({exc})') from None
+        raise ImageSkip(f'{path}: unreadable DICOM file ({exc})', reason='image_unreadable') from None
     fields = read_fields(ds)
     if fields.burned_in and not accept_burned_in:
         raise DicomRefused(f'{path}: BurnedInAnnotation (0028,0301) = YES: burned-in text may identify the '
-                           'patient; refused (pass --accept-burned-in after checking the pixels)')
+                           'patient; refused (pass --accept-burned-in after checking the pixels)',
+                           reason='dicom_burned_in')
     if 'PixelData' not in ds:
-        raise DicomRefused(f'{path}: no PixelData (7FE0,0010): not an image')
+        raise DicomRefused(f'{path}: no PixelData (7FE0,0010): not an image', reason='dicom_no_pixels')
     photometric = str(getattr(ds, 'PhotometricInterpretation', '')).strip()
     if photometric not in _PHOTOMETRICS:
         raise DicomRefused(f'{path}: PhotometricInterpretation (0028,0004) = {photometric!r} is not supported '
-                           f'(supported: {", ".join(_PHOTOMETRICS)})')
+                           f'(supported: {", ".join(_PHOTOMETRICS)})', reason='dicom_photometric')
     notes = [f'DICOM {photometric}->RGB' if photometric != 'RGB' else 'DICOM RGB']
     if fields.n_frames > 1:
         if multi_frame == 'refuse':
-            raise DicomRefused(f'{path}: NumberOfFrames (0028,0008) = {fields.n_frames}: multi-frame file refused')
+            raise DicomRefused(f'{path}: NumberOfFrames (0028,0008) = {fields.n_frames}: multi-frame file refused',
+                               reason='dicom_multi_frame')
         logger.warning('%s: NumberOfFrames = %d: using frame 0 only', path, fields.n_frames)
         notes.append(f'frame 0 of {fields.n_frames}')
     try:
         arr = pixel_array(ds, index=0 if fields.n_frames > 1 else None, as_rgb=True)
     except (NotImplementedError, RuntimeError, ValueError, AttributeError) as exc:
         raise ImageSkip(f'{path}: pixel data not decodable '
-                        f'(TransferSyntaxUID {ds.file_meta.get("TransferSyntaxUID", "?")}: {exc})') from None
+                        f'(TransferSyntaxUID {ds.file_meta.get("TransferSyntaxUID", "?")}: {exc})',
+                        reason='image_unreadable') from None
     rgb = _to_rgb8(arr, photometric, int(getattr(ds, 'BitsStored', 8) or 8))
     if rgb.ndim != 3 or rgb.shape[2] != 3:
-        raise DicomRefused(f'{path}: SamplesPerPixel (0028,0002) gives pixel shape {rgb.shape}; expected 1 or 3')
+        raise DicomRefused(f'{path}: SamplesPerPixel (0028,0002) gives pixel shape {rgb.shape}; expected 1 or 3',
+                           reason='dicom_samples_per_pixel')
     uid = str(getattr(ds, 'SOPInstanceUID', '') or '')
     if not uid:
-        raise DicomRefused(f'{path}: no SOPInstanceUID (0008,0018): cannot derive a record id')
+        raise DicomRefused(f'{path}: no SOPInstanceUID (0008,0018): cannot derive a record id', reason='dicom_no_uid')
     return DicomPhoto(LoadedImage(path, rgb, '; '.join(notes)), fields, uid)
 
 
@@ -297,7 +302,7 @@ def dicom_record_id(path: Path | str, salt: str) -> str:
         uid = str(pydicom.dcmread(path, stop_before_pixels=True, specific_tags=['SOPInstanceUID'])
                   .get('SOPInstanceUID', '') or '')
     except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
-        raise ImageSkip(f'{path}: unreadable DICOM file ({exc})') from None
+        raise ImageSkip(f'{path}: unreadable DICOM file ({exc})', reason='image_unreadable') from None
     if not uid:
-        raise DicomRefused(f'{path}: no SOPInstanceUID (0008,0018): cannot derive a record id')
+        raise DicomRefused(f'{path}: no SOPInstanceUID (0008,0018): cannot derive a record id', reason='dicom_no_uid')
     return record_id_from_uid(uid, salt)

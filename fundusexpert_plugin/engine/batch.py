@@ -73,7 +73,8 @@ class Outcome:
         kind: ``'record'`` (``line`` is the FundusGen record) or ``'skipped'`` (``line`` is
             ``{"image_key", "image", "reason"}``).
         line: the JSON object written as one line.
-        category: skip reason without its detail (``'unreadable'``), for :attr:`RunSummary.skipped`.
+        category: the intake's skip reason (``'image_unreadable'``, ``'dicom_burned_in'`` ...), for
+            :attr:`RunSummary.skipped`.
         converted, no_optic_disc: the record's image was converted / the record has no optic disc.
         findings: finding id of every finding of the record, in record order.
     """
@@ -210,7 +211,7 @@ def process_photo(engine, path: Path | str, key: str, out_dir: Path, *, shown: O
         reason = str(exc).split(': ', 1)[-1]
         logger.warning('skipped %s: %s', path, reason)
         return Outcome('skipped', {'image_key': key, 'image': shown or str(path), 'reason': reason},
-                       category=reason.split(' (')[0])
+                       category=exc.reason or reason.split(' (')[0])
     record = engine.process(Path(path), out_dir=out_dir, record_id=key, image=image, dicom=dicom)
     return Outcome('record', json.loads(record.model_dump_json()), converted=bool(image.conversion),
                    no_optic_disc=not record.boxes('optic_disc'), findings=tuple(f.label for f in record.findings))

@@ -76,11 +76,12 @@ def read_dicom_folder(folder: Path | str, images_dir: Path | str, *, salt: str, 
             photo = read_dicom(path, accept_burned_in=accept_burned_in, multi_frame=multi_frame)
             record_id = record_id_from_uid(photo.sop_instance_uid, salt)
             if record_id in seen:
-                raise FundusDataError(f'{path}: SOPInstanceUID (0008,0018) repeats that of {seen[record_id]}')
+                raise FundusDataError(f'{path}: SOPInstanceUID (0008,0018) repeats that of {seen[record_id]}',
+                                      reason='duplicate_id')
         except (ImageSkip, FundusDataError) as exc:
             if not lenient:
-                raise FundusDataError(str(exc)) from None
-            log.skip(str(exc))
+                raise FundusDataError(str(exc), reason=exc.reason) from None
+            log.skip(str(exc), exc.reason)
             continue
         seen[record_id] = path
         out_png = images_dir / f'{record_id}.png'

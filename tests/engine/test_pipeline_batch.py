@@ -63,7 +63,7 @@ def _lines(path):
 def test_killed_run_resumes_to_the_uninterrupted_output(photos, tmp_path):
     images = list_images(photos)
     full = run_engine(FundusEngine(FakeDetector()), images, tmp_path / 'full', image_root=photos, progress=False)
-    assert (full.written, full.skipped, full.converted) == (6, {'unreadable or truncated image': 1}, 1)
+    assert (full.written, full.skipped, full.converted) == (6, {'image_unreadable': 1}, 1)
     with pytest.raises(KeyboardInterrupt):
         run_engine(FundusEngine(FakeDetector(stop_after=3)), images, tmp_path / 'cut', image_root=photos,
                    progress=False)
