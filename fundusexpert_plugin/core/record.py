@@ -194,8 +194,9 @@ def parse_record(data: dict, *, where: str) -> FundusGenRecord:
 
 def _without_bad_findings(data: dict, where: str, on_box_skip) -> Optional[dict]:
     """``data`` without the findings that fail validation on their own (lenient per-box reading), or
-    ``None`` when the record is bad for another reason. A dropped finding's class leaves
-    ``provenance.annotated_labels`` (its absence is no longer known)."""
+    ``None`` when the record is bad for another reason. A dropped finding's class (alias resolved)
+    leaves ``provenance.annotated_labels`` (its absence is no longer known); a dropped finding of
+    unknown class leaves none there."""
     findings = data.get('findings')
     if not isinstance(findings, list) or not findings:
         return None
@@ -211,7 +212,8 @@ def _without_bad_findings(data: dict, where: str, on_box_skip) -> Optional[dict]
         except FundusDataError as exc:
             on_box_skip(str(exc).replace('<record>: Value error, ', '').replace('findings[0]', f'findings[{i}]')
                         .replace('findings.0', f'findings.{i}'))
-            dropped.add(finding.get('label') if isinstance(finding, dict) else None)
+            label = finding.get('label') if isinstance(finding, dict) else None
+            dropped.add(vocab.canonical_finding(label) if isinstance(label, str) else None)  # None: class unknown
     provenance = data.get('provenance')
     if isinstance(provenance, dict) and isinstance(provenance.get('annotated_labels'), list):
         keep = [] if None in dropped else [a for a in provenance['annotated_labels'] if a not in dropped]

@@ -39,6 +39,25 @@ def test_lenient_read_skips_and_reports(tmp_path, make_record):
     assert 'recs.jsonl:3' in skipped[1] and 'width' in skipped[1]
 
 
+def test_lenient_read_drops_only_the_bad_finding_and_its_class_from_annotated_labels(tmp_path, make_record):
+    from collections import Counter
+    data = make_record([('OD', (100, 100, 200, 220)), ('hard_exudates', (10, 10, 20, 20))]).model_dump()
+    labels = data['provenance']['annotated_labels']
+    assert 'haemorrhages' in labels and 'hard_exudates' in labels
+    data['findings'].append({'label': 'hemorrhage', 'box_px': [50, 10, 20, 30]})   # alias, inverted box
+    path = tmp_path / 'r.jsonl'
+    path.write_text(json.dumps(data) + '\n')
+    boxes, messages = Counter(), []
+    (rec,) = read_records(path, lenient=True, box_counts=boxes, box_skipped=messages)
+    assert [f.label for f in rec.findings] == ['optic_disc', 'hard_exudates']
+    assert rec.provenance.annotated_labels == [a for a in labels if a != 'haemorrhages']
+    assert boxes == {'invalid_box': 1} and len(messages) == 1 and 'findings[2].box_px' in messages[0]
+    data['findings'][2]['label'] = 'exudatez'                                       # class unknown
+    path.write_text(json.dumps(data) + '\n')
+    (rec,) = read_records(path, lenient=True)
+    assert len(rec.findings) == 2 and rec.provenance.annotated_labels == []
+
+
 def test_unknown_image_label_is_rejected(tmp_path, make_record):
     data = make_record().model_dump()
     data['image_labels'] = {'dr_grade': '7'}
