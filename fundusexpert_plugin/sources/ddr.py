@@ -147,16 +147,13 @@ def _voc_record(xml_path: Path, images: FileIndex, lenient: bool, log: ConvertLo
         if (int(w), int(h)) != (draft.width, draft.height):
             raise FundusDataError(f'{where}: size = {int(w)}x{int(h)} but image {image} is '
                                   f'{draft.width}x{draft.height} px')
-    unsure = set()  # classes with a skipped box: not exhaustively known for this image
     for i, obj in enumerate(root.findall('object')):
         code = (obj.findtext('name') or '').strip().upper()
-        if draft.item(lambda i=i, obj=obj: _voc_object(draft, where, i, obj)) is None and code in LESIONS:
-            unsure.add(LESIONS[code])
+        # a skipped box leaves its class unannotated (RecordDraft.item); a class outside DDR's four
+        # says nothing about them
+        draft.item(lambda i=i, obj=obj: _voc_object(draft, where, i, obj), label=LESIONS.get(code, False))
     for label in LESIONS.values():
-        if label in unsure:
-            log.note(f'DDR: a {label} box was skipped; {label} left unannotated for the image', where)
-        else:
-            draft.annotate(label)
+        draft.annotate(label)
     return draft.build(DDR)
 
 

@@ -95,7 +95,7 @@ def test_voc_bad_object_is_one_skipped_box_lenient_and_names_xml_and_object_stri
     # HE had a box that could not be read: not claimed absent; the other three classes stay exhaustive
     assert set(rec.provenance.annotated_labels) == {'hard_exudates', 'microaneurysms', 'cotton_wool_spots'}
     assert rec.absent_labels() == ['microaneurysms', 'cotton_wool_spots']
-    assert log.notes == {'DDR: a haemorrhages box was skipped; haemorrhages left unannotated for the image': 1}
+    assert log.notes == {'haemorrhages left unannotated: a box of the image was skipped (absence not claimed)': 1}
 
 
 def test_voc_box_outside_image_and_unknown_class_are_skipped_items(tmp_path, make_image, make_text):
