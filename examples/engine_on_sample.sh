@@ -28,7 +28,7 @@ fundusexpert engine merge --out work/engine
 fundusexpert data build --records work/engine/records.jsonl --out work/fundusgen_engine --allow-outside-root
 fundusexpert make-tiny-model --family qwen2_5_vl work/tiny-qwen2_5_vl
 FUNDUSGEN_DIR=$PWD/work/fundusgen_engine swift sft --model work/tiny-qwen2_5_vl \
-    --template fundusexpert_qwen2_5_vl --external_plugins "$(fundusexpert plugin-path)" \
+    --template fundusexpert_qwen2_5_vl --external_plugins "$(fundusexpert swift plugin-path)" \
     --dataset fundusgen:grounded_report fundusgen:region_detection --tuner_type full --torch_dtype float32 \
     --max_steps 2 --per_device_train_batch_size 1 --check_model false --report_to none \
     --split_dataset_ratio 0 --dataloader_num_workers 0 --output_dir work/sft_engine

@@ -3,12 +3,12 @@
 set -euo pipefail
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 HF_DATASETS_OFFLINE=1 MAX_PIXELS=50176
 fundusexpert make-tiny-model --family qwen2_5_vl tiny-qwen2_5_vl
-fundusexpert build --sample --out fundusgen
+fundusexpert data build --sample --out fundusgen
 export FUNDUSGEN_DIR=$PWD/fundusgen/train
 swift sft \
     --model tiny-qwen2_5_vl \
     --template fundusexpert_qwen2_5_vl \
-    --external_plugins "$(fundusexpert plugin-path)" \
+    --external_plugins "$(fundusexpert swift plugin-path)" \
     --dataset fundusgen:region_detection fundusgen:diagnosis 'fundusgen:grounded_report#8' \
     --tuner_type full --freeze_vit false --freeze_aligner false \
     --torch_dtype float32 --max_steps 40 --per_device_train_batch_size 2 --learning_rate 5e-4 \

@@ -2,6 +2,6 @@
 
 Importing this package is light: it imports neither ms-swift nor mmdet. The ms-swift registrations
 live in :mod:`fundusexpert_plugin.swift_plugin.plugin` (pass its path to ``--external_plugins``;
-``fundusexpert plugin-path`` prints it).
+``fundusexpert swift plugin-path`` prints it).
 """
 __version__ = '0.1.0'

@@ -11,7 +11,7 @@
 # Flags given after the YAML win over the YAML (e.g. --model /local/dir, --output_dir, --max_steps 10).
 #
 # Environment:
-#   FUNDUSGEN_DIR                 FundusGen training folder (`fundusexpert build`); unset = the bundled 12-photo sample
+#   FUNDUSGEN_DIR                 FundusGen training folder (`fundusexpert data build`); unset = the bundled 12-photo sample
 #   NPROC_PER_NODE, NNODES, NODE_RANK, MASTER_ADDR, MASTER_PORT
 #                                 swift's torchrun switches; multi-node: same command on every node, NODE_RANK 0..N-1
 #   PER_DEVICE_TRAIN_BATCH_SIZE   override the recipe's per-device batch (the accumulation follows)

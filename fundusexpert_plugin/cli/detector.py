@@ -36,10 +36,14 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument('--annotations', required=True,
                         help='YOLO labels folder (with classes.names), COCO json, CODRAS jsonl or box CSV')
     parser.add_argument('--images', default=None,
-                        help='images folder (yolo, coco, box-csv); for codras the root of the jsonl '
-                             '"image" paths (default: the jsonl folder)')
+                        help='images folder (yolo, coco, box-csv, masks); for codras and records the dataset '
+                             'folder the jsonl "image" paths lie in (default: the jsonl folder)')
     parser.add_argument('--format', dest='fmt', default='codras',
-                        help='annotation format: codras (default), yolo, coco, box-csv')
+                        help='annotation format: codras (default), records (FundusGen records jsonl, as written by '
+                             'data convert), yolo, coco, box-csv, masks')
+    parser.add_argument('--allow-outside-root', action='store_true',
+                        help='accept image paths outside the dataset folder (trusted files; codras, records, '
+                             'coco, box-csv)')
     parser.add_argument('--work-dir', required=True, help='output folder')
     parser.add_argument('--max-iters', type=int, default=300)
     parser.add_argument('--img-scale', type=img_scale, default=(640, 640),
@@ -67,13 +71,18 @@ def run_train(args: argparse.Namespace) -> int:
     """
     from fundusexpert_plugin.detector.train import json_safe, train_detector
     from fundusexpert_plugin.sources.base import ConvertLog
-    from fundusexpert_plugin.sources.registry import read_annotations
+    from fundusexpert_plugin.sources.registry import PATH_FORMATS, read_annotations
     log = ConvertLog()
-    records = list(read_annotations(args.annotations, args.fmt, args.images, lenient=args.lenient, log=log))
+    options = {'lenient': args.lenient, 'log': log}
+    if args.fmt in PATH_FORMATS:
+        options['allow_outside_root'] = args.allow_outside_root
+    records = list(read_annotations(args.annotations, args.fmt, args.images, **options))
     val_records = None
     if args.val_annotations is not None:
-        val_images = args.val_images if args.val_images is not None or args.fmt == 'codras' else args.images
-        val_records = list(read_annotations(args.val_annotations, args.fmt, val_images, lenient=args.lenient, log=log))
+        # jsonl formats default to the validation file's own folder; the others share --images
+        own_folder = args.fmt in ('codras', 'records')
+        val_images = args.val_images if args.val_images is not None or own_folder else args.images
+        val_records = list(read_annotations(args.val_annotations, args.fmt, val_images, **options))
     if log.skipped:
         print(f'annotations: {log.summary(len(records))}', file=sys.stderr)
     result = train_detector(
@@ -89,5 +98,5 @@ def run_train(args: argparse.Namespace) -> int:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The verbs of ``fundusexpert detector``."""
     verbs = add_verbs(parser, 'detector_command')
-    add_command(verbs, 'train', 'train an MMDetection fundus detector (YOLO, COCO, CODRAS or box-CSV boxes)',
+    add_command(verbs, 'train', 'train an MMDetection fundus detector (YOLO, COCO, CODRAS, box-CSV, masks or FundusGen records)',
                 add_train_arguments, run_train)

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
             prints one line and exits 2).
     """
     from fundusexpert_plugin.sources.base import ConvertLog
-    from fundusexpert_plugin.sources.registry import detect_format, read_annotations
+    from fundusexpert_plugin.sources.registry import PATH_FORMATS, detect_format, read_annotations
 
     if args.max_image_pixels:
         set_max_pixels(args.max_image_pixels)
@@ -44,7 +44,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         fmt = args.format or detect_format(args.path)
         options = {'lenient': True, 'log': log}
-        if fmt in ('records', 'codras', 'coco', 'box-csv'):
+        if fmt in PATH_FORMATS:
             options['allow_outside_root'] = args.allow_outside_root
         if args.class_map and fmt in ('coco', 'yolo', 'box-csv', 'masks'):  # formats with class names
             from fundusexpert_plugin.sources.generic import parse_class_map

@@ -76,6 +76,12 @@ def build_config(config: Union[str, Path], *, classes: Sequence[str], train_json
                  lr: Optional[float], seed: int, log_level: str = 'INFO'):
     """Load ``config`` and set data, classes, schedule and seed (module docstring).
 
+    The schedule is always rebuilt from ``max_iters``, whatever ``param_scheduler`` the config holds:
+    ``IterBasedTrainLoop`` with one validation at the end; linear warmup from 1e-3 x lr over the config's
+    ``warmup_iters`` (default 50; at most a fifth of the run, none below 5 iterations), then cosine to
+    5 % of lr at ``max_iters``. A config sets its warmup with ``warmup_iters``, not with its own scheduler.
+    The logger interval is max_iters / 10, between 1 and 50.
+
     Returns:
         ``mmengine.Config`` with train and test dataloaders (the test one reads ``val_json``).
     """
@@ -98,12 +104,13 @@ def build_config(config: Union[str, Path], *, classes: Sequence[str], train_json
     cfg.train_cfg = dict(type='IterBasedTrainLoop', max_iters=max_iters, val_interval=max_iters)
     base_lr = float(lr) if lr is not None else float(cfg.optim_wrapper.optimizer.lr)
     cfg.optim_wrapper.optimizer.lr = base_lr
-    warmup = min(int(cfg.get('warmup_iters', 50)), max(1, max_iters // 5))
-    cfg.param_scheduler = [
-        dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=warmup),
-        dict(type='CosineAnnealingLR', eta_min=base_lr * 0.05, by_epoch=False, begin=warmup,
-             end=max_iters, T_max=max(1, max_iters - warmup)),
-    ]
+    # warmup <= max_iters // 5 < max_iters, so the cosine phase always spans >= 1 iteration (mmengine
+    # refuses end <= begin); a run shorter than 5 iterations has no warmup
+    warmup = min(int(cfg.get('warmup_iters', 50)), max_iters // 5)
+    cosine = dict(type='CosineAnnealingLR', eta_min=base_lr * 0.05, by_epoch=False, begin=warmup,
+                  end=max_iters, T_max=max_iters - warmup)
+    cfg.param_scheduler = [dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=warmup),
+                           cosine] if warmup else [cosine]
     cfg.base_lr, cfg.max_iters, cfg.warmup_iters = base_lr, max_iters, warmup
     cfg.default_hooks.logger.interval = max(1, min(50, max_iters // 10 or 1))
     cfg.randomness = dict(seed=seed, deterministic=False)

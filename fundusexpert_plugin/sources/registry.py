@@ -43,6 +43,10 @@ class Reader:
 
 READERS: Dict[str, Reader] = {}
 
+#: formats whose annotation files name each image by path; their readers take ``allow_outside_root``
+#: (accept absolute paths and paths that leave the dataset folder). YOLO and masks pair files by name.
+PATH_FORMATS = ('records', 'codras', 'coco', 'box-csv')
+
 
 def head_has(path: Path, suffixes: tuple, *needles: bytes, every: bool = False, size: int = 4096) -> bool:
     """Sniffer helper: ``path`` is a file with one of ``suffixes`` whose first ``size`` bytes hold

@@ -91,7 +91,7 @@ def read_task_rows(fundusgen_dir: Path | str) -> Dict[str, List[dict]]:
     """
     root = Path(fundusgen_dir).resolve()
     if not (root / 'build_summary.json').exists():
-        raise FundusDataError(f'{root}: no build_summary.json; not a FundusGen folder (`fundusexpert build`)')
+        raise FundusDataError(f'{root}: no build_summary.json; not a FundusGen folder (`fundusexpert data build`)')
     tasks = {p.stem: [_absolute_images(r, root) for r in load_jsonl(p)] for p in sorted(root.glob('*.jsonl'))}
     tasks = {name: rows for name, rows in tasks.items() if rows}
     if not tasks:

@@ -1,6 +1,6 @@
 """FundusGen datasets for ms-swift: ``--dataset fundusgen:<task>`` and ``fundusgen_heldout:<task>``.
 
-A FundusGen folder (written by ``fundusexpert build``) holds one ``<task>.jsonl`` per task, with
+A FundusGen folder (written by ``fundusexpert data build``) holds one ``<task>.jsonl`` per task, with
 image paths relative to the folder. The registered datasets read:
 
 * ``fundusgen``: ``$FUNDUSGEN_DIR`` if set, else the bundled sample's ``train`` split;
@@ -86,7 +86,7 @@ class FundusGenLoader(DatasetLoader):
         summary = root / 'build_summary.json'
         if not summary.exists():
             raise FileNotFoundError(f'{summary} not found: {root} is not a FundusGen folder; '
-                                    'build one with `fundusexpert build`')
+                                    'build one with `fundusexpert data build`')
         weights = json.loads(summary.read_text(encoding='utf-8')).get('task_weights', {})
         known = sorted(p.stem for p in root.glob('*.jsonl'))
         requested = dataset_syntax.subsets or ['all']

@@ -89,7 +89,7 @@ def _data_uri(b64: str) -> str:
 def mmbench_items(tsv_path: str) -> List[EvalItem]:
     """Items of a GMAI-MMBench / Fundus-MMBench TSV (``image_path`` or base64 ``image`` column).
 
-    The prompt and meta record are those of ``fundusexpert mcq-rows`` (:func:`mcq_tsv.item_to_row`,
+    The prompt and meta record are those of ``fundusexpert eval mcq-rows`` (:func:`mcq_tsv.item_to_row`,
     :func:`mcq_tsv.item_meta`). A base64 image is sent as a ``data:`` URI and left out of ``row``.
 
     Raises:
@@ -119,7 +119,7 @@ def mmbench_categories(items: Sequence[EvalItem]) -> List[str]:
 
 
 def fundusgen_items(folder: str, task: str, *, findings: bool = True) -> List[EvalItem]:
-    """Items of one task file ``<folder>/<task>.jsonl`` of a FundusGen folder (``fundusexpert build``).
+    """Items of one task file ``<folder>/<task>.jsonl`` of a FundusGen folder (``fundusexpert data build``).
 
     Image paths are resolved against the folder (as the ``fundusgen`` dataset does); the meta
     record is :func:`results.meta_from_fundusgen_row` (what ``--meta <task>.jsonl`` gives), without

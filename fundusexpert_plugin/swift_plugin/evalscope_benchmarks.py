@@ -2,7 +2,7 @@
 
 Loaded with the plugin file, so that::
 
-    swift eval --external_plugins "$(fundusexpert plugin-path)" --eval_backend Native \\
+    swift eval --external_plugins "$(fundusexpert swift plugin-path)" --eval_backend Native \\
         --eval_url http://127.0.0.1:8000/v1 --model <served name> \\
         --eval_dataset fundus_mmbench --eval_dataset_args '{"fundus_mmbench": {"local_path": "x.tsv"}}'
 

@@ -3,6 +3,8 @@ import argparse
 
 import pytest
 
+from fundusexpert_plugin.core.errors import FundusDataError
+
 from fundusexpert_plugin.cli import detector as cli
 from fundusexpert_plugin.cli.main import main
 
@@ -24,3 +26,42 @@ def test_run_returns_2_and_names_the_missing_file(tmp_path, capsys):
                  '--work-dir', str(tmp_path / 'w')]) == 2
     err = capsys.readouterr().err
     assert 'missing.jsonl' in err and err.startswith('fundusexpert: error: ') and 'Traceback' not in err
+
+
+def _records_outside(tmp_path):
+    """A records jsonl in ``work/`` naming a sample photo by absolute path (outside ``work/``): what
+    ``data convert --absolute-paths`` writes."""
+    from fundusexpert_plugin.core.record import write_records
+    from fundusexpert_plugin.sample import sample_records
+    (tmp_path / 'work').mkdir()
+    return write_records(sample_records('train')[:1], tmp_path / 'work' / 'records.jsonl')
+
+
+def test_records_outside_the_dataset_folder_are_refused_without_allow_outside_root(tmp_path, capsys):
+    path = _records_outside(tmp_path)
+    assert main(['detector', 'train', '--format', 'records', '--annotations', str(path),
+                 '--work-dir', str(tmp_path / 'w')]) == 2
+    err = capsys.readouterr().err
+    assert err.count('\n') == 1 and f"{path}: record '0003'" in err and 'image = ' in err
+    assert 'outside the dataset folder' in err and '--allow-outside-root' in err
+
+
+def test_allow_outside_root_and_images_root_reach_the_records_reader(tmp_path, monkeypatch, capsys):
+    from fundusexpert_plugin.detector import train as train_module
+    from fundusexpert_plugin.sample import SAMPLE_DIR
+    seen = []
+    monkeypatch.setattr(train_module, 'train_detector', lambda records, work_dir, **kw: seen.append(
+        ([r.record_id for r in records], [r.record_id for r in kw['val_records'] or []])) or 1 / 0)
+    path = _records_outside(tmp_path)
+    def train(*extra):
+        return cli.run_train(cli.add_train_arguments(argparse.ArgumentParser()).parse_args(
+            ['--format', 'records', '--annotations', str(path), '--val-annotations', str(path),
+             '--work-dir', str(tmp_path / 'w'), *extra]))
+    for extra in (['--allow-outside-root'], ['--images', str(SAMPLE_DIR), '--val-images', str(SAMPLE_DIR)]):
+        with pytest.raises(ZeroDivisionError):     # either makes the path acceptable: training is reached
+            train(*extra)
+    assert seen == [(['0003'], ['0003'])] * 2
+    # --images is the training set's folder; the validation jsonl keeps its own folder unless --val-images
+    with pytest.raises(FundusDataError, match="records.jsonl: record '0003': image = .*outside the dataset folder"):
+        train('--images', str(SAMPLE_DIR))
+    assert len(seen) == 2

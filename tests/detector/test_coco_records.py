@@ -34,3 +34,20 @@ def test_gpu_lesion_recipe_resolves_over_the_packaged_config():
     assert cfg.model.backbone.init_cfg is None                      # nothing downloaded (packaged config)
     assert cfg.model.bbox_head.num_classes == 4 and cfg.train_cfg.max_iters == 12000
     assert [t['type'] for t in cfg.train_pipeline][:3] == ['LoadImageFromFile', 'LoadAnnotations', 'RandomResize']
+
+
+def test_gpu_lesion_recipe_schedule_survives_train_detector(tmp_path):
+    """train-detector rebuilds the schedule from max_iters and the config's warmup_iters: the recipe's 500."""
+    from pathlib import Path
+
+    from fundusexpert_plugin.detector.train import build_config
+    recipe = Path(__file__).resolve().parents[2] / 'examples' / 'recipes' / 'detector_rtmdet-s_ddr-lesions.py'
+    kw = dict(classes=('hard_exudates', 'haemorrhages', 'microaneurysms', 'cotton_wool_spots'),
+              train_json=tmp_path / 't.json', train_root=tmp_path, val_json=tmp_path / 'v.json', val_root=tmp_path,
+              work_dir=tmp_path / 'w', img_scale=(1536, 1536), batch_size=8, lr=None, seed=0)
+    cfg = build_config(recipe, max_iters=12000, **kw)
+    warm, cos = cfg.param_scheduler
+    assert (warm.begin, warm.end, cos.begin, cos.end, cos.T_max) == (0, 500, 500, 12000, 11500)
+    assert cfg.optim_wrapper.optimizer.lr == 0.004 and cos.eta_min == 0.004 * 0.05
+    # a short smoke run (1000 iterations) keeps a fifth of itself as warmup: 200
+    assert build_config(recipe, max_iters=1000, **kw).param_scheduler[0].end == 200

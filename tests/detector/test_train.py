@@ -36,6 +36,23 @@ def test_build_config_sets_classes_scale_data_and_schedule_on_one_base_level(tmp
     assert cfg.custom_hooks == [] and cfg.default_hooks.checkpoint is None
 
 
+@pytest.mark.mmdet
+@pytest.mark.parametrize('max_iters, expected', [
+    (1, [('CosineAnnealingLR', 0, 1)]),                 # no warmup below 5 iterations: cosine over [0, 1)
+    (4, [('CosineAnnealingLR', 0, 4)]),
+    (5, [('LinearLR', 0, 1), ('CosineAnnealingLR', 1, 5)]),
+    (1000, [('LinearLR', 0, 50), ('CosineAnnealingLR', 50, 1000)]),   # the packaged warmup_iters = 50
+])
+def test_build_config_schedule_for_short_and_long_runs(tmp_path, max_iters, expected):
+    pytest.importorskip('mmdet')
+    cfg = td.build_config(td.DEFAULT_CONFIG, classes=('optic_disc',), train_json=tmp_path / 't.json',
+                          train_root=tmp_path, val_json=tmp_path / 'v.json', val_root=tmp_path,
+                          work_dir=tmp_path / 'w', img_scale=(256, 256), batch_size=1,
+                          max_iters=max_iters, lr=None, seed=0)
+    assert [(s.type, s.begin, s.end) for s in cfg.param_scheduler] == expected
+    assert cfg.param_scheduler[-1].T_max == max_iters - expected[-1][1]
+
+
 def _downscaled_photos(tmp_path: Path, n: int = 4, width: int = 320) -> Path:
     """Copy ``n`` photos, downscaled to ``width`` px with Pillow, plus a CODRAS jsonl whose boxes are
     scaled by the same factor (the bundled sample stays untouched)."""

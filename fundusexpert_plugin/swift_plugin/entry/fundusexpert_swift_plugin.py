@@ -5,7 +5,7 @@ absolute imports and this folder holds nothing else. Importing it registers, wit
 the ``fundusgen`` / ``fundusgen_heldout`` datasets, the ``fundusexpert_qwen2_5_vl`` /
 ``fundusexpert_internvl`` templates, and whatever loss, loss scale, eval metric and GRPO reward
 (``orms``) modules of :mod:`fundusexpert_plugin.swift_plugin` are present.
-``fundusexpert plugin-path`` prints its path.
+``fundusexpert swift plugin-path`` prints its path.
 """
 from fundusexpert_plugin.swift_plugin import registry
 
