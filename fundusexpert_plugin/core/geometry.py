@@ -16,7 +16,7 @@ Spaces (every name in the library says which one it uses):
 from __future__ import annotations
 
 import math
-from typing import List, Sequence, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 BoxPx = Tuple[float, float, float, float]
 BoxGrid = Tuple[int, int, int, int]
@@ -206,14 +206,54 @@ def check_box_px(box_px: Sequence[float], width: int, height: int, *, where: str
     return vals  # type: ignore[return-value]
 
 
-#: Half side of the box that stands for a point (a fovea centre), pixels (ours; the record holds boxes).
-POINT_HALF_SIDE_PX = 1.0
+#: Fovea centre relative to the optic-disc centre, in disc diameters (DD): 2.5 DD temporal and 0.25 DD
+#: inferior (Rohrschneider, IOVS 45:3257, 2004: 15.5 deg temporal, 1.5 deg inferior, disc about 6 deg).
+FOVEA_TEMPORAL_DD = 2.5
+FOVEA_INFERIOR_DD = 0.25
+#: Side of the box that stands for a fovea centre point, in DD (ours): the fovea, the central pit of the
+#: macula, is about 1.5 mm across, about one optic-disc diameter (disc about 1.5-1.8 mm). A point itself
+#: has no extent; a box of 1 DD is what a model can learn to draw and an IoU can score.
+FOVEA_BOX_DD = 1.0
+#: Disc diameter per image width when nothing in the record gives the disc size (ours): IDRiD's CODRAS
+#: disc boxes are 0.13-0.15 of the 4288-px width; the landmark locator uses 0.15 of the FOV width.
+DD_PER_IMAGE_WIDTH = 0.15
 
 
-def point_box(x: float, y: float, width: int, height: int, half_side_px: float = POINT_HALF_SIDE_PX) -> BoxPx:
+def disc_diameter_px(disc_box_px: Sequence[float]) -> float:
+    """Disc diameter (DD) in pixels from an xyxy pixel disc box: the mean of its width and height."""
+    x1, y1, x2, y2 = disc_box_px
+    return ((x2 - x1) + (y2 - y1)) / 2.0
+
+
+def point_box(x: float, y: float, width: int, height: int, half_side_px: float) -> BoxPx:
     """A ``2 * half_side_px`` xyxy pixel box centred on the point ``(x, y)``, clipped to the image."""
     return (max(0.0, x - half_side_px), max(0.0, y - half_side_px),
             min(float(width), x + half_side_px), min(float(height), y + half_side_px))
+
+
+def fovea_dd_px(width: int, *, disc_box_px: Optional[Sequence[float]] = None,
+                disc_centre_px: Optional[Sequence[float]] = None,
+                fovea_px: Optional[Sequence[float]] = None) -> float:
+    """Disc diameter in pixels for sizing a fovea box, from the best evidence the record holds.
+
+    In order: the optic-disc box (:func:`disc_diameter_px`); else the disc-centre to fovea distance
+    divided by the prior's 2.51 DD (``hypot(FOVEA_TEMPORAL_DD, FOVEA_INFERIOR_DD)``; IDRiD gives both
+    centres as points); else ``DD_PER_IMAGE_WIDTH * width``. All in pixels of the original image.
+    """
+    if disc_box_px is not None:
+        return disc_diameter_px(disc_box_px)
+    if disc_centre_px is not None and fovea_px is not None:
+        distance = math.hypot(fovea_px[0] - disc_centre_px[0], fovea_px[1] - disc_centre_px[1])
+        if distance > 0:
+            return distance / math.hypot(FOVEA_TEMPORAL_DD, FOVEA_INFERIOR_DD)
+    return DD_PER_IMAGE_WIDTH * width
+
+
+def fovea_box(x: float, y: float, width: int, height: int, dd_px: float) -> BoxPx:
+    """The xyxy pixel box that stands for a fovea centre ``(x, y)``: side ``FOVEA_BOX_DD * dd_px``,
+    centred on the point, clipped to the ``width`` x ``height`` image (so its centre can move by up
+    to half a side at an image edge)."""
+    return point_box(x, y, width, height, FOVEA_BOX_DD * dd_px / 2.0)
 
 
 def clip_box(box: Sequence[float], width: int, height: int) -> BoxPx:

@@ -40,12 +40,12 @@ from typing import Optional, Sequence, Tuple
 import cv2
 import numpy as np
 
+from fundusexpert_plugin.core.geometry import FOVEA_INFERIOR_DD, FOVEA_TEMPORAL_DD  # the prior (Rohrschneider 2004)
+
 #: The photograph is resized so that its field of view is this wide before processing (pixels).
 WORK_FOV_WIDTH_PX = 852.0
 #: Disc diameter as a fraction of the FOV width, used for the fovea search (IDRiD, 50 deg camera).
 DD_PER_FOV_WIDTH = 0.15
-#: Fovea prior relative to the disc centre, in DD (Rohrschneider 2004; same as render.position).
-FOVEA_TEMPORAL_DD, FOVEA_INFERIOR_DD = 2.5, 0.25
 #: Photographs whose field of view is narrower than this are not located (too little detail; pixels).
 MIN_FOV_WIDTH_PX = 256
 #: Red level (0-255) above which a pixel belongs to the field of view.

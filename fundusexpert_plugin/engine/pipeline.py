@@ -46,7 +46,7 @@ import numpy as np
 
 from fundusexpert_plugin.core import vocab
 from fundusexpert_plugin.core.dicom import DicomFields, check_laterality
-from fundusexpert_plugin.core.geometry import box_center, clip_box, laterality_from_disc, point_box
+from fundusexpert_plugin.core.geometry import box_center, clip_box, fovea_box, laterality_from_disc
 from fundusexpert_plugin.core.images import LoadedImage, load_image, save_image
 from fundusexpert_plugin.core.record import FundusGenRecord, parse_record
 from fundusexpert_plugin.detector.detect import Detection, clean_detections
@@ -188,7 +188,8 @@ class FundusEngine:
         elif marks is not None and disc_box is not None:
             sources['fovea'] = 'locator'
             findings.append({'label': 'fovea', 'source': 'locator',
-                             'box_px': list(point_box(*marks.fovea_px, image.width, image.height))})
+                             'box_px': list(fovea_box(*marks.fovea_px, image.width, image.height,
+                                                      disc_diameter_px(disc_box)))})
         stages = {'localization': self.detector_name if self.detector is not None else 'none',
                   'positioning': 'rules (render/position.py)', 'expansion': self.describer.name}
         if marks is not None:

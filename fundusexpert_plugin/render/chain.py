@@ -33,7 +33,7 @@ import numpy as np
 from fundusexpert_plugin.core import vocab
 from fundusexpert_plugin.core.record import FundusGenRecord
 from fundusexpert_plugin.render.grounded_text import GroundedText
-from fundusexpert_plugin.render.position import FOVEA_TEMPORAL_DD, AnatomyFrame, Position, locate, make_frame
+from fundusexpert_plugin.render.position import FOVEA_INFERIOR_DD, FOVEA_TEMPORAL_DD, AnatomyFrame, Position, locate, make_frame
 
 PHRASES: Dict[str, Dict[str, str]] = {
     'en': {
@@ -42,8 +42,9 @@ PHRASES: Dict[str, Dict[str, str]] = {
         'how_disc': ' (judged from the position of the optic disc)',
         'disc': 'The {disc} lies on the {side} side of the image.',
         'no_disc': 'The optic disc is not identified, so positions are given relative to the image.',
-        'fovea_est': ('The fovea is not marked; it is taken {dd} disc diameters (DD) temporal to the centre '
-                      'of the optic disc.'),
+        'fovea_no_disc': ' The {fovea} is marked.',
+        'fovea_est': ('The fovea is not marked; it is taken {dd} disc diameters (DD) temporal and {inf} DD '
+                      'inferior to the centre of the optic disc.'),
         'fovea_ann': 'The {fovea} lies {dist:.1f} DD from the optic disc.',
         'fovea_locator': ('The {fovea} is located on the image as the darkest macular region near its expected '
                           'position, {dist:.1f} DD from the optic disc.'),
@@ -83,7 +84,8 @@ PHRASES: Dict[str, Dict[str, str]] = {
         'how_disc': '（根据视盘位置判断）',
         'disc': '{disc}位于图像{side}。',
         'no_disc': '未识别到视盘，以下位置相对于图像描述。',
-        'fovea_est': '黄斑中心凹未标注，按解剖先验取视盘中心颞侧{dd}个视盘直径（DD）处。',
+        'fovea_no_disc': '已标注{fovea}。',
+        'fovea_est': '黄斑中心凹未标注，按解剖先验取视盘中心颞侧{dd}个视盘直径（DD）、下方{inf} DD处。',
         'fovea_ann': '{fovea}距视盘{dist:.1f} DD。',
         'fovea_locator': '{fovea}由图像定位（预期位置附近最暗的黄斑区域），距视盘{dist:.1f} DD。',
         'fovea_detector': '检测到的{fovea}距视盘{dist:.1f} DD。',
@@ -232,7 +234,9 @@ def cognitive_chain(record: FundusGenRecord, lang: str = 'en', *, grounded: Opti
         steps.append(p['global_unknown'])
     # 2. anatomical positioning
     if frame is None:
-        steps.append(p['no_disc'])
+        fovea = record.boxes('fovea')
+        steps.append(p['no_disc'] + (p['fovea_no_disc'].format(fovea=name('fovea', fovea))
+                                     if fovea else ''))
     else:
         disc_cx = (frame.disc_box_px[0] + frame.disc_box_px[2]) / 2
         side = vocab.side_name('right' if disc_cx > record.width / 2 else 'left', lang)
@@ -240,7 +244,7 @@ def cognitive_chain(record: FundusGenRecord, lang: str = 'en', *, grounded: Opti
         if record.provenance.landmarks.get('optic_disc') == 'locator':
             anatomy += p['disc_locator']
         if frame.fovea_source == 'estimated':
-            anatomy += ' ' * (lang == 'en') + p['fovea_est'].format(dd=FOVEA_TEMPORAL_DD)
+            anatomy += ' ' * (lang == 'en') + p['fovea_est'].format(dd=FOVEA_TEMPORAL_DD, inf=FOVEA_INFERIOR_DD)
         else:
             dist = np.hypot(frame.fovea_px[0] - disc_cx,
                             frame.fovea_px[1] - (frame.disc_box_px[1] + frame.disc_box_px[3]) / 2)

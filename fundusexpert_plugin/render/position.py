@@ -22,10 +22,9 @@ import math
 from dataclasses import dataclass
 from typing import Optional, Sequence, Tuple
 
-from fundusexpert_plugin.core.geometry import box_center, distance_point_to_box
+from fundusexpert_plugin.core.geometry import (FOVEA_INFERIOR_DD, FOVEA_TEMPORAL_DD, box_center, disc_diameter_px,
+                                              distance_point_to_box)
 
-FOVEA_TEMPORAL_DD = 2.5
-FOVEA_INFERIOR_DD = 0.25
 MACULA_RADIUS_DD = 1.0
 
 
@@ -67,12 +66,6 @@ class Position:
     distance_to_fovea_dd: float
     macular_involvement: bool
     side_of_disc: str
-
-
-def disc_diameter_px(disc_box_px: Sequence[float]) -> float:
-    """Disc diameter in pixels: the mean of the disc box's width and height."""
-    x1, y1, x2, y2 = disc_box_px
-    return ((x2 - x1) + (y2 - y1)) / 2.0
 
 
 def _temporal_sign(laterality: Optional[str], disc_x: float, width: int) -> float:

@@ -9,9 +9,10 @@ through :func:`attempt`, so all of them share one behaviour:
   official pixel2bbox rule, defaults of the official CLI). A class whose mask has foreground
   pixels but no box after the area/top-k filters is *not* listed in ``annotated_labels`` for that
   image (it would otherwise read as known absent); the case is counted in the log.
-* A point annotation (the fovea centre) becomes a box of side ``2 * FOVEA_HALF_SIDE_PX`` centred on
-  the point, clipped to the image (ours: the record holds only boxes; downstream code takes the
-  fovea as the box centre, see :func:`fundusexpert_plugin.render.chain`).
+* A point annotation (the fovea centre) becomes a box of side 1 disc diameter centred on the point,
+  clipped to the image (ours, :data:`~fundusexpert_plugin.core.geometry.FOVEA_BOX_DD`: the fovea is
+  about one disc diameter across; the record holds only boxes, and downstream code takes the fovea
+  as the box centre, see :func:`fundusexpert_plugin.render.chain`).
 * Bad input raises :class:`~fundusexpert_plugin.core.record.FundusDataError` naming file, line/row and
   field; with ``lenient=True`` the item is skipped and the message kept in :class:`ConvertLog`.
   Labels that the record schema cannot hold raise :class:`NotRepresentable`: never an error, always
@@ -36,7 +37,7 @@ from fundusexpert_plugin.core import vocab
 from fundusexpert_plugin.core.record import FundusDataError, FundusGenRecord, parse_record
 from fundusexpert_plugin.sources.masks import (PAPER_AREA_THRESHOLD_PX2, PAPER_EPS_PX, PAPER_MAX_BOXES, PAPER_MIN_SAMPLES,
                      cluster_mask)
-from fundusexpert_plugin.core.geometry import laterality_from_disc
+from fundusexpert_plugin.core.geometry import fovea_box, fovea_dd_px, laterality_from_disc
 
 logger = logging.getLogger(__name__)
 T = TypeVar('T')
@@ -44,8 +45,6 @@ T = TypeVar('T')
 #: In :attr:`RecordDraft.incomplete`: a box of unknown class was skipped, so no class is exhaustive.
 ALL_CLASSES = '*'
 
-#: Half side of the box that stands for a point annotation (fovea centre), pixels (ours).
-FOVEA_HALF_SIDE_PX = 1.0
 #: A box may stick out of the image by this much (label rounding) and is clipped; more is an error.
 CLIP_TOLERANCE_PX = 1.0
 SEE_TERMS = "see the dataset's terms"
@@ -330,6 +329,9 @@ class RecordDraft:
         self.laterality: Optional[str] = None
         self.laterality_source: Optional[str] = None
         self.incomplete: set = set()
+        #: optic-disc centre ``(x, y)`` pixels when the source gives it as a point (IDRiD): sizes fovea boxes
+        self.disc_centre_px: Optional[Tuple[float, float]] = None
+        self._points: List[Tuple[dict, float, float]] = []
 
     def item(self, fn: Callable[[], T], where: str = '', *, label: object = False) -> Optional[T]:
         """Run one box/point/label of this record: lenient skips count as kind ``'box'``.
@@ -390,10 +392,13 @@ class RecordDraft:
                                   '(need x1 < x2 and y1 < y2, xyxy pixels)', reason='box_empty_or_inverted')
         self.findings.append({'label': label, 'box_px': box, 'source': 'annotation'})
 
-    def add_point(self, label: str, x: float, y: float, *, field_name: str,
-                  half_side_px: float = FOVEA_HALF_SIDE_PX, where: Optional[str] = None) -> None:
-        """Add a point annotation as a ``2 * half_side_px`` box centred on ``(x, y)``, clipped.
+    def add_point(self, label: str, x: float, y: float, *, field_name: str, where: Optional[str] = None) -> None:
+        """Add a fovea centre point ``(x, y)`` (pixels, origin top-left) as a fovea box.
 
+        The box (:func:`~fundusexpert_plugin.core.geometry.fovea_box`, side 1 DD centred on the point,
+        clipped) is sized in :meth:`build`, once the record's disc is known
+        (:func:`~fundusexpert_plugin.core.geometry.fovea_dd_px`: the disc box, else the disc-centre point
+        :attr:`disc_centre_px` and the prior's distance, else a fraction of the image width).
         ``where`` names the point's own line or row in messages (default: the record's ``where``).
 
         Raises:
@@ -403,9 +408,19 @@ class RecordDraft:
             raise FundusDataError(f'{where or self.where}: {field_name} = ({x}, {y}): outside the '
                                   f'{self.width}x{self.height} px image (pixels, origin top-left)',
                                   reason='point_outside_image')
-        self.findings.append({'label': label, 'source': 'annotation', 'box_px': [
-            max(0.0, x - half_side_px), max(0.0, y - half_side_px),
-            min(float(self.width), x + half_side_px), min(float(self.height), y + half_side_px)]})
+        finding = {'label': label, 'source': 'annotation', 'box_px': None}
+        self.findings.append(finding)
+        self._points.append((finding, float(x), float(y)))
+
+    def _size_points(self) -> None:
+        """Give every point finding its fovea box (:meth:`add_point`)."""
+        discs = [f['box_px'] for f in self.findings
+                 if f['box_px'] is not None and vocab.canonical_finding(f['label']) == 'optic_disc']
+        disc = max(discs, key=lambda b: (b[2] - b[0]) * (b[3] - b[1])) if discs else None
+        for finding, x, y in self._points:
+            dd = fovea_dd_px(self.width, disc_box_px=disc, disc_centre_px=self.disc_centre_px, fovea_px=(x, y))
+            finding['box_px'] = list(fovea_box(x, y, self.width, self.height, dd))
+        self._points.clear()
 
     def add_mask(self, label: str, foreground: np.ndarray, params: MaskBoxParams, log: ConvertLog, *,
                  exhaustive: bool = True, largest_only: bool = False) -> int:
@@ -461,6 +476,7 @@ class RecordDraft:
             NotRepresentable: no finding, no label and no annotated class.
             FundusDataError: a field fails validation (``where`` and field named).
         """
+        self._size_points()
         annotated = [] if ALL_CLASSES in self.incomplete else [a for a in self.annotated if a not in self.incomplete]
         for label in self.annotated:
             if label not in annotated:

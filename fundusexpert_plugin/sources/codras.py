@@ -6,8 +6,8 @@ the jsonl's folder), ``width``, ``height`` (JSON integers: the upright image siz
 ``source_dataset`` and ``sha256`` (checked against the file), and ``annotations``: a list of
 ``{"label", "class_id", "bbox_xyxy"}`` with boxes in pixels of that image (xyxy, JSON numbers).
 Optional ``fovea_xy``: a fovea centre ``[x, y]`` in pixels of that image (e.g. the official IDRiD
-fovea markup scaled with the image), which becomes a ``fovea`` box of side 2 px
-(:func:`~fundusexpert_plugin.core.geometry.point_box`).
+fovea markup scaled with the image), which becomes a ``fovea`` box of side 1 disc diameter (the
+record's optic-disc box) centred on it (:meth:`~fundusexpert_plugin.sources.base.RecordDraft.add_point`).
 This is the layout of the bundled sample (``fundusexpert_plugin/sample/annotations.jsonl``).
 
 Per line: a bad box, label or class id is one skipped box in lenient mode (the record keeps its
@@ -167,7 +167,7 @@ def _to_record(row: dict, root: Path, where: str, seen: Dict[str, str], lenient:
 
 
 def _add_fovea(draft: RecordDraft, value) -> None:
-    """``fovea_xy = [x, y]`` pixels -> a 2 px ``fovea`` box (:meth:`RecordDraft.add_point`)."""
+    """``fovea_xy = [x, y]`` pixels -> a 1-DD ``fovea`` box (:meth:`RecordDraft.add_point`)."""
     if (not isinstance(value, list) or len(value) != 2
             or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)):
         raise FundusDataError(f'{draft.where}: fovea_xy = {value!r}: expected [x, y], JSON numbers in pixels',

@@ -17,8 +17,9 @@ Layout read (Porwal et al., Data 3(3):25, 2018; folder and file names as in the 
 
 Mapping (see ``GRADES.md``): ``Retinopathy grade`` -> ``dr_grade`` (ICDR, unchanged),
 ``Risk of macular edema`` -> ``dme_grade`` (IDRiD 0-2, unchanged); fovea centre -> a ``fovea`` box of
-2 px centred on it (:data:`.base.FOVEA_HALF_SIDE_PX`); optic-disc centre -> laterality only (the
-record's ``optic_disc`` is the disc's extent, a centre point is not one; counted as left out).
+side 1 DD centred on it (:meth:`.base.RecordDraft.add_point`; DD = the disc-fovea distance / 2.51, the
+prior's distance); optic-disc centre -> laterality and that DD only (the record's ``optic_disc`` is the
+disc's extent, a centre point is not one; counted as left out).
 Masks -> boxes with :func:`..masks.cluster_mask`; soft exudates are ``cotton_wool_spots``. IDRiD
 provides a lesion mask only for images that show that lesion (e.g. 26 of 54 training images for
 soft exudates), so a missing lesion mask means known absent; a missing optic-disc mask means unknown.
@@ -130,7 +131,9 @@ def _grading_record(name: str, entry: dict, images: FileIndex, lenient: bool, lo
                 raise FundusDataError(f'{pwhere}: {cols[1]}/{cols[2]} = ({x}, {y}): outside the '
                                       f'{draft.width}x{draft.height} px image', reason='point_outside_image')
             draft.infer_laterality(disc_x=x, fovea_x=points['fovea'][0] if 'fovea' in points else None)
-            log.note('IDRiD optic-disc centre point: used for laterality only (no disc extent)', pwhere)
+            draft.disc_centre_px = (x, y)
+            log.note('IDRiD optic-disc centre point: used for laterality and the fovea box size only '
+                     '(no disc extent)', pwhere)
         draft.item(disc, where=pwhere)
     return draft.build(IDRID)
 

@@ -30,6 +30,10 @@ def test_without_detector_the_locator_gives_disc_and_fovea(tmp_path):
     fx, fy = box_center(rec.boxes('fovea')[0])
     tx, ty = SAMPLE['0015']['fovea_xy']
     assert abs(fx - tx) <= 10 and abs(fy - ty) <= 10          # test_landmarks bound on the same photo
+    # the located fovea is a box 1 disc diameter (mean side of the located disc box) wide, not a point
+    (dx1, dy1, dx2, dy2), (x1, y1, x2, y2) = rec.boxes('optic_disc')[0], rec.boxes('fovea')[0]
+    assert x2 - x1 == pytest.approx(((dx2 - dx1) + (dy2 - dy1)) / 2) == pytest.approx(y2 - y1)
+    assert 100 < x2 - x1 < 200                                 # the sample's 1072-px photos: discs of 97-159 px
     text = cognitive_chain(rec, 'en')
     assert 'located on the image by its brightness' in text and 'darkest macular region' in text
     assert 'not marked' not in text                             # the 2.5-DD prior is not used

@@ -16,7 +16,7 @@ def test_plain_chain_en_every_sentence_from_the_record(make_record):
     assert text == (
         'This is a colour fundus photograph of the left eye (judged from the position of the optic disc).\n'
         'The optic disc lies on the left side of the image. The fovea is not marked; it is taken 2.5 disc '
-        'diameters (DD) temporal to the centre of the optic disc.\n'
+        'diameters (DD) temporal and 0.25 DD inferior to the centre of the optic disc.\n'
         'Hard exudates: one region, in the superotemporal quadrant around the fovea, the nearest 1.2 DD from it. '
         'No haemorrhages are seen.\n'
         'The boxed regions of hard exudates cover about 0.2% of the image; the largest region measures about '
@@ -59,6 +59,19 @@ def test_no_disc_falls_back_to_image_positions(make_record):
     text = cognitive_chain(rec, 'en')
     assert 'The optic disc is not identified' in text
     assert 'in the lower-right part of the image' in text
+
+
+def test_a_marked_fovea_without_a_disc_is_named_and_grounded(make_record):
+    """IDRiD grading records: a fovea point (a 1-DD box) and no disc box."""
+    rec = make_record([('fovea', (400, 300, 460, 360))])
+    assert cognitive_chain(rec, 'en').splitlines()[1] == (
+        'The optic disc is not identified, so positions are given relative to the image. The fovea is marked.')
+    for lang, ref in (('en', 'fovea'), ('zh', '黄斑中心凹')):
+        grounded = GroundedText()
+        line = cognitive_chain(rec, lang, grounded=grounded).splitlines()[1]
+        assert line.count('<ref-object><bbox>') == 1
+        assert grounded.objects() == {'ref': [ref], 'bbox': [[400.0, 300.0, 460.0, 360.0]], 'bbox_type': 'real'}
+    assert 'fovea' not in cognitive_chain(make_record([('haemorrhages', (600, 500, 700, 600))]), 'en')
 
 
 def test_union_area_counts_overlap_once():

@@ -28,7 +28,7 @@ def test_adam_label_by_prefix_disc_drusen_fovea(adam):
     assert a.image_labels == {'diagnosis': 'age_related_macular_degeneration'}
     assert [(f.label, f.box_px) for f in a.findings] == [
         ('optic_disc', (30.0, 50.0, 80.0, 100.0)), ('drusen', (180.0, 90.0, 200.0, 105.0)),
-        ('fovea', (199.0, 109.0, 201.0, 111.0))]
+        ('fovea', (175.0, 85.0, 225.0, 135.0))]      # 1 DD (the 50 x 50 px disc) centred on (200, 110)
     assert a.laterality == 'left'  # disc centre x 55 left of the fovea x 200
     assert set(a.provenance.annotated_labels) == {'optic_disc', 'drusen', 'fovea'}  # no haemorrhage mask: unknown
     assert a.absent_labels() == []
@@ -63,8 +63,9 @@ def test_palm_label_column_and_prefixes(tmp_path, make_image, make_text):
     log = ConvertLog()
     assert [r.record_id for r in read_ichallenge('palm', tmp_path / 'PALM-Training400', log=log)] == ['P0001']
     v1, v2 = read_ichallenge('palm', tmp_path / 'PALM-Validation400', tables=[table], log=log)
-    assert v1.image_labels == {'diagnosis': 'pathological_myopia'} and v1.boxes('fovea') == [(39.0, 29.0, 41.0, 31.0)]
+    assert v1.image_labels == {'diagnosis': 'pathological_myopia'} and v1.boxes('fovea') == [(32.5, 22.5, 47.5, 37.5)]
     assert v2.image_labels == {} and v2.record_id == 'V0002'  # non-PM: fovea box only
+    # no disc in these records: DD = 0.15 x the 100-px width = 15 px around (40, 30)
     assert sum(n for r, n in log.notes.items() if 'negative label' in r) == 2  # H0001 and V0002
 
 

@@ -37,13 +37,26 @@ def test_missing_or_unreadable_image_names_the_row(tmp_path):
         RecordDraft('x', tmp_path / 'bad.jpg', where='labels.csv:4')
 
 
-def test_fovea_point_becomes_a_two_pixel_box_clipped_to_the_image(tmp_path, make_image):
-    draft = RecordDraft('r', make_image(tmp_path / 'a.jpg', 100, 80), where='t.csv:2')
+def test_fovea_point_becomes_a_one_disc_diameter_box_clipped_to_the_image(tmp_path, make_image):
+    image = make_image(tmp_path / 'a.jpg', 100, 80)
+    # no disc in the record: DD = 0.15 x 100 px = 15 px, so a 15-px box centred on the point
+    draft = RecordDraft('r', image, where='t.csv:2')
     draft.add_point('fovea', 50.5, 40, field_name='Fovea_X/Fovea_Y')
-    draft.add_point('fovea', 0.5, 79.5, field_name='Fovea_X/Fovea_Y')
-    assert [f['box_px'] for f in draft.findings] == [[49.5, 39.0, 51.5, 41.0], [0.0, 78.5, 1.5, 80.0]]
+    draft.add_point('fovea', 0.5, 79.5, field_name='Fovea_X/Fovea_Y')                 # clipped at the corner
+    assert draft.build(SRC).boxes('fovea') == [(43.0, 32.5, 58.0, 47.5), (0.0, 72.0, 8.0, 80.0)]
     with pytest.raises(FundusDataError, match=r't\.csv:2: Fovea_X/Fovea_Y = \(120, 40\): outside the 100x80'):
         draft.add_point('fovea', 120, 40, field_name='Fovea_X/Fovea_Y')
+    # a disc box of 30 x 30 px, added after the point: DD 30 px
+    draft = RecordDraft('r', image, where='t.csv:2')
+    draft.add_point('fovea', 70, 40, field_name='fovea_xy')
+    draft.add_box('optic_disc', (10, 20, 40, 50))
+    assert draft.build(SRC).boxes('fovea') == [(55.0, 25.0, 85.0, 55.0)]
+    # only a disc centre point (IDRiD): the fovea lies 2.5 DD temporal and 0.25 DD inferior of it, so
+    # DD = distance / hypot(2.5, 0.25); here the distance is that of DD = 20 px
+    draft = RecordDraft('r', image, where='t.csv:2')
+    draft.disc_centre_px = (10.0, 40.0)
+    draft.add_point('fovea', 60, 45, field_name='Fovea_X/Fovea_Y')
+    assert draft.build(SRC).boxes('fovea') == [pytest.approx((50.0, 35.0, 70.0, 55.0))]
 
 
 def test_box_within_one_pixel_outside_is_clipped_beyond_is_an_error(tmp_path, make_image):

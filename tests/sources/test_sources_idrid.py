@@ -8,6 +8,8 @@ from fundusexpert_plugin.core.record import FundusDataError
 GRADES = 'Image name,Retinopathy grade,Risk of macular edema ,,,\nIDRiD_001,3,2,,,\nIDRiD_002,0,0,,,\n,,,,,\n'
 OD = 'Image No,X- Coordinate,Y - Coordinate,,\nIDRiD_001,300,150,,\nIDRiD_002,80,140,,\n'
 FOVEA = 'Image No,X- Coordinate,Y - Coordinate,,\nIDRiD_001,180,160,,\nIDRiD_002,250.5,150,,\n'
+#: IDRiD_002's fovea box: side DD = hypot(170.5, 10) / hypot(2.5, 0.25) = 67.978 px around (250.5, 150)
+R2_FOVEA = (250.5 - 33.989, 150 - 33.989, 250.5 + 33.989, 150 + 33.989)
 
 
 @pytest.fixture
@@ -32,13 +34,17 @@ def test_grades_fovea_and_laterality_are_merged_per_image(grading):
     assert [r.record_id for r in recs] == ['IDRiD_001', 'IDRiD_002']
     r1, r2 = recs
     assert r1.image_labels == {'dr_grade': '3', 'dme_grade': '2'} and (r1.width, r1.height) == (400, 300)
-    # fovea (180, 160) -> 2 px box; disc x 300 > fovea x 180 -> disc nasal on the right: right eye
-    assert [(f.label, f.box_px) for f in r1.findings] == [('fovea', (179.0, 159.0, 181.0, 161.0))]
+    # fovea (180, 160) -> a 1-DD box; DD from the disc centre (300, 150): distance hypot(120, 10) = 120.42 px
+    # over the prior's hypot(2.5, 0.25) = 2.5125 DD -> 47.93 px. Disc x 300 > fovea x 180 -> right eye
+    assert [f.label for f in r1.findings] == ['fovea']
+    assert r1.findings[0].box_px == pytest.approx((180 - 23.964, 160 - 23.964, 180 + 23.964, 160 + 23.964), abs=1e-3)
     assert (r1.laterality, r1.laterality_source) == ('right', 'optic_disc_position')
-    assert r2.laterality == 'left' and r2.findings[0].box_px == (249.5, 149.0, 251.5, 151.0)
+    # IDRiD_002: disc (80, 140), fovea (250.5, 150): distance 170.79 px -> DD 67.98 px
+    assert r2.laterality == 'left' and r2.findings[0].box_px == pytest.approx(R2_FOVEA, abs=1e-3)
     assert r1.provenance.annotated_labels == ['fovea'] and 'CC BY 4.0' in r1.provenance.licence
     assert 'Porwal' in r1.provenance.attribution and r1.provenance.source_dataset == 'IDRiD'
-    assert log.notes == {'IDRiD optic-disc centre point: used for laterality only (no disc extent)': 2}
+    assert log.notes == {'IDRiD optic-disc centre point: used for laterality and the fovea box size only '
+                         '(no disc extent)': 2}
 
 
 def test_unknown_grade_names_file_line_and_column(grading, make_text):
@@ -163,6 +169,6 @@ def test_bad_grade_cell_or_fovea_keeps_the_image_s_other_labels_lenient(grading,
     assert r1.image_labels == {'dr_grade': '3', 'dme_grade': '2'} and r1.findings == [] and r1.laterality == 'right'
     assert 'fovea' not in r1.provenance.annotated_labels
     # IDRiD_002: dr_grade 7 skipped, dme_grade and the fovea box kept
-    assert r2.image_labels == {'dme_grade': '0'} and r2.findings[0].box_px == (249.5, 149.0, 251.5, 151.0)
+    assert r2.image_labels == {'dme_grade': '0'} and r2.findings[0].box_px == pytest.approx(R2_FOVEA, abs=1e-3)
     assert log.skipped_items == {'point_outside_image': 1, 'unknown_grade': 1} and not log.skipped_records
     assert any("Training Labels.csv:3: column 'Retinopathy grade' = '7': unknown grade" in m for m in log.skipped)

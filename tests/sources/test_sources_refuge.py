@@ -31,7 +31,7 @@ def test_refuge_training_disc_cup_fovea_and_folder_label(refuge_train):
     assert g.image_labels == {'diagnosis': 'glaucoma'} and n.image_labels == {}
     assert [(f.label, f.box_px) for f in g.findings] == [
         ('optic_disc', (200.0, 60.0, 260.0, 120.0)), ('optic_cup', (220.0, 80.0, 240.0, 100.0)),
-        ('fovea', (99.5, 94.25, 101.5, 96.25))]
+        ('fovea', (70.5, 65.25, 130.5, 125.25))]     # 1 DD (the 60-px disc) centred on (100.5, 95.25)
     # disc centre x 230 right of the fovea x 100.5: right eye; n0001 disc x 70 left of fovea x 210: left eye
     assert (g.laterality, n.laterality) == ('right', 'left')
     assert set(g.provenance.annotated_labels) == {'optic_disc', 'optic_cup', 'fovea'}
@@ -46,7 +46,7 @@ def test_refuge_test_layout_label_column_and_bad_label(tmp_path, make_image, mak
     table = make_xlsx(tmp_path / 'REFUGE-Test-GT' / 'Glaucoma_label_and_Fovea_location.xlsx',
                       [['ID', 'ImgName', 'Fovea_X', 'Fovea_Y', 'Label(Glaucoma=1)'], [1, 'T0001.jpg', 120, 90, 1]])
     (rec,) = read_refuge(tmp_path / 'REFUGE-Test400', tmp_path / 'REFUGE-Test-GT' / 'Disc_Cup_Masks', tables=[table])
-    assert rec.image_labels == {'diagnosis': 'glaucoma'} and rec.boxes('fovea') == [(119.0, 89.0, 121.0, 91.0)]
+    assert rec.image_labels == {'diagnosis': 'glaucoma'} and rec.boxes('fovea') == [(90.0, 60.0, 150.0, 120.0)]
     make_xlsx(table, [['ID', 'ImgName', 'Fovea_X', 'Fovea_Y', 'Label(Glaucoma=1)'], [1, 'T0001.jpg', 120, 90, 2]])
     with pytest.raises(FundusDataError, match=r"Fovea_location\.xlsx:2: column 'Label\(Glaucoma=1\)' = '2'"):
         list(read_refuge(tmp_path / 'REFUGE-Test400', tables=[table]))
@@ -106,7 +106,7 @@ def test_refuge_bad_fovea_cell_is_one_skipped_item_the_masks_are_kept(refuge_tra
                                                          ('optic_cup', (220.0, 80.0, 240.0, 100.0))]
     assert set(g.provenance.annotated_labels) == {'optic_disc', 'optic_cup'}
     assert g.laterality == 'right'  # no fovea: disc centre x 230 against the image centre 150
-    assert n.boxes('fovea') == [(209.0, 100.0, 211.0, 102.0)]
+    assert n.boxes('fovea') == [(180.0, 71.0, 240.0, 131.0)]  # 60-px disc: 60-px box at (210, 101)
     assert log.skipped_items == {'not_a_number': 1} and not log.skipped_records
 
 
