@@ -11,6 +11,7 @@ Verbs: ``score`` (:func:`add_score_arguments`/:func:`run_score`), ``mcq-rows`` (
 from __future__ import annotations
 
 import argparse
+import sys
 
 from fundusexpert_plugin.cli.common import add_command, add_verbs
 from fundusexpert_plugin.core.geometry import GRID_DECODE_RULES
@@ -76,15 +77,17 @@ def run_score(args: argparse.Namespace) -> int:
 
     Raises:
         FileNotFoundError: a missing result, meta or TSV file.
-        FundusDataError / ValueError: an unreadable line (file and line named), or ``--judge openai``
-            without ``--judge-base-url``.
+        FundusDataError / ValueError: an unreadable line or a field of the wrong type (a result row's
+            ``response`` that is not a string, ``objects``, a box ...; file, line and field named), a meta
+            record whose index is repeated or is no result row, or ``--judge openai`` without
+            ``--judge-base-url``.
     """
     from fundusexpert_plugin.eval.mcq_tsv import read_tsv, tsv_matcher
     from fundusexpert_plugin.eval.report import EvalOptions, evaluate_rows, write_outputs
-    from fundusexpert_plugin.eval.results import load_meta, read_jsonl
+    from fundusexpert_plugin.eval.results import load_meta, read_results
 
-    rows = read_jsonl(args.result)
-    meta = load_meta(args.meta) if args.meta else {}
+    rows = read_results(args.result)
+    meta = load_meta(args.meta, n_rows=len(rows)) if args.meta else {}
     items = read_tsv(args.tsv) if args.tsv else None
     tsv_match = tsv_matcher(items) if items else None
     options = EvalOptions(spaces=dict(args.box_space), min_pixels=args.min_pixels, max_pixels=args.max_pixels,
@@ -120,7 +123,8 @@ def run_tsv_rows(args: argparse.Namespace) -> int:
 
 def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """Arguments of the FundusGen MCQ -> TSV exporter."""
-    parser.add_argument('--rows', required=True, help='FundusGen swift rows jsonl')
+    parser.add_argument('--rows', required=True, help='FundusGen swift rows jsonl (exit 1, nothing written, when it '
+                        'holds no MCQ item)')
     parser.add_argument('--out', required=True, help='TSV for VLMEvalKit (custom MCQ dataset); a name containing '
                         '"mmbench" makes VLMEvalKit use circular evaluation, so prefer e.g. FundusGen_MCQ.tsv')
     parser.add_argument('--embed-images', action='store_true', help='add a base64 image column')
@@ -131,15 +135,23 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
 
 
 def run_export(args: argparse.Namespace) -> int:
-    """Run ``fundusexpert eval mcq-export``: FundusGen MCQ rows -> VLMEvalKit TSV; returns 0.
+    """Run ``fundusexpert eval mcq-export``: FundusGen MCQ rows -> VLMEvalKit TSV.
+
+    Returns:
+        0; 1 when the rows hold no MCQ item (nothing is written, the reason is printed on stderr).
 
     Raises:
-        FundusDataError: an MCQ row's image is missing (row and path named).
+        FundusDataError: a field of the wrong type, or an MCQ row's image is missing (file:line and
+            field or path named).
     """
     from fundusexpert_plugin.eval.mcq_tsv import export_fundusgen_mcq
 
     n, skipped = export_fundusgen_mcq(args.rows, args.out, embed_images=args.embed_images,
                                       box_convention=args.box_convention)
+    if n == 0:
+        print(f'fundusexpert: nothing to write: {args.rows} has no MCQ item ({skipped} rows, none with lettered '
+              f'options and a letter answer); {args.out} not written', file=sys.stderr)
+        return 1
     print(f'exported {n} MCQ items to {args.out} ({skipped} rows were not MCQ items)')
     return 0
 

@@ -28,6 +28,7 @@ right), which is not the paper's single-pass accuracy; name the TSV without it, 
 from __future__ import annotations
 
 import base64
+import binascii
 import csv
 import io
 import logging
@@ -42,6 +43,7 @@ from fundusexpert_plugin.core.errors import FundusDataError
 from fundusexpert_plugin.core.geometry import box_px_to_grid
 from fundusexpert_plugin.eval.mcq import INSTRUCTION, INSTRUCTION_ZH, LETTERS, build_prompt, is_mcq_prompt, parse_options
 from fundusexpert_plugin.core.jsonl import read_jsonl, write_jsonl
+from fundusexpert_plugin.eval.results import check_swift_row
 
 logger = logging.getLogger(__name__)
 
@@ -77,37 +79,83 @@ class TsvItem:
     extra: Dict[str, str] = field(default_factory=dict)
 
 
-def read_tsv(path: str) -> List[TsvItem]:
-    """Read a benchmark TSV.
+def _b64_image(value: str, where: str) -> str:
+    """A base64 ``image`` cell, checked to decode (whitespace ignored)."""
+    try:
+        base64.b64decode(''.join(value.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise FundusDataError(f'{where}: image = {value[:20]!r}...: invalid base64 ({len(value)} characters)',
+                              reason='bad_field') from None
+    return value
+
+
+def read_tsv(path: str, *, require_image_files: bool = False) -> List[TsvItem]:
+    """Read a benchmark TSV (module docstring), checking every row.
+
+    Rows are named by their line in the file (1-based, the header is line 1; a quoted cell with
+    line breaks makes a row span several lines and the row is named by its first).
+
+    Args:
+        path: the TSV.
+        require_image_files: every row without a base64 ``image`` must have an ``image_path``
+            that exists (relative paths are resolved against the TSV's folder); for converting the
+            TSV to rows a model reads. Scoring against the TSV needs only the text.
 
     Raises:
-        ValueError: a required column is missing, or a row has neither ``image`` nor ``image_path``
-            (the message names the file and the index).
+        FundusDataError: ``'<path>:<line>: <column> = <value>: ...'``: a required column is missing;
+            ``index`` is empty or repeats an earlier row's; ``answer`` is not the letter of one of the
+            row's non-empty options; ``image`` is neither valid base64 nor (a short value) the index of
+            a row holding the image; a row has neither ``image`` nor ``image_path``; or (with
+            ``require_image_files``) ``image_path`` does not exist.
     """
     csv.field_size_limit(sys.maxsize)  # base64 images exceed csv's 128 kB default
     base = Path(path).resolve().parent
     with open(path, newline='', encoding='utf-8') as f:
         reader = csv.DictReader(f, delimiter='\t')
-        rows, header = list(reader), list(reader.fieldnames or [])
+        header = list(reader.fieldnames or [])
+        rows, start = [], reader.line_num + 1
+        for r in reader:
+            rows.append((start, r))
+            start = reader.line_num + 1
     missing = [c for c in REQUIRED_COLUMNS if c not in header]
     if missing:
-        raise ValueError(f'{path}: missing TSV column(s) {missing}; the GMAI-MMBench schema needs '
-                         f'{list(REQUIRED_COLUMNS)} plus image or image_path, found {header}')
-    b64_by_index = {r['index']: r['image'] for r in rows if len(r.get('image') or '') > 64}
-    items = []
-    for r in rows:
+        raise FundusDataError(f'{path}: missing TSV column(s) {missing}; the GMAI-MMBench schema needs '
+                              f'{list(REQUIRED_COLUMNS)} plus image or image_path, found {header}')
+    b64_by_index = {r['index']: (line, r['image']) for line, r in rows if len(r.get('image') or '') > 64}
+    items, seen = [], {}
+    for line, r in rows:
+        where = f'{path}:{line}'
+        index = r['index'] or ''
+        if not index.strip():
+            raise FundusDataError(f'{where}: index is empty', reason='bad_field')
+        if index in seen:
+            raise FundusDataError(f'{where}: index = {index!r}: appears twice (first on line {seen[index]})',
+                                  reason='duplicate_index')
+        seen[index] = line
+        options = {k: r[k] for k in LETTERS if r.get(k) not in (None, '')}
+        answer = (r.get('answer') or '').strip()
+        if answer not in options:
+            raise FundusDataError(f'{where}: answer = {answer!r}: is not one of the row\'s options '
+                                  f'{sorted(options)}', reason='bad_field')
         image_b64 = r.get('image') or None
         if image_b64 and len(image_b64) <= 64:  # VLMEvalKit: a short value points at another row
-            image_b64 = b64_by_index.get(image_b64)
+            if image_b64 not in b64_by_index:
+                raise FundusDataError(f'{where}: image = {image_b64!r}: neither base64 image data nor the index of '
+                                      'a row holding the image', reason='bad_field')
+            image_b64 = b64_by_index[image_b64][1]
+        elif image_b64:
+            _b64_image(image_b64, where)
         image_path = r.get('image_path') or None
         if image_path and not os.path.isabs(image_path) and (base / image_path).exists():
             image_path = str(base / image_path)
         if not image_b64 and not image_path:
-            raise ValueError(f'{path}: index {r["index"]}: no image (empty image and image_path columns)')
+            raise FundusDataError(f'{where}: no image (empty image and image_path columns)', reason='bad_field')
+        if require_image_files and not image_b64 and not os.path.isfile(image_path):
+            raise FundusDataError(f'{where}: image_path = {r["image_path"]!r}: image file not found (relative paths '
+                                  f'are resolved against {base})', reason='image_missing')
         items.append(TsvItem(
-            index=r['index'], question=r['question'],
-            options={k: r[k] for k in LETTERS if r.get(k) not in (None, '')},
-            answer=(r.get('answer') or '').strip(), category=r.get('category') or '',
+            index=index, question=r['question'], options=options,
+            answer=answer, category=r.get('category') or '',
             image_path=image_path, image_b64=image_b64,
             extra={k: v for k, v in r.items() if k not in _KNOWN and k is not None}))
     return items
@@ -124,14 +172,22 @@ def materialise_images(items: Iterable[TsvItem], image_dir: str) -> List[TsvItem
     """Write base64 images to ``image_dir/<index>.<ext>`` and set ``image_path`` (absolute).
 
     Items that already have an existing ``image_path`` are left as they are.
+
+    Raises:
+        FundusDataError: the base64 data of an item is not an image (its TSV ``index`` named).
     """
     out_dir = Path(image_dir).resolve()
     out = []
     for item in items:
         if item.image_b64 and not (item.image_path and os.path.exists(item.image_path)):
             data = base64.b64decode(item.image_b64)
+            try:
+                ext = _image_ext(data)
+            except OSError:
+                raise FundusDataError(f'index {item.index}: image: the base64 data is not an image PIL can read',
+                                      reason='image_unreadable') from None
             out_dir.mkdir(parents=True, exist_ok=True)
-            target = out_dir / f'{re.sub(r"[^A-Za-z0-9_.-]", "_", item.index)}.{_image_ext(data)}'
+            target = out_dir / f'{re.sub(r"[^A-Za-z0-9_.-]", "_", item.index)}.{ext}'
             target.write_bytes(data)
             item = TsvItem(**{**item.__dict__, 'image_path': str(target)})
         out.append(item)
@@ -168,9 +224,13 @@ def tsv_to_swift_rows(tsv_path: str, out_jsonl: str, *, image_dir: Optional[str]
 
     Returns:
         ``(rows_path, meta_path)``.
+
+    Raises:
+        FundusDataError: a bad TSV row (:func:`read_tsv` with ``require_image_files``: file, line and
+            column named).
     """
     out = Path(out_jsonl)
-    items = materialise_images(read_tsv(tsv_path), image_dir or str(out.parent / 'images'))
+    items = materialise_images(read_tsv(tsv_path, require_image_files=True), image_dir or str(out.parent / 'images'))
     out.parent.mkdir(parents=True, exist_ok=True)
     meta_path = out.with_name(out.stem + '.meta.jsonl')
     write_jsonl(out, (item_to_row(item, system=system, with_answer=with_answer) for item in items))
@@ -265,8 +325,15 @@ def row_to_item(row: dict, index: int, *, base_dir: Optional[Path] = None, where
         where: ``'<file>:<line>'`` for messages.
 
     Raises:
-        FundusDataError: the image file does not exist (row and path named).
+        FundusDataError: a field has the wrong JSON type (:func:`results.check_swift_row`; ``width``
+            and ``height`` must be numbers), or the image file does not exist (row and path named).
     """
+    where = where or f'row {index}'
+    check_swift_row(row, where, require_response=False)
+    for key in ('width', 'height'):
+        if row.get(key) is not None and (isinstance(row[key], bool) or not isinstance(row[key], (int, float))):
+            raise FundusDataError(f'{where}: {key} = {row[key]!r}: expected the image {key} in pixels (a number)',
+                                  reason='bad_field')
     messages = row.get('messages') or []
     user = next((m['content'] for m in reversed(messages) if m.get('role') == 'user'), None)
     reply = messages[-1].get('content') if messages and messages[-1].get('role') == 'assistant' else None
@@ -283,7 +350,7 @@ def row_to_item(row: dict, index: int, *, base_dir: Optional[Path] = None, where
     if image:
         path = Path(image) if os.path.isabs(image) else Path(base_dir or '.') / image
         if not path.is_file():
-            raise FundusDataError(f'{where or "row " + str(index)}: images[0] = {image!r}: image file not found '
+            raise FundusDataError(f'{where}: images[0] = {image!r}: image file not found '
                                   f'({path.resolve()}); paths are relative to the rows file')
         path = path.resolve()
 
@@ -318,10 +385,12 @@ def export_fundusgen_mcq(rows_jsonl: str, tsv_out: str, *, embed_images: bool = 
         box_convention: ``'grid'`` (0-999, default) or ``'px'`` for boxes written into questions.
 
     Returns:
-        ``(n_exported, n_skipped)``; skipped rows are not MCQ items (see :func:`row_to_item`).
+        ``(n_exported, n_skipped)``; skipped rows are not MCQ items (see :func:`row_to_item`). With no
+        MCQ item nothing is written (``(0, n_skipped)``; the command exits 1).
 
     Raises:
-        FundusDataError: a row is not JSON, or an MCQ row's image is missing (file:line and path named).
+        FundusDataError: a row is not JSON, a field has the wrong type, or an MCQ row's image is missing
+            (file:line and field or path named).
     """
     base = Path(rows_jsonl).resolve().parent
     items, skipped = [], 0
@@ -332,6 +401,8 @@ def export_fundusgen_mcq(rows_jsonl: str, tsv_out: str, *, embed_images: bool = 
             skipped += 1
         else:
             items.append(item)
+    if not items:
+        return 0, skipped
     write_tsv(items, tsv_out, embed_images=embed_images)
     logger.info('exported %d MCQ items to %s; %d rows were not MCQ items', len(items), tsv_out, skipped)
     return len(items), skipped

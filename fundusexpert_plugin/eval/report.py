@@ -67,7 +67,9 @@ def evaluate_rows(rows: Sequence[dict], meta: Optional[Dict[int, dict]] = None, 
 
     Args:
         rows: result rows (:func:`results.read_jsonl`).
-        meta: ``{row index: side record}`` (:func:`results.load_meta`).
+        meta: ``{row index: side record}`` (:func:`results.load_meta`), joined by row position:
+            ``meta[i]`` describes ``rows[i]``. Records whose index is no row and rows without a record
+            (when any meta is given) are counted in ``metrics['notes']``.
         tsv_match: from :func:`mcq_tsv.tsv_matcher`, for MCQ answers/categories without meta.
         judge: consistency judge; ``None`` skips consistency (noted in ``metrics['notes']``).
         options: :class:`EvalOptions`.
@@ -123,6 +125,14 @@ def evaluate_rows(rows: Sequence[dict], meta: Optional[Dict[int, dict]] = None, 
                     reports.append(res)
                     rec['consistency'] = res.as_dict()
         samples.append(rec)
+    orphans = sum(1 for i in meta if not 0 <= i < len(rows))
+    if orphans:
+        notes.append(f'{orphans} meta record(s) have no result row (the result has {len(rows)} rows; meta and '
+                     'results are matched by row position) and are not scored')
+    without_meta = sum(1 for i in range(len(rows)) if i not in meta) if meta else 0
+    if without_meta:
+        notes.append(f'{without_meta} result row(s) have no meta record: task, answer and labels come from the '
+                     'row itself')
     if no_image:
         notes.append(f'{no_image} grounding row(s) skipped: image file missing or unreadable (sizes are needed '
                      'to map boxes to pixels)')

@@ -18,10 +18,12 @@ lettered options in the user prompt, everything else is a report.
 from __future__ import annotations
 
 import logging
+import math
 import re
 from functools import lru_cache
 from typing import Dict, List, Optional, Tuple
 
+from fundusexpert_plugin.core.errors import FundusDataError
 from fundusexpert_plugin.core.vocab import lesion_ids
 from fundusexpert_plugin.eval.mcq import is_mcq_prompt
 from fundusexpert_plugin.eval.parse import LabeledBox, boxes_to_px, canonical_label, find_boxes, needs_resized_size, qwen_resized_size
@@ -40,6 +42,101 @@ def read_jsonl(path: str) -> List[dict]:
         ValueError: a line is not a JSON object (message: ``path:line: ...``).
     """
     return _jsonl.load_jsonl(path)
+
+
+def _bad(where: str, field: str, value, expected: str) -> FundusDataError:
+    shown = repr(value)
+    shown = shown if len(shown) <= 60 else shown[:57] + '...'
+    return FundusDataError(f'{where}: {field} = {shown}: expected {expected}, got {type(value).__name__}',
+                           reason='bad_field')
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_box(box, where: str, field: str, *, lengths: Tuple[int, ...] = (4,)) -> None:
+    """``box`` is a list of finite JSON numbers whose length is in ``lengths`` (xyxy: 4).
+
+    Raises:
+        FundusDataError: ``'<where>: <field> = <value>: expected ...'`` (e.g. ``objects.bbox[0]``).
+    """
+    if not isinstance(box, (list, tuple)) or len(box) not in lengths or not all(_is_number(v) for v in box):
+        sizes = ' or '.join(str(n) for n in lengths)
+        raise _bad(where, field, box, f'a list of {sizes} numbers')
+
+
+def check_swift_row(row: dict, where: str, *, require_response: bool = True) -> None:
+    """Check the JSON types of the ms-swift row fields the scorers read (module docstring).
+
+    ``messages``: a list of objects with a string ``role`` and a string, list or null ``content``;
+    ``images``: a list of paths or ``{"path": ...}`` objects; ``labels``: string or null;
+    ``objects``: an object with a list ``ref``, a list ``bbox`` of number lists of even length
+    (xyxy boxes have 4; 2-number points are ignored by the scorers, as swift normalises pairs),
+    ``bbox_type`` ``'real'`` or ``'norm1'``; ``response`` (when ``require_response``): a string
+    (``swift infer`` always writes one; ``''`` is an empty answer).
+
+    Args:
+        row: one JSON object of the file.
+        where: ``'<file>:<line>'`` for messages.
+
+    Raises:
+        FundusDataError: ``'<where>: <field> = <value>: expected ..., got <type>'``, the field named
+            with its position (``messages[1].role``, ``objects.bbox[0]``, ``images[0]``).
+    """
+    if require_response and 'response' not in row:
+        raise FundusDataError(f'{where}: response: missing (swift infer writes the generated text there)',
+                              reason='bad_field')
+    if require_response and not isinstance(row['response'], str):
+        raise _bad(where, 'response', row['response'], 'the generated text (a string)')
+    for i, m in enumerate(_list_field(row, 'messages', where, 'a list of {role, content} objects')):
+        if not isinstance(m, dict):
+            raise _bad(where, f'messages[{i}]', m, 'an object {role, content}')
+        if not isinstance(m.get('role'), str):
+            raise _bad(where, f'messages[{i}].role', m.get('role'), 'a string')
+        if m.get('content') is not None and not isinstance(m['content'], (str, list)):
+            raise _bad(where, f'messages[{i}].content', m['content'], 'a string')
+    if row.get('labels') is not None and not isinstance(row['labels'], str):
+        raise _bad(where, 'labels', row['labels'], 'the reference text (a string)')
+    for i, img in enumerate(_list_field(row, 'images', where, 'a list of image paths')):
+        path = img.get('path') if isinstance(img, dict) else img
+        if not isinstance(img, (str, dict)) or (path is not None and not isinstance(path, str)):
+            raise _bad(where, f'images[{i}]', img, 'a path or {"path": ...}')
+    objects = row.get('objects')
+    if objects is None:
+        return
+    if not isinstance(objects, dict):
+        raise _bad(where, 'objects', objects, 'an object {ref, bbox, bbox_type}')
+    _list_field(objects, 'ref', where, 'a list', prefix='objects.')
+    for i, box in enumerate(_list_field(objects, 'bbox', where, 'a list', prefix='objects.')):
+        check_box(box, where, f'objects.bbox[{i}]', lengths=(2, 4, 6, 8))
+    if objects.get('bbox_type') not in (None, 'real', 'norm1'):
+        raise _bad(where, 'objects.bbox_type', objects['bbox_type'], "'real' or 'norm1'")
+
+
+def _list_field(obj: dict, key: str, where: str, expected: str, prefix: str = '') -> list:
+    """``obj[key]`` when it is a list, ``[]`` when absent or null; else the named error."""
+    value = obj.get(key)
+    if value is not None and not isinstance(value, list):
+        raise _bad(where, prefix + key, value, expected)
+    return value or []
+
+
+def read_results(path: str) -> List[dict]:
+    """The rows of a ``swift infer`` result jsonl, each checked by :func:`check_swift_row`.
+
+    Row ``i`` (0-based, blank lines not counted) is the row that ``--meta`` index ``i`` describes.
+
+    Raises:
+        FileNotFoundError: no such file.
+        FundusDataError: a line is not a JSON object, or a field has the wrong type
+            (``'<path>:<line>: <field> = ...'``).
+    """
+    rows = []
+    for line_no, row in _jsonl.read_jsonl(path):
+        check_swift_row(row, f'{path}:{line_no}')
+        rows.append(row)
+    return rows
 
 
 #: FundusGen task kind -> scorer (a FundusGen task file can serve as ``--meta``)
@@ -68,27 +165,85 @@ def meta_from_fundusgen_row(row: dict) -> dict:
     return meta
 
 
-def load_meta(path: str) -> Dict[int, dict]:
-    """``--meta`` side file -> ``{row index: record}``.
+def check_meta_record(rec: dict, where: str) -> None:
+    """Check the fields of one ``--meta`` record that the scorers read.
 
-    Either every record has ``index`` (the 0-based row number of the result file), or the file is a
-    FundusGen task file (rows with ``kind``, in the order ``swift infer`` read them), converted with
-    :func:`meta_from_fundusgen_row`.
+    ``task``: one of :data:`TASKS` (or absent: inferred from the row); ``answer``: a string;
+    ``options``: an object ``{letter: text}``; ``positives``/``negatives``: lists of label ids;
+    ``full_gt_boxes_px``: ``[[label, [x1, y1, x2, y2]], ...]`` in original-image pixels.
 
     Raises:
-        ValueError: a record has no integer ``index`` (and the file is not FundusGen rows) or repeats one.
+        FundusDataError: ``'<where>: <field> = <value>: ...'``.
     """
-    records = read_jsonl(path)
-    if records and all('kind' in rec and 'messages' in rec for rec in records):
-        return {i: meta_from_fundusgen_row(rec) for i, rec in enumerate(records)}
+    task = rec.get('task')
+    if task is not None and task not in TASKS:
+        raise FundusDataError(f'{where}: task = {task!r}: is not one of {TASKS} (a FundusGen task file given as '
+                              '--meta is recognised by its kind and messages fields)', reason='bad_field')
+    if rec.get('answer') is not None and not isinstance(rec['answer'], str):
+        raise _bad(where, 'answer', rec['answer'], 'an option letter (a string)')
+    if rec.get('options') is not None and not isinstance(rec['options'], dict):
+        raise _bad(where, 'options', rec['options'], 'an object {letter: text}')
+    for key in ('positives', 'negatives'):
+        values = rec.get(key)
+        if values is not None and (not isinstance(values, list) or not all(isinstance(v, str) for v in values)):
+            raise _bad(where, key, values, 'a list of label ids')
+    boxes = rec.get('full_gt_boxes_px')
+    if boxes is not None:
+        if not isinstance(boxes, list):
+            raise _bad(where, 'full_gt_boxes_px', boxes, 'a list of [label, [x1, y1, x2, y2]]')
+        for i, pair in enumerate(boxes):
+            if not isinstance(pair, (list, tuple)) or len(pair) != 2 or not isinstance(pair[0], str):
+                raise _bad(where, f'full_gt_boxes_px[{i}]', pair, '[label, [x1, y1, x2, y2]]')
+            check_box(pair[1], where, f'full_gt_boxes_px[{i}][1]')
+
+
+def load_meta(path: str, n_rows: Optional[int] = None) -> Dict[int, dict]:
+    """``--meta`` side file -> ``{row index: record}``.
+
+    How meta and results are joined: by row position. Either every record has ``index`` (the
+    0-based row number of the result file, blank lines not counted), or the file is a FundusGen
+    task file (rows with ``kind`` and ``messages``, in the order ``swift infer`` read them; record
+    ``i`` describes result row ``i``), converted with :func:`meta_from_fundusgen_row`. Every record
+    is checked with :func:`check_meta_record` (FundusGen rows also with :func:`check_swift_row`).
+
+    Args:
+        path: the side file.
+        n_rows: the number of result rows; when given, an ``index`` record must name one of them
+            (``0 <= index < n_rows``). A FundusGen task file longer than the result is not an error
+            (an interrupted or limited ``swift infer``): :func:`report.evaluate_rows` notes the count.
+
+    Raises:
+        FundusDataError: ``'<path>:<line>: <field> ...'``: a record without an integer ``index`` (and
+            the file is not FundusGen rows), a repeated or out-of-range index, or a bad field.
+    """
+    records = list(_jsonl.read_jsonl(path))
+    if records and all('kind' in rec and 'messages' in rec for _, rec in records):
+        out = {}
+        for i, (line_no, rec) in enumerate(records):
+            where = f'{path}:{line_no}'
+            check_swift_row(rec, where, require_response=False)
+            check_meta_record({k: rec[k] for k in ('positives', 'negatives', 'full_gt_boxes_px') if k in rec}, where)
+            if rec.get('answer_letter') is not None and not isinstance(rec['answer_letter'], str):
+                raise _bad(where, 'answer_letter', rec['answer_letter'], 'an option letter (a string)')
+            meta = meta_from_fundusgen_row(rec)
+            out[i] = meta
+        return out
     out: Dict[int, dict] = {}
-    for number, rec in enumerate(records, start=1):
+    first_line: Dict[int, int] = {}
+    for line_no, rec in records:
+        where = f'{path}:{line_no}'
         index = rec.get('index')
-        if not isinstance(index, int) or isinstance(index, bool):
-            raise ValueError(f'{path}: record {number}: `index` must be the 0-based row number, got {index!r}')
+        if not isinstance(index, int) or isinstance(index, bool) or index < 0:
+            raise FundusDataError(f'{where}: index = {index!r}: must be the 0-based row number of the result '
+                                  'file', reason='bad_field')
         if index in out:
-            raise ValueError(f'{path}: record {number}: index {index} appears twice')
-        out[index] = rec
+            raise FundusDataError(f'{where}: index = {index}: appears twice (first on line {first_line[index]})',
+                                  reason='duplicate_index')
+        if n_rows is not None and index >= n_rows:
+            raise FundusDataError(f'{where}: index = {index}: no such result row (the result file has {n_rows} '
+                                  f'rows, numbered from 0)', reason='index_out_of_range')
+        check_meta_record(rec, where)
+        out[index], first_line[index] = rec, line_no
     return out
 
 

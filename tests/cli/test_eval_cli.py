@@ -36,7 +36,7 @@ def result_files(tmp_path):
              {'ref': ['optic disc', 'optic disc'], 'bbox': [[20, 10, 60, 50]]}),          # image missing: noted
         _row(mcq_user, 'B', 'B', img),
         _row(mcq_user, 'B', ' B', img),
-        _row(mcq_user, 'A', None, img),
+        _row(mcq_user, 'A', '', img),                                                   # empty response: a miss
         _row('<image>Describe the fundus.', 'ref report', 'Hard exudates are seen. No haemorrhages.', img),
         _row('<image>Describe the fundus.', 'ref report', '', img),
     ]
@@ -65,7 +65,7 @@ def test_eval_cli_writes_metrics_png_and_html(result_files, tmp_path, capsys):
     # row 1: no prediction -> 0; row 2 skipped (no image) -> mean over 2 references, Acc@0.5 = 1/2
     assert g['n_gt'] == 2 and g['acc50'] == 0.5 and g['best_match_iou'] == pytest.approx(0.5, abs=0.01)
     assert g['n_skipped_no_image'] == 1 and g['coco']['ap50'] == pytest.approx(0.5, abs=0.01)
-    # MCQ: strict 1/3 (' B' and None miss), lenient 2/3; categories from --meta, row 5 'Unknown'
+    # MCQ: strict 1/3 (' B' and '' miss), lenient 2/3; categories from --meta, row 5 'Unknown'
     assert metrics['mcq']['strict']['overall'] == 0.333 and metrics['mcq']['lenient']['overall'] == 0.667
     assert metrics['mcq']['strict']['per_category'] == {'Unknown': 0.0, 'glaucoma': 0.5}
     # consistency: row 6: HE present (+1), MA missed, haemorrhages absent (+1) -> 2/3; row 7 empty -> 0/1
