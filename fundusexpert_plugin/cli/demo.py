@@ -115,9 +115,10 @@ def score_heldout(result_path: Path, meta_path: Path, out_dir: Path) -> dict:
     """
     from fundusexpert_plugin.core.geometry import iou
     from fundusexpert_plugin.eval.report import EvalOptions, evaluate_rows, write_outputs
-    from fundusexpert_plugin.eval.results import load_meta, read_jsonl
-    rows = read_jsonl(str(result_path))
-    metrics, samples = evaluate_rows(rows, load_meta(str(meta_path)), options=EvalOptions(max_pixels=MAX_PIXELS))
+    from fundusexpert_plugin.eval.results import load_meta, read_results
+    rows = read_results(str(result_path))
+    metrics, samples = evaluate_rows(rows, load_meta(str(meta_path), n_rows=len(rows)),
+                                     options=EvalOptions(max_pixels=MAX_PIXELS))
     write_outputs(str(out_dir), metrics, samples)
     with_boxes = sum(1 for s in samples if s.get('pred'))
     disc_iou: Dict[str, List[float]] = {}

@@ -143,9 +143,10 @@ def score_task(result: Path, meta: Path, out_dir: Path) -> Dict[str, float]:
     """Score one ``swift infer`` result against its FundusGen task file; writes metrics.json etc."""
     from fundusexpert_plugin.core.lexicon_judge import LexiconJudge
     from fundusexpert_plugin.eval.report import EvalOptions, evaluate_rows, write_outputs
-    from fundusexpert_plugin.eval.results import load_meta, read_jsonl
+    from fundusexpert_plugin.eval.results import load_meta, read_results
     max_pixels = os.environ.get('MAX_PIXELS')
-    metrics, samples = evaluate_rows(read_jsonl(str(result)), load_meta(str(meta)), judge=LexiconJudge(),
+    rows = read_results(str(result))
+    metrics, samples = evaluate_rows(rows, load_meta(str(meta), n_rows=len(rows)), judge=LexiconJudge(),
                                      options=EvalOptions(max_pixels=int(max_pixels) if max_pixels else None))
     write_outputs(str(out_dir), metrics, samples)
     return metric_values(metrics)
