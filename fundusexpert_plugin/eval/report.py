@@ -5,7 +5,9 @@ Per row (:mod:`.results` says how the task kind is found):
 * ``mcq`` rows -> :mod:`.mcq` (answer/category/options from ``--meta``, else ``labels``, the TSV
   and the prompt);
 * rows with reference boxes (grounding, grounded reports) -> :mod:`.grounding`;
-* rows with ``positives`` in ``--meta`` (reports) -> :mod:`.consistency` through a judge.
+* rows with ``positives`` in ``--meta`` (reports) -> :mod:`.consistency` through a judge;
+* closed-answer rows (grading, classification, region identification; task ``answer`` from a
+  FundusGen ``--meta``) -> :mod:`.answers` (exact match; grades, accuracy and quadratic kappa).
 
 Outputs in ``out_dir``: ``metrics.json`` (all metrics, notes, settings), ``samples.jsonl`` (one
 scored record per row), ``mcq_per_category.png`` when there are MCQ items, and ``report.html``
@@ -19,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
-from fundusexpert_plugin.eval import consistency, grounding, mcq
+from fundusexpert_plugin.eval import answers, consistency, grounding, mcq
 from fundusexpert_plugin.eval.parse import LabeledBox, canonical_label
 from fundusexpert_plugin.eval.results import (image_path, image_size, infer_task, predicted_boxes, reference_boxes, user_prompt)
 from fundusexpert_plugin.core.jsonl import write_jsonl
@@ -82,14 +84,19 @@ def evaluate_rows(rows: Sequence[dict], meta: Optional[Dict[int, dict]] = None, 
     parse_kwargs = {'spaces': options.spaces, 'min_pixels': options.min_pixels, 'max_pixels': options.max_pixels,
                     'grid_decode': options.grid_decode}
     notes, samples = [], []
-    mcq_results, ground, reports = [], [], []
+    mcq_results, ground, reports, closed = [], [], [], []
     no_image, no_judge, no_reference, full_gt_rows, unknown_ids = 0, 0, 0, 0, set()
     for index, row in enumerate(rows):
         m = meta.get(index, {})
         task = infer_task(row, m)
         rec = {'index': index, 'task': task, 'image': image_path(row), 'response': row.get('response'),
                'labels': row.get('labels')}
-        if task == 'mcq':
+        if task == 'answer':
+            res = answers.score_answer(row.get('response'), m.get('answer_text') or row.get('labels') or '',
+                                       m.get('category') or 'answer', m.get('grade_scale'))
+            closed.append(res)
+            rec['answer'] = res.as_dict()
+        elif task == 'mcq':
             res = _mcq_record(row, m, tsv_match)
             mcq_results.append(res)
             rec['mcq'] = {'answer': res.answer, 'category': res.category, 'strict': res.strict,
@@ -154,10 +161,11 @@ def evaluate_rows(rows: Sequence[dict], meta: Optional[Dict[int, dict]] = None, 
         logger.info(note)
     metrics = {
         'n_rows': len(rows),
-        'tasks': {t: sum(s['task'] == t for s in samples) for t in ('grounding', 'mcq', 'report')},
+        'tasks': {t: sum(s['task'] == t for s in samples) for t in ('grounding', 'mcq', 'report', 'answer')},
         'mcq': mcq.accuracy(mcq_results, categories=options.categories) if mcq_results else None,
         'grounding': grounding.grounding_metrics(ground, options.ap_score_mode) if ground else None,
         'consistency': ({**consistency.aggregate(reports), 'judge': type(judge).__name__} if reports else None),
+        'answers': answers.answer_metrics(closed) if closed else None,
         'notes': notes,
         'settings': {'spaces': options.spaces, 'min_pixels': options.min_pixels,
                      'max_pixels': options.max_pixels, 'ap_score_mode': options.ap_score_mode,

@@ -133,6 +133,11 @@ def _summary(metrics: dict) -> str:
                  ('clinical consistency pooled (sum(Score) / sum(Total))', c['pooled']),
                  ('consistency contradictions (findings stated present and absent)', c.get('contradictions', 0)),
                  ('consistency judge / failed', f"{c['judge']} / {c['n_failed']}")]
+    if metrics.get('answers'):
+        a = metrics['answers']
+        rows += [('closed answers, exact match (grading, classification, region identification)', a['accuracy'])]
+        rows += [(f'{scale}: accuracy / quadratic kappa / unparsed',
+                  f"{g['accuracy']} / {g['quadratic_kappa']} / {g['n_unparsed']}") for scale, g in a['grades'].items()]
     body = ''.join(f'<tr><th>{_esc(k)}</th><td>{_esc(v)}</td></tr>' for k, v in rows)
     notes = ''.join(f"<li>{_esc(n)}</li>" for n in metrics.get('notes', []))
     return f"<table>{body}</table>" + (f"<ul class='note'>{notes}</ul>" if notes else '')

@@ -13,7 +13,8 @@ Row contract (ms-swift 4.6 ``swift/pipelines/infer/infer.py``), one JSON object 
 swift drops every other column, so a row's task and labels come from a side file (``--meta``:
 ``{"index": row number (0-based), "task": ..., "answer", "category", "positives", "negatives"}``)
 or are inferred: grounding rows have ``objects`` boxes (or boxes in ``labels``), MCQ rows have
-lettered options in the user prompt, everything else is a report.
+lettered options in the user prompt, everything else is a report. Closed-answer rows (``answer``:
+grading, classification, region identification) are known only from ``--meta`` (a FundusGen task file).
 """
 from __future__ import annotations
 
@@ -24,14 +25,14 @@ from functools import lru_cache
 from typing import Dict, List, Optional, Tuple
 
 from fundusexpert_plugin.core.errors import FundusDataError
-from fundusexpert_plugin.core.vocab import lesion_ids
+from fundusexpert_plugin.core.vocab import GRADE_SCALES, lesion_ids
 from fundusexpert_plugin.eval.mcq import is_mcq_prompt
 from fundusexpert_plugin.eval.parse import LabeledBox, boxes_to_px, canonical_label, find_boxes, needs_resized_size, qwen_resized_size
 from fundusexpert_plugin.core import jsonl as _jsonl
 
 logger = logging.getLogger(__name__)
 
-TASKS = ('grounding', 'mcq', 'report')
+TASKS = ('grounding', 'mcq', 'report', 'answer')
 _PLACEHOLDER = re.compile(r'<ref-object>|<bbox>')
 
 
@@ -141,7 +142,8 @@ def read_results(path: str) -> List[dict]:
 
 #: FundusGen task kind -> scorer (a FundusGen task file can serve as ``--meta``)
 FUNDUSGEN_KIND_TO_TASK = {'region_detection': 'grounding', 'grounded_report': 'report', 'report': 'report',
-                          'diagnosis': 'report', 'mcq': 'mcq'}
+                          'diagnosis': 'report', 'mcq': 'mcq', 'grading': 'answer', 'classification': 'answer',
+                          'region_identification': 'answer'}
 
 
 _LESIONS = frozenset(lesion_ids())   # consistency is about lesions, not anatomy
@@ -149,9 +151,11 @@ _LESIONS = frozenset(lesion_ids())   # consistency is about lesions, not anatomy
 
 def meta_from_fundusgen_row(row: dict) -> dict:
     """Meta record of a FundusGen row (``kind``, ``task``, ``answer_letter``, ``positives``,
-    ``negatives``, ``full_gt_boxes_px``): scorer from :data:`FUNDUSGEN_KIND_TO_TASK`, category = the task name, positives and
-    negatives restricted to lesion classes (anatomy is not a finding to be consistent about). Kinds without a
-    scorer here (region identification, grading, data-only tasks) are left to content inference."""
+    ``negatives``, ``full_gt_boxes_px``, ``answer_text``, ``grade_scale``): scorer from
+    :data:`FUNDUSGEN_KIND_TO_TASK`, category = the task name, positives and negatives restricted to lesion
+    classes (anatomy is not a finding to be consistent about). Closed-answer kinds (grading,
+    classification, region identification; :mod:`.answers`) carry their reference answer text and grade
+    scale. Kinds without a scorer here (vqa, data-only tasks) are left to content inference."""
     meta = {'category': row.get('task'),
             'positives': [f for f in row.get('positives', []) if f in _LESIONS],
             'negatives': [f for f in row.get('negatives', []) if f in _LESIONS]}
@@ -162,6 +166,13 @@ def meta_from_fundusgen_row(row: dict) -> dict:
         meta['task'] = task
     if row.get('answer_letter'):
         meta['answer'] = row['answer_letter']
+    if task == 'answer':
+        answers = [m.get('content') for m in row.get('messages') or [] if isinstance(m, dict)
+                   and m.get('role') == 'assistant']
+        if answers and isinstance(answers[-1], str):
+            meta['answer_text'] = answers[-1]
+        if row.get('grade_scale'):
+            meta['grade_scale'] = row['grade_scale']
     return meta
 
 
@@ -181,6 +192,11 @@ def check_meta_record(rec: dict, where: str) -> None:
                               '--meta is recognised by its kind and messages fields)', reason='bad_field')
     if rec.get('answer') is not None and not isinstance(rec['answer'], str):
         raise _bad(where, 'answer', rec['answer'], 'an option letter (a string)')
+    for key in ('answer_text', 'grade_scale'):
+        if rec.get(key) is not None and not isinstance(rec[key], str):
+            raise _bad(where, key, rec[key], 'a string')
+    if rec.get('grade_scale') is not None and rec['grade_scale'] not in GRADE_SCALES:
+        raise _bad(where, 'grade_scale', rec['grade_scale'], f'one of {sorted(GRADE_SCALES)}')
     if rec.get('options') is not None and not isinstance(rec['options'], dict):
         raise _bad(where, 'options', rec['options'], 'an object {letter: text}')
     for key in ('positives', 'negatives'):

@@ -105,7 +105,7 @@ def test_an_unknown_meta_task_names_the_meta_file_and_line(tmp_path, image, caps
                         [{'index': 0, 'task': 'mcq'}, {'index': 1, 'task': 'detection'}], capsys=capsys)
     assert rc == 2
     assert _error_line(err).startswith(f"fundusexpert: error: {tmp_path}/m.jsonl:2: task = 'detection': is not one "
-                                       "of ('grounding', 'mcq', 'report')")
+                                       "of ('grounding', 'mcq', 'report', 'answer')")
 
 
 # 4. a response that is not text

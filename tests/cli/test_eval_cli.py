@@ -59,7 +59,7 @@ def test_eval_cli_writes_metrics_png_and_html(result_files, tmp_path, capsys):
     out = tmp_path / 'out'
     assert _run(['--result', str(result), '--meta', str(meta), '--out', str(out)]) == 0
     metrics = json.loads((out / 'metrics.json').read_text())
-    assert metrics['tasks'] == {'grounding': 3, 'mcq': 3, 'report': 2}
+    assert metrics['tasks'] == {'grounding': 3, 'mcq': 3, 'report': 2, 'answer': 0}
     g = metrics['grounding']
     # row 0: grid cell centres (100.5, 100.5, 300.5, 500.5) * (0.2, 0.1) px vs (20, 10, 60, 50): IoU ~0.99;
     # row 1: no prediction -> 0; row 2 skipped (no image) -> mean over 2 references, Acc@0.5 = 1/2
