@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from fundusexpert_plugin.eval import answers, consistency, grounding, mcq
-from fundusexpert_plugin.eval.parse import LabeledBox, canonical_label
+from fundusexpert_plugin.eval.parse import LabeledBox, canonical_label, find_boxes, needs_resized_size
 from fundusexpert_plugin.eval.results import (image_path, image_size, infer_task, predicted_boxes, reference_boxes, user_prompt)
 from fundusexpert_plugin.core.jsonl import write_jsonl
 
@@ -86,6 +87,8 @@ def evaluate_rows(rows: Sequence[dict], meta: Optional[Dict[int, dict]] = None, 
     notes, samples = [], []
     mcq_results, ground, reports, closed = [], [], [], []
     no_image, no_judge, no_reference, full_gt_rows, unknown_ids = 0, 0, 0, 0, set()
+    default_budget = options.max_pixels is None and not os.environ.get('MAX_PIXELS')
+    qwen_default = 0
     for index, row in enumerate(rows):
         m = meta.get(index, {})
         task = infer_task(row, m)
@@ -114,6 +117,8 @@ def evaluate_rows(rows: Sequence[dict], meta: Optional[Dict[int, dict]] = None, 
                     gt = full_reference_boxes(m)
                     full_gt_rows += gt is not None
                     gt = gt if gt is not None else reference_boxes(row, width, height, **parse_kwargs)
+                    qwen_default += default_budget and needs_resized_size(find_boxes(row.get('response')),
+                                                                          options.spaces)
                     sample = grounding.GroundingSample(gt=gt, pred=predicted_boxes(row, width, height, **parse_kwargs),
                                                        width=width, height=height)
                     if sample.gt:
@@ -143,6 +148,10 @@ def evaluate_rows(rows: Sequence[dict], meta: Optional[Dict[int, dict]] = None, 
     if no_image:
         notes.append(f'{no_image} grounding row(s) skipped: image file missing or unreadable (sizes are needed '
                      'to map boxes to pixels)')
+    if qwen_default:
+        notes.append(f'{qwen_default} row(s) hold Qwen boxes (pixels of the resized image) decoded with '
+                     "qwen_vl_utils' default image budget: neither --max-pixels nor MAX_PIXELS is set; pass the "
+                     'value used at inference, or these boxes land in the wrong place')
     if full_gt_rows:
         notes.append(f'{full_gt_rows} grounding row(s) show only part of their boxes in the answer (a box cap); '
                      'they are scored against the full ground truth from --meta (full_gt_boxes_px)')

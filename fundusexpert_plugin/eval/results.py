@@ -71,7 +71,8 @@ def check_swift_row(row: dict, where: str, *, require_response: bool = True) -> 
     """Check the JSON types of the ms-swift row fields the scorers read (module docstring).
 
     ``messages``: a list of objects with a string ``role`` and a string, list or null ``content``;
-    ``images``: a list of paths or ``{"path": ...}`` objects; ``labels``: string or null;
+    ``images``: a path, or a list of paths or ``{"path": ...}`` objects (ms-swift's preprocessor wraps a
+    single path the same way); ``labels``: string or null;
     ``objects``: an object with a list ``ref``, a list ``bbox`` of number lists of even length
     (xyxy boxes have 4; 2-number points are ignored by the scorers, as swift normalises pairs),
     ``bbox_type`` ``'real'`` or ``'norm1'``; ``response`` (when ``require_response``): a string
@@ -99,7 +100,9 @@ def check_swift_row(row: dict, where: str, *, require_response: bool = True) -> 
             raise _bad(where, f'messages[{i}].content', m['content'], 'a string')
     if row.get('labels') is not None and not isinstance(row['labels'], str):
         raise _bad(where, 'labels', row['labels'], 'the reference text (a string)')
-    for i, img in enumerate(_list_field(row, 'images', where, 'a list of image paths')):
+    images = row.get('images')
+    for i, img in enumerate([images] if isinstance(images, str) else  # one path: swift wraps it too
+                            _list_field(row, 'images', where, 'a path or a list of image paths')):
         path = img.get('path') if isinstance(img, dict) else img
         if not isinstance(img, (str, dict)) or (path is not None and not isinstance(path, str)):
             raise _bad(where, f'images[{i}]', img, 'a path or {"path": ...}')
@@ -284,6 +287,7 @@ def user_prompt(row: dict) -> str:
 def image_path(row: dict) -> Optional[str]:
     """Path of the row's first image, or ``None``."""
     images = row.get('images') or []
+    images = [images] if isinstance(images, (str, dict)) else images   # one image, as swift accepts it
     first = images[0] if images else None
     return first.get('path') if isinstance(first, dict) else first
 

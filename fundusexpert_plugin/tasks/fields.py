@@ -48,11 +48,13 @@ def vertical_cup_to_disc_ratio(record: FundusGenRecord, lang: str) -> Optional[s
 
 
 def present_findings(record: FundusGenRecord, lang: str) -> Optional[str]:
-    """Names of the located lesion classes, joined (``None`` when there is none)."""
+    """Names of the located lesion classes, joined, the first capitalised in English as the other
+    fields are (``'Hard exudates, haemorrhages'``; ``None`` when there is none)."""
     names = [vocab.finding_name(f, lang) for f in record.present_labels() if vocab.FINDINGS[f].kind == 'lesion']
     if not names:
         return None
-    return ('、' if lang == 'zh' else ', ').join(names)
+    text = ('、' if lang == 'zh' else ', ').join(names)
+    return _capital(text) if lang == 'en' else text
 
 
 FIELDS: Dict[str, Callable[[FundusGenRecord, str], Optional[str]]] = {

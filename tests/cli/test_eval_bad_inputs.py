@@ -59,7 +59,7 @@ def _score(tmp_path, rows, meta=None, capsys=None):
 @pytest.mark.parametrize('field, value, expected', [
     ('objects', 'oops', "r.jsonl:3: objects = 'oops': expected an object {ref, bbox, bbox_type}, got str"),
     ('messages', 'hello', "r.jsonl:3: messages = 'hello': expected a list of {role, content} objects, got str"),
-    ('images', 'x.png', "r.jsonl:3: images = 'x.png': expected a list of image paths, got str"),
+    ('images', 7, "r.jsonl:3: images = 7: expected a path or a list of image paths, got int"),
     ('labels', 7, 'r.jsonl:3: labels = 7: expected the reference text (a string), got int'),
 ])
 def test_a_result_field_of_the_wrong_type_is_named_with_file_and_line(tmp_path, image, capsys, field, value, expected):
@@ -67,6 +67,13 @@ def test_a_result_field_of_the_wrong_type_is_named_with_file_and_line(tmp_path, 
     rc, _, err = _score(tmp_path, rows, capsys=capsys)
     assert rc == 2
     assert _error_line(err) == f'fundusexpert: error: {tmp_path}/{expected}'
+
+
+def test_a_single_image_path_string_is_one_image_as_in_swift(tmp_path, image):
+    from fundusexpert_plugin.eval.results import check_swift_row, image_path
+    row = _row(image, images=str(image))
+    check_swift_row(row, 'r.jsonl:1')
+    assert image_path(row) == str(image)
 
 
 def test_a_message_that_is_not_an_object_is_named_by_position(tmp_path, image, capsys):

@@ -84,3 +84,21 @@ def test_fundusgen_meta_routes_grading_and_laterality_to_the_answer_scorer(tmp_p
     assert a['grades']['dme_grade']['accuracy'] == 1.0
     assert samples[2]['answer'] == {'category': 'laterality', 'correct': False, 'scale': None,
                                     'ref_grade': None, 'pred_grade': None}
+
+
+def test_qwen_boxes_without_a_pixel_budget_are_noted(tmp_path, monkeypatch):
+    """Qwen boxes are pixels of the resized image: scoring them without the inference budget is noted."""
+    from PIL import Image
+
+    from fundusexpert_plugin.eval.report import EvalOptions
+    Image.new('RGB', (1000, 800)).save(tmp_path / 'a.png')
+    row = {'images': [str(tmp_path / 'a.png')], 'messages': [{'role': 'user', 'content': '<image>Where is the disc?'}],
+           'response': '<|object_ref_start|>optic disc<|object_ref_end|><|box_start|>(10,10),(30,30)<|box_end|>',
+           'labels': '<ref-object><bbox>', 'objects': {'ref': ['optic disc'], 'bbox': [[100, 100, 300, 300]]}}
+    monkeypatch.delenv('MAX_PIXELS', raising=False)
+    notes = evaluate_rows([row])[0]['notes']
+    assert any(n.startswith("1 row(s) hold Qwen boxes (pixels of the resized image) decoded with qwen_vl_utils' "
+                            'default image budget') for n in notes)
+    assert not any('Qwen boxes' in n for n in evaluate_rows([row], options=EvalOptions(max_pixels=12544))[0]['notes'])
+    monkeypatch.setenv('MAX_PIXELS', '12544')
+    assert not any('Qwen boxes' in n for n in evaluate_rows([row])[0]['notes'])

@@ -32,7 +32,7 @@ def test_step2_builds_the_new_task_file(walked):
         encoding='utf-8').splitlines()]
     by_id = {(r['record_id'], r['lang']): r for r in rows}
     # sample 0003 has hard exudates and haemorrhages; 0006 has no lesion box -> no row
-    assert by_id[('0003', 'en')]['messages'][1]['content'] == 'hard exudates, haemorrhages.'
+    assert by_id[('0003', 'en')]['messages'][1]['content'] == 'Hard exudates, haemorrhages.'
     assert by_id[('0003', 'zh')]['messages'][1]['content'] == '硬性渗出、出血。'
     assert ('0006', 'en') not in by_id
     assert len(rows) == 2 * 7   # 7 of the 8 train images have a lesion box, in two languages
