@@ -72,6 +72,8 @@ def run(args: argparse.Namespace) -> int:
             print(f'  licence ({count} records): {licence}')
         for reason in summary.skipped:
             print(f'  skipped: {reason}')
+        for reason in summary.skipped_boxes:
+            print(f'  skipped box: {reason}')
         for warning in summary.warnings:
             print(f'  warning: {warning}')
     return 0

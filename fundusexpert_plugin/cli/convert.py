@@ -190,7 +190,8 @@ def _add_box_csv(p):
 
 
 def _add_csv(p):
-    _dir(p, '--csv', 'CSV: image + dr_grade, dme_grade, diagnosis, laterality, record_id')
+    _dir(p, '--csv', 'CSV: image + dr_grade, dme_grade, diagnosis, laterality, record_id (default: the image '
+                     'path, extension kept), sha256 (expected digest of the image file)')
     _dir(p, '--images', 'folder image paths are relative to (default: the CSV folder)', required=False)
 
 
@@ -292,6 +293,7 @@ FORMATS: Dict[str, Format] = {
                                                                   **_generic(a)), True),
     'csv': Format('CSV of image-level labels (image, dr_grade, dme_grade, diagnosis, laterality)', _add_csv,
                   lambda a, log: _src('generic').read_label_csv(a.csv, a.images, lenient=a.lenient, log=log,
+                                                                allow_outside_root=a.allow_outside_root,
                                                                 **_generic(a)), True),
 }
 

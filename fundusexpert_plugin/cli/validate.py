@@ -1,5 +1,6 @@
-"""``fundusexpert data validate PATH``: run the annotation readers and the image intake on a dataset
-without writing anything; print what would be skipped, counted by reason.
+"""``fundusexpert data validate PATH`` (or ``--records FILE``): run the annotation readers and the image
+intake on a dataset without writing anything; print what would be skipped, counted by reason, each
+skipped item once (on stdout; the readers' own warnings are not echoed).
 
 Exit status: 0 nothing would be skipped; 1 something would be skipped (listed); 2 the input cannot be
 read at all (one line naming the file, line and field).
@@ -15,12 +16,20 @@ from fundusexpert_plugin.core.images import set_max_pixels
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``data validate``."""
-    parser.add_argument('path', type=Path, help='annotation file or folder (records / codras jsonl, COCO json, '
-                                                'box CSV, YOLO labels folder, masks folder)')
+    parser.add_argument('path', type=Path, nargs='?', default=None,
+                        help='annotation file or folder (records / codras jsonl, COCO json, box CSV, label CSV, '
+                             'YOLO labels folder, masks folder)')
+    parser.add_argument('--records', type=Path, default=None,
+                        help='FundusGen records jsonl, as data build --records reads it (the same as PATH with '
+                             '--format records)')
     parser.add_argument('--format', default=None,
-                        help='records, codras, coco, box-csv, yolo or masks (default: recognised from the file)')
-    parser.add_argument('--images', type=Path, default=None,
-                        help='dataset folder the image paths are relative to (yolo, masks: the images folder)')
+                        help='records, codras, coco, box-csv, csv (image-level labels, the data convert csv '
+                             'layout), yolo or masks (default: recognised from the file)')
+    parser.add_argument('--images', '--image-root', dest='images', type=Path, default=None,
+                        help='dataset folder the image paths are relative to (yolo, masks: the images folder); '
+                             'for records, the dataset folder every image must lie in, paths staying relative '
+                             'to the records file: the same folder as data build --image-root. The two '
+                             'spellings are one option')
     parser.add_argument('--class-map', action='append', default=[], metavar='NAME=ID',
                         help='map a source class to a finding id, or NAME=- to leave it out (repeatable)')
     parser.add_argument('--allow-outside-root', action='store_true',
@@ -29,18 +38,30 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Validate ``args.path``; prints a summary. Returns 0 (clean) or 1 (something would be skipped).
+    """Validate ``args.path`` (or ``args.records``); prints a summary. Returns 0 (clean) or 1 (something
+    would be skipped).
 
     Raises:
-        FundusDataError, FileNotFoundError, ValueError: the input cannot be read at all (the command line
-            prints one line and exits 2).
+        FundusDataError, FileNotFoundError, ValueError: the input cannot be read at all, no PATH, or
+            ``--records`` with PATH or with another ``--format`` (the command line prints one line and
+            exits 2).
     """
     from fundusexpert_plugin.sources.base import ConvertLog
     from fundusexpert_plugin.sources.registry import PATH_FORMATS, detect_format, read_annotations
 
+    if args.records is not None:
+        if args.path is not None:
+            raise FundusDataError(f'{args.path} and --records {args.records}: give the records file either as '
+                                  'PATH or as --records, not both')
+        if args.format not in (None, 'records'):
+            raise FundusDataError(f'--records reads FundusGen records (--format records); got --format '
+                                  f'{args.format} (give that file as PATH)')
+        args.path, args.format = args.records, 'records'
+    if args.path is None:
+        raise FundusDataError('data validate: give the annotation PATH (or --records FILE)')
     if args.max_image_pixels:
         set_max_pixels(args.max_image_pixels)
-    log = ConvertLog()
+    log = ConvertLog(echo=False)  # every message is printed below, once
     try:
         fmt = args.format or detect_format(args.path)
         options = {'lenient': True, 'log': log}

@@ -68,7 +68,8 @@ def read_jsonl(path: os.PathLike | str, *, lenient: bool = False,
 
     Args:
         path: the file.
-        lenient: skip a line that is not a JSON object (logged, reported to ``on_skip``) instead of raising.
+        lenient: skip a line that is not a JSON object instead of raising: reported to ``on_skip``,
+            or logged as a warning when there is none (each skip is reported once).
         on_skip: ``on_skip(message, reason)`` for each skipped line; reason is ``'invalid_json'`` or
             ``'not_an_object'``.
 
@@ -94,8 +95,9 @@ def read_jsonl(path: os.PathLike | str, *, lenient: bool = False,
             msg, reason = f'{where}: expected a JSON object, got {type(obj).__name__}', 'not_an_object'
         if not lenient:
             raise FundusDataError(msg)
-        logger.warning('skipped: %s', msg)
-        if on_skip is not None:
+        if on_skip is None:
+            logger.warning('skipped: %s', msg)
+        else:
             on_skip(msg, reason)
 
 

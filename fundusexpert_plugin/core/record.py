@@ -232,11 +232,11 @@ def read_records(path: os.PathLike | str, *, lenient: bool = False,
             its findings (a NaN, inverted, out-of-image or unknown-label box) keeps its other findings:
             each bad one is skipped, named in ``box_skipped`` and counted in ``box_counts``
             (``invalid_box``), and its class leaves ``provenance.annotated_labels``.
-        skipped: if given, receives one message per skipped line.
+        skipped: if given, receives one message per skipped line (else each is logged as a warning).
         counts: if given, counts the skipped lines by reason (``invalid_json``, ``invalid_record``,
             ``duplicate_id``).
         box_counts, box_skipped: if given, count the skipped findings (``invalid_box``) and receive
-            one message per skipped finding (they are logged either way).
+            one message per skipped finding (without ``box_skipped`` each is logged as a warning).
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -254,13 +254,16 @@ def read_records(path: os.PathLike | str, *, lenient: bool = False,
         reasons[reason] += 1
         if skipped is not None:
             skipped.append(msg)
+        else:
+            logger.warning('skipped: %s', msg)
         if counts is not None:
             counts[reason] += 1
 
     def box_skip(msg: str) -> None:
-        logger.warning('skipped box: %s', msg)
         if box_skipped is not None:
             box_skipped.append(msg)
+        else:
+            logger.warning('skipped box: %s', msg)
         if box_counts is not None:
             box_counts['invalid_box'] += 1
 
@@ -285,7 +288,6 @@ def read_records(path: os.PathLike | str, *, lenient: bool = False,
         except FundusDataError as exc:
             if not lenient:
                 raise
-            logger.warning('skipped: %s', exc)
             skip(str(exc), exc.reason or 'invalid_record')
             continue
         kept += 1

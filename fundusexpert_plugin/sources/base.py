@@ -69,12 +69,14 @@ class ConvertLog:
 
     Attributes:
         skipped: one message per bad item skipped in lenient mode (file, line/row or JSON path and
-            field named), records and boxes alike.
+            field named), records, boxes and other items alike.
         skipped_records: reason -> number of records skipped (their image or record line unusable).
         skipped_items: reason -> number of boxes, points or labels skipped inside kept records.
         warnings: accepted with a warning (a class id that contradicts its label, a multi-page TIFF).
         notes: reason -> count of labels or items left out by design (not representable).
         lines_read: record lines (or images) the reader looked at, for the empty-input message.
+        echo: log every skip and warning as it happens (``False`` for a caller that prints the
+            whole log itself, such as ``data validate``, so that each is reported once).
     """
 
     skipped: List[str] = field(default_factory=list)
@@ -83,15 +85,19 @@ class ConvertLog:
     skipped_items: Counter = field(default_factory=Counter)
     warnings: List[str] = field(default_factory=list)
     lines_read: int = 0
+    echo: bool = True
 
     def skip(self, message: str, reason: Optional[str] = None, kind: str = 'record') -> None:
-        """Count one skipped ``kind`` (``'record'`` or ``'box'``/item) under ``reason``."""
-        logger.warning('skipped %s: %s', kind, message)
+        """Count one skipped ``kind`` under ``reason``: ``'record'``, or an item inside a kept record
+        (``'box'`` for a finding box, ``'item'`` for a label cell, point or laterality)."""
+        if self.echo:
+            logger.warning('skipped %s: %s', kind, message)
         self.skipped.append(message)
         (self.skipped_records if kind == 'record' else self.skipped_items)[reason or f'invalid_{kind}'] += 1
 
     def warn(self, message: str) -> None:
-        logger.warning('%s', message)
+        if self.echo:
+            logger.warning('%s', message)
         self.warnings.append(message)
 
     def note(self, reason: str, where: str = '') -> None:
@@ -99,8 +105,8 @@ class ConvertLog:
         self.notes[reason] += 1
 
     def counts(self) -> Dict[str, Dict[str, int]]:
-        """``{'records': {reason: n}, 'boxes': {reason: n}}`` of the skips (for run summaries)."""
-        return {'records': dict(self.skipped_records), 'boxes': dict(self.skipped_items)}
+        """``{'records': {reason: n}, 'boxes/items': {reason: n}}`` of the skips (for run summaries)."""
+        return {'records': dict(self.skipped_records), 'boxes/items': dict(self.skipped_items)}
 
     def summary(self, n_written: int) -> str:
         """Multi-line summary: records written, skips counted by reason, every message, labels left out."""
@@ -118,7 +124,7 @@ class ConvertLog:
 
 def attempt(fn: Callable[[], T], *, lenient: bool, log: ConvertLog, where: str = '',
             kind: str = 'record') -> Optional[T]:
-    """Run one item's conversion (a record, or a box inside a record with ``kind='box'``).
+    """Run one item's conversion (a record; with ``kind='box'`` or ``'item'``, an item inside a record).
 
     Returns:
         ``fn()``; ``None`` when the item is not representable (counted in ``log.notes``) or, with
@@ -306,8 +312,9 @@ class RecordDraft:
         image: image path (made absolute; :mod:`fundusexpert_plugin.cli.convert` relativises it).
         where: ``'<file>:<line>'`` or image path, prefixed to every message.
         lenient, log: with ``lenient``, a bad box, point, label cell or mask run through
-            :meth:`item` is skipped and counted in ``log`` (kind ``'box'``) and the record keeps its
-            good items; without, it raises. The image intake's warnings go to ``log`` too.
+            :meth:`item` is skipped and counted in ``log`` (kind ``'box'`` for a finding box,
+            ``'item'`` otherwise) and the record keeps its good items; without, it raises. The image
+            intake's warnings go to ``log`` too.
         sha256: expected digest of the image file (checked by the intake).
 
     Raises:
@@ -334,7 +341,8 @@ class RecordDraft:
         self._points: List[Tuple[dict, float, float]] = []
 
     def item(self, fn: Callable[[], T], where: str = '', *, label: object = False) -> Optional[T]:
-        """Run one box/point/label of this record: lenient skips count as kind ``'box'``.
+        """Run one box/point/label of this record: a lenient skip counts as kind ``'box'`` (when
+        ``label`` is given) or ``'item'`` (a label cell, laterality, point), in ``log.skipped_items``.
 
         ``label`` names the finding class of a box item (id, alias or the raw value read). When the
         item is skipped, that class is no longer annotated exhaustively for this image: :meth:`build`
@@ -342,7 +350,8 @@ class RecordDraft:
         class cannot be told (``label`` ``None`` or unknown) leaves *no* class exhaustive. The default
         ``False`` marks an item that is not a finding box (a grade, a laterality, a point).
         """
-        done = attempt(lambda: (fn(),), lenient=self.lenient, log=self.log, where=where or self.where, kind='box')
+        done = attempt(lambda: (fn(),), lenient=self.lenient, log=self.log, where=where or self.where,
+                       kind='item' if label is False else 'box')
         if done is None:
             if label is not False:
                 self.incomplete.add(vocab.canonical_finding(label) or ALL_CLASSES if isinstance(label, str)
@@ -496,6 +505,13 @@ class RecordDraft:
         }, where=self.where)
 
 
+def path_record_id(name: str) -> str:
+    """Record id of an image named by path in an annotation file (box CSV, label CSV, our jsonl, COCO
+    ``file_name``) when the file gives none: the path as written with ``\\`` as ``/``, extension kept,
+    so ``a.tif`` and ``a.webp`` never collide (``images\\a.jpg`` -> ``'images/a.jpg'``)."""
+    return name.replace('\\', '/')
+
+
 def check_unique_id(seen: Dict[str, str], record_id: str, where: str) -> None:
     """Refuse a record id given before; ``seen`` maps id -> ``'<file>:<line>'`` of its first use.
 
@@ -516,7 +532,7 @@ def require_records(n_kept: int, source: Path | str, log: ConvertLog) -> None:
     """
     if n_kept:
         return
-    reasons = {**log.skipped_records, **{f'box: {k}': v for k, v in log.skipped_items.items()}}
+    reasons = {**log.skipped_records, **{f'box/item: {k}': v for k, v in log.skipped_items.items()}}
     why = f'; skipped: {dict(sorted(reasons.items()))}; first: {log.skipped[0]}' if log.skipped else \
         ('; the input is empty' if not log.lines_read else '')
     raise FundusDataError(f'{source}: read {log.lines_read} lines/items, kept no record{why}', reason='empty_input')

@@ -16,21 +16,16 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from fundusexpert_plugin.core.paths import resolve_image_path
 from fundusexpert_plugin.core.record import FundusDataError, FundusGenRecord
-from fundusexpert_plugin.sources.base import ConvertLog, RecordDraft, SourceInfo, attempt, require_records
+from fundusexpert_plugin.sources.base import ConvertLog, RecordDraft, SourceInfo, attempt, path_record_id, require_records
 from fundusexpert_plugin.sources.generic import GENERIC, _annotated, resolve_class
 from fundusexpert_plugin.sources.registry import register
-from fundusexpert_plugin.sources.tables import normalise, parse_number, read_table
+from fundusexpert_plugin.sources.tables import header_keys, parse_number, read_table
 
 COLUMNS = ('x1', 'y1', 'x2', 'y2')
 
 
 def _sniff(path: Path) -> bool:
-    if path.suffix.lower() not in ('.csv', '.tsv') or not path.is_file():
-        return False
-    with open(path, 'rb') as fh:
-        first = fh.readline().decode('utf-8', 'replace')
-    keys = {normalise(c) for c in first.replace(';', ',').replace('\t', ',').split(',')}
-    return {'x1', 'y1', 'x2', 'y2', 'label'} <= keys
+    return {'x1', 'y1', 'x2', 'y2', 'label'} <= header_keys(path)
 
 
 @register('box-csv', help='CSV with one box per row: image,label,x1,y1,x2,y2', sniff=_sniff)
@@ -54,7 +49,7 @@ def read_box_csv(path: Path | str, images: Optional[Path | str] = None, *,
     groups: Dict[str, List[Tuple[int, List[str]]]] = {}
     for n, cells in table.rows:
         log.lines_read += 1
-        groups.setdefault(cells[img].replace('\\', '/'), []).append((n, cells))
+        groups.setdefault(path_record_id(cells[img]), []).append((n, cells))
     labels_seen: List[Optional[str]] = []
     kept = 0
     for name, rows in groups.items():

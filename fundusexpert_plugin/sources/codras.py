@@ -38,7 +38,7 @@ from fundusexpert_plugin.core.jsonl import read_jsonl
 from fundusexpert_plugin.core.paths import resolve_image_path
 from fundusexpert_plugin.core.record import FundusDataError, FundusGenRecord
 from fundusexpert_plugin.sources.base import (ConvertLog, RecordDraft, SourceInfo, attempt, check_unique_id,
-                                              require_records)
+                                              path_record_id, require_records)
 from fundusexpert_plugin.sources.registry import head_has, register
 
 logger = logging.getLogger(__name__)
@@ -135,7 +135,7 @@ def read_codras(path: Path | str, images: Optional[Path | str] = None, *, split:
 def _to_record(row: dict, root: Path, where: str, seen: Dict[str, str], lenient: bool, log: ConvertLog,
                allow_outside_root: bool) -> FundusGenRecord:
     name = row.get('image')
-    rid = row.get('codras_id') or (name.replace('\\', '/') if isinstance(name, str) else None)
+    rid = row.get('codras_id') or (path_record_id(name) if isinstance(name, str) else None)
     where_rec = f'{where}: record {str(rid)!r}'
     image = resolve_image_path(name, root, where=where_rec, allow_outside_root=allow_outside_root)
     if not image.exists() and isinstance(name, str) and (root / os.path.basename(name.replace('\\', '/'))).is_file():

@@ -12,10 +12,12 @@ Layouts read:
   corner), ``categories`` (``id``, ``name``). ``box_px = (x, y, x + w, y + h)``.
 * Masks: ``<masks>/<class name>/<image stem>[_<letters>].<png|tif|bmp>``, one folder per class,
   foreground non-zero (or zero / one value), boxes by :func:`..masks.cluster_mask`.
-* Label CSV: ``image`` (path relative to the CSV's folder or ``images_dir``) and any of
-  ``dr_grade`` (ICDR 0-4), ``dme_grade`` (IDRiD 0-2), ``diagnosis`` (an id of ``vocab.DIAGNOSES``),
-  ``laterality`` (``left``/``right``, also ``L``/``R``/``OS``/``OD``), ``record_id``; an empty cell is
-  unknown; other columns are ignored (counted).
+* Label CSV: ``image`` (path relative to the CSV's folder or ``images_dir``, the rules of
+  :func:`~fundusexpert_plugin.core.paths.resolve_image_path`) and any of ``dr_grade`` (ICDR 0-4),
+  ``dme_grade`` (IDRiD 0-2), ``diagnosis`` (an id of ``vocab.DIAGNOSES``), ``laterality``
+  (``left``/``right``, also ``L``/``R``/``OS``/``OD``), ``record_id`` (default: the image path,
+  :func:`.base.path_record_id`), ``sha256`` (expected digest of the image file, checked by the image
+  intake); an empty cell is unknown; other columns are ignored (counted).
 
 Class names resolve through the vocabulary aliases (``haemorrhage``, ``EX``, ``soft_exudates``) or a
 class map (``{'lesion_x': 'drusen', 'vessel': None}``; ``None`` leaves the class out, counted). Which
@@ -28,6 +30,7 @@ lenient mode). Record ids are image paths relative to the images folder, extensi
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence
 
@@ -36,11 +39,14 @@ from fundusexpert_plugin.core.record import FundusDataError, FundusGenRecord
 from fundusexpert_plugin.core.jsonl import read_text
 from fundusexpert_plugin.core.paths import resolve_image_path
 from fundusexpert_plugin.sources.base import (SEE_TERMS, ConvertLog, FileIndex, MaskBoxParams, RecordDraft, SourceInfo, attempt,
-                   check_numbers, check_unique_id, read_mask, require_records)
+                   check_numbers, check_unique_id, path_record_id, read_mask, require_records)
 from fundusexpert_plugin.sources.registry import head_has, register
-from fundusexpert_plugin.sources.tables import IMAGE_COLUMNS, parse_grade, parse_number, read_table
+from fundusexpert_plugin.sources.tables import (IMAGE_COLUMNS, header_keys, normalise, parse_grade, parse_number,
+                                                read_table)
 
 GENERIC = SourceInfo('unnamed source', SEE_TERMS, '')
+#: the label columns of a label CSV besides the image (and any one of them makes a file a label CSV)
+LABEL_COLUMNS = ('dr_grade', 'dme_grade', 'diagnosis', 'laterality')
 LATERALITY_WORDS = {'left': 'left', 'l': 'left', 'os': 'left', 'right': 'right', 'r': 'right', 'od': 'right'}
 
 
@@ -107,6 +113,12 @@ def _rel_id(image: Path, root: Path) -> str:
         return image.relative_to(root).as_posix()
     except ValueError:
         return image.name
+
+
+def _label_csv_sniff(path: Path) -> bool:
+    keys = header_keys(path)
+    return bool(keys & {normalise(c) for c in IMAGE_COLUMNS}) and bool(keys & {normalise(c) for c in
+                                                                                LABEL_COLUMNS})
 
 
 @register('yolo', help='YOLO txt labels folder (with classes.names) + --images folder', sniff=_yolo_sniff,
@@ -274,8 +286,8 @@ def read_coco(json_path: Path | str, images_dir: Optional[Path | str] = None, *,
             name = img.get('file_name')
             image = resolve_image_path(name, base, where=where, field_name='file_name',
                                        allow_outside_root=allow_outside_root)
-            check_unique_id(seen, str(name).replace('\\', '/'), where)
-            draft = RecordDraft(str(name).replace('\\', '/'), image, where=where, lenient=lenient, log=log)
+            check_unique_id(seen, path_record_id(name), where)
+            draft = RecordDraft(path_record_id(name), image, where=where, lenient=lenient, log=log)
             if (img.get('width'), img.get('height')) != (draft.width, draft.height):
                 raise FundusDataError(f'{where}: width/height = {img.get("width")}x{img.get("height")} but '
                                       f'{draft.image} is {draft.width}x{draft.height} px (upright)',
@@ -385,32 +397,42 @@ def _label_laterality(draft: RecordDraft, where: str, cell: str) -> None:
     draft.laterality, draft.laterality_source = side, 'label'
 
 
+@register('csv', help='CSV of image-level labels: image + dr_grade, dme_grade, diagnosis, laterality',
+          sniff=_label_csv_sniff)
 def read_label_csv(csv_path: Path | str, images_dir: Optional[Path | str] = None, *,
-                   source: SourceInfo = GENERIC, lenient: bool = False,
-                   log: Optional[ConvertLog] = None) -> Iterator[FundusGenRecord]:
+                   source: SourceInfo = GENERIC, lenient: bool = False, log: Optional[ConvertLog] = None,
+                   allow_outside_root: bool = False) -> Iterator[FundusGenRecord]:
     """One record per CSV row with image-level labels (module docstring for the columns).
 
     Raises:
         FileNotFoundError: the CSV is missing.
-        FundusDataError: no image column (always); an unknown grade, diagnosis or laterality, or a
-            missing image (file:line and column named), unless ``lenient``. Lenient: a bad cell is
-            one skipped item and the row keeps its other labels; a missing image (or no usable
-            label) skips the row.
+        FundusDataError: no image column or no record kept (always); an unknown grade, diagnosis or
+            laterality, a malformed ``sha256``, a missing image or one whose digest differs, or a
+            record id given twice (file:line and column named; a repeat names both lines), unless
+            ``lenient``. Lenient: a bad label cell is one skipped item and the row keeps its other
+            labels; a bad image, ``sha256`` or repeated id (the first row kept), or no usable label,
+            skips the row.
     """
     log = log if log is not None else ConvertLog()
     table = read_table(csv_path)
     base = Path(images_dir) if images_dir else table.path.parent
     img = table.column(*IMAGE_COLUMNS)
-    cols = {key: table.column(key, required=False)
-            for key in ('record_id', 'dr_grade', 'dme_grade', 'diagnosis', 'laterality')}
+    cols = {key: table.column(key, required=False) for key in ('record_id', 'sha256', *LABEL_COLUMNS)}
     for i, name in enumerate(table.header):
         if i != img and i not in cols.values():
             log.note(f'{table.path}: column {name!r} is not a record field; ignored')
+    seen: Dict[str, str] = {}
 
     def convert(where, cells):
         value = {k: cells[i] if i is not None else '' for k, i in cols.items()}
-        draft = RecordDraft(value['record_id'] or Path(cells[img]).stem, base / cells[img], where=where,
-                            lenient=lenient, log=log)
+        image = resolve_image_path(cells[img], base, where=where, field_name=f'column {table.header[img]!r}',
+                                   allow_outside_root=allow_outside_root)
+        if value['sha256'] and not re.fullmatch(r'[0-9a-fA-F]{64}', value['sha256']):
+            raise FundusDataError(f"{where}: column 'sha256' = {value['sha256']!r}: expected 64 hexadecimal digits "
+                                  '(SHA-256 of the image file)', reason='invalid_sha256')
+        record_id = value['record_id'] or path_record_id(cells[img])
+        check_unique_id(seen, record_id, where)
+        draft = RecordDraft(record_id, image, where=where, lenient=lenient, log=log, sha256=value['sha256'] or None)
         for scale in vocab.GRADE_SCALES:
             if value.get(scale):
                 grades = sorted(int(g) for g in vocab.GRADE_SCALES[scale])
@@ -423,7 +445,11 @@ def read_label_csv(csv_path: Path | str, images_dir: Optional[Path | str] = None
         if value['laterality']:
             draft.item(lambda: _label_laterality(draft, where, value['laterality']))
         return draft.build(source)
+    kept = 0
     for n, cells in table.rows:
+        log.lines_read += 1
         record = attempt(lambda: convert(table.where(n), cells), lenient=lenient, log=log, where=table.where(n))
         if record is not None:
+            kept += 1
             yield record
+    require_records(kept, table.path, log)

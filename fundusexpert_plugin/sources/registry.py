@@ -29,7 +29,7 @@ class Reader:
     """One registered format.
 
     Attributes:
-        name: the format name (``yolo``, ``coco``, ``codras``, ``box-csv``, ``masks``, ``records``).
+        name: the format name (``yolo``, ``coco``, ``codras``, ``box-csv``, ``csv``, ``masks``, ``records``).
         read: ``read(path, images, *, lenient, log, **options) -> Iterator[FundusGenRecord]``.
         help: one line.
         sniff: ``sniff(path) -> bool``: does ``path`` look like this format (for ``data validate``).
@@ -45,7 +45,7 @@ READERS: Dict[str, Reader] = {}
 
 #: formats whose annotation files name each image by path; their readers take ``allow_outside_root``
 #: (accept absolute paths and paths that leave the dataset folder). YOLO and masks pair files by name.
-PATH_FORMATS = ('records', 'codras', 'coco', 'box-csv')
+PATH_FORMATS = ('records', 'codras', 'coco', 'box-csv', 'csv')
 
 
 def head_has(path: Path, suffixes: tuple, *needles: bytes, every: bool = False, size: int = 4096) -> bool:
@@ -85,7 +85,7 @@ def detect_format(path: Path | str) -> str:
     """
     path = Path(path)
     names = formats()
-    for name in ('records', 'codras', 'coco', 'box-csv', 'yolo', 'masks'):
+    for name in ('records', 'codras', 'coco', 'box-csv', 'csv', 'yolo', 'masks'):
         if name in READERS and READERS[name].sniff(path):
             return name
     raise FundusDataError(f'{path}: not a recognised annotation layout; pass --format (one of {names})')

@@ -84,6 +84,16 @@ class Table:
         return f'{self.path}:{n}'
 
 
+def header_keys(path: Path) -> set:
+    """:func:`normalise` d names of the first line of a ``.csv``/``.tsv`` text file (``,``, ``;`` or tab
+    separated; empty set for another suffix or a missing file). For format sniffers: reads one line only."""
+    if path.suffix.lower() not in ('.csv', '.tsv') or not path.is_file():
+        return set()
+    with open(path, 'rb') as fh:
+        first = fh.readline().decode('utf-8', 'replace').lstrip('\ufeff')
+    return {normalise(c) for c in first.replace(';', ',').replace('\t', ',').split(',')}
+
+
 def read_table(path: Path | str, *, delimiter: Optional[str] = None, header: bool = True,
                header_contains: Sequence[str] = ()) -> Table:
     """Read a CSV/TSV/TXT, xlsx or xls file.

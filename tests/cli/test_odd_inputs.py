@@ -139,7 +139,7 @@ def test_validate_counts_without_writing(kind, kinds, capsys):
     elif exp['outcome'] == 'refused':
         assert rc == 2 and re.search(exp['pattern'], err)
     else:
-        kind_word = 'records' if exp['outcome'] == 'skip_record' else 'boxes'
+        kind_word = 'records' if exp['outcome'] == 'skip_record' else 'boxes/items'
         assert rc == 1 and f'would skip 1 {kind_word}: {exp["reason"]}' in out, out
 
 

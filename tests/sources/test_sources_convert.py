@@ -66,6 +66,30 @@ def test_nothing_to_write_exits_1_and_duplicate_ids_exit_2(tmp_path, make_image,
     assert _run('ddr-grading', '--images', tmp_path / 'train', '--grades', txt, '--out', tmp_path / 'o.jsonl') == 1
     assert 'DDR grade 5 (ungradable)' in capsys.readouterr().err
     make_image(tmp_path / 'train' / 'sub' / 'x.png', 64, 48)
-    csv = make_text(tmp_path / 'labels.csv', 'image,dr_grade\ntrain/x.jpg,1\ntrain/sub/x.png,2\n')
+    csv = make_text(tmp_path / 'labels.csv', 'image,dr_grade,record_id\ntrain/x.jpg,1,x\ntrain/sub/x.png,2,x\n')
     assert _run('csv', '--csv', csv, '--source-dataset', 'clinic', '--out', tmp_path / 'o.jsonl') == 2
-    assert "record_id 'x' given twice" in capsys.readouterr().err
+    assert f"{csv}:3: record_id 'x' already given at {csv}:2" in capsys.readouterr().err
+
+
+def test_label_csv_ids_keep_the_extension_and_a_repeat_names_the_csv_lines(tmp_path, make_image, make_text, capsys):
+    make_image(tmp_path / 'a.jpg', 64, 48)
+    make_image(tmp_path / 'a.png', 64, 48)
+    csv = make_text(tmp_path / 'labels.csv', 'image,dr_grade\na.jpg,1\na.png,2\n')
+    out = tmp_path / 'out.jsonl'
+    assert _run('csv', '--csv', csv, '--source-dataset', 'clinic', '--out', out) == 0, capsys.readouterr().err
+    assert [(r.record_id, r.image_labels) for r in read_records(out)] == [('a.jpg', {'dr_grade': '1'}),
+                                                                        ('a.png', {'dr_grade': '2'})]
+    make_text(csv, 'image,dr_grade\na.jpg,1\na.png,2\na.jpg,3\n')
+    assert _run('csv', '--csv', csv, '--source-dataset', 'clinic', '--out', out) == 2
+    err = capsys.readouterr().err
+    assert err == (f"fundusexpert: error: {csv}:4: record_id 'a.jpg' already given at {csv}:2; ids must be unique "
+                   "within a dataset\n")
+
+
+def test_label_csv_sha256_mismatch_is_one_line_naming_the_csv_line(tmp_path, make_image, make_text, capsys):
+    make_image(tmp_path / 'a.jpg', 64, 48)
+    csv = make_text(tmp_path / 'labels.csv', f'image,dr_grade,sha256\na.jpg,1,{"f" * 64}\n')
+    assert _run('csv', '--csv', csv, '--source-dataset', 'clinic', '--out', tmp_path / 'o.jsonl') == 2
+    err = capsys.readouterr().err
+    assert len(err.splitlines()) == 1 and err.startswith(f'fundusexpert: error: {csv}:2: image: ')
+    assert f'does not match the recorded {"f" * 64}' in err and 'not a record field' not in err

@@ -138,3 +138,49 @@ def test_yolo_and_coco_lenient_skips_leave_the_box_class_unannotated(tmp_path, m
     a, b = read_coco(_coco(tmp_path, annotations=[good, bad]), annotated='classes', lenient=True)
     assert a.absent_labels() == ['optic_disc']                   # image a: every class known
     assert b.findings == [] and b.provenance.annotated_labels == ['hard_exudates']   # b lost its disc box
+
+
+def test_label_csv_ids_keep_the_extension_and_a_repeat_names_the_csv_and_both_lines(tmp_path, make_image, make_text):
+    make_image(tmp_path / 'a.jpg', 50, 40)
+    make_image(tmp_path / 'a.png', 50, 40)
+    make_image(tmp_path / 'sub' / 'b.jpg', 50, 40)
+    csv = make_text(tmp_path / 'labels.csv', 'image,dr_grade\na.jpg,1\na.png,2\nsub\\b.jpg,0\n')
+    assert [r.record_id for r in read_label_csv(csv)] == ['a.jpg', 'a.png', 'sub/b.jpg']   # the box-csv rule
+    make_text(csv, 'image,dr_grade\na.jpg,1\na.png,2\na.jpg,3\n')
+    with pytest.raises(FundusDataError, match=r"^\S*labels\.csv:4: record_id 'a\.jpg' already given at "
+                                              r"\S*labels\.csv:2; ids must be unique within a dataset$"):
+        list(read_label_csv(csv))
+    log = ConvertLog()
+    kept = list(read_label_csv(csv, lenient=True, log=log))   # lenient keeps the first
+    assert [(r.record_id, r.image_labels['dr_grade']) for r in kept] == [('a.jpg', '1'), ('a.png', '2')]
+    assert log.skipped_records == {'duplicate_id': 1}
+
+
+def test_label_csv_sha256_column_is_the_expected_digest(tmp_path, make_image, make_text):
+    import hashlib
+    digest = hashlib.sha256(make_image(tmp_path / 'a.jpg', 50, 40).read_bytes()).hexdigest()
+    csv = make_text(tmp_path / 'labels.csv', f'image,dr_grade,sha256\na.jpg,1,{digest}\n')
+    log = ConvertLog()
+    (rec,) = read_label_csv(csv, log=log)
+    assert rec.sha256 == digest and not any('sha256' in r for r in log.notes)
+    wrong = '0' * 64
+    make_text(csv, f'image,dr_grade,sha256\na.jpg,1,{wrong}\n')
+    with pytest.raises(FundusDataError, match=rf"labels\.csv:2: image: \S*a\.jpg: sha256 {digest} does not match "
+                                              rf"the recorded {wrong}$"):
+        list(read_label_csv(csv))
+    make_text(csv, 'image,dr_grade,sha256\na.jpg,1,abc\n')
+    with pytest.raises(FundusDataError, match=r"labels\.csv:2: column 'sha256' = 'abc': expected 64 hexadecimal "
+                                              r"digits \(SHA-256 of the image file\)$"):
+        list(read_label_csv(csv))
+
+
+def test_a_skipped_label_cell_is_logged_as_an_item_never_a_box(tmp_path, make_image, make_text, caplog):
+    make_image(tmp_path / 'a.jpg', 50, 40)
+    csv = make_text(tmp_path / 'bad.csv', 'image,dr_grade,dme_grade\na.jpg,5,1\n')
+    log = ConvertLog()
+    with caplog.at_level('WARNING'):
+        (rec,) = read_label_csv(csv, lenient=True, log=log)
+    assert rec.image_labels == {'dme_grade': '1'} and log.skipped_items == {'unknown_grade': 1}
+    assert f"skipped item: {csv}:2: column 'dr_grade' = '5': unknown grade" in caplog.text
+    assert 'skipped box' not in caplog.text
+    assert log.counts() == {'records': {}, 'boxes/items': {'unknown_grade': 1}}
