@@ -221,7 +221,7 @@ def _collect(results, rows, summary: BuildSummary, reasons: Counter, lenient: bo
         if error is not None:
             if not lenient:
                 raise FundusDataError(error[0], reason=error[1])
-            logger.warning('skipped: %s', error[0])
+            logger.debug('skipped: %s', error[0])   # listed in BuildSummary.skipped (the CLI prints it once)
             summary.skipped.append(error[0])
             reasons[error[1]] += 1
             continue

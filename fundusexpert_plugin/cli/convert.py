@@ -364,11 +364,16 @@ def run(args: argparse.Namespace) -> int:
     from fundusexpert_plugin.sources.base import ConvertLog
     if args.max_image_pixels:
         set_max_pixels(args.max_image_pixels)
-    log = ConvertLog()
+    log = ConvertLog(echo=False)      # every skip and warning is printed once, in the summary below
     overrides = {k: v for k, v in (('source_dataset', args.source_dataset), ('licence', args.licence),
                                    ('attribution', args.attribution)) if v is not None}
-    records = finalise(FORMATS[args.format].read(args, log), args.out, absolute=args.absolute_paths,
-                       overrides=overrides, lenient=args.lenient, log=log)
+    try:
+        records = finalise(FORMATS[args.format].read(args, log), args.out, absolute=args.absolute_paths,
+                           overrides=overrides, lenient=args.lenient, log=log)
+    except Exception:
+        for message in log.skipped:   # what was skipped before the input became unreadable
+            print(f'  skipped: {message}', file=sys.stderr)
+        raise
     if not records:
         print(f'fundusexpert: nothing to write to {args.out}\n{log.summary(0)}', file=sys.stderr)
         return 1
