@@ -115,6 +115,7 @@ class _Job:
     max_side: Optional[int]
     image_root: Optional[Path]
     allow_outside_root: bool
+    copy_images: bool = False
 
 
 _JOB: Optional[_Job] = None
@@ -132,7 +133,7 @@ def _render_one(record: FundusGenRecord) -> Tuple[Dict[str, List[dict]], Optiona
         path, image = check_image(record, job.image_dir, max_side=job.max_side, image_root=job.image_root,
                                   allow_outside_root=job.allow_outside_root)
         row_image = path
-        if image.conversion:  # the model must see upright 8-bit RGB pixels: write them
+        if image.conversion or job.copy_images:  # upright 8-bit RGB pixels the model sees, no metadata
             full = image if image.scale == (1.0, 1.0) else load_image(path)
             row_image = save_image(full.rgb, job.out / 'images' / f'{file_key(record.record_id)}.png')
     except FundusDataError as exc:
@@ -150,7 +151,7 @@ def build_fundusgen(records: Iterable[FundusGenRecord], out_dir: Path | str, *,
                     seed: int = 0, lenient: bool = False, skipped: Sequence[str] = (),
                     skipped_counts: Optional[Dict[str, int]] = None, skipped_boxes: Sequence[str] = (), num_proc: int = 1,
                     marked_max_side: Optional[int] = MARKED_MAX_SIDE, image_root: Optional[Path | str] = None,
-                    allow_outside_root: bool = False) -> BuildSummary:
+                    allow_outside_root: bool = False, copy_images: bool = False) -> BuildSummary:
     """Render every task for every record and write the FundusGen folder.
 
     Args:
@@ -169,6 +170,11 @@ def build_fundusgen(records: Iterable[FundusGenRecord], out_dir: Path | str, *,
         skipped_boxes: messages of findings skipped upstream in records that were kept.
         num_proc: worker processes (1: in this process). The rows do not depend on it.
         marked_max_side: longest side of the marked copies, pixels (``None``: full size).
+        copy_images: write every photograph as a fresh, metadata-free PNG (upright 8-bit RGB, full
+            size, lossless) under ``<out_dir>/images/`` and point the rows there, so that the folder
+            can be shared without the originals and whatever EXIF, XMP or comments they carry.
+            Without it, rows point at the original files in place (only converted images, such as
+            EXIF-rotated or 16-bit ones, are copied).
 
     Returns:
         The :class:`BuildSummary`, also written to ``<out_dir>/build_summary.json``.
@@ -189,7 +195,7 @@ def build_fundusgen(records: Iterable[FundusGenRecord], out_dir: Path | str, *,
     rows: Dict[str, List[dict]] = {t.name: [] for t in tasks}
     records = list(records)
     job = _Job(tasks, list(languages), out, Path(image_dir), seed, marked_max_side,
-               Path(image_root) if image_root is not None else None, allow_outside_root)
+               Path(image_root) if image_root is not None else None, allow_outside_root, copy_images)
     if num_proc > 1 and len(records) > 1:
         with ProcessPoolExecutor(min(num_proc, len(records)), initializer=_init, initargs=(job,)) as pool:
             results = pool.map(_render_one, records, chunksize=max(1, min(16, len(records) // (4 * num_proc))))
@@ -239,8 +245,9 @@ def _write_jsonl_atomic(rows: List[dict], path: Path) -> None:
 
 def build_sample(out_dir: Path | str, *, seed: int = 0, languages: Sequence[str] = vocab.LANGUAGES,
                  tasks_dir: Optional[Path | str] = None, num_proc: int = 1,
-                 marked_max_side: Optional[int] = MARKED_MAX_SIDE) -> Dict[str, BuildSummary]:
-    """Build FundusGen from the bundled sample: ``<out_dir>/train`` and ``<out_dir>/heldout``.
+                 marked_max_side: Optional[int] = MARKED_MAX_SIDE, copy_images: bool = False) -> Dict[str, BuildSummary]:
+    """Build FundusGen from the bundled sample: ``<out_dir>/train`` and ``<out_dir>/heldout``
+    (``copy_images`` as in :func:`build_fundusgen`).
 
     The sample images, their licence and the FundusGen rows derived from them are CC BY 4.0
     (images) and CC BY-SA 4.0 (boxes); see ``fundusexpert_plugin/sample/LICENSE.md``.
@@ -251,6 +258,7 @@ def build_sample(out_dir: Path | str, *, seed: int = 0, languages: Sequence[str]
     for split in SPLITS:
         summaries[split] = build_fundusgen(sample_records(split), out / split, image_dir=SAMPLE_DIR,
                                            seed=seed, languages=languages, tasks_dir=tasks_dir,
-                                           num_proc=num_proc, marked_max_side=marked_max_side)
+                                           num_proc=num_proc, marked_max_side=marked_max_side,
+                                           copy_images=copy_images)
     (out / 'LICENSE.md').write_text((SAMPLE_DIR / 'LICENSE.md').read_text(encoding='utf-8'), encoding='utf-8')
     return summaries

@@ -26,6 +26,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              'image paths stay relative to the records file)')
     parser.add_argument('--allow-outside-root', action='store_true',
                         help='accept image paths outside the dataset folder (trusted records only)')
+    parser.add_argument('--copy-images', action='store_true',
+                        help='write every photograph as a fresh metadata-free PNG under OUT/images and point '
+                             'the rows there (a folder to share without the originals and their EXIF/XMP); '
+                             'default: rows point at the originals in place')
     parser.add_argument('--num-proc', type=int, default=os.cpu_count() or 1,
                         help='worker processes (default: the machine\'s cores, %(default)s)')
     parser.add_argument('--marked-max-side', type=int, default=None,
@@ -53,7 +57,7 @@ def run(args: argparse.Namespace) -> int:
     max_side = MARKED_MAX_SIDE if args.marked_max_side is None else (args.marked_max_side or None)
     if args.sample:
         summaries = build_sample(args.out, seed=args.seed, languages=languages, tasks_dir=args.tasks_dir,
-                                 num_proc=num_proc, marked_max_side=max_side)
+                                 num_proc=num_proc, marked_max_side=max_side, copy_images=args.copy_images)
     else:
         skipped, counts, box_skipped, box_counts = [], Counter(), [], Counter()
         records = list(read_records(args.records, lenient=args.lenient, skipped=skipped, counts=counts,
@@ -61,8 +65,8 @@ def run(args: argparse.Namespace) -> int:
         summary = build_fundusgen(records, args.out, image_dir=args.records.parent, tasks_dir=args.tasks_dir,
                                   languages=languages, seed=args.seed, lenient=args.lenient, skipped=skipped,
                                   skipped_counts=counts, skipped_boxes=box_skipped, num_proc=num_proc,
-                                  marked_max_side=max_side,
-                                  image_root=args.image_root, allow_outside_root=args.allow_outside_root)
+                                  marked_max_side=max_side, image_root=args.image_root,
+                                  allow_outside_root=args.allow_outside_root, copy_images=args.copy_images)
         summaries = {'': summary}
     for split, summary in summaries.items():
         print(f'{summary.out_dir}: {summary.records_used} records, rows per task {summary.rows_per_task}, '

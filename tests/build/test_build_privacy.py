@@ -68,3 +68,31 @@ def test_exif_rotated_photo_builds_the_same_rows_as_its_upright_copy(tmp_path, c
     with Image.open(upright / 'marked' / 'k_000.jpg') as m1, Image.open(rotated / 'marked' / 'k_000.jpg') as m2:
         diff = np.abs(np.asarray(m1, np.int16) - np.asarray(m2, np.int16))
         assert m1.size == m2.size == (100, 80) and diff.mean() < 4   # same picture, JPEG noise only
+
+
+def test_copy_images_points_every_row_at_a_fresh_metadata_free_copy(tmp_path, capsys):
+    """The input JPEG carries EXIF (with the fake name) and a comment; with --copy-images no row points at
+    it and the copy holds the same pixels (lossless PNG of the decoded JPEG) and no metadata."""
+    kinds = corpus.make(tmp_path / 'corpus')
+    folder = kinds['control_jpeg']
+    assert _run(convert_cli, ['codras', '--annotations', folder / 'annotations.jsonl', '--out', folder / 'r.jsonl']) == 0
+    plain, copied = tmp_path / 'plain', tmp_path / 'copied'
+    assert _run(build_cli, ['--records', folder / 'r.jsonl', '--out', plain, '--num-proc', '1']) == 0
+    assert _run(build_cli, ['--records', folder / 'r.jsonl', '--out', copied, '--num-proc', '1', '--copy-images']) == 0
+    original = (folder / 'images' / 'ctrl.jpg').resolve()
+
+    def first_images(out):
+        rows = [json.loads(line) for p in sorted(out.glob('*.jsonl')) for line in p.read_text().splitlines()]
+        return {(out / r['images'][0]).resolve() for r in rows if r.get('images')}
+    assert original in first_images(plain)                        # default: the original in place
+    copies = first_images(copied)
+    assert original not in copies and copies
+    unmarked = {p.name: p for p in copies if p.parent == (copied / 'images').resolve()}
+    originals = sorted(p.stem for p in (folder / 'images').iterdir())
+    assert sorted(unmarked) == [f'{stem}.png' for stem in originals]       # one fresh copy per photograph
+    for path in unmarked.values():
+        with Image.open(path) as im:
+            assert not im.getexif() and not set(im.info) & set(IMAGE_METADATA) and not getattr(im, 'text', {})
+        assert corpus.FAKE_NAME.encode() not in path.read_bytes()
+    with Image.open(unmarked['ctrl.png']) as im, Image.open(original) as src:
+        assert np.array_equal(np.asarray(im), np.asarray(src.convert('RGB')))
