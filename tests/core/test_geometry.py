@@ -78,3 +78,23 @@ def test_one_to_one_matching_lets_one_prediction_satisfy_one_ground_truth_box():
     # the threshold is inclusive: IoU of (0,0,10,10) and (0,0,10,20) is exactly 0.5
     assert g.match_one_to_one([(0, 0, 10, 10)], [(0, 0, 10, 20)]) == [(0, 0, 0.5)]
     assert g.match_one_to_one([(0, 0, 10, 10)], [(0, 0, 10, 20)], iou_threshold=0.51) == []
+
+
+def test_fovea_box_dd_from_the_disc_fovea_distance_on_the_bundled_real_photos():
+    """The sample's photos with an official IDRiD fovea point and a CODRAS disc box: the DD that the
+    disc-fovea distance gives (what an IDRiD disc-centre point allows) is within 0.75-1.35 of the box's."""
+    import json
+
+    from fundusexpert_plugin.core.geometry import disc_diameter_px, fovea_box, fovea_dd_px
+    from fundusexpert_plugin.sample import ANNOTATIONS
+    rows = [json.loads(line) for line in ANNOTATIONS.read_text().splitlines() if 'fovea_xy' in line]
+    assert len(rows) == 6
+    for row in rows:
+        disc = next(a['bbox_xyxy'] for a in row['annotations'] if a['label'] == 'optic_disc')
+        centre = ((disc[0] + disc[2]) / 2, (disc[1] + disc[3]) / 2)
+        from_box = fovea_dd_px(row['width'], disc_box_px=disc)
+        from_points = fovea_dd_px(row['width'], disc_centre_px=centre, fovea_px=row['fovea_xy'])
+        assert from_box == disc_diameter_px(disc) and 0.75 <= from_points / from_box <= 1.35, row['codras_id']
+        x1, y1, x2, y2 = fovea_box(*row['fovea_xy'], row['width'], row['height'], from_box)
+        assert (x2 - x1, y2 - y1) == pytest.approx((from_box, from_box))     # 1 DD, far from the edges
+    assert fovea_dd_px(1000) == 130.0                                        # nothing known: 0.13 x width

@@ -63,9 +63,9 @@ def test_palm_label_column_and_prefixes(tmp_path, make_image, make_text):
     log = ConvertLog()
     assert [r.record_id for r in read_ichallenge('palm', tmp_path / 'PALM-Training400', log=log)] == ['P0001']
     v1, v2 = read_ichallenge('palm', tmp_path / 'PALM-Validation400', tables=[table], log=log)
-    assert v1.image_labels == {'diagnosis': 'pathological_myopia'} and v1.boxes('fovea') == [(32.5, 22.5, 47.5, 37.5)]
+    assert v1.image_labels == {'diagnosis': 'pathological_myopia'} and v1.boxes('fovea') == [(33.5, 23.5, 46.5, 36.5)]
     assert v2.image_labels == {} and v2.record_id == 'V0002'  # non-PM: fovea box only
-    # no disc in these records: DD = 0.15 x the 100-px width = 15 px around (40, 30)
+    # no disc in these records: DD = 0.13 x the 100-px width = 13 px around (40, 30)
     assert sum(n for r, n in log.notes.items() if 'negative label' in r) == 2  # H0001 and V0002
 
 

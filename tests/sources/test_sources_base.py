@@ -39,11 +39,11 @@ def test_missing_or_unreadable_image_names_the_row(tmp_path):
 
 def test_fovea_point_becomes_a_one_disc_diameter_box_clipped_to_the_image(tmp_path, make_image):
     image = make_image(tmp_path / 'a.jpg', 100, 80)
-    # no disc in the record: DD = 0.15 x 100 px = 15 px, so a 15-px box centred on the point
+    # no disc in the record: DD = 0.13 x 100 px = 13 px, so a 13-px box centred on the point
     draft = RecordDraft('r', image, where='t.csv:2')
     draft.add_point('fovea', 50.5, 40, field_name='Fovea_X/Fovea_Y')
     draft.add_point('fovea', 0.5, 79.5, field_name='Fovea_X/Fovea_Y')                 # clipped at the corner
-    assert draft.build(SRC).boxes('fovea') == [(43.0, 32.5, 58.0, 47.5), (0.0, 72.0, 8.0, 80.0)]
+    assert draft.build(SRC).boxes('fovea') == [(44.0, 33.5, 57.0, 46.5), (0.0, 73.0, 7.0, 80.0)]
     with pytest.raises(FundusDataError, match=r't\.csv:2: Fovea_X/Fovea_Y = \(120, 40\): outside the 100x80'):
         draft.add_point('fovea', 120, 40, field_name='Fovea_X/Fovea_Y')
     # a disc box of 30 x 30 px, added after the point: DD 30 px
