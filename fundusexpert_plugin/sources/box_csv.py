@@ -16,7 +16,8 @@ from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
 from fundusexpert_plugin.core.paths import resolve_image_path
 from fundusexpert_plugin.core.record import FundusDataError, FundusGenRecord
-from fundusexpert_plugin.sources.base import ConvertLog, RecordDraft, SourceInfo, attempt, path_record_id, require_records
+from fundusexpert_plugin.sources.base import (ConvertLog, RecordDraft, SourceInfo, attempt, check_unique_id, path_record_id,
+                                             require_records)
 from fundusexpert_plugin.sources.generic import GENERIC, _annotated, resolve_class
 from fundusexpert_plugin.sources.registry import register
 from fundusexpert_plugin.sources.tables import header_keys, parse_number, read_table
@@ -51,13 +52,14 @@ def read_box_csv(path: Path | str, images: Optional[Path | str] = None, *,
         log.lines_read += 1
         groups.setdefault(path_record_id(cells[img]), []).append((n, cells))
     labels_seen: List[Optional[str]] = []
-    kept = 0
+    kept, seen_ids = 0, {}
     for name, rows in groups.items():
         first = table.where(rows[0][0])
 
         def convert(name=name, rows=rows, first=first):
             image = resolve_image_path(name, root, where=first, allow_outside_root=allow_outside_root)
             rid = (rows[0][1][rid_col] if rid_col is not None else '') or name
+            check_unique_id(seen_ids, rid, first)       # two images given one record_id
             draft = RecordDraft(rid, image, where=first, lenient=lenient, log=log)
             for n, cells in rows:
                 draft.item(lambda n=n, cells=cells: _row(draft, table.where(n), cells, lab, coords,

@@ -39,6 +39,21 @@ def test_strict_names_the_line_and_column(box_csv):
         list(read_box_csv(box_csv))
 
 
+def test_one_record_id_for_two_images_names_both_lines(tmp_path):
+    for name in ('a.jpg', 'b.jpg', 'c.jpg'):
+        Image.new('RGB', (200, 100)).save(tmp_path / name)
+    path = tmp_path / 'ids.csv'
+    path.write_text('image,label,x1,y1,x2,y2,record_id\n'
+                    'a.jpg,optic_disc,10,20,50,60,P1\n'
+                    'b.jpg,optic_disc,10,20,50,60,P1\n'        # line 3: P1 again, another image
+                    'c.jpg,optic_disc,10,20,50,60,P2\n')
+    with pytest.raises(FundusDataError, match=r"ids\.csv:3: record_id 'P1' already given at .*ids\.csv:2"):
+        list(read_box_csv(path))
+    log = ConvertLog()
+    assert [r.record_id for r in read_box_csv(path, lenient=True, log=log)] == ['P1', 'P2']
+    assert log.skipped_records == {'duplicate_id': 1}
+
+
 def test_registry_detects_each_format(box_csv, codras_dir):
     assert {'box-csv', 'codras', 'coco', 'masks', 'records', 'yolo'} <= set(formats())
     assert detect_format(box_csv) == 'box-csv'
