@@ -7,7 +7,7 @@
 # Mosaic/MixUp), with: the RTMDet-s widths of mmdet's rtmdet_s_8xb32-300e_coco.py, the four DDR
 # lesion classes (disc and fovea come from the landmark locator, detector/landmarks.py), 12,000
 # iterations of batch 8, 8 loader workers, up to 300 boxes per image (DDR images hold many
-# microaneurysms), min box side 2 px, 500 warmup iterations. detector train sets img_scale, batch,
+# microaneurysms), 500 warmup iterations. detector train sets img_scale, batch,
 # iterations and classes from its flags, and the schedule (detector/train.py build_config).
 #
 # Boxes: one per 8-connected lesion component (detector_ddr_lesions.sh says why not the paper's defaults).
@@ -31,7 +31,7 @@ model = dict(
     bbox_head=dict(num_classes=len(classes), in_channels=128, feat_channels=128, exp_on_reg=False),
     test_cfg=dict(nms_pre=3000, max_per_img=300))
 train_dataloader = dict(batch_size=8, num_workers=8, persistent_workers=True, pin_memory=True,
-                        dataset=dict(metainfo=dict(classes=classes), filter_cfg=dict(min_size=2)))
+                        dataset=dict(metainfo=dict(classes=classes)))
 test_dataloader = dict(dataset=dict(metainfo=dict(classes=classes)))
 # the schedule detector train builds from max_iters and warmup_iters (detector/train.py build_config)
 warmup_iters = 500

@@ -42,6 +42,7 @@ PHRASES: Dict[str, Dict[str, str]] = {
         'how_disc': ' (judged from the position of the optic disc)',
         'disc': 'The {disc} lies on the {side} side of the image.',
         'no_disc': 'The optic disc is not identified, so positions are given relative to the image.',
+        'no_disc_extent': 'The extent of the optic disc is not marked, so positions are given relative to the image.',
         'fovea_no_disc': ' The {fovea} is marked.',
         'fovea_est': ('The fovea is not marked; it is taken {dd} disc diameters (DD) temporal and {inf} DD '
                       'inferior to the centre of the optic disc.'),
@@ -84,6 +85,7 @@ PHRASES: Dict[str, Dict[str, str]] = {
         'how_disc': '（根据视盘位置判断）',
         'disc': '{disc}位于图像{side}。',
         'no_disc': '未识别到视盘，以下位置相对于图像描述。',
+        'no_disc_extent': '未标注视盘范围，以下位置相对于图像描述。',
         'fovea_no_disc': '已标注{fovea}。',
         'fovea_est': '黄斑中心凹未标注，按解剖先验取视盘中心颞侧{dd}个视盘直径（DD）、下方{inf} DD处。',
         'fovea_ann': '{fovea}距视盘{dist:.1f} DD。',
@@ -235,7 +237,9 @@ def cognitive_chain(record: FundusGenRecord, lang: str = 'en', *, grounded: Opti
     # 2. anatomical positioning
     if frame is None:
         fovea = record.boxes('fovea')
-        steps.append(p['no_disc'] + (p['fovea_no_disc'].format(fovea=name('fovea', fovea))
+        # laterality judged from a disc-centre point (IDRiD): the disc is known, only its extent is not
+        known = record.laterality_source == 'optic_disc_position'
+        steps.append(p['no_disc_extent' if known else 'no_disc'] + (p['fovea_no_disc'].format(fovea=name('fovea', fovea))
                                      if fovea else ''))
     else:
         disc_cx = (frame.disc_box_px[0] + frame.disc_box_px[2]) / 2

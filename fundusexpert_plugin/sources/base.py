@@ -482,7 +482,7 @@ class RecordDraft:
         """Validate into a record.
 
         Raises:
-            NotRepresentable: no finding, no label and no annotated class.
+            NotRepresentable: no finding, no label, no annotated class and no laterality.
             FundusDataError: a field fails validation (``where`` and field named).
         """
         self._size_points()
@@ -491,7 +491,7 @@ class RecordDraft:
             if label not in annotated:
                 self.log.note(f'{label} left unannotated: a box of the image was skipped (absence not claimed)',
                               self.where)
-        if not (self.findings or self.image_labels or annotated):
+        if not (self.findings or self.image_labels or annotated or self.laterality):
             raise NotRepresentable('image with no representable label or finding: record skipped')
         return parse_record({
             'record_id': self.record_id, 'image': str(self.image),
@@ -534,5 +534,6 @@ def require_records(n_kept: int, source: Path | str, log: ConvertLog) -> None:
         return
     reasons = {**log.skipped_records, **{f'box/item: {k}': v for k, v in log.skipped_items.items()}}
     why = f'; skipped: {dict(sorted(reasons.items()))}; first: {log.skipped[0]}' if log.skipped else \
-        ('; the input is empty' if not log.lines_read else '')
+        ('; the input is empty' if not log.lines_read else
+         f'; left out: {dict(sorted(log.notes.items()))}' if log.notes else '')
     raise FundusDataError(f'{source}: read {log.lines_read} lines/items, kept no record{why}', reason='empty_input')

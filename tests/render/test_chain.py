@@ -72,6 +72,13 @@ def test_a_marked_fovea_without_a_disc_is_named_and_grounded(make_record):
         assert line.count('<ref-object><bbox>') == 1
         assert grounded.objects() == {'ref': [ref], 'bbox': [[400.0, 300.0, 460.0, 360.0]], 'bbox_type': 'real'}
     assert 'fovea' not in cognitive_chain(make_record([('haemorrhages', (600, 500, 700, 600))]), 'en')
+    # laterality from a disc-centre point (IDRiD): the disc is not "not identified", its extent is not marked
+    idrid = make_record([('fovea', (400, 300, 460, 360))], laterality='left', laterality_source='optic_disc_position')
+    lines = cognitive_chain(idrid, 'en').splitlines()
+    assert lines[0].endswith('of the left eye (judged from the position of the optic disc).')
+    assert lines[1] == ('The extent of the optic disc is not marked, so positions are given relative to the image. '
+                        'The fovea is marked.')
+    assert cognitive_chain(idrid, 'zh').splitlines()[1] == '未标注视盘范围，以下位置相对于图像描述。已标注黄斑中心凹。'
 
 
 def test_union_area_counts_overlap_once():
