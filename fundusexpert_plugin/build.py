@@ -35,7 +35,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 from fundusexpert_plugin.core import vocab
 from fundusexpert_plugin.core.images import LoadedImage, load_image, save_image
 from fundusexpert_plugin.core.jsonl import write_jsonl
-from fundusexpert_plugin.core.paths import resolve_image_path
+from fundusexpert_plugin.core.record_image import check_record_image
 from fundusexpert_plugin.core.record import FundusDataError, FundusGenRecord
 from fundusexpert_plugin.tasks.config import TaskConfig, load_tasks
 from fundusexpert_plugin.tasks.render import RecordImage, RenderContext, file_key, render_rows
@@ -80,29 +80,22 @@ class BuildSummary:
 
 
 def check_image(record: FundusGenRecord, image_dir: Path, *, max_side: Optional[int] = None,
-                image_root: Optional[Path] = None, allow_outside_root: bool = False) -> Tuple[Path, LoadedImage]:
-    """Resolve, read and check the record's image through the intake.
+                image_root: Optional[Path] = None, allow_outside_root: bool = False,
+                location: Optional[str] = None) -> Tuple[Path, LoadedImage]:
+    """Resolve, read and check the record's image through the intake
+    (:func:`~fundusexpert_plugin.core.record_image.check_record_image`, full size by default).
 
     Returns:
         ``(path, image)``: the file, and its upright RGB pixels (at most ``max_side`` on the long side).
 
     Raises:
-        FundusDataError: naming the record and the ``image``/``width``/``height``/``sha256`` field:
-            path outside ``image_root`` (default ``image_dir``), missing, unreadable or truncated file, wrong digest, or a size
-            other than the upright image's.
+        FundusDataError: naming the records file line (``location``, when known), the record and the
+            ``image``/``width``/``height``/``sha256`` field: path outside ``image_root`` (default
+            ``image_dir``), missing, unreadable or truncated file, wrong digest, or a size other than the
+            upright image's.
     """
-    where = f'record {record.record_id!r}'
-    path = resolve_image_path(record.image, image_dir, where=where, root=image_root,
-                              allow_outside_root=allow_outside_root)
-    try:
-        image = load_image(path, max_side=max_side, sha256=record.sha256)
-    except FundusDataError as exc:
-        text = str(exc).replace(f'{path}: file not found', f'file not found: {path}')
-        raise FundusDataError(f'{where}: image: {text}', reason=exc.reason) from None
-    if image.original_size != (record.width, record.height):
-        raise FundusDataError(f'{where}: width/height = {record.width}x{record.height} but {path} is '
-                              f'{image.original_size[0]}x{image.original_size[1]} (upright)', reason='size_mismatch')
-    return path, image
+    return check_record_image(record, image_dir, root=image_root, allow_outside_root=allow_outside_root,
+                              max_side=max_side, location=location)
 
 
 @dataclass
@@ -116,6 +109,7 @@ class _Job:
     image_root: Optional[Path]
     allow_outside_root: bool
     copy_images: bool = False
+    locations: Optional[Dict[str, str]] = None
 
 
 _JOB: Optional[_Job] = None
@@ -131,7 +125,8 @@ def _render_one(record: FundusGenRecord) -> Tuple[Dict[str, List[dict]], Optiona
     job = _JOB
     try:
         path, image = check_image(record, job.image_dir, max_side=job.max_side, image_root=job.image_root,
-                                  allow_outside_root=job.allow_outside_root)
+                                  allow_outside_root=job.allow_outside_root,
+                                  location=(job.locations or {}).get(record.record_id))
         row_image = path
         if image.conversion or job.copy_images:  # upright 8-bit RGB pixels the model sees, no metadata
             full = image if image.scale == (1.0, 1.0) else load_image(path)
@@ -151,7 +146,8 @@ def build_fundusgen(records: Iterable[FundusGenRecord], out_dir: Path | str, *,
                     seed: int = 0, lenient: bool = False, skipped: Sequence[str] = (),
                     skipped_counts: Optional[Dict[str, int]] = None, skipped_boxes: Sequence[str] = (), num_proc: int = 1,
                     marked_max_side: Optional[int] = MARKED_MAX_SIDE, image_root: Optional[Path | str] = None,
-                    allow_outside_root: bool = False, copy_images: bool = False) -> BuildSummary:
+                    allow_outside_root: bool = False, copy_images: bool = False,
+                    locations: Optional[Dict[str, str]] = None) -> BuildSummary:
     """Render every task for every record and write the FundusGen folder.
 
     Args:
@@ -175,6 +171,8 @@ def build_fundusgen(records: Iterable[FundusGenRecord], out_dir: Path | str, *,
             can be shared without the originals and whatever EXIF, XMP or comments they carry.
             Without it, rows point at the original files in place (only converted images, such as
             EXIF-rotated or 16-bit ones, are copied).
+        locations: ``record_id -> '<records file>:<line>'`` (:func:`record.read_records`), named in the
+            messages about a record's image.
 
     Returns:
         The :class:`BuildSummary`, also written to ``<out_dir>/build_summary.json``.
@@ -195,7 +193,7 @@ def build_fundusgen(records: Iterable[FundusGenRecord], out_dir: Path | str, *,
     rows: Dict[str, List[dict]] = {t.name: [] for t in tasks}
     records = list(records)
     job = _Job(tasks, list(languages), out, Path(image_dir), seed, marked_max_side,
-               Path(image_root) if image_root is not None else None, allow_outside_root, copy_images)
+               Path(image_root) if image_root is not None else None, allow_outside_root, copy_images, locations)
     if num_proc > 1 and len(records) > 1:
         with ProcessPoolExecutor(min(num_proc, len(records)), initializer=_init, initargs=(job,)) as pool:
             results = pool.map(_render_one, records, chunksize=max(1, min(16, len(records) // (4 * num_proc))))

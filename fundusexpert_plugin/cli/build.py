@@ -59,14 +59,15 @@ def run(args: argparse.Namespace) -> int:
         summaries = build_sample(args.out, seed=args.seed, languages=languages, tasks_dir=args.tasks_dir,
                                  num_proc=num_proc, marked_max_side=max_side, copy_images=args.copy_images)
     else:
-        skipped, counts, box_skipped, box_counts = [], Counter(), [], Counter()
+        skipped, counts, box_skipped, box_counts, locations = [], Counter(), [], Counter(), {}
         records = list(read_records(args.records, lenient=args.lenient, skipped=skipped, counts=counts,
-                                    box_counts=box_counts, box_skipped=box_skipped))
+                                    box_counts=box_counts, box_skipped=box_skipped, locations=locations))
         summary = build_fundusgen(records, args.out, image_dir=args.records.parent, tasks_dir=args.tasks_dir,
                                   languages=languages, seed=args.seed, lenient=args.lenient, skipped=skipped,
                                   skipped_counts=counts, skipped_boxes=box_skipped, num_proc=num_proc,
                                   marked_max_side=max_side, image_root=args.image_root,
-                                  allow_outside_root=args.allow_outside_root, copy_images=args.copy_images)
+                                  allow_outside_root=args.allow_outside_root, copy_images=args.copy_images,
+                                  locations=locations)
         summaries = {'': summary}
     for split, summary in summaries.items():
         print(f'{summary.out_dir}: {summary.records_used} records, rows per task {summary.rows_per_task}, '

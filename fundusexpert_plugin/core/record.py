@@ -223,7 +223,8 @@ def _without_bad_findings(data: dict, where: str, on_box_skip) -> Optional[dict]
 
 def read_records(path: os.PathLike | str, *, lenient: bool = False,
                  skipped: Optional[List[str]] = None, counts: Optional[Counter] = None,
-                 box_counts: Optional[Counter] = None, box_skipped: Optional[List[str]] = None) -> Iterator[FundusGenRecord]:
+                 box_counts: Optional[Counter] = None, box_skipped: Optional[List[str]] = None,
+                 locations: Optional[Dict[str, str]] = None) -> Iterator[FundusGenRecord]:
     """Stream records from a jsonl file.
 
     Args:
@@ -237,6 +238,8 @@ def read_records(path: os.PathLike | str, *, lenient: bool = False,
             ``duplicate_id``).
         box_counts, box_skipped: if given, count the skipped findings (``invalid_box``) and receive
             one message per skipped finding (without ``box_skipped`` each is logged as a warning).
+        locations: if given, receives ``record_id -> '<path>:<line>'`` of every record read, so that
+            later checks (the builder's image checks) can name the line.
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
@@ -285,6 +288,8 @@ def read_records(path: os.PathLike | str, *, lenient: bool = False,
                                       f'{seen[record.record_id]} ({path}:{seen[record.record_id]}); ids must be unique',
                                       reason='duplicate_id')
             seen[record.record_id] = line_no
+            if locations is not None:
+                locations[record.record_id] = where
         except FundusDataError as exc:
             if not lenient:
                 raise

@@ -31,7 +31,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from fundusexpert_plugin.core.images import IMAGE_SUFFIXES, ImageSkip, LoadedImage, load_image
+from fundusexpert_plugin.core.images import IMAGE_SUFFIXES, LoadedImage
+from fundusexpert_plugin.core.record_image import load_checked
 
 from fundusexpert_plugin.core import vocab
 from fundusexpert_plugin.core.record import FundusDataError, FundusGenRecord, parse_record
@@ -161,15 +162,7 @@ def intake(path: Path, *, where: str, field_name: str = 'image', sha256: Optiona
            log: Optional[ConvertLog] = None) -> LoadedImage:
     """:func:`~fundusexpert_plugin.core.images.load_image` at thumbnail size with the message
     prefixed by ``where``; the intake's warnings go to ``log``."""
-    try:
-        loaded = load_image(path, max_side=256, sha256=sha256)
-    except ImageSkip as exc:
-        text = str(exc)
-        if exc.reason == 'image_missing':
-            text = f'image not found: {path}'
-        elif exc.reason == 'image_unreadable':
-            text = f'unreadable image {text}'
-        raise FundusDataError(f'{where}: {field_name}: {text}', reason=exc.reason) from None
+    loaded = load_checked(path, where=where, field_name=field_name, sha256=sha256)
     for message in loaded.warnings:
         if log is not None:
             log.warn(f'{where}: {message}')

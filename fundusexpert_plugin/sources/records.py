@@ -6,9 +6,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Iterator, Optional
 
-from fundusexpert_plugin.core.paths import resolve_image_path
-from fundusexpert_plugin.core.record import FundusDataError, FundusGenRecord, read_records
-from fundusexpert_plugin.sources.base import ConvertLog, attempt, intake, require_records
+from fundusexpert_plugin.core.record import FundusGenRecord, read_records
+from fundusexpert_plugin.core.record_image import check_record_image
+from fundusexpert_plugin.sources.base import ConvertLog, attempt, require_records
 from fundusexpert_plugin.sources.registry import head_has, register
 
 
@@ -26,9 +26,9 @@ def read_record_file(path: Path | str, images: Optional[Path | str] = None, *, l
     """
     path = Path(path)
     log = log if log is not None else ConvertLog()
-    messages, counts, box_messages, box_counts = [], Counter(), [], Counter()
+    messages, counts, box_messages, box_counts, locations = [], Counter(), [], Counter(), {}
     records = list(read_records(path, lenient=lenient, skipped=messages, counts=counts, box_counts=box_counts,
-                                box_skipped=box_messages))
+                                box_skipped=box_messages, locations=locations))
     log.skipped.extend(messages + box_messages)
     log.skipped_records.update(counts)
     log.skipped_items.update(box_counts)
@@ -36,14 +36,10 @@ def read_record_file(path: Path | str, images: Optional[Path | str] = None, *, l
     kept = 0
     for rec in records:
         def check(rec=rec):
-            where = f'{path}: record {rec.record_id!r}'
-            image = resolve_image_path(rec.image, path.parent, where=where, root=images,
-                                       allow_outside_root=allow_outside_root)
-            loaded = intake(image, where=where, sha256=rec.sha256, log=log)
-            if loaded.original_size != (rec.width, rec.height):
-                raise FundusDataError(f'{where}: width/height = {rec.width}x{rec.height} but {image} is '
-                                      f'{loaded.original_size[0]}x{loaded.original_size[1]} (upright)',
-                                      reason='size_mismatch')
+            _, loaded = check_record_image(rec, path.parent, root=Path(images) if images is not None else None,
+                                           allow_outside_root=allow_outside_root, location=locations[rec.record_id])
+            for message in loaded.warnings:
+                log.warn(f'{locations[rec.record_id]}: record {rec.record_id!r}: {message}')
             return rec
         if attempt(check, lenient=lenient, log=log, where=str(path)) is not None:
             kept += 1

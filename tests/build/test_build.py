@@ -87,7 +87,7 @@ def test_missing_image_strict_and_lenient(tmp_path, make_record):
     Image.new('RGB', (1000, 800)).save(tmp_path / 'ok.jpg')
     good = make_record([('optic_disc', (100, 100, 200, 200))], image='ok.jpg', record_id='good')
     missing = make_record(image='nope.jpg', record_id='gone')
-    with pytest.raises(FundusDataError, match=r"record 'gone': image: file not found: .*nope\.jpg"):
+    with pytest.raises(FundusDataError, match=r"record 'gone': image: image not found: .*nope\.jpg"):
         build_fundusgen([good, missing], tmp_path / 'out', image_dir=tmp_path)
     summary = build_fundusgen([good, missing], tmp_path / 'out', image_dir=tmp_path, lenient=True)
     assert summary.records_used == 1 and len(summary.skipped) == 1
@@ -113,7 +113,8 @@ def test_cli_lenient_build_reports_unreadable_records_and_missing_images(tmp_pat
     saved = json.loads((tmp_path / 'out' / 'build_summary.json').read_text())
     assert saved['records_used'] == 1 and len(saved['skipped']) == 2
     assert 'recs.jsonl:2: not valid JSON' in saved['skipped'][0]          # skipped while reading
-    assert "record 'gone': image: file not found" in saved['skipped'][1]  # skipped while building
+    # skipped while building, named by its line in the records file
+    assert f"{tmp_path / 'recs.jsonl'}:3: record 'gone': image: image not found" in saved['skipped'][1]
 
 
 def test_one_and_two_processes_write_the_same_rows_and_marked_copies(tmp_path):

@@ -42,7 +42,7 @@ def test_records_outside_the_dataset_folder_are_refused_without_allow_outside_ro
     assert main(['detector', 'train', '--format', 'records', '--annotations', str(path),
                  '--work-dir', str(tmp_path / 'w')]) == 2
     err = capsys.readouterr().err
-    assert err.count('\n') == 1 and f"{path}: record '0003'" in err and 'image = ' in err
+    assert err.count('\n') == 1 and f"{path}:1: record '0003'" in err and 'image = ' in err
     assert 'outside the dataset folder' in err and '--allow-outside-root' in err
 
 
@@ -62,6 +62,6 @@ def test_allow_outside_root_and_images_root_reach_the_records_reader(tmp_path, m
             train(*extra)
     assert seen == [(['0003'], ['0003'])] * 2
     # --images is the training set's folder; the validation jsonl keeps its own folder unless --val-images
-    with pytest.raises(FundusDataError, match="records.jsonl: record '0003': image = .*outside the dataset folder"):
+    with pytest.raises(FundusDataError, match="records.jsonl:1: record '0003': image = .*outside the dataset folder"):
         train('--images', str(SAMPLE_DIR))
     assert len(seen) == 2

@@ -181,7 +181,8 @@ def test_build_skips_unusable_images_by_reason_and_strict_names_the_record(kinds
     path, root = _bad_records(kinds, tmp_path)
     argv = ['--records', path, '--out', tmp_path / 'fg', '--languages', 'en', '--image-root', root, '--num-proc', '2']
     rc, out, err = _call(build_cli, argv, capsys)
-    assert rc == 2 and re.fullmatch(r"fundusexpert: error: record 'missing_image': image: file not found: .*missing_image/images/nope\.jpg\n",
+    assert rc == 2 and re.fullmatch(r"fundusexpert: error: .*recs\.jsonl:2: record 'missing_image': image: image not found: "
+                                    r".*missing_image/images/nope\.jpg\n",
                                     err), err
     rc, out, err = _call(build_cli, argv + ['--lenient'], capsys)
     assert rc == 0, err
