@@ -172,10 +172,17 @@ class FundusGenRecord(BaseModel):
 
 
 def _error_location(exc: ValidationError) -> str:
+    """pydantic errors as ``field = value: rule`` (``findings[0].label = 'unicorn': unknown finding label
+    ...``), the field path in Python notation, pydantic's ``Value error, `` prefix dropped."""
     parts = []
     for err in exc.errors():
-        loc = '.'.join(str(p) for p in err['loc']) or '<record>'
-        parts.append(f'{loc}: {err["msg"]}')
+        loc = ''.join(f'[{p}]' if isinstance(p, int) else f'.{p}' for p in err['loc']).lstrip('.') or '<record>'
+        msg = str(err['msg']).removeprefix('Value error, ')
+        value = err.get('input')
+        if isinstance(value, (str, int, float, bool)) or value is None:
+            parts.append(f'{loc} = {value!r}: {msg}' if 'input' in err else f'{loc}: {msg}')
+        else:
+            parts.append(f'{loc}: {msg}')
     return '; '.join(parts)
 
 
