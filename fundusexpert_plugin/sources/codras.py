@@ -17,8 +17,9 @@ error in strict mode and a warning in lenient mode (the label wins).
 
 Source: CODRAS (github.com/chrisvoncsefalvay/codras) labels optic disc, hard exudates and
 haemorrhages (microaneurysms merged in) exhaustively, so those three are the record's
-``annotated_labels``: a class with no box is known absent. Nothing else is said about other
-classes. Laterality is inferred from the disc position (see :mod:`..position`).
+``annotated_labels``: a class with no box is known absent; a line with ``fovea_xy`` adds ``fovea``.
+Nothing else is said about other classes. Laterality is inferred from the disc position
+(:meth:`~fundusexpert_plugin.sources.base.RecordDraft.infer_laterality`).
 
 Licence and attribution come from each line's own ``source_dataset`` (:func:`codras_provenance`):
 CODRAS boxes cover photographs of IDRiD (CC BY 4.0) and DIARETDB1 (research use only), so one
@@ -159,9 +160,9 @@ def _to_record(row: dict, root: Path, where: str, seen: Dict[str, str], lenient:
     for k, ann in enumerate(anns):
         draft.item(lambda k=k, ann=ann: _add_annotation(draft, k, ann, where_rec, lenient, log),
                    label=ann.get('label') if isinstance(ann, dict) else None)
-    if row.get('fovea_xy') is not None:
-        draft.item(lambda: _add_fovea(draft, row['fovea_xy']))
     draft.annotated = list(CODRAS_LABELS)
+    if row.get('fovea_xy') is not None:
+        draft.item(lambda: _add_fovea(draft, row['fovea_xy']), label='fovea')
     draft.infer_laterality()
     return draft.build(_source(row))
 
@@ -173,6 +174,7 @@ def _add_fovea(draft: RecordDraft, value) -> None:
         raise FundusDataError(f'{draft.where}: fovea_xy = {value!r}: expected [x, y], JSON numbers in pixels',
                               reason='point_not_numbers')
     draft.add_point('fovea', float(value[0]), float(value[1]), field_name='fovea_xy')
+    draft.annotate('fovea')        # the image's fovea is marked (as the IDRiD fovea tables)
 
 
 def _add_annotation(draft: RecordDraft, k: int, ann, where: str, lenient: bool, log: ConvertLog) -> None:

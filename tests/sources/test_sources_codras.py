@@ -134,3 +134,29 @@ def test_licence_follows_each_lines_source(tmp_path):
 def test_a_line_naming_two_sources_is_unknown():
     assert codras_provenance('IDRiD or DIARETDB1')[1] == 'unknown'
     assert codras_provenance('diaretdb1 (lesion set)')[1].startswith('images: DIARETDB1')
+
+
+def test_fovea_xy_is_a_one_dd_fovea_box_and_marks_the_fovea_annotated():
+    """The bundled sample's 0015: CODRAS disc box and the official IDRiD fovea centre, scaled."""
+    rows = {json.loads(line)['codras_id']: json.loads(line) for line in (IDRID / 'annotations.jsonl').read_text().splitlines()}
+    row = rows['0015']
+    rec = next(r for r in read_codras(IDRID / 'annotations.jsonl') if r.record_id == '0015')
+    disc = next(a['bbox_xyxy'] for a in row['annotations'] if a['label'] == 'optic_disc')
+    dd = ((disc[2] - disc[0]) + (disc[3] - disc[1])) / 2
+    (fx, fy) = row['fovea_xy']
+    assert rec.boxes('fovea') == [pytest.approx((fx - dd / 2, fy - dd / 2, fx + dd / 2, fy + dd / 2))]
+    assert 'fovea' in rec.provenance.annotated_labels
+    # a photo without fovea_xy says nothing about the fovea
+    other = next(r for r in read_codras(IDRID / 'annotations.jsonl') if r.record_id == '0003')
+    assert other.boxes('fovea') == [] and 'fovea' not in other.provenance.annotated_labels
+
+
+
+def test_a_bad_fovea_xy_is_one_skipped_item_and_the_fovea_is_not_claimed(tmp_path):
+    row = next(json.loads(line) for line in (IDRID / 'annotations.jsonl').read_text().splitlines()
+               if json.loads(line)['codras_id'] == '0015')
+    (tmp_path / 'a.jsonl').write_text(json.dumps({**row, 'fovea_xy': ['x', 1]}) + '\n')
+    log = ConvertLog()
+    (rec,) = read_codras(tmp_path / 'a.jsonl', IDRID, lenient=True, log=log)
+    assert rec.boxes('fovea') == [] and rec.boxes('optic_disc')
+    assert 'fovea' not in rec.provenance.annotated_labels and log.skipped_items == {'point_not_numbers': 1}
