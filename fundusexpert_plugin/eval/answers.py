@@ -97,6 +97,7 @@ class AnswerResult:
     pred_grade: Optional[str] = None
 
     def as_dict(self) -> dict:
+        """The fields as a JSON-ready dict (``samples.jsonl``'s ``answer``)."""
         return {'category': self.category, 'correct': self.correct, 'scale': self.scale,
                 'ref_grade': self.ref_grade, 'pred_grade': self.pred_grade}
 
