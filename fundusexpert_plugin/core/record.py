@@ -85,6 +85,10 @@ class Provenance(BaseModel):
         return [vocab.resolve_finding(v) for v in values]
 
 
+#: A SHA-256 digest as records and annotation files give it: 64 hexadecimal digits.
+SHA256_PATTERN = r'^[0-9a-fA-F]{64}$'
+
+
 class FundusGenRecord(BaseModel):
     """One image with its findings.
 
@@ -120,7 +124,7 @@ class FundusGenRecord(BaseModel):
     findings: List[Finding] = Field(default_factory=list)
     image_labels: Dict[str, str] = Field(default_factory=dict)
     feature_text: Dict[Literal['en', 'zh'], str] = Field(default_factory=dict)
-    sha256: Optional[str] = Field(default=None, pattern=r'^[0-9a-fA-F]{64}$')
+    sha256: Optional[str] = Field(default=None, pattern=SHA256_PATTERN)
     provenance: Provenance
 
     @field_validator('image_labels')
@@ -173,13 +177,16 @@ class FundusGenRecord(BaseModel):
 
 def _error_location(exc: ValidationError) -> str:
     """pydantic errors as ``field = value: rule`` (``findings[0].label = 'unicorn': unknown finding label
-    ...``), the field path in Python notation, pydantic's ``Value error, `` prefix dropped."""
+    ...``), the field path in Python notation, pydantic's ``Value error, `` prefix dropped. A record-level
+    check (empty location) names its field itself (``findings[1].box_px = ...``) and is kept as written."""
     parts = []
     for err in exc.errors():
-        loc = ''.join(f'[{p}]' if isinstance(p, int) else f'.{p}' for p in err['loc']).lstrip('.') or '<record>'
+        loc = ''.join(f'[{p}]' if isinstance(p, int) else f'.{p}' for p in err['loc']).lstrip('.')
         msg = str(err['msg']).removeprefix('Value error, ')
         value = err.get('input')
-        if isinstance(value, (str, int, float, bool)) or value is None:
+        if not loc:
+            parts.append(msg)
+        elif isinstance(value, (str, int, float, bool)) or value is None:
             parts.append(f'{loc} = {value!r}: {msg}' if 'input' in err else f'{loc}: {msg}')
         else:
             parts.append(f'{loc}: {msg}')
@@ -217,8 +224,7 @@ def _without_bad_findings(data: dict, where: str, on_box_skip) -> Optional[dict]
             parse_record({**data, 'findings': [finding]}, where=where)
             good.append(finding)
         except FundusDataError as exc:
-            on_box_skip(str(exc).replace('<record>: Value error, ', '').replace('findings[0]', f'findings[{i}]')
-                        .replace('findings.0', f'findings.{i}'))
+            on_box_skip(str(exc).replace('findings[0]', f'findings[{i}]'))
             label = finding.get('label') if isinstance(finding, dict) else None
             dropped.add(vocab.canonical_finding(label) if isinstance(label, str) else None)  # None: class unknown
     provenance = data.get('provenance')

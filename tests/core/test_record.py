@@ -26,6 +26,21 @@ def test_bad_findings_name_file_record_and_field(tmp_path, make_record, finding,
         list(read_records(path))
 
 
+def test_a_record_level_box_check_reads_as_field_value_rule(tmp_path, make_record):
+    """The box checks run on the whole record: their message names the field itself, with no pydantic
+    location or prefix in front of it (strict and lenient alike)."""
+    bad = make_record([('hard_exudates', (0, 0, 10, 10)), ('hard_exudates', (0, 10, 20, 30))]).model_dump()
+    bad['findings'][1]['box_px'] = [50, 10, 20, 30]
+    path = tmp_path / 'recs.jsonl'
+    path.write_text(json.dumps(bad) + '\n')
+    with pytest.raises(FundusDataError) as exc:
+        list(read_records(path))
+    assert str(exc.value).startswith(f"{path}:1: record 'r1': findings[1].box_px = [50.0, 10.0, 20.0, 30.0]: inverted")
+    box_skipped = []
+    list(read_records(path, lenient=True, box_skipped=box_skipped))
+    assert box_skipped == [str(exc.value)]
+
+
 def test_lenient_read_skips_and_reports(tmp_path, make_record):
     path = tmp_path / 'recs.jsonl'
     bad = make_record().model_dump()
