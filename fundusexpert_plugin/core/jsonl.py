@@ -17,6 +17,7 @@ import codecs
 import errno
 import json
 import logging
+import math
 import os
 from pathlib import Path
 from typing import Callable, IO, Iterable, Iterator, List, Optional, Tuple
@@ -24,6 +25,13 @@ from typing import Callable, IO, Iterable, Iterator, List, Optional, Tuple
 from fundusexpert_plugin.core.errors import FundusDataError
 
 logger = logging.getLogger(__name__)
+
+
+def is_json_number(value) -> bool:
+    """A finite JSON number as :mod:`json` reads it: ``int`` or ``float``, not ``bool`` (a Python
+    subclass of int), not NaN or infinite (which ``json`` accepts as an extension). Strings such as
+    ``"100"`` are not numbers."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 SkipFn = Callable[[str, str], None]  # (message, reason)
 

@@ -19,7 +19,6 @@ grading, classification, region identification) are known only from ``--meta`` (
 from __future__ import annotations
 
 import logging
-import math
 import re
 from functools import lru_cache
 from typing import Dict, List, Optional, Tuple
@@ -52,17 +51,13 @@ def _bad(where: str, field: str, value, expected: str) -> FundusDataError:
                            reason='bad_field')
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def check_box(box, where: str, field: str, *, lengths: Tuple[int, ...] = (4,)) -> None:
     """``box`` is a list of finite JSON numbers whose length is in ``lengths`` (xyxy: 4).
 
     Raises:
         FundusDataError: ``'<where>: <field> = <value>: expected ...'`` (e.g. ``objects.bbox[0]``).
     """
-    if not isinstance(box, (list, tuple)) or len(box) not in lengths or not all(_is_number(v) for v in box):
+    if not isinstance(box, (list, tuple)) or len(box) not in lengths or not all(_jsonl.is_json_number(v) for v in box):
         sizes = ' or '.join(str(n) for n in lengths)
         raise _bad(where, field, box, f'a list of {sizes} numbers')
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import base64
 import io
-import math
 import os
 import re
 import threading
@@ -36,7 +35,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Sequence, Tuple
 
 from fundusexpert_plugin.core.errors import FundusDataError
-from fundusexpert_plugin.core.jsonl import read_jsonl
+from fundusexpert_plugin.core.jsonl import is_json_number, read_jsonl
 from fundusexpert_plugin.eval import mcq
 from fundusexpert_plugin.eval.mcq_tsv import item_meta, item_to_row, read_tsv
 from fundusexpert_plugin.eval.report import EvalOptions, evaluate_rows
@@ -227,10 +226,6 @@ def score_rows(rows: Sequence[dict], metas: Sequence[dict], *, judge=None,
         return evaluate_rows(list(rows), dict(enumerate(metas)), judge=judge, options=options)
 
 
-def _number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def sample_values(benchmark: str, metrics: dict, sample: dict) -> Dict[str, float]:
     """Per-item scores for evalscope's review file, from :func:`score_rows` on that item alone.
 
@@ -241,10 +236,10 @@ def sample_values(benchmark: str, metrics: dict, sample: dict) -> Dict[str, floa
     if benchmark == MMBENCH:
         return {'strict_acc': float(sample['mcq']['strict_hit']), 'lenient_acc': float(sample['mcq']['lenient_hit'])}
     if benchmark == GROUNDING:
-        return {k: float(v) for k, v in (metrics.get('grounding') or {}).items() if _number(v) and not k.startswith('n_')}
+        return {k: float(v) for k, v in (metrics.get('grounding') or {}).items() if is_json_number(v) and not k.startswith('n_')}
     result = sample.get('consistency') or {}
     values = {'consistency_score': float(result.get('score', 0)), 'consistency_total': float(result.get('total', 0))}
-    if _number(result.get('ratio')):
+    if is_json_number(result.get('ratio')):
         values = {'consistency': float(result['ratio']), **values}
     return values
 
@@ -262,15 +257,15 @@ class ReportEntry:
 
 def _mcq_entries(m: dict, categories: Sequence[str]) -> List[ReportEntry]:
     out = [ReportEntry(f'{rule}_acc', 'all', m[rule]['overall'], m['n'])
-           for rule in ('strict', 'lenient') if _number(m[rule]['overall'])]
+           for rule in ('strict', 'lenient') if is_json_number(m[rule]['overall'])]
     per_n = m.get('per_category_n') or {}
     groups = list(dict.fromkeys([*categories, *per_n]))
     for rule in ('strict', 'lenient'):
         per = m[rule].get('per_category') or {}
         for group in groups:
             value = per.get(group)
-            out.append(ReportEntry(f'{rule}_acc_by_category', group, float(value) if _number(value) else 0.0,
-                                   int(per_n.get(group, 0) if _number(value) else 0)))
+            out.append(ReportEntry(f'{rule}_acc_by_category', group, float(value) if is_json_number(value) else 0.0,
+                                   int(per_n.get(group, 0) if is_json_number(value) else 0)))
     return out
 
 
@@ -294,14 +289,14 @@ def report_entries(benchmark: str, metrics: dict, categories: Sequence[str] = ()
             return []
         n_gt, n_pred = int(g.get('n_gt', 0)), int(g.get('n_pred', 0))
         out = [ReportEntry(k, 'all', float(v), n_pred if k.startswith('precision') else n_gt) for k, v in g.items()
-               if _number(v) and not k.startswith('n_')]
-        out += [ReportEntry(f'coco_{k}', 'all', float(v), n_gt) for k, v in (g.get('coco') or {}).items() if _number(v)]
+               if is_json_number(v) and not k.startswith('n_')]
+        out += [ReportEntry(f'coco_{k}', 'all', float(v), n_gt) for k, v in (g.get('coco') or {}).items() if is_json_number(v)]
         return out
     c = metrics.get('consistency')
     if not c:
         return []
     return [ReportEntry(k, 'all', float(v), int(c.get('total_sum', 0) if k == 'pooled' else c.get('n_scored', 0)))
-            for k, v in c.items() if _number(v) and not k.startswith('n_') and not k.endswith('_sum')]
+            for k, v in c.items() if is_json_number(v) and not k.startswith('n_') and not k.endswith('_sum')]
 
 
 def make_judge(base_url: Optional[str] = None, model: str = 'gpt-4o', api_key: Optional[str] = None, *,
