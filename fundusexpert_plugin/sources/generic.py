@@ -35,7 +35,7 @@ from pathlib import Path
 from typing import Dict, Iterable, Iterator, List, Optional, Sequence
 
 from fundusexpert_plugin.core import vocab
-from fundusexpert_plugin.core.record import FundusDataError, FundusGenRecord
+from fundusexpert_plugin.core.record import SHA256_PATTERN, FundusDataError, FundusGenRecord
 from fundusexpert_plugin.core.jsonl import read_text
 from fundusexpert_plugin.core.paths import resolve_image_path
 from fundusexpert_plugin.sources.base import (SEE_TERMS, ConvertLog, FileIndex, MaskBoxParams, RecordDraft, SourceInfo, attempt,
@@ -427,7 +427,7 @@ def read_label_csv(csv_path: Path | str, images_dir: Optional[Path | str] = None
         value = {k: cells[i] if i is not None else '' for k, i in cols.items()}
         image = resolve_image_path(cells[img], base, where=where, field_name=f'column {table.header[img]!r}',
                                    allow_outside_root=allow_outside_root)
-        if value['sha256'] and not re.fullmatch(r'[0-9a-fA-F]{64}', value['sha256']):
+        if value['sha256'] and not re.fullmatch(SHA256_PATTERN, value['sha256']):
             raise FundusDataError(f"{where}: column 'sha256' = {value['sha256']!r}: expected 64 hexadecimal digits "
                                   '(SHA-256 of the image file)', reason='invalid_sha256')
         record_id = value['record_id'] or path_record_id(cells[img])
