@@ -24,7 +24,8 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from fundusexpert_plugin.eval import answers, consistency, grounding, mcq
 from fundusexpert_plugin.eval.parse import LabeledBox, canonical_label, find_boxes, needs_resized_size
-from fundusexpert_plugin.eval.results import (image_path, image_size, infer_task, predicted_boxes, reference_boxes, user_prompt)
+from fundusexpert_plugin.eval.results import (image_path, image_size, infer_task, predicted_boxes, reference_boxes,
+                                              reference_row, user_prompt)
 from fundusexpert_plugin.core.jsonl import write_jsonl
 
 logger = logging.getLogger(__name__)
@@ -105,7 +106,8 @@ def evaluate_rows(rows: Sequence[dict], meta: Optional[Dict[int, dict]] = None, 
             rec['mcq'] = {'answer': res.answer, 'category': res.category, 'strict': res.strict,
                           'lenient': res.lenient, 'strict_hit': res.strict_hit, 'lenient_hit': res.lenient_hit}
         else:
-            has_refs = bool((row.get('objects') or {}).get('bbox')) or task == 'grounding'
+            ref_row = reference_row(row, m)
+            has_refs = bool((ref_row.get('objects') or {}).get('bbox')) or task == 'grounding'
             if has_refs:
                 try:
                     width, height = image_size(rec['image']) if rec['image'] else (None, None)
@@ -116,7 +118,7 @@ def evaluate_rows(rows: Sequence[dict], meta: Optional[Dict[int, dict]] = None, 
                 else:
                     gt = full_reference_boxes(m)
                     full_gt_rows += gt is not None
-                    gt = gt if gt is not None else reference_boxes(row, width, height, **parse_kwargs)
+                    gt = gt if gt is not None else reference_boxes(ref_row, width, height, **parse_kwargs)
                     qwen_default += default_budget and needs_resized_size(find_boxes(row.get('response')),
                                                                           options.spaces)
                     sample = grounding.GroundingSample(gt=gt, pred=predicted_boxes(row, width, height, **parse_kwargs),

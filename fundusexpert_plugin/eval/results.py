@@ -15,6 +15,8 @@ swift drops every other column, so a row's task and labels come from a side file
 or are inferred: grounding rows have ``objects`` boxes (or boxes in ``labels``), MCQ rows have
 lettered options in the user prompt, everything else is a report. Closed-answer rows (``answer``:
 grading, classification, region identification) are known only from ``--meta`` (a FundusGen task file).
+A result row without ``objects`` boxes takes its reference boxes from the FundusGen ``--meta`` row
+(:func:`reference_row`).
 """
 from __future__ import annotations
 
@@ -149,16 +151,25 @@ _LESIONS = frozenset(lesion_ids())   # consistency is about lesions, not anatomy
 
 def meta_from_fundusgen_row(row: dict) -> dict:
     """Meta record of a FundusGen row (``kind``, ``task``, ``answer_letter``, ``positives``,
-    ``negatives``, ``full_gt_boxes_px``, ``answer_text``, ``grade_scale``): scorer from
+    ``negatives``, ``full_gt_boxes_px``, ``answer_text``, ``grade_scale``, ``reference``): scorer from
     :data:`FUNDUSGEN_KIND_TO_TASK`, category = the task name, positives and negatives restricted to lesion
     classes (anatomy is not a finding to be consistent about). Closed-answer kinds (grading,
     classification, region identification; :mod:`.answers`) carry their reference answer text and grade
-    scale. Kinds without a scorer here (vqa, data-only tasks) are left to content inference."""
+    scale. A row with ``objects`` boxes keeps them as ``reference`` (``{'messages': the context, 'labels':
+    the reference answer, 'objects': ...}``, a row for :func:`reference_boxes`), used when the result row
+    has no ``objects`` of its own (:func:`reference_row`). Kinds without a scorer here (vqa, data-only
+    tasks) are left to content inference."""
     meta = {'category': row.get('task'),
             'positives': [f for f in row.get('positives', []) if f in _LESIONS],
             'negatives': [f for f in row.get('negatives', []) if f in _LESIONS]}
     if row.get('full_gt_boxes_px'):  # the answer shows only part of the boxes: score against all of them
         meta['full_gt_boxes_px'] = row['full_gt_boxes_px']
+    if _object_boxes(row):   # the reference boxes, for a result row that lost its objects
+        messages = [m for m in row.get('messages') or [] if isinstance(m, dict)]
+        last_is_answer = bool(messages) and messages[-1].get('role') == 'assistant'
+        meta['reference'] = {'messages': messages[:-1] if last_is_answer else messages,
+                             'labels': messages[-1].get('content') if last_is_answer else None,
+                             'objects': row['objects']}
     task = FUNDUSGEN_KIND_TO_TASK.get(row.get('kind'))
     if task is not None:
         meta['task'] = task
@@ -320,6 +331,17 @@ def infer_task(row: dict, meta: Optional[dict] = None) -> str:
     if is_mcq_prompt(user_prompt(row)):
         return 'mcq'
     return 'report'
+
+
+def reference_row(row: dict, meta: Optional[dict] = None) -> dict:
+    """The row whose ``objects`` hold the reference boxes of result row ``row``.
+
+    ``row`` itself when it has ``objects`` boxes (``swift infer`` copies them from the dataset row);
+    otherwise the meta record's ``reference`` (the FundusGen row's context, answer and ``objects``,
+    :func:`meta_from_fundusgen_row`) when there is one; otherwise ``row`` (its ``labels`` are parsed).
+    """
+    reference = (meta or {}).get('reference')
+    return row if _object_boxes(row) or not reference else reference
 
 
 def reference_boxes(row: dict, width: float, height: float, **parse_kwargs) -> List[LabeledBox]:
