@@ -99,7 +99,9 @@ def test_fundusgen_items_and_grounding_scores(heldout):
     first = items[0]
     assert first.messages == [{'role': 'user', 'content': '<image>Locate the optic disc in this colour fundus photograph.'}]
     assert first.target == '<ref-object><bbox>' and first.row['objects']['bbox'] == [[167.75, 258.75, 298.25, 397.25]]
-    assert first.meta == {'category': 'region_detection', 'task': 'grounding'}        # no findings for grounding
+    reference = {'messages': first.messages, 'labels': '<ref-object><bbox>', 'objects': first.row['objects']}
+    assert first.meta == {'category': 'region_detection', 'task': 'grounding',        # no findings for grounding
+                          'reference': reference}
     assert 'positives' in eb.benchmark_items(eb.REPORT, str(heldout), 'grounded_report')[0].meta
     # the reference box on the 0-999 grid (InternVL): IoU 1 up to grid rounding; half-width shift: IoU 1/3
     grid = list(geometry.box_px_to_grid([167.75, 258.75, 298.25, 397.25], 1072, 712))
