@@ -41,9 +41,13 @@ _TOKEN = re.compile(r'(?<![A-Za-z])([A-E])(?![A-Za-z])')
 _ARTICLE_A = re.compile(r'(?<![A-Za-z])A\s+(?!(?:or|and)\s+[A-E](?![A-Za-z]))[a-z]')
 
 
-def build_prompt(question: str, options: Mapping[str, object]) -> str:
-    """The paper's MCQ prompt (official ``prepare_prompt``); options that are empty or NaN are left out."""
-    prompt = INSTRUCTION + f'Question: {question}\n'
+def build_prompt(question: str, options: Mapping[str, object], lang: str = 'en') -> str:
+    """The paper's MCQ prompt (official ``prepare_prompt``); options that are empty or NaN are left out.
+
+    ``lang='zh'``: the same layout with FundusGen's Chinese instruction and ``问题：`` prefix
+    (templates/mcq.yaml); any other value gives the English prompt.
+    """
+    prompt = INSTRUCTION_ZH + f'问题：{question}\n' if lang == 'zh' else INSTRUCTION + f'Question: {question}\n'
     for letter in LETTERS:
         text = options.get(letter)
         if _present(text):

@@ -18,7 +18,8 @@ the path. A region question's box (``objects.bbox``, pixels) is written into the
 convention the export states in its ``bbox_convention`` column: ``'grid'`` (default, as the paper's
 benchmark): ``[x1, y1, x2, y2]`` integers on the 0-999 grid of the whole image
 (:func:`geometry.box_px_to_grid`); ``'px'``: rounded original-image pixels. The instruction line
-and the ``Question:``/``问题：`` prefix are stripped in both languages.
+and the ``Question:``/``问题：`` prefix are stripped in both languages; the item's language goes to a
+``lang`` column, and rows made from the TSV are asked in it (a TSV without the column: English).
 
 VLMEvalKit note: a dataset whose name contains ``mmbench`` (e.g. ``Fundus_MMBench_custom``) is
 scored by VLMEvalKit with *circular* evaluation (every rotation of the options must be answered
@@ -77,6 +78,11 @@ class TsvItem:
     image_path: Optional[str] = None
     image_b64: Optional[str] = None
     extra: Dict[str, str] = field(default_factory=dict)
+
+    @property
+    def lang(self) -> str:
+        """Prompt language: the ``lang`` column (``'zh'`` or ``'en'``; FundusGen exports write it), else ``'en'``."""
+        return self.extra.get('lang') or 'en'
 
 
 def _b64_image(value: str, where: str) -> str:
@@ -197,7 +203,7 @@ def materialise_images(items: Iterable[TsvItem], image_dir: str) -> List[TsvItem
 def item_to_row(item: TsvItem, *, system: Optional[str] = None, with_answer: bool = True) -> dict:
     """One swift row (see module docstring); ``system`` adds a system message."""
     messages = [{'role': 'system', 'content': system}] if system else []
-    messages.append({'role': 'user', 'content': '<image>' + build_prompt(item.question, item.options)})
+    messages.append({'role': 'user', 'content': '<image>' + build_prompt(item.question, item.options, item.lang)})
     if with_answer:
         messages.append({'role': 'assistant', 'content': item.answer})
     return {'messages': messages, 'images': [item.image_path]}
@@ -317,7 +323,9 @@ def row_to_item(row: dict, index: int, *, base_dir: Optional[Path] = None, where
     assistant answer that is one of those letters (``'B'``, ``'(B)'``, ``'B. glaucoma'``).
     ``category`` comes from the row's ``category`` or ``task`` field when present, else
     ``'fundusgen'``. A ``<bbox>`` in the question is written as the row's box in ``box_convention``
-    (module docstring); the item then carries ``bbox_convention`` in ``extra``.
+    (module docstring); the item then carries ``bbox_convention`` in ``extra``. ``extra['lang']`` is the
+    row's ``lang`` (``'en'``/``'zh'``), else ``'zh'`` when the prompt has the Chinese instruction, so
+    the TSV's rows are asked again in their own language (:func:`item_to_row`).
 
     Args:
         base_dir: folder relative image paths are resolved against (the rows file's folder);
@@ -362,7 +370,8 @@ def row_to_item(row: dict, index: int, *, base_dir: Optional[Path] = None, where
             return im.size
 
     question = _question_text(user)
-    extra = {}
+    lang = row.get('lang') if row.get('lang') in ('en', 'zh') else ('zh' if INSTRUCTION_ZH.strip() in user else 'en')
+    extra = {'lang': lang}
     if '<bbox>' in question:
         question = _fill_placeholders(question, row, size, box_convention)
         extra['bbox_convention'] = BOX_CONVENTIONS[box_convention]
@@ -419,7 +428,7 @@ def tsv_matcher(items: Iterable[TsvItem]):
     """
     by_prompt: Dict[str, List[TsvItem]] = {}
     for item in items:
-        by_prompt.setdefault(build_prompt(item.question, item.options).strip(), []).append(item)
+        by_prompt.setdefault(build_prompt(item.question, item.options, item.lang).strip(), []).append(item)
 
     def match(prompt: str, image: Optional[str]) -> Optional[TsvItem]:
         found = by_prompt.get((prompt or '').replace('<image>', '').strip(), [])

@@ -160,3 +160,16 @@ def test_fundusgen_export_refuses_a_missing_image_by_name(tmp_path):
     (tmp_path / 'images' / '0003.jpg').unlink()
     with pytest.raises(FundusDataError, match=r"mcq\.jsonl:1: images\[0\] = 'images/0003\.jpg': image file not found"):
         export_fundusgen_mcq(str(rows), str(tmp_path / 'x.tsv'))
+
+
+def test_fundusgen_round_trip_asks_each_item_in_its_own_language(tmp_path):
+    rows = _fundusgen_mcq_rows(tmp_path / 'fg')
+    export_fundusgen_mcq(str(rows), str(tmp_path / 'FundusGen_MCQ.tsv'))
+    items = read_tsv(str(tmp_path / 'FundusGen_MCQ.tsv'))
+    assert [item.lang for item in items] == ['en', 'zh']
+    out_rows, _ = tsv_to_swift_rows(str(tmp_path / 'FundusGen_MCQ.tsv'), str(tmp_path / 'rows.jsonl'))
+    en, zh = [json.loads(line)['messages'][0]['content'] for line in open(out_rows, encoding='utf-8')]
+    assert zh == '<image>请直接回答选项字母。\n问题：这张眼底图像中位于[155, 336, 294, 571]的是以下哪一项？\nA. 玻璃膜疣\nB. 视盘\nC. 出血\n'
+    assert en.startswith("<image>Answer with the option's letter from the given choices directly.\nQuestion: Which")
+    match = tsv_matcher(items)
+    assert match(zh, None) is items[1] and match(en, None) is items[0]
