@@ -40,6 +40,8 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     rec.add_argument('--licence', default="see the photographs' terms")
     rec.add_argument('--salt', default=None, help='DICOM inputs: secret of the salted-hash record ids '
                                                   '(default: recorded in --salt-file, else random)')
+    rec.add_argument('--accept-burned-in', action='store_true',
+                     help='use DICOM files with BurnedInAnnotation = YES (default: skipped, counted in the summary)')
     rec.add_argument('--salt-file', type=Path, default=None,
                      help='DICOM inputs: where the salt is recorded and read back (default: <--out>/dicom_salt.txt)')
     desc = parser.add_argument_group('semantic expansion')
@@ -110,7 +112,7 @@ def run_local(args: argparse.Namespace) -> int:
     salt = dicom_salt(args, images)
     summary = run_engine(spec.build(), images, args.out, shard_spec=shard_spec,
                          image_root=args.images if args.images.is_dir() else None, progress=not args.no_progress,
-                         dicom_salt=salt)
+                         dicom_salt=salt, accept_burned_in=args.accept_burned_in)
     print(json.dumps(asdict(summary), indent=2))
     return 0
 
@@ -137,7 +139,8 @@ def run_ray(args: argparse.Namespace) -> int:
         engine_spec(args), images, args.out, num_actors=args.num_actors, batch_size=args.batch_size,
         num_shards=args.num_shards, image_root=args.images if args.images.is_dir() else None,
         num_cpus_per_actor=args.num_cpus_per_actor, num_gpus_per_actor=args.num_gpus_per_actor,
-        ray_address=args.address, progress=args.progress, dicom_salt=dicom_salt(args, images))
+        ray_address=args.address, progress=args.progress, dicom_salt=dicom_salt(args, images),
+        accept_burned_in=args.accept_burned_in)
     print(json.dumps({k: asdict(v) for k, v in summaries.items()}, indent=2))
     return 0
 

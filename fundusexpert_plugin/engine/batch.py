@@ -180,12 +180,13 @@ def _read_done(path: Path, key: str) -> List[str]:
     return [json.loads(line)[key] for line in raw[:good_end].decode('utf-8').splitlines() if line.strip()]
 
 
-def process_photo(engine, path: Path | str, key: str, out_dir: Path, *, shown: Optional[str] = None) -> Outcome:
+def process_photo(engine, path: Path | str, key: str, out_dir: Path, *, shown: Optional[str] = None,
+                  accept_burned_in: bool = False) -> Outcome:
     """Load one photograph and run the engine on it; an unusable image becomes a ``'skipped'`` outcome.
 
     A DICOM file (``DICM`` at byte 128) is read with :func:`~fundusexpert_plugin.core.dicom.read_dicom`
     and its allowed fields (laterality, pixel spacing) go to the engine; nothing else of the header
-    does (burned-in or refused files are skipped with the reason).
+    does (refused files are skipped with the reason; burned-in ones too, unless ``accept_burned_in``).
 
     Args:
         engine: a :class:`.pipeline.FundusEngine`.
@@ -194,6 +195,8 @@ def process_photo(engine, path: Path | str, key: str, out_dir: Path, *, shown: O
         out_dir: the job's output folder (records' ``image`` paths are relative to it).
         shown: the path written to the skipped file (default ``str(path)``; for a DICOM file only its
             record id is written, its name goes to the log on stderr).
+        accept_burned_in: use DICOM files with ``BurnedInAnnotation = YES`` (their pixels may show
+            text such as the patient's name; :func:`~fundusexpert_plugin.core.dicom.read_dicom`).
 
     Raises:
         FundusDataError: the detector produced a record that fails validation.
@@ -203,7 +206,7 @@ def process_photo(engine, path: Path | str, key: str, out_dir: Path, *, shown: O
         shown = f'DICOM file, name withheld (record id {key})'
     try:
         if is_dicom(path):  # pixels plus the allowed header fields (laterality, pixel spacing)
-            photo = read_dicom(path)
+            photo = read_dicom(path, accept_burned_in=accept_burned_in)
             image, dicom = photo.image, photo.fields
         else:
             image = load_image(path)
@@ -226,7 +229,7 @@ def log_summary(summary: RunSummary) -> None:
 
 def run_engine(engine, images: Sequence[Path], out_dir: Path | str, *, shard_spec: Tuple[int, int] = (0, 1),
                image_root: Optional[Path] = None, progress: bool = True,
-               dicom_salt: Optional[str] = None) -> RunSummary:
+               dicom_salt: Optional[str] = None, accept_burned_in: bool = False) -> RunSummary:
     """Process this shard's photographs, appending to the shard files (resumes a previous call).
 
     Args:
@@ -237,6 +240,7 @@ def run_engine(engine, images: Sequence[Path], out_dir: Path | str, *, shard_spe
         image_root: folder the record ids are relative to (default: ids are file stems).
         progress: show a tqdm bar.
         dicom_salt: salt of the record ids of DICOM files (:func:`record_ids`).
+        accept_burned_in: use DICOM files with burned-in annotation (:func:`process_photo`).
 
     Returns:
         The :class:`RunSummary`, also written to ``summary-{i}-of-{n}.json``.
@@ -259,7 +263,7 @@ def run_engine(engine, images: Sequence[Path], out_dir: Path | str, *, shard_spe
             if key in done:
                 summary.resumed += 1
                 continue
-            outcome = process_photo(engine, path, key, out)
+            outcome = process_photo(engine, path, key, out, accept_burned_in=accept_burned_in)
             append_jsonl(rec_fh if outcome.kind == 'record' else skip_fh, outcome.line, fsync=True)
             summary.count(outcome)
     write_summary(out, summary)

@@ -57,11 +57,13 @@ class EngineActor:
         make_engine: picklable zero-argument factory returning a :class:`.pipeline.FundusEngine`
             (e.g. an :class:`.spec.EngineSpec`).
         out_dir: the job's output folder (records' ``image`` paths are relative to it).
+        accept_burned_in: use DICOM files with burned-in annotation (:func:`.batch.process_photo`).
     """
 
-    def __init__(self, make_engine: Callable[[], object], out_dir: str) -> None:
+    def __init__(self, make_engine: Callable[[], object], out_dir: str, accept_burned_in: bool = False) -> None:
         self.engine = make_engine()
         self.out_dir = Path(out_dir)
+        self.accept_burned_in = accept_burned_in
 
     def __call__(self, batch: Dict[str, Sequence]) -> Dict[str, List]:
         """Process a batch with :func:`.batch.process_photo`.
@@ -80,7 +82,8 @@ class EngineActor:
         """
         out = {name: [] for name in _COLUMNS}
         for index, path, shown, key in zip(batch['index'], batch['path'], batch['shown'], batch['key']):
-            outcome = process_photo(self.engine, str(path), str(key), self.out_dir, shown=str(shown))
+            outcome = process_photo(self.engine, str(path), str(key), self.out_dir, shown=str(shown),
+                                    accept_burned_in=self.accept_burned_in)
             out['index'].append(int(index))
             out['kind'].append(outcome.kind)
             out['line'].append(dumps(outcome.line))
@@ -112,7 +115,7 @@ def run_engine_ray(make_engine: Callable[[], object], images: Sequence[Path | st
                    image_root: Optional[Path | str] = None, num_cpus_per_actor: float = 1.0,
                    num_gpus_per_actor: float = 0.0, ray_address: Optional[str] = None,
                    merge: bool = True, progress: bool = False,
-                   dicom_salt: Optional[str] = None) -> Dict[str, RunSummary]:
+                   dicom_salt: Optional[str] = None, accept_burned_in: bool = False) -> Dict[str, RunSummary]:
     """Run Fundus-Engine over ``images`` on Ray and write the shard files of :mod:`.batch`.
 
     Args:
@@ -135,6 +138,7 @@ def run_engine_ray(make_engine: Callable[[], object], images: Sequence[Path | st
         merge: also write the merged ``records.jsonl`` (:func:`.batch.merge_shards`).
         progress: show Ray Data's progress bars.
         dicom_salt: salt of the record ids of DICOM files, as in :func:`.batch.run_engine`.
+        accept_burned_in: use DICOM files with burned-in annotation, as in :func:`.batch.run_engine`.
 
     Returns:
         ``{'i/n': RunSummary}`` per shard (also written to ``summary-{i}-of-{n}.json``).
@@ -175,7 +179,8 @@ def run_engine_ray(make_engine: Callable[[], object], images: Sequence[Path | st
         ray.data.DataContext.get_current().enable_progress_bars = progress
         dataset = ray.data.from_items(todo, override_num_blocks=max(1, min(len(todo), 4 * int(num_actors))))
         results = dataset.map_batches(
-            EngineActor, fn_constructor_kwargs={'make_engine': make_engine, 'out_dir': str(out)},
+            EngineActor, fn_constructor_kwargs={'make_engine': make_engine, 'out_dir': str(out),
+                                                'accept_burned_in': accept_burned_in},
             batch_size=int(batch_size), batch_format='numpy',
             compute=ray.data.ActorPoolStrategy(size=int(num_actors)),
             num_cpus=num_cpus_per_actor, num_gpus=num_gpus_per_actor or None)

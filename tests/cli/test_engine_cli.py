@@ -142,3 +142,11 @@ def test_an_unusable_dicom_is_skipped_under_its_record_id_never_its_file_name(tm
     for path in out.rglob('*'):
         if path.is_file():
             assert b'DOE' not in path.read_bytes() and b'MRN123456' not in path.read_bytes(), path
+    # the refusal names --accept-burned-in; engine run takes it, as data convert does
+    out2 = tmp_path / 'out2'
+    assert main(['engine', 'run', '--images', str(photos), '--out', str(out2), '--no-progress', '--salt', 's3cret',
+                 '--accept-burned-in']) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert summary['written'] == 2 and summary['skipped'] == {}
+    keys = {json.loads(line)['record_id'] for line in (out2 / 'records-0-of-1.jsonl').read_text().splitlines()}
+    assert keys == {skip['image_key'], 'ok'}
