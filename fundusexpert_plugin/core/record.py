@@ -12,9 +12,10 @@ import logging
 import os
 from collections import Counter
 from pathlib import Path
-from typing import Dict, Iterator, List, Literal, Optional, Tuple
+from typing import Annotated, Dict, Iterator, List, Literal, Optional, Tuple
 
-from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, PositiveFloat, Strict, ValidationError, field_validator,
+                      model_validator)
 
 from fundusexpert_plugin.core import vocab
 from fundusexpert_plugin.core.errors import FundusDataError  # noqa: F401 (the package-wide name)
@@ -25,12 +26,18 @@ logger = logging.getLogger(__name__)
 
 
 
+#: a JSON number (int or float); strings such as ``"100"`` and booleans are refused, never coerced
+#: (the rule of every annotation reader, :func:`fundusexpert_plugin.sources.base.check_numbers`)
+Number = Annotated[float, Strict()]
+
+
 class Finding(BaseModel):
     """One located finding.
 
     Attributes:
         label: finding id from :data:`vocab.FINDINGS` (aliases are accepted and canonicalised).
-        box_px: ``(x1, y1, x2, y2)`` in original-image pixels, ``0 <= x1 < x2 <= width``.
+        box_px: ``(x1, y1, x2, y2)`` in original-image pixels, ``0 <= x1 < x2 <= width``; JSON numbers
+            (a string coordinate is refused, not coerced).
         source: ``'annotation'`` (human label), ``'detector'`` (Fundus-Engine detector) or
             ``'locator'`` (the engine's training-free optic-disc / fovea locator).
         score: detector confidence in ``[0, 1]``; ``None`` for annotations and the locator.
@@ -38,9 +45,9 @@ class Finding(BaseModel):
 
     model_config = ConfigDict(extra='forbid')
     label: str
-    box_px: Tuple[float, float, float, float]
+    box_px: Tuple[Number, Number, Number, Number]
     source: Literal['annotation', 'detector', 'locator'] = 'annotation'
-    score: Optional[float] = Field(default=None, ge=0.0, le=1.0)
+    score: Optional[Number] = Field(default=None, ge=0.0, le=1.0)
 
     @field_validator('label')
     @classmethod

@@ -86,3 +86,23 @@ def test_write_then_read_round_trip(tmp_path, make_record):
     recs = [make_record([('optic_disc', (1, 2, 30, 40))], record_id='x', image_labels={'dr_grade': '2'})]
     path = write_records(recs, tmp_path / 'out.jsonl')
     assert list(read_records(path)) == recs
+
+
+def test_string_or_boolean_coordinates_are_refused_never_coerced(tmp_path, make_record):
+    """As in every annotation reader (README: strings refused, never coerced); lenient skips the box only."""
+    bad = make_record([('hard_exudates', (0, 0, 10, 10)), ('optic_disc', (100, 100, 200, 220))]).model_dump()
+    bad['findings'][0]['box_px'] = ['10', 10, 50, 50]
+    bad['findings'][1]['score'] = '0.9'
+    path = tmp_path / 'recs.jsonl'
+    path.write_text(json.dumps(bad) + '\n')
+    with pytest.raises(FundusDataError) as exc:
+        list(read_records(path))
+    assert str(exc.value) == (f"{path}:1: record 'r1': findings[0].box_px[0] = '10': Input should be a valid number; "
+                              "findings[1].score = '0.9': Input should be a valid number")
+    box_skipped = []
+    (rec,) = read_records(path, lenient=True, box_skipped=box_skipped)
+    assert rec.findings == [] and len(box_skipped) == 2
+    bad['findings'] = [{'label': 'optic_disc', 'box_px': [True, 100, 200, 220]}]
+    path.write_text(json.dumps(bad) + '\n')
+    with pytest.raises(FundusDataError, match=r"findings\[0\]\.box_px\[0\] = True: Input should be a valid number"):
+        list(read_records(path))
