@@ -41,6 +41,8 @@ logger = logging.getLogger(__name__)
 OPHTHALMIC_PHOTOGRAPHY_8BIT = '1.2.840.10008.5.1.4.1.1.77.1.5.1'
 #: Value of (0020,0062) ImageLaterality / (0020,0060) Laterality -> record laterality (PS3.3 C.7.3.1).
 LATERALITY_CODES = {'L': 'left', 'R': 'right'}
+#: the words that mark a :func:`check_laterality` flag in ``provenance.flags`` (the chain states it)
+LATERALITY_FLAG = 'DICOM laterality'
 _PHOTOMETRICS = ('RGB', 'YBR_FULL', 'YBR_FULL_422', 'YBR_ICT', 'YBR_RCT', 'MONOCHROME1', 'MONOCHROME2')
 
 
@@ -240,7 +242,7 @@ def check_laterality(laterality: Optional[str], disc_box_px, width: int, *, wher
     from_disc = laterality_from_disc(disc_box_px, width)
     if from_disc == laterality:
         return None
-    message = (f'{where}: DICOM laterality {laterality!r} disagrees with the optic-disc position '
+    message = (f'{where}: {LATERALITY_FLAG} {laterality!r} disagrees with the optic-disc position '
                f'({from_disc!r} by the macula-centred rule); keeping the DICOM value')
     logger.warning(message)
     return message

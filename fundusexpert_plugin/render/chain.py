@@ -31,6 +31,7 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from fundusexpert_plugin.core import vocab
+from fundusexpert_plugin.core.dicom import LATERALITY_FLAG
 from fundusexpert_plugin.core.record import FundusGenRecord
 from fundusexpert_plugin.render.grounded_text import GroundedText
 from fundusexpert_plugin.render.position import FOVEA_INFERIOR_DD, FOVEA_TEMPORAL_DD, AnatomyFrame, Position, locate, make_frame
@@ -53,6 +54,9 @@ PHRASES: Dict[str, Dict[str, str]] = {
         'disc_locator': ' It is located on the image by its brightness and the convergence of the vessels.',
         'flagged': ('Flagged for review: the detector and the landmark locator disagree on the position of the '
                     '{what}.'),
+        'flagged_dicom': ('Flagged for review: the DICOM header gives the {eye}, but the position of the optic disc '
+                          'suggests the {other}; the header is followed.'),
+        'flagged_other': 'Flagged for review: the sources of this record disagree (see its provenance flags).',
         'not_detected': '{name}: not detected by {detector}{at}.', 'at': ' at score ≥ {t:g}',
         'none_looked': 'No lesion type is looked for on this image, so nothing is said about lesions.',
         'concl_not_detected': ('Conclusion: none of the lesion types looked for ({names}) is detected by {detector}{at}; '
@@ -93,6 +97,8 @@ PHRASES: Dict[str, Dict[str, str]] = {
         'fovea_detector': '检测到的{fovea}距视盘{dist:.1f} DD。',
         'disc_locator': '视盘由其亮度和血管汇聚在图像上定位。',
         'flagged': '待复核：检测器与解剖标志定位器对{what}的位置判断不一致。',
+        'flagged_dicom': '待复核：DICOM头信息记录为{eye}，但视盘位置提示为{other}；按头信息记录。',
+        'flagged_other': '待复核：本记录的来源之间存在不一致（见其来源标记）。',
         'not_detected': '{name}：{detector}{at}未检出。', 'at': '在分数≥{t:g}时',
         'none_looked': '本图像未检测任何病灶类型，因此不对病灶作任何陈述。',
         'concl_not_detected': '结论：{detector}{at}未检出所检测的病灶类型（{names}）；这并不表明其不存在。',
@@ -184,6 +190,31 @@ def summarise_lesions(record: FundusGenRecord, frame: Optional[AnatomyFrame]) ->
     return out
 
 
+def _flag_sentences(record: FundusGenRecord, lang: str, p: Dict[str, str]) -> List[str]:
+    """One sentence per kind of ``provenance.flags``: detector-locator disagreements (flags that start
+    with the landmark's English name, :func:`fundusexpert_plugin.engine.pipeline`), a DICOM laterality
+    that disagrees with the disc side (:data:`~fundusexpert_plugin.core.dicom.LATERALITY_FLAG`, the
+    header's value kept as the record's laterality), and any other flag."""
+    flags = record.provenance.flags
+    landmark = [lab for lab in ('optic_disc', 'fovea') if any(f.startswith(vocab.finding_name(lab, 'en') + ':')
+                                                               for f in flags)]
+    dicom = [f for f in flags if LATERALITY_FLAG in f]
+    other = [f for f in flags if f not in dicom and not any(f.startswith(vocab.finding_name(lab, 'en') + ':')
+                                                             for lab in landmark)]
+    out = []
+    if landmark:
+        out.append(p['flagged'].format(what=_join([vocab.finding_name(lab, lang) for lab in landmark], p)))
+    if dicom and record.laterality_source == 'dicom' and record.laterality:
+        other_side = 'left' if record.laterality == 'right' else 'right'
+        out.append(p['flagged_dicom'].format(eye=vocab.laterality_name(record.laterality, lang),
+                                             other=vocab.laterality_name(other_side, lang)))
+    elif dicom:
+        other += dicom
+    if other:
+        out.append(p['flagged_other'])
+    return out
+
+
 def _join(items: List[str], p: Dict[str, str]) -> str:
     if len(items) <= 1:
         return ''.join(items)
@@ -256,10 +287,7 @@ def cognitive_chain(record: FundusGenRecord, lang: str = 'en', *, grounded: Opti
             anatomy += ' ' * (lang == 'en') + p[phrase].format(
                 fovea=name('fovea', record.boxes('fovea')), dist=dist / frame.disc_diameter_px)
         steps.append(anatomy)
-    if record.provenance.flags:
-        what = [vocab.finding_name(lab, lang) for lab in ('optic_disc', 'fovea')
-                if any(f.startswith(vocab.finding_name(lab, 'en')) for f in record.provenance.flags)]
-        steps.append(p['flagged'].format(what=_join(what, p)))
+    steps += _flag_sentences(record, lang, p)
     # 3. lesion localisation
     lesions = summarise_lesions(record, frame)
     sentences = []

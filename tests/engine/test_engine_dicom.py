@@ -6,6 +6,8 @@ import pytest
 from PIL import Image
 
 from fundusexpert_plugin.core.dicom import read_dicom
+from fundusexpert_plugin.core.record import FundusGenRecord
+from fundusexpert_plugin.render.chain import cognitive_chain
 from fundusexpert_plugin.engine import FundusEngine
 from fundusexpert_plugin.engine.batch import process_photo
 from fundusexpert_plugin.sample import SAMPLE_DIR
@@ -36,6 +38,14 @@ def test_dicom_laterality_is_kept_and_a_disagreement_with_the_disc_is_flagged(ph
                 "('left' by the macula-centred rule); keeping the DICOM value")
     assert rec['provenance']['flags'] == ([sentence] if flagged else [])
     assert (sentence in caplog.text) is flagged
+    # the chain states this flag as what it is (not as a detector-locator disagreement), in both languages
+    chains = {lang: cognitive_chain(FundusGenRecord.model_validate(rec), lang) for lang in ('en', 'zh')}
+    en = ('Flagged for review: the DICOM header gives the right eye, but the position of the optic disc suggests '
+          'the left eye; the header is followed.')
+    zh = '待复核：DICOM头信息记录为右眼，但视盘位置提示为左眼；按头信息记录。'
+    assert (en in chains['en'], zh in chains['zh']) == (flagged, flagged)
+    assert 'disagree on the position' not in chains['en'] and '位置判断不一致' not in chains['zh']
+    assert chains['en'].count('Flagged for review') == flagged
     # the record points to a fresh PNG copy of the pixels, never to the DICOM file
     assert rec['image'] == 'images/dcm-0123456789abcdef.png'
     with Image.open(tmp_path / 'out' / rec['image']) as im:
