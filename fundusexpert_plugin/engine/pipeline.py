@@ -45,7 +45,8 @@ from PIL import Image
 import numpy as np
 
 from fundusexpert_plugin.core import vocab
-from fundusexpert_plugin.core.dicom import DicomFields, check_laterality
+from fundusexpert_plugin.core.dicom import DicomFields, check_laterality, is_dicom, read_dicom
+from fundusexpert_plugin.core.errors import FundusDataError
 from fundusexpert_plugin.core.geometry import box_center, clip_box, fovea_box, laterality_from_disc
 from fundusexpert_plugin.core.images import LoadedImage, load_image, save_image
 from fundusexpert_plugin.core.record import FundusGenRecord, parse_record
@@ -113,8 +114,11 @@ class FundusEngine:
         Args:
             path: the photograph.
             out_dir: where records are written; the record's ``image`` is relative to it.
-            record_id: default the file stem (give another for DICOM files: names may identify).
-            image: an already loaded image (else :func:`.images.load_image`).
+            record_id: default the file stem; required for a DICOM file, whose name may identify the
+                patient (e.g. :func:`.batch.record_ids` with a salt, as ``engine run`` names them).
+            image: an already loaded image (else :func:`.images.load_image`; a DICOM file, ``DICM`` at
+                byte 128, is read with :func:`~fundusexpert_plugin.core.dicom.read_dicom`, which also
+                gives ``dicom`` when it is not passed).
             dicom: the allowed header fields of a DICOM photograph
                 (:func:`fundusexpert_plugin.core.dicom.read_dicom`): its laterality is the record's
                 (``laterality_source='dicom'``), checked against the optic disc in use by
@@ -123,10 +127,18 @@ class FundusEngine:
                 spacing is recorded. The pixels are always written as a fresh PNG copy.
 
         Raises:
-            ImageSkip: the image cannot be read.
-            FundusDataError: the detector returned a box the record rejects (message names it).
+            ImageSkip: the image cannot be read (a refused DICOM file: ``DicomRefused``).
+            FundusDataError: the detector returned a box the record rejects (message names it), or a
+                DICOM file without ``record_id``.
         """
         out_dir = Path(out_dir)
+        if image is None and is_dicom(path):
+            if not record_id:
+                raise FundusDataError('DICOM file (name withheld): give record_id, e.g. '
+                                      'engine.batch.record_ids([path], None, dicom_salt=...); clinical file names '
+                                      'often carry the patient name, so the file stem is never used')
+            photo = read_dicom(path)
+            image, dicom = photo.image, dicom or photo.fields
         image = image or load_image(path)
         record_id = record_id or Path(path).stem
         image_file = Path(path)

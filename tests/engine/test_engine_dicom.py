@@ -50,3 +50,22 @@ def test_dicom_laterality_is_kept_and_a_disagreement_with_the_disc_is_flagged(ph
     assert rec['image'] == 'images/dcm-0123456789abcdef.png'
     with Image.open(tmp_path / 'out' / rec['image']) as im:
         assert not im.info and np.array_equal(np.asarray(im), read_dicom(path).image.rgb)
+
+
+def test_the_python_api_never_names_a_dicom_record_after_its_file(photo_0003, tmp_path):
+    """FundusEngine.process on a DICOM path: record_id is required; the header fields are read as the CLI does."""
+    from fundusexpert_plugin.core.dicom import resolve_salt
+    from fundusexpert_plugin.core.errors import FundusDataError
+    from fundusexpert_plugin.engine.batch import record_ids
+
+    path = write_fake_dicom(tmp_path / 'MUELLER_HANS_R.dcm', photo_0003, image_laterality='L',
+                            pixel_spacing_mm=(0.012, 0.011))
+    engine = FundusEngine(None, detector_name='none')
+    with pytest.raises(FundusDataError, match='give record_id') as exc:
+        engine.process(path, out_dir=tmp_path / 'out')
+    assert 'MUELLER' not in str(exc.value)
+    [rid] = record_ids([path], None, dicom_salt=resolve_salt(None, tmp_path / 'salt.txt'))
+    rec = engine.process(path, out_dir=tmp_path / 'out', record_id=rid)
+    assert rid.startswith('dcm-') and rec.record_id == rid and rec.image == f'images/{rid}.png'
+    assert (rec.laterality, rec.laterality_source, rec.pixel_spacing_mm) == ('left', 'dicom', (0.012, 0.011))
+    assert [p.name for p in (tmp_path / 'out').rglob('*')] == ['images', f'{rid}.png']
