@@ -41,6 +41,8 @@ logger = logging.getLogger(__name__)
 OPHTHALMIC_PHOTOGRAPHY_8BIT = '1.2.840.10008.5.1.4.1.1.77.1.5.1'
 #: Value of (0020,0062) ImageLaterality / (0020,0060) Laterality -> record laterality (PS3.3 C.7.3.1).
 LATERALITY_CODES = {'L': 'left', 'R': 'right'}
+#: the intake note of an accepted burned-in file (``LoadedImage.conversion``, so ``stages['image']``)
+BURNED_IN_ACCEPTED = 'BurnedInAnnotation = YES accepted: the pixels may show identifying text'
 #: the words that mark a :func:`check_laterality` flag in ``provenance.flags`` (the chain states it)
 LATERALITY_FLAG = 'DICOM laterality'
 _PHOTOMETRICS = ('RGB', 'YBR_FULL', 'YBR_FULL_422', 'YBR_ICT', 'YBR_RCT', 'MONOCHROME1', 'MONOCHROME2')
@@ -143,7 +145,8 @@ def read_dicom(path: Path | str, *, accept_burned_in: bool = False,
     Args:
         path: a DICOM Part 10 file.
         accept_burned_in: use files with ``BurnedInAnnotation = YES`` (text burned into the pixels
-            may identify the patient; check them by eye first).
+            may identify the patient; check them by eye first). Such an image's ``conversion`` ends
+            with :data:`BURNED_IN_ACCEPTED`, which records keep in ``provenance.stages['image']``.
         multi_frame: ``'first'`` keeps frame 0 with a warning; ``'refuse'`` raises.
 
     Raises:
@@ -171,6 +174,8 @@ def read_dicom(path: Path | str, *, accept_burned_in: bool = False,
         raise DicomRefused(f'{path}: PhotometricInterpretation (0028,0004) = {photometric!r} is not supported '
                            f'(supported: {", ".join(_PHOTOMETRICS)})', reason='dicom_photometric')
     notes = [f'DICOM {photometric}->RGB' if photometric != 'RGB' else 'DICOM RGB']
+    if fields.burned_in:  # accepted: say so wherever the conversion is recorded (provenance.stages['image'])
+        notes.append(BURNED_IN_ACCEPTED)
     if fields.n_frames > 1:
         if multi_frame == 'refuse':
             raise DicomRefused(f'{path}: NumberOfFrames (0028,0008) = {fields.n_frames}: multi-frame file refused',

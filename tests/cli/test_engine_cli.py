@@ -148,5 +148,10 @@ def test_an_unusable_dicom_is_skipped_under_its_record_id_never_its_file_name(tm
                  '--accept-burned-in']) == 0
     summary = json.loads(capsys.readouterr().out)
     assert summary['written'] == 2 and summary['skipped'] == {}
-    keys = {json.loads(line)['record_id'] for line in (out2 / 'records-0-of-1.jsonl').read_text().splitlines()}
-    assert keys == {skip['image_key'], 'ok'}
+    recs = {json.loads(line)['record_id']: json.loads(line) for line in
+            (out2 / 'records-0-of-1.jsonl').read_text().splitlines()}
+    assert set(recs) == {skip['image_key'], 'ok'}
+    # the acceptance travels with the record
+    assert recs[skip['image_key']]['provenance']['stages']['image'] == (
+        'DICOM RGB; BurnedInAnnotation = YES accepted: the pixels may show identifying text')
+    assert 'image' not in recs['ok']['provenance']['stages']
