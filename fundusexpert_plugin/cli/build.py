@@ -72,13 +72,13 @@ def run(args: argparse.Namespace) -> int:
     for split, summary in summaries.items():
         print(f'{summary.out_dir}: {summary.records_used} records, rows per task {summary.rows_per_task}, '
               f'skipped {len(summary.skipped)}' + (f' by reason {summary.skipped_by_reason}' if summary.skipped else '')
-              + (f', boxes skipped {len(summary.skipped_boxes)}' if summary.skipped_boxes else ''))
+              + (f', boxes/items skipped {len(summary.skipped_boxes)}' if summary.skipped_boxes else ''))
         for licence, count in sorted(summary.licences.items()):
             print(f'  licence ({count} records): {licence}')
         for reason in summary.skipped:
             print(f'  skipped: {reason}')
         for reason in summary.skipped_boxes:
-            print(f'  skipped box: {reason}')
+            print(f'  skipped box/item: {reason}')
         for warning in summary.warnings:
             print(f'  warning: {warning}')
     return 0

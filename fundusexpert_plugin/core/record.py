@@ -213,32 +213,48 @@ def parse_record(data: dict, *, where: str) -> FundusGenRecord:
         raise FundusDataError(f'{where}: record {rid!r}: {_error_location(exc)}') from None
 
 
-def _without_bad_findings(data: dict, where: str, on_box_skip) -> Optional[dict]:
-    """``data`` without the findings that fail validation on their own (lenient per-box reading), or
-    ``None`` when the record is bad for another reason. A dropped finding's class (alias resolved)
-    leaves ``provenance.annotated_labels`` (its absence is no longer known); a dropped finding of
-    unknown class leaves none there."""
+def _without_bad_items(data: dict, where: str, on_item_skip) -> Optional[dict]:
+    """``data`` without the items that fail validation on their own (lenient per-item reading): bad
+    findings (reason ``invalid_box``) and bad ``image_labels`` entries (``invalid_label``, e.g. a
+    ``dr_grade`` of ``'5'``), each reported as ``on_item_skip(message, reason)``; ``None`` when the
+    record is bad for another reason. A dropped finding's class (alias resolved) leaves
+    ``provenance.annotated_labels`` (its absence is no longer known); a dropped finding of unknown
+    class leaves none there."""
     findings = data.get('findings')
-    if not isinstance(findings, list) or not findings:
+    findings = findings if isinstance(findings, list) else None
+    labels = data.get('image_labels')
+    labels = labels if isinstance(labels, dict) else None
+    if not findings and not labels:
         return None
+    bare = {**data, 'findings': [], **({'image_labels': {}} if labels else {})}
     try:
-        parse_record({**data, 'findings': []}, where=where)
+        parse_record(bare, where=where)
     except FundusDataError:
         return None
-    good, dropped = [], set()
-    for i, finding in enumerate(findings):
+    good_labels = {}
+    for key, value in (labels or {}).items():
         try:
-            parse_record({**data, 'findings': [finding]}, where=where)
+            parse_record({**bare, 'image_labels': {key: value}}, where=where)
+            good_labels[key] = value
+        except FundusDataError as exc:
+            on_item_skip(str(exc), 'invalid_label')
+    good, dropped = [], set()
+    for i, finding in enumerate(findings or []):
+        try:
+            parse_record({**bare, 'findings': [finding]}, where=where)
             good.append(finding)
         except FundusDataError as exc:
-            on_box_skip(str(exc).replace('findings[0]', f'findings[{i}]'))
+            on_item_skip(str(exc).replace('findings[0]', f'findings[{i}]'), 'invalid_box')
             label = finding.get('label') if isinstance(finding, dict) else None
             dropped.add(vocab.canonical_finding(label) if isinstance(label, str) else None)  # None: class unknown
     provenance = data.get('provenance')
     if isinstance(provenance, dict) and isinstance(provenance.get('annotated_labels'), list):
         keep = [] if None in dropped else [a for a in provenance['annotated_labels'] if a not in dropped]
         provenance = {**provenance, 'annotated_labels': keep}
-    return {**data, 'findings': good, 'provenance': provenance}
+    out = {**data, 'findings': good, 'provenance': provenance}
+    if labels is not None:
+        out['image_labels'] = good_labels
+    return out
 
 
 def read_records(path: os.PathLike | str, *, lenient: bool = False,
@@ -250,14 +266,15 @@ def read_records(path: os.PathLike | str, *, lenient: bool = False,
     Args:
         path: jsonl file, one record per line (blank lines ignored; encodings of :mod:`.jsonl`).
         lenient: log and skip invalid lines instead of raising. A line whose only faults are some of
-            its findings (a NaN, inverted, out-of-image or unknown-label box) keeps its other findings:
-            each bad one is skipped, named in ``box_skipped`` and counted in ``box_counts``
-            (``invalid_box``), and its class leaves ``provenance.annotated_labels``.
+            its items keeps the rest: each bad finding (a NaN, inverted, out-of-image or unknown-label
+            box) is skipped, named in ``box_skipped`` and counted in ``box_counts`` (``invalid_box``),
+            and its class leaves ``provenance.annotated_labels``; each bad ``image_labels`` entry (an
+            unknown grade or diagnosis) likewise (``invalid_label``).
         skipped: if given, receives one message per skipped line (else each is logged as a warning).
         counts: if given, counts the skipped lines by reason (``invalid_json``, ``invalid_record``,
             ``duplicate_id``).
-        box_counts, box_skipped: if given, count the skipped findings (``invalid_box``) and receive
-            one message per skipped finding (without ``box_skipped`` each is logged as a warning).
+        box_counts, box_skipped: if given, count the skipped items (``invalid_box``, ``invalid_label``)
+            and receive one message per skipped item (without ``box_skipped`` each is logged as a warning).
         locations: if given, receives ``record_id -> '<path>:<line>'`` of every record read, so that
             later checks (the builder's image checks) can name the line.
 
@@ -282,13 +299,13 @@ def read_records(path: os.PathLike | str, *, lenient: bool = False,
         if counts is not None:
             counts[reason] += 1
 
-    def box_skip(msg: str) -> None:
+    def item_skip(msg: str, reason: str) -> None:
         if box_skipped is not None:
             box_skipped.append(msg)
         else:
-            logger.warning('skipped box: %s', msg)
+            logger.warning('skipped %s: %s', 'box' if reason == 'invalid_box' else 'label', msg)
         if box_counts is not None:
-            box_counts['invalid_box'] += 1
+            box_counts[reason] += 1
 
     seen: Dict[str, int] = {}
     n_lines = kept = 0
@@ -299,7 +316,7 @@ def read_records(path: os.PathLike | str, *, lenient: bool = False,
             try:
                 record = parse_record(data, where=where)
             except FundusDataError:
-                salvaged = _without_bad_findings(data, where, box_skip) if lenient and isinstance(data, dict) else None
+                salvaged = _without_bad_items(data, where, item_skip) if lenient and isinstance(data, dict) else None
                 if salvaged is None:
                     raise
                 record = parse_record(salvaged, where=where)

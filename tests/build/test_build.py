@@ -151,7 +151,7 @@ def test_lenient_build_from_records_skips_the_bad_box_and_keeps_the_record(tmp_p
     printed = capsys.readouterr().out
     summary = json.loads((tmp_path / 'fg' / 'build_summary.json').read_text())
     assert summary['records_used'] == 1 and summary['skipped'] == []
-    assert f"  skipped box: {summary['skipped_boxes'][0]}" in printed.splitlines()   # the skipped box is printed
+    assert f"  skipped box/item: {summary['skipped_boxes'][0]}" in printed.splitlines()   # the skipped box is printed
     assert len(summary['skipped_boxes']) == 1 and 'findings[1].box_px = (nan' in summary['skipped_boxes'][0]
     rows = _rows(tmp_path / 'fg' / 'region_detection.jsonl')
     assert rows and {r['record_id'] for r in rows} == {'0003'}

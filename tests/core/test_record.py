@@ -1,3 +1,4 @@
+from collections import Counter
 import json
 
 import pytest
@@ -106,3 +107,16 @@ def test_string_or_boolean_coordinates_are_refused_never_coerced(tmp_path, make_
     path.write_text(json.dumps(bad) + '\n')
     with pytest.raises(FundusDataError, match=r"findings\[0\]\.box_px\[0\] = True: Input should be a valid number"):
         list(read_records(path))
+
+
+def test_lenient_read_drops_only_a_bad_image_label_and_keeps_the_boxes(tmp_path, make_record):
+    rec = make_record([('optic_disc', (100, 100, 200, 220))]).model_dump()
+    rec['image_labels'] = {'dr_grade': '5', 'dme_grade': '1'}          # ICDR has no grade 5; DME 1 is fine
+    path = tmp_path / 'recs.jsonl'
+    path.write_text(json.dumps(rec) + '\n')
+    with pytest.raises(FundusDataError, match=r"recs\.jsonl:1: record 'r1': image_labels: unknown grade dr_grade='5'"):
+        list(read_records(path))
+    messages, counts = [], Counter()
+    (kept,) = read_records(path, lenient=True, box_skipped=messages, box_counts=counts)
+    assert kept.image_labels == {'dme_grade': '1'} and kept.boxes('optic_disc') == [(100, 100, 200, 220)]
+    assert counts == {'invalid_label': 1} and len(messages) == 1 and "'5'" in messages[0]
