@@ -498,11 +498,20 @@ class RecordDraft:
         }, where=self.where)
 
 
-def path_record_id(name: str) -> str:
-    """Record id of an image named by path in an annotation file (box CSV, label CSV, our jsonl, COCO
-    ``file_name``) when the file gives none: the path as written with ``\\`` as ``/``, extension kept,
-    so ``a.tif`` and ``a.webp`` never collide (``images\\a.jpg`` -> ``'images/a.jpg'``)."""
-    return name.replace('\\', '/')
+def path_record_id(name: str, base: Path | str) -> str:
+    """Record id of an image named by path in an annotation file (box CSV, label CSV, CODRAS jsonl,
+    COCO ``file_name``) when the file gives none: the path relative to ``base`` (the folder relative
+    names are resolved against), ``/``-separated, extension kept, so ``a.tif`` and ``a.webp`` never
+    collide (``images\\a.jpg`` -> ``'images/a.jpg'``). An absolute name inside ``base`` gives the same
+    id as its relative spelling (``/data/set/a.jpg`` with base ``/data/set`` -> ``'a.jpg'``), so no
+    local folder ends up in the id; a file outside ``base`` (``--allow-outside-root``) gets its
+    ``../`` path from ``base``. Purely lexical: nothing is read."""
+    text = name.strip().replace('\\', '/')
+    base = Path(os.path.abspath(base))
+    path = Path(os.path.normpath(text if os.path.isabs(text) else base / text))
+    if path == base or base in path.parents:
+        return path.relative_to(base).as_posix()
+    return Path(os.path.relpath(path, base)).as_posix()
 
 
 def check_unique_id(seen: Dict[str, str], record_id: str, where: str) -> None:

@@ -50,14 +50,14 @@ def read_box_csv(path: Path | str, images: Optional[Path | str] = None, *,
     groups: Dict[str, List[Tuple[int, List[str]]]] = {}
     for n, cells in table.rows:
         log.lines_read += 1
-        groups.setdefault(path_record_id(cells[img]), []).append((n, cells))
+        groups.setdefault(path_record_id(cells[img], root), []).append((n, cells))
     labels_seen: List[Optional[str]] = []
     kept, seen_ids = 0, {}
     for name, rows in groups.items():
         first = table.where(rows[0][0])
 
         def convert(name=name, rows=rows, first=first):
-            image = resolve_image_path(name, root, where=first, allow_outside_root=allow_outside_root)
+            image = resolve_image_path(rows[0][1][img], root, where=first, allow_outside_root=allow_outside_root)
             rid = (rows[0][1][rid_col] if rid_col is not None else '') or name
             check_unique_id(seen_ids, rid, first)       # two images given one record_id
             draft = RecordDraft(rid, image, where=first, lenient=lenient, log=log)

@@ -136,7 +136,7 @@ def read_codras(path: Path | str, images: Optional[Path | str] = None, *, split:
 def _to_record(row: dict, root: Path, where: str, seen: Dict[str, str], lenient: bool, log: ConvertLog,
                allow_outside_root: bool) -> FundusGenRecord:
     name = row.get('image')
-    rid = row.get('codras_id') or (path_record_id(name) if isinstance(name, str) else None)
+    rid = row.get('codras_id') or (path_record_id(name, root) if isinstance(name, str) and name.strip() else None)
     where_rec = f'{where}: record {str(rid)!r}'
     image = resolve_image_path(name, root, where=where_rec, allow_outside_root=allow_outside_root)
     if not image.exists() and isinstance(name, str) and (root / os.path.basename(name.replace('\\', '/'))).is_file():

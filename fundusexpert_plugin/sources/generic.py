@@ -286,8 +286,9 @@ def read_coco(json_path: Path | str, images_dir: Optional[Path | str] = None, *,
             name = img.get('file_name')
             image = resolve_image_path(name, base, where=where, field_name='file_name',
                                        allow_outside_root=allow_outside_root)
-            check_unique_id(seen, path_record_id(name), where)
-            draft = RecordDraft(path_record_id(name), image, where=where, lenient=lenient, log=log)
+            rid = path_record_id(name, base) if isinstance(name, str) else name
+            check_unique_id(seen, rid, where)
+            draft = RecordDraft(rid, image, where=where, lenient=lenient, log=log)
             if (img.get('width'), img.get('height')) != (draft.width, draft.height):
                 raise FundusDataError(f'{where}: width/height = {img.get("width")}x{img.get("height")} but '
                                       f'{draft.image} is {draft.width}x{draft.height} px (upright)',
@@ -430,7 +431,7 @@ def read_label_csv(csv_path: Path | str, images_dir: Optional[Path | str] = None
         if value['sha256'] and not re.fullmatch(SHA256_PATTERN, value['sha256']):
             raise FundusDataError(f"{where}: column 'sha256' = {value['sha256']!r}: expected 64 hexadecimal digits "
                                   '(SHA-256 of the image file)', reason='invalid_sha256')
-        record_id = value['record_id'] or path_record_id(cells[img])
+        record_id = value['record_id'] or path_record_id(cells[img], base)
         check_unique_id(seen, record_id, where)
         draft = RecordDraft(record_id, image, where=where, lenient=lenient, log=log, sha256=value['sha256'] or None)
         for scale in vocab.GRADE_SCALES:

@@ -156,6 +156,26 @@ def test_label_csv_ids_keep_the_extension_and_a_repeat_names_the_csv_and_both_li
     assert log.skipped_records == {'duplicate_id': 1}
 
 
+
+def test_an_absolute_image_path_gives_the_relative_id_and_meets_its_relative_spelling(tmp_path, make_image, make_text):
+    """No local folder in record ids: /…/set/a.jpg inside the dataset folder is id 'a.jpg', so the same photo
+    written both ways is caught as a repeat; a file outside (allowed) keeps its ../ path."""
+    from fundusexpert_plugin.sources.box_csv import read_box_csv
+
+    make_image(tmp_path / 'set' / 'a.jpg', 50, 40)
+    make_image(tmp_path / 'other' / 'c.jpg', 50, 40)
+    absolute = tmp_path / 'set' / 'a.jpg'
+    csv = make_text(tmp_path / 'set' / 'labels.csv', f'image,dr_grade\n{absolute},1\n./a.jpg,2\n')
+    with pytest.raises(FundusDataError, match=r"labels\.csv:3: record_id 'a\.jpg' already given at \S*labels\.csv:2"):
+        list(read_label_csv(csv))
+    make_text(csv, f'image,dr_grade\n{absolute},1\n../other/c.jpg,2\n')
+    assert [r.record_id for r in read_label_csv(csv, allow_outside_root=True)] == ['a.jpg', '../other/c.jpg']
+    boxes = make_text(tmp_path / 'set' / 'boxes.csv',
+                      f'image,label,x1,y1,x2,y2\n{absolute},optic_disc,1,1,9,9\na.jpg,optic_disc,20,20,30,30\n')
+    [rec] = read_box_csv(boxes)                     # one image, whichever way it is written
+    assert rec.record_id == 'a.jpg' and len(rec.boxes('optic_disc')) == 2
+
+
 def test_label_csv_sha256_column_is_the_expected_digest(tmp_path, make_image, make_text):
     import hashlib
     digest = hashlib.sha256(make_image(tmp_path / 'a.jpg', 50, 40).read_bytes()).hexdigest()
