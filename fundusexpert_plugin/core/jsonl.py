@@ -95,7 +95,7 @@ def read_jsonl(path: os.PathLike | str, *, lenient: bool = False,
         try:
             obj = json.loads(line)
         except json.JSONDecodeError as exc:
-            msg, reason = f'{where}: not valid JSON ({exc.msg} at column {exc.colno})', 'invalid_json'
+            msg, reason = f'{where}: not valid JSON ({exc.msg.removesuffix(" at")} at column {exc.colno})', 'invalid_json'
         else:
             if isinstance(obj, dict):
                 yield line_no, obj

@@ -152,7 +152,7 @@ def resolve_finding(name: str, *, where: str = '') -> str:
     found = canonical_finding(name)
     if found is None:
         close = difflib.get_close_matches(str(name).lower(), list(_ALIASES), n=3)
-        hint = f'; did you mean {", ".join(repr(_ALIASES[c]) for c in close)}?' if close else ''
+        hint = f'; did you mean {", ".join(repr(c) for c in dict.fromkeys(_ALIASES[c] for c in close))}?' if close else ''
         prefix = f'{where}: ' if where else ''
         raise ValueError(f'{prefix}unknown finding label {name!r}{hint} Known: {sorted(FINDINGS)}')
     return found

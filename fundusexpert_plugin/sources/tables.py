@@ -76,7 +76,7 @@ class Table:
                         return i
         if required:
             raise FundusDataError(f'{self.path}:{self.header_row}: missing column {names[0]!r} (accepted spellings: '
-                                  f'{list(names)}); columns found: {self.header}')
+                                  f'{list(dict.fromkeys(names))}); columns found: {self.header}')
         return None
 
     def where(self, n: int) -> str:

@@ -30,3 +30,10 @@ def test_every_finding_and_grade_has_both_languages():
 def test_unknown_language_is_rejected():
     with pytest.raises(ValueError, match="unknown language 'fr'"):
         vocab.finding_name('optic_disc', 'fr')
+
+
+def test_a_suggestion_names_each_finding_once():
+    """'drusn' is close to the aliases 'drusen' and 'druse', both the finding drusen: one suggestion."""
+    with pytest.raises(ValueError) as exc:
+        vocab.resolve_finding('drusn')
+    assert "did you mean 'drusen'? Known:" in str(exc.value)
