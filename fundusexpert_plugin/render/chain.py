@@ -397,11 +397,23 @@ def conclusion(record: FundusGenRecord, lang: str, present_lesions: List[str], a
     return p['concl_nothing']
 
 
-def diagnosis_answer(record: FundusGenRecord, lang: str) -> str:
-    """Answer of the diagnosis task: the conclusion without its ``Conclusion:`` prefix."""
+def _lesion_lists(record: FundusGenRecord) -> Tuple[List[str], List[str]]:
     lesions = [lab for lab in record.present_labels() if vocab.FINDINGS[lab].kind == 'lesion']
     absent = [lab for lab in record.absent_labels() if vocab.FINDINGS[lab].kind == 'lesion']
-    text = conclusion(record, lang, lesions, absent)
+    return lesions, absent
+
+
+def draws_conclusion(record: FundusGenRecord) -> bool:
+    """Whether the record supports any conclusion (:func:`conclusion`): a diagnosis or grade label, a
+    lesion present, a lesion type known absent, or a detector's lesion classes looked for. Without
+    one, the conclusion is "no diagnosis can be drawn", a non-answer that the diagnosis task does not
+    train (:mod:`fundusexpert_plugin.tasks.render`)."""
+    return conclusion(record, 'en', *_lesion_lists(record)) != PHRASES['en']['concl_nothing']
+
+
+def diagnosis_answer(record: FundusGenRecord, lang: str) -> str:
+    """Answer of the diagnosis task: the conclusion without its ``Conclusion:`` prefix."""
+    text = conclusion(record, lang, *_lesion_lists(record))
     prefix = 'Conclusion: ' if lang == 'en' else '结论：'
     text = text[len(prefix):] if text.startswith(prefix) else text
     return _capital(text, lang)

@@ -26,7 +26,7 @@ from typing import Dict, List, Optional, Tuple
 
 from fundusexpert_plugin.core import vocab
 from fundusexpert_plugin.core.images import LoadedImage, load_image, save_image
-from fundusexpert_plugin.render.chain import cognitive_chain, diagnosis_answer
+from fundusexpert_plugin.render.chain import cognitive_chain, diagnosis_answer, draws_conclusion
 from fundusexpert_plugin.core.geometry import iou
 from fundusexpert_plugin.core.record import FundusGenRecord
 from fundusexpert_plugin.tasks.config import FIELD_KINDS, SCALE_NAMES, TaskConfig
@@ -126,6 +126,8 @@ def render_rows(record: FundusGenRecord, task: TaskConfig, lang: str, ctx: Rende
 
     kind = task.kind
     if kind == 'diagnosis':
+        if not draws_conclusion(record):   # nothing to conclude from: no non-answer row
+            return []
         return [_row(record, task, lang, prompt(), answer(task.answer, diagnosis=diagnosis_answer(record, lang)),
                      image_rel)]
     if kind == 'grading':
@@ -138,6 +140,8 @@ def render_rows(record: FundusGenRecord, task: TaskConfig, lang: str, ctx: Rende
                                  answer(task.answer, grade=grade, scale=scale_name), image_rel, grade_scale=scale))
         return rows
     if kind in ('report', 'grounded_report'):
+        if not record.findings if kind == 'grounded_report' else not (record.findings or draws_conclusion(record)):
+            return []   # nothing to ground / nothing to report: the row would carry no information
         grounded = GroundedText() if kind == 'grounded_report' else None
         chain = cognitive_chain(record, lang, grounded=grounded, max_boxes=task.max_boxes)
         extra = box_cap_metadata(record, grounded, task.max_boxes) if grounded is not None else {}
