@@ -12,13 +12,14 @@ from setuptools.command.build_py import build_py
 
 
 class BuildPyWithTemplates(build_py):
-    """``build_py`` that also copies ``templates/*.yaml`` into the built package."""
+    """``build_py`` that also copies ``templates/*.yaml`` and ``*.yml`` into the built package."""
 
     def run(self):
         super().run()
         target = Path(self.build_lib) / 'fundusexpert_plugin' / 'templates'
         target.mkdir(parents=True, exist_ok=True)
-        for src in sorted((Path(__file__).resolve().parent / 'templates').glob('*.yaml')):
+        folder = Path(__file__).resolve().parent / 'templates'
+        for src in sorted([*folder.glob('*.yaml'), *folder.glob('*.yml')]):
             self.copy_file(str(src), str(target / src.name))
 
 

@@ -7,7 +7,8 @@ Output folder layout (one folder per split)::
     <out>/images/*.png          upright 8-bit RGB copies of photos the intake converted (EXIF-rotated,
                                 16-bit, alpha, palette, greyscale); rows point to these
     <out>/build_summary.json    counts per task, skipped records with reasons, seed, task versions,
-                                licences of the records built with their counts
+                                licences of the records built with their counts, languages a task
+                                lacks with the records it wrote no rows for in them
 
 Every photo goes through the one image intake (:func:`fundusexpert_plugin.core.images.load_image`):
 opened by content, fully decoded, turned upright, its ``sha256`` checked when the record has one, its
@@ -63,6 +64,9 @@ class BuildSummary:
             the ``fundusgen`` dataset when it loads every task at once).
         licences: ``provenance.licence`` -> number of records built under it (every record used;
             ``'unknown'`` counted like any other), so the terms of a derived dataset are visible.
+        task_languages_missing: task name -> {language built but not defined by the task -> number of
+            records for which the task wrote no rows in that language} (tasks defining every built
+            language are not listed).
     """
 
     out_dir: str
@@ -77,6 +81,7 @@ class BuildSummary:
     task_versions: Dict[str, int] = field(default_factory=dict)
     task_weights: Dict[str, float] = field(default_factory=dict)
     licences: Dict[str, int] = field(default_factory=dict)
+    task_languages_missing: Dict[str, Dict[str, int]] = field(default_factory=dict)
 
 
 def check_image(record: FundusGenRecord, image_dir: Path, *, max_side: Optional[int] = None,
@@ -135,7 +140,8 @@ def _render_one(record: FundusGenRecord) -> Tuple[Dict[str, List[dict]], Optiona
         return {}, (str(exc), exc.reason or 'invalid_record'), []
     ctx = RenderContext(job.out, job.image_dir, job.seed)
     source = RecordImage(row_image, image)
-    rows = {t.name: [row for lang in job.languages for row in render_rows(record, t, lang, ctx, image=source)]
+    rows = {t.name: [row for lang in job.languages if lang in t.languages
+                     for row in render_rows(record, t, lang, ctx, image=source)]
             for t in job.tasks}
     return rows, None, [f'record {record.record_id!r}: {w}' for w in image.warnings]
 
@@ -157,7 +163,8 @@ def build_fundusgen(records: Iterable[FundusGenRecord], out_dir: Path | str, *,
         image_root: the dataset folder every image must lie in (default ``image_dir``), unless
             ``allow_outside_root``.
         tasks: task configs; default: all YAMLs of ``tasks_dir`` (default: shipped ``templates/``).
-        languages: subset of ``('en', 'zh')``; every row is written in each language.
+        languages: subset of ``('en', 'zh')``; every task writes its rows in each of them it defines
+            (a language a task lacks is logged once and counted in ``task_languages_missing``).
         seed: drives prompt-variant choice, sampled findings and MCQ distractors.
         lenient: skip records whose image is unusable (logged and counted by reason in the
             summary) instead of raising.
@@ -211,6 +218,11 @@ def build_fundusgen(records: Iterable[FundusGenRecord], out_dir: Path | str, *,
     for task in tasks:
         _write_jsonl_atomic(rows[task.name], out / f'{task.name}.jsonl')
         summary.rows_per_task[task.name] = len(rows[task.name])
+        missing = [lang for lang in languages if lang not in task.languages]
+        if missing:
+            summary.task_languages_missing[task.name] = {lang: summary.records_used for lang in missing}
+            logger.warning('task %r (%s) defines no %s prompts: no %s rows of it for the %d records of %s',
+                           task.name, task.path, '/'.join(missing), '/'.join(missing), summary.records_used, out)
     (out / 'build_summary.json').write_text(json.dumps(asdict(summary), indent=2, ensure_ascii=False) + '\n')
     if summary.skipped:
         logger.warning('skipped %d of %d records (see %s/build_summary.json)', len(summary.skipped),

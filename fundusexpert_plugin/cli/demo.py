@@ -211,10 +211,10 @@ def write_demo_tasks(folder: Path) -> Path:
     in ``folder``; returns it (pass it as ``tasks_dir``)."""
     import yaml
 
-    from fundusexpert_plugin.tasks.config import default_tasks_dir
+    from fundusexpert_plugin.tasks.config import default_tasks_dir, task_files
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    for src in default_tasks_dir().glob('*.yaml'):
+    for src in task_files(default_tasks_dir()):
         shutil.copyfile(src, folder / src.name)
     task = yaml.safe_load((default_tasks_dir() / 'region_detection.yaml').read_text(encoding='utf-8'))
     task.update(name=DEMO_TASK, targets=['optic_disc'],

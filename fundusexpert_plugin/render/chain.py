@@ -226,8 +226,9 @@ def _capital(text: str, lang: str) -> str:
 
 
 def _hours(positions: List[Position], p: Dict[str, str]) -> str:
+    # a bare list of numbers, no 'and': 'clock hours 1, 2, 5' / '1、2、5点钟' (enumeration comma)
     hours = sorted({pos.clock_hour for pos in positions})
-    return p['hour_one' if len(hours) == 1 else 'hour_many'].format(h=', '.join(str(h) for h in hours))
+    return p['hour_one' if len(hours) == 1 else 'hour_many'].format(h=p['comma'].join(str(h) for h in hours))
 
 
 def cognitive_chain(record: FundusGenRecord, lang: str = 'en', *, grounded: Optional[GroundedText] = None,

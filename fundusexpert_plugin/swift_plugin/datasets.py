@@ -73,7 +73,8 @@ class FundusGenLoader(DatasetLoader):
     """Loads the task files of a FundusGen folder selected by subset (``fundusgen:region_detection``).
 
     Any ``<task>.jsonl`` in the folder is a subset, so a task YAML added to ``templates/`` (or built
-    with ``--tasks-dir``) is loadable without registering anything. Without a subset (or with
+    with ``--tasks-dir``) is loadable without registering anything. Rows carry their own ``lang``;
+    a task defined in fewer languages than the build simply has fewer rows. Without a subset (or with
     ``all``) every non-empty task file is loaded and each task is sampled to ``round(rows * weight)``
     rows (repeating rows when ``weight > 1``; seeded), with the weights of ``build_summary.json``.
     """
@@ -87,7 +88,9 @@ class FundusGenLoader(DatasetLoader):
         if not summary.exists():
             raise FileNotFoundError(f'{summary} not found: {root} is not a FundusGen folder; '
                                     'build one with `fundusexpert data build`')
-        weights = json.loads(summary.read_text(encoding='utf-8')).get('task_weights', {})
+        built = json.loads(summary.read_text(encoding='utf-8'))
+        weights = built.get('task_weights', {})
+        lacking = built.get('task_languages_missing', {})
         known = sorted(p.stem for p in root.glob('*.jsonl'))
         requested = dataset_syntax.subsets or ['all']
         everything = requested in (['all'], ['default'])
@@ -102,6 +105,9 @@ class FundusGenLoader(DatasetLoader):
             if path.stat().st_size == 0:
                 if everything:  # a task with no rows for these records (e.g. grading without grades)
                     continue
+                if lacking.get(name):  # a task defined in fewer languages than the build's
+                    raise ValueError(f'{path}: task {name!r} has no rows: it defines no '
+                                     f'{"/".join(lacking[name])} prompts, the language(s) this folder was built in')
                 raise ValueError(f'{path}: task {name!r} has no rows (e.g. grading needs records with a grade label)')
             meta = dataclasses.replace(dataset_meta, preprocess_func=FundusGenPreprocessor(root))
             part = self._load_dataset_path(str(path), meta)

@@ -17,8 +17,14 @@ A task YAML declares::
     answer: {en: "...", zh: "..."}  # answer format
     answer_absent: {en: ..., zh: ...}  # region_detection only: answer for a known-absent target
 
+Files end ``.yaml`` or ``.yml`` and are read as UTF-8 (:func:`fundusexpert_plugin.core.jsonl.read_text`).
 Placeholders (``{name}``) allowed in prompts and answers depend on the kind (KIND_PLACEHOLDERS).
 Validation happens when the file is loaded, so a bad task fails before the first image.
+
+Languages: a task defines one or more of ``vocab.LANGUAGES`` (:attr:`TaskConfig.languages`), and every
+prompt / answer field covers the same set. A build in a language the task lacks writes no rows of
+that task in it and says so (:func:`fundusexpert_plugin.build.build_fundusgen`). The shipped
+templates define every language.
 
 Box caps: an answer to an "all" prompt carries every box. A task that must cap (context length)
 sets ``max_boxes``; a region-detection row over the cap then takes its prompt from
@@ -36,7 +42,11 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from fundusexpert_plugin.core import vocab
+from fundusexpert_plugin.core.jsonl import read_text
 from fundusexpert_plugin.core.record import FundusDataError
+
+#: file endings of task files.
+TASK_SUFFIXES = ('.yaml', '.yml')
 
 #: kind -> placeholders its prompts / answers may use.
 KIND_PLACEHOLDERS: Dict[str, Dict[str, set]] = {
@@ -93,11 +103,17 @@ class TaskConfig(BaseModel):
     def _known_targets(cls, targets):
         return None if targets is None else [vocab.resolve_finding(t) for t in targets]
 
+    @property
+    def languages(self) -> tuple:
+        """The languages the task defines (those of ``prompts``), in ``vocab.LANGUAGES`` order."""
+        return tuple(lang for lang in vocab.LANGUAGES if lang in self.prompts)
+
     def check_placeholders(self) -> None:
-        """Every language present, no empty prompt list, only the kind's placeholders used.
+        """Known languages, the same ones in every prompt / answer field, no empty prompt list, only
+        the kind's placeholders used, every text a valid format string.
 
         Raises:
-            ValueError: naming the field (``prompts.zh[1]``) and the placeholder.
+            ValueError: naming the field (``prompts.zh[1]``) and the language, placeholder or text.
         """
         if self.kind in FIELD_KINDS:
             if not self.requires:
@@ -113,30 +129,39 @@ class TaskConfig(BaseModel):
             if self.kind != 'region_detection' or self.max_boxes is None:
                 raise ValueError('prompts_capped: only region_detection tasks with max_boxes use it')
             fields.append(('prompts_capped', self.prompts_capped, allowed['prompt'] | {'max_boxes'}))
-            for lang, texts in self.prompts_capped.items():
-                for i, text in enumerate(texts):
-                    if '{max_boxes}' not in text:
-                        raise ValueError(f'prompts_capped.{lang}[{i}]: must state the cap with {{max_boxes}}')
         if self.answer_absent is not None:
             fields.append(('answer_absent', self.answer_absent, allowed['answer']))
-        for field, value, names in fields:
-            missing = [lang for lang in vocab.LANGUAGES if lang not in value]
-            if missing:
-                raise ValueError(f'{field}: missing language(s) {missing}; every task needs {list(vocab.LANGUAGES)}')
+        for field, value, _ in fields:
             extra = [lang for lang in value if lang not in vocab.LANGUAGES]
             if extra:
-                raise ValueError(f'{field}: unknown language(s) {extra}; expected {list(vocab.LANGUAGES)}')
+                raise ValueError(f'{field}: unknown language(s) {extra}; expected some of {list(vocab.LANGUAGES)}')
+        # the task's languages: every language any field gives; each field must give all of them
+        langs = [lang for lang in vocab.LANGUAGES if any(lang in value for _, value, _ in fields)]
+        if not langs:
+            raise ValueError(f'prompts: no language; give at least one of {list(vocab.LANGUAGES)}')
+        for field, value, names in fields:
+            missing = [lang for lang in langs if lang not in value]
+            if missing:
+                raise ValueError(f'{field}: missing language(s) {missing}; every prompt and answer field of a task '
+                                 f'must cover the same languages (here {langs})')
             for lang, texts in value.items():
                 texts = texts if isinstance(texts, list) else [texts]
                 if not texts:
                     raise ValueError(f'{field}.{lang}: empty list; give at least one variant')
                 for i, text in enumerate(texts):
-                    for _, ph, _, _ in string.Formatter().parse(text):
+                    try:
+                        parsed = list(string.Formatter().parse(text))
+                    except ValueError as exc:  # a stray brace: Single '{' encountered in format string
+                        raise ValueError(f'{field}.{lang}[{i}] = {text!r}: {exc} (write a literal brace '
+                                         'as {{ or }})') from None
+                    for _, ph, _, _ in parsed:
                         if ph is not None and ph not in names:
                             raise ValueError(f'{field}.{lang}[{i}]: placeholder {{{ph}}} is not filled for kind '
                                              f'{self.kind!r}; allowed: {sorted(names) or "none"}'
                                              + (' (list record fields under requires:)' if self.kind in FIELD_KINDS
                                                 else ''))
+                    if field == 'prompts_capped' and '{max_boxes}' not in text:
+                        raise ValueError(f'prompts_capped.{lang}[{i}]: must state the cap with {{max_boxes}}')
 
 
 def load_task(path: Path | str) -> TaskConfig:
@@ -144,13 +169,19 @@ def load_task(path: Path | str) -> TaskConfig:
 
     Raises:
         FileNotFoundError: ``path`` does not exist.
-        FundusDataError: bad YAML or a bad field; the message names the file and the field.
+        FundusDataError: not UTF-8 (``path:line: byte offset N is not UTF-8; save the task file as
+            UTF-8``), bad YAML or a bad field;
+            the message names the file and the field.
     """
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f'task file not found: {path}')
     try:
-        data = yaml.safe_load(path.read_text(encoding='utf-8'))
+        text = read_text(path)   # UTF-8 (BOM-aware); bad bytes named by line and offset
+    except FundusDataError as exc:
+        raise FundusDataError(f'{exc}; save the task file as UTF-8') from None
+    try:
+        data = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise FundusDataError(f'{path}: not valid YAML: {exc}') from None
     if not isinstance(data, dict):
@@ -176,21 +207,39 @@ def default_tasks_dir() -> Path:
     raise FileNotFoundError(f'no templates/ folder next to {here}; pass tasks_dir explicitly')
 
 
-def load_tasks(tasks_dir: Optional[Path | str] = None) -> List[TaskConfig]:
-    """All ``*.yaml`` tasks of a folder, sorted by name.
+def task_files(folder: Path | str) -> List[Path]:
+    """The task files (``*.yaml``, ``*.yml``) of a folder, sorted by name.
 
     Raises:
-        FileNotFoundError: the folder does not exist or holds no YAML.
-        FundusDataError: a bad task file, or two files with the same task name.
+        FileNotFoundError: the folder does not exist or holds no task file.
+        FundusDataError: one name present as both ``.yaml`` and ``.yml`` (both files named).
     """
-    folder = Path(tasks_dir) if tasks_dir is not None else default_tasks_dir()
+    folder = Path(folder)
     if not folder.is_dir():
         raise FileNotFoundError(f'tasks folder not found: {folder}')
-    files = sorted(folder.glob('*.yaml'))
+    files = sorted(p for p in folder.iterdir() if p.suffix in TASK_SUFFIXES and p.is_file())
     if not files:
-        raise FileNotFoundError(f'no task *.yaml files in {folder}')
-    tasks: Dict[str, TaskConfig] = {}
+        raise FileNotFoundError(f'no task *.yaml or *.yml files in {folder}')
+    by_stem: Dict[str, Path] = {}
     for f in files:
+        if f.stem in by_stem:
+            raise FundusDataError(f'{by_stem[f.stem]} and {f}: the same task file twice (.yaml and .yml); '
+                                  'keep one')
+        by_stem[f.stem] = f
+    return files
+
+
+def load_tasks(tasks_dir: Optional[Path | str] = None) -> List[TaskConfig]:
+    """All tasks (``*.yaml``, ``*.yml``) of a folder, sorted by name.
+
+    Raises:
+        FileNotFoundError: the folder does not exist or holds no task file.
+        FundusDataError: a bad task file, one name as both ``.yaml`` and ``.yml``, or two files with the
+            same task name.
+    """
+    folder = Path(tasks_dir) if tasks_dir is not None else default_tasks_dir()
+    tasks: Dict[str, TaskConfig] = {}
+    for f in task_files(folder):
         task = load_task(f)
         if task.name in tasks:
             raise FundusDataError(f'{f}: task name {task.name!r} already defined in {tasks[task.name].path}')

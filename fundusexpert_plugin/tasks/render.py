@@ -113,7 +113,12 @@ def render_rows(record: FundusGenRecord, task: TaskConfig, lang: str, ctx: Rende
 
     Raises:
         ImageSkip: a region-identification image cannot be read.
+        ValueError: ``lang`` is not one of ``task.languages`` (the builder leaves such languages out
+            and counts them).
     """
+    if lang not in task.languages:
+        raise ValueError(f'{task.path or task.name}: task {task.name!r} defines no {lang!r} prompts '
+                         f'(its languages: {list(task.languages)})')
     rng = ctx.rng(record, task, lang)
     image_path = image.path if image is not None else record.image_path(ctx.image_dir)
     image_rel = ctx.rel(image_path)

@@ -157,3 +157,34 @@ def test_lenient_build_from_records_skips_the_bad_box_and_keeps_the_record(tmp_p
     assert rows and {r['record_id'] for r in rows} == {'0003'}
     assert main(['data', 'validate', str(path), '--allow-outside-root']) == 1    # something would be skipped
     assert 'invalid_box' in capsys.readouterr().out
+
+
+def test_a_task_lacking_a_built_language_writes_none_of_it_and_says_so(tmp_path, caplog):
+    import logging
+    from fundusexpert_plugin.cli.main import main
+    from fundusexpert_plugin.tasks.config import default_tasks_dir
+    (tmp_path / 'tasks').mkdir()
+    (tmp_path / 'tasks' / 'zh_report.yaml').write_text(
+        'name: zh_report\nkind: report\nversion: 1\nprompts:\n  zh: ["请描述这张眼底照片。"]\nanswer:\n  zh: "{chain}"\n',
+        encoding='utf-8')
+    (tmp_path / 'tasks' / 'laterality.yaml').write_text(
+        (default_tasks_dir() / 'laterality.yaml').read_text(encoding='utf-8'), encoding='utf-8')
+    # --languages zh: every task has Chinese, nothing is missing
+    assert main(['data', 'build', '--sample', '--tasks-dir', str(tmp_path / 'tasks'), '--out', str(tmp_path / 'zh'),
+                 '--languages', 'zh', '--num-proc', '1']) == 0
+    zh = json.loads((tmp_path / 'zh' / 'train' / 'build_summary.json').read_text(encoding='utf-8'))
+    assert zh['rows_per_task'] == {'laterality': 8, 'zh_report': 8} and zh['task_languages_missing'] == {}
+    # both languages: zh_report writes its 8 Chinese rows and no English ones, counted and logged once per folder
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger='fundusexpert_plugin.build'):
+        assert main(['data', 'build', '--sample', '--tasks-dir', str(tmp_path / 'tasks'),
+                     '--out', str(tmp_path / 'both'), '--num-proc', '1']) == 0
+    both = json.loads((tmp_path / 'both' / 'train' / 'build_summary.json').read_text(encoding='utf-8'))
+    assert both['rows_per_task'] == {'laterality': 16, 'zh_report': 8}
+    assert both['task_languages_missing'] == {'zh_report': {'en': 8}}
+    rows = _rows(tmp_path / 'both' / 'train' / 'zh_report.jsonl')
+    assert {r['lang'] for r in rows} == {'zh'} and len(rows) == 8
+    notes = [r.getMessage() for r in caplog.records if 'defines no en prompts' in r.getMessage()]
+    assert notes == [f"task 'zh_report' ({tmp_path / 'tasks' / 'zh_report.yaml'}) defines no en prompts: no en rows "
+                     f"of it for the {n} records of {tmp_path / 'both' / split}" for split, n in (('train', 8),
+                                                                                                ('heldout', 4))]

@@ -126,3 +126,12 @@ def test_union_area_frac_equals_a_1px_rasterisation_of_random_boxes():
         for x1, y1, x2, y2 in boxes:
             mask[int(y1):int(np.ceil(y2)), int(x1):int(np.ceil(x2))] = True
         assert union_area_frac(boxes, w, h) == pytest.approx(mask.mean(), abs=1e-12)
+
+
+def test_clock_hours_are_listed_with_the_enumeration_comma_in_chinese(make_record):
+    # fovea centre (500, 400); haemorrhage centres right of, above and below it -> 3, 12 and 6 o'clock
+    rec = make_record([('optic_disc', (100, 100, 200, 200)), ('fovea', (470, 370, 530, 430)),
+                       ('haemorrhages', (700, 390, 720, 410)), ('haemorrhages', (490, 190, 510, 210)),
+                       ('haemorrhages', (490, 590, 510, 610))], laterality='left')
+    assert '从中心凹看位于3、6、12点钟方向。' in cognitive_chain(rec, 'zh').splitlines()[3]
+    assert 'at clock hours 3, 6, 12 as seen from the fovea.' in cognitive_chain(rec, 'en').splitlines()[3]

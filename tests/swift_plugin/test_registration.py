@@ -90,3 +90,23 @@ def test_weighted_indices_repeat_and_subsample():
     assert len(two_and_half) == 10 and all(two_and_half.count(i) >= 2 for i in range(4))
     half = weighted_indices(4, 0.5)
     assert len(half) == 2 and len(set(half)) == 2
+
+
+def test_a_task_without_rows_in_the_built_language_is_named_so(swift_registered, tmp_path):
+    from swift import load_dataset
+    from swift.dataset import DatasetMeta, SubsetDataset, register_dataset
+    from fundusexpert_plugin.build import build_fundusgen
+    from fundusexpert_plugin.sample import SAMPLE_DIR, sample_records
+    from fundusexpert_plugin.swift_plugin.datasets import FundusGenLoader
+    from fundusexpert_plugin.tasks.config import load_task
+    (tmp_path / 'zh_report.yaml').write_text(
+        'name: zh_report\nkind: report\nversion: 1\nprompts:\n  zh: ["请描述这张眼底照片。"]\nanswer:\n  zh: "{chain}"\n',
+        encoding='utf-8')
+    summary = build_fundusgen(sample_records('heldout'), tmp_path / 'fg', image_dir=SAMPLE_DIR,
+                              tasks=[load_task(tmp_path / 'zh_report.yaml')], languages=['en'])
+    assert summary.rows_per_task == {'zh_report': 0} and summary.task_languages_missing == {'zh_report': {'en': 4}}
+    register_dataset(DatasetMeta(dataset_name='fundusgen_zh_only_test', dataset_path=str(tmp_path / 'fg'),
+                                 subsets=[SubsetDataset(name='zh_report', subset='zh_report')],
+                                 loader=FundusGenLoader), exist_ok=True)
+    with pytest.raises(ValueError, match=r"zh_report\.jsonl: task 'zh_report' has no rows: it defines no en prompts"):
+        load_dataset(['fundusgen_zh_only_test:zh_report'])

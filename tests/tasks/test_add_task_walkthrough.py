@@ -48,3 +48,22 @@ def test_step3_swift_sft_on_the_new_subset(walked, tiny_qwen_dir, tmp_path):
     # swift logs the training set: the 14 lesion_list rows (7 photographs with a lesion, EN + ZH)
     assert re.search(r'train_dataset: Dataset\(\{\s*features: .*?num_rows: 14\s*\}\)',
                      (tmp_path / 'sft.log').read_text(), re.S)
+
+
+def test_readme_targets_example_asks_only_about_the_fovea(tmp_path):
+    text = README.read_text(encoding='utf-8')
+    block = text.split('<!-- targets-yaml-start -->')[1].split('<!-- targets-yaml-end -->')[0]
+    body = re.search(r'```yaml\n(.*?)```', block, re.S).group(1)
+    (tmp_path / 'tasks').mkdir()
+    (tmp_path / 'tasks' / 'fovea_position.yaml').write_text(
+        '\n'.join(line[3:] for line in body.splitlines()) + '\n', encoding='utf-8')
+    assert main(['data', 'build', '--sample', '--tasks-dir', str(tmp_path / 'tasks'), '--out', str(tmp_path / 'o'),
+                 '--num-proc', '1']) == 0
+    rows = [json.loads(line) for line in (tmp_path / 'o' / 'train' / 'fovea_position.jsonl').read_text(
+        encoding='utf-8').splitlines()]
+    # the 5 train photos with an IDRiD fovea centre (0001, 0004, 0006, 0008, 0013), EN + ZH; one box each
+    assert sorted({r['record_id'] for r in rows}) == ['0001', '0004', '0006', '0008', '0013'] and len(rows) == 10
+    assert {r['target'] for r in rows} == {'fovea'}
+    assert all(r['objects']['ref'] in (['fovea'], ['黄斑中心凹']) and len(r['objects']['bbox']) == 1 for r in rows)
+    # --tasks-dir replaces the shipped tasks: only this task's file is written
+    assert sorted(p.name for p in (tmp_path / 'o' / 'train').glob('*.jsonl')) == ['fovea_position.jsonl']

@@ -111,3 +111,103 @@ def test_new_field_tasks_render_from_record_values(make_record, tmp_path):
     assert render_rows(rec, tasks['image_quality'], 'en', ctx)[0]['messages'][1]['content'] == \
         'Reject: ungradable.'
     assert render_rows(make_record(), tasks['laterality'], 'en', ctx) == []   # unknown laterality: no row
+
+
+ZH_ONLY_REPORT = ('name: zh_report\nkind: report\nversion: 1\nprompts:\n  zh: ["请描述这张眼底照片。"]\n'
+                  'answer:\n  zh: "{chain}"\n')
+
+
+def test_task_file_not_in_utf8_names_file_line_and_byte_offset(tmp_path, capsys):
+    from fundusexpert_plugin.cli.main import main
+    (tmp_path / 'tasks').mkdir()
+    path = tmp_path / 'tasks' / 'zh_report.yaml'
+    path.write_bytes(ZH_ONLY_REPORT.encode('gbk'))   # a Chinese editor's default
+    # '请' starts at byte 16 + 13 + 11 + 9 + 8 = 57 (lines 1-4 and '  zh: ["' of line 5); GBK c7 eb is
+    # a UTF-8 lead byte followed by a non-continuation byte, so decoding stops at 57
+    message = f'{path}:5: byte offset 57 is not UTF-8; save the task file as UTF-8'
+    with pytest.raises(FundusDataError) as exc:
+        load_task(path)
+    assert str(exc.value) == message
+    assert main(['data', 'build', '--sample', '--tasks-dir', str(tmp_path / 'tasks'),
+                 '--out', str(tmp_path / 'o')]) == 2
+    assert capsys.readouterr().err.strip().splitlines() == [f'fundusexpert: error: {message}']
+
+
+def test_stray_brace_names_the_field_and_the_text(tmp_path):
+    data = _base()
+    data['prompts']['en'][0] = 'Locate the {target} {'
+    with pytest.raises(FundusDataError, match=r"bad\.yaml: prompts\.en\[0\] = 'Locate the \{target\} \{': "
+                                              r"Single '\{' encountered in format string"):
+        load_task(_write(tmp_path, data))
+    data = _base()
+    data['answer']['zh'] = '{grounded_target}}'
+    with pytest.raises(FundusDataError, match=r"bad\.yaml: answer\.zh\[0\] = '\{grounded_target\}\}': "
+                                              r"Single '\}' encountered"):
+        load_task(_write(tmp_path, data))
+
+
+def test_yml_task_files_load_and_a_name_in_both_endings_is_refused(tmp_path, sample_train):
+    from fundusexpert_plugin.tasks.config import task_files
+    (tmp_path / 'report.yml').write_text((default_tasks_dir() / 'report.yaml').read_text(encoding='utf-8'),
+                                         encoding='utf-8')
+    (tmp_path / 'mcq.yaml').write_text((default_tasks_dir() / 'mcq.yaml').read_text(encoding='utf-8'),
+                                       encoding='utf-8')
+    (tmp_path / 'notes.txt').write_text('not a task')
+    assert [t.name for t in load_tasks(tmp_path)] == ['mcq', 'report']
+    assert [p.name for p in task_files(tmp_path)] == ['mcq.yaml', 'report.yml']
+    (tmp_path / 'report.yaml').write_text((default_tasks_dir() / 'report.yaml').read_text(encoding='utf-8'),
+                                          encoding='utf-8')
+    with pytest.raises(FundusDataError, match=rf"{tmp_path / 'report.yaml'} and {tmp_path / 'report.yml'}: "
+                                              r"the same task file twice"):
+        load_tasks(tmp_path)
+    empty = tmp_path / 'empty'
+    empty.mkdir()
+    with pytest.raises(FileNotFoundError, match=r'no task \*\.yaml or \*\.yml files in'):
+        load_tasks(empty)
+
+
+def test_a_yml_task_builds_through_the_cli(tmp_path):
+    import json
+    from fundusexpert_plugin.cli.main import main
+    (tmp_path / 'tasks').mkdir()
+    (tmp_path / 'tasks' / 'laterality.yml').write_text(
+        (default_tasks_dir() / 'laterality.yaml').read_text(encoding='utf-8'), encoding='utf-8')
+    assert main(['data', 'build', '--sample', '--tasks-dir', str(tmp_path / 'tasks'), '--out', str(tmp_path / 'o'),
+                 '--num-proc', '1']) == 0
+    summary = json.loads((tmp_path / 'o' / 'train' / 'build_summary.json').read_text(encoding='utf-8'))
+    assert summary['rows_per_task'] == {'laterality': 16}   # 8 train photos with a side, EN + ZH
+
+
+def test_shipped_templates_define_every_language_in_every_field():
+    for path in sorted(default_tasks_dir().iterdir()):
+        if path.suffix not in ('.yaml', '.yml'):
+            continue
+        data = yaml.safe_load(path.read_text(encoding='utf-8'))
+        for field in ('prompts', 'answer', 'prompts_capped', 'answer_absent'):
+            if field in data:
+                assert set(data[field]) == {'en', 'zh'}, f'{path.name}: {field}'
+
+
+def test_a_task_may_define_a_subset_of_the_languages_the_same_in_every_field(tmp_path, sample_train):
+    from fundusexpert_plugin.sample import SAMPLE_DIR
+    path = tmp_path / 'zh_report.yaml'
+    path.write_text(ZH_ONLY_REPORT, encoding='utf-8')
+    task = load_task(path)
+    assert task.languages == ('zh',)
+    rows = render_rows(sample_train['0003'], task, 'zh', RenderContext(tmp_path, SAMPLE_DIR))
+    assert [r['lang'] for r in rows] == ['zh'] and rows[0]['messages'][0]['content'] == '<image>请描述这张眼底照片。'
+    with pytest.raises(ValueError, match=r"zh_report\.yaml: task 'zh_report' defines no 'en' prompts"):
+        render_rows(sample_train['0003'], task, 'en', RenderContext(tmp_path, SAMPLE_DIR))
+    # answer in both languages, prompts in Chinese only: the fields disagree
+    data = yaml.safe_load(ZH_ONLY_REPORT)
+    data['answer']['en'] = '{chain}'
+    with pytest.raises(FundusDataError, match=r"bad\.yaml: prompts: missing language\(s\) \['en'\]; every prompt "
+                                              r"and answer field of a task must cover the same languages "
+                                              r"\(here \['en', 'zh'\]\)"):
+        load_task(_write(tmp_path, data))
+    data['prompts'], data['answer'] = {}, {}
+    with pytest.raises(FundusDataError, match=r"bad\.yaml: prompts: no language; give at least one of \['en', 'zh'\]"):
+        load_task(_write(tmp_path, data))
+    data['prompts'], data['answer'] = {'fr': ['Décrivez.']}, {'fr': '{chain}'}
+    with pytest.raises(FundusDataError, match=r"prompts: unknown language\(s\) \['fr'\]"):
+        load_task(_write(tmp_path, data))
