@@ -4,6 +4,10 @@ Example (``fundusexpert eval --result ...`` is the same as ``eval score``)::
 
     fundusexpert eval score --result infer_result/20250101.jsonl --meta rows.meta.jsonl --out eval_out \\
         --judge openai --judge-base-url http://127.0.0.1:8000/v1 --judge-model gpt-4o
+    # swift infer --val_dataset fundusgen_heldout:mcq fundusgen_heldout:grounded_report: the FundusGen
+    # task files, in --val_dataset order
+    fundusexpert eval score --result mix.jsonl --meta heldout/mcq.jsonl --meta heldout/grounded_report.jsonl \\
+        --out eval_mix
 
 Verbs: ``score`` (:func:`add_score_arguments`/:func:`run_score`), ``mcq-rows`` (TSV -> swift rows
 + meta side file) and ``mcq-export`` (FundusGen MCQ rows -> TSV).
@@ -31,8 +35,14 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     """Arguments of ``fundusexpert eval score``."""
     parser.add_argument('--result', required=True, help='swift infer result jsonl (--result_path)')
     parser.add_argument('--out', required=True, help='output folder: metrics.json, report.html, PNG, samples.jsonl')
-    parser.add_argument('--meta', help='side jsonl {"index": row number, "task", "answer", "category", '
-                        '"positives": [ids], "negatives": [ids]}; written by the TSV converter')
+    parser.add_argument('--meta', action='append', metavar='JSONL',
+                        help='what each result row is, joined by row position: a FundusGen task file (e.g. '
+                        'heldout/region_detection.jsonl, the file swift infer read), or several of them for a '
+                        'multi-task swift infer, given in --val_dataset order (repeat --meta, or concatenate: '
+                        'cat heldout/mcq.jsonl heldout/grounded_report.jsonl > meta.jsonl); or one side jsonl '
+                        '{"index": row number, "task", "answer", "category", "positives": [ids], "negatives": '
+                        '[ids], "target_absent": bool} as the TSV converter writes. A result row whose user '
+                        'prompt or image file name differs from its FundusGen meta row is an error')
     parser.add_argument('--tsv', help='benchmark TSV (GMAI-MMBench schema) to find MCQ answers/categories '
                         'of rows without --meta')
     parser.add_argument('--judge', choices=('offline', 'openai'), default='offline',
@@ -79,15 +89,17 @@ def run_score(args: argparse.Namespace) -> int:
         FileNotFoundError: a missing result, meta or TSV file.
         FundusDataError / ValueError: an unreadable line or a field of the wrong type (a result row's
             ``response`` that is not a string, ``objects``, a box ...; file, line and field named), a meta
-            record whose index is repeated or is no result row, or ``--judge openai`` without
-            ``--judge-base-url``.
+            record whose index is repeated or is no result row, a result row whose user prompt or image
+            file name differs from its FundusGen meta row (:func:`results.check_meta_alignment`), or
+            ``--judge openai`` without ``--judge-base-url``.
     """
     from fundusexpert_plugin.eval.mcq_tsv import read_tsv, tsv_matcher
     from fundusexpert_plugin.eval.report import EvalOptions, evaluate_rows, write_outputs
-    from fundusexpert_plugin.eval.results import load_meta, read_results
+    from fundusexpert_plugin.eval.results import check_meta_alignment, load_meta, read_results
 
     rows = read_results(args.result)
     meta = load_meta(args.meta, n_rows=len(rows)) if args.meta else {}
+    check_meta_alignment(rows, meta, args.result)
     items = read_tsv(args.tsv) if args.tsv else None
     tsv_match = tsv_matcher(items) if items else None
     options = EvalOptions(spaces=dict(args.box_space), min_pixels=args.min_pixels, max_pixels=args.max_pixels,

@@ -5,6 +5,12 @@ Per row (:mod:`.results` says how the task kind is found):
 * ``mcq`` rows -> :mod:`.mcq` (answer/category/options from ``--meta``, else ``labels``, the TSV
   and the prompt);
 * rows with reference boxes (grounding, grounded reports) -> :mod:`.grounding`;
+* grounding rows without a reference box are kept out of acc50/AP (nothing to match) and counted:
+  ``grounding_absent`` for a target stated absent (``target_absent`` in ``--meta``, set for FundusGen
+  region detection rows whose target is in ``negatives``, or a reference answer that is the shipped
+  "There are no ..." sentence), ``grounding_no_reference`` for rows with no reference at all; each
+  ``{'n_rows', 'n_rows_with_boxes', 'n_boxes'}`` (parsable predicted boxes). On ``grounding_absent``
+  every such box is a false alarm;
 * rows with ``positives`` in ``--meta`` (reports) -> :mod:`.consistency` through a judge;
 * closed-answer rows (grading, classification, region identification; task ``answer`` from a
   FundusGen ``--meta``) -> :mod:`.answers` (exact match; grades, accuracy and quadratic kappa).
@@ -25,7 +31,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 from fundusexpert_plugin.eval import answers, consistency, grounding, mcq
 from fundusexpert_plugin.eval.parse import LabeledBox, canonical_label, find_boxes, needs_resized_size
 from fundusexpert_plugin.eval.results import (image_path, image_size, infer_task, predicted_boxes, reference_boxes,
-                                              reference_row, user_prompt)
+                                              reference_row, stated_absent, user_prompt)
 from fundusexpert_plugin.core.jsonl import write_jsonl
 
 logger = logging.getLogger(__name__)
@@ -87,7 +93,8 @@ def evaluate_rows(rows: Sequence[dict], meta: Optional[Dict[int, dict]] = None, 
                     'grid_decode': options.grid_decode}
     notes, samples = [], []
     mcq_results, ground, reports, closed = [], [], [], []
-    no_image, no_judge, no_reference, full_gt_rows, unknown_ids = 0, 0, 0, 0, set()
+    no_image, no_judge, full_gt_rows, unknown_ids = 0, 0, 0, set()
+    absent: Dict[str, List[int]] = {'stated_absent': [], 'no_reference': []}   # predicted boxes per row
     default_budget = options.max_pixels is None and not os.environ.get('MAX_PIXELS')
     qwen_default = 0
     for index, row in enumerate(rows):
@@ -107,7 +114,8 @@ def evaluate_rows(rows: Sequence[dict], meta: Optional[Dict[int, dict]] = None, 
                           'lenient': res.lenient, 'strict_hit': res.strict_hit, 'lenient_hit': res.lenient_hit}
         else:
             ref_row = reference_row(row, m)
-            has_refs = bool((ref_row.get('objects') or {}).get('bbox')) or task == 'grounding'
+            has_refs = (bool((ref_row.get('objects') or {}).get('bbox')) or task == 'grounding'
+                        or bool(find_boxes(ref_row.get('labels'))))   # a report with literal reference boxes
             if has_refs:
                 try:
                     width, height = image_size(rec['image']) if rec['image'] else (None, None)
@@ -125,8 +133,11 @@ def evaluate_rows(rows: Sequence[dict], meta: Optional[Dict[int, dict]] = None, 
                                                        width=width, height=height)
                     if sample.gt:
                         ground.append(sample)
-                    else:
-                        no_reference += 1
+                    else:   # nothing to match: kept out of acc50/AP, its boxes counted as false alarms
+                        kind = 'stated_absent' if m.get('target_absent') or stated_absent(ref_row.get('labels')) \
+                            else 'no_reference'
+                        absent[kind].append(len(sample.pred))
+                        rec['absent'] = kind
                     rec.update(width=width, height=height, gt=[[b.label, list(b.box_px)] for b in sample.gt],
                                pred=[[b.label, list(b.box_px)] for b in sample.pred])
             if 'positives' in m:
@@ -157,9 +168,13 @@ def evaluate_rows(rows: Sequence[dict], meta: Optional[Dict[int, dict]] = None, 
     if full_gt_rows:
         notes.append(f'{full_gt_rows} grounding row(s) show only part of their boxes in the answer (a box cap); '
                      'they are scored against the full ground truth from --meta (full_gt_boxes_px)')
+    no_reference = len(absent['stated_absent']) + len(absent['no_reference'])
     if no_reference:
-        notes.append(f'{no_reference} grounding row(s) have no reference box (no objects bbox, no boxes in '
-                     'labels) and are not scored')
+        stated = absent_counts(absent['stated_absent'])
+        notes.append(f"{no_reference} grounding row(s) have no reference box (no objects bbox, no boxes in labels) "
+                     f"and are not in acc50/AP: {stated['n_rows']} of a target stated absent, "
+                     f"{stated['n_rows_with_boxes']} of them answered with boxes (false alarms; grounding_absent), "
+                     f"{len(absent['no_reference'])} without any reference (grounding_no_reference)")
     unknown_ids -= set(judge.vocabulary) if judge is not None else set()
     if unknown_ids:
         notes.append(f'label id(s) {sorted(unknown_ids)} are outside the {type(judge).__name__} vocabulary and '
@@ -175,6 +190,8 @@ def evaluate_rows(rows: Sequence[dict], meta: Optional[Dict[int, dict]] = None, 
         'tasks': {t: sum(s['task'] == t for s in samples) for t in ('grounding', 'mcq', 'report', 'answer')},
         'mcq': mcq.accuracy(mcq_results, categories=options.categories) if mcq_results else None,
         'grounding': grounding.grounding_metrics(ground, options.ap_score_mode) if ground else None,
+        'grounding_absent': absent_counts(absent['stated_absent']) if absent['stated_absent'] else None,
+        'grounding_no_reference': absent_counts(absent['no_reference']) if absent['no_reference'] else None,
         'consistency': ({**consistency.aggregate(reports), 'judge': type(judge).__name__} if reports else None),
         'answers': answers.answer_metrics(closed) if closed else None,
         'notes': notes,
@@ -185,6 +202,14 @@ def evaluate_rows(rows: Sequence[dict], meta: Optional[Dict[int, dict]] = None, 
     if metrics['grounding'] is not None:
         metrics['grounding']['n_skipped_no_image'] = no_image
     return metrics, samples
+
+
+def absent_counts(n_pred_per_row: Sequence[int]) -> dict:
+    """``{'n_rows', 'n_rows_with_boxes', 'n_boxes'}`` of grounding rows without a reference box, from the
+    number of parsable predicted boxes of each row (a row with boxes is a false alarm when its target
+    is stated absent)."""
+    return {'n_rows': len(n_pred_per_row), 'n_rows_with_boxes': sum(1 for n in n_pred_per_row if n),
+            'n_boxes': int(sum(n_pred_per_row))}
 
 
 def full_reference_boxes(meta: dict) -> Optional[List[LabeledBox]]:

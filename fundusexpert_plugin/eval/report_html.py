@@ -3,7 +3,9 @@
 The page embeds everything as base64 (no external file or network): a metrics summary, the
 per-category accuracy chart, and one card per sample row with a thumbnail on which predicted boxes
 are drawn in red and reference boxes in green (pixel boxes scaled to the thumbnail), the
-response, the reference and the row's scores (MCQ hit, consistency Score/Total and statuses).
+response, the reference and the row's scores (MCQ hit, consistency Score/Total and statuses). The
+summary lists grounding rows without a reference box (``grounding_absent``: target stated absent, so
+every box drawn is a false alarm; ``grounding_no_reference``) beside the grounding metrics.
 """
 from __future__ import annotations
 
@@ -91,6 +93,10 @@ def _card(rec: dict) -> str:
     if 'gt' in rec:
         parts.append(f"<p><span class='gt'>reference {len(rec['gt'])}</span> &middot; "
                      f"<span class='pred'>predicted {len(rec['pred'])}</span></p>")
+    if rec.get('absent'):
+        parts.append("<p class='note'>" + ('target stated absent: any box is a false alarm'
+                                           if rec['absent'] == 'stated_absent' else 'no reference box')
+                     + ' (not in acc50/AP)</p>')
     if 'mcq' in rec:
         m = rec['mcq']
         parts.append(f"<p>answer <b>{_esc(m['answer'])}</b> ({_esc(m['category'])}); strict "
@@ -127,6 +133,12 @@ def _summary(metrics: dict) -> str:
                  ('grounding precision50 / recall50 (one-to-one, IoU 0.5)', f"{g['precision50']} / {g['recall50']}"),
                  ('grounding best_match_iou (diagnostic, not one-to-one)', g['best_match_iou']),
                  ('grounding coco.ap / coco.ap50', f"{g['coco']['ap']} / {g['coco']['ap50']}")]
+    for key, what in (('grounding_absent', 'target stated absent, boxes are false alarms'),
+                      ('grounding_no_reference', 'no reference box')):
+        if metrics.get(key):
+            a = metrics[key]
+            rows.append((f'grounding rows not in acc50/AP ({what}): rows / rows with boxes / boxes',
+                         f"{a['n_rows']} / {a['n_rows_with_boxes']} / {a['n_boxes']}"))
     if metrics.get('consistency'):
         c = metrics['consistency']
         rows += [('clinical consistency per_report_mean (per-report mean of Score/Total)', c['per_report_mean']),

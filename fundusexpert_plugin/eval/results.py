@@ -11,19 +11,33 @@ Row contract (ms-swift 4.6 ``swift/pipelines/infer/infer.py``), one JSON object 
   refs and bboxes filling the placeholders of the whole conversation in order (user turns first).
 
 swift drops every other column, so a row's task and labels come from a side file (``--meta``:
-``{"index": row number (0-based), "task": ..., "answer", "category", "positives", "negatives"}``)
-or are inferred: grounding rows have ``objects`` boxes (or boxes in ``labels``), MCQ rows have
-lettered options in the user prompt, everything else is a report. Closed-answer rows (``answer``:
-grading, classification, region identification) are known only from ``--meta`` (a FundusGen task file).
-A result row without ``objects`` boxes takes its reference boxes from the FundusGen ``--meta`` row
-(:func:`reference_row`).
+``{"index": row number (0-based), "task": ..., "answer", "category", "positives", "negatives",
+"target_absent"}``, or a FundusGen task file, or several concatenated in ``--val_dataset`` order) or
+are inferred from the content (:func:`infer_task`):
+
+* lettered options (``A.``, ``B.`` lines) in the last user prompt -> ``mcq``, even when the row has
+  ``objects`` (a FundusGen region question carries the region's box there);
+* reference boxes (``objects`` boxes or boxes in ``labels``) and ``labels`` holding words beyond the
+  boxes (:func:`has_text_beyond_boxes`: a grounded report) -> ``report``; boxes and nothing else
+  (``<ref-object><bbox><bbox>``, the region detection answer) -> ``grounding``;
+* no box, and ``labels`` is a shipped region detection "absent" answer (``answer_absent`` of
+  ``templates/region_detection.yaml``: "There are no {target} in this image.") -> ``grounding``
+  (a target stated absent, :func:`stated_absent`);
+* everything else -> ``report``.
+
+Closed-answer rows (``answer``: grading, classification, region identification) are known only from
+``--meta`` (a FundusGen task file). A result row without ``objects`` boxes takes its reference boxes
+from the FundusGen ``--meta`` row (:func:`reference_row`). Meta and results are joined by row
+position; :func:`check_meta_alignment` stops at the first pair whose user prompt or image file name
+differ (a wrong or reordered ``--meta``).
 """
 from __future__ import annotations
 
 import logging
+import os
 import re
 from functools import lru_cache
-from typing import Dict, List, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from fundusexpert_plugin.core.errors import FundusDataError
 from fundusexpert_plugin.core.vocab import GRADE_SCALES, lesion_ids
@@ -149,13 +163,22 @@ FUNDUSGEN_KIND_TO_TASK = {'region_detection': 'grounding', 'grounded_report': 'r
 _LESIONS = frozenset(lesion_ids())   # consistency is about lesions, not anatomy
 
 
+def known_absent_target(row: Mapping) -> Optional[str]:
+    """The FundusGen row's ``target`` when the source marks it absent (no ``objects`` box, the target in
+    ``negatives``: a region detection row answered "There are no ..."), else ``None``."""
+    target = row.get('target')
+    objects = row.get('objects') or {}
+    return target if target and not objects.get('bbox') and target in (row.get('negatives') or []) else None
+
+
 def meta_from_fundusgen_row(row: dict) -> dict:
     """Meta record of a FundusGen row (``kind``, ``task``, ``answer_letter``, ``positives``,
     ``negatives``, ``full_gt_boxes_px``, ``answer_text``, ``grade_scale``, ``reference``): scorer from
     :data:`FUNDUSGEN_KIND_TO_TASK`, category = the task name, positives and negatives restricted to lesion
     classes (anatomy is not a finding to be consistent about). Closed-answer kinds (grading,
     classification, region identification; :mod:`.answers`) carry their reference answer text and grade
-    scale. A row with ``objects`` boxes keeps them as ``reference`` (``{'messages': the context, 'labels':
+    scale. A grounding row of a target the source states absent (:func:`known_absent_target`) gets
+    ``target_absent: True``. A row with ``objects`` boxes keeps them as ``reference`` (``{'messages': the context, 'labels':
     the reference answer, 'objects': ...}``, a row for :func:`reference_boxes`), used when the result row
     has no ``objects`` of its own (:func:`reference_row`). Kinds without a scorer here (vqa, data-only
     tasks) are left to content inference."""
@@ -173,6 +196,8 @@ def meta_from_fundusgen_row(row: dict) -> dict:
     task = FUNDUSGEN_KIND_TO_TASK.get(row.get('kind'))
     if task is not None:
         meta['task'] = task
+    if task == 'grounding' and known_absent_target(row):
+        meta['target_absent'] = True
     if row.get('answer_letter'):
         meta['answer'] = row['answer_letter']
     if task == 'answer':
@@ -190,6 +215,7 @@ def check_meta_record(rec: dict, where: str) -> None:
 
     ``task``: one of :data:`TASKS` (or absent: inferred from the row); ``answer``: a string;
     ``options``: an object ``{letter: text}``; ``positives``/``negatives``: lists of label ids;
+    ``target_absent``: a boolean (a grounding row whose target the source states absent);
     ``full_gt_boxes_px``: ``[[label, [x1, y1, x2, y2]], ...]`` in original-image pixels.
 
     Raises:
@@ -201,6 +227,8 @@ def check_meta_record(rec: dict, where: str) -> None:
                               '--meta is recognised by its kind and messages fields)', reason='bad_field')
     if rec.get('answer') is not None and not isinstance(rec['answer'], str):
         raise _bad(where, 'answer', rec['answer'], 'an option letter (a string)')
+    if rec.get('target_absent') is not None and not isinstance(rec['target_absent'], bool):
+        raise _bad(where, 'target_absent', rec['target_absent'], 'true or false')
     for key in ('answer_text', 'grade_scale'):
         if rec.get(key) is not None and not isinstance(rec[key], str):
             raise _bad(where, key, rec[key], 'a string')
@@ -222,37 +250,55 @@ def check_meta_record(rec: dict, where: str) -> None:
             check_box(pair[1], where, f'full_gt_boxes_px[{i}][1]')
 
 
-def load_meta(path: str, n_rows: Optional[int] = None) -> Dict[int, dict]:
-    """``--meta`` side file -> ``{row index: record}``.
+def load_meta(path: Union[str, Sequence[str]], n_rows: Optional[int] = None) -> Dict[int, dict]:
+    """``--meta`` side file(s) -> ``{row index: record}``.
 
     How meta and results are joined: by row position. Either every record has ``index`` (the
     0-based row number of the result file, blank lines not counted), or the file is a FundusGen
     task file (rows with ``kind`` and ``messages``, in the order ``swift infer`` read them; record
-    ``i`` describes result row ``i``), converted with :func:`meta_from_fundusgen_row`. Every record
-    is checked with :func:`check_meta_record` (FundusGen rows also with :func:`check_swift_row`).
+    ``i`` describes result row ``i``), converted with :func:`meta_from_fundusgen_row`. Several
+    FundusGen task files are read as their concatenation in the order given (the rows of a
+    ``swift infer --val_dataset a b`` run). Every record is checked with :func:`check_meta_record`
+    (FundusGen rows also with :func:`check_swift_row`). A FundusGen record also keeps ``source``:
+    ``{'where': '<file>:<line>', 'prompt': ..., 'image': ...}`` for :func:`check_meta_alignment`.
 
     Args:
-        path: the side file.
+        path: the side file, or a list of FundusGen task files (one file of ``index`` records
+            cannot be concatenated with others: its indices already name result rows).
         n_rows: the number of result rows; when given, an ``index`` record must name one of them
             (``0 <= index < n_rows``). A FundusGen task file longer than the result is not an error
             (an interrupted or limited ``swift infer``): :func:`report.evaluate_rows` notes the count.
 
     Raises:
         FundusDataError: ``'<path>:<line>: <field> ...'``: a record without an integer ``index`` (and
-            the file is not FundusGen rows), a repeated or out-of-range index, or a bad field.
+            the file is not FundusGen rows), a repeated or out-of-range index, a bad field, or
+            ``'<path>: ...'`` for a file of ``index`` records given with other meta files.
     """
-    records = list(_jsonl.read_jsonl(path))
-    if records and all('kind' in rec and 'messages' in rec for _, rec in records):
-        out = {}
-        for i, (line_no, rec) in enumerate(records):
-            where = f'{path}:{line_no}'
+    paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
+    files = [(p, list(_jsonl.read_jsonl(p))) for p in paths]
+    fundusgen = [all('kind' in rec and 'messages' in rec for _, rec in recs) for _, recs in files]
+    if len(files) == 1 and not (files[0][1] and fundusgen[0]):
+        return _load_index_meta(*files[0], n_rows)
+    for (p, _), is_fundusgen in zip(files, fundusgen):
+        if not is_fundusgen:
+            raise FundusDataError(f'{p}: not a FundusGen task file (rows with kind and messages); only FundusGen '
+                                  'task files can be given as several --meta (concatenated in order)',
+                                  reason='bad_field')
+    out = {}
+    for p, records in files:
+        for line_no, rec in records:
+            where = f'{p}:{line_no}'
             check_swift_row(rec, where, require_response=False)
             check_meta_record({k: rec[k] for k in ('positives', 'negatives', 'full_gt_boxes_px') if k in rec}, where)
             if rec.get('answer_letter') is not None and not isinstance(rec['answer_letter'], str):
                 raise _bad(where, 'answer_letter', rec['answer_letter'], 'an option letter (a string)')
             meta = meta_from_fundusgen_row(rec)
-            out[i] = meta
-        return out
+            meta['source'] = {'where': where, 'prompt': _prompt_key(rec), 'image': _image_name(rec)}
+            out[len(out)] = meta
+    return out
+
+
+def _load_index_meta(path: str, records: List[Tuple[int, dict]], n_rows: Optional[int]) -> Dict[int, dict]:
     out: Dict[int, dict] = {}
     first_line: Dict[int, int] = {}
     for line_no, rec in records:
@@ -270,6 +316,59 @@ def load_meta(path: str, n_rows: Optional[int] = None) -> Dict[int, dict]:
         check_meta_record(rec, where)
         out[index], first_line[index] = rec, line_no
     return out
+
+
+_IMAGE_TAG = re.compile(r'<image>')
+
+
+def _prompt_key(row: dict) -> Optional[str]:
+    """The last user message's text without ``<image>`` tags and outer whitespace; ``None`` when the
+    row has no user message with text (swift may put a system message first: it is not read)."""
+    users = [m.get('content') for m in row.get('messages') or [] if isinstance(m, dict) and m.get('role') == 'user']
+    return _IMAGE_TAG.sub('', users[-1]).strip() if users and isinstance(users[-1], str) else None
+
+
+def _image_name(row: dict) -> Optional[str]:
+    """File name of the row's first image (folders differ: swift makes FundusGen paths absolute)."""
+    path = image_path(row)
+    return os.path.basename(path.replace('\\', '/')) if isinstance(path, str) and path else None
+
+
+def _shown(text: str) -> str:
+    return repr(text if len(text) <= 50 else text[:47] + '...')
+
+
+def check_meta_alignment(rows: Sequence[dict], meta: Mapping[int, dict], result_path: str) -> None:
+    """Check that each result row and the FundusGen ``--meta`` row joined to it are the same sample.
+
+    For every meta record with a ``source`` (:func:`load_meta` of FundusGen task files): the last
+    user prompt (``<image>`` tags and outer whitespace removed) and the first image's file name of
+    result row ``i`` must equal those of meta row ``i``. A result row without a user prompt or an
+    image (a hand-made file) is not checked on that field. Linear in the rows; no file is read
+    unless a pair differs (then the result file is re-read for the line number).
+
+    Raises:
+        FundusDataError: ``'<result>:<line>: user prompt = ...: differs from <meta>:<line> ...'``
+            (or ``image file name``) for the first pair that differs.
+    """
+    for i, row in enumerate(rows):
+        source = (meta.get(i) or {}).get('source')
+        if not source:
+            continue
+        mismatch = None
+        prompt = _prompt_key(row)
+        if prompt is not None and source.get('prompt') is not None and prompt != source['prompt']:
+            mismatch = ('user prompt', prompt, source['prompt'])
+        image = _image_name(row)
+        if mismatch is None and image is not None and source.get('image') is not None and image != source['image']:
+            mismatch = ('image file name', image, source['image'])
+        if mismatch is not None:
+            line = next((n for k, (n, _) in enumerate(_jsonl.read_jsonl(result_path)) if k == i), i + 1)
+            field, got, expected = mismatch
+            raise FundusDataError(
+                f'{result_path}:{line}: {field} = {_shown(got)}: differs from {source["where"]} ({_shown(expected)}); '
+                '--meta is joined to the result by row position: give the FundusGen task file(s) that swift infer '
+                'read, in --val_dataset order', reason='meta_mismatch')
 
 
 def _final_is_response(row: dict) -> bool:
@@ -315,8 +414,51 @@ def _object_boxes(row: dict) -> list:
     return [b for b in ((row.get('objects') or {}).get('bbox') or []) if isinstance(b, (list, tuple)) and len(b) == 4]
 
 
+_BOX_MARKUP = re.compile(
+    r'<ref-object>|<bbox>|<ref>.*?</ref>|<box>.*?(?:</box>|$)|<\|object_ref_start\|>.*?<\|object_ref_end\|>'
+    r'|<\|box_start\|>.*?(?:<\|box_end\|>|$)|\{[^{}]*\}|```(?:json)?', re.S | re.I)
+_LETTER = re.compile(r'[^\W\d_]')   # a letter of any script (CJK included), not a digit or '_'
+
+
+def has_text_beyond_boxes(text: Optional[str]) -> bool:
+    """Whether ``text`` holds words besides its grounding markup: the placeholders ``<ref-object>``/
+    ``<bbox>``, InternVL ``<ref>..</ref><box>..</box>``, Qwen ``<|object_ref_start|>..<|box_end|>``,
+    JSON ``{"bbox_2d": ..., "label": ...}`` objects and bare number lists. ``<ref-object><bbox><bbox>``
+    (a FundusGen region detection answer) has none; a grounded report has sentences. ``None`` or
+    ``''``: ``False``."""
+    return isinstance(text, str) and bool(_LETTER.search(_BOX_MARKUP.sub(' ', text)))
+
+
+@lru_cache(maxsize=1)
+def _absent_answer_patterns() -> Tuple[re.Pattern, ...]:
+    """``answer_absent`` texts of the shipped region detection tasks as patterns, ``{target}`` any text."""
+    from fundusexpert_plugin.tasks.config import load_tasks
+
+    try:
+        tasks = load_tasks()
+    except (FileNotFoundError, FundusDataError) as exc:   # an installation without templates/
+        logger.debug('no shipped templates for absent answers: %s', exc)
+        return ()
+    patterns = []
+    for task in tasks:
+        for text in (task.answer_absent or {}).values() if task.kind == 'region_detection' else ():
+            parts = re.split(r'\{(?:target|grounded_target)\}', ' '.join(text.split()).rstrip('.。'))
+            patterns.append(re.compile('[^.。!?！？]+?'.join(re.escape(p) for p in parts) + '[.。]?', re.I))
+    return tuple(patterns)
+
+
+def stated_absent(text: Optional[str]) -> bool:
+    """Whether ``text`` is a region detection "absent" answer of a shipped task (``answer_absent`` of
+    ``templates/region_detection.yaml``, EN or ZH, ``{target}`` any text within one sentence; whitespace
+    runs count as one space, case and the final full stop ignored)."""
+    if not isinstance(text, str) or not text.strip():
+        return False
+    text = ' '.join(text.split())
+    return any(p.fullmatch(text) for p in _absent_answer_patterns())
+
+
 def infer_task(row: dict, meta: Optional[dict] = None) -> str:
-    """``meta['task']`` if given, else grounding / mcq / report from the content (module docstring).
+    """``meta['task']`` if given, else mcq / report / grounding from the content (module docstring).
 
     Raises:
         ValueError: ``meta['task']`` is not one of :data:`TASKS`.
@@ -326,11 +468,12 @@ def infer_task(row: dict, meta: Optional[dict] = None) -> str:
         if task not in TASKS:
             raise ValueError(f'meta task {task!r} is not one of {TASKS}')
         return task
-    if _object_boxes(row) or find_boxes(row.get('labels')):
-        return 'grounding'
     if is_mcq_prompt(user_prompt(row)):
         return 'mcq'
-    return 'report'
+    labels = row.get('labels')
+    if _object_boxes(row) or find_boxes(labels):
+        return 'report' if has_text_beyond_boxes(labels) else 'grounding'
+    return 'grounding' if stated_absent(labels) else 'report'
 
 
 def reference_row(row: dict, meta: Optional[dict] = None) -> dict:

@@ -48,8 +48,8 @@ from fundusexpert_plugin.core.lexicon_judge import LexiconJudge
 from fundusexpert_plugin.eval.consistency import evaluate_report, report_language
 from fundusexpert_plugin.eval.mcq import answer_letter, parse_options, strict_letter
 from fundusexpert_plugin.eval.parse import LabeledBox, boxes_to_px, canonical_label, find_boxes, needs_resized_size
-from fundusexpert_plugin.eval.results import (FUNDUSGEN_KIND_TO_TASK, image_path, image_size, meta_from_fundusgen_row,
-                                              reference_boxes, user_prompt)
+from fundusexpert_plugin.eval.results import (FUNDUSGEN_KIND_TO_TASK, image_path, image_size, known_absent_target,
+                                              meta_from_fundusgen_row, reference_boxes, user_prompt)
 
 #: kinds whose answers are boxes scored by :func:`grounding_reward`
 GROUNDING_KINDS = ('region_detection', 'grounded_report')
@@ -155,13 +155,6 @@ def matched_iou(pred: Sequence[LabeledBox], gt: Sequence[LabeledBox]) -> float:
     rest = [p.box_px for p in pred if p.label == '' or not labels]
     total += _match_sum([gt[i].box_px for i in free], rest)[0]
     return total / max(len(gt), len(pred))
-
-
-def known_absent_target(row: Mapping) -> Optional[str]:
-    """The row's target when the source marks it absent (no box, target in ``negatives``), else ``None``."""
-    target = row.get('target')
-    objects = row.get('objects') or {}
-    return target if target and not objects.get('bbox') and target in (row.get('negatives') or []) else None
 
 
 def _states_absent(judge: LexiconJudge, completion: str, finding: str, row: Mapping) -> bool:
