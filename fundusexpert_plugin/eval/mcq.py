@@ -140,7 +140,8 @@ def lenient_letter(response: Optional[str], options: Mapping[str, str]) -> str:
     if len(named) == 1:
         return named.pop()
     norm = _norm(text)
-    hits = {k: _norm(options[k]) for k in valid if _norm(options[k]) and _norm(options[k]) in norm}
+    texts = {k: _norm(str(options.get(k) or '')) for k in valid}      # no options known: letters only
+    hits = {k: t for k, t in texts.items() if t and t in norm}
     hits = {k: v for k, v in hits.items() if not any(v != w and v in w for w in hits.values())}
     return next(iter(hits)) if len(hits) == 1 else ''
 

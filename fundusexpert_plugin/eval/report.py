@@ -140,7 +140,7 @@ def evaluate_rows(rows: Sequence[dict], meta: Optional[Dict[int, dict]] = None, 
                         rec['absent'] = kind
                     rec.update(width=width, height=height, gt=[[b.label, list(b.box_px)] for b in sample.gt],
                                pred=[[b.label, list(b.box_px)] for b in sample.pred])
-            if 'positives' in m:
+            if task == 'report' and 'positives' in m:   # a FundusGen meta gives every row its positives
                 if judge is None:
                     no_judge += 1
                 else:

@@ -145,12 +145,15 @@ def read_results(path: str) -> List[dict]:
     Raises:
         FileNotFoundError: no such file.
         FundusDataError: a line is not a JSON object, or a field has the wrong type
-            (``'<path>:<line>: <field> = ...'``).
+            (``'<path>:<line>: <field> = ...'``), or the file holds no row.
     """
     rows = []
     for line_no, row in _jsonl.read_jsonl(path):
         check_swift_row(row, f'{path}:{line_no}')
         rows.append(row)
+    if not rows:
+        raise FundusDataError(f'{path}: no result row (the file is empty); expected the jsonl that swift infer '
+                              'writes (--result_path)', reason='empty_file')
     return rows
 
 

@@ -105,3 +105,10 @@ def test_missing_or_nan_category_is_unknown_on_direct_calls(category):
     assert score_item('B', 'B', OPTIONS, category).category == 'Unknown'
     assert category_name(category) == 'Unknown'
     assert accuracy([score_item('B', 'B', OPTIONS, category)])['per_category_n'] == {'Unknown': 1}
+
+
+def test_lenient_extraction_without_known_options_reads_letters_only():
+    """No options (a meta answer for a prompt without option lines): letters still count, no KeyError."""
+    from fundusexpert_plugin.eval.mcq import lenient_letter
+    assert lenient_letter('The answer is C', {}) == 'C'
+    assert lenient_letter('glaucoma', {}) == ''

@@ -268,3 +268,27 @@ def test_grounding_rows_without_any_reference_are_unknown_not_absent(tmp_path, m
     assert metrics['grounding_absent'] == {'n_rows': 1, 'n_rows_with_boxes': 0, 'n_boxes': 0}
     _write(meta, [{'index': 0, 'task': 'grounding', 'target_absent': 'yes'}])
     assert main(['eval', '--result', str(result), '--meta', str(meta), '--out', str(tmp_path / 'o')]) == 2
+
+
+def test_clinical_consistency_judges_report_rows_only(tmp_path, monkeypatch):
+    """A FundusGen meta gives every row its positives; only report rows are judged for consistency
+    (a correct optic-disc box 'mentions' no exudate and must not score 0 for it)."""
+    heldout = _heldout(tmp_path, monkeypatch, languages=('en',))
+    detection, reports = _rows(heldout, 'region_detection'), _rows(heldout, 'report')
+    rows = detection + reports
+    path = _write(tmp_path / 'mix.jsonl', _as_infer_result(rows, [r['messages'][-1]['content'] for r in rows]))
+    assert main(['eval', '--result', str(path), '--meta', str(heldout / 'region_detection.jsonl'),
+                 '--meta', str(heldout / 'report.jsonl'), '--out', str(tmp_path / 'out')]) == 0
+    metrics = json.loads((tmp_path / 'out' / 'metrics.json').read_text())
+    # 4 held-out EN reports, each the reference itself: 8/8 (as in the report-only run above)
+    assert metrics['tasks']['report'] == len(reports) == 4 and metrics['consistency']['n_reports'] == 4
+    assert metrics['consistency']['pooled'] == 1.0
+
+
+def test_an_empty_result_file_is_an_error(tmp_path, capsys):
+    (tmp_path / 'empty.jsonl').write_text('')
+    assert main(['eval', '--result', str(tmp_path / 'empty.jsonl'), '--out', str(tmp_path / 'out')]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith('empty.jsonl: no result row (the file is empty); expected the jsonl that swift infer writes '
+                        '(--result_path)') and len(err.splitlines()) == 1
+    assert not (tmp_path / 'out' / 'metrics.json').exists()
