@@ -37,11 +37,36 @@ def normalise(text: Optional[str]) -> str:
     return text
 
 
+#: spelling variants read as the vocabulary's spelling before grades are looked for (ours): US
+#: spelling, "nonproliferative", the abbreviations DR / DME / DMO, and the Chinese 增生 / 增殖期 for 增殖性.
+_SPELLINGS = (
+    (r'(?<![\w-])edema(?![\w-])', 'oedema'),
+    (r'(?<![\w-])non[\s-]?proliferative(?![\w-])', 'non-proliferative'),
+    (r'(?<![\w-])dr(?![\w-])', 'diabetic retinopathy'),
+    (r'(?<![\w-])(?:dme|dmo)(?![\w-])', 'diabetic macular oedema'),
+    (r'增生', '增殖'), (r'增殖(?:期|型)', '增殖性'),
+)
+
+#: other names of grades in common use, normalised (ours): the Kaggle / APTOS grade names ("mild DR"
+#: ... "severe DR"; their "severe" is severe NPDR) and the ICDR "no apparent retinopathy".
+_EXTRA_NAMES = {
+    'dr_grade': {'0': ('no apparent retinopathy', 'no retinopathy'), '1': ('mild diabetic retinopathy',),
+                 '2': ('moderate diabetic retinopathy',), '3': ('severe diabetic retinopathy',)},
+    'dme_grade': {'0': ('no macular oedema',)},
+}
+
+
+def _canonical_spelling(norm: str) -> str:
+    for pattern, repl in _SPELLINGS:
+        norm = re.sub(pattern, repl, norm)
+    return norm
+
+
 def _grade_phrases(scale: str) -> List[Tuple[str, str]]:
     """``(normalised phrase, grade)`` for every name of every grade of ``scale``, both languages:
-    the full name, the name without its parenthesis, and the parenthesised short form
-    (``'moderate npdr'``)."""
-    phrases = []
+    the full name, the name without its parenthesis, the parenthesised short form
+    (``'moderate npdr'``) and the names of :data:`_EXTRA_NAMES`."""
+    phrases = [(name, grade) for grade, names in _EXTRA_NAMES.get(scale, {}).items() for name in names]
     for grade, names in GRADE_SCALES[scale].items():
         for name in names:
             forms = {normalise(name)}
@@ -55,15 +80,17 @@ def _grade_phrases(scale: str) -> List[Tuple[str, str]]:
 def parse_grade(text: Optional[str], scale: str) -> Optional[str]:
     """The grade of ``scale`` (:data:`vocab.GRADE_SCALES`) that ``text`` names, or ``None``.
 
-    Every known name of every grade is looked for in the normalised text; the longest match wins,
-    so ``"mild non-proliferative diabetic retinopathy"`` is grade 1 although it contains
+    Every known name of every grade is looked for in the normalised text, spelling variants read
+    as the vocabulary writes them (:data:`_SPELLINGS`: ``"No DR"``, ``"macular edema"``,
+    ``"nonproliferative"``, ``增生性``; names of :data:`_EXTRA_NAMES`: ``"moderate DR"``); the longest
+    match wins, so ``"mild non-proliferative diabetic retinopathy"`` is grade 1 although it contains
     ``"proliferative diabetic retinopathy"`` (grade 4). Two different grades matched at the same
     longest length, or none, give ``None``. English short forms match as whole words only.
 
     Raises:
         KeyError: unknown ``scale``.
     """
-    norm = normalise(text)
+    norm = _canonical_spelling(normalise(text))
     best: Dict[str, int] = {}
     for phrase, grade in _grade_phrases(scale):
         if phrase.isascii():

@@ -102,3 +102,16 @@ def test_qwen_boxes_without_a_pixel_budget_are_noted(tmp_path, monkeypatch):
     assert not any('Qwen boxes' in n for n in evaluate_rows([row], options=EvalOptions(max_pixels=12544))[0]['notes'])
     monkeypatch.setenv('MAX_PIXELS', '12544')
     assert not any('Qwen boxes' in n for n in evaluate_rows([row])[0]['notes'])
+
+
+@pytest.mark.parametrize('text,scale,grade', [
+    ('No DR', 'dr_grade', '0'), ('no apparent retinopathy', 'dr_grade', '0'),
+    ('Proliferative DR.', 'dr_grade', '4'), ('moderate DR', 'dr_grade', '2'), ('Severe DR', 'dr_grade', '3'),
+    ('mild nonproliferative diabetic retinopathy', 'dr_grade', '1'),
+    ('增生性糖尿病视网膜病变', 'dr_grade', '4'), ('轻度非增殖期糖尿病视网膜病变', 'dr_grade', '1'),
+    ('no DME', 'dme_grade', '0'), ('No macular edema.', 'dme_grade', '0'),
+    ('macular edema', 'dme_grade', None),          # grade 1 or 2: the distance of the exudates is not said
+    ('NPDR', 'dr_grade', None),                    # mild, moderate or severe: not said
+])
+def test_common_spellings_of_a_grade_are_read(text, scale, grade):
+    assert parse_grade(text, scale) == grade
