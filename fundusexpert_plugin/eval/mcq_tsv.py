@@ -44,7 +44,7 @@ from fundusexpert_plugin.core.errors import FundusDataError
 from fundusexpert_plugin.core.geometry import box_px_to_grid
 from fundusexpert_plugin.eval.mcq import INSTRUCTION, INSTRUCTION_ZH, LETTERS, build_prompt, is_mcq_prompt, parse_options
 from fundusexpert_plugin.core.jsonl import read_jsonl, write_jsonl
-from fundusexpert_plugin.eval.results import check_swift_row
+from fundusexpert_plugin.eval.results import check_swift_row, fundusgen_category
 
 logger = logging.getLogger(__name__)
 
@@ -321,8 +321,8 @@ def row_to_item(row: dict, index: int, *, base_dir: Optional[Path] = None, where
 
     An MCQ item has a user prompt with lettered options (at least ``A.`` and ``B.`` lines) and an
     assistant answer that is one of those letters (``'B'``, ``'(B)'``, ``'B. glaucoma'``).
-    ``category`` comes from the row's ``category`` or ``task`` field when present, else
-    ``'fundusgen'``. A ``<bbox>`` in the question is written as the row's box in ``box_convention``
+    ``category`` comes from the row's ``category`` field, else :func:`results.fundusgen_category` (the
+    MCQ item's ``target`` finding id, or ``task``), else ``'fundusgen'``. A ``<bbox>`` in the question is written as the row's box in ``box_convention``
     (module docstring); the item then carries ``bbox_convention`` in ``extra``. ``extra['lang']`` is the
     row's ``lang`` (``'en'``/``'zh'``), else ``'zh'`` when the prompt has the Chinese instruction, so
     the TSV's rows are asked again in their own language (:func:`item_to_row`).
@@ -376,7 +376,7 @@ def row_to_item(row: dict, index: int, *, base_dir: Optional[Path] = None, where
         question = _fill_placeholders(question, row, size, box_convention)
         extra['bbox_convention'] = BOX_CONVENTIONS[box_convention]
     return TsvItem(index=str(index), question=question, options=options, answer=match.group(1),
-                   category=str(row.get('category') or row.get('task') or 'fundusgen'),
+                   category=str(row.get('category') or fundusgen_category(row) or 'fundusgen'),
                    image_path=str(path) if path else None, extra=extra)
 
 

@@ -174,18 +174,27 @@ def known_absent_target(row: Mapping) -> Optional[str]:
     return target if target and not objects.get('bbox') and target in (row.get('negatives') or []) else None
 
 
+def fundusgen_category(row: Mapping) -> Optional[str]:
+    """The scoring category of a FundusGen row: for an MCQ item the finding id it asks about
+    (``target``: the correct option's class, so per-category accuracy says which classes are
+    confused; ours), else the task name (``row['task']``); ``None`` when the row has neither."""
+    if row.get('kind') == 'mcq' and isinstance(row.get('target'), str) and row['target']:
+        return row['target']
+    return row.get('task')
+
+
 def meta_from_fundusgen_row(row: dict) -> dict:
     """Meta record of a FundusGen row (``kind``, ``task``, ``answer_letter``, ``positives``,
     ``negatives``, ``full_gt_boxes_px``, ``answer_text``, ``grade_scale``, ``reference``): scorer from
     :data:`FUNDUSGEN_KIND_TO_TASK`, category = the task name, positives and negatives restricted to lesion
-    classes (anatomy is not a finding to be consistent about). Closed-answer kinds (grading,
+    classes (anatomy is not a finding to be consistent about); category :func:`fundusgen_category`. Closed-answer kinds (grading,
     classification, region identification; :mod:`.answers`) carry their reference answer text and grade
     scale. A grounding row of a target the source states absent (:func:`known_absent_target`) gets
     ``target_absent: True``. A row with ``objects`` boxes keeps them as ``reference`` (``{'messages': the context, 'labels':
     the reference answer, 'objects': ...}``, a row for :func:`reference_boxes`), used when the result row
     has no ``objects`` of its own (:func:`reference_row`). Kinds without a scorer here (vqa, data-only
     tasks) are left to content inference."""
-    meta = {'category': row.get('task'),
+    meta = {'category': fundusgen_category(row),
             'positives': [f for f in row.get('positives', []) if f in _LESIONS],
             'negatives': [f for f in row.get('negatives', []) if f in _LESIONS]}
     if row.get('full_gt_boxes_px'):  # the answer shows only part of the boxes: score against all of them

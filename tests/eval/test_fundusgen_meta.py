@@ -28,7 +28,11 @@ def test_mcq_and_report_rows_scored_with_fundusgen_meta(tmp_path, monkeypatch):
     metrics = json.loads((tmp_path / 'out_mcq' / 'metrics.json').read_text())
     # 8 held-out items (EN; one about the fovea of 0015), one right: strict = lenient = 1 / 8 = 0.125
     assert len(mcq) == 8 and metrics['mcq']['n'] == 8
-    assert metrics['mcq']['strict'] == {'overall': 0.125, 'per_category': {'mcq': 0.125}}
+    # categories are the items' target classes: optic disc x3 (0005, 0049, 0015; the right one is 0005's),
+    # haemorrhages x2, hard exudates x2, fovea x1
+    assert metrics['mcq']['strict'] == {'overall': 0.125, 'per_category': {
+        'fovea': 0.0, 'haemorrhages': 0.0, 'hard_exudates': 0.0, 'optic_disc': 0.333}}
+    assert metrics['mcq']['per_category_n'] == {'fovea': 1, 'haemorrhages': 2, 'hard_exudates': 2, 'optic_disc': 3}
 
     reports = [json.loads(line) for line in (heldout / 'report.jsonl').read_text().splitlines()]
     result = tmp_path / 'report_result.jsonl'
