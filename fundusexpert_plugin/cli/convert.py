@@ -26,7 +26,7 @@ import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Dict, Iterable, List
+from typing import TYPE_CHECKING, Callable, Dict, Iterable, List, Optional
 
 from fundusexpert_plugin.core.errors import FundusDataError
 from fundusexpert_plugin.sources.masks import PAPER_AREA_THRESHOLD_PX2, PAPER_EPS_PX, PAPER_MAX_BOXES, PAPER_MIN_SAMPLES
@@ -379,4 +379,19 @@ def run(args: argparse.Namespace) -> int:
         return 1
     write_records(records, args.out)
     print(f'{args.out}: {log.summary(len(records))}')
+    root = image_root_hint(records, Path(args.out).parent)
+    if root is not None:
+        print(f'  the images lie outside {Path(args.out).parent}: give their folder to the next step, e.g. '
+              f'fundusexpert data build --records {args.out} --image-root {root} --out fundusgen')
     return 0
+
+
+def image_root_hint(records, out_dir: Path) -> Optional[str]:
+    """The folder holding every record's image (their common parent), when some image lies outside
+    ``out_dir`` (the records file's folder, which ``data build`` / ``data validate`` take as the dataset
+    folder unless ``--image-root`` is given); ``None`` when all lie inside it."""
+    out_dir = Path(os.path.abspath(out_dir))
+    images = [Path(os.path.abspath(out_dir / r.image)) for r in records]
+    if all(out_dir in p.parents for p in images):
+        return None
+    return os.path.relpath(os.path.commonpath([str(p.parent) for p in images]))

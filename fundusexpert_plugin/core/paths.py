@@ -40,7 +40,8 @@ def _normal_match(path: Path) -> Path:
 
 
 def resolve_image_path(name: object, base: Path | str, *, where: str, field_name: str = 'image',
-                       root: Optional[Path | str] = None, allow_outside_root: bool = False) -> Path:
+                       root: Optional[Path | str] = None, allow_outside_root: bool = False,
+                       remedy: str = 'give a path inside it') -> Path:
     """The file that ``name`` (as written in an annotation) refers to; see the module rules.
 
     Args:
@@ -48,6 +49,7 @@ def resolve_image_path(name: object, base: Path | str, *, where: str, field_name
         base: the folder relative paths are resolved against (the annotation file's folder).
         root: the dataset folder the file must lie in (default ``base``).
         where: ``'<file>:<line>'`` for the message.
+        remedy: what the refusal suggests besides ``--allow-outside-root`` (records: ``--image-root``).
 
     Returns:
         An absolute path (not checked for existence; the image intake reports a missing file).
@@ -76,6 +78,6 @@ def resolve_image_path(name: object, base: Path | str, *, where: str, field_name
         if real != real_root and real_root not in real.parents:
             kind = 'absolute path' if given.is_absolute() else 'path'
             raise FundusDataError(f'{where}: {field_name} = {name!r}: {kind} outside the dataset folder {root}; '
-                                  'refused (give a path inside it, or pass --allow-outside-root for a trusted file)',
+                                  f'refused ({remedy}, or pass --allow-outside-root for a trusted file)',
                                   reason='image_path_refused')
     return Path(os.path.abspath(path))

@@ -56,7 +56,8 @@ def check_record_image(record, image_dir: Path, *, root: Optional[Path] = None, 
             than the upright image's (reason ``size_mismatch``).
     """
     where = f'{location}: record {record.record_id!r}' if location else f'record {record.record_id!r}'
-    path = resolve_image_path(record.image, image_dir, where=where, root=root, allow_outside_root=allow_outside_root)
+    path = resolve_image_path(record.image, image_dir, where=where, root=root, allow_outside_root=allow_outside_root,
+                              remedy='give the folder that holds the images as --image-root')
     image = load_checked(path, where=where, sha256=record.sha256, max_side=max_side)
     if image.original_size != (record.width, record.height):
         raise FundusDataError(f'{where}: width/height = {record.width}x{record.height} but {path} is '

@@ -63,7 +63,9 @@ def test_records_flag_and_image_root_alias_read_records_as_data_build_does(tmp_p
     # --image-root is the dataset folder every image must lie in, as in data build
     rc, out, err = _validate(capsys, '--records', path, '--image-root', tmp_path / 'elsewhere')
     assert rc == 2 and f'{path}: read 2 lines/items, kept no record' in err and "'image_path_refused': 2}" in err
-    assert f"  skipped: {path}:1: record 'a': image = 'a.jpg': path outside the dataset folder {tmp_path / 'elsewhere'}" in out
+    assert (f"  skipped: {path}:1: record 'a': image = 'a.jpg': path outside the dataset folder {tmp_path / 'elsewhere'}; "
+            "refused (give the folder that holds the images as --image-root, or pass --allow-outside-root for a trusted "
+            "file)") in out.splitlines()
     rc, _, err = _validate(capsys, '--records', path, path)
     assert rc == 2 and 'give the records file either as PATH or as --records, not both' in err
     rc, _, err = _validate(capsys, '--records', path, '--format', 'coco')

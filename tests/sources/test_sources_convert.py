@@ -31,7 +31,13 @@ def test_yolo_sample_to_records_with_relative_paths_that_build_reads(tmp_path, c
     assert _run('yolo', '--images', SAMPLE / 'images', '--labels', SAMPLE / 'labels_yolo', '--out', out,
                 '--source-dataset', 'IDRiD via CODRAS', '--licence', 'CC BY-SA 4.0',
                 '--annotated-labels', 'classes', '--laterality-from-disc') == 0
-    assert '12 records written; 0 bad items skipped' in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert '12 records written; 0 bad items skipped' in printed
+    # the photos lie outside the records folder: the next step is told their folder
+    import os
+    hint = (f'  the images lie outside {out.parent}: give their folder to the next step, e.g. fundusexpert data '
+            f'build --records {out} --image-root {os.path.relpath(SAMPLE / "images")} --out fundusgen')
+    assert hint in printed.splitlines()
     first = json.loads(out.read_text().splitlines()[0])
     assert not Path(first['image']).is_absolute() and first['image'].startswith('..')
     recs = list(read_records(out))
@@ -56,6 +62,7 @@ def test_bad_row_exits_2_with_the_location_and_lenient_skips_it(tmp_path, make_i
                 '--absolute-paths') == 0
     printed = capsys.readouterr().out
     assert '1 records written; 1 bad items skipped (--lenient)' in printed and "'9'" in printed
+    assert 'image-root' not in printed                    # the images lie inside the records file's folder
     (rec,) = read_records(out)
     assert Path(rec.image).is_absolute() and rec.provenance.source_dataset == 'APTOS 2019 Blindness Detection'
 
