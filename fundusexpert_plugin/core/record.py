@@ -111,7 +111,8 @@ class FundusGenRecord(BaseModel):
             vertical, then horizontal), when the source gives it; ``None`` otherwise.
         findings: located findings, in any order.
         image_labels: image-level labels, e.g. ``{'dr_grade': '2', 'diagnosis': 'glaucoma'}``.
-            Keys must be ``'diagnosis'`` or a scale of :data:`vocab.GRADE_SCALES`.
+            Keys must be ``'diagnosis'`` or a scale of :data:`vocab.GRADE_SCALES`; a grade given as a
+            JSON integer (``2``) is read as its string.
         feature_text: fine-grained feature text per language from the engine's MLLM expansion
             (checked against the findings); empty: the chain writes its rule-based text.
         sha256: hex digest of the image file; when given, the builder checks the file against it.
@@ -133,6 +134,15 @@ class FundusGenRecord(BaseModel):
     feature_text: Dict[Literal['en', 'zh'], str] = Field(default_factory=dict)
     sha256: Optional[str] = Field(default=None, pattern=SHA256_PATTERN)
     provenance: Provenance
+
+    @field_validator('image_labels', mode='before')
+    @classmethod
+    def _integer_grades(cls, labels):
+        """A grade written as a JSON integer (``"dr_grade": 2``) is the grade ``'2'``; booleans and
+        fractions are left to be refused."""
+        if isinstance(labels, dict):
+            return {k: str(v) if isinstance(v, int) and not isinstance(v, bool) else v for k, v in labels.items()}
+        return labels
 
     @field_validator('image_labels')
     @classmethod

@@ -120,3 +120,13 @@ def test_lenient_read_drops_only_a_bad_image_label_and_keeps_the_boxes(tmp_path,
     (kept,) = read_records(path, lenient=True, box_skipped=messages, box_counts=counts)
     assert kept.image_labels == {'dme_grade': '1'} and kept.boxes('optic_disc') == [(100, 100, 200, 220)]
     assert counts == {'invalid_label': 1} and len(messages) == 1 and "'5'" in messages[0]
+
+
+def test_an_integer_grade_is_the_grade_and_a_boolean_is_refused(make_record):
+    from fundusexpert_plugin.core.record import FundusGenRecord
+    data = make_record().model_dump()
+    assert FundusGenRecord.model_validate({**data, 'image_labels': {'dr_grade': 2}}).image_labels == {'dr_grade': '2'}
+    with pytest.raises(ValueError, match='valid string'):
+        FundusGenRecord.model_validate({**data, 'image_labels': {'dr_grade': True}})
+    with pytest.raises(ValueError, match='valid string'):
+        FundusGenRecord.model_validate({**data, 'image_labels': {'dr_grade': 2.5}})
