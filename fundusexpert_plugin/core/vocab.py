@@ -178,6 +178,21 @@ def lesion_ids() -> List[str]:
     return [t.id for t in FINDINGS.values() if t.kind == 'lesion']
 
 
+def _diagnosis_key(text: str) -> str:
+    return ' '.join(str(text).strip().lower().replace('_', ' ').replace('-', ' ').split())
+
+
+#: every id and display name of :data:`DIAGNOSES` (EN and ZH, case, ``_``/``-``/space folded) -> id
+_DIAGNOSIS_NAMES = {_diagnosis_key(name): did for did, names in DIAGNOSES.items() for name in (did, *names)}
+
+
+def resolve_diagnosis(text: str) -> Optional[str]:
+    """The diagnosis id a table cell names: an id (``'diabetic_retinopathy'``, ``'Diabetic-Retinopathy'``)
+    or a display name in English or Chinese (``'age-related macular degeneration'``, ``'糖尿病视网膜病变'``);
+    ``None`` when it names none."""
+    return _DIAGNOSIS_NAMES.get(_diagnosis_key(text))
+
+
 def diagnosis_name(diagnosis_id: str, lang: str = 'en') -> str:
     """Display name of a diagnosis id (``'glaucoma'``) in ``lang``.
 

@@ -14,7 +14,8 @@ Layouts read:
   foreground non-zero (or zero / one value), boxes by :func:`..masks.cluster_mask`.
 * Label CSV: ``image`` (path relative to the CSV's folder or ``images_dir``, the rules of
   :func:`~fundusexpert_plugin.core.paths.resolve_image_path`) and any of ``dr_grade`` (ICDR 0-4),
-  ``dme_grade`` (IDRiD 0-2), ``diagnosis`` (an id of ``vocab.DIAGNOSES``), ``laterality``
+  ``dme_grade`` (IDRiD 0-2), ``diagnosis`` (an id of ``vocab.DIAGNOSES`` or its English or Chinese
+  name, :func:`vocab.resolve_diagnosis`), ``laterality``
   (``left``/``right``, also ``L``/``R``/``OS``/``OD``), ``record_id`` (default: the image path,
   :func:`.base.path_record_id`), ``sha256`` (expected digest of the image file, checked by the image
   intake); an empty cell is unknown; other columns are ignored (counted).
@@ -383,8 +384,8 @@ def read_class_masks(images_dir: Path | str, masks_dir: Path | str, *,
 
 
 def _label_diagnosis(draft: RecordDraft, where: str, cell: str) -> None:
-    diagnosis = cell.strip().lower().replace(' ', '_').replace('-', '_')
-    if diagnosis not in vocab.DIAGNOSES:
+    diagnosis = vocab.resolve_diagnosis(cell)
+    if diagnosis is None:
         raise FundusDataError(f'{where}: column \'diagnosis\' = {cell!r}: unknown; '
                               f'expected one of {sorted(vocab.DIAGNOSES)}', reason='unknown_diagnosis')
     draft.image_labels['diagnosis'] = diagnosis

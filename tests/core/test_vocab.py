@@ -37,3 +37,12 @@ def test_a_suggestion_names_each_finding_once():
     with pytest.raises(ValueError) as exc:
         vocab.resolve_finding('drusn')
     assert "did you mean 'drusen'? Known:" in str(exc.value)
+
+
+@pytest.mark.parametrize('cell,expected', [
+    ('diabetic_retinopathy', 'diabetic_retinopathy'), ('Diabetic-Retinopathy', 'diabetic_retinopathy'),
+    ('age-related macular degeneration', 'age_related_macular_degeneration'), ('糖尿病视网膜病变', 'diabetic_retinopathy'),
+    (' 青光眼 ', 'glaucoma'), ('no apparent retinal disease', 'normal'), ('retinopathy', None), ('', None),
+])
+def test_a_diagnosis_cell_is_read_by_id_or_english_or_chinese_name(cell, expected):
+    assert vocab.resolve_diagnosis(cell) == expected
