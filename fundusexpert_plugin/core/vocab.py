@@ -89,14 +89,15 @@ GRADE_SCALES: Dict[str, Dict[str, Tuple[str, str]]] = {
         '3': ('severe non-proliferative diabetic retinopathy (severe NPDR)', '重度非增殖性糖尿病视网膜病变'),
         '4': ('proliferative diabetic retinopathy (PDR)', '增殖性糖尿病视网膜病变'),
     },
-    # IDRiD "risk of macular edema" (Porwal 2018): 1 = exudates beyond 1 DD of the macula centre,
-    # 2 = exudates within 1 DD.
+    # IDRiD "risk of macular edema" (Porwal 2018, the Messidor definition): 0 = no apparent hard
+    # exudates, 1 = hard exudates beyond 1 DD of the macula centre, 2 = within 1 DD. A grade states a
+    # risk read from exudates, so its name says "risk", not a diagnosis of oedema.
     'dme_grade': {
         '0': ('no diabetic macular oedema', '无糖尿病黄斑水肿'),
-        '1': ('diabetic macular oedema, exudates outside one disc diameter of the macular centre',
-              '糖尿病黄斑水肿（渗出距黄斑中心一个视盘直径以外）'),
-        '2': ('diabetic macular oedema, exudates within one disc diameter of the macular centre',
-              '糖尿病黄斑水肿（渗出距黄斑中心一个视盘直径以内）'),
+        '1': ('risk of diabetic macular oedema: hard exudates more than one disc diameter from the macular centre',
+              '糖尿病黄斑水肿风险：硬性渗出距黄斑中心一个视盘直径以外'),
+        '2': ('risk of diabetic macular oedema: hard exudates within one disc diameter of the macular centre',
+              '糖尿病黄斑水肿风险：硬性渗出距黄斑中心一个视盘直径以内'),
     },
     # EyeQ image-quality grades (Fu et al., MICCAI 2019): gradable or not.
     'image_quality': {

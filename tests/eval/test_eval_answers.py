@@ -22,8 +22,9 @@ def test_parse_grade_dme_tie_is_unparsed():
     assert parse_grade('无糖尿病黄斑水肿', 'dme_grade') == '0'
     # "糖尿病黄斑水肿" alone is the short form of grades 1 and 2 alike: no grade
     assert parse_grade('糖尿病黄斑水肿', 'dme_grade') is None
-    assert parse_grade('diabetic macular oedema, exudates within one disc diameter of the macular centre',
-                       'dme_grade') == '2'
+    assert parse_grade('risk of diabetic macular oedema: hard exudates within one disc diameter of the macular '
+                       'centre', 'dme_grade') == '2'
+    assert parse_grade('Risk of diabetic macular oedema.', 'dme_grade') is None      # grade 1 or 2: not said
 
 
 def test_normalise_and_exact_match():
