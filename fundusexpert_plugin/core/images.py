@@ -140,6 +140,29 @@ def _to_rgb(im: Image.Image, notes: List[str]) -> Image.Image:
     return im.convert('RGB')
 
 
+#: Single-channel source modes: Pillow's greyscale modes as :func:`load_image` names them in
+#: ``conversion`` (``'L->RGB'``, ``'LA->RGB (alpha on black)'``, ``'I;16 16-bit->8-bit RGB'``,
+#: ``'F float->8-bit RGB'``) and the DICOM grey photometric interpretations (``'DICOM MONOCHROME2->RGB'``,
+#: :func:`fundusexpert_plugin.core.dicom.read_dicom`). A palette (``P``) image is not counted: its
+#: palette may hold colours.
+GREYSCALE_MODES = frozenset({'1', 'L', 'LA', 'La', 'I', 'I;16', 'I;16B', 'I;16L', 'I;16N', 'F',
+                             'MONOCHROME1', 'MONOCHROME2'})
+
+
+def was_greyscale(conversion: str) -> bool:
+    """Whether an intake note (``LoadedImage.conversion``, kept in records as
+    ``provenance.stages['image']``) says the photograph was single-channel (greyscale) before it was
+    converted to RGB, e.g. ``'exif-rotated (orientation 6); L->RGB'`` or ``'DICOM MONOCHROME2->RGB'``
+    -> ``True``; ``''``, ``'CMYK->RGB'``, ``'DICOM RGB'`` -> ``False``. Notes are ``'; '``-separated;
+    the mode is the text before ``'->'`` or the first space (after a ``'DICOM '`` prefix)."""
+    for note in (conversion or '').split('; '):
+        note = note.strip()
+        note = note[len('DICOM '):] if note.startswith('DICOM ') else note
+        if note.split('->')[0].split(' ')[0] in GREYSCALE_MODES:
+            return True
+    return False
+
+
 def load_image(path: Path | str, *, max_side: Optional[int] = None, sha256: Optional[str] = None,
                max_pixels: Optional[int] = -1, accept_burned_in: bool = False) -> LoadedImage:
     """Read one photograph as upright 8-bit RGB (see the module table); ``accept_burned_in``: DICOM only.

@@ -11,12 +11,19 @@ Positioning (laterality, fovea, quadrants, DD) is computed from the boxes when t
 written, so it always matches them.
 
 Landmarks: the training-free locator (:mod:`fundusexpert_plugin.detector.landmarks`) runs on every
-photograph (unless ``locator=None``). The optic disc comes from the detector when it finds one, else
-from the locator; the fovea from the detector when it has a ``fovea`` class and finds one, else from
-the locator (searched from the disc in use), so the 2.5-DD prior is used only when neither exists.
+photograph (unless ``locator=None``). The optic disc comes from the detector when it finds a plausible
+one (:func:`disc_plausibility`), else from the locator; the fovea from the detector when it has a
+``fovea`` class and finds one, else from the locator (searched from the disc in use), so the 2.5-DD
+prior is used only when neither exists. Either way the fovea finding is the 1-DD box
+(:func:`~fundusexpert_plugin.core.geometry.fovea_box`, DD of the disc in use) centred on the
+detected or located centre, as annotated fovea points are, so a fovea box means the same thing
+whatever its source.
 ``provenance.landmarks`` says which source each landmark came from. When the detector and the
 locator both give a landmark and their centres are more than :data:`DISAGREE_DD` disc diameters
 apart, the record carries a sentence in ``provenance.flags`` (the detector's landmark is kept);
+a detector disc that fails the plausibility rule is not used (the next plausible detector disc,
+else the locator's) and ``provenance.flags`` says so (a sentence starting with
+:data:`~fundusexpert_plugin.render.chain.IMPLAUSIBLE_DISC_FLAG`);
 when the two discs lie on different sides of the image, laterality is left unknown. A DICOM
 photograph's header laterality is kept as the record's; when the disc in use lies on the other
 side (macula-centred rule), ``provenance.flags`` says so and a warning is logged.
@@ -31,7 +38,7 @@ Defined behaviours (counted in the batch run summary, never a crash):
     * no optic disc from the detector nor the locator (e.g. a photograph too small for the
       locator, ``MIN_FOV_WIDTH_PX``): the record is kept without laterality (the chain then
       describes positions relative to the image) and the summary counts it under ``no_optic_disc``;
-    * several optic-disc detections: only the highest-scoring one is kept (one disc per eye).
+    * several optic-disc detections: only the highest-scoring plausible one is kept (one disc per eye).
 """
 from __future__ import annotations
 
@@ -47,12 +54,13 @@ import numpy as np
 from fundusexpert_plugin.core import vocab
 from fundusexpert_plugin.core.dicom import DicomFields, check_laterality, is_dicom, read_dicom
 from fundusexpert_plugin.core.errors import FundusDataError
-from fundusexpert_plugin.core.geometry import box_center, clip_box, fovea_box, laterality_from_disc
+from fundusexpert_plugin.core.geometry import box_center, clip_box, fovea_box, fovea_dd_px, laterality_from_disc
 from fundusexpert_plugin.core.images import LoadedImage, load_image, save_image
 from fundusexpert_plugin.core.record import FundusGenRecord, parse_record
 from fundusexpert_plugin.detector.detect import Detection, clean_detections
 from fundusexpert_plugin.detector.landmarks import LOCATOR_NAME, Landmarks, locate_landmarks
 from fundusexpert_plugin.engine.expand import Describer, RuleDescriber, expand_record
+from fundusexpert_plugin.render.chain import IMPLAUSIBLE_DISC_FLAG
 from fundusexpert_plugin.render.position import disc_diameter_px
 
 logger = logging.getLogger(__name__)
@@ -61,6 +69,16 @@ logger = logging.getLogger(__name__)
 #: one DD is about 1.5 mm on the retina, far beyond annotation noise; the locator's disc error on
 #: IDRiD is under 0.2 DD, ``benchmarks/landmarks.py``).
 DISAGREE_DD = 1.0
+#: Plausible optic-disc diameter (:func:`~fundusexpert_plugin.core.geometry.disc_diameter_px`, the mean
+#: of the box's sides) as a fraction of the image width, ``(low, high)``. Measured on the 36 CODRAS disc
+#: boxes of IDRiD photos (12 of them ship in ``sample/annotations.jsonl``): 0.091-0.159 of the width,
+#: median 0.130. The band is deliberately generous (other cameras, 30-50 degree fields,
+#: photographs cropped to the field of view or with a wide black border), so only boxes no camera
+#: gives (a 0.8-px box, a box over half the image) are refused.
+DISC_DD_PER_WIDTH = (0.04, 0.30)
+#: Plausible width / height of an optic-disc box, ``(low, high)``. The 36 CODRAS boxes: 0.82-1.09
+#: (a disc is a slightly vertical oval); 0.5-2.0 also admits a disc cut by the image edge.
+DISC_ASPECT = (0.5, 2.0)
 
 
 class FundusEngine:
@@ -152,11 +170,17 @@ class FundusEngine:
             if box[2] > box[0] and box[3] > box[1]:
                 clipped.append(det._replace(box_px=box))
         discs = sorted((d for d in clipped if d.label_id == 'optic_disc'), key=lambda d: -d.score)
-        det_disc = discs[0].box_px if discs else None
+        reasons = [disc_plausibility(d.box_px, image.width) for d in discs]
+        refused = [(d, why) for d, why in zip(discs, reasons) if why]
+        det_disc = next((d.box_px for d, why in zip(discs, reasons) if not why), None)
+        clipped = [d for d in clipped if d not in {r for r, _ in refused}]  # never counted, never a finding
         marks = self._locate(image.rgb, box_center(det_disc) if det_disc else None)
         sources: Dict[str, str] = {}
         flags: List[str] = []
         laterality = None
+        if refused:
+            flags.append(_implausible_flag(refused, 'detector' if det_disc is not None else
+                                           'locator' if marks is not None else None))
         if det_disc is not None:
             disc_box, sources['optic_disc'] = det_disc, 'detector'
         elif marks is not None:
@@ -183,12 +207,16 @@ class FundusEngine:
             laterality, laterality_source = dicom.laterality, 'dicom'
         kept, _ = clean_detections(clipped, disc_box_px=disc_box)
         det_fovea = next((d for d in kept if d.label_id == 'fovea'), None)
+        dd_fovea = fovea_dd_px(image.width, disc_box_px=disc_box)
         findings = []
         for det in kept:
             if det.label_id == 'fovea' and det is not det_fovea:
                 continue
             located = det.label_id == 'optic_disc' and sources.get('optic_disc') == 'locator'
-            findings.append({'label': det.label_id, 'box_px': list(det.box_px),
+            box = det.box_px
+            if det.label_id == 'fovea':  # the 1-DD box centred on the detection, as for annotated points
+                box = fovea_box(*box_center(det.box_px), image.width, image.height, dd_fovea)
+            findings.append({'label': det.label_id, 'box_px': list(box),
                              'source': 'locator' if located else 'detector',
                              'score': None if located else round(float(det.score), 4)})
         if det_fovea is not None:
@@ -200,8 +228,7 @@ class FundusEngine:
         elif marks is not None and disc_box is not None:
             sources['fovea'] = 'locator'
             findings.append({'label': 'fovea', 'source': 'locator',
-                             'box_px': list(fovea_box(*marks.fovea_px, image.width, image.height,
-                                                      disc_diameter_px(disc_box)))})
+                             'box_px': list(fovea_box(*marks.fovea_px, image.width, image.height, dd_fovea))})
         stages = {'localization': self.detector_name if self.detector is not None else 'none',
                   'positioning': 'rules (render/position.py)', 'expansion': self.describer.name}
         if marks is not None:
@@ -229,6 +256,42 @@ class FundusEngine:
             with Image.fromarray(image.rgb) as pil:
                 record = expand_record(record, self.describer, pil, self.languages)
         return record
+
+
+def disc_plausibility(box_px: Sequence[float], width: int) -> str:
+    """Why a detected optic-disc box is implausible, or ``''`` when it is plausible.
+
+    Rule (ours, from real disc boxes; see :data:`DISC_DD_PER_WIDTH` and :data:`DISC_ASPECT`): the disc
+    diameter (:func:`~fundusexpert_plugin.core.geometry.disc_diameter_px`, mean of the sides) must lie
+    within ``DISC_DD_PER_WIDTH`` of the image width and the width / height within ``DISC_ASPECT``.
+
+    Args:
+        box_px: xyxy pixel box (already clipped to the image).
+        width: image width in pixels.
+
+    Returns:
+        e.g. ``'diameter 0.8 px = 0.0002 of the image width (plausible 0.04-0.30)'``; ``''`` if plausible.
+    """
+    x1, y1, x2, y2 = box_px
+    dd = disc_diameter_px(box_px)
+    frac = dd / width if width > 0 else 0.0
+    reasons = []
+    if not DISC_DD_PER_WIDTH[0] <= frac <= DISC_DD_PER_WIDTH[1]:
+        reasons.append(f'diameter {dd:.1f} px = {frac:.4f} of the image width '
+                       f'(plausible {DISC_DD_PER_WIDTH[0]:.2f}-{DISC_DD_PER_WIDTH[1]:.2f})')
+    aspect = (x2 - x1) / (y2 - y1) if y2 > y1 else float('inf')
+    if not DISC_ASPECT[0] <= aspect <= DISC_ASPECT[1]:
+        reasons.append(f'width/height {aspect:.2f} (plausible {DISC_ASPECT[0]:g}-{DISC_ASPECT[1]:g})')
+    return ', '.join(reasons)
+
+
+def _implausible_flag(refused: Sequence, used: Optional[str]) -> str:
+    """The one flag sentence for the refused detector discs ``[(Detection, reason)]``; ``used``: where
+    the disc in use came from instead (``'detector'``, ``'locator'`` or ``None``)."""
+    boxes = '; '.join(f'({", ".join(f"{v:.1f}" for v in d.box_px)}) score {d.score:.2f}: {why}' for d, why in refused)
+    instead = {'detector': "the detector's next optic disc is used",
+               'locator': "the landmark locator's optic disc is used"}.get(used, 'no other optic disc is available')
+    return f'{IMPLAUSIBLE_DISC_FLAG}: {boxes}; not used, {instead}'
 
 
 def _disagreement(name: str, a: Sequence[float], b: Sequence[float], dd_px: float) -> str:

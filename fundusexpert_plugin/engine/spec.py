@@ -85,7 +85,10 @@ class EngineSpec:
     @property
     def detector_name(self) -> str:
         """The name recorded in each record's provenance: ``mmdet:<config file>@<checkpoint file>``
-        (``'none'`` without a detector, as the engine records it)."""
+        (``'none'`` without a detector, as the engine records it). This exact identity stays in
+        ``provenance.stages['localization']``; the chain's text names only the config stem
+        (:func:`fundusexpert_plugin.render.chain.detector_display_name`), so training targets carry
+        no file names."""
         if self.config is None:
             return 'none'
         return f'mmdet:{Path(self.config).name}@{Path(self.checkpoint).name}'

@@ -7,9 +7,12 @@ positions come from :mod:`.position`, counts and sizes from the boxes, the concl
 ``vocab.FindingTerm.suggests``); no grade is ever invented. Only lesion classes the source
 annotates exhaustively (``provenance.annotated_labels``) are reported absent. For engine records a
 lesion class the detector looks for (``provenance.detector_labels``) with no box is "not detected by
-<detector> at score >= t", and nothing at all is said about classes it was not trained on. The
-anatomy step says where the disc and the fovea come from (annotation, detector, the landmark
-locator, or the 2.5-DD prior) and names flagged disagreements (``provenance.flags``).
+the detector (<config stem>) at score >= t" (:func:`detector_display_name`: no file or checkpoint
+names in a training target), and nothing at all is said about classes it was not trained on. The
+global view says "colour" or, for a photograph the intake converted from grey, "greyscale"
+(:func:`photo_was_greyscale`). The anatomy step says where the disc and the fovea come from
+(annotation, detector, the landmark locator, or the 2.5-DD prior) and names flagged disagreements
+and refused implausible detector discs (``provenance.flags``).
 
 Measures say what was measured: the area share is that of the union of the class's *boxes*
 ("the boxed regions of hard exudates cover about 11.9% of the image"), not of the lesion itself
@@ -26,20 +29,27 @@ derived measures are ours (the paper does not publish its chain template).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import PurePath
 from typing import Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 
 from fundusexpert_plugin.core import vocab
 from fundusexpert_plugin.core.dicom import LATERALITY_FLAG
+from fundusexpert_plugin.core.images import was_greyscale
 from fundusexpert_plugin.core.record import FundusGenRecord
 from fundusexpert_plugin.render.grounded_text import GroundedText
 from fundusexpert_plugin.render.position import FOVEA_INFERIOR_DD, FOVEA_TEMPORAL_DD, AnatomyFrame, Position, locate, make_frame
 
+#: Start of the engine's flag for refused detector discs (:func:`fundusexpert_plugin.engine.pipeline.disc_plausibility`);
+#: the chain states it as such (not as a detector-locator disagreement).
+IMPLAUSIBLE_DISC_FLAG = 'implausible optic-disc box from the detector'
+
 PHRASES: Dict[str, Dict[str, str]] = {
     'en': {
-        'global': 'This is a colour fundus photograph of the {eye}{how}.',
-        'global_unknown': 'This is a colour fundus photograph; the side of the eye is not determined.',
+        'global': 'This is a {kind} fundus photograph of the {eye}{how}.',
+        'global_unknown': 'This is a {kind} fundus photograph; the side of the eye is not determined.',
+        'colour': 'colour', 'grey': 'greyscale',
         'how_disc': ' (judged from the position of the optic disc)',
         'disc': 'The {disc} lies on the {side} side of the image.',
         'no_disc': 'The optic disc is not identified, so positions are given relative to the image.',
@@ -56,9 +66,12 @@ PHRASES: Dict[str, Dict[str, str]] = {
                     '{what}.'),
         'flagged_dicom': ('Flagged for review: the DICOM header gives the {eye}, but the position of the optic disc '
                           'suggests the {other}; the header is followed.'),
+        'flagged_implausible': ('Flagged for review: an optic-disc box from the detector has an implausible size or '
+                                'shape and is not used.'),
         'flagged_other': 'Flagged for review: the sources of this record disagree (see its provenance flags).',
         'not_detected': '{name}: not detected by {detector}{at}.', 'at': ' at score ≥ {t:g}',
-        'none_looked': 'No lesion type is looked for on this image, so nothing is said about lesions.',
+        'detector': 'the detector', 'detector_named': 'the detector ({name})',
+        'none_looked': 'No lesion type was looked for in this image, so nothing is said about lesions.',
         'concl_not_detected': ('Conclusion: none of the lesion types looked for ({names}) is detected by {detector}{at}; '
                                'this does not show that they are absent.'),
         'lesion': '{name}: {count}, {where}.',
@@ -84,8 +97,9 @@ PHRASES: Dict[str, Dict[str, str]] = {
         'and': ' and ', 'comma': ', ',
     },
     'zh': {
-        'global': '这是一张{eye}的彩色眼底照片{how}。',
-        'global_unknown': '这是一张彩色眼底照片，眼别未确定。',
+        'global': '这是一张{eye}的{kind}眼底照片{how}。',
+        'global_unknown': '这是一张{kind}眼底照片，眼别未确定。',
+        'colour': '彩色', 'grey': '灰度',
         'how_disc': '（根据视盘位置判断）',
         'disc': '{disc}位于图像{side}。',
         'no_disc': '未识别到视盘，以下位置相对于图像描述。',
@@ -98,9 +112,11 @@ PHRASES: Dict[str, Dict[str, str]] = {
         'disc_locator': '视盘由其亮度和血管汇聚在图像上定位。',
         'flagged': '待复核：检测器与解剖标志定位器对{what}的位置判断不一致。',
         'flagged_dicom': '待复核：DICOM头信息记录为{eye}，但视盘位置提示为{other}；按头信息记录。',
+        'flagged_implausible': '待复核：检测器给出的一个视盘框大小或形状不合理，未被采用。',
         'flagged_other': '待复核：本记录的来源之间存在不一致（见其来源标记）。',
         'not_detected': '{name}：{detector}{at}未检出。', 'at': '在分数≥{t:g}时',
-        'none_looked': '本图像未检测任何病灶类型，因此不对病灶作任何陈述。',
+        'detector': '检测器', 'detector_named': '检测器（{name}）',
+        'none_looked': '未在本图像中查找任何病灶类型，因此不对病灶作任何陈述。',
         'concl_not_detected': '结论：{detector}{at}未检出所检测的病灶类型（{names}）；这并不表明其不存在。',
         'lesion': '{name}：{count}，{where}。',
         'count_one': '1处', 'count_many': '{n}处', 'count_capped': '{n}处（显示{n}处中最大的{k}处）',
@@ -190,8 +206,18 @@ def summarise_lesions(record: FundusGenRecord, frame: Optional[AnatomyFrame]) ->
     return out
 
 
+def photo_was_greyscale(record: FundusGenRecord) -> bool:
+    """Whether the record's photograph was greyscale before the intake made it RGB, read from the
+    intake's conversion note ``provenance.stages['image']`` (:func:`fundusexpert_plugin.core.images.was_greyscale`:
+    ``'L->RGB'``, ``'I;16 16-bit->8-bit RGB'``, ``'DICOM MONOCHROME2->RGB'`` ...). The global sentence
+    then says "greyscale fundus photograph" instead of "colour". A record without the note (an
+    RGB photograph) is taken as colour."""
+    return was_greyscale(record.provenance.stages.get('image', ''))
+
+
 def _flag_sentences(record: FundusGenRecord, lang: str, p: Dict[str, str]) -> List[str]:
-    """One sentence per kind of ``provenance.flags``: detector-locator disagreements (flags that start
+    """One sentence per kind of ``provenance.flags``: a refused implausible detector disc (flags that
+    start with :data:`IMPLAUSIBLE_DISC_FLAG`), detector-locator disagreements (flags that start
     with the landmark's English name, :func:`fundusexpert_plugin.engine.pipeline`), a DICOM laterality
     that disagrees with the disc side (:data:`~fundusexpert_plugin.core.dicom.LATERALITY_FLAG`, the
     header's value kept as the record's laterality), and any other flag."""
@@ -199,9 +225,12 @@ def _flag_sentences(record: FundusGenRecord, lang: str, p: Dict[str, str]) -> Li
     landmark = [lab for lab in ('optic_disc', 'fovea') if any(f.startswith(vocab.finding_name(lab, 'en') + ':')
                                                                for f in flags)]
     dicom = [f for f in flags if LATERALITY_FLAG in f]
-    other = [f for f in flags if f not in dicom and not any(f.startswith(vocab.finding_name(lab, 'en') + ':')
-                                                             for lab in landmark)]
+    implausible = [f for f in flags if f.startswith(IMPLAUSIBLE_DISC_FLAG)]
+    other = [f for f in flags if f not in dicom and f not in implausible
+             and not any(f.startswith(vocab.finding_name(lab, 'en') + ':') for lab in landmark)]
     out = []
+    if implausible:
+        out.append(p['flagged_implausible'])
     if landmark:
         out.append(p['flagged'].format(what=_join([vocab.finding_name(lab, lang) for lab in landmark], p)))
     if dicom and record.laterality_source == 'dicom' and record.laterality:
@@ -261,11 +290,12 @@ def cognitive_chain(record: FundusGenRecord, lang: str = 'en', *, grounded: Opti
 
     steps: List[str] = []
     # 1. global view
+    kind = p['grey' if photo_was_greyscale(record) else 'colour']
     if record.laterality:
         how = p['how_disc'] if record.laterality_source == 'optic_disc_position' else ''
-        steps.append(p['global'].format(eye=vocab.laterality_name(record.laterality, lang), how=how))
+        steps.append(p['global'].format(eye=vocab.laterality_name(record.laterality, lang), how=how, kind=kind))
     else:
-        steps.append(p['global_unknown'])
+        steps.append(p['global_unknown'].format(kind=kind))
     # 2. anatomical positioning
     if frame is None:
         fovea = record.boxes('fovea')
@@ -336,11 +366,31 @@ def _not_detected(record: FundusGenRecord) -> List[str]:
     return [lab for lab in record.not_detected_labels() if vocab.FINDINGS[lab].kind == 'lesion']
 
 
+def detector_display_name(localization: Optional[str]) -> str:
+    """The readable name of a detector from its exact identity in ``provenance.stages['localization']``.
+
+    ``'mmdet:<config file>@<checkpoint file>'`` (:attr:`fundusexpert_plugin.engine.spec.EngineSpec.detector_name`)
+    -> the config file's stem, e.g. ``'mmdet:rtmdet-tiny_idrid-lesions.py@rtmdet-tiny_idrid-lesions.pth'``
+    -> ``'rtmdet-tiny_idrid-lesions'``: the chain is a training target, and a model trained on it
+    should not learn to write file names or checkpoint names (the record keeps the exact identity).
+    Any other name is kept as given; ``''`` for none, ``'none'`` or the
+    engine's default ``'detector'`` (the chain then says just "the detector").
+    """
+    name = (localization or '').strip()
+    if name.startswith('mmdet:'):
+        name = name[len('mmdet:'):].split('@', 1)[0]
+        name = PurePath(name).stem if name.endswith('.py') else PurePath(name).name
+    return '' if name in ('', 'none', 'detector') else name
+
+
 def _detector_words(record: FundusGenRecord, lang: str) -> Tuple[str, str]:
-    """``(detector name, ' at score >= t')`` for the not-detected sentences."""
+    """``(the detector, ' at score >= t')`` for the not-detected sentences: "the detector (<name>)"
+    with :func:`detector_display_name`, never the checkpoint's file name."""
     p = PHRASES[lang]
     t = record.provenance.score_threshold
-    return record.provenance.stages.get('localization', 'the detector'), ('' if t is None else p['at'].format(t=t))
+    name = detector_display_name(record.provenance.stages.get('localization'))
+    detector = p['detector_named'].format(name=name) if name else p['detector']
+    return detector, ('' if t is None else p['at'].format(t=t))
 
 
 def _feature_sentences(lesions: List[LesionSummary], frame: Optional[AnatomyFrame], lang: str) -> str:

@@ -69,3 +69,13 @@ def test_the_python_api_never_names_a_dicom_record_after_its_file(photo_0003, tm
     assert rid.startswith('dcm-') and rec.record_id == rid and rec.image == f'images/{rid}.png'
     assert (rec.laterality, rec.laterality_source, rec.pixel_spacing_mm) == ('left', 'dicom', (0.012, 0.011))
     assert [p.name for p in (tmp_path / 'out').rglob('*')] == ['images', f'{rid}.png']
+
+
+def test_a_monochrome_dicom_photograph_is_called_greyscale(photo_0003, tmp_path):
+    grey = np.repeat(photo_0003.mean(axis=2, keepdims=True).astype(np.uint8), 3, axis=2)
+    path = write_fake_dicom(tmp_path / 'g.dcm', grey, photometric='MONOCHROME2', image_laterality='L')
+    rec = FundusGenRecord.model_validate(
+        process_photo(FundusEngine(None, detector_name='none'), path, 'dcm-grey', tmp_path / 'out').line)
+    assert rec.provenance.stages['image'] == 'DICOM MONOCHROME2->RGB'
+    assert cognitive_chain(rec, 'en').startswith('This is a greyscale fundus photograph of the left eye.')
+    assert cognitive_chain(rec, 'zh').startswith('这是一张左眼的灰度眼底照片。')

@@ -135,3 +135,55 @@ def test_clock_hours_are_listed_with_the_enumeration_comma_in_chinese(make_recor
                        ('haemorrhages', (490, 590, 510, 610))], laterality='left')
     assert '从中心凹看位于3、6、12点钟方向。' in cognitive_chain(rec, 'zh').splitlines()[3]
     assert 'at clock hours 3, 6, 12 as seen from the fovea.' in cognitive_chain(rec, 'en').splitlines()[3]
+
+
+def test_greyscale_is_read_from_the_intake_notes_of_real_conversions(tmp_path):
+    """Files of each Pillow mode through core.images.load_image: single-channel sources are greyscale."""
+    from PIL import Image
+
+    from fundusexpert_plugin.core.images import load_image, was_greyscale
+    files = {'L.png': Image.new('L', (8, 8), 90), '1.png': Image.new('1', (8, 8), 1),
+             'LA.png': Image.new('LA', (8, 8), (90, 255)), 'I16.png': Image.new('I;16', (8, 8), 3000),
+             'F.tif': Image.new('F', (8, 8), 12.5), 'RGB.png': Image.new('RGB', (8, 8), (90, 20, 10)),
+             'RGBA.png': Image.new('RGBA', (8, 8), (90, 20, 10, 255)), 'CMYK.tif': Image.new('CMYK', (8, 8)),
+             'P.png': Image.new('RGB', (8, 8), (90, 20, 10)).convert('P')}
+    notes = {}
+    for name, im in files.items():
+        im.save(tmp_path / name)
+        notes[name] = load_image(tmp_path / name).conversion
+    grey = {name for name, note in notes.items() if was_greyscale(note)}
+    assert grey == {'L.png', '1.png', 'LA.png', 'I16.png', 'F.tif'}, notes
+    assert notes['L.png'] == 'L->RGB' and notes['RGB.png'] == ''
+    # DICOM notes (core.dicom.read_dicom) and several notes joined by '; '
+    assert was_greyscale('DICOM MONOCHROME1->RGB') and was_greyscale('DICOM MONOCHROME2->RGB; frame 0 of 3')
+    assert was_greyscale('exif-rotated (orientation 6); L->RGB')
+    assert not was_greyscale('DICOM YBR_FULL_422->RGB') and not was_greyscale('DICOM RGB') and not was_greyscale('')
+
+
+def test_greyscale_global_sentence_en_zh(make_record):
+    prov = {'source_dataset': 'test', 'licence': 'CC0', 'stages': {'image': 'I;16 16-bit->8-bit RGB'}}
+    rec = _left_eye(make_record, provenance=prov)
+    assert cognitive_chain(rec, 'en').splitlines()[0] == (
+        'This is a greyscale fundus photograph of the left eye (judged from the position of the optic disc).')
+    assert cognitive_chain(rec, 'zh').splitlines()[0] == '这是一张左眼的灰度眼底照片（根据视盘位置判断）。'
+    unknown = make_record([], provenance=prov)
+    assert cognitive_chain(unknown, 'en').splitlines()[0] == (
+        'This is a greyscale fundus photograph; the side of the eye is not determined.')
+    assert cognitive_chain(unknown, 'zh').splitlines()[0] == '这是一张灰度眼底照片，眼别未确定。'
+
+
+@pytest.mark.parametrize('stage,name', [
+    ('mmdet:rtmdet-tiny_idrid-lesions.py@rtmdet-tiny_idrid-lesions.pth', 'rtmdet-tiny_idrid-lesions'),
+    ('mmdet:rtmdet.py@epoch_12.pth', 'rtmdet'),          # the checkpoint's name never shows
+    ('rtmdet', 'rtmdet'), ('none', ''), ('detector', ''), (None, '')])
+def test_detector_display_name(stage, name):
+    from fundusexpert_plugin.render.chain import detector_display_name
+    assert detector_display_name(stage) == name
+
+
+def test_an_unnamed_detector_is_just_the_detector(make_record):
+    prov = {'source_dataset': 'test', 'licence': 'CC0', 'detector_labels': ['hard_exudates'],
+            'score_threshold': 0.5, 'stages': {'localization': 'detector'}}
+    rec = make_record([('optic_disc', (100, 100, 200, 200))], provenance=prov)
+    assert 'Hard exudates: not detected by the detector at score \u2265 0.5.' in cognitive_chain(rec, 'en')
+    assert '硬性渗出：检测器在分数\u22650.5时未检出。' in cognitive_chain(rec, 'zh')

@@ -69,7 +69,7 @@ def test_region_detection_row_encodes_with_tiles_and_merged_boxes(template, make
     # -> 250, 712/2848 -> 250, 1608/4288 = 0.375 -> 375, 1068/2848 -> 375; one <box> tag for both (paper form)
     prompt = row['messages'][0]['content'].replace('<image>', '')
     assert prompt in ('Locate the hard exudates in this colour fundus photograph.',
-                      'Detect all hard exudates in this fundus image and give their bounding boxes.')
+                      'Detect the hard exudates in this fundus image and give the bounding-box coordinates.')
     answer = '<ref>hard exudates</ref><box>[[559, 216, 727, 533], [250, 250, 375, 375]]</box><|im_end|>\n'
     expected = (f'<|im_start|>system\n{SYSTEM_PROMPTS["en"]}<|im_end|>\n<|im_start|>user\n<img>'
                 + '<IMG_CONTEXT>' * 1792 + f'</img>\n{prompt}<|im_end|>\n<|im_start|>assistant\n' + answer)

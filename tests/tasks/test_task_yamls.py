@@ -211,3 +211,30 @@ def test_a_task_may_define_a_subset_of_the_languages_the_same_in_every_field(tmp
     data['prompts'], data['answer'] = {'fr': ['Décrivez.']}, {'fr': '{chain}'}
     with pytest.raises(FundusDataError, match=r"prompts: unknown language\(s\) \['fr'\]"):
         load_task(_write(tmp_path, data))
+
+
+def test_region_detection_prompts_read_for_one_structure_and_many_lesions(make_record, tmp_path):
+    """Rows of a record with an optic disc (singular) and hard exudates (plural): every prompt the task
+    may pick, as rendered; no "all optic disc" / "所有视盘"."""
+    from fundusexpert_plugin.core import vocab
+    task = load_task(default_tasks_dir() / 'region_detection.yaml')
+    assert task.version == 3
+    rec = make_record([('optic_disc', (100, 100, 200, 200)), ('hard_exudates', (500, 60, 540, 100))])
+    prompts = {lang: {row['target']: {row['messages'][0]['content']} for row in
+                      render_rows(rec, task, lang, RenderContext(tmp_path, '.'))} for lang in ('en', 'zh')}
+    assert set(prompts['en']) == {'optic_disc', 'hard_exudates', 'haemorrhages'}  # haemorrhages: the absent row
+    assert [p.format(target='optic disc') for p in task.prompts['en']] == [
+        'Locate the optic disc in this colour fundus photograph.',
+        'Detect the optic disc in this fundus image and give the bounding-box coordinates.']
+    assert [p.format(target='hard exudates') for p in task.prompts['en']] == [
+        'Locate the hard exudates in this colour fundus photograph.',
+        'Detect the hard exudates in this fundus image and give the bounding-box coordinates.']
+    assert [p.format(target='视盘') for p in task.prompts['zh']] == [
+        '请在这张彩色眼底照片中定位视盘。', '检测这张眼底图像中的视盘并给出边界框坐标。']
+    for lang in ('en', 'zh'):
+        (disc_prompt,) = prompts[lang]['optic_disc']
+        assert disc_prompt.replace('<image>', '') in {p.format(target=vocab.ref_name('optic_disc', lang))
+                                                      for p in task.prompts[lang]}
+    for name in ('region_detection', 'mcq'):
+        for lang, texts in load_task(default_tasks_dir() / f'{name}.yaml').prompts.items():
+            assert not any('all {target}' in t or '所有{target}' in t for t in texts), (name, lang)
