@@ -9,16 +9,35 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 from dataclasses import asdict
 from pathlib import Path
 
 from fundusexpert_plugin.cli.common import add_command, add_languages, add_verbs
 from fundusexpert_plugin.core.errors import FundusDataError
 
+logger = logging.getLogger(__name__)
+
+
+def unit_interval(text: str) -> float:
+    """A number in [0, 1] (``--score-threshold``).
+
+    Raises:
+        argparse.ArgumentTypeError: not a number, or outside [0, 1].
+    """
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'{text!r}: expected a number in [0, 1]') from None
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f'{text}: expected a value in [0, 1]')
+    return value
+
 
 def add_engine_options(parser: argparse.ArgumentParser) -> None:
     """The options of ``engine run`` and ``engine ray``: photographs, output, detector and describer."""
-    parser.add_argument('--images', type=Path, required=True, help='folder (recursive) or a text file of paths')
+    parser.add_argument('--images', type=Path, required=True,
+                        help='folder (recursive), one photograph, or a text file of paths (one a line)')
     parser.add_argument('--out', type=Path, required=True, help='output folder (on a cluster: shared by all nodes)')
     det = parser.add_argument_group('detector')
     det.add_argument('--detector', type=Path, default=None,
@@ -26,15 +45,17 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
                           'training-free landmark locator gives the optic disc and fovea, and no lesion is reported')
     det.add_argument('--checkpoint', type=Path, default=None, help='detector weights (slim checkpoint)')
     det.add_argument('--device', default='cpu', help="'cpu', 'cuda', 'cuda:1' or 'auto' (cuda when available)")
-    det.add_argument('--score-threshold', type=float, default=0.3)
+    det.add_argument('--score-threshold', type=unit_interval, default=0.3, help='in [0, 1] (default 0.3)')
     det.add_argument('--tile-size', type=int, default=None, help='tiled inference window (px); default off')
     det.add_argument('--tile-overlap', type=float, default=0.2)
     det.add_argument('--claim-absent', action='store_true',
                      help="report the detector's classes with no detection as absent (off: a miss is not an absence)")
     rec = parser.add_argument_group('records')
     rec.add_argument('--image-labels', type=Path, default=None,
-                     help='CSV with an image column (path relative to --images, no suffix) and label columns '
-                          '(diagnosis, dr_grade, dme_grade, image_quality)')
+                     help='CSV with an image column (the record id: path relative to --images, the suffix '
+                          'optional; for a list or one photograph the file name; case-sensitive) and label '
+                          'columns (diagnosis, dr_grade, dme_grade, image_quality); rows that match no '
+                          'photograph are named in a warning')
     add_languages(rec)
     rec.add_argument('--source-dataset', default='unlabelled photographs')
     rec.add_argument('--licence', default="see the photographs' terms")
@@ -69,18 +90,45 @@ def engine_spec(args: argparse.Namespace):
         describer=args.describer, mllm_base_url=args.mllm_base_url, mllm_model=args.mllm_model)
 
 
-def job_images(source: Path):
-    """The job's photographs (:func:`.images.list_images`), listed before any model is loaded.
+def job_images(source: Path, out: Path | None = None):
+    """The job's photographs (:func:`.images.list_images`), listed before any model is loaded; files
+    under ``out`` (the output folder, when it lies inside the image folder: its own converted copies)
+    are not listed (an INFO note says so).
 
     Raises:
         FileNotFoundError: ``source`` is missing, or a folder without images.
-        FundusDataError: a list file that names no photograph.
+        FundusDataError: a list file that names no photograph, or is not valid text.
     """
     from fundusexpert_plugin.core.images import list_images
-    images = list_images(source)
+    exclude = None
+    if out is not None and source.is_dir() and out.resolve().is_relative_to(source.resolve()):
+        exclude = out
+        logger.info('--out %s lies inside --images %s: its files are not listed as photographs', out, source)
+    images = list_images(source, exclude=exclude)
     if not images:
         raise FundusDataError(f'{source}: the list names no photograph')
     return images
+
+
+def image_root(args: argparse.Namespace) -> Path | None:
+    """The folder record ids are relative to: ``--images`` when it is a folder, else ``None`` (ids are
+    file stems)."""
+    return args.images if args.images.is_dir() else None
+
+
+def check_labels(args: argparse.Namespace, images, salt: str | None) -> None:
+    """Warn about ``--image-labels`` rows that match no record id of the job
+    (:func:`.batch.warn_unmatched_labels`); nothing without ``--image-labels``.
+
+    Raises:
+        ValueError: a bad labels CSV (:func:`.batch.read_image_labels`).
+        FundusDataError: two photographs share a record id (:func:`.batch.record_ids`).
+    """
+    if args.image_labels is None:
+        return
+    from fundusexpert_plugin.engine.batch import read_image_labels, record_ids, warn_unmatched_labels
+    labels = read_image_labels(args.image_labels)
+    warn_unmatched_labels(labels, record_ids(images, image_root(args), dicom_salt=salt), args.image_labels)
 
 
 def dicom_salt(args: argparse.Namespace, images) -> str | None:
@@ -105,14 +153,17 @@ def add_run_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_local(args: argparse.Namespace) -> int:
     """Run ``fundusexpert engine run``; prints the shard's summary as JSON and returns 0."""
-    from fundusexpert_plugin.engine.batch import run_engine, shard_from_env
+    from fundusexpert_plugin.engine.batch import check_run_options, run_engine, run_options, shard_from_env
     shard_spec = shard_from_env(args.shard)
-    images = job_images(args.images)
+    images = job_images(args.images, args.out)
     spec = engine_spec(args)
+    options = run_options(spec)
+    check_run_options(args.out, options)  # before the detector is loaded
     salt = dicom_salt(args, images)
-    summary = run_engine(spec.build(), images, args.out, shard_spec=shard_spec,
-                         image_root=args.images if args.images.is_dir() else None, progress=not args.no_progress,
-                         dicom_salt=salt, accept_burned_in=args.accept_burned_in)
+    check_labels(args, images, salt)
+    summary = run_engine(spec.build(), images, args.out, shard_spec=shard_spec, image_root=image_root(args),
+                         progress=not args.no_progress, dicom_salt=salt, accept_burned_in=args.accept_burned_in,
+                         options=options)
     print(json.dumps(asdict(summary), indent=2))
     return 0
 
@@ -133,14 +184,20 @@ def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_ray(args: argparse.Namespace) -> int:
     """Run ``fundusexpert engine ray``; prints the per-shard summaries as JSON and returns 0."""
+    from fundusexpert_plugin.engine.batch import check_run_options, run_options
     from fundusexpert_plugin.engine.ray_runner import run_engine_ray
-    images = job_images(args.images)
+    images = job_images(args.images, args.out)
+    spec = engine_spec(args)
+    options = run_options(spec)
+    check_run_options(args.out, options)
+    salt = dicom_salt(args, images)
+    check_labels(args, images, salt)
     summaries = run_engine_ray(
-        engine_spec(args), images, args.out, num_actors=args.num_actors, batch_size=args.batch_size,
-        num_shards=args.num_shards, image_root=args.images if args.images.is_dir() else None,
+        spec, images, args.out, num_actors=args.num_actors, batch_size=args.batch_size,
+        num_shards=args.num_shards, image_root=image_root(args),
         num_cpus_per_actor=args.num_cpus_per_actor, num_gpus_per_actor=args.num_gpus_per_actor,
-        ray_address=args.address, progress=args.progress, dicom_salt=dicom_salt(args, images),
-        accept_burned_in=args.accept_burned_in)
+        ray_address=args.address, progress=args.progress, dicom_salt=salt,
+        accept_burned_in=args.accept_burned_in, options=options)
     print(json.dumps({k: asdict(v) for k, v in summaries.items()}, indent=2))
     return 0
 
@@ -151,9 +208,13 @@ def add_merge_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run_merge(args: argparse.Namespace) -> int:
-    """Run ``fundusexpert engine merge``; prints the merged file's path and returns 0."""
-    from fundusexpert_plugin.engine.batch import merge_shards
-    print(merge_shards(args.out))
+    """Run ``fundusexpert engine merge``; prints the merged records' path, then the skipped list's path
+    and one line of counts (records, skipped by reason), and returns 0."""
+    from fundusexpert_plugin.engine.batch import merge_shard_files
+    merged = merge_shard_files(args.out)
+    print(merged.records_path)
+    print(merged.skipped_path)
+    print(merged.line())
     return 0
 
 

@@ -29,12 +29,13 @@ import os
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 from fundusexpert_plugin.core.errors import FundusDataError
+from fundusexpert_plugin.core.jsonl import read_text
 
 logger = logging.getLogger(__name__)
 
@@ -312,34 +313,88 @@ def _listed(path: Path) -> bool:
     return path.is_file() and is_dicom(path)
 
 
-def list_images(source: Path | str) -> List[Path]:
-    """Images of a folder (recursive, sorted by relative path; suffixes :data:`IMAGE_SUFFIXES` and
-    :data:`DICOM_SUFFIXES`, plus files without a suffix that are DICOM by content, as exported by
-    many PACS) or of a list file (one path per line, relative to the list's folder; blank lines and
-    ``#`` comments ignored). Files with another suffix are not opened.
+def is_image_file(path: Path | str) -> bool:
+    """Whether a file is an image by content (any suffix): DICOM (``DICM`` at byte 128) or a format
+    Pillow identifies from its header (nothing is decoded). A text file (a list of paths) is not."""
+    path = Path(path)
+    if not path.is_file():
+        return False
+    from fundusexpert_plugin.core.dicom import is_dicom
+    if is_dicom(path):
+        return True
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', Image.DecompressionBombWarning)
+            with Image.open(path):
+                return True
+    except Image.DecompressionBombError:
+        return True  # an image, refused later by load_image with the reason
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError):
+        return False
+
+
+def list_images(source: Path | str, *, exclude: Optional[Path | str] = None) -> List[Path]:
+    """Images of a folder, of one image file, or of a list file.
+
+    * a folder: recursive, sorted by relative path; suffixes :data:`IMAGE_SUFFIXES` and
+      :data:`DICOM_SUFFIXES`, plus files without a suffix that are DICOM by content, as exported by
+      many PACS (files with another suffix are not opened); nothing under ``exclude`` (e.g. an
+      output folder inside the image folder) is listed;
+    * a file that is an image by content (:func:`is_image_file`): that one image;
+    * any other file: a list, one path per line, relative to the list's folder; blank lines and
+      ``#`` comments ignored; read by :func:`.jsonl.read_text` (UTF-8 or UTF-16 with a BOM).
 
     Raises:
         FileNotFoundError: the source does not exist, or a folder holds no image.
+        FundusDataError: a list file that is not valid text (``file:line: byte offset N is not UTF-8``).
     """
     source = Path(source)
     if source.is_dir():
-        found = sorted((p for p in source.rglob('*') if _listed(p)), key=lambda p: p.relative_to(source).as_posix())
+        skip = _parts_inside(Path(exclude), source) if exclude is not None else None
+        found = sorted((p for p in source.rglob('*') if _listed(p)
+                        and not (skip and p.relative_to(source).parts[:len(skip)] == skip)),
+                       key=lambda p: p.relative_to(source).as_posix())
         if not found:
             raise FileNotFoundError(f'{source}: no image files ({", ".join(IMAGE_SUFFIXES + DICOM_SUFFIXES)}, '
                                     'or DICOM without a suffix)')
         return found
     if source.is_file():
-        lines = [ln.strip() for ln in source.read_text(encoding='utf-8').splitlines()]
+        if is_image_file(source):
+            return [source]
+        lines = [ln.strip() for ln in read_text(source).splitlines()]
         return [Path(ln) if os.path.isabs(ln) else source.parent / ln for ln in lines if ln and not ln.startswith('#')]
     raise FileNotFoundError(f'image folder or list not found: {source}')
 
 
-def shard(items: Sequence, index: int, count: int) -> List:
-    """Every ``count``-th item starting at ``index`` (round-robin: shards differ by at most one item).
+def _parts_inside(inner: Path, folder: Path) -> Optional[Tuple[str, ...]]:
+    """Path parts of ``inner`` relative to ``folder`` when it lies inside it (both resolved), else ``None``."""
+    inner, outer = inner.resolve(), folder.resolve()
+    return inner.relative_to(outer).parts if inner != outer and inner.is_relative_to(outer) else None
+
+
+def shard_of(key: str, count: int) -> int:
+    """Shard (``0 .. count-1``) of an item with this key: the first 8 bytes of the SHA-256 of its
+    UTF-8 bytes as a big-endian integer, modulo ``count``.
+
+    The same key lands in the same shard in every process and run (unlike Python's salted
+    ``hash``), whatever else is added to or removed from the job; shards are roughly, not exactly,
+    balanced (binomial spread around ``len / count``).
+
+    Raises:
+        ValueError: ``count < 1``.
+    """
+    if count < 1:
+        raise ValueError(f'{count} shards: need at least 1')
+    return int.from_bytes(hashlib.sha256(key.encode('utf-8')).digest()[:8], 'big') % count
+
+
+def shard(items: Sequence, index: int, count: int, *, key: Callable[[object], str] = str) -> List:
+    """The items of shard ``index`` of ``count``: those whose ``key(item)`` falls there by
+    :func:`shard_of` (in their order). Stable per item, roughly balanced.
 
     Raises:
         ValueError: not ``0 <= index < count``.
     """
     if count < 1 or not 0 <= index < count:
         raise ValueError(f'shard {index}/{count}: need 0 <= index < count')
-    return list(items[index::count])
+    return [item for item in items if shard_of(key(item), count) == index]

@@ -4,14 +4,22 @@ Per shard ``i`` of ``n`` (``--shard i/n``, or torchrun's ``RANK``/``WORLD_SIZE``
 
 * ``records-{i}-of-{n}.jsonl``: one FundusGen record per processed photograph, flushed and fsynced
   as it is written;
-* ``skipped-{i}-of-{n}.jsonl``: ``{"image", "reason"}`` per photograph that could not be used;
-* ``summary-{i}-of-{n}.json``: counts (written at the end of the run).
+* ``skipped-{i}-of-{n}.jsonl``: ``{"image_key", "image", "reason", "category"}`` per attempt at a
+  photograph that could not be used (readers take the latest line per ``image_key`` and drop keys
+  that have a record: :func:`shard_state`);
+* ``summary-{i}-of-{n}.json``: counts of the shard's files, plus what the last call did
+  (:class:`RunSummary`);
 
-Photographs are listed in a fixed order (sorted relative paths) and split round-robin, so each shard
-always gets the same images. A rerun of the same command skips every photograph already present in
-either file and drops a half-written last line left by a kill, so an interrupted-then-resumed run
-writes exactly what an uninterrupted run writes. :func:`merge_shards` joins the shards into
-``records.jsonl`` (sorted by record id, each id once).
+and once per folder ``engine_options.json``: the options that change records (:func:`run_options`),
+written by the first run; a later run with other options is refused (:func:`check_run_options`).
+
+A photograph's shard is :func:`~fundusexpert_plugin.core.images.shard_of` of its key (path relative
+to the image root without suffix, or the file stem for a list: :func:`image_key`), so it stays in
+the same shard when photographs are added or removed; shards are roughly, not exactly, balanced. A
+rerun of the same command skips every photograph that has a record, retries every one listed as
+skipped, and drops a half-written last line left by a kill, so an interrupted-then-resumed run
+writes the records an uninterrupted run writes. :func:`merge_shards` joins the shards into
+``records.jsonl`` (sorted by record id, each id once) and ``skipped.jsonl``.
 """
 from __future__ import annotations
 
@@ -19,96 +27,122 @@ import csv
 import json
 import logging
 import os
+import secrets
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Dict, List, Optional, Sequence, Set, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
 from fundusexpert_plugin.core import vocab
 from fundusexpert_plugin.core.dicom import dicom_record_id, is_dicom, read_dicom, record_id_from_uid
-from fundusexpert_plugin.core.images import ImageSkip, load_image, shard
-from fundusexpert_plugin.core.jsonl import append_jsonl, read_jsonl, write_jsonl
+from fundusexpert_plugin.core.images import ImageSkip, load_image, shard, shard_of
+from fundusexpert_plugin.core.jsonl import append_jsonl, read_jsonl, read_text, write_jsonl
 from fundusexpert_plugin.core.record import FundusDataError, parse_record
 
 logger = logging.getLogger(__name__)
 
+#: the file of an output folder that records the options its records were made with
+OPTIONS_FILE = 'engine_options.json'
+
+#: :class:`.spec.EngineSpec` fields that change what a record holds -> their command-line option.
+#: Not compared: device, MLLM endpoint URL, shard, progress, Ray sizes, --accept-burned-in (it only
+#: turns skips into records, and skipped photographs are retried anyway).
+RECORD_OPTIONS = {
+    'config': '--detector', 'checkpoint': '--checkpoint', 'score_threshold': '--score-threshold',
+    'tile_size': '--tile-size', 'tile_overlap': '--tile-overlap', 'claim_absent': '--claim-absent',
+    'languages': '--languages', 'source_dataset': '--source-dataset', 'licence': '--licence',
+    'image_labels': '--image-labels', 'describer': '--describer', 'mllm_model': '--mllm-model',
+}
+
 
 @dataclass
 class RunSummary:
-    """Counts of one shard's run.
+    """Counts of one shard: of its files (the same after an interrupted-then-resumed run as after an
+    uninterrupted one), and of what the last call did.
 
     Attributes:
-        shard: ``'i/n'``. images: photographs in this shard. written: records written by this call.
-        resumed: photographs found done from an earlier call. skipped: reason -> count (this call).
-        no_optic_disc: records written without an optic disc. converted: records whose image was
-            converted (mode, bit depth, EXIF rotation). findings: finding id -> boxes written.
+        shard: ``'i/n'``. images: photographs of the job in this shard.
+        records: records in the shard's records file. skipped: reason -> photographs listed as
+            skipped (latest attempt) that have no record. no_optic_disc: records without an optic
+            disc. converted: records whose image was converted (mode, bit depth, EXIF rotation).
+            findings: finding id -> boxes in the records.
+        written: records written by this call. resumed: photographs that already had a record.
+            retried: photographs listed as skipped that this call tried again.
     """
 
     shard: str
     images: int = 0
-    written: int = 0
-    resumed: int = 0
+    records: int = 0
     skipped: Dict[str, int] = field(default_factory=dict)
     no_optic_disc: int = 0
     converted: int = 0
     findings: Dict[str, int] = field(default_factory=dict)
+    written: int = 0
+    resumed: int = 0
+    retried: int = 0
 
-    def count(self, outcome: Outcome) -> None:
-        """Add one processed photograph (a written record or a skip) to the counts."""
-        if outcome.kind == 'skipped':
-            self.skipped[outcome.category] = self.skipped.get(outcome.category, 0) + 1
-            return
-        self.written += 1
-        self.converted += bool(outcome.converted)
-        self.no_optic_disc += bool(outcome.no_optic_disc)
-        for label in outcome.findings:
+    def add_record(self, record: dict) -> None:
+        """Count one record line (a FundusGen record as a JSON object)."""
+        self.records += 1
+        self.converted += bool(record.get('provenance', {}).get('stages', {}).get('image'))
+        labels = [f['label'] for f in record.get('findings', [])]
+        self.no_optic_disc += 'optic_disc' not in labels
+        for label in labels:
             self.findings[label] = self.findings.get(label, 0) + 1
 
 
 @dataclass
 class Outcome:
-    """What one photograph gave: the line for the shard's records or skipped file, and its counts.
+    """What one photograph gave: the line for the shard's records or skipped file.
 
     Attributes:
         kind: ``'record'`` (``line`` is the FundusGen record) or ``'skipped'`` (``line`` is
-            ``{"image_key", "image", "reason"}``).
+            ``{"image_key", "image", "reason", "category"}``, category being the intake's counted
+            reason: ``'image_unreadable'``, ``'dicom_burned_in'`` ...).
         line: the JSON object written as one line.
-        category: the intake's skip reason (``'image_unreadable'``, ``'dicom_burned_in'`` ...), for
-            :attr:`RunSummary.skipped`.
-        converted, no_optic_disc: the record's image was converted / the record has no optic disc.
-        findings: finding id of every finding of the record, in record order.
     """
 
     kind: str
     line: dict
-    category: str = ''
-    converted: bool = False
-    no_optic_disc: bool = False
-    findings: Tuple[str, ...] = ()
 
 
 def shard_from_env(spec: Optional[str] = None) -> Tuple[int, int]:
     """``'i/n'`` -> ``(i, n)``; without a spec, torchrun's ``RANK``/``WORLD_SIZE`` (default ``0/1``).
 
     Raises:
-        ValueError: a malformed spec or ``i >= n``.
+        ValueError: a malformed spec or ``i >= n`` (naming ``--shard`` or the environment variables).
     """
     if spec:
         try:
             index, count = (int(v) for v in spec.split('/'))
         except ValueError:
             raise ValueError(f'--shard {spec!r}: expected i/n, e.g. 0/4') from None
-    else:
-        index, count = int(os.environ.get('RANK', 0)), int(os.environ.get('WORLD_SIZE', 1))
+        if not 0 <= index < count:
+            raise ValueError(f'--shard {spec}: need 0 <= i < n')
+        return index, count
+    rank, world = os.environ.get('RANK', '0'), os.environ.get('WORLD_SIZE', '1')
+    try:
+        index, count = int(rank), int(world)
+    except ValueError:
+        index = count = -1
     if not 0 <= index < count:
-        raise ValueError(f'shard {index}/{count}: need 0 <= i < n')
+        raise ValueError(f'shard from the environment RANK={rank} WORLD_SIZE={world}: need integers with '
+                         '0 <= RANK < WORLD_SIZE (or give --shard i/n)')
     return index, count
 
 
 def image_key(path: Path, root: Optional[Path]) -> str:
-    """Stable id of a photograph: its path relative to ``root`` without suffix (``'a/0001'``)."""
+    """Stable id of a photograph: its path relative to ``root`` without suffix (``'a/0001'``); the file
+    stem when there is no root or the photograph lies outside it (a list file, a single photograph)."""
     rel = path.relative_to(root) if root is not None and path.is_relative_to(root) else Path(path.name)
     return rel.with_suffix('').as_posix()
+
+
+def photo_shard(path: Path | str, root: Optional[Path], count: int) -> int:
+    """The shard of a photograph among ``count``: :func:`~fundusexpert_plugin.core.images.shard_of` of
+    its :func:`image_key` (never its DICOM header, so listing stays cheap). :func:`run_engine` and
+    :func:`.ray_runner.run_engine_ray` both shard by it."""
+    return shard_of(image_key(Path(path), root), count)
 
 
 def record_ids(paths: Sequence[Path], root: Optional[Path], *, dicom_salt: Optional[str] = None) -> List[str]:
@@ -149,11 +183,44 @@ def shard_files(out_dir: Path, index: int, count: int) -> Tuple[Path, Path, Path
     return out_dir / f'records-{tag}.jsonl', out_dir / f'skipped-{tag}.jsonl', out_dir / f'summary-{tag}.json'
 
 
-def done_keys(out_dir: Path, index: int, count: int) -> Set[str]:
-    """Record ids already in shard ``index``'s records or skipped file (an interrupted run's
-    half-written last line is cut off first)."""
+def shard_state(out_dir: Path, index: int, count: int) -> Tuple[Set[str], Dict[str, dict]]:
+    """What shard ``index`` of ``count`` holds: ``(record ids of its records file, image key -> latest
+    skipped line of the photographs without a record)``. An interrupted run's half-written last line
+    is cut off each file first."""
     records, skipped, _ = shard_files(out_dir, index, count)
-    return set(_read_done(records, 'record_id')) | set(_read_done(skipped, 'image_key'))
+    done = {obj['record_id'] for obj in _read_lines(records)}
+    return done, latest_skips(_read_lines(skipped), done)
+
+
+def latest_skips(lines: Iterable[dict], done: Set[str]) -> Dict[str, dict]:
+    """Skipped-file lines -> image key -> its latest line, leaving out keys in ``done`` (photographs
+    that have a record by now)."""
+    latest = {}
+    for line in lines:
+        latest[line['image_key']] = line
+    return {k: v for k, v in latest.items() if k not in done}
+
+
+def skip_category(line: dict) -> str:
+    """The counted reason of a skipped line (``category``; lines written before it was recorded: the
+    reason's text up to its first parenthesis)."""
+    return line.get('category') or line['reason'].split(' (')[0]
+
+
+def shard_summary(out_dir: Path, index: int, count: int, *, images: int = 0, written: int = 0, resumed: int = 0,
+                  retried: int = 0) -> RunSummary:
+    """The :class:`RunSummary` of shard ``index`` of ``count`` from its files (counts sorted by key),
+    with the given counts of the call."""
+    records, skipped, _ = shard_files(out_dir, index, count)
+    summary = RunSummary(shard=f'{index}/{count}', images=images, written=written, resumed=resumed, retried=retried)
+    done = set()
+    for obj in _read_lines(records):
+        summary.add_record(obj)
+        done.add(obj['record_id'])
+    reasons = Counter(skip_category(line) for line in latest_skips(_read_lines(skipped), done).values())
+    summary.skipped = dict(sorted(reasons.items()))
+    summary.findings = dict(sorted(summary.findings.items()))
+    return summary
 
 
 def write_summary(out_dir: Path, summary: RunSummary) -> Path:
@@ -166,8 +233,64 @@ def write_summary(out_dir: Path, summary: RunSummary) -> Path:
     return path
 
 
-def _read_done(path: Path, key: str) -> List[str]:
-    """Keys of complete lines; a truncated last line (killed mid-write) is cut off the file."""
+def run_options(spec) -> Dict[str, object]:
+    """The options of an :class:`.spec.EngineSpec` that change records (:data:`RECORD_OPTIONS`; paths
+    absolute as the spec holds them, the describer resolved), as JSON values."""
+    values = {name: getattr(spec, name) for name in RECORD_OPTIONS}
+    values['describer'] = spec.describer_kind
+    return json.loads(json.dumps(values))
+
+
+def check_run_options(out_dir: Path | str, options: Dict[str, object]) -> Path:
+    """Record ``options`` (:func:`run_options`) in ``<out_dir>/engine_options.json`` on the first run, or
+    check them against the recorded ones.
+
+    The file is published atomically (a hard link of a finished draft), so of several shards (or an
+    ``engine ray`` driver) starting at once one writes it and every other compares with it. While
+    the folder holds no record and no skip yet (a first run that stopped early, e.g. on a mistyped
+    path), other options replace the recorded ones.
+
+    Raises:
+        FundusDataError: an option differs from the recorded one (each named, old -> new): the
+            folder's records were made with other options, and resuming would mix them.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / OPTIONS_FILE
+    options = json.loads(json.dumps(options))
+    if not path.exists():
+        _publish(path, options, replace=False)
+    recorded = json.loads(read_text(path))
+    differ = [k for k in sorted(set(recorded) | set(options)) if recorded.get(k) != options.get(k)]
+    if differ and not any(f.stat().st_size for pattern in ('records-*-of-*.jsonl', 'skipped-*-of-*.jsonl')
+                          for f in out.glob(pattern)):
+        _publish(path, options, replace=True)  # nothing was made with the recorded options
+    elif differ:
+        changes = '; '.join(f'{RECORD_OPTIONS.get(k, k)} {json.dumps(recorded.get(k), ensure_ascii=False)} -> '
+                            f'{json.dumps(options.get(k), ensure_ascii=False)}' for k in differ)
+        raise FundusDataError(f'{path}: the records in {out} were made with other options ({changes}); '
+                              'give a new --out (or the recorded options to resume)')
+    return path
+
+
+def _publish(path: Path, options: Dict[str, object], *, replace: bool) -> None:
+    """Write ``options`` to ``path`` atomically: a finished draft hard-linked (only if ``path`` is still
+    absent; another writer's file wins) or, with ``replace``, renamed over it."""
+    draft = path.with_name(f'.{path.name}.{secrets.token_hex(4)}')
+    draft.write_text(json.dumps(options, indent=2, sort_keys=True) + '\n', encoding='utf-8')
+    try:
+        if replace:
+            os.replace(draft, path)
+        else:
+            os.link(draft, path)
+    except FileExistsError:  # another shard was first: its file is compared
+        pass
+    finally:
+        draft.unlink(missing_ok=True)
+
+
+def _read_lines(path: Path) -> List[dict]:
+    """Objects of complete lines; a truncated last line (killed mid-write) is cut off the file."""
     if not path.exists():
         return []
     raw = path.read_bytes()
@@ -177,7 +300,7 @@ def _read_done(path: Path, key: str) -> List[str]:
                        path, len(raw) - good_end)
         with path.open('r+b') as fh:
             fh.truncate(good_end)
-    return [json.loads(line)[key] for line in raw[:good_end].decode('utf-8').splitlines() if line.strip()]
+    return [json.loads(line) for line in raw[:good_end].decode('utf-8').splitlines() if line.strip()]
 
 
 def process_photo(engine, path: Path | str, key: str, out_dir: Path, *, shown: Optional[str] = None,
@@ -213,87 +336,166 @@ def process_photo(engine, path: Path | str, key: str, out_dir: Path, *, shown: O
     except ImageSkip as exc:
         reason = str(exc).split(': ', 1)[-1]
         logger.warning('skipped %s: %s', path, reason)
-        return Outcome('skipped', {'image_key': key, 'image': shown or str(path), 'reason': reason},
-                       category=exc.reason or reason.split(' (')[0])
+        return Outcome('skipped', {'image_key': key, 'image': shown or str(path), 'reason': reason,
+                                   'category': exc.reason or reason.split(' (')[0]})
     record = engine.process(Path(path), out_dir=out_dir, record_id=key, image=image, dicom=dicom)
-    return Outcome('record', json.loads(record.model_dump_json()), converted=bool(image.conversion),
-                   no_optic_disc=not record.boxes('optic_disc'), findings=tuple(f.label for f in record.findings))
+    return Outcome('record', json.loads(record.model_dump_json()))
 
 
 def log_summary(summary: RunSummary) -> None:
     """One INFO line with the shard's counts."""
-    logger.info('shard %s: %d written, %d resumed, %d skipped %s, %d without optic disc', summary.shard,
-                summary.written, summary.resumed, sum(summary.skipped.values()), summary.skipped,
-                summary.no_optic_disc)
+    logger.info('shard %s: %d records (%d written, %d resumed, %d retried), %d skipped %s, %d without optic disc',
+                summary.shard, summary.records, summary.written, summary.resumed, summary.retried,
+                sum(summary.skipped.values()), summary.skipped, summary.no_optic_disc)
 
 
 def run_engine(engine, images: Sequence[Path], out_dir: Path | str, *, shard_spec: Tuple[int, int] = (0, 1),
-               image_root: Optional[Path] = None, progress: bool = True,
-               dicom_salt: Optional[str] = None, accept_burned_in: bool = False) -> RunSummary:
-    """Process this shard's photographs, appending to the shard files (resumes a previous call).
+               image_root: Optional[Path] = None, progress: bool = True, dicom_salt: Optional[str] = None,
+               accept_burned_in: bool = False, options: Optional[Dict[str, object]] = None) -> RunSummary:
+    """Process this shard's photographs, appending to the shard files (resumes a previous call:
+    photographs with a record are left alone, those listed as skipped are tried again).
 
     Args:
         engine: a :class:`.pipeline.FundusEngine`.
-        images: every photograph of the job, in the job's order (the shard is taken here).
+        images: every photograph of the job, in the job's order (the shard, :func:`photo_shard`, is
+            taken here).
         out_dir: output folder (created).
         shard_spec: ``(i, n)``.
         image_root: folder the record ids are relative to (default: ids are file stems).
         progress: show a tqdm bar.
         dicom_salt: salt of the record ids of DICOM files (:func:`record_ids`).
         accept_burned_in: use DICOM files with burned-in annotation (:func:`process_photo`).
+        options: the engine's record-changing options (:func:`run_options`), checked against the
+            folder's (:func:`check_run_options`); ``None``: not checked.
 
     Returns:
         The :class:`RunSummary`, also written to ``summary-{i}-of-{n}.json``.
 
     Raises:
-        FundusDataError: two photographs of the shard share a record id, a DICOM file without
-            ``dicom_salt``, or the detector produced a record that fails validation.
+        FundusDataError: ``options`` differ from the folder's, two photographs of the shard share a
+            record id, a DICOM file without ``dicom_salt``, or the detector produced a record that
+            fails validation.
     """
     from tqdm import tqdm
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    if options is not None:
+        check_run_options(out, options)
     index, count = shard_spec
-    mine = shard(list(images), index, count)
+    mine = shard(list(images), index, count, key=lambda p: image_key(Path(p), image_root))
     keys = record_ids(mine, image_root, dicom_salt=dicom_salt)
     records_path, skipped_path, _ = shard_files(out, index, count)
-    done = done_keys(out, index, count)
-    summary = RunSummary(shard=f'{index}/{count}', images=len(mine))
+    done, skips = shard_state(out, index, count)
+    written = resumed = retried = 0
     with records_path.open('a', encoding='utf-8') as rec_fh, skipped_path.open('a', encoding='utf-8') as skip_fh:
-        for path, key in tqdm(list(zip(mine, keys)), desc=f'Fundus-Engine shard {summary.shard}', disable=not progress):
+        for path, key in tqdm(list(zip(mine, keys)), desc=f'Fundus-Engine shard {index}/{count}', disable=not progress):
             if key in done:
-                summary.resumed += 1
+                resumed += 1
                 continue
+            retried += key in skips
             outcome = process_photo(engine, path, key, out, accept_burned_in=accept_burned_in)
-            append_jsonl(rec_fh if outcome.kind == 'record' else skip_fh, outcome.line, fsync=True)
-            summary.count(outcome)
+            if outcome.kind == 'record':
+                append_jsonl(rec_fh, outcome.line, fsync=True)
+                written += 1
+            elif outcome.line != skips.get(key):  # the same skip again is not repeated
+                append_jsonl(skip_fh, outcome.line, fsync=True)
+    summary = shard_summary(out, index, count, images=len(mine), written=written, resumed=resumed, retried=retried)
     write_summary(out, summary)
     log_summary(summary)
     return summary
 
 
-def merge_shards(out_dir: Path | str) -> Path:
-    """Join ``records-*-of-*.jsonl`` into ``records.jsonl``: sorted by record id, each id once
-    (the first shard file in name order wins a duplicate, which the log reports).
+@dataclass
+class MergeSummary:
+    """What :func:`merge_shard_files` wrote.
+
+    Attributes:
+        records_path, skipped_path: ``records.jsonl`` and ``skipped.jsonl`` of the folder.
+        records: records written. skipped: reason -> photographs skipped (latest attempt) without a
+            record in any shard. duplicates: record ids found in more than one line (one kept).
+        differing: of those, ids whose lines differ. first_differing: the first such id.
+    """
+
+    records_path: Path
+    skipped_path: Path
+    records: int = 0
+    skipped: Dict[str, int] = field(default_factory=dict)
+    duplicates: int = 0
+    differing: int = 0
+    first_differing: Optional[str] = None
+
+    def line(self) -> str:
+        """One line for the console: ``13 records, 1 skipped (image_unreadable 1)``."""
+        reasons = ', '.join(f'{k} {v}' for k, v in self.skipped.items())
+        return (f'{self.records} records, {sum(self.skipped.values())} skipped' + (f' ({reasons})' if reasons else '')
+                + (f', {self.duplicates} duplicate record ids dropped' if self.duplicates else ''))
+
+
+def merge_shard_files(out_dir: Path | str) -> MergeSummary:
+    """Join ``records-*-of-*.jsonl`` into ``records.jsonl`` (sorted by record id, each id once: the
+    first shard file in name order wins a duplicate) and ``skipped-*-of-*.jsonl`` into
+    ``skipped.jsonl`` (sorted by image key; the latest line per photograph, none for a photograph
+    that has a record). Duplicate ids are logged; one line warns when their contents differ (count
+    and first id).
 
     Raises:
         FileNotFoundError: no shard file in ``out_dir``.
+        FundusDataError: a shard line that is not a valid record (file and line named).
     """
     out = Path(out_dir)
     files = sorted(out.glob('records-*-of-*.jsonl'))
     if not files:
         raise FileNotFoundError(f'{out}: no records-*-of-*.jsonl shard files')
-    by_id: Dict[str, str] = {}
-    duplicates = 0
+    by_id: Dict[str, dict] = {}
+    where: Dict[str, str] = {}
+    summary = MergeSummary(out / 'records.jsonl', out / 'skipped.jsonl')
+    differing: Set[str] = set()
     for f in files:
         for line_no, obj in read_jsonl(f):
             rid = parse_record(obj, where=f'{f}:{line_no}').record_id
             if rid in by_id:
-                duplicates += 1
+                summary.duplicates += 1
+                if obj != by_id[rid] and rid not in differing:
+                    if not differing:
+                        summary.first_differing, first_where = rid, (where[rid], f'{f.name}:{line_no}')
+                    differing.add(rid)
                 continue
             by_id[rid] = obj
-    if duplicates:
-        logger.warning('merge: %d duplicate record ids dropped', duplicates)
-    return write_jsonl(out / 'records.jsonl', (by_id[k] for k in sorted(by_id)))
+            where[rid] = f'{f.name}:{line_no}'
+    summary.differing = len(differing)
+    if summary.differing:
+        logger.warning('merge: %d record id(s) appear in several lines with different contents (first: %r, kept %s, '
+                       'dropped %s); were the shards run with other options or shard counts?', summary.differing,
+                       summary.first_differing, *first_where)
+    elif summary.duplicates:
+        logger.info('merge: %d duplicate record ids (identical lines) dropped', summary.duplicates)
+    skip_lines = [line for f in sorted(out.glob('skipped-*-of-*.jsonl')) for line in _read_lines(f)]
+    skips = latest_skips(skip_lines, set(by_id))
+    summary.skipped = dict(sorted(Counter(skip_category(line) for line in skips.values()).items()))
+    summary.records = len(by_id)
+    write_jsonl(summary.records_path, (by_id[k] for k in sorted(by_id)))
+    write_jsonl(summary.skipped_path, (skips[k] for k in sorted(skips)))
+    return summary
+
+
+def merge_shards(out_dir: Path | str) -> Path:
+    """:func:`merge_shard_files`; returns the path of ``records.jsonl``.
+
+    Raises:
+        FileNotFoundError: no shard file in ``out_dir``.
+    """
+    return merge_shard_files(out_dir).records_path
+
+
+def warn_unmatched_labels(labels: Dict[str, Dict[str, str]], record_ids: Iterable[str], source: Path | str) -> List[str]:
+    """Log one warning naming the rows of an image-labels file that match no record id of the job
+    (count and the first five; ids are case-sensitive). Returns the unmatched ids, sorted."""
+    unmatched = sorted(set(labels) - set(record_ids))
+    if unmatched:
+        logger.warning('%s: %d image-label row(s) match no photograph of the job (ids are case-sensitive paths '
+                       'relative to --images without suffix, file names for a list): %s%s', source, len(unmatched),
+                       ', '.join(unmatched[:5]), ' ...' if len(unmatched) > 5 else '')
+    return unmatched
 
 
 def read_image_labels(path: Path) -> Dict[str, Dict[str, str]]:

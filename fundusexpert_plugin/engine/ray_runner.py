@@ -18,12 +18,15 @@ Data flow: the driver lists the photographs (in the job's order) and hands ``(in
 id)`` rows to a Ray Data ``map_batches`` over a pool of ``num_actors`` actors. Each actor calls
 ``make_engine()`` once (so the detector is loaded once per actor, on the GPU share Ray gives it) and
 runs :meth:`.pipeline.FundusEngine.process` on every photograph of a batch. The driver streams the
-results back and appends them to the same shard files :func:`.batch.run_engine` writes: the
-photograph at position ``k`` goes to shard ``k % num_shards`` (round-robin, as ``--shard i/n``), so
-``records-{i}-of-{n}.jsonl`` / ``skipped-{i}-of-{n}.jsonl`` / ``summary-{i}-of-{n}.json`` and the
-merged ``records.jsonl`` (:func:`.batch.merge_shards`: sorted by record id, duplicates dropped) are
-byte-identical to a single-process run. A rerun of the same call skips every photograph already in
-a shard file (a half-written last line from a kill is cut off first), so an interrupted job resumes.
+results back and appends them to the same shard files :func:`.batch.run_engine` writes: each
+photograph goes to shard :func:`.batch.photo_shard` (the stable hash of its key that ``--shard i/n``
+uses), so ``records-{i}-of-{n}.jsonl`` / ``skipped-{i}-of-{n}.jsonl`` / ``summary-{i}-of-{n}.json``
+hold the photographs of a single-process run's shards, and the merged ``records.jsonl``
+(:func:`.batch.merge_shards`: sorted by record id, duplicates dropped) is byte-identical to it. A
+rerun of the same call skips every photograph that has a record and retries those listed as
+skipped (a half-written last line from a kill is cut off first), so an interrupted job resumes; the
+folder's ``engine_options.json`` refuses a rerun with other record-changing options
+(:func:`.batch.check_run_options`).
 
 Shared storage: the workers read the photographs and, for converted images (greyscale, 16-bit,
 EXIF-rotated), write an upright copy under ``<out_dir>/images/``; the driver writes the shard files.
@@ -39,15 +42,17 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence
 
 from fundusexpert_plugin.core.jsonl import dumps
-from fundusexpert_plugin.engine.batch import (Outcome, RunSummary, done_keys, log_summary, merge_shards,
-                                              process_photo, record_ids, shard_files, write_summary)
+from fundusexpert_plugin.engine.batch import (RunSummary, check_run_options, log_summary, merge_shards, photo_shard,
+                                              process_photo, record_ids, run_options, shard_files, shard_state,
+                                              shard_summary, write_summary)
+from fundusexpert_plugin.engine.spec import EngineSpec
 
 logger = logging.getLogger(__name__)
 
 #: install hint used in the ImportError
 INSTALL_HINT = "pip install 'fundusexpert-plugin[cluster]'  (or: pip install 'ray[data]')"
 
-_COLUMNS = ('index', 'kind', 'line', 'category', 'converted', 'no_optic_disc', 'findings')
+_COLUMNS = ('index', 'kind', 'line')
 
 
 class EngineActor:
@@ -73,8 +78,8 @@ class EngineActor:
                 (the path as the caller gave it, for the skipped file) and ``key`` (record id).
 
         Returns:
-            One column per :class:`.batch.Outcome` field plus ``index``: ``line`` is the jsonl line
-            exactly as :func:`.batch.run_engine` writes it, ``findings`` a JSON list of finding ids.
+            Columns ``index``, ``kind`` (``'record'`` or ``'skipped'``) and ``line``: the jsonl line
+            exactly as :func:`.batch.run_engine` writes it.
 
         Raises:
             FundusDataError: the detector produced a record that fails validation (fails the job,
@@ -87,18 +92,7 @@ class EngineActor:
             out['index'].append(int(index))
             out['kind'].append(outcome.kind)
             out['line'].append(dumps(outcome.line))
-            out['category'].append(outcome.category)
-            out['converted'].append(outcome.converted)
-            out['no_optic_disc'].append(outcome.no_optic_disc)
-            out['findings'].append(dumps(list(outcome.findings)))
         return out
-
-
-def _outcome(batch: Dict[str, Sequence], j: int) -> Outcome:
-    """Row ``j`` of an :class:`EngineActor` result batch back as an Outcome (``line`` left out)."""
-    return Outcome(str(batch['kind'][j]), {}, category=str(batch['category'][j]),
-                   converted=bool(batch['converted'][j]), no_optic_disc=bool(batch['no_optic_disc'][j]),
-                   findings=tuple(json.loads(str(batch['findings'][j]))))
 
 
 def _import_ray():
@@ -114,8 +108,8 @@ def run_engine_ray(make_engine: Callable[[], object], images: Sequence[Path | st
                    num_actors: int = 2, batch_size: int = 8, num_shards: Optional[int] = None,
                    image_root: Optional[Path | str] = None, num_cpus_per_actor: float = 1.0,
                    num_gpus_per_actor: float = 0.0, ray_address: Optional[str] = None,
-                   merge: bool = True, progress: bool = False,
-                   dicom_salt: Optional[str] = None, accept_burned_in: bool = False) -> Dict[str, RunSummary]:
+                   merge: bool = True, progress: bool = False, dicom_salt: Optional[str] = None,
+                   accept_burned_in: bool = False, options: Optional[Dict[str, object]] = None) -> Dict[str, RunSummary]:
     """Run Fundus-Engine over ``images`` on Ray and write the shard files of :mod:`.batch`.
 
     Args:
@@ -139,6 +133,9 @@ def run_engine_ray(make_engine: Callable[[], object], images: Sequence[Path | st
         progress: show Ray Data's progress bars.
         dicom_salt: salt of the record ids of DICOM files, as in :func:`.batch.run_engine`.
         accept_burned_in: use DICOM files with burned-in annotation, as in :func:`.batch.run_engine`.
+        options: record-changing options checked against the folder's, as in :func:`.batch.run_engine`;
+            default: :func:`.batch.run_options` of ``make_engine`` when it is an :class:`.spec.EngineSpec`,
+            else not checked.
 
     Returns:
         ``{'i/n': RunSummary}`` per shard (also written to ``summary-{i}-of-{n}.json``).
@@ -146,7 +143,7 @@ def run_engine_ray(make_engine: Callable[[], object], images: Sequence[Path | st
     Raises:
         ImportError: Ray Data is not installed (the message gives the install command).
         ValueError: ``num_actors``, ``batch_size`` or ``num_shards`` below 1.
-        FundusDataError: two photographs share a record id. An invalid record produced in an actor
+        FundusDataError: ``options`` differ from the folder's, or two photographs share a record id. An invalid record produced in an actor
             (:meth:`EngineActor.__call__`) fails the job with Ray Data's error wrapping the
             FundusDataError; the shard files keep what was written, so a rerun resumes.
     """
@@ -156,21 +153,29 @@ def run_engine_ray(make_engine: Callable[[], object], images: Sequence[Path | st
     ray = _import_ray()
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
+    if options is None and isinstance(make_engine, EngineSpec):
+        options = run_options(make_engine)
+    if options is not None:
+        check_run_options(out, options)
     root = Path(image_root) if image_root is not None else None
     paths = [Path(p) for p in images]
     keys = record_ids(paths, root, dicom_salt=dicom_salt)  # ids exactly as run_engine computes them
     n = int(num_shards or num_actors)
-    summaries = [RunSummary(shard=f'{i}/{n}') for i in range(n)]
-    done = [done_keys(out, i, n) for i in range(n)]
-    todo = []
-    for index, (path, key) in enumerate(zip(paths, keys)):  # round-robin, as run_engine's shard()
-        summaries[index % n].images += 1
-        if key in done[index % n]:
-            summaries[index % n].resumed += 1
-        else:
-            # workers may run in another folder: relative paths are made absolute (not resolved)
-            todo.append({'index': index, 'path': str(path) if path.is_absolute() else os.path.abspath(path),
-                         'shown': str(path), 'key': key})
+    states = [shard_state(out, i, n) for i in range(n)]
+    counts = [{'images': 0, 'written': 0, 'resumed': 0, 'retried': 0} for _ in range(n)]
+    todo, where = [], {}
+    for index, (path, key) in enumerate(zip(paths, keys)):
+        shard_index = photo_shard(path, root, n)  # as run_engine's shard
+        done, skips = states[shard_index]
+        counts[shard_index]['images'] += 1
+        if key in done:
+            counts[shard_index]['resumed'] += 1
+            continue
+        counts[shard_index]['retried'] += key in skips
+        where[index] = (shard_index, skips.get(key))
+        # workers may run in another folder: relative paths are made absolute (not resolved)
+        todo.append({'index': index, 'path': str(path) if path.is_absolute() else os.path.abspath(path),
+                     'shown': str(path), 'key': key})
     logger.info('Fundus-Engine on Ray: %d photographs, %d to do, %d actors, %d shards', len(paths), len(todo),
                 num_actors, n)
     if todo:
@@ -184,7 +189,8 @@ def run_engine_ray(make_engine: Callable[[], object], images: Sequence[Path | st
             batch_size=int(batch_size), batch_format='numpy',
             compute=ray.data.ActorPoolStrategy(size=int(num_actors)),
             num_cpus=num_cpus_per_actor, num_gpus=num_gpus_per_actor or None)
-        _write_results(results, out, summaries)
+        _write_results(results, out, n, where, counts)
+    summaries = [shard_summary(out, i, n, **counts[i]) for i in range(n)]
     for summary in summaries:
         write_summary(out, summary)
         log_summary(summary)
@@ -193,9 +199,12 @@ def run_engine_ray(make_engine: Callable[[], object], images: Sequence[Path | st
     return {s.shard: s for s in summaries}
 
 
-def _write_results(results, out: Path, summaries: List[RunSummary]) -> None:
-    """Stream the actors' batches into the shard files (one flush + fsync per batch, not per line)."""
-    n = len(summaries)
+def _write_results(results, out: Path, n: int, where: Dict[int, tuple], counts: List[Dict[str, int]]) -> None:
+    """Stream the actors' batches into the shard files (one flush + fsync per batch, not per line).
+
+    ``where``: job index -> (shard, the photograph's latest skipped line or ``None``): a skip equal to
+    it is not written again. ``counts[shard]['written']`` counts the records written.
+    """
     handles = {}
     try:
         for i in range(n):
@@ -205,12 +214,15 @@ def _write_results(results, out: Path, summaries: List[RunSummary]) -> None:
         for batch in results.iter_batches(batch_size=None, batch_format='numpy'):
             touched = set()
             for j in range(len(batch['index'])):
-                shard_index = int(batch['index'][j]) % n
-                outcome = _outcome(batch, j)
-                fh = handles[shard_index, outcome.kind]
-                fh.write(str(batch['line'][j]) + '\n')
+                shard_index, old_skip = where[int(batch['index'][j])]
+                kind, line = str(batch['kind'][j]), str(batch['line'][j])
+                if kind == 'record':
+                    counts[shard_index]['written'] += 1
+                elif old_skip is not None and json.loads(line) == old_skip:
+                    continue  # the same skip again is not repeated
+                fh = handles[shard_index, kind]
+                fh.write(line + '\n')
                 touched.add(fh)
-                summaries[shard_index].count(outcome)
             for fh in touched:
                 fh.flush()
                 os.fsync(fh.fileno())

@@ -37,20 +37,23 @@ def test_engine_run_writes_its_shard_and_merge_joins_it(stand_in, tmp_path, caps
     assert main(argv) == 0
     summary = json.loads(capsys.readouterr().out)
     stems = sorted(p.stem for p in (SAMPLE_DIR / 'images').glob('*.jpg'))
-    assert len(stems) == 12 and (summary['shard'], summary['images'], summary['written']) == ('1/3', 4, 4)
+    # shard = first 8 bytes of sha256(stem) mod 3: 1, 7 and 4 of the 12 photographs (roughly balanced)
+    mine = ['0001', '0005', '0006', '0007', '0008', '0013', '0049']
+    assert len(stems) == 12 and (summary['shard'], summary['images'], summary['written']) == ('1/3', 7, 7)
     assert stand_in == [(str(tmp_path / 'rtm.py'), str(tmp_path / 'rtm.pth'),
                          {'device': 'cpu', 'score_threshold': 0.5, 'tile_size': None, 'tile_overlap': 0.2})]
     rows = [json.loads(line) for line in (out / 'records-1-of-3.jsonl').read_text().splitlines()]
-    assert [r['record_id'] for r in rows] == stems[1::3]  # round-robin over the sorted photographs
+    assert [r['record_id'] for r in rows] == mine  # in the job's (sorted) order
     assert {r['provenance']['stages']['localization'] for r in rows} == {'mmdet:rtm.py@rtm.pth'}
-    assert [r['image_labels'] for r in rows] == [{}, {'dr_grade': '3'}, {}, {}]  # 0003, 0006, 0013, 0022
+    assert [r['image_labels'] for r in rows] == [{}, {}, {'dr_grade': '3'}, {}, {}, {}, {}]  # 0006 only
     assert main(['engine', 'merge', '--out', str(out)]) == 0
-    assert capsys.readouterr().out.strip() == str(out / 'records.jsonl')
-    assert [json.loads(line)['record_id'] for line in (out / 'records.jsonl').read_text().splitlines()] == stems[1::3]
+    assert capsys.readouterr().out.splitlines() == [str(out / 'records.jsonl'), str(out / 'skipped.jsonl'),
+                                                    '7 records, 0 skipped']
+    assert [json.loads(line)['record_id'] for line in (out / 'records.jsonl').read_text().splitlines()] == mine
 
     assert main(argv) == 0  # a rerun resumes: nothing new
     again = json.loads(capsys.readouterr().out)
-    assert (again['written'], again['resumed']) == (0, 4)
+    assert (again['written'], again['resumed'], again['records']) == (0, 7, 7)
 
 
 def test_engine_run_without_a_detector_uses_the_landmark_locator(tmp_path, capsys):
@@ -115,7 +118,7 @@ def test_engine_run_on_dicom_uses_salted_uid_ids_and_leaks_no_header_value(stand
     secrets = set(FAKE_PATIENT.values()) | {name, 'IM000017', 'DOE JANE', 'MRN-0042'}
     secrets |= {h.get(k) for h in headers for k in ('SOPInstanceUID', 'StudyInstanceUID', 'SeriesInstanceUID')}
     files = [p for p in out.rglob('*') if p.is_file()]
-    assert len(files) == 6  # records, skipped, summary, salt, two PNGs
+    assert len(files) == 7  # records, skipped, summary, salt, run options, two PNGs
     assert [(p.name, s) for p in files for s in secrets if s.encode() in p.read_bytes()] == []
     assert main(argv[:-2] + ['--salt', 'k2']) == 2  # another salt would change the ids
     assert '--salt differs from the salt recorded in' in capsys.readouterr().err
@@ -155,3 +158,113 @@ def test_an_unusable_dicom_is_skipped_under_its_record_id_never_its_file_name(tm
     assert recs[skip['image_key']]['provenance']['stages']['image'] == (
         'DICOM RGB; BurnedInAnnotation = YES accepted: the pixels may show identifying text')
     assert 'image' not in recs['ok']['provenance']['stages']
+
+
+def _one_photo(tmp_path, name='IDRiD_006.jpg'):
+    import shutil
+    photos = tmp_path / 'photos'
+    photos.mkdir()
+    shutil.copy(SAMPLE_DIR / 'images' / '0006.jpg', photos / name)
+    return photos
+
+
+def test_a_rerun_with_other_record_options_is_refused_naming_them(stand_in, tmp_path, capsys):
+    photos = _one_photo(tmp_path)
+    out = tmp_path / 'out'
+    base = ['engine', 'run', '--images', str(photos), '--out', str(out), '--languages', 'en']
+    assert main(base + ['--no-progress']) == 0                    # the landmark locator alone
+    assert json.loads(capsys.readouterr().out)['written'] == 1
+    recorded = json.loads((out / 'engine_options.json').read_text())
+    assert (recorded['config'], recorded['source_dataset'], recorded['languages']) == (
+        None, 'unlabelled photographs', ['en'])
+    det = ['--detector', str(tmp_path / 'rtm.py'), '--checkpoint', str(tmp_path / 'rtm.pth')]
+    assert main(base + det) == 2
+    err = capsys.readouterr().err
+    assert err == (f'fundusexpert: error: {out / "engine_options.json"}: the records in {out} were made with other '
+                   f'options (--checkpoint null -> "{tmp_path / "rtm.pth"}"; --detector null -> '
+                   f'"{tmp_path / "rtm.py"}"); give a new --out (or the recorded options to resume)\n')
+    assert stand_in == []                                         # refused before the detector was loaded
+    assert main(base + ['--source-dataset', 'IDRiD']) == 2
+    assert '(--source-dataset "unlabelled photographs" -> "IDRiD")' in capsys.readouterr().err
+    # options that do not change records are not compared: progress, shard, device
+    assert main(base + ['--no-progress', '--shard', '0/1', '--device', 'cpu']) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert (again['written'], again['resumed'], again['records']) == (0, 1, 1)
+    assert main(base + det + ['--out', str(tmp_path / 'out2'), '--no-progress']) == 0   # a new --out is fine
+    (row,) = [json.loads(line) for line in (tmp_path / 'out2' / 'records-0-of-1.jsonl').read_text().splitlines()]
+    assert row['provenance']['stages']['localization'] == 'mmdet:rtm.py@rtm.pth'
+
+
+def test_an_output_folder_inside_the_image_folder_is_not_listed(stand_in, tmp_path, capsys, caplog):
+    from PIL import Image
+    photos = _one_photo(tmp_path)
+    Image.new('L', (120, 90), 90).save(photos / 'grey.png')     # converted: the engine writes out/images/grey.png
+    out = photos / 'engine_out'
+    argv = ['engine', 'run', '--images', str(photos), '--out', str(out), '--no-progress', '--languages', 'en',
+            '--detector', 'rtm.py', '--checkpoint', 'rtm.pth']
+    assert main(argv) == 0
+    assert json.loads(capsys.readouterr().out)['written'] == 2
+    assert (out / 'images' / 'grey.png').exists()
+    caplog.clear()
+    caplog.set_level('INFO')
+    assert main(argv) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert (again['images'], again['written'], again['resumed'], again['records']) == (2, 0, 2, 2)
+    notes = [r.getMessage() for r in caplog.records if 'lies inside --images' in r.getMessage()]
+    assert notes == [f'--out {out} lies inside --images {photos}: its files are not listed as photographs']
+
+
+def test_image_label_rows_that_match_no_photo_are_named_in_one_warning(stand_in, tmp_path, capsys, caplog):
+    photos = _one_photo(tmp_path)
+    labels = tmp_path / 'labels.csv'
+    labels.write_text('image,dr_grade\nIDRiD_006.jpg,2\nIDRiD_999,1\nidrid_006,3\n')
+    argv = ['engine', 'run', '--images', str(photos), '--out', str(tmp_path / 'out'), '--no-progress',
+            '--languages', 'en', '--detector', 'rtm.py', '--checkpoint', 'rtm.pth', '--image-labels', str(labels)]
+    assert main(argv) == 0
+    capsys.readouterr()
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == 'WARNING']
+    assert warning == (f'{labels}: 2 image-label row(s) match no photograph of the job (ids are case-sensitive '
+                       'paths relative to --images without suffix, file names for a list): IDRiD_999, idrid_006')
+    (row,) = [json.loads(line) for line in (tmp_path / 'out' / 'records-0-of-1.jsonl').read_text().splitlines()]
+    assert row['image_labels'] == {'dr_grade': '2'}              # the suffix in the CSV is optional
+
+
+def test_one_photo_is_a_one_photo_job_and_a_non_utf8_list_names_its_line(stand_in, tmp_path, capsys):
+    photos = _one_photo(tmp_path)
+    common = ['--no-progress', '--languages', 'en', '--detector', 'rtm.py', '--checkpoint', 'rtm.pth']
+    assert main(['engine', 'run', '--images', str(photos / 'IDRiD_006.jpg'), '--out', str(tmp_path / 'o1')]
+                + common) == 0
+    assert json.loads(capsys.readouterr().out)['written'] == 1
+    (row,) = [json.loads(line) for line in (tmp_path / 'o1' / 'records-0-of-1.jsonl').read_text().splitlines()]
+    assert row['record_id'] == 'IDRiD_006'
+    listing = tmp_path / 'list.txt'
+    listing.write_bytes(b'photos/IDRiD_006.jpg\nphotos/caf\xe9.jpg\n')   # Latin-1: byte 21 + 10 on line 2
+    assert main(['engine', 'run', '--images', str(listing), '--out', str(tmp_path / 'o2')] + common) == 2
+    assert capsys.readouterr().err == f'fundusexpert: error: {listing}:2: byte offset 31 is not UTF-8\n'
+
+
+def test_bad_threshold_and_torchrun_shard_name_where_they_came_from(tmp_path, capsys, monkeypatch):
+    photos = _one_photo(tmp_path)
+    argv = ['engine', 'run', '--images', str(photos), '--out', str(tmp_path / 'out'), '--no-progress']
+    assert main(argv + ['--score-threshold', '2.0']) == 2
+    assert 'argument --score-threshold: 2.0: expected a value in [0, 1]' in capsys.readouterr().err
+    monkeypatch.setenv('RANK', '5')
+    monkeypatch.setenv('WORLD_SIZE', '2')
+    assert main(argv) == 2
+    assert capsys.readouterr().err == ('fundusexpert: error: shard from the environment RANK=5 WORLD_SIZE=2: need '
+                                       'integers with 0 <= RANK < WORLD_SIZE (or give --shard i/n)\n')
+
+
+def test_a_first_run_that_stopped_before_any_photo_does_not_pin_its_options(stand_in, tmp_path, capsys):
+    photos = _one_photo(tmp_path)
+    labels = tmp_path / 'labels.csv'
+    labels.write_text('image,dr_grade\nIDRiD_006,2\n')
+    argv = ['engine', 'run', '--images', str(photos), '--out', str(tmp_path / 'out'), '--no-progress',
+            '--languages', 'en', '--detector', 'rtm.py', '--checkpoint', 'rtm.pth', '--image-labels']
+    assert main(argv + [str(tmp_path / 'lables.csv')]) == 2                   # a mistyped path: nothing written
+    assert 'lables.csv: No such file or directory' in capsys.readouterr().err
+    assert main(argv + [str(labels)]) == 0
+    assert json.loads(capsys.readouterr().out)['written'] == 1
+    assert json.loads((tmp_path / 'out' / 'engine_options.json').read_text())['image_labels'] == str(labels)
+    assert main(argv + [str(tmp_path / 'lables.csv')]) == 2                   # now the folder holds a record
+    assert '(--image-labels "' in capsys.readouterr().err

@@ -3,7 +3,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fundusexpert_plugin.core.images import ImageSkip, list_images, load_image, save_image, set_max_pixels, shard
+from fundusexpert_plugin.core.images import (ImageSkip, list_images, load_image, save_image, set_max_pixels, shard,
+                                             shard_of)
 
 
 def test_plain_rgb_is_unchanged(tmp_path):
@@ -72,12 +73,42 @@ def test_listing_and_empty_folder(tmp_path):
         list_images(tmp_path / 'empty')
 
 
-def test_round_robin_shards_partition():
-    items = list(range(10))
+def test_hash_shards_partition_and_keep_each_item_in_place():
+    import hashlib
+    items = [f'{i:02d}' for i in range(10)]
     parts = [shard(items, i, 3) for i in range(3)]
-    assert parts == [[0, 3, 6, 9], [1, 4, 7], [2, 5, 8]]
+    # reference: first 8 bytes of SHA-256 of the key, big-endian, mod 3
+    expected = [[k for k in items if int(hashlib.sha256(k.encode()).hexdigest()[:16], 16) % 3 == i] for i in range(3)]
+    assert parts == expected and sorted(k for part in parts for k in part) == items
+    assert [shard_of(k, 3) for k in ('00', '01', '02')] == [int(hashlib.sha256(k.encode()).hexdigest()[:16], 16) % 3
+                                                             for k in ('00', '01', '02')]
+    # an added item does not move the others (round-robin by position would move most of them)
+    grown = [shard(['000'] + items, i, 3) for i in range(3)]
+    assert [[k for k in part if k != '000'] for part in grown] == parts
+    assert shard([{'k': 'a'}], shard_of('a', 2), 2, key=lambda item: item['k']) == [{'k': 'a'}]
     with pytest.raises(ValueError, match='shard 3/3'):
         shard(items, 3, 3)
+
+
+def test_one_image_file_is_a_one_photo_listing_and_a_list_is_read_as_text(tmp_path):
+    from fundusexpert_plugin.core.errors import FundusDataError
+    from fundusexpert_plugin.sample import SAMPLE_DIR
+    photo = SAMPLE_DIR / 'images' / '0003.jpg'
+    assert list_images(photo) == [photo]                       # a JPEG is not a list of paths (0xff first)
+    Image.new('RGB', (9, 7)).save(tmp_path / 'photo.list', format='PNG')  # by content, not the suffix
+    assert list_images(tmp_path / 'photo.list') == [tmp_path / 'photo.list']
+    (tmp_path / 'list.txt').write_bytes(b'0003.jpg\nph\xe9oto.jpg\n')  # Latin-1 on line 2, byte 11
+    with pytest.raises(FundusDataError, match=r'list\.txt:2: byte offset 11 is not UTF-8'):
+        list_images(tmp_path / 'list.txt')
+
+
+def test_folder_listing_leaves_out_an_excluded_subfolder(tmp_path):
+    for name in ('a.jpg', 'out/images/a.png', 'outside/b.jpg'):
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_bytes(b'x')
+    rel = [p.relative_to(tmp_path).as_posix() for p in list_images(tmp_path, exclude=tmp_path / 'out')]
+    assert rel == ['a.jpg', 'outside/b.jpg']                   # 'outside' shares the prefix but is listed
+    assert len(list_images(tmp_path, exclude=tmp_path.parent / 'elsewhere')) == 3
 
 
 def test_palette_with_transparency_goes_on_black(tmp_path):

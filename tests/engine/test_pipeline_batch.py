@@ -6,7 +6,7 @@ from PIL import Image
 
 from fundusexpert_plugin.build import build_fundusgen
 from fundusexpert_plugin.engine import FundusEngine
-from fundusexpert_plugin.engine.batch import merge_shards, run_engine, shard_from_env
+from fundusexpert_plugin.engine.batch import merge_shard_files, merge_shards, run_engine, shard_from_env
 from fundusexpert_plugin.detector.detect import Detection
 from fundusexpert_plugin.core.images import list_images
 from fundusexpert_plugin.core.record import read_records
@@ -74,7 +74,83 @@ def test_killed_run_resumes_to_the_uninterrupted_output(photos, tmp_path):
     for name in ('records-0-of-1.jsonl', 'skipped-0-of-1.jsonl'):
         assert _lines(tmp_path / 'cut' / name) == _lines(tmp_path / 'full' / name)
     again = run_engine(FundusEngine(FakeDetector()), images, tmp_path / 'cut', image_root=photos, progress=False)
-    assert again.written == 0 and again.resumed == 7             # nothing duplicated
+    # nothing duplicated; the broken photograph is tried again, and its unchanged skip is not repeated
+    assert (again.written, again.resumed, again.retried) == (0, 6, 1)
+    assert _lines(tmp_path / 'cut' / 'skipped-0-of-1.jsonl') == _lines(tmp_path / 'full' / 'skipped-0-of-1.jsonl')
+
+
+def _summary(path):
+    return json.loads(path.read_text())
+
+
+def test_a_resumed_shard_summary_describes_the_shard_files_like_an_uninterrupted_run(photos, tmp_path):
+    images = list_images(photos)
+    run_engine(FundusEngine(FakeDetector()), images, tmp_path / 'full', image_root=photos, progress=False)
+    with pytest.raises(KeyboardInterrupt):
+        run_engine(FundusEngine(FakeDetector(stop_after=3)), images, tmp_path / 'cut', image_root=photos,
+                   progress=False)
+    run_engine(FundusEngine(FakeDetector()), images, tmp_path / 'cut', image_root=photos, progress=False)
+    full = _summary(tmp_path / 'full' / 'summary-0-of-1.json')
+    cut = _summary(tmp_path / 'cut' / 'summary-0-of-1.json')
+    # 7 photographs: 6 records (FakeDetector: one disc and one exudate each, 05_grey converted), 1 broken
+    assert full == {'shard': '0/1', 'images': 7, 'records': 6, 'skipped': {'image_unreadable': 1},
+                    'no_optic_disc': 0, 'converted': 1, 'findings': {'hard_exudates': 6, 'optic_disc': 6},
+                    'written': 6, 'resumed': 0, 'retried': 0}
+    assert (cut['written'], cut['resumed'], cut['retried']) == (3, 3, 0)
+    invocation = ('written', 'resumed', 'retried')
+    assert {k: v for k, v in cut.items() if k not in invocation} == {k: v for k, v in full.items() if k not in invocation}
+
+
+def test_a_skipped_photo_is_retried_and_its_record_replaces_the_skip(photos, tmp_path):
+    images = list_images(photos)
+    out = tmp_path / 'out'
+    first = run_engine(FundusEngine(FakeDetector()), images, out, image_root=photos, progress=False)
+    assert (first.records, first.skipped) == (6, {'image_unreadable': 1})
+    Image.new('RGB', (100, 80), (90, 20, 10)).save(photos / '06_broken.jpg')   # the photograph is fixed
+    second = run_engine(FundusEngine(FakeDetector()), images, out, image_root=photos, progress=False)
+    assert (second.written, second.resumed, second.retried, second.records, second.skipped) == (1, 6, 1, 7, {})
+    assert [json.loads(line)['record_id'] for line in _lines(out / 'records-0-of-1.jsonl')][-1] == '06_broken'
+    merged = merge_shard_files(out)
+    assert (merged.records, merged.skipped) == (7, {})
+    assert _lines(out / 'skipped.jsonl') == []            # listed neither twice nor as skipped after it succeeded
+
+
+def test_later_skips_of_a_photo_count_once_with_the_latest_reason(photos, tmp_path):
+    images = list_images(photos)
+    out = tmp_path / 'out'
+    run_engine(FundusEngine(FakeDetector()), images, out, image_root=photos, progress=False)
+    (photos / '06_broken.jpg').unlink()                                     # now missing instead of broken
+    (photos / '06_broken.jpg').mkdir()
+    summary = run_engine(FundusEngine(FakeDetector()), images, out, image_root=photos, progress=False)
+    assert summary.retried == 1 and summary.skipped == {'image_unreadable': 1}
+    lines = [json.loads(line) for line in _lines(out / 'skipped-0-of-1.jsonl')]
+    assert [line['reason'][:14] for line in lines] == ['unreadable or ', 'is a folder, n']   # both attempts kept
+    merge_shard_files(out)
+    (merged,) = [json.loads(line) for line in _lines(out / 'skipped.jsonl')]
+    assert merged['reason'] == 'is a folder, not an image file' and merged['category'] == 'image_unreadable'
+
+
+def test_shards_stay_put_when_a_photo_is_added_between_shard_runs(photos, tmp_path):
+    import hashlib
+    (photos / '06_broken.jpg').unlink()
+    (photos / '05_grey.png').unlink()
+    out = tmp_path / 'out'
+    four = list_images(photos)[1:]                                          # 01 .. 04
+    run_engine(FundusEngine(FakeDetector()), four, out, shard_spec=(0, 2), image_root=photos, progress=False)
+    five = list_images(photos)                                              # 00 is added first in the order
+    run_engine(FundusEngine(FakeDetector()), five, out, shard_spec=(1, 2), image_root=photos, progress=False)
+    merged = merge_shard_files(out)                                         # '00' falls in shard 1
+    assert (merged.records, merged.duplicates) == (5, 0)
+    again = run_engine(FundusEngine(FakeDetector()), five, out, shard_spec=(0, 2), image_root=photos, progress=False)
+    assert (again.written, again.resumed) == (0, 1)
+    assert [json.loads(line)['record_id'] for line in _lines(out / 'records.jsonl')] == ['00', '01', '02', '03', '04']
+
+    def reference(key):  # first 8 bytes of SHA-256, big-endian, mod 2
+        return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], 'big') % 2
+    for i in range(2):
+        ids = [json.loads(line)['record_id'] for line in _lines(out / f'records-{i}-of-2.jsonl')]
+        assert sorted(ids) == [k for k in ('00', '01', '02', '03', '04') if reference(k) == i]
+    assert sorted(reference(k) for k in ('00', '01', '02', '03', '04')) == [0, 1, 1, 1, 1]  # roughly balanced
 
 
 def test_shards_split_the_folder_and_merge_back(photos, tmp_path):
@@ -127,3 +203,24 @@ def test_record_ids_that_repeat_name_both_files_and_the_cause(tmp_path):
     with pytest.raises(FundusDataError, match=r"x\.dcm and .*copy\.dcm share the record id 'dcm-[0-9a-f]+' "
                                               r"\(the same SOP Instance UID"):
         record_ids([one, two], tmp_path, dicom_salt='s')
+
+
+def test_merge_warns_when_duplicate_ids_differ_and_writes_the_skipped_list(photos, tmp_path, caplog):
+    images = list_images(photos)
+    out = tmp_path / 'out'
+    run_engine(FundusEngine(FakeDetector()), images, out, image_root=photos, progress=False)
+    rows = [json.loads(line) for line in _lines(out / 'records-0-of-1.jsonl')]
+    same, changed = rows[0], dict(rows[1])           # '00' unchanged, '01' with another licence
+    changed['provenance'] = {**changed['provenance'], 'licence': 'CC BY 4.0'}
+    (out / 'records-0-of-2.jsonl').write_text(json.dumps(same) + '\n' + json.dumps(changed) + '\n')
+    caplog.clear()
+    merged = merge_shard_files(out)
+    assert (merged.records, merged.duplicates, merged.differing, merged.first_differing) == (6, 2, 1, '01')
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == 'WARNING']
+    assert warning.startswith("merge: 1 record id(s) appear in several lines with different contents (first: '01', "
+                              'kept records-0-of-1.jsonl:2, dropped records-0-of-2.jsonl:2)')
+    kept = {json.loads(line)['record_id']: json.loads(line) for line in _lines(out / 'records.jsonl')}
+    assert kept['01']['provenance']['licence'] == rows[1]['provenance']['licence'] != 'CC BY 4.0'   # the first shard file in name order wins
+    assert merged.skipped == {'image_unreadable': 1}
+    assert [json.loads(line)['image_key'] for line in _lines(out / 'skipped.jsonl')] == ['06_broken']
+    assert merged.line() == '6 records, 1 skipped (image_unreadable 1), 2 duplicate record ids dropped'

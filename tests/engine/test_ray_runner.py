@@ -65,9 +65,15 @@ def test_ray_run_writes_what_the_single_process_run_writes_and_resumes(local_ray
     # merged records: identical bytes (sorted by id, one line per photograph)
     assert (tmp_path / 'ray' / 'records.jsonl').read_text() == expected
     assert len(expected.splitlines()) == 13
-    # shard files as `engine run --shard i/3` would write them: round-robin by position in the job
+    # shard files as `engine run --shard i/3` would write them: by the stable hash of each photograph's key
+    for i in range(3):
+        run_engine(_make_engine(), images, tmp_path / 'local3', shard_spec=(i, 3), image_root=photos, progress=False)
+        ids = sorted(row['record_id'] for row in _rows(tmp_path / 'ray' / f'records-{i}-of-3.jsonl'))
+        assert ids == sorted(row['record_id'] for row in _rows(tmp_path / 'local3' / f'records-{i}-of-3.jsonl'))
+        summary = json.loads((tmp_path / 'ray' / f'summary-{i}-of-3.json').read_text())
+        assert summary == json.loads((tmp_path / 'local3' / f'summary-{i}-of-3.json').read_text())
     shard1 = {row['record_id'] for row in _rows(tmp_path / 'ray' / 'records-1-of-3.jsonl')}
-    assert shard1 == {p.stem for p in images[1::3] if p.stem != 'broken'}
+    assert shard1 == {'0001', '0005', '0006', '0007', '0008', '0013', '0049'}  # sha256(stem)[:8] % 3 == 1
     skipped = [row for i in range(3) for row in _rows(tmp_path / 'ray' / f'skipped-{i}-of-3.jsonl')]
     assert skipped == _rows(tmp_path / 'single' / 'skipped-0-of-1.jsonl')
     assert [s['image_key'] for s in skipped] == ['broken']
@@ -86,8 +92,21 @@ def test_ray_run_writes_what_the_single_process_run_writes_and_resumes(local_ray
     # a rerun finds everything done (no Ray work) and writes the same files
     again = run_engine_ray(factory, images, tmp_path / 'ray', num_actors=2, batch_size=3, num_shards=3,
                            image_root=photos)
-    assert sum(s.written for s in again.values()) == 0 and sum(s.resumed for s in again.values()) == 14
-    assert (tmp_path / 'ray' / 'records.jsonl').read_text() == expected
+    assert sum(s.written for s in again.values()) == 0 and sum(s.resumed for s in again.values()) == 13
+    assert sum(s.retried for s in again.values()) == 1                   # the broken file, skipped again
+    assert sum(s.records for s in again.values()) == 13 and (tmp_path / 'ray' / 'records.jsonl').read_text() == expected
+    assert skipped == [row for i in range(3) for row in _rows(tmp_path / 'ray' / f'skipped-{i}-of-3.jsonl')]
+
+
+def test_ray_run_refuses_other_record_options_before_starting_ray(tmp_path):
+    from fundusexpert_plugin.core.errors import FundusDataError
+    from fundusexpert_plugin.engine.batch import run_options
+    from fundusexpert_plugin.engine.ray_runner import run_engine_ray
+    from fundusexpert_plugin.engine.spec import EngineSpec
+    photo = [SAMPLE_DIR / 'images' / '0003.jpg']
+    run_engine(_make_engine(), photo, tmp_path, options=run_options(EngineSpec(source_dataset='IDRiD')), progress=False)
+    with pytest.raises(FundusDataError, match=r'\(--source-dataset "IDRiD" -> "DDR"\); give a new --out'):
+        run_engine_ray(EngineSpec(source_dataset='DDR'), photo, tmp_path)   # options taken from the spec
 
 
 def test_ray_run_rejects_bad_sizes_before_starting_ray(tmp_path):
