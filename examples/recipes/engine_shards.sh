@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Fundus-Engine over a large image set on ONE machine: one process per GPU (or per CPU slot), each running its own
-# shard (`fundusexpert engine run --shard i/n`, photographs split round-robin in sorted order), then one merge.
+# shard (`fundusexpert engine run --shard i/n`, photographs split by a stable hash of their relative path: roughly
+# balanced, and a photo keeps its shard when others are added), then one merge.
 #
 #   IMAGES=/data/photos DETECTOR=work/detector/rtmdet-tiny_idrid-lesions.py \
 #   CHECKPOINT=work/detector/rtmdet-tiny_idrid-lesions.pth OUT=/data/engine_out bash examples/recipes/engine_shards.sh

@@ -14,9 +14,8 @@ through :func:`load_image`, and every image the library writes goes out through 
 | DICOM (``DICM`` at byte 128, any suffix) | :mod:`.dicom`: RGB/YBR/MONOCHROME -> RGB, frame 0; burned-in refused |
 | missing, folder, 0 bytes, not an image (HTML, random bytes), truncated | :class:`ImageSkip` with the reason; the file is fully decoded, so a cut file never gives half a picture |
 
-Files are opened by content, not by extension (a PNG called ``.jpg`` is read as a PNG). The
-content sniffers in :data:`DECODERS` are tried in order before Pillow; another decoder (DICOM, say)
-is added with :func:`register_decoder`.
+Files are opened by content, not by extension (a PNG called ``.jpg`` is read as a PNG): a DICOM file
+(``DICM`` at byte 128) goes to :mod:`.dicom`, everything else to Pillow.
 
 Written images carry no metadata: :func:`save_image` builds a fresh image from the pixel array, so
 no EXIF, XMP, GPS, ICC, JPEG COM comment or PNG text chunk of the source can reach the output.
