@@ -67,6 +67,9 @@ class BuildSummary:
         task_languages_missing: task name -> {language built but not defined by the task -> number of
             records for which the task wrote no rows in that language} (tasks defining every built
             language are not listed).
+        flagged_records: ids of the records used that carry ``provenance.flags`` (sources that disagree,
+            e.g. the engine's detector and landmark locator): their rows are written, and their chain says
+            "Flagged for review"; check them, or leave them out of the records, before training.
     """
 
     out_dir: str
@@ -82,6 +85,7 @@ class BuildSummary:
     task_weights: Dict[str, float] = field(default_factory=dict)
     licences: Dict[str, int] = field(default_factory=dict)
     task_languages_missing: Dict[str, Dict[str, int]] = field(default_factory=dict)
+    flagged_records: List[str] = field(default_factory=list)
 
 
 def check_image(record: FundusGenRecord, image_dir: Path, *, max_side: Optional[int] = None,
@@ -244,6 +248,8 @@ def _collect(results, rows, summary: BuildSummary, reasons: Counter, lenient: bo
         for name, task_rows in record_rows.items():
             rows[name].extend(task_rows)
         summary.records_used += 1
+        if record.provenance.flags:
+            summary.flagged_records.append(record.record_id)
         licence = record.provenance.licence
         summary.licences[licence] = summary.licences.get(licence, 0) + 1
 

@@ -81,4 +81,8 @@ def run(args: argparse.Namespace) -> int:
             print(f'  skipped box/item: {reason}')
         for warning in summary.warnings:
             print(f'  warning: {warning}')
+        if summary.flagged_records:
+            shown = ', '.join(summary.flagged_records[:5]) + (' ...' if len(summary.flagged_records) > 5 else '')
+            print(f'  {len(summary.flagged_records)} record(s) carry review flags (provenance.flags; their chain says '
+                  f'"Flagged for review"): {shown}')
     return 0

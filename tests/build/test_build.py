@@ -188,3 +188,24 @@ def test_a_task_lacking_a_built_language_writes_none_of_it_and_says_so(tmp_path,
     assert notes == [f"task 'zh_report' ({tmp_path / 'tasks' / 'zh_report.yaml'}) defines no en prompts: no en rows "
                      f"of it for the {n} records of {tmp_path / 'both' / split}" for split, n in (('train', 8),
                                                                                                 ('heldout', 4))]
+
+
+def test_records_with_review_flags_are_listed_by_the_build(tmp_path, capsys):
+    from fundusexpert_plugin.cli.main import main
+    from fundusexpert_plugin.sample import sample_records
+    recs = [json.loads(r.model_dump_json()) for r in sample_records('train')[:2]]
+    for rec in recs:
+        rec['image'] = str(SAMPLE_DIR / 'images' / f"{rec['record_id']}.jpg")
+    recs[1]['provenance']['flags'] = ['optic disc: the detector (1, 1) and the landmark locator (500, 300) are '
+                                      '3.0 DD apart (> 1 DD); the detector\'s optic disc is used']
+    path = tmp_path / 'r.jsonl'
+    path.write_text(''.join(json.dumps(r) + '\n' for r in recs))
+    assert main(['data', 'build', '--records', str(path), '--out', str(tmp_path / 'fg'), '--languages', 'en',
+                 '--num-proc', '1', '--allow-outside-root']) == 0
+    out = capsys.readouterr().out
+    flagged = recs[1]['record_id']
+    assert (f'  1 record(s) carry review flags (provenance.flags; their chain says "Flagged for review"): '
+            f'{flagged}') in out.splitlines()
+    assert json.loads((tmp_path / 'fg' / 'build_summary.json').read_text())['flagged_records'] == [flagged]
+    report = [json.loads(line) for line in (tmp_path / 'fg' / 'report.jsonl').read_text().splitlines()]
+    assert ['Flagged for review' in r['messages'][-1]['content'] for r in report] == [False, True]
