@@ -13,7 +13,9 @@ Subsets are the task names (one per YAML in ``templates/``); ``fundusgen`` alone
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
+import logging
 import os
 import shutil
 import tempfile
@@ -27,7 +29,14 @@ from swift.dataset import DatasetLoader, DatasetMeta, MessagesPreprocessor, Subs
 from fundusexpert_plugin import __version__
 from fundusexpert_plugin.tasks.config import load_tasks
 
+logger = logging.getLogger(__name__)
+
 DATASETS = {'fundusgen': ('FUNDUSGEN_DIR', 'train'), 'fundusgen_heldout': ('FUNDUSGEN_HELDOUT_DIR', 'heldout')}
+
+
+def _registered_folders() -> dict:
+    """``{dataset name: folder from its environment variable}`` for the variables that are set."""
+    return {name: os.path.abspath(os.environ[var]) for name, (var, _) in DATASETS.items() if os.environ.get(var)}
 
 
 def cache_dir() -> Path:
@@ -81,13 +90,20 @@ class FundusGenLoader(DatasetLoader):
 
     def load(self, dataset_syntax=None, dataset_meta=None, *, use_hf=None):
         root = Path(dataset_syntax.dataset)
+        env = next((DATASETS[n][0] for n, folder in _registered_folders().items() if folder == str(root)), None)
         for name, marker in _SAMPLE_MARKERS.items():
             if dataset_syntax.dataset == marker:
                 root = sample_fundusgen_dir() / DATASETS[name][1]
+                logger.warning('%s: $%s is not set, so the bundled 12-photograph sample is used (%s); set it to '
+                               'the folder `fundusexpert data build` wrote to train on your data', name,
+                               DATASETS[name][0], root)
         summary = root / 'build_summary.json'
         if not summary.exists():
-            raise FileNotFoundError(f'{summary} not found: {root} is not a FundusGen folder; '
-                                    'build one with `fundusexpert data build`')
+            where = f' (${env})' if env else ''
+            splits = [d.name for d in (root.iterdir() if root.is_dir() else ()) if (d / 'build_summary.json').exists()]
+            hint = (f'it holds the split folder(s) {sorted(splits)}: point it at one of them, e.g. {root / sorted(splits)[0]}'
+                    if splits else 'build one with `fundusexpert data build`')
+            raise FileNotFoundError(f'{summary} not found: {root}{where} is not a FundusGen folder; {hint}')
         built = json.loads(summary.read_text(encoding='utf-8'))
         weights = built.get('task_weights', {})
         lacking = built.get('task_languages_missing', {})
@@ -98,7 +114,9 @@ class FundusGenLoader(DatasetLoader):
             requested = known
         unknown = [s for s in requested if s not in known]
         if unknown:
-            raise KeyError(f'unknown FundusGen subset(s) {unknown}; tasks in {root}: {known}')
+            close = sorted({c for u in unknown for c in difflib.get_close_matches(u, known, n=1)})
+            raise KeyError(f'unknown FundusGen subset(s) {unknown}; tasks in {root}: {known}'
+                           + (f'; did you mean {", ".join(close)}?' if close else ''))
         parts = []
         for name in requested:
             path = root / f'{name}.jsonl'

@@ -59,6 +59,8 @@ def test_unknown_subset_and_empty_task_errors(swift_registered):
     from swift import load_dataset
     with pytest.raises(KeyError, match=r"unknown FundusGen subset\(s\) \['detection'\]; tasks in"):
         load_dataset(['fundusgen:detection'])
+    with pytest.raises(KeyError, match=r"\['region_detecton'\]; tasks in .*; did you mean region_detection\?"):
+        load_dataset(['fundusgen:region_detecton'])
     with pytest.raises(ValueError, match=r"grading\.jsonl: task 'grading' has no rows"):
         load_dataset(['fundusgen:grading'])
 
@@ -110,3 +112,24 @@ def test_a_task_without_rows_in_the_built_language_is_named_so(swift_registered,
                                  loader=FundusGenLoader), exist_ok=True)
     with pytest.raises(ValueError, match=r"zh_report\.jsonl: task 'zh_report' has no rows: it defines no en prompts"):
         load_dataset(['fundusgen_zh_only_test:zh_report'])
+
+
+def test_the_sample_fallback_is_announced_and_a_build_top_folder_is_pointed_to_its_splits(swift_registered, tmp_path,
+                                                                                          caplog):
+    """FUNDUSGEN_DIR unset: one warning says the bundled sample is used. A dataset folder that is the top of
+    `data build --sample --out` (train/ + heldout/) gets told which split folder to give."""
+    from swift import load_dataset
+    from swift.dataset import DatasetMeta, SubsetDataset, register_dataset
+    from fundusexpert_plugin.build import build_sample
+    from fundusexpert_plugin.swift_plugin.datasets import FundusGenLoader
+    with caplog.at_level('WARNING'):
+        load_dataset(['fundusgen:report'])
+    assert '$FUNDUSGEN_DIR is not set, so the bundled 12-photograph sample is used' in caplog.text
+    build_sample(tmp_path / 'fundusgen', languages=['en'])
+    register_dataset(DatasetMeta(dataset_name='fundusgen_top_test', dataset_path=str(tmp_path / 'fundusgen'),
+                                 subsets=[SubsetDataset(name='report', subset='report')], loader=FundusGenLoader),
+                     exist_ok=True)
+    with pytest.raises(FileNotFoundError) as exc:
+        load_dataset(['fundusgen_top_test:report'])
+    assert str(exc.value).endswith(f"is not a FundusGen folder; it holds the split folder(s) ['heldout', 'train']: "
+                                   f"point it at one of them, e.g. {tmp_path / 'fundusgen' / 'heldout'}")
