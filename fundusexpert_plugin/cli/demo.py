@@ -19,13 +19,16 @@ and ``summary.md``; the full swift output in ``sft.log`` and ``infer.log``.
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import logging
 import os
 import shutil
 import time
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Sequence
+
+from fundusexpert_plugin.core.errors import FundusDataError
 
 from fundusexpert_plugin.swift_plugin.launch import last_checkpoint, log_history, run_logged, swift_executable
 
@@ -225,6 +228,23 @@ def write_demo_tasks(folder: Path) -> Path:
 DEFAULT_STEPS = 150
 
 
+def check_datasets(datasets: Sequence[str], rows_per_task: Dict[str, int]) -> None:
+    """Refuse ``--dataset`` entries the demo cannot train on, before the model is built: each must be
+    ``fundusgen`` or ``fundusgen:<task>`` (``#N`` allowed) with a task that has training rows.
+
+    Raises:
+        FundusDataError: naming the entry, the tasks with rows, and a close match when there is one.
+    """
+    have = sorted(t for t, n in rows_per_task.items() if n)
+    for entry in datasets:
+        name, _, subset = entry.partition(':')
+        task = subset.split('#', 1)[0]
+        if name != 'fundusgen' or (subset and task not in have and task != 'all'):
+            close = difflib.get_close_matches(task or name, have, n=1)
+            raise FundusDataError(f'--dataset {entry}: the demo trains on fundusgen:<task> with a task that has rows; '
+                                  f'tasks with rows: {have}' + (f'; did you mean fundusgen:{close[0]}?' if close else ''))
+
+
 def run_demo(work_dir: Path, *, family: str = 'qwen2_5_vl', steps: int = DEFAULT_STEPS, seed: int = 0,
              datasets=DEFAULT_DATASETS, freeze_embedding: bool = False, echo=print) -> dict:
     """Run the whole main job (module docstring); returns the summary dict (also ``summary.json``).
@@ -253,6 +273,7 @@ def run_demo(work_dir: Path, *, family: str = 'qwen2_5_vl', steps: int = DEFAULT
     summaries = build_sample(work_dir / 'fundusgen', seed=seed, tasks_dir=write_demo_tasks(work_dir / 'tasks'))
     timings['build_s'] = time.time() - t0
     echo(f"[2/5 FundusGen] train rows per task: {summaries['train'].rows_per_task}")
+    check_datasets(datasets, summaries['train'].rows_per_task)
     model_dir = work_dir / f'model-{family}'
     if not (model_dir / 'config.json').exists():
         make_tiny_model(family, model_dir, seed=seed)
@@ -361,8 +382,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    """Run ``fundusexpert demo``; prints the summary and returns 0 (raises on a failed swift step)."""
-    summary = run_demo(args.work_dir, family=args.family, steps=args.steps, seed=args.seed, datasets=args.dataset,
-                       freeze_embedding=args.freeze_embedding)
+    """Run ``fundusexpert demo``; prints the summary and returns 0.
+
+    Raises:
+        FundusDataError: a bad ``--dataset`` (before training), or a failed swift step (its command, exit
+            code, log path and the log's last line; the CLI prints one line and exits 2).
+    """
+    try:
+        summary = run_demo(args.work_dir, family=args.family, steps=args.steps, seed=args.seed, datasets=args.dataset,
+                           freeze_embedding=args.freeze_embedding)
+    except RuntimeError as exc:      # a swift step failed: its first line and the log's last line, not a traceback
+        lines = [line for line in str(exc).splitlines() if line.strip()]
+        raise FundusDataError(lines[0] + (f'; last log line: {lines[-1].strip()}' if len(lines) > 1 else '')) from exc
     print(format_summary(summary))
     return 0

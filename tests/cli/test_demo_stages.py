@@ -1,6 +1,8 @@
 """Stages of ``fundusexpert demo`` that need no swift run: progress echo, engine stage, baselines."""
 import sys
 
+import pytest
+
 from fundusexpert_plugin.cli import demo
 from fundusexpert_plugin.core.record import parse_record
 
@@ -61,3 +63,28 @@ def test_demo_task_is_region_detection_of_the_optic_disc_only(tmp_path):
     assert {tuple(r['objects']['ref']) for r in rows} == {('optic disc',)}
     assert rows[0]['objects']['bbox'] == [[166.25, 239.5, 316.0, 407.0]]          # sample 0003's disc
     assert demo.DEFAULT_DATASETS == (f'fundusgen:{demo.DEMO_TASK}',)
+
+
+def test_a_mistyped_demo_dataset_stops_before_training_with_a_suggestion():
+    from fundusexpert_plugin.cli.demo import check_datasets
+    from fundusexpert_plugin.core.errors import FundusDataError
+    rows = {'optic_disc_detection': 16, 'region_detection': 58, 'grading': 0}
+    check_datasets(['fundusgen:region_detection#8', 'fundusgen:optic_disc_detection'], rows)    # fine
+    with pytest.raises(FundusDataError, match=r"^--dataset fundusgen:region_detecton: .*tasks with rows: "
+                                              r"\['optic_disc_detection', 'region_detection'\]; "
+                                              r"did you mean fundusgen:region_detection\?$"):
+        check_datasets(['fundusgen:region_detecton'], rows)
+    with pytest.raises(FundusDataError, match=r"^--dataset fundusgen:grading: "):   # no rows in the sample
+        check_datasets(['fundusgen:grading'], rows)
+
+
+def test_a_failed_swift_step_is_one_line(monkeypatch, capsys, tmp_path):
+    from fundusexpert_plugin.cli import demo
+    from fundusexpert_plugin.cli.main import main
+
+    def failing(*a, **k):
+        raise RuntimeError('/x/swift sft failed (exit 1); log: /w/sft.log\nTraceback ...\nKeyError: boom')
+    monkeypatch.setattr(demo, 'run_demo', failing)
+    assert main(['demo', '--work-dir', str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == 'fundusexpert: error: /x/swift sft failed (exit 1); log: /w/sft.log; last log line: KeyError: boom'
