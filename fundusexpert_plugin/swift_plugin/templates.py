@@ -19,6 +19,7 @@ pixels and each family renders its own convention:
 """
 from __future__ import annotations
 
+import logging
 import re
 from typing import List, Tuple
 
@@ -33,11 +34,53 @@ from fundusexpert_plugin.swift_plugin.system_prompt import DEFAULT_SYSTEM
 QWEN_TEMPLATE = 'fundusexpert_qwen2_5_vl'
 INTERNVL_TEMPLATE = 'fundusexpert_internvl'
 INTERNVL2_5_TEMPLATE = 'fundusexpert_internvl2_5'
+logger = logging.getLogger(__name__)
 _BOX = re.compile(r'^<box>\[(\[[^\]]*\](?:, \[[^\]]*\])*)\]</box>$')
 
 
-class FundusQwen2_5VLTemplate(Qwen2_5VLTemplate):
-    """Qwen2.5-VL template with the FundusExpert system prompt (boxes in resized-image pixels)."""
+class FamilyCheckMixin:
+    """Refuse a model of another family as soon as the template meets its processor (ms-swift builds
+    the template right after loading the model), instead of failing deep in the first encode, and warn
+    about ``--max_pixels`` on Qwen (see :meth:`init_processor`)."""
+
+    #: substring a model's ``model_type`` must contain, and the name of the template
+    family = ''
+    template_name = ''
+
+    def init_processor(self, processor) -> None:
+        """ms-swift's hook, plus the family check.
+
+        Raises:
+            ValueError: the model's ``model_type`` is not of the template's family (names both and the
+                template to use instead).
+        """
+        super().init_processor(processor)
+        model_type = str(getattr(getattr(self, 'model_info', None), 'model_type', '') or '')
+        if model_type and self.family not in model_type:
+            other = INTERNVL_TEMPLATE if 'internvl' in model_type else QWEN_TEMPLATE if 'qwen2_5_vl' in model_type else None
+            raise ValueError(f'--template {self.template_name} needs a {self.family} model; the model is '
+                             f'{model_type!r}' + (f': use --template {other}' if other else ''))
+
+
+class FundusQwen2_5VLTemplate(FamilyCheckMixin, Qwen2_5VLTemplate):
+    """Qwen2.5-VL template with the FundusExpert system prompt (boxes in resized-image pixels).
+
+    Boxes are written in the pixels of the image as Qwen's processor resizes it under ``MAX_PIXELS``
+    (:func:`fundusexpert_plugin.eval.parse.qwen_resized_size`). ms-swift's ``--max_pixels`` rescales the
+    image *before* that resize, so the boxes land in a space the evaluation cannot rebuild from the
+    original size: a warning says so; set the budget with ``MAX_PIXELS`` only.
+    """
+
+    family, template_name = 'qwen2_5_vl', QWEN_TEMPLATE
+
+    def init_processor(self, processor) -> None:
+        """The family check, and a warning when ``max_pixels`` (``--max_pixels``) is set."""
+        super().init_processor(processor)
+        if self.max_pixels is not None:
+            logger.warning('%s: --max_pixels %s rescales each image before Qwen\'s own resize, so the boxes are '
+                           'written in a space `fundusexpert eval score` and the rewards cannot rebuild; set the '
+                           'image budget with the MAX_PIXELS environment variable instead', QWEN_TEMPLATE,
+                           self.max_pixels)
 
 
 class Grid999Mixin:
@@ -66,11 +109,13 @@ class Grid999Mixin:
         return merge_adjacent_boxes(res, res_loss_scale)
 
 
-class FundusInternVLTemplate(Grid999Mixin, InternvlhfTemplate):
+class FundusInternVLTemplate(FamilyCheckMixin, Grid999Mixin, InternvlhfTemplate):
     """HF-native InternVL (``InternVLForConditionalGeneration``) writing boxes on the paper's 0-999 grid."""
 
+    family, template_name = 'internvl', INTERNVL_TEMPLATE
 
-class FundusInternVL2_5Template(Grid999Mixin, Internvl2Template):
+
+class FundusInternVL2_5Template(FamilyCheckMixin, Grid999Mixin, Internvl2Template):
     """Remote-code InternVL2.5 (``internvl_chat``, the paper's base model) on the paper's 0-999 grid.
 
     Tiling as swift's ``internvl2_5`` template: environment ``MAX_NUM`` (tiles, paper 6) and
@@ -84,6 +129,8 @@ class FundusInternVL2_5Template(Grid999Mixin, Internvl2Template):
     InternViT + MLP projector), so the number of those tokens must equal the vision features,
     which only the checkpoint can confirm.
     """
+
+    family, template_name = 'internvl', INTERNVL2_5_TEMPLATE
 
 
 def merge_adjacent_boxes(contexts: List, loss_scales: List[float]) -> Tuple[List, List[float]]:

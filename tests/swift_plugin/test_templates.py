@@ -99,3 +99,28 @@ def test_both_internvl_templates_share_the_grid_rule(swift_registered, name):
     cls.normalize_bbox(None, inputs)          # does not use the template's state
     assert inputs.objects['bbox'] == [[155, 336, 294, 571], [999, 999]]
     assert TEMPLATE_MAPPING[name].default_system == SYSTEM_PROMPTS['en']
+
+
+def test_a_template_of_the_other_family_is_refused_when_it_meets_the_processor(swift_registered, tiny_qwen_dir,
+                                                                              tiny_internvl_dir):
+    from swift import get_processor, get_template
+    with pytest.raises(ValueError, match=r"^--template fundusexpert_qwen2_5_vl needs a qwen2_5_vl model; the model is "
+                                         r"'internvl': use --template fundusexpert_internvl$"):
+        get_template(get_processor(str(tiny_internvl_dir), model_type='internvl', download_model=False),
+                     template_type='fundusexpert_qwen2_5_vl')
+    with pytest.raises(ValueError, match=r"^--template fundusexpert_internvl needs a internvl model; the model is "
+                                         r"'qwen2_5_vl': use --template fundusexpert_qwen2_5_vl$"):
+        get_template(get_processor(str(tiny_qwen_dir), model_type='qwen2_5_vl', download_model=False),
+                     template_type='fundusexpert_internvl')
+
+
+def test_qwen_max_pixels_argument_is_warned_about(swift_registered, tiny_qwen_dir, caplog):
+    from swift import get_processor, get_template
+    with caplog.at_level('WARNING'):
+        get_template(get_processor(str(tiny_qwen_dir), model_type='qwen2_5_vl', download_model=False),
+                     template_type='fundusexpert_qwen2_5_vl')
+    assert '--max_pixels' not in caplog.text
+    with caplog.at_level('WARNING'):
+        get_template(get_processor(str(tiny_qwen_dir), model_type='qwen2_5_vl', download_model=False),
+                     template_type='fundusexpert_qwen2_5_vl', max_pixels=50176)
+    assert 'fundusexpert_qwen2_5_vl: --max_pixels 50176 rescales each image before' in caplog.text
