@@ -175,7 +175,9 @@ def engine_stage(work_dir: Path, *, seed: int = 0, echo=print) -> dict:
             row['fovea_error_px'] = round(float(((x - tx) ** 2 + (y - ty) ** 2) ** 0.5), 1)
         per_image[rec.record_id] = row
         echo(f"[1/5 engine] {rec.record_id}: disc {row['disc_error_px']} px from the annotation (IoU "
-             f"{row['disc_iou']}), fovea {row['fovea_error_px']} px, laterality "
+             f"{row['disc_iou']}), fovea " + (f"{row['fovea_error_px']} px" if row['fovea_error_px'] is not None
+                                              else 'not annotated' if not ann.boxes('fovea') else 'not located')
+             + ", laterality "
              f"{'agrees' if row['laterality_agrees'] else 'DISAGREES'}")
     # the engine's records point at the photographs (outside its output folder) and at its own converted copies
     built = build_fundusgen(records, work_dir / 'engine_fundusgen', image_dir=out, seed=seed, languages=['en'],

@@ -45,6 +45,8 @@ def test_engine_stage_locates_the_held_out_landmarks(tmp_path):
     assert rows['0015']['disc_error_px'] <= 12 and rows['0015']['fovea_error_px'] <= 10
     assert all(r['disc_iou'] >= 0.5 for r in rows.values())
     assert [r['fovea_error_px'] is None for r in rows.values()].count(False) == 1    # only 0015 has a fovea
+    assert sum(line.endswith('fovea not annotated, laterality agrees') or 'fovea not annotated,' in line
+               for line in seen) == 3 and not any('None' in line for line in seen)
     assert result['rows_per_task']['region_detection'] > 0
     assert 'landmark locator' not in result['chain_example'] and 'located on the image' in result['chain_example']
 
