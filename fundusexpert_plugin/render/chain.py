@@ -215,31 +215,36 @@ def photo_was_greyscale(record: FundusGenRecord) -> bool:
     return was_greyscale(record.provenance.stages.get('image', ''))
 
 
+def _flag_kind(flag: str) -> str:
+    """``'implausible'`` (starts with :data:`IMPLAUSIBLE_DISC_FLAG`), a landmark id (``'optic_disc'``/
+    ``'fovea'``: starts with its English name and ``':'``, a detector-locator disagreement), ``'dicom'``
+    (holds :data:`~fundusexpert_plugin.core.dicom.LATERALITY_FLAG`) or ``'other'``."""
+    if flag.startswith(IMPLAUSIBLE_DISC_FLAG):
+        return 'implausible'
+    for lab in ('optic_disc', 'fovea'):
+        if flag.startswith(vocab.finding_name(lab, 'en') + ':'):
+            return lab
+    return 'dicom' if LATERALITY_FLAG in flag else 'other'
+
+
 def _flag_sentences(record: FundusGenRecord, lang: str, p: Dict[str, str]) -> List[str]:
-    """One sentence per kind of ``provenance.flags``: a refused implausible detector disc (flags that
-    start with :data:`IMPLAUSIBLE_DISC_FLAG`), detector-locator disagreements (flags that start
-    with the landmark's English name, :func:`fundusexpert_plugin.engine.pipeline`), a DICOM laterality
-    that disagrees with the disc side (:data:`~fundusexpert_plugin.core.dicom.LATERALITY_FLAG`, the
-    header's value kept as the record's laterality), and any other flag."""
-    flags = record.provenance.flags
-    landmark = [lab for lab in ('optic_disc', 'fovea') if any(f.startswith(vocab.finding_name(lab, 'en') + ':')
-                                                               for f in flags)]
-    dicom = [f for f in flags if LATERALITY_FLAG in f]
-    implausible = [f for f in flags if f.startswith(IMPLAUSIBLE_DISC_FLAG)]
-    other = [f for f in flags if f not in dicom and f not in implausible
-             and not any(f.startswith(vocab.finding_name(lab, 'en') + ':') for lab in landmark)]
+    """One sentence per kind of ``provenance.flags`` (:func:`_flag_kind`): a refused implausible detector
+    disc, detector-locator disagreements (:func:`fundusexpert_plugin.engine.pipeline`), a DICOM
+    laterality that disagrees with the disc side (the header's value kept as the record's laterality),
+    and any other flag."""
+    kinds = {_flag_kind(f) for f in record.provenance.flags}
+    landmark = [lab for lab in ('optic_disc', 'fovea') if lab in kinds]
     out = []
-    if implausible:
+    if 'implausible' in kinds:
         out.append(p['flagged_implausible'])
     if landmark:
         out.append(p['flagged'].format(what=_join([vocab.finding_name(lab, lang) for lab in landmark], p)))
-    if dicom and record.laterality_source == 'dicom' and record.laterality:
+    dicom_stated = 'dicom' in kinds and record.laterality_source == 'dicom' and bool(record.laterality)
+    if dicom_stated:
         other_side = 'left' if record.laterality == 'right' else 'right'
         out.append(p['flagged_dicom'].format(eye=vocab.laterality_name(record.laterality, lang),
                                              other=vocab.laterality_name(other_side, lang)))
-    elif dicom:
-        other += dicom
-    if other:
+    if 'other' in kinds or ('dicom' in kinds and not dicom_stated):
         out.append(p['flagged_other'])
     return out
 

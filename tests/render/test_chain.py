@@ -187,3 +187,23 @@ def test_an_unnamed_detector_is_just_the_detector(make_record):
     rec = make_record([('optic_disc', (100, 100, 200, 200))], provenance=prov)
     assert 'Hard exudates: not detected by the detector at score \u2265 0.5.' in cognitive_chain(rec, 'en')
     assert '硬性渗出：检测器在分数\u22650.5时未检出。' in cognitive_chain(rec, 'zh')
+
+
+def test_each_kind_of_flag_gets_its_own_sentence_and_an_unknown_one_the_generic_review_line(make_record):
+    base = make_record([('optic_disc', (100, 100, 200, 220))]).model_dump()
+    en_other = 'Flagged for review: the sources of this record disagree (see its provenance flags).'
+    zh_other = '待复核：本记录的来源之间存在不一致（见其来源标记）。'
+
+    def chain(flags, lang='en', **kw):
+        data = {**base, **kw, 'provenance': {**base['provenance'], 'flags': flags}}
+        return cognitive_chain(type(make_record()).model_validate(data), lang)
+
+    assert en_other in chain(['two annotators disagree on the disc']) and zh_other in chain(['x'], 'zh')
+    assert 'Flagged' not in chain([])
+    # a DICOM laterality flag on a record whose laterality is not the header's: stated generically
+    dicom = "dcm-1: DICOM laterality 'right' disagrees with the optic-disc position ('left' ...)"
+    assert en_other in chain([dicom]) and 'DICOM header' not in chain([dicom])
+    text = chain([dicom, 'fovea: the detector (1, 1) and the landmark locator (9, 9) are 2.0 DD apart'],
+                 laterality='right', laterality_source='dicom')
+    assert text.count('Flagged for review') == 2 and en_other not in text
+    assert 'disagree on the position of the fovea.' in text and 'the DICOM header gives the right eye' in text
