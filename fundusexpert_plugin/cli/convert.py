@@ -375,7 +375,8 @@ def run(args: argparse.Namespace) -> int:
             print(f'  skipped: {message}', file=sys.stderr)
         raise
     if not records:
-        print(f'fundusexpert: nothing to write to {args.out}\n{log.summary(0)}', file=sys.stderr)
+        why = "" if log.skipped or log.notes else f": no row or image to convert in {', '.join(_inputs(args))}"
+        print(f'fundusexpert: nothing to write to {args.out}{why}\n{log.summary(0)}', file=sys.stderr)
         return 1
     write_records(records, args.out)
     print(f'{args.out}: {log.summary(len(records))}')
@@ -384,6 +385,18 @@ def run(args: argparse.Namespace) -> int:
         print(f'  the images lie outside {Path(args.out).parent}: give their folder to the next step, e.g. '
               f'fundusexpert data build --records {args.out} --image-root {root} --out fundusgen')
     return 0
+
+
+def _inputs(args: argparse.Namespace) -> List[str]:
+    """The input paths given on the command line (every Path option but the outputs), for messages."""
+    out = []
+    for key, value in vars(args).items():
+        if key in ('out', 'images_out'):
+            continue
+        for v in value if isinstance(value, list) else [value]:
+            if isinstance(v, Path):
+                out.append(str(v))
+    return list(dict.fromkeys(out))
 
 
 def image_root_hint(records, out_dir: Path) -> Optional[str]:

@@ -187,6 +187,7 @@ class FileIndex:
         if not self.folder.is_dir():
             raise FileNotFoundError(f'folder not found: {self.folder}')
         self.suffixed = suffixed
+        self._exts = tuple(exts)
         self._paths = sorted(p for p in self.folder.rglob('*')
                              if p.is_file() and p.suffix.lower() in exts and not p.name.startswith('.'))
         self._by_name: Dict[str, List[Path]] = {}
@@ -218,8 +219,10 @@ class FileIndex:
                                   f'{[str(h) for h in hits]}')
         if not hits:
             if required:
+                held = (f'extensions {sorted({p.suffix for p in self._paths})}' if self._paths else
+                        f'it holds no file ending in {", ".join(sorted(self._exts))}')
                 raise FundusDataError(f'{where}: {field_name} = {name!r}: no file of that name under '
-                                      f'{self.folder} (extensions {sorted({p.suffix for p in self._paths})})')
+                                      f'{self.folder} ({held})')
             return None
         return hits[0]
 

@@ -78,6 +78,20 @@ def test_nothing_to_write_exits_1_and_duplicate_ids_exit_2(tmp_path, make_image,
     assert f"{csv}:3: record_id 'x' already given at {csv}:2" in capsys.readouterr().err
 
 
+def test_a_header_only_table_says_which_inputs_held_nothing(tmp_path, make_text, capsys):
+    (tmp_path / 'imgs').mkdir()
+    csv = make_text(tmp_path / 'train.csv', 'id_code,diagnosis\n')
+    assert _run('aptos', '--images', tmp_path / 'imgs', '--csv', csv, '--out', tmp_path / 'o.jsonl') == 1
+    assert capsys.readouterr().err.splitlines()[0] == (f'fundusexpert: nothing to write to {tmp_path / "o.jsonl"}: no '
+                                                       f'row or image to convert in {tmp_path / "imgs"}, {csv}')
+    # a row whose image is missing from an empty folder says the folder holds no image file
+    make_text(csv, 'id_code,diagnosis\nabc,2\n')
+    assert _run('aptos', '--images', tmp_path / 'imgs', '--csv', csv, '--out', tmp_path / 'o.jsonl') == 2
+    assert capsys.readouterr().err == (f"fundusexpert: error: {csv}:2: id_code = 'abc': no file of that name under "
+                                       f"{tmp_path / 'imgs'} (it holds no file ending in .bmp, .gif, .jpeg, .jpg, "
+                                       ".png, .tif, .tiff, .webp)\n")
+
+
 def test_label_csv_ids_keep_the_extension_and_a_repeat_names_the_csv_lines(tmp_path, make_image, make_text, capsys):
     make_image(tmp_path / 'a.jpg', 64, 48)
     make_image(tmp_path / 'a.png', 64, 48)
