@@ -91,9 +91,9 @@ GRADE_SCALES: Dict[str, Dict[str, Tuple[str, str]]] = {
     },
     # IDRiD "risk of macular edema" (Porwal 2018, the Messidor definition): 0 = no apparent hard
     # exudates, 1 = hard exudates beyond 1 DD of the macula centre, 2 = within 1 DD. A grade states a
-    # risk read from exudates, so its name says "risk", not a diagnosis of oedema.
+    # risk read from exudates, so its name says "risk", not a diagnosis (or exclusion) of oedema.
     'dme_grade': {
-        '0': ('no diabetic macular oedema', '无糖尿病黄斑水肿'),
+        '0': ('no risk of diabetic macular oedema: no apparent hard exudates', '无糖尿病黄斑水肿风险：未见硬性渗出'),
         '1': ('risk of diabetic macular oedema: hard exudates more than one disc diameter from the macular centre',
               '糖尿病黄斑水肿风险：硬性渗出距黄斑中心一个视盘直径以外'),
         '2': ('risk of diabetic macular oedema: hard exudates within one disc diameter of the macular centre',

@@ -52,7 +52,8 @@ _SPELLINGS = (
 _EXTRA_NAMES = {
     'dr_grade': {'0': ('no apparent retinopathy', 'no retinopathy'), '1': ('mild diabetic retinopathy',),
                  '2': ('moderate diabetic retinopathy',), '3': ('severe diabetic retinopathy',)},
-    'dme_grade': {'0': ('no macular oedema',)},
+    'dme_grade': {'0': ('no macular oedema', 'no diabetic macular oedema', 'no risk of diabetic macular oedema',
+                        '无糖尿病黄斑水肿', '无糖尿病黄斑水肿风险')},
 }
 
 

@@ -25,6 +25,9 @@ def test_every_finding_and_grade_has_both_languages():
             assert en and zh
     assert vocab.grade_name('dr_grade', '2', 'en').startswith('moderate non-proliferative')
     assert vocab.grade_name('dr_grade', '4', 'zh') == '增殖性糖尿病视网膜病变'
+    # IDRiD DME grade 0 is "no apparent hard exudates" (Porwal 2018): a risk grade, not an exclusion of oedema
+    assert vocab.grade_name('dme_grade', '0', 'en') == 'no risk of diabetic macular oedema: no apparent hard exudates'
+    assert vocab.grade_name('dme_grade', '0', 'zh') == '无糖尿病黄斑水肿风险：未见硬性渗出'
 
 
 def test_unknown_language_is_rejected():

@@ -20,6 +20,9 @@ def test_parse_grade_reads_every_name_of_the_icdr_scale(text, grade):
 
 def test_parse_grade_dme_tie_is_unparsed():
     assert parse_grade('无糖尿病黄斑水肿', 'dme_grade') == '0'
+    assert parse_grade('No risk of diabetic macular oedema: no apparent hard exudates.', 'dme_grade') == '0'
+    assert parse_grade('无糖尿病黄斑水肿风险：未见硬性渗出', 'dme_grade') == '0'
+    assert parse_grade('no diabetic macular edema', 'dme_grade') == '0'       # the earlier wording still reads
     # "糖尿病黄斑水肿" alone is the short form of grades 1 and 2 alike: no grade
     assert parse_grade('糖尿病黄斑水肿', 'dme_grade') is None
     assert parse_grade('risk of diabetic macular oedema: hard exudates within one disc diameter of the macular '
