@@ -11,6 +11,10 @@ Grounded rows (region detection, grounded report) also record the box cap: ``box
 ``n_boxes_shown`` (``{finding_id: boxes in the answer}``) for every grounded class; when the answer
 shows fewer boxes than the record has, ``full_gt_boxes_px`` (``[[finding_id, [x1, y1, x2, y2]], ...]``,
 pixels, every box of those classes) is the reference ``fundusexpert eval --meta`` scores against.
+
+A prompt that names a "colour fundus photograph" (``彩色眼底照片``) reads "greyscale fundus photograph"
+(``灰度眼底照片``) for a photograph the intake converted from grey (:func:`photo_prompt`), as the
+chain's global view does.
 """
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ from typing import Dict, List, Optional, Tuple
 
 from fundusexpert_plugin.core import vocab
 from fundusexpert_plugin.core.images import LoadedImage, load_image, save_image
-from fundusexpert_plugin.render.chain import cognitive_chain, diagnosis_answer, draws_conclusion
+from fundusexpert_plugin.render.chain import cognitive_chain, diagnosis_answer, draws_conclusion, photo_was_greyscale
 from fundusexpert_plugin.core.geometry import iou
 from fundusexpert_plugin.core.record import FundusGenRecord
 from fundusexpert_plugin.tasks.config import FIELD_KINDS, SCALE_NAMES, TaskConfig
@@ -35,6 +39,20 @@ from fundusexpert_plugin.render.grounded_text import GroundedText
 
 LETTERS = 'ABCDE'
 MCQ_OPTIONS = 4
+
+#: language -> (the prompt phrase for a colour photograph, its greyscale counterpart)
+GREYSCALE_PHOTO = {'en': ('colour fundus photograph', 'greyscale fundus photograph'),
+                   'zh': ('彩色眼底照片', '灰度眼底照片')}
+
+
+def photo_prompt(text: str, record: FundusGenRecord, lang: str) -> str:
+    """``text`` as asked about ``record``'s photograph: "colour fundus photograph" (zh ``彩色眼底照片``)
+    becomes "greyscale fundus photograph" (``灰度眼底照片``) when the intake converted the photograph
+    from grey (:func:`~fundusexpert_plugin.render.chain.photo_was_greyscale`); otherwise unchanged."""
+    if lang not in GREYSCALE_PHOTO or not photo_was_greyscale(record):
+        return text
+    colour, grey = GREYSCALE_PHOTO[lang]
+    return text.replace(colour, grey)
 
 
 class RenderContext:
@@ -124,7 +142,7 @@ def render_rows(record: FundusGenRecord, task: TaskConfig, lang: str, ctx: Rende
     image_rel = ctx.rel(image_path)
 
     def prompt(**kw) -> str:
-        return rng.choice(task.prompts[lang]).format(**kw)
+        return photo_prompt(rng.choice(task.prompts[lang]).format(**kw), record, lang)
 
     def answer(template: Dict[str, str], **kw) -> str:
         return template[lang].format(**kw)
@@ -178,7 +196,8 @@ def _region_detection(record, task, lang, rng, image_rel, prompt, answer) -> Lis
         if boxes:
             capped = task.max_boxes is not None and len(boxes) > task.max_boxes
             # an "all" prompt is answered with every box; over the cap the prompt says "the N largest"
-            question = (rng.choice(task.prompts_capped[lang]).format(target=name, max_boxes=task.max_boxes)
+            capped_prompt = rng.choice(task.prompts_capped[lang]) if capped else None
+            question = (photo_prompt(capped_prompt.format(target=name, max_boxes=task.max_boxes), record, lang)
                         if capped else prompt(target=name))
             grounded = GroundedText()
             text = answer(task.answer, grounded_target=grounded.ref(name, boxes[:task.max_boxes]), target=name)
