@@ -210,13 +210,38 @@ def _error_location(exc: ValidationError) -> str:
     return '; '.join(parts)
 
 
-def parse_record(data: dict, *, where: str) -> FundusGenRecord:
-    """Validate one record dict.
+def check_pixel_size(value: object, *, where: str, field_name: str) -> int:
+    """An image ``width`` or ``height`` as a record or annotation line gives it: a JSON integer.
+
+    The one size rule of every reader (records, CODRAS jsonl): ``1072`` is accepted; ``1072.0``,
+    ``"712"``, ``true`` or ``null`` are refused, never coerced. Whether the number is the image's size
+    is checked later, against the decoded image (``size_mismatch``).
+
+    Returns:
+        ``value`` (pixels).
 
     Raises:
-        FundusDataError: naming ``where`` (file:line), the record id and the failing field.
+        FundusDataError: ``'<where>: <field_name> = <value>: expected an integer number of pixels'``,
+            reason ``'size_not_integer'``.
+    """
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise FundusDataError(f'{where}: {field_name} = {value!r}: expected an integer number of pixels',
+                              reason='size_not_integer')
+    return value
+
+
+def parse_record(data: dict, *, where: str) -> FundusGenRecord:
+    """Validate one record dict (``width``/``height`` by :func:`check_pixel_size` first).
+
+    Raises:
+        FundusDataError: naming ``where`` (file:line), the record id and the failing field (reason
+            ``size_not_integer`` for a size that is not a JSON integer).
     """
     rid = data.get('record_id', '?') if isinstance(data, dict) else '?'
+    if isinstance(data, dict):
+        for key in ('width', 'height'):
+            if key in data:
+                check_pixel_size(data[key], where=f'{where}: record {rid!r}', field_name=key)
     try:
         return FundusGenRecord.model_validate(data)
     except ValidationError as exc:

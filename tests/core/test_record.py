@@ -130,3 +130,19 @@ def test_an_integer_grade_is_the_grade_and_a_boolean_is_refused(make_record):
         FundusGenRecord.model_validate({**data, 'image_labels': {'dr_grade': True}})
     with pytest.raises(ValueError, match='valid string'):
         FundusGenRecord.model_validate({**data, 'image_labels': {'dr_grade': 2.5}})
+
+
+@pytest.mark.parametrize('key, value', [('width', 1000.0), ('height', '800'), ('width', True), ('height', None)])
+def test_a_size_that_is_not_a_json_integer_is_refused_as_the_codras_reader_refuses_it(tmp_path, make_record,
+                                                                                     key, value):
+    good = make_record([('optic_disc', (100, 100, 200, 220))], record_id='ok').model_dump()
+    bad = {**make_record(record_id='bad').model_dump(), key: value}
+    path = tmp_path / 'recs.jsonl'
+    path.write_text(json.dumps(good) + '\n' + json.dumps(bad) + '\n')
+    with pytest.raises(FundusDataError) as exc:
+        list(read_records(path))
+    assert str(exc.value) == f"{path}:2: record 'bad': {key} = {value!r}: expected an integer number of pixels"
+    assert exc.value.reason == 'size_not_integer'
+    skipped, counts = [], Counter()
+    assert [r.record_id for r in read_records(path, lenient=True, skipped=skipped, counts=counts)] == ['ok']
+    assert counts == {'size_not_integer': 1} and skipped == [str(exc.value)]
