@@ -17,7 +17,7 @@ from fundusexpert_plugin.core.images import set_max_pixels
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``data validate``."""
     parser.add_argument('path', type=Path, nargs='?', default=None,
-                        help='annotation file or folder (records / codras jsonl, COCO json, box CSV, label CSV, '
+                        help='annotation file or folder (records / codras jsonl, COCO json, box CSV, label CSV/xlsx/xls, '
                              'YOLO labels folder, masks folder)')
     parser.add_argument('--records', type=Path, default=None,
                         help='FundusGen records jsonl, as data build --records reads it (the same as PATH with '

@@ -103,3 +103,35 @@ def test_an_unrecognised_file_names_every_format_validate_reads(tmp_path, capsys
     assert rc == 2
     assert err.strip() == (f"fundusexpert: error: {other}: not a recognised annotation layout; pass --format "
                            "(one of ['box-csv', 'coco', 'codras', 'csv', 'masks', 'records', 'yolo'])")
+
+
+def test_a_label_workbook_is_recognised_as_a_label_csv_is(tmp_path, capsys):
+    import openpyxl
+    import xlwt
+    _image(tmp_path / 'photos' / 'a.jpg')
+    _image(tmp_path / 'photos' / 'b.jpg')
+    rows = [['image', 'dr_grade', 'laterality'], ['a.jpg', 2, 'OD'], ['b.jpg', 7, 'left']]
+    book = openpyxl.Workbook()
+    for row in rows:
+        book.active.append(row)
+    book.save(tmp_path / 'labels.xlsx')
+    legacy = xlwt.Workbook()
+    sheet = legacy.add_sheet('Feuil1')
+    for r, row in enumerate(rows):
+        for c, value in enumerate(row):
+            sheet.write(r, c, value)
+    legacy.save(str(tmp_path / 'labels.xls'))
+    for table in (tmp_path / 'labels.xlsx', tmp_path / 'labels.xls'):
+        rc, out, _ = _validate(capsys, table, '--images', tmp_path / 'photos')
+        assert rc == 1 and out.splitlines()[0] == f'{table} (csv): 2 records, 0 boxes would be written', out
+        assert f"  skipped: {table}:3: column 'dr_grade' = '7': unknown grade; expected one of [0, 1, 2, 3, 4]" in out
+    # a workbook with no label column is not a label table; an unreadable one says so
+    book = openpyxl.Workbook()
+    book.active.append(['patient', 'comment'])
+    book.save(tmp_path / 'notes.xlsx')
+    rc, _, err = _validate(capsys, tmp_path / 'notes.xlsx')
+    assert rc == 2 and 'notes.xlsx: not a recognised annotation layout; pass --format' in err
+    (tmp_path / 'broken.xlsx').write_bytes(b'not a zip file')
+    rc, _, err = _validate(capsys, tmp_path / 'broken.xlsx')
+    assert rc == 2 and err.strip().startswith(f'fundusexpert: error: {tmp_path / "broken.xlsx"}: not a readable '
+                                              'xlsx workbook')
