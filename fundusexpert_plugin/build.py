@@ -36,6 +36,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 from fundusexpert_plugin.core import vocab
 from fundusexpert_plugin.core.images import LoadedImage, load_image, save_image
 from fundusexpert_plugin.core.jsonl import write_jsonl
+from fundusexpert_plugin.core.paths import check_folder
 from fundusexpert_plugin.core.record_image import check_record_image
 from fundusexpert_plugin.core.record import FundusDataError, FundusGenRecord
 from fundusexpert_plugin.tasks.config import TaskConfig, load_tasks
@@ -190,7 +191,10 @@ def build_fundusgen(records: Iterable[FundusGenRecord], out_dir: Path | str, *,
 
     Raises:
         FundusDataError: a bad record when not ``lenient``; no record, or every record skipped.
+        FileNotFoundError: ``image_root`` is not an existing folder.
     """
+    if image_root is not None and not allow_outside_root:
+        check_folder(image_root, what='image_root')
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     tasks = list(tasks) if tasks is not None else load_tasks(tasks_dir)

@@ -43,13 +43,16 @@ def run(args: argparse.Namespace) -> int:
     """Run ``fundusexpert data build``; prints rows per task, licences and every skip counted by reason; returns 0.
 
     Raises:
-        FileNotFoundError: ``--records`` does not exist.
+        FileNotFoundError: ``--records`` or the ``--image-root`` folder does not exist.
         FundusDataError: a bad record, image or task file (unless ``--lenient`` for records and images);
             an empty or all-invalid records file even with ``--lenient``.
     """
     from fundusexpert_plugin.build import MARKED_MAX_SIDE, build_fundusgen, build_sample
     from fundusexpert_plugin.core.images import set_max_pixels
+    from fundusexpert_plugin.core.paths import check_folder
     from fundusexpert_plugin.core.record import read_records
+    if args.image_root is not None:
+        check_folder(args.image_root, what='--image-root')
     languages = list(args.languages)
     if args.max_image_pixels:
         set_max_pixels(args.max_image_pixels)

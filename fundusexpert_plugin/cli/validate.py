@@ -12,6 +12,7 @@ from pathlib import Path
 
 from fundusexpert_plugin.core.errors import FundusDataError
 from fundusexpert_plugin.core.images import set_max_pixels
+from fundusexpert_plugin.core.paths import check_folder
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -42,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
     would be skipped).
 
     Raises:
-        FundusDataError, FileNotFoundError, ValueError: the input cannot be read at all, no PATH, or
+        FundusDataError, FileNotFoundError, ValueError: the input cannot be read at all (or the
+            ``--images`` folder does not exist), no PATH, or
             ``--records`` with PATH or with another ``--format`` (the command line prints one line and
             exits 2).
     """
@@ -59,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
         args.path, args.format = args.records, 'records'
     if args.path is None:
         raise FundusDataError('data validate: give the annotation PATH (or --records FILE)')
+    if args.images is not None:
+        check_folder(args.images, what='--images/--image-root')
     if args.max_image_pixels:
         set_max_pixels(args.max_image_pixels)
     log = ConvertLog(echo=False)  # every message is printed below, once

@@ -117,6 +117,27 @@ def test_cli_lenient_build_reports_unreadable_records_and_missing_images(tmp_pat
     assert f"{tmp_path / 'recs.jsonl'}:3: record 'gone': image: image not found" in saved['skipped'][1]
 
 
+def test_an_image_root_that_does_not_exist_is_named_as_such(tmp_path, make_record, capsys):
+    from fundusexpert_plugin.cli.main import main
+    from fundusexpert_plugin.core.paths import resolve_image_path
+    Image.new('RGB', (1000, 800)).save(tmp_path / 'ok.jpg')
+    rec = make_record([('optic_disc', (100, 100, 200, 200))], image='ok.jpg', record_id='good')
+    (tmp_path / 'recs.jsonl').write_text(rec.model_dump_json() + '\n')
+    argv = ['data', 'build', '--records', str(tmp_path / 'recs.jsonl'), '--out', str(tmp_path / 'out'),
+            '--num-proc', '1', '--image-root', str(tmp_path / 'nope')]
+    assert main(argv) == 2 and main(argv + ['--lenient']) == 2
+    err = capsys.readouterr().err
+    assert err == 2 * f"fundusexpert: error: --image-root: folder not found: {tmp_path / 'nope'}\n"
+    assert not (tmp_path / 'out').exists()
+    with pytest.raises(FileNotFoundError, match=r"^image_root: folder not found: .*nope$"):
+        build_fundusgen([rec], tmp_path / 'out', image_dir=tmp_path, image_root=tmp_path / 'nope', lenient=True)
+    # the one path rule says it too, instead of calling every path outside a folder that is not there
+    with pytest.raises(FileNotFoundError, match=r"^dataset folder: folder not found: .*nope$"):
+        resolve_image_path('ok.jpg', tmp_path, where='x', root=tmp_path / 'nope')
+    with pytest.raises(FileNotFoundError, match=r"ok\.jpg is a file, not a folder$"):
+        resolve_image_path('ok.jpg', tmp_path, where='x', root=tmp_path / 'ok.jpg')
+
+
 def test_one_and_two_processes_write_the_same_rows_and_marked_copies(tmp_path):
     # num_proc=1 first: this process has then used OpenCV and Arrow before the pool forks its workers.
     from fundusexpert_plugin.sample import sample_records

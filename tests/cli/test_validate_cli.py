@@ -61,6 +61,9 @@ def test_records_flag_and_image_root_alias_read_records_as_data_build_does(tmp_p
     assert (out + caplog.text).count('findings[1].box_px') == 1, out + caplog.text
     assert _validate(capsys, path, '--images', tmp_path / 'ds')[1].splitlines()[0] == expected
     # --image-root is the dataset folder every image must lie in, as in data build
+    rc, _, err = _validate(capsys, '--records', path, '--image-root', tmp_path / 'elsewhere')
+    assert rc == 2 and err == f"fundusexpert: error: --images/--image-root: folder not found: {tmp_path / 'elsewhere'}\n"
+    (tmp_path / 'elsewhere').mkdir()
     rc, out, err = _validate(capsys, '--records', path, '--image-root', tmp_path / 'elsewhere')
     assert rc == 2 and f'{path}: read 2 lines/items, kept no record' in err and "'image_path_refused': 2}" in err
     assert (f"  skipped: {path}:1: record 'a': image = 'a.jpg': path outside the dataset folder {tmp_path / 'elsewhere'}; "
