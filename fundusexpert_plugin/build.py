@@ -46,6 +46,9 @@ logger = logging.getLogger(__name__)
 
 #: Longest side of the marked copies, pixels (above every recipe's model input).
 MARKED_MAX_SIDE = 2048
+#: Smallest ``marked_max_side`` accepted, pixels: below it a 4288-px photograph shrinks more than 16 times,
+#: small lesions (microaneurysms, 30-60 px) to a few pixels under the red outline.
+MARKED_MIN_SIDE = 256
 
 
 @dataclass
@@ -176,8 +179,9 @@ def build_fundusgen(records: Iterable[FundusGenRecord], out_dir: Path | str, *,
         skipped, skipped_counts: records already skipped upstream (e.g. by a lenient
             :func:`record.read_records`): messages listed first in the summary, counts by reason.
         skipped_boxes: messages of findings skipped upstream in records that were kept.
-        num_proc: worker processes (1: in this process). The rows do not depend on it.
-        marked_max_side: longest side of the marked copies, pixels (``None``: full size).
+        num_proc: worker processes, ``>= 1`` (1: in this process). The rows do not depend on it.
+        marked_max_side: longest side of the marked copies, pixels, ``>= MARKED_MIN_SIDE`` (``None``:
+            full size).
         copy_images: write every photograph as a fresh, metadata-free PNG (upright 8-bit RGB, full
             size, lossless) under ``<out_dir>/images/`` and point the rows there, so that the folder
             can be shared without the originals and whatever EXIF, XMP or comments they carry.
@@ -192,7 +196,13 @@ def build_fundusgen(records: Iterable[FundusGenRecord], out_dir: Path | str, *,
     Raises:
         FundusDataError: a bad record when not ``lenient``; no record, or every record skipped.
         FileNotFoundError: ``image_root`` is not an existing folder.
+        ValueError: ``num_proc < 1`` or ``marked_max_side < MARKED_MIN_SIDE``.
     """
+    if not isinstance(num_proc, int) or num_proc < 1:
+        raise ValueError(f'num_proc = {num_proc!r}: expected a whole number >= 1')
+    if marked_max_side is not None and marked_max_side < MARKED_MIN_SIDE:
+        raise ValueError(f'marked_max_side = {marked_max_side!r}: expected None (full size) or a number of pixels '
+                         f'>= {MARKED_MIN_SIDE}')
     if image_root is not None and not allow_outside_root:
         check_folder(image_root, what='image_root')
     out = Path(out_dir)

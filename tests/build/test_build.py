@@ -230,3 +230,38 @@ def test_records_with_review_flags_are_listed_by_the_build(tmp_path, capsys):
     assert json.loads((tmp_path / 'fg' / 'build_summary.json').read_text())['flagged_records'] == [flagged]
     report = [json.loads(line) for line in (tmp_path / 'fg' / 'report.jsonl').read_text().splitlines()]
     assert ['Flagged for review' in r['messages'][-1]['content'] for r in report] == [False, True]
+
+
+@pytest.mark.parametrize('option, value, rule', [
+    ('--marked-max-side', '-1', "expected 0 (full size) or a number of pixels >= 256, got '-1'"),
+    ('--marked-max-side', '1', "expected 0 (full size) or a number of pixels >= 256, got '1'"),
+    ('--marked-max-side', '255', "expected 0 (full size) or a number of pixels >= 256, got '255'"),
+    ('--num-proc', '0', 'expected a whole number >= 1, got 0'),
+    ('--num-proc', 'two', "expected a whole number >= 1, got 'two'"),
+])
+def test_a_marked_side_below_the_minimum_or_no_worker_is_a_usage_error(tmp_path, capsys, option, value, rule):
+    from fundusexpert_plugin.cli.main import main
+    assert main(['data', 'build', '--sample', '--out', str(tmp_path / 'fg'), option, value]) == 2
+    err = capsys.readouterr().err
+    assert err == f'fundusexpert: error: argument {option}: {rule} (see: fundusexpert data build --help)\n'
+    assert not (tmp_path / 'fg').exists()
+
+
+def test_the_builder_refuses_a_marked_side_below_the_minimum_and_no_worker(tmp_path, make_record):
+    from fundusexpert_plugin.build import MARKED_MIN_SIDE
+    rec = make_record([('optic_disc', (100, 100, 200, 200))])
+    with pytest.raises(ValueError, match=r'^marked_max_side = 1: expected None \(full size\) or a number of pixels '
+                                         r'>= 256$'):
+        build_fundusgen([rec], tmp_path / 'out', marked_max_side=1)
+    with pytest.raises(ValueError, match=r'^num_proc = 0: expected a whole number >= 1$'):
+        build_fundusgen([rec], tmp_path / 'out', num_proc=0)
+    assert MARKED_MIN_SIDE == 256 and not (tmp_path / 'out').exists()
+
+
+def test_marked_copies_at_the_minimum_side_are_that_size(tmp_path):
+    from fundusexpert_plugin.cli.main import main
+    assert main(['data', 'build', '--sample', '--out', str(tmp_path / 'fg'), '--marked-max-side', '256',
+                 '--languages', 'en', '--num-proc', '1']) == 0
+    rows = _rows(tmp_path / 'fg' / 'train' / 'region_identification.jsonl')
+    sizes = {Image.open(tmp_path / 'fg' / 'train' / r['images'][0]).size for r in rows}
+    assert sizes == {(256, 170)} and {(r['width'], r['height']) for r in rows} == {(256, 170)}   # 1072x712 photos
