@@ -38,7 +38,7 @@ from fundusexpert_plugin.core.images import LoadedImage, load_image, save_image
 from fundusexpert_plugin.core.jsonl import write_jsonl
 from fundusexpert_plugin.core.paths import check_folder
 from fundusexpert_plugin.core.record_image import check_record_image
-from fundusexpert_plugin.core.record import FundusDataError, FundusGenRecord
+from fundusexpert_plugin.core.record import FundusDataError, FundusGenRecord, flag_laterality
 from fundusexpert_plugin.tasks.config import TaskConfig, load_tasks
 from fundusexpert_plugin.tasks.render import RecordImage, RenderContext, file_key, render_rows
 
@@ -61,7 +61,7 @@ class BuildSummary:
         records_used: number of records rendered.
         skipped: one ``'<where>: <reason>'`` message per skipped record (lenient mode).
         skipped_by_reason: reason -> number of skipped records (``image_missing``, ``size_mismatch``, ...).
-        warnings: accepted with a warning (multi-page files).
+        warnings: accepted with a warning (multi-page files; a laterality that disagrees with the optic disc).
         skipped_boxes: one message per finding skipped upstream while its record was kept (lenient
             :func:`record.read_records`).
         seed, languages, task_versions, task_weights: the build parameters (weights are read by
@@ -72,8 +72,10 @@ class BuildSummary:
             records for which the task wrote no rows in that language} (tasks defining every built
             language are not listed).
         flagged_records: ids of the records used that carry ``provenance.flags`` (sources that disagree,
-            e.g. the engine's detector and landmark locator): their rows are written, and their chain says
-            "Flagged for review"; check them, or leave them out of the records, before training.
+            e.g. the engine's detector and landmark locator, or a laterality label or DICOM header and the
+            optic disc's side, which the builder flags itself and lists in ``warnings``): their rows are
+            written, and their chain says "Flagged for review"; check them, or leave them out of the
+            records, before training.
     """
 
     out_dir: str
@@ -216,7 +218,7 @@ def build_fundusgen(records: Iterable[FundusGenRecord], out_dir: Path | str, *,
                            task_weights={t.name: t.weight for t in tasks})
     reasons: Counter = Counter(skipped_counts or {})
     rows: Dict[str, List[dict]] = {t.name: [] for t in tasks}
-    records = list(records)
+    records = [_with_laterality_flag(r, summary, locations) for r in records]
     job = _Job(tasks, list(languages), out, Path(image_dir), seed, marked_max_side,
                Path(image_root) if image_root is not None else None, allow_outside_root, copy_images, locations)
     if num_proc > 1 and len(records) > 1:
@@ -246,6 +248,20 @@ def build_fundusgen(records: Iterable[FundusGenRecord], out_dir: Path | str, *,
         logger.warning('skipped %d of %d records (see %s/build_summary.json)', len(summary.skipped),
                        len(records) + len(skipped), out)
     return summary
+
+
+def _with_laterality_flag(record: FundusGenRecord, summary: BuildSummary,
+                          locations: Optional[Dict[str, str]]) -> FundusGenRecord:
+    """The record with its laterality flag (:func:`~fundusexpert_plugin.core.record.flag_laterality`: a
+    label's or header's laterality that disagrees with the optic disc) added to ``provenance.flags``,
+    so that it is listed in ``flagged_records`` and its chain says so; the flag is also a warning."""
+    record, flag = flag_laterality(record)
+    if flag is not None:
+        where = (locations or {}).get(record.record_id)
+        message = f'{where + ": " if where else ""}record {record.record_id!r}: {flag}'
+        logger.debug('%s', message)   # listed in BuildSummary.warnings (the CLI prints it once)
+        summary.warnings.append(message)
+    return record
 
 
 def _collect(results, rows, summary: BuildSummary, reasons: Counter, lenient: bool) -> None:

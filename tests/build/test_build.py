@@ -265,3 +265,40 @@ def test_marked_copies_at_the_minimum_side_are_that_size(tmp_path):
     rows = _rows(tmp_path / 'fg' / 'train' / 'region_identification.jsonl')
     sizes = {Image.open(tmp_path / 'fg' / 'train' / r['images'][0]).size for r in rows}
     assert sizes == {(256, 170)} and {(r['width'], r['height']) for r in rows} == {(256, 170)}   # 1072x712 photos
+
+
+def test_a_label_laterality_against_the_disc_side_is_flagged_by_the_build(tmp_path, make_record, capsys):
+    from fundusexpert_plugin.cli.main import main
+    Image.new('RGB', (1072, 712)).save(tmp_path / 'a.jpg')
+    findings = [('optic_disc', (112, 315, 212, 415)), ('haemorrhages', (600, 300, 630, 330))]
+    lat = make_record(findings, width=1072, height=712, image='a.jpg', record_id='lat', laterality='right',
+                      laterality_source='label')
+    ok = make_record(findings, width=1072, height=712, image='a.jpg', record_id='ok', laterality='left',
+                     laterality_source='label')
+    engine_flag = ("dcm-1: DICOM laterality 'right' disagrees with the optic-disc position ('left' by the "
+                   "macula-centred rule); keeping the DICOM value")
+    dicom = make_record(findings, width=1072, height=712, image='a.jpg', record_id='dcm-1', laterality='right',
+                        laterality_source='dicom', provenance={'source_dataset': 't', 'licence': 'x',
+                                                               'flags': [engine_flag]})
+    path = tmp_path / 'recs.jsonl'
+    path.write_text(''.join(r.model_dump_json() + '\n' for r in (lat, ok, dicom)))
+    assert main(['data', 'build', '--records', str(path), '--out', str(tmp_path / 'fg'), '--languages', 'en',
+                 '--num-proc', '1']) == 0
+    flag = ("laterality label 'right' disagrees with the optic-disc position ('left' by the macula-centred rule); "
+            "keeping the label")
+    out = capsys.readouterr().out.splitlines()
+    assert f"  warning: {path}:1: record 'lat': {flag}" in out
+    assert sum('disagrees with the optic-disc position' in line for line in out) == 1   # the engine's flag: once
+    summary = json.loads((tmp_path / 'fg' / 'build_summary.json').read_text())
+    assert summary['flagged_records'] == ['lat', 'dcm-1'] and summary['warnings'] == [f"{path}:1: record 'lat': {flag}"]
+    report = {r['record_id']: r['messages'][-1]['content'] for r in _rows(tmp_path / 'fg' / 'report.jsonl')}
+    assert ('Flagged for review: the laterality label gives the right eye, but the position of the optic disc '
+            'suggests the left eye; the label is followed.') in report['lat'].splitlines()
+    assert 'Flagged for review: the DICOM header gives the right eye' in report['dcm-1']
+    assert 'whereas in a right eye it lies on the right' in report['lat'] and 'temporal' not in report['lat']
+    assert 'Flagged' not in report['ok'] and 'disc diameters (DD) temporal' in report['ok']
+    laterality = {r['record_id']: r['messages'][-1]['content'] for r in _rows(tmp_path / 'fg' / 'laterality.jsonl')}
+    assert laterality['lat'] == 'Right eye.'                          # the label is kept, never resolved
+    # data validate warns about it the same way, without skipping anything
+    assert main(['data', 'validate', '--records', str(path)]) == 0
+    assert f"  warning: {path}:1: record 'lat': {flag}" in capsys.readouterr().out.splitlines()
