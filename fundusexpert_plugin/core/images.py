@@ -161,9 +161,9 @@ def _to_rgb(im: Image.Image, notes: List[str]) -> Image.Image:
 
 #: Single-channel source modes: Pillow's greyscale modes as :func:`load_image` names them in
 #: ``conversion`` (``'L->RGB'``, ``'LA->RGB (alpha on black)'``, ``'I;16 16-bit->8-bit RGB'``,
-#: ``'I 32-bit->8-bit RGB (value / 65536)'``, ``'F float->8-bit RGB'``) and the DICOM grey photometric interpretations (``'DICOM MONOCHROME2->RGB'``,
-#: :func:`fundusexpert_plugin.core.dicom.read_dicom`). A palette (``P``) image is not counted: its
-#: palette may hold colours.
+#: ``'I 32-bit->8-bit RGB (value / 65536)'``, ``'F float->8-bit RGB'``) and the DICOM grey photometric
+#: interpretations (``'DICOM MONOCHROME2->RGB'``, :func:`fundusexpert_plugin.core.dicom.read_dicom`). A
+#: palette (``P``) image is not counted: its palette may hold colours.
 GREYSCALE_MODES = frozenset({'1', 'L', 'LA', 'La', 'I', 'I;16', 'I;16B', 'I;16L', 'I;16N', 'F',
                              'MONOCHROME1', 'MONOCHROME2'})
 
