@@ -302,3 +302,102 @@ def test_a_label_laterality_against_the_disc_side_is_flagged_by_the_build(tmp_pa
     # data validate warns about it the same way, without skipping anything
     assert main(['data', 'validate', '--records', str(path)]) == 0
     assert f"  warning: {path}:1: record 'lat': {flag}" in capsys.readouterr().out.splitlines()
+
+
+def _tasks(*names):
+    from fundusexpert_plugin.tasks.config import load_tasks
+    return [t for t in load_tasks() if t.name in names]
+
+
+def test_a_rebuild_leaves_only_what_it_wrote_and_never_what_the_builder_did_not_write(tmp_path, caplog):
+    from fundusexpert_plugin.sample import sample_records
+    records = sample_records('train')
+    out = tmp_path / 'fg'
+    first = build_fundusgen(records, out, image_dir=SAMPLE_DIR, tasks=_tasks('region_identification', 'report'),
+                            languages=['en'])
+    n_marked = len(list((out / 'marked').iterdir()))
+    assert n_marked == first.rows_per_task['region_identification'] > 0
+    (out / 'notes.jsonl').write_text('{"mine": 1}\n')
+    (out / 'marked' / 'README.txt').write_text('mine')
+    with caplog.at_level('WARNING', logger='fundusexpert_plugin.build'):
+        second = build_fundusgen(records[:1], out, image_dir=SAMPLE_DIR, tasks=_tasks('region_identification'),
+                                 languages=['en'])
+    # report.jsonl of the first build is gone, and with it every marked copy of the 7 other records
+    assert sorted(p.name for p in out.glob('*.jsonl')) == ['notes.jsonl', 'region_identification.jsonl']
+    rows = _rows(out / 'region_identification.jsonl')
+    assert len(rows) == second.rows_per_task['region_identification'] < n_marked
+    assert sorted(p.name for p in (out / 'marked').iterdir()) == sorted(
+        ['README.txt'] + [r['images'][0].split('/')[-1] for r in rows])
+    assert json.loads((out / 'build_summary.json').read_text())['rows_per_task'] == second.rows_per_task
+    assert (out / 'notes.jsonl').read_text() == '{"mine": 1}\n'
+    assert f'{out / "notes.jsonl"}: not written by the builder; left in place' in caplog.text
+
+
+def test_a_rebuild_removes_the_image_copies_of_the_earlier_build(tmp_path):
+    from fundusexpert_plugin.sample import sample_records
+    records = sample_records('heldout')
+    out = tmp_path / 'fg'
+    first = build_fundusgen(records, out, image_dir=SAMPLE_DIR, tasks=_tasks('report'), languages=['en'],
+                            copy_images=True)
+    assert first.image_copies == sorted(f'images/{r.record_id}.png' for r in records)
+    assert json.loads((out / 'build_summary.json').read_text())['image_copies'] == first.image_copies
+    (out / 'images' / 'mine.png').write_bytes(b'not the builder\'s')
+    second = build_fundusgen(records[:2], out, image_dir=SAMPLE_DIR, tasks=_tasks('report'), languages=['en'])
+    assert second.image_copies == [] and sorted(p.name for p in (out / 'images').iterdir()) == ['mine.png']
+    assert {(out / r['images'][0]).resolve() for r in _rows(out / 'report.jsonl')} == {
+        (SAMPLE_DIR / 'images' / f'{r.record_id}.jpg').resolve() for r in records[:2]}   # the originals in place
+
+
+def test_files_no_build_summary_lists_stop_the_build_and_nothing_is_removed(tmp_path, make_record):
+    Image.new('RGB', (1000, 800)).save(tmp_path / 'ok.jpg')
+    rec = make_record([('optic_disc', (100, 100, 200, 200))], image='ok.jpg', record_id='0003')
+    out = tmp_path / 'out'
+    out.mkdir()
+    (out / 'report.jsonl').write_text('{"mine": 1}\n')
+    with pytest.raises(FileExistsError, match=r"report\.jsonl: exists and was not written by the builder \(.*out "
+                                              r"holds no build_summary\.json\); refusing to overwrite it"):
+        build_fundusgen([rec], out, image_dir=tmp_path, tasks=_tasks('report'))
+    assert sorted(p.name for p in out.iterdir()) == ['report.jsonl']
+    (out / 'report.jsonl').unlink()
+    (out / 'marked').mkdir()
+    (out / 'marked' / 'x.jpg').write_bytes(b'mine')
+    with pytest.raises(FileExistsError, match=r"marked: holds 1 \.jpg file\(s\) but .*out holds no build_summary"):
+        build_fundusgen([rec], out, image_dir=tmp_path, tasks=_tasks('report'))
+    assert (out / 'marked' / 'x.jpg').read_bytes() == b'mine'
+
+
+def test_a_photo_where_its_copy_would_go_is_never_overwritten_and_the_failed_build_leaves_nothing(tmp_path,
+                                                                                               make_record):
+    import numpy as np
+    # building into the dataset folder: the 16-bit photo needs an 8-bit copy at images/<record id>.png, itself
+    (tmp_path / 'images').mkdir()
+    Image.fromarray(np.full((800, 1000), 51200, np.uint16)).save(tmp_path / 'images' / '0003.png')
+    original = (tmp_path / 'images' / '0003.png').read_bytes()
+    Image.new('RGB', (1000, 800)).save(tmp_path / 'images' / '0001.jpg')
+    findings = [('optic_disc', (100, 100, 200, 200)), ('hard_exudates', (500, 60, 540, 100))]
+    recs = [make_record(findings, image='images/0001.jpg', record_id='0001'),
+            make_record(findings, image='images/0003.png', record_id='0003')]
+    with pytest.raises(FileExistsError, match=r"images/0003\.png: exists and was not written by the builder"):
+        build_fundusgen(recs, tmp_path, image_dir=tmp_path, tasks=_tasks('region_identification', 'report'),
+                        languages=['en'])
+    assert (tmp_path / 'images' / '0003.png').read_bytes() == original
+    # the marked copies of 0001 written before the refusal are gone: the folder holds no (half) build
+    assert sorted(p.name for p in (tmp_path / 'images').iterdir()) == ['0001.jpg', '0003.png']
+    assert not list((tmp_path / 'marked').glob('*')) and not list(tmp_path.glob('*.jsonl'))
+    assert not (tmp_path / 'build_summary.json').exists()
+
+
+def test_a_failed_rebuild_leaves_no_build_and_the_next_one_succeeds(tmp_path, make_record):
+    Image.new('RGB', (1000, 800)).save(tmp_path / 'ok.jpg')
+    findings = [('optic_disc', (100, 100, 200, 200)), ('hard_exudates', (500, 60, 540, 100))]
+    good = make_record(findings, image='ok.jpg', record_id='good')
+    gone = make_record(findings, image='nope.jpg', record_id='gone')
+    out = tmp_path / 'out'
+    tasks = _tasks('region_identification')
+    build_fundusgen([good], out, image_dir=tmp_path, tasks=tasks, languages=['en'])
+    with pytest.raises(FundusDataError, match="record 'gone': image: image not found"):
+        build_fundusgen([good, gone], out, image_dir=tmp_path, tasks=tasks, languages=['en'])
+    assert sorted(p.name for p in out.iterdir()) == ['marked'] and not list((out / 'marked').iterdir())
+    summary = build_fundusgen([good], out, image_dir=tmp_path, tasks=tasks, languages=['en'])
+    assert summary.rows_per_task == {'region_identification': 2}
+    assert len(list((out / 'marked').iterdir())) == 2
