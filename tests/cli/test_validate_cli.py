@@ -138,3 +138,16 @@ def test_a_label_workbook_is_recognised_as_a_label_csv_is(tmp_path, capsys):
     rc, _, err = _validate(capsys, tmp_path / 'broken.xlsx')
     assert rc == 2 and err.strip().startswith(f'fundusexpert: error: {tmp_path / "broken.xlsx"}: not a readable '
                                               'xlsx workbook')
+
+
+def test_a_size_that_is_not_an_integer_is_refused_by_build_and_counted_by_validate(tmp_path, capsys):
+    path = _records_file(tmp_path, tmp_path / 'ds')
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    rows[0].update(width=50.0, height='40')
+    path.write_text(''.join(json.dumps(r) + '\n' for r in rows), encoding='utf-8')
+    assert main(['data', 'build', '--records', str(path), '--out', str(tmp_path / 'fg'), '--num-proc', '1']) == 2
+    err = capsys.readouterr().err
+    assert err == f"fundusexpert: error: {path}:1: record 'a': width = 50.0: expected an integer number of pixels\n"
+    rc, out, _ = _validate(capsys, '--records', path)
+    assert rc == 1 and '  would skip 1 records: size_not_integer' in out
+    assert f"  skipped: {path}:1: record 'a': width = 50.0: expected an integer number of pixels" in out.splitlines()
