@@ -9,6 +9,38 @@ from pathlib import Path
 from fundusexpert_plugin.cli.common import add_languages
 
 
+def positive_int(text: str) -> int:
+    """argparse type: an integer >= 1 (``--num-proc``).
+
+    Raises:
+        argparse.ArgumentTypeError: not an integer, or below 1.
+    """
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f'expected a whole number >= 1, got {text!r}') from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'expected a whole number >= 1, got {value}')
+    return value
+
+
+def marked_side(text: str) -> int:
+    """argparse type of ``--marked-max-side``: ``0`` (full size) or at least
+    :data:`fundusexpert_plugin.build.MARKED_MIN_SIDE` pixels.
+
+    Raises:
+        argparse.ArgumentTypeError: not an integer, negative, or between 1 and the minimum.
+    """
+    from fundusexpert_plugin.build import MARKED_MIN_SIDE
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or (value != 0 and value < MARKED_MIN_SIDE):
+        raise argparse.ArgumentTypeError(f'expected 0 (full size) or a number of pixels >= {MARKED_MIN_SIDE}, '
+                                         f'got {text!r}')
+    return value
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``fundusexpert data build``."""
@@ -30,10 +62,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='write every photograph as a fresh metadata-free PNG under OUT/images and point '
                              'the rows there (a folder to share without the originals and their EXIF/XMP); '
                              'default: rows point at the originals in place')
-    parser.add_argument('--num-proc', type=int, default=os.cpu_count() or 1,
-                        help='worker processes (default: the machine\'s cores, %(default)s)')
-    parser.add_argument('--marked-max-side', type=int, default=None,
-                        help='longest side of the marked copies in pixels (default: the builder\'s '
+    parser.add_argument('--num-proc', type=positive_int, default=os.cpu_count() or 1,
+                        help='worker processes, at least 1 (default: the machine\'s cores, %(default)s)')
+    parser.add_argument('--marked-max-side', type=marked_side, default=None,
+                        help='longest side of the marked copies in pixels, at least 256 (default: the builder\'s '
                              'MARKED_MAX_SIDE, 2048; 0: full size)')
     parser.add_argument('--max-image-pixels', type=int, default=None,
                         help='decompression-bomb limit in pixels (default: Pillow\'s, about 179 million)')
@@ -43,17 +75,20 @@ def run(args: argparse.Namespace) -> int:
     """Run ``fundusexpert data build``; prints rows per task, licences and every skip counted by reason; returns 0.
 
     Raises:
-        FileNotFoundError: ``--records`` does not exist.
+        FileNotFoundError: ``--records`` or the ``--image-root`` folder does not exist.
         FundusDataError: a bad record, image or task file (unless ``--lenient`` for records and images);
             an empty or all-invalid records file even with ``--lenient``.
     """
     from fundusexpert_plugin.build import MARKED_MAX_SIDE, build_fundusgen, build_sample
     from fundusexpert_plugin.core.images import set_max_pixels
+    from fundusexpert_plugin.core.paths import check_folder
     from fundusexpert_plugin.core.record import read_records
+    if args.image_root is not None:
+        check_folder(args.image_root, what='--image-root')
     languages = list(args.languages)
     if args.max_image_pixels:
         set_max_pixels(args.max_image_pixels)
-    num_proc = max(1, args.num_proc or 1)
+    num_proc = args.num_proc
     max_side = MARKED_MAX_SIDE if args.marked_max_side is None else (args.marked_max_side or None)
     if args.sample:
         summaries = build_sample(args.out, seed=args.seed, languages=languages, tasks_dir=args.tasks_dir,

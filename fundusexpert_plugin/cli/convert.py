@@ -190,8 +190,8 @@ def _add_box_csv(p):
 
 
 def _add_csv(p):
-    _dir(p, '--csv', 'CSV: image + dr_grade, dme_grade, diagnosis, laterality, record_id (default: the image '
-                     'path, extension kept), sha256 (expected digest of the image file)')
+    _dir(p, '--csv', 'CSV (or xlsx/xls): image + dr_grade, dme_grade, diagnosis, laterality, record_id (default: '
+                     'the image path, extension kept), sha256 (expected digest of the image file)')
     _dir(p, '--images', 'folder image paths are relative to (default: the CSV folder)', required=False)
 
 

@@ -12,12 +12,13 @@ from pathlib import Path
 
 from fundusexpert_plugin.core.errors import FundusDataError
 from fundusexpert_plugin.core.images import set_max_pixels
+from fundusexpert_plugin.core.paths import check_folder
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``data validate``."""
     parser.add_argument('path', type=Path, nargs='?', default=None,
-                        help='annotation file or folder (records / codras jsonl, COCO json, box CSV, label CSV, '
+                        help='annotation file or folder (records / codras jsonl, COCO json, box CSV, label CSV/xlsx/xls, '
                              'YOLO labels folder, masks folder)')
     parser.add_argument('--records', type=Path, default=None,
                         help='FundusGen records jsonl, as data build --records reads it (the same as PATH with '
@@ -42,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
     would be skipped).
 
     Raises:
-        FundusDataError, FileNotFoundError, ValueError: the input cannot be read at all, no PATH, or
+        FundusDataError, FileNotFoundError, ValueError: the input cannot be read at all (or the
+            ``--images`` folder does not exist), no PATH, or
             ``--records`` with PATH or with another ``--format`` (the command line prints one line and
             exits 2).
     """
@@ -59,6 +61,8 @@ def run(args: argparse.Namespace) -> int:
         args.path, args.format = args.records, 'records'
     if args.path is None:
         raise FundusDataError('data validate: give the annotation PATH (or --records FILE)')
+    if args.images is not None:
+        check_folder(args.images, what='--images/--image-root')
     if args.max_image_pixels:
         set_max_pixels(args.max_image_pixels)
     log = ConvertLog(echo=False)  # every message is printed below, once

@@ -34,6 +34,7 @@ from typing import Literal, Optional, Tuple
 import numpy as np
 
 from fundusexpert_plugin.core.images import ImageSkip, LoadedImage
+from fundusexpert_plugin.core.record import LATERALITY_FLAG_SOURCES, laterality_flag
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ LATERALITY_CODES = {'L': 'left', 'R': 'right'}
 #: the intake note of an accepted burned-in file (``LoadedImage.conversion``, so ``stages['image']``)
 BURNED_IN_ACCEPTED = 'BurnedInAnnotation = YES accepted: the pixels may show identifying text'
 #: the words that mark a :func:`check_laterality` flag in ``provenance.flags`` (the chain states it)
-LATERALITY_FLAG = 'DICOM laterality'
+LATERALITY_FLAG = LATERALITY_FLAG_SOURCES['dicom']
 _PHOTOMETRICS = ('RGB', 'YBR_FULL', 'YBR_FULL_422', 'YBR_ICT', 'YBR_RCT', 'MONOCHROME1', 'MONOCHROME2')
 
 
@@ -229,7 +230,8 @@ def record_id_from_uid(sop_instance_uid: str, salt: str) -> str:
 
 def check_laterality(laterality: Optional[str], disc_box_px, width: int, *, where: str) -> Optional[str]:
     """Compare a header laterality with the optic-disc position (macula-centred photo rule of
-    :func:`fundusexpert_plugin.core.geometry.laterality_from_disc`).
+    :func:`fundusexpert_plugin.core.geometry.laterality_from_disc`): the one laterality check of
+    :func:`fundusexpert_plugin.core.record.laterality_flag`, with the DICOM header as the source.
 
     Args:
         laterality: ``'left'``/``'right'`` from the header, or ``None``.
@@ -241,14 +243,10 @@ def check_laterality(laterality: Optional[str], disc_box_px, width: int, *, wher
         The warning text when both are known and disagree (also logged), else ``None``. The header
         value is kept either way: a disc-centred or peripheral photo breaks the position rule.
     """
-    from fundusexpert_plugin.core.geometry import laterality_from_disc
-    if laterality is None or disc_box_px is None:
+    flag = laterality_flag(laterality, 'dicom', disc_box_px, width)
+    if flag is None:
         return None
-    from_disc = laterality_from_disc(disc_box_px, width)
-    if from_disc == laterality:
-        return None
-    message = (f'{where}: {LATERALITY_FLAG} {laterality!r} disagrees with the optic-disc position '
-               f'({from_disc!r} by the macula-centred rule); keeping the DICOM value')
+    message = f'{where}: {flag}'
     logger.warning(message)
     return message
 

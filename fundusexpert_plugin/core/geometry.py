@@ -275,3 +275,30 @@ def laterality_from_disc(disc_box_px: Sequence[float], width: int) -> str:
         ``'right'`` when the disc centre is right of the image centre, else ``'left'``.
     """
     return 'right' if box_center(disc_box_px)[0] > width / 2.0 else 'left'
+
+
+def laterality_disagreement(laterality: Optional[str], disc_box_px: Optional[Sequence[float]], width: int, *,
+                            fovea_x: Optional[float] = None) -> Optional[str]:
+    """The eye side the optic disc gives, when it disagrees with ``laterality``.
+
+    The disc lies nasal to the fovea: right of it in a right eye. With ``fovea_x`` (pixels) the disc
+    centre is compared with the fovea, else with the image centre (:func:`laterality_from_disc`, the
+    macula-centred photograph rule).
+
+    Args:
+        laterality: ``'left'``/``'right'`` from a label or a header, or ``None``.
+        disc_box_px: the optic-disc box, xyxy pixels, or ``None``.
+        width: image width, pixels.
+        fovea_x: x of the fovea centre, pixels, when it is marked.
+
+    Returns:
+        ``'left'``/``'right'`` by the disc when both are known and it is not ``laterality``, else ``None``.
+    """
+    if laterality is None or disc_box_px is None:
+        return None
+    disc_x = box_center(disc_box_px)[0]
+    if fovea_x is not None and fovea_x != disc_x:
+        from_disc = 'right' if disc_x > fovea_x else 'left'
+    else:
+        from_disc = laterality_from_disc(disc_box_px, width)
+    return None if from_disc == laterality else from_disc

@@ -6,7 +6,8 @@ through :func:`load_image`, and every image the library writes goes out through 
 | 8-bit RGB | used as is |
 | greyscale (L), 1-bit, CMYK, YCbCr | converted to 8-bit RGB; ``conversion`` names it |
 | palette (P), palette with transparency, LA, RGBA | alpha composited on **black** (the fundus background), then RGB |
-| 16-bit / 32-bit integer (I;16, I) | scaled to 8 bit (value / 256 when any value is above 255) |
+| 16-bit integer (I;16) | scaled to 8 bit (value / 256 when any value is above 255) |
+| 32-bit integer (I) | scaled by the bit depth of its largest value (:func:`int_divisor`: 8-bit values as is, 16-bit values / 256, ``n``-bit values / 2^(n-8)); ``conversion`` names the divisor (``'I 32-bit->8-bit RGB (value / 65536)'``) |
 | EXIF orientation 2-8 | turned upright first (``ImageOps.exif_transpose``); sizes and boxes refer to the upright image, ``conversion`` says ``exif-rotated (orientation N)`` |
 | multi-page TIFF / animated file | page 0 is used; a warning names the file and the page count |
 | more pixels than the limit (:data:`MAX_PIXELS`, Pillow's decompression-bomb guard) | :class:`ImageSkip` naming the file, its size and the limit |
@@ -119,14 +120,32 @@ def _open(path: Path) -> Image.Image:
     return Image.open(path)
 
 
+def int_divisor(max_value: int) -> int:
+    """The divisor that brings a 32-bit integer (Pillow mode ``I``) photograph to 8 bit, from its own
+    largest value: such files (32-bit TIFFs) hold data of any depth, so the container's 32 bits say
+    nothing about the scale.
+
+    With ``n`` the number of bits of ``max_value`` (``max_value.bit_length()``): ``n <= 8`` (8-bit data)
+    -> 1; ``n <= 16`` (16-bit data) -> 256, as for a 16-bit file; above -> ``2 ** (n - 8)``, so the
+    largest value lands in 128-255 (values ``0 .. 255 * 65536`` -> ``/ 65536``). Negative values are
+    clipped to 0 after the division.
+    """
+    bits = max(0, max_value).bit_length()
+    return 1 if bits <= 8 else 256 if bits <= 16 else 2 ** (bits - 8)
+
+
 def _to_rgb(im: Image.Image, notes: List[str]) -> Image.Image:
     mode = im.mode
     if mode == 'RGB':
         return im
     if mode in ('I;16', 'I;16B', 'I;16L', 'I;16N', 'I', 'F'):
         arr = np.asarray(im).astype(np.float64 if mode == 'F' else np.int64)
-        scale = 256 if arr.max() > 255 else 1
-        notes.append(f'{mode} 16-bit->8-bit RGB' if mode != 'F' else 'F float->8-bit RGB')
+        if mode == 'I':
+            scale = int_divisor(int(arr.max(initial=0)))
+            notes.append(f'I 32-bit->8-bit RGB (value / {scale})')
+        else:
+            scale = 256 if arr.max() > 255 else 1
+            notes.append(f'{mode} 16-bit->8-bit RGB' if mode != 'F' else 'F float->8-bit RGB')
         return Image.fromarray((arr // scale).clip(0, 255).astype(np.uint8)).convert('RGB')
     if mode == 'P':
         im = im.convert('RGBA' if 'transparency' in im.info else 'RGB')
@@ -142,9 +161,9 @@ def _to_rgb(im: Image.Image, notes: List[str]) -> Image.Image:
 
 #: Single-channel source modes: Pillow's greyscale modes as :func:`load_image` names them in
 #: ``conversion`` (``'L->RGB'``, ``'LA->RGB (alpha on black)'``, ``'I;16 16-bit->8-bit RGB'``,
-#: ``'F float->8-bit RGB'``) and the DICOM grey photometric interpretations (``'DICOM MONOCHROME2->RGB'``,
-#: :func:`fundusexpert_plugin.core.dicom.read_dicom`). A palette (``P``) image is not counted: its
-#: palette may hold colours.
+#: ``'I 32-bit->8-bit RGB (value / 65536)'``, ``'F float->8-bit RGB'``) and the DICOM grey photometric
+#: interpretations (``'DICOM MONOCHROME2->RGB'``, :func:`fundusexpert_plugin.core.dicom.read_dicom`). A
+#: palette (``P``) image is not counted: its palette may hold colours.
 GREYSCALE_MODES = frozenset({'1', 'L', 'LA', 'La', 'I', 'I;16', 'I;16B', 'I;16L', 'I;16N', 'F',
                              'MONOCHROME1', 'MONOCHROME2'})
 

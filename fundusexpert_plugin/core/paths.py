@@ -39,6 +39,19 @@ def _normal_match(path: Path) -> Path:
     return current
 
 
+def check_folder(folder: Path | str, *, what: str = 'dataset folder') -> Path:
+    """``folder`` when it is an existing folder.
+
+    Raises:
+        FileNotFoundError: ``'<what>: folder not found: <folder>'`` (or ``'... is a file, not a folder'``).
+    """
+    path = Path(folder)
+    if not path.is_dir():
+        raise FileNotFoundError(f'{what}: ' + (f'{path} is a file, not a folder' if path.exists()
+                                                else f'folder not found: {path}'))
+    return path
+
+
 def resolve_image_path(name: object, base: Path | str, *, where: str, field_name: str = 'image',
                        root: Optional[Path | str] = None, allow_outside_root: bool = False,
                        remedy: str = 'give a path inside it') -> Path:
@@ -57,6 +70,8 @@ def resolve_image_path(name: object, base: Path | str, *, where: str, field_name
     Raises:
         FundusDataError: not a non-empty string, a URL, or a path (relative or absolute) that
             lies outside ``root`` (unless ``allow_outside_root``); reason ``'image_path_refused'``.
+        FileNotFoundError: ``root`` is not an existing folder (:func:`check_folder`; unless
+            ``allow_outside_root``): no path could lie inside it.
     """
     if not isinstance(name, str) or not name.strip():
         raise FundusDataError(f'{where}: {field_name} = {name!r}: expected a non-empty path string',
@@ -73,6 +88,7 @@ def resolve_image_path(name: object, base: Path | str, *, where: str, field_name
                               f'to {root}', reason='image_path_refused')
     path = _normal_match(given if given.is_absolute() else base / given)
     if not allow_outside_root:
+        check_folder(root)
         real_root = Path(os.path.realpath(root))
         real = Path(os.path.realpath(path))
         if real != real_root and real_root not in real.parents:

@@ -19,7 +19,7 @@ from pydantic import (BaseModel, ConfigDict, Field, PositiveFloat, Strict, Valid
 
 from fundusexpert_plugin.core import vocab
 from fundusexpert_plugin.core.errors import FundusDataError  # noqa: F401 (the package-wide name)
-from fundusexpert_plugin.core.geometry import check_box_px
+from fundusexpert_plugin.core.geometry import box_center, check_box_px, laterality_disagreement
 from fundusexpert_plugin.core.jsonl import read_jsonl, write_jsonl
 
 logger = logging.getLogger(__name__)
@@ -192,6 +192,67 @@ class FundusGenRecord(BaseModel):
         return path if path.is_absolute() else Path(base_dir) / path
 
 
+#: How a laterality review flag names where the laterality comes from (``laterality_source``); the chain
+#: (:func:`fundusexpert_plugin.render.chain.cognitive_chain`) states each kind in its own sentence.
+LATERALITY_FLAG_SOURCES = {'dicom': 'DICOM laterality', 'label': 'laterality label'}
+#: The words of every flag that a laterality disagrees with the optic disc (:func:`laterality_flag`).
+LATERALITY_DISAGREES = 'disagrees with the optic-disc position'
+
+
+def laterality_flag(laterality: Optional[str], laterality_source: Optional[str], disc_box_px, width: int, *,
+                    fovea_x: Optional[float] = None) -> Optional[str]:
+    """The review flag of a laterality (from a label or a DICOM header) that disagrees with the optic
+    disc (:func:`~fundusexpert_plugin.core.geometry.laterality_disagreement`), e.g. ``"laterality label
+    'right' disagrees with the optic-disc position ('left' by the macula-centred rule); keeping the
+    label"``. The given laterality is kept (a disc-centred or peripheral photo breaks the position
+    rule): the flag asks for a review, it resolves nothing.
+
+    Args:
+        laterality, laterality_source: as in :class:`FundusGenRecord` (a source other than ``'dicom'``
+            is named as a label).
+        disc_box_px: the optic-disc box (xyxy pixels), or ``None``.
+        width: image width, pixels.
+        fovea_x: x of the marked fovea centre, pixels (the disc is then compared with it, not with the
+            image centre).
+
+    Returns:
+        The flag text, or ``None`` when they agree or either is unknown.
+    """
+    from_disc = laterality_disagreement(laterality, disc_box_px, width, fovea_x=fovea_x)
+    if from_disc is None:
+        return None
+    source = 'dicom' if laterality_source == 'dicom' else 'label'
+    rule = 'by the side of the fovea it lies on' if fovea_x is not None else 'by the macula-centred rule'
+    return (f'{LATERALITY_FLAG_SOURCES[source]} {laterality!r} {LATERALITY_DISAGREES} ({from_disc!r} {rule}); '
+            f'keeping the {"DICOM value" if source == "dicom" else "label"}')
+
+
+def record_laterality_flag(record: 'FundusGenRecord') -> Optional[str]:
+    """:func:`laterality_flag` of a record: its laterality against its largest optic-disc box and, when
+    marked, its largest fovea box's centre. ``None`` for a laterality judged from the disc itself
+    (``laterality_source = 'optic_disc_position'``), without a disc, or when they agree."""
+    discs = record.boxes('optic_disc')
+    if record.laterality_source == 'optic_disc_position' or not discs:
+        return None
+    foveas = record.boxes('fovea')
+    return laterality_flag(record.laterality, record.laterality_source, discs[0], record.width,
+                           fovea_x=box_center(foveas[0])[0] if foveas else None)
+
+
+def flag_laterality(record: 'FundusGenRecord') -> Tuple['FundusGenRecord', Optional[str]]:
+    """``record`` with :func:`record_laterality_flag` added to ``provenance.flags`` (unless a flag of that
+    disagreement is already there, as the engine writes it for DICOM photographs).
+
+    Returns:
+        ``(record, flag)``: a copy with the flag added and the flag, or the record unchanged and ``None``.
+    """
+    flag = record_laterality_flag(record)
+    if flag is None or any(LATERALITY_DISAGREES in f for f in record.provenance.flags):
+        return record, None
+    provenance = record.provenance.model_copy(update={'flags': [*record.provenance.flags, flag]})
+    return record.model_copy(update={'provenance': provenance}), flag
+
+
 def _error_location(exc: ValidationError) -> str:
     """pydantic errors as ``field = value: rule`` (``findings[0].label = 'unicorn': unknown finding label
     ...``), the field path in Python notation, pydantic's ``Value error, `` prefix dropped. A record-level
@@ -210,13 +271,38 @@ def _error_location(exc: ValidationError) -> str:
     return '; '.join(parts)
 
 
-def parse_record(data: dict, *, where: str) -> FundusGenRecord:
-    """Validate one record dict.
+def check_pixel_size(value: object, *, where: str, field_name: str) -> int:
+    """An image ``width`` or ``height`` as a record or annotation line gives it: a JSON integer.
+
+    The one size rule of every reader (records, CODRAS jsonl): ``1072`` is accepted; ``1072.0``,
+    ``"712"``, ``true`` or ``null`` are refused, never coerced. Whether the number is the image's size
+    is checked later, against the decoded image (``size_mismatch``).
+
+    Returns:
+        ``value`` (pixels).
 
     Raises:
-        FundusDataError: naming ``where`` (file:line), the record id and the failing field.
+        FundusDataError: ``'<where>: <field_name> = <value>: expected an integer number of pixels'``,
+            reason ``'size_not_integer'``.
+    """
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise FundusDataError(f'{where}: {field_name} = {value!r}: expected an integer number of pixels',
+                              reason='size_not_integer')
+    return value
+
+
+def parse_record(data: dict, *, where: str) -> FundusGenRecord:
+    """Validate one record dict (``width``/``height`` by :func:`check_pixel_size` first).
+
+    Raises:
+        FundusDataError: naming ``where`` (file:line), the record id and the failing field (reason
+            ``size_not_integer`` for a size that is not a JSON integer).
     """
     rid = data.get('record_id', '?') if isinstance(data, dict) else '?'
+    if isinstance(data, dict):
+        for key in ('width', 'height'):
+            if key in data:
+                check_pixel_size(data[key], where=f'{where}: record {rid!r}', field_name=key)
     try:
         return FundusGenRecord.model_validate(data)
     except ValidationError as exc:

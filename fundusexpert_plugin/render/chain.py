@@ -35,9 +35,9 @@ from typing import Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from fundusexpert_plugin.core import vocab
-from fundusexpert_plugin.core.dicom import LATERALITY_FLAG
+from fundusexpert_plugin.core.geometry import laterality_disagreement
 from fundusexpert_plugin.core.images import was_greyscale
-from fundusexpert_plugin.core.record import FundusGenRecord
+from fundusexpert_plugin.core.record import LATERALITY_FLAG_SOURCES, FundusGenRecord
 from fundusexpert_plugin.render.grounded_text import GroundedText
 from fundusexpert_plugin.render.position import FOVEA_INFERIOR_DD, FOVEA_TEMPORAL_DD, AnatomyFrame, Position, locate, make_frame
 
@@ -55,6 +55,9 @@ PHRASES: Dict[str, Dict[str, str]] = {
         'no_disc': 'The optic disc is not identified, so positions are given relative to the image.',
         'no_disc_extent': 'The extent of the optic disc is not marked, so positions are given relative to the image.',
         'fovea_no_disc': ' The {fovea} is marked.',
+        'disc_side_conflict': ('The {disc} lies on the {side} side of the image, whereas in a {eye} it lies on the '
+                               '{expected}: the side of the eye and the position of the disc disagree, so the fovea, '
+                               'which is not marked, is not estimated and positions are given relative to the image.'),
         'fovea_est': ('The fovea is not marked; it is taken {dd} disc diameters (DD) temporal and {inf} DD '
                       'inferior to the centre of the optic disc.'),
         'fovea_ann': 'The {fovea} lies {dist:.1f} DD from the optic disc.',
@@ -66,6 +69,8 @@ PHRASES: Dict[str, Dict[str, str]] = {
                     '{what}.'),
         'flagged_dicom': ('Flagged for review: the DICOM header gives the {eye}, but the position of the optic disc '
                           'suggests the {other}; the header is followed.'),
+        'flagged_label': ('Flagged for review: the laterality label gives the {eye}, but the position of the optic '
+                          'disc suggests the {other}; the label is followed.'),
         'flagged_implausible': ('Flagged for review: an optic-disc box from the detector has an implausible size or '
                                 'shape and is not used.'),
         'flagged_other': 'Flagged for review: the sources of this record disagree (see its provenance flags).',
@@ -105,6 +110,7 @@ PHRASES: Dict[str, Dict[str, str]] = {
         'no_disc': '未识别到视盘，以下位置相对于图像描述。',
         'no_disc_extent': '未标注视盘范围，以下位置相对于图像描述。',
         'fovea_no_disc': '已标注{fovea}。',
+        'disc_side_conflict': '{disc}位于图像{side}，而非{eye}应有的{expected}；眼别与视盘位置不一致，未标注的黄斑中心凹不作推定，以下位置相对于图像描述。',
         'fovea_est': '黄斑中心凹未标注，按解剖先验取视盘中心颞侧{dd}个视盘直径（DD）、下方{inf} DD处。',
         'fovea_ann': '{fovea}距视盘{dist:.1f} DD。',
         'fovea_locator': '{fovea}由图像定位（预期位置附近最暗的黄斑区域），距视盘{dist:.1f} DD。',
@@ -112,6 +118,7 @@ PHRASES: Dict[str, Dict[str, str]] = {
         'disc_locator': '视盘由其亮度和血管汇聚在图像上定位。',
         'flagged': '待复核：检测器与解剖标志定位器对{what}的位置判断不一致。',
         'flagged_dicom': '待复核：DICOM头信息记录为{eye}，但视盘位置提示为{other}；按头信息记录。',
+        'flagged_label': '待复核：眼别标签记录为{eye}，但视盘位置提示为{other}；按标签记录。',
         'flagged_implausible': '待复核：检测器给出的一个视盘框大小或形状不合理，未被采用。',
         'flagged_other': '待复核：本记录的来源之间存在不一致（见其来源标记）。',
         'not_detected': '{name}：{detector}{at}未检出。', 'at': '在分数≥{t:g}时',
@@ -179,11 +186,23 @@ def union_area_frac(boxes_px: Sequence[Sequence[float]], width: int, height: int
     return float(area) / (width * height)
 
 
+def disc_side_conflict(record: FundusGenRecord) -> Optional[str]:
+    """The eye side the largest optic-disc box gives when the record's fovea is not marked and its
+    laterality says the other side (:func:`~fundusexpert_plugin.core.geometry.laterality_disagreement`,
+    image-centre rule); ``None`` otherwise. The fovea is then not estimated: the 2.5-DD prior taken
+    temporal for the stated eye would put it on the far side of the disc, possibly off the image."""
+    discs = record.boxes('optic_disc')
+    if not discs or record.boxes('fovea'):
+        return None
+    return laterality_disagreement(record.laterality, discs[0], record.width)
+
+
 def frame_of(record: FundusGenRecord) -> Optional[AnatomyFrame]:
     """Anatomy frame from the record's largest optic-disc box (and fovea box, if any); ``None``
-    when the record has no optic disc."""
+    when the record has no optic disc, or when its fovea is not marked and its laterality disagrees
+    with the disc's side (:func:`disc_side_conflict`: no fovea is estimated)."""
     discs = record.boxes('optic_disc')
-    if not discs:
+    if not discs or disc_side_conflict(record):
         return None
     foveas = sorted((f for f in record.findings if f.label == 'fovea'),
                     key=lambda f: -(f.box_px[2] - f.box_px[0]) * (f.box_px[3] - f.box_px[1]))
@@ -217,21 +236,23 @@ def photo_was_greyscale(record: FundusGenRecord) -> bool:
 
 def _flag_kind(flag: str) -> str:
     """``'implausible'`` (starts with :data:`IMPLAUSIBLE_DISC_FLAG`), a landmark id (``'optic_disc'``/
-    ``'fovea'``: starts with its English name and ``':'``, a detector-locator disagreement), ``'dicom'``
-    (holds :data:`~fundusexpert_plugin.core.dicom.LATERALITY_FLAG`) or ``'other'``."""
+    ``'fovea'``: starts with its English name and ``':'``, a detector-locator disagreement), a laterality
+    source ``'dicom'``/``'label'`` (holds its name in :data:`~fundusexpert_plugin.core.record.LATERALITY_FLAG_SOURCES`,
+    :func:`~fundusexpert_plugin.core.record.laterality_flag`) or ``'other'``."""
     if flag.startswith(IMPLAUSIBLE_DISC_FLAG):
         return 'implausible'
     for lab in ('optic_disc', 'fovea'):
         if flag.startswith(vocab.finding_name(lab, 'en') + ':'):
             return lab
-    return 'dicom' if LATERALITY_FLAG in flag else 'other'
+    return next((source for source, words in LATERALITY_FLAG_SOURCES.items() if words in flag), 'other')
 
 
 def _flag_sentences(record: FundusGenRecord, lang: str, p: Dict[str, str]) -> List[str]:
     """One sentence per kind of ``provenance.flags`` (:func:`_flag_kind`): a refused implausible detector
-    disc, detector-locator disagreements (:func:`fundusexpert_plugin.engine.pipeline`), a DICOM
-    laterality that disagrees with the disc side (the header's value kept as the record's laterality),
-    and any other flag."""
+    disc, detector-locator disagreements (:func:`fundusexpert_plugin.engine.pipeline`), a DICOM header's
+    or a label's laterality that disagrees with the disc side (that value kept as the record's
+    laterality), and any other flag (a laterality flag whose source is not the record's
+    ``laterality_source`` included)."""
     kinds = {_flag_kind(f) for f in record.provenance.flags}
     landmark = [lab for lab in ('optic_disc', 'fovea') if lab in kinds]
     out = []
@@ -239,12 +260,17 @@ def _flag_sentences(record: FundusGenRecord, lang: str, p: Dict[str, str]) -> Li
         out.append(p['flagged_implausible'])
     if landmark:
         out.append(p['flagged'].format(what=_join([vocab.finding_name(lab, lang) for lab in landmark], p)))
-    dicom_stated = 'dicom' in kinds and record.laterality_source == 'dicom' and bool(record.laterality)
-    if dicom_stated:
-        other_side = 'left' if record.laterality == 'right' else 'right'
-        out.append(p['flagged_dicom'].format(eye=vocab.laterality_name(record.laterality, lang),
-                                             other=vocab.laterality_name(other_side, lang)))
-    if 'other' in kinds or ('dicom' in kinds and not dicom_stated):
+    unstated = False
+    for source in LATERALITY_FLAG_SOURCES:
+        if source not in kinds:
+            continue
+        if record.laterality_source == source and record.laterality:
+            other_side = 'left' if record.laterality == 'right' else 'right'
+            out.append(p[f'flagged_{source}'].format(eye=vocab.laterality_name(record.laterality, lang),
+                                                     other=vocab.laterality_name(other_side, lang)))
+        else:
+            unstated = True
+    if 'other' in kinds or unstated:
         out.append(p['flagged_other'])
     return out
 
@@ -302,7 +328,12 @@ def cognitive_chain(record: FundusGenRecord, lang: str = 'en', *, grounded: Opti
     else:
         steps.append(p['global_unknown'].format(kind=kind))
     # 2. anatomical positioning
-    if frame is None:
+    conflict = disc_side_conflict(record)
+    if conflict:
+        steps.append(p['disc_side_conflict'].format(
+            disc=name('optic_disc', record.boxes('optic_disc')[:1]), side=vocab.side_name(conflict, lang),
+            expected=vocab.side_name(record.laterality, lang), eye=vocab.laterality_name(record.laterality, lang)))
+    elif frame is None:
         fovea = record.boxes('fovea')
         # laterality judged from a disc-centre point (IDRiD): the disc is known, only its extent is not
         known = record.laterality_source == 'optic_disc_position'

@@ -37,7 +37,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 from fundusexpert_plugin.core import vocab
 from fundusexpert_plugin.core.jsonl import read_jsonl
 from fundusexpert_plugin.core.paths import resolve_image_path
-from fundusexpert_plugin.core.record import FundusDataError, FundusGenRecord
+from fundusexpert_plugin.core.record import FundusDataError, FundusGenRecord, check_pixel_size
 from fundusexpert_plugin.sources.base import (ConvertLog, RecordDraft, SourceInfo, attempt, check_unique_id,
                                               path_record_id, require_records)
 from fundusexpert_plugin.sources.registry import head_has, register
@@ -149,11 +149,8 @@ def _to_record(row: dict, root: Path, where: str, seen: Dict[str, str], lenient:
     sha = row.get('sha256')
     draft = RecordDraft(str(rid), image, where=where_rec, lenient=lenient, log=log,
                         sha256=sha if isinstance(sha, str) else None)
-    for key, actual in (('width', draft.width), ('height', draft.height)):
-        value = row.get(key)
-        if not isinstance(value, int) or isinstance(value, bool):
-            raise FundusDataError(f'{where_rec}: {key} = {value!r}: expected an integer number of pixels',
-                                  reason='size_not_integer')
+    for key in ('width', 'height'):
+        check_pixel_size(row.get(key), where=where_rec, field_name=key)
     if (row['width'], row['height']) != (draft.width, draft.height):
         raise FundusDataError(f'{where_rec}: width/height = {row["width"]}x{row["height"]} but {image} is '
                               f'{draft.width}x{draft.height} px (upright)', reason='size_mismatch')

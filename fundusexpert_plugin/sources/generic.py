@@ -399,7 +399,8 @@ def _label_laterality(draft: RecordDraft, where: str, cell: str) -> None:
     draft.laterality, draft.laterality_source = side, 'label'
 
 
-@register('csv', help='CSV of image-level labels: image + dr_grade, dme_grade, diagnosis, laterality',
+@register('csv', help='CSV, xlsx or xls table of image-level labels: image + dr_grade, dme_grade, diagnosis, '
+                      'laterality',
           sniff=_label_csv_sniff)
 def read_label_csv(csv_path: Path | str, images_dir: Optional[Path | str] = None, *,
                    source: SourceInfo = GENERIC, lenient: bool = False, log: Optional[ConvertLog] = None,
@@ -418,7 +419,7 @@ def read_label_csv(csv_path: Path | str, images_dir: Optional[Path | str] = None
     log = log if log is not None else ConvertLog()
     table = read_table(csv_path)
     base = Path(images_dir) if images_dir else table.path.parent
-    img = table.column(*IMAGE_COLUMNS)
+    img = table.column('image', *IMAGE_COLUMNS, what='image')
     cols = {key: table.column(key, required=False) for key in ('record_id', 'sha256', *LABEL_COLUMNS)}
     for i, name in enumerate(table.header):
         if i != img and i not in cols.values():

@@ -1,12 +1,14 @@
 """FundusGen records jsonl as a registered format: each record's image checked through the intake
-(path inside the dataset folder, readable, ``sha256``, upright size), as the builder will check it."""
+(path inside the dataset folder, readable, ``sha256``, upright size), as the builder will check it; a
+laterality that disagrees with the optic disc is a warning, as the builder flags it
+(:func:`~fundusexpert_plugin.core.record.record_laterality_flag`)."""
 from __future__ import annotations
 
 from collections import Counter
 from pathlib import Path
 from typing import Iterator, Optional
 
-from fundusexpert_plugin.core.record import FundusGenRecord, read_records
+from fundusexpert_plugin.core.record import FundusGenRecord, read_records, record_laterality_flag
 from fundusexpert_plugin.core.record_image import check_record_image
 from fundusexpert_plugin.sources.base import ConvertLog, attempt, require_records
 from fundusexpert_plugin.sources.registry import head_has, register
@@ -38,7 +40,8 @@ def read_record_file(path: Path | str, images: Optional[Path | str] = None, *, l
         def check(rec=rec):
             _, loaded = check_record_image(rec, path.parent, root=Path(images) if images is not None else None,
                                            allow_outside_root=allow_outside_root, location=locations[rec.record_id])
-            for message in loaded.warnings:
+            flag = record_laterality_flag(rec)
+            for message in loaded.warnings + ([flag] if flag else []):
                 log.warn(f'{locations[rec.record_id]}: record {rec.record_id!r}: {message}')
             return rec
         if attempt(check, lenient=lenient, log=log, where=str(path)) is not None:

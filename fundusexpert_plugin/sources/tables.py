@@ -18,6 +18,7 @@ with such a cell (Drishti-GS1's diagnosis sheet has title rows above its header)
 """
 from __future__ import annotations
 
+import contextlib
 import csv
 import datetime
 import math
@@ -52,17 +53,21 @@ class Table:
     rows: List[Tuple[int, List[str]]] = field(default_factory=list)
     header_row: int = 1
 
-    def column(self, *names: str, required: bool = True, prefix: bool = False) -> Optional[int]:
+    def column(self, *names: str, required: bool = True, prefix: bool = False,
+               what: Optional[str] = None) -> Optional[int]:
         """Index of the first column whose normalised name equals one of ``names``.
 
         Args:
-            names: accepted spellings, e.g. ``('Image name', 'image')``.
+            names: accepted spellings, the expected one first, e.g. ``('image', 'Image name')``.
             required: raise when none is found (else return ``None``).
             prefix: also accept a column whose normalised name starts with one of ``names``
                 (``'Label(Glaucoma=1)'`` for ``'label'``).
+            what: what the column holds (``'image'``), for the message.
 
         Raises:
-            FundusDataError: a required column is missing; the message lists the columns found.
+            FundusDataError: a required column is missing: ``'<file>:<row>: missing column 'x1'; columns
+                found: [...]'``, or with ``what``: ``'<file>:<row>: no image column; expected 'image'
+                (also accepted: [...]); columns found: [...]'``.
         """
         keys = [normalise(n) for n in names]
         found = [normalise(h) for h in self.header]
@@ -75,8 +80,12 @@ class Table:
                     if col.startswith(key):
                         return i
         if required:
-            raise FundusDataError(f'{self.path}:{self.header_row}: missing column {names[0]!r} (accepted spellings: '
-                                  f'{list(dict.fromkeys(names))}); columns found: {self.header}')
+            others = [n for n in dict.fromkeys(names) if n != names[0]]
+            if what:
+                head = f'no {what} column; expected {names[0]!r}' + (f' (also accepted: {others})' if others else '')
+            else:
+                head = f'missing column {names[0]!r}' + (f' (also accepted: {others})' if others else '')
+            raise FundusDataError(f'{self.path}:{self.header_row}: {head}; columns found: {self.header}')
         return None
 
     def where(self, n: int) -> str:
@@ -85,10 +94,21 @@ class Table:
 
 
 def header_keys(path: Path) -> set:
-    """:func:`normalise` d names of the first line of a ``.csv``/``.tsv`` text file (``,``, ``;`` or tab
-    separated; empty set for another suffix or a missing file). For format sniffers: reads one line only."""
-    if path.suffix.lower() not in ('.csv', '.tsv') or not path.is_file():
+    """:func:`normalise` d names of the first row of a label table: the first line of a ``.csv``/``.tsv``
+    text file (``,``, ``;`` or tab separated) or the first row of the first sheet of an ``.xlsx``/``.xls``
+    workbook, as :func:`read_table` reads them; empty set for another suffix or a missing file. For
+    format sniffers (a text file: one line is read).
+
+    Raises:
+        FundusDataError: an unreadable workbook.
+    """
+    suffix = path.suffix.lower()
+    if suffix not in ('.csv', '.tsv', '.xlsx', '.xls') or not path.is_file():
         return set()
+    if suffix in ('.xlsx', '.xls'):
+        with contextlib.closing(_xlsx_rows(path) if suffix == '.xlsx' else _xls_rows(path)) as rows:
+            first = next(rows, (1, []))[1]
+        return {normalise(c) for c in first if c}
     with open(path, 'rb') as fh:
         first = fh.readline().decode('utf-8', 'replace').lstrip('\ufeff')
     return {normalise(c) for c in first.replace(';', ',').replace('\t', ',').split(',')}
@@ -303,7 +323,7 @@ def read_image_table(path: Path | str, *, label_columns: Sequence[str] = ('label
             twice (both lines named).
     """
     table = read_table(path, header_contains=IMAGE_COLUMNS)
-    img = table.column(*IMAGE_COLUMNS)
+    img = table.column(*IMAGE_COLUMNS, what='image')
     lab = table.column(*label_columns, required=False, prefix=True) if label_columns else None
     cx, cy = table.column(*x_columns, required=False), table.column(*y_columns, required=False)
     if (cx is None) != (cy is None):

@@ -25,6 +25,7 @@ from typing import Dict, List, Sequence
 
 import numpy as np
 
+from fundusexpert_plugin.build import built_tasks
 from fundusexpert_plugin.core.errors import FundusDataError
 from fundusexpert_plugin.core.jsonl import load_jsonl, write_jsonl
 
@@ -84,15 +85,19 @@ def _absolute_images(row: dict, root: Path) -> dict:
 
 
 def read_task_rows(fundusgen_dir: Path | str) -> Dict[str, List[dict]]:
-    """``{task: rows}`` of a FundusGen folder (image paths made absolute).
+    """``{task: rows}`` of a FundusGen folder, for the tasks its ``build_summary.json`` lists
+    (:func:`fundusexpert_plugin.build.built_tasks`; other ``.jsonl`` files are not tasks), image paths
+    made absolute.
 
     Raises:
         FundusDataError: no ``build_summary.json`` (not a FundusGen folder) or no task rows.
+        FileNotFoundError: a listed task file is missing.
     """
     root = Path(fundusgen_dir).resolve()
     if not (root / 'build_summary.json').exists():
         raise FundusDataError(f'{root}: no build_summary.json; not a FundusGen folder (`fundusexpert data build`)')
-    tasks = {p.stem: [_absolute_images(r, root) for r in load_jsonl(p)] for p in sorted(root.glob('*.jsonl'))}
+    tasks = {name: [_absolute_images(r, root) for r in load_jsonl(root / f'{name}.jsonl')]
+             for name in sorted(built_tasks(root))}
     tasks = {name: rows for name, rows in tasks.items() if rows}
     if not tasks:
         raise FundusDataError(f'{root}: every task file is empty')

@@ -7,14 +7,13 @@ image paths relative to the folder. The registered datasets read:
 * ``fundusgen_heldout``: ``$FUNDUSGEN_HELDOUT_DIR`` if set, else the sample's ``heldout`` split.
 
 The sample is built on first use into ``$FUNDUSEXPERT_CACHE`` (default ``~/.cache/fundusexpert``).
-Subsets are the task names (one per YAML in ``templates/``); ``fundusgen`` alone or
-``fundusgen:all`` loads every task.
+Subsets are the task names (one per YAML in ``templates/``; in a folder, the tasks its
+``build_summary.json`` lists); ``fundusgen`` alone or ``fundusgen:all`` loads every task.
 """
 from __future__ import annotations
 
 import dataclasses
 import difflib
-import json
 import logging
 import os
 import shutil
@@ -81,8 +80,10 @@ class FundusGenPreprocessor(MessagesPreprocessor):
 class FundusGenLoader(DatasetLoader):
     """Loads the task files of a FundusGen folder selected by subset (``fundusgen:region_detection``).
 
-    Any ``<task>.jsonl`` in the folder is a subset, so a task YAML added to ``templates/`` (or built
-    with ``--tasks-dir``) is loadable without registering anything. Rows carry their own ``lang``;
+    The subsets are the tasks the folder's ``build_summary.json`` lists
+    (:func:`fundusexpert_plugin.build.built_tasks`), so a task YAML added to ``templates/`` (or built with
+    ``--tasks-dir``) is loadable without registering anything, and any other ``.jsonl`` file in the folder
+    (a records file, notes) is never trained on (it is named in the log). Rows carry their own ``lang``;
     a task defined in fewer languages than the build simply has fewer rows. Without a subset (or with
     ``all``) every non-empty task file is loaded and each task is sampled to ``round(rows * weight)``
     rows (repeating rows when ``weight > 1``; seeded), with the weights of ``build_summary.json``.
@@ -104,10 +105,15 @@ class FundusGenLoader(DatasetLoader):
             hint = (f'it holds the split folder(s) {sorted(splits)}: point it at one of them, e.g. {root / sorted(splits)[0]}'
                     if splits else 'build one with `fundusexpert data build`')
             raise FileNotFoundError(f'{summary} not found: {root}{where} is not a FundusGen folder; {hint}')
-        built = json.loads(summary.read_text(encoding='utf-8'))
+        from fundusexpert_plugin.build import built_tasks, read_build_summary
+        built = read_build_summary(root)
         weights = built.get('task_weights', {})
         lacking = built.get('task_languages_missing', {})
-        known = sorted(p.stem for p in root.glob('*.jsonl'))
+        known = sorted(built_tasks(root))
+        ignored = sorted(p.name for p in root.glob('*.jsonl') if p.stem not in known)
+        if ignored:
+            logger.info('%s: %s not a task of its build_summary.json; not loaded', root,
+                        ', '.join(ignored) + (' is' if len(ignored) == 1 else ' are'))
         requested = dataset_syntax.subsets or ['all']
         everything = requested in (['all'], ['default'])
         if everything:
@@ -120,6 +126,9 @@ class FundusGenLoader(DatasetLoader):
         parts = []
         for name in requested:
             path = root / f'{name}.jsonl'
+            if not path.is_file():
+                raise FileNotFoundError(f'{path}: task {name!r} is listed in {summary} but its file is missing; '
+                                        'rebuild the folder with `fundusexpert data build`')
             if path.stat().st_size == 0:
                 if everything:  # a task with no rows for these records (e.g. grading without grades)
                     continue

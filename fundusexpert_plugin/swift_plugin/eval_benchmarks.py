@@ -125,15 +125,18 @@ def fundusgen_items(folder: str, task: str, *, findings: bool = True) -> List[Ev
     positives/negatives when ``findings`` is False.
 
     Raises:
-        FileNotFoundError: no such task file.
+        FileNotFoundError: no such task file (or, in a folder with a ``build_summary.json``, a task that
+            it does not list: :func:`fundusexpert_plugin.build.built_tasks`).
         FundusDataError: a row (named by file and line) whose last message is not the reference
             assistant turn, whose ``<image>`` tags and ``images`` disagree, or whose prompt holds
             ``<ref-object>``/``<bbox>`` placeholders (an OpenAI request cannot carry ``objects``).
     """
+    from fundusexpert_plugin.build import SUMMARY_FILE, built_tasks
     root = Path(folder).resolve()
     path = root / f'{task}.jsonl'
-    if not path.is_file():
-        known = sorted(p.stem for p in root.glob('*.jsonl'))
+    known = sorted(built_tasks(root)) if (root / SUMMARY_FILE).is_file() else None
+    if not path.is_file() or (known is not None and task not in known):
+        known = known if known is not None else sorted(p.stem for p in root.glob('*.jsonl'))
         raise FileNotFoundError(f'{path}: no such task file; tasks in {root}: {known}')
     items = []
     for index, (line_no, rec) in enumerate(read_jsonl(path)):

@@ -117,6 +117,27 @@ def test_cli_lenient_build_reports_unreadable_records_and_missing_images(tmp_pat
     assert f"{tmp_path / 'recs.jsonl'}:3: record 'gone': image: image not found" in saved['skipped'][1]
 
 
+def test_an_image_root_that_does_not_exist_is_named_as_such(tmp_path, make_record, capsys):
+    from fundusexpert_plugin.cli.main import main
+    from fundusexpert_plugin.core.paths import resolve_image_path
+    Image.new('RGB', (1000, 800)).save(tmp_path / 'ok.jpg')
+    rec = make_record([('optic_disc', (100, 100, 200, 200))], image='ok.jpg', record_id='good')
+    (tmp_path / 'recs.jsonl').write_text(rec.model_dump_json() + '\n')
+    argv = ['data', 'build', '--records', str(tmp_path / 'recs.jsonl'), '--out', str(tmp_path / 'out'),
+            '--num-proc', '1', '--image-root', str(tmp_path / 'nope')]
+    assert main(argv) == 2 and main(argv + ['--lenient']) == 2
+    err = capsys.readouterr().err
+    assert err == 2 * f"fundusexpert: error: --image-root: folder not found: {tmp_path / 'nope'}\n"
+    assert not (tmp_path / 'out').exists()
+    with pytest.raises(FileNotFoundError, match=r"^image_root: folder not found: .*nope$"):
+        build_fundusgen([rec], tmp_path / 'out', image_dir=tmp_path, image_root=tmp_path / 'nope', lenient=True)
+    # the one path rule says it too, instead of calling every path outside a folder that is not there
+    with pytest.raises(FileNotFoundError, match=r"^dataset folder: folder not found: .*nope$"):
+        resolve_image_path('ok.jpg', tmp_path, where='x', root=tmp_path / 'nope')
+    with pytest.raises(FileNotFoundError, match=r"ok\.jpg is a file, not a folder$"):
+        resolve_image_path('ok.jpg', tmp_path, where='x', root=tmp_path / 'ok.jpg')
+
+
 def test_one_and_two_processes_write_the_same_rows_and_marked_copies(tmp_path):
     # num_proc=1 first: this process has then used OpenCV and Arrow before the pool forks its workers.
     from fundusexpert_plugin.sample import sample_records
@@ -209,3 +230,174 @@ def test_records_with_review_flags_are_listed_by_the_build(tmp_path, capsys):
     assert json.loads((tmp_path / 'fg' / 'build_summary.json').read_text())['flagged_records'] == [flagged]
     report = [json.loads(line) for line in (tmp_path / 'fg' / 'report.jsonl').read_text().splitlines()]
     assert ['Flagged for review' in r['messages'][-1]['content'] for r in report] == [False, True]
+
+
+@pytest.mark.parametrize('option, value, rule', [
+    ('--marked-max-side', '-1', "expected 0 (full size) or a number of pixels >= 256, got '-1'"),
+    ('--marked-max-side', '1', "expected 0 (full size) or a number of pixels >= 256, got '1'"),
+    ('--marked-max-side', '255', "expected 0 (full size) or a number of pixels >= 256, got '255'"),
+    ('--num-proc', '0', 'expected a whole number >= 1, got 0'),
+    ('--num-proc', 'two', "expected a whole number >= 1, got 'two'"),
+])
+def test_a_marked_side_below_the_minimum_or_no_worker_is_a_usage_error(tmp_path, capsys, option, value, rule):
+    from fundusexpert_plugin.cli.main import main
+    assert main(['data', 'build', '--sample', '--out', str(tmp_path / 'fg'), option, value]) == 2
+    err = capsys.readouterr().err
+    assert err == f'fundusexpert: error: argument {option}: {rule} (see: fundusexpert data build --help)\n'
+    assert not (tmp_path / 'fg').exists()
+
+
+def test_the_builder_refuses_a_marked_side_below_the_minimum_and_no_worker(tmp_path, make_record):
+    from fundusexpert_plugin.build import MARKED_MIN_SIDE
+    rec = make_record([('optic_disc', (100, 100, 200, 200))])
+    with pytest.raises(ValueError, match=r'^marked_max_side = 1: expected None \(full size\) or a number of pixels '
+                                         r'>= 256$'):
+        build_fundusgen([rec], tmp_path / 'out', marked_max_side=1)
+    with pytest.raises(ValueError, match=r'^num_proc = 0: expected a whole number >= 1$'):
+        build_fundusgen([rec], tmp_path / 'out', num_proc=0)
+    assert MARKED_MIN_SIDE == 256 and not (tmp_path / 'out').exists()
+
+
+def test_marked_copies_at_the_minimum_side_are_that_size(tmp_path):
+    from fundusexpert_plugin.cli.main import main
+    assert main(['data', 'build', '--sample', '--out', str(tmp_path / 'fg'), '--marked-max-side', '256',
+                 '--languages', 'en', '--num-proc', '1']) == 0
+    rows = _rows(tmp_path / 'fg' / 'train' / 'region_identification.jsonl')
+    sizes = {Image.open(tmp_path / 'fg' / 'train' / r['images'][0]).size for r in rows}
+    assert sizes == {(256, 170)} and {(r['width'], r['height']) for r in rows} == {(256, 170)}   # 1072x712 photos
+
+
+def test_a_label_laterality_against_the_disc_side_is_flagged_by_the_build(tmp_path, make_record, capsys):
+    from fundusexpert_plugin.cli.main import main
+    Image.new('RGB', (1072, 712)).save(tmp_path / 'a.jpg')
+    findings = [('optic_disc', (112, 315, 212, 415)), ('haemorrhages', (600, 300, 630, 330))]
+    lat = make_record(findings, width=1072, height=712, image='a.jpg', record_id='lat', laterality='right',
+                      laterality_source='label')
+    ok = make_record(findings, width=1072, height=712, image='a.jpg', record_id='ok', laterality='left',
+                     laterality_source='label')
+    engine_flag = ("dcm-1: DICOM laterality 'right' disagrees with the optic-disc position ('left' by the "
+                   "macula-centred rule); keeping the DICOM value")
+    dicom = make_record(findings, width=1072, height=712, image='a.jpg', record_id='dcm-1', laterality='right',
+                        laterality_source='dicom', provenance={'source_dataset': 't', 'licence': 'x',
+                                                               'flags': [engine_flag]})
+    path = tmp_path / 'recs.jsonl'
+    path.write_text(''.join(r.model_dump_json() + '\n' for r in (lat, ok, dicom)))
+    assert main(['data', 'build', '--records', str(path), '--out', str(tmp_path / 'fg'), '--languages', 'en',
+                 '--num-proc', '1']) == 0
+    flag = ("laterality label 'right' disagrees with the optic-disc position ('left' by the macula-centred rule); "
+            "keeping the label")
+    out = capsys.readouterr().out.splitlines()
+    assert f"  warning: {path}:1: record 'lat': {flag}" in out
+    assert sum('disagrees with the optic-disc position' in line for line in out) == 1   # the engine's flag: once
+    summary = json.loads((tmp_path / 'fg' / 'build_summary.json').read_text())
+    assert summary['flagged_records'] == ['lat', 'dcm-1'] and summary['warnings'] == [f"{path}:1: record 'lat': {flag}"]
+    report = {r['record_id']: r['messages'][-1]['content'] for r in _rows(tmp_path / 'fg' / 'report.jsonl')}
+    assert ('Flagged for review: the laterality label gives the right eye, but the position of the optic disc '
+            'suggests the left eye; the label is followed.') in report['lat'].splitlines()
+    assert 'Flagged for review: the DICOM header gives the right eye' in report['dcm-1']
+    assert 'whereas in a right eye it lies on the right' in report['lat'] and 'temporal' not in report['lat']
+    assert 'Flagged' not in report['ok'] and 'disc diameters (DD) temporal' in report['ok']
+    laterality = {r['record_id']: r['messages'][-1]['content'] for r in _rows(tmp_path / 'fg' / 'laterality.jsonl')}
+    assert laterality['lat'] == 'Right eye.'                          # the label is kept, never resolved
+    # data validate warns about it the same way, without skipping anything
+    assert main(['data', 'validate', '--records', str(path)]) == 0
+    assert f"  warning: {path}:1: record 'lat': {flag}" in capsys.readouterr().out.splitlines()
+
+
+def _tasks(*names):
+    from fundusexpert_plugin.tasks.config import load_tasks
+    return [t for t in load_tasks() if t.name in names]
+
+
+def test_a_rebuild_leaves_only_what_it_wrote_and_never_what_the_builder_did_not_write(tmp_path, caplog):
+    from fundusexpert_plugin.sample import sample_records
+    records = sample_records('train')
+    out = tmp_path / 'fg'
+    first = build_fundusgen(records, out, image_dir=SAMPLE_DIR, tasks=_tasks('region_identification', 'report'),
+                            languages=['en'])
+    n_marked = len(list((out / 'marked').iterdir()))
+    assert n_marked == first.rows_per_task['region_identification'] > 0
+    (out / 'notes.jsonl').write_text('{"mine": 1}\n')
+    (out / 'marked' / 'README.txt').write_text('mine')
+    with caplog.at_level('WARNING', logger='fundusexpert_plugin.build'):
+        second = build_fundusgen(records[:1], out, image_dir=SAMPLE_DIR, tasks=_tasks('region_identification'),
+                                 languages=['en'])
+    # report.jsonl of the first build is gone, and with it every marked copy of the 7 other records
+    assert sorted(p.name for p in out.glob('*.jsonl')) == ['notes.jsonl', 'region_identification.jsonl']
+    rows = _rows(out / 'region_identification.jsonl')
+    assert len(rows) == second.rows_per_task['region_identification'] < n_marked
+    assert sorted(p.name for p in (out / 'marked').iterdir()) == sorted(
+        ['README.txt'] + [r['images'][0].split('/')[-1] for r in rows])
+    assert json.loads((out / 'build_summary.json').read_text())['rows_per_task'] == second.rows_per_task
+    assert (out / 'notes.jsonl').read_text() == '{"mine": 1}\n'
+    assert f'{out / "notes.jsonl"}: not written by the builder; left in place' in caplog.text
+
+
+def test_a_rebuild_removes_the_image_copies_of_the_earlier_build(tmp_path):
+    from fundusexpert_plugin.sample import sample_records
+    records = sample_records('heldout')
+    out = tmp_path / 'fg'
+    first = build_fundusgen(records, out, image_dir=SAMPLE_DIR, tasks=_tasks('report'), languages=['en'],
+                            copy_images=True)
+    assert first.image_copies == sorted(f'images/{r.record_id}.png' for r in records)
+    assert json.loads((out / 'build_summary.json').read_text())['image_copies'] == first.image_copies
+    (out / 'images' / 'mine.png').write_bytes(b'not the builder\'s')
+    second = build_fundusgen(records[:2], out, image_dir=SAMPLE_DIR, tasks=_tasks('report'), languages=['en'])
+    assert second.image_copies == [] and sorted(p.name for p in (out / 'images').iterdir()) == ['mine.png']
+    assert {(out / r['images'][0]).resolve() for r in _rows(out / 'report.jsonl')} == {
+        (SAMPLE_DIR / 'images' / f'{r.record_id}.jpg').resolve() for r in records[:2]}   # the originals in place
+
+
+def test_files_no_build_summary_lists_stop_the_build_and_nothing_is_removed(tmp_path, make_record):
+    Image.new('RGB', (1000, 800)).save(tmp_path / 'ok.jpg')
+    rec = make_record([('optic_disc', (100, 100, 200, 200))], image='ok.jpg', record_id='0003')
+    out = tmp_path / 'out'
+    out.mkdir()
+    (out / 'report.jsonl').write_text('{"mine": 1}\n')
+    with pytest.raises(FileExistsError, match=r"report\.jsonl: exists and was not written by the builder \(.*out "
+                                              r"holds no build_summary\.json\); refusing to overwrite it"):
+        build_fundusgen([rec], out, image_dir=tmp_path, tasks=_tasks('report'))
+    assert sorted(p.name for p in out.iterdir()) == ['report.jsonl']
+    (out / 'report.jsonl').unlink()
+    (out / 'marked').mkdir()
+    (out / 'marked' / 'x.jpg').write_bytes(b'mine')
+    with pytest.raises(FileExistsError, match=r"marked: holds 1 \.jpg file\(s\) but .*out holds no build_summary"):
+        build_fundusgen([rec], out, image_dir=tmp_path, tasks=_tasks('report'))
+    assert (out / 'marked' / 'x.jpg').read_bytes() == b'mine'
+
+
+def test_a_photo_where_its_copy_would_go_is_never_overwritten_and_the_failed_build_leaves_nothing(tmp_path,
+                                                                                               make_record):
+    import numpy as np
+    # building into the dataset folder: the 16-bit photo needs an 8-bit copy at images/<record id>.png, itself
+    (tmp_path / 'images').mkdir()
+    Image.fromarray(np.full((800, 1000), 51200, np.uint16)).save(tmp_path / 'images' / '0003.png')
+    original = (tmp_path / 'images' / '0003.png').read_bytes()
+    Image.new('RGB', (1000, 800)).save(tmp_path / 'images' / '0001.jpg')
+    findings = [('optic_disc', (100, 100, 200, 200)), ('hard_exudates', (500, 60, 540, 100))]
+    recs = [make_record(findings, image='images/0001.jpg', record_id='0001'),
+            make_record(findings, image='images/0003.png', record_id='0003')]
+    with pytest.raises(FileExistsError, match=r"images/0003\.png: exists and was not written by the builder"):
+        build_fundusgen(recs, tmp_path, image_dir=tmp_path, tasks=_tasks('region_identification', 'report'),
+                        languages=['en'])
+    assert (tmp_path / 'images' / '0003.png').read_bytes() == original
+    # the marked copies of 0001 written before the refusal are gone: the folder holds no (half) build
+    assert sorted(p.name for p in (tmp_path / 'images').iterdir()) == ['0001.jpg', '0003.png']
+    assert not list((tmp_path / 'marked').glob('*')) and not list(tmp_path.glob('*.jsonl'))
+    assert not (tmp_path / 'build_summary.json').exists()
+
+
+def test_a_failed_rebuild_leaves_no_build_and_the_next_one_succeeds(tmp_path, make_record):
+    Image.new('RGB', (1000, 800)).save(tmp_path / 'ok.jpg')
+    findings = [('optic_disc', (100, 100, 200, 200)), ('hard_exudates', (500, 60, 540, 100))]
+    good = make_record(findings, image='ok.jpg', record_id='good')
+    gone = make_record(findings, image='nope.jpg', record_id='gone')
+    out = tmp_path / 'out'
+    tasks = _tasks('region_identification')
+    build_fundusgen([good], out, image_dir=tmp_path, tasks=tasks, languages=['en'])
+    with pytest.raises(FundusDataError, match="record 'gone': image: image not found"):
+        build_fundusgen([good, gone], out, image_dir=tmp_path, tasks=tasks, languages=['en'])
+    assert sorted(p.name for p in out.iterdir()) == ['marked'] and not list((out / 'marked').iterdir())
+    summary = build_fundusgen([good], out, image_dir=tmp_path, tasks=tasks, languages=['en'])
+    assert summary.rows_per_task == {'region_identification': 2}
+    assert len(list((out / 'marked').iterdir())) == 2

@@ -61,6 +61,9 @@ def test_records_flag_and_image_root_alias_read_records_as_data_build_does(tmp_p
     assert (out + caplog.text).count('findings[1].box_px') == 1, out + caplog.text
     assert _validate(capsys, path, '--images', tmp_path / 'ds')[1].splitlines()[0] == expected
     # --image-root is the dataset folder every image must lie in, as in data build
+    rc, _, err = _validate(capsys, '--records', path, '--image-root', tmp_path / 'elsewhere')
+    assert rc == 2 and err == f"fundusexpert: error: --images/--image-root: folder not found: {tmp_path / 'elsewhere'}\n"
+    (tmp_path / 'elsewhere').mkdir()
     rc, out, err = _validate(capsys, '--records', path, '--image-root', tmp_path / 'elsewhere')
     assert rc == 2 and f'{path}: read 2 lines/items, kept no record' in err and "'image_path_refused': 2}" in err
     assert (f"  skipped: {path}:1: record 'a': image = 'a.jpg': path outside the dataset folder {tmp_path / 'elsewhere'}; "
@@ -103,3 +106,48 @@ def test_an_unrecognised_file_names_every_format_validate_reads(tmp_path, capsys
     assert rc == 2
     assert err.strip() == (f"fundusexpert: error: {other}: not a recognised annotation layout; pass --format "
                            "(one of ['box-csv', 'coco', 'codras', 'csv', 'masks', 'records', 'yolo'])")
+
+
+def test_a_label_workbook_is_recognised_as_a_label_csv_is(tmp_path, capsys):
+    import openpyxl
+    import xlwt
+    _image(tmp_path / 'photos' / 'a.jpg')
+    _image(tmp_path / 'photos' / 'b.jpg')
+    rows = [['image', 'dr_grade', 'laterality'], ['a.jpg', 2, 'OD'], ['b.jpg', 7, 'left']]
+    book = openpyxl.Workbook()
+    for row in rows:
+        book.active.append(row)
+    book.save(tmp_path / 'labels.xlsx')
+    legacy = xlwt.Workbook()
+    sheet = legacy.add_sheet('Feuil1')
+    for r, row in enumerate(rows):
+        for c, value in enumerate(row):
+            sheet.write(r, c, value)
+    legacy.save(str(tmp_path / 'labels.xls'))
+    for table in (tmp_path / 'labels.xlsx', tmp_path / 'labels.xls'):
+        rc, out, _ = _validate(capsys, table, '--images', tmp_path / 'photos')
+        assert rc == 1 and out.splitlines()[0] == f'{table} (csv): 2 records, 0 boxes would be written', out
+        assert f"  skipped: {table}:3: column 'dr_grade' = '7': unknown grade; expected one of [0, 1, 2, 3, 4]" in out
+    # a workbook with no label column is not a label table; an unreadable one says so
+    book = openpyxl.Workbook()
+    book.active.append(['patient', 'comment'])
+    book.save(tmp_path / 'notes.xlsx')
+    rc, _, err = _validate(capsys, tmp_path / 'notes.xlsx')
+    assert rc == 2 and 'notes.xlsx: not a recognised annotation layout; pass --format' in err
+    (tmp_path / 'broken.xlsx').write_bytes(b'not a zip file')
+    rc, _, err = _validate(capsys, tmp_path / 'broken.xlsx')
+    assert rc == 2 and err.strip().startswith(f'fundusexpert: error: {tmp_path / "broken.xlsx"}: not a readable '
+                                              'xlsx workbook')
+
+
+def test_a_size_that_is_not_an_integer_is_refused_by_build_and_counted_by_validate(tmp_path, capsys):
+    path = _records_file(tmp_path, tmp_path / 'ds')
+    rows = [json.loads(line) for line in path.read_text().splitlines()]
+    rows[0].update(width=50.0, height='40')
+    path.write_text(''.join(json.dumps(r) + '\n' for r in rows), encoding='utf-8')
+    assert main(['data', 'build', '--records', str(path), '--out', str(tmp_path / 'fg'), '--num-proc', '1']) == 2
+    err = capsys.readouterr().err
+    assert err == f"fundusexpert: error: {path}:1: record 'a': width = 50.0: expected an integer number of pixels\n"
+    rc, out, _ = _validate(capsys, '--records', path)
+    assert rc == 1 and '  would skip 1 records: size_not_integer' in out
+    assert f"  skipped: {path}:1: record 'a': width = 50.0: expected an integer number of pixels" in out.splitlines()

@@ -95,4 +95,5 @@ def test_laterality_checked_against_disc_position(caplog):
     assert check_laterality('right', None, 1072, where='r1') is None
     with caplog.at_level(logging.WARNING):
         message = check_laterality('right', disc, 1072, where='r1')
-    assert "DICOM laterality 'right' disagrees" in message and message in caplog.text
+    assert message == ("r1: DICOM laterality 'right' disagrees with the optic-disc position ('left' by the "
+                       "macula-centred rule); keeping the DICOM value") and message in caplog.text

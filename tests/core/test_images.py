@@ -4,7 +4,7 @@ import pytest
 from PIL import Image
 
 from fundusexpert_plugin.core.images import (ImageSkip, list_images, load_image, save_image, set_max_pixels, shard,
-                                             shard_of)
+                                             shard_of, was_greyscale)
 
 
 def test_plain_rgb_is_unchanged(tmp_path):
@@ -35,6 +35,26 @@ def test_16_bit_is_scaled_to_8_bit(tmp_path):
     Image.fromarray(arr).save(tmp_path / 'd.png')
     im = load_image(tmp_path / 'd.png')
     assert '16-bit->8-bit' in im.conversion and tuple(im.rgb[0, 0]) == (200, 200, 200)
+
+
+@pytest.mark.parametrize('values, expected, divisor', [
+    # 8-bit values times 65536 (24 significant bits): / 65536 gives the 8-bit values back
+    ([0, 100 * 65536, 255 * 65536], [0, 100, 255], 65536),
+    # 20-bit data (largest 2**20 - 1): / 4096
+    ([0, 100 * 4096, 2 ** 20 - 1], [0, 100, 255], 4096),
+    # 16-bit data in a 32-bit file: / 256, as a 16-bit file
+    ([0, 25600, 51200], [0, 100, 200], 256),
+    # 8-bit data in a 32-bit file: as is; a negative value is black
+    ([-5, 100, 200], [0, 100, 200], 1),
+])
+def test_32_bit_integer_is_scaled_by_the_bit_depth_of_its_largest_value(tmp_path, values, expected, divisor):
+    arr = np.array([values], dtype=np.int32)
+    Image.fromarray(arr).save(tmp_path / 'i32.tif')
+    assert Image.open(tmp_path / 'i32.tif').mode == 'I'
+    im = load_image(tmp_path / 'i32.tif')
+    assert im.conversion == f'I 32-bit->8-bit RGB (value / {divisor})'
+    assert im.rgb[0, :, 0].tolist() == expected and (im.rgb[..., 0] == im.rgb[..., 2]).all()
+    assert was_greyscale(im.conversion)
 
 
 def test_exif_rotation_is_applied(tmp_path):

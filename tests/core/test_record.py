@@ -130,3 +130,50 @@ def test_an_integer_grade_is_the_grade_and_a_boolean_is_refused(make_record):
         FundusGenRecord.model_validate({**data, 'image_labels': {'dr_grade': True}})
     with pytest.raises(ValueError, match='valid string'):
         FundusGenRecord.model_validate({**data, 'image_labels': {'dr_grade': 2.5}})
+
+
+@pytest.mark.parametrize('key, value', [('width', 1000.0), ('height', '800'), ('width', True), ('height', None)])
+def test_a_size_that_is_not_a_json_integer_is_refused_as_the_codras_reader_refuses_it(tmp_path, make_record,
+                                                                                     key, value):
+    good = make_record([('optic_disc', (100, 100, 200, 220))], record_id='ok').model_dump()
+    bad = {**make_record(record_id='bad').model_dump(), key: value}
+    path = tmp_path / 'recs.jsonl'
+    path.write_text(json.dumps(good) + '\n' + json.dumps(bad) + '\n')
+    with pytest.raises(FundusDataError) as exc:
+        list(read_records(path))
+    assert str(exc.value) == f"{path}:2: record 'bad': {key} = {value!r}: expected an integer number of pixels"
+    assert exc.value.reason == 'size_not_integer'
+    skipped, counts = [], Counter()
+    assert [r.record_id for r in read_records(path, lenient=True, skipped=skipped, counts=counts)] == ['ok']
+    assert counts == {'size_not_integer': 1} and skipped == [str(exc.value)]
+
+
+def test_a_label_laterality_against_the_disc_side_is_flagged_once_and_kept(make_record):
+    from fundusexpert_plugin.core.geometry import laterality_disagreement
+    from fundusexpert_plugin.core.record import flag_laterality, record_laterality_flag
+    # disc centre x 162 of 1072: left of the image centre (536) -> a left eye by the macula-centred rule
+    assert laterality_disagreement('right', (112, 315, 212, 415), 1072) == 'left'
+    assert laterality_disagreement('left', (112, 315, 212, 415), 1072) is None
+    assert laterality_disagreement(None, (112, 315, 212, 415), 1072) is None
+    # a marked fovea decides instead of the image centre: disc right of a fovea at x 100 -> right eye
+    assert laterality_disagreement('right', (112, 315, 212, 415), 1072, fovea_x=100.0) is None
+    disc = [('optic_disc', (112, 315, 212, 415))]
+    rec = make_record(disc, width=1072, height=712, laterality='right', laterality_source='label')
+    flag = ("laterality label 'right' disagrees with the optic-disc position ('left' by the macula-centred rule); "
+            "keeping the label")
+    assert record_laterality_flag(rec) == flag
+    flagged, added = flag_laterality(rec)
+    assert added == flag and flagged.provenance.flags == [flag] and rec.provenance.flags == []
+    assert (flagged.laterality, flagged.laterality_source) == ('right', 'label')        # kept, never resolved
+    assert flag_laterality(flagged) == (flagged, None)                               # flagged once
+    # with a fovea left of the disc, the right eye agrees with the disc
+    fovea = make_record(disc + [('fovea', (40, 340, 80, 380))], width=1072, height=712, laterality='right',
+                        laterality_source='label')
+    assert record_laterality_flag(fovea) is None
+    dicom = make_record(disc, width=1072, height=712, laterality='right', laterality_source='dicom')
+    assert record_laterality_flag(dicom).startswith("DICOM laterality 'right' disagrees")
+    # a laterality judged from the disc, or a record without a disc, has nothing to disagree with
+    assert record_laterality_flag(make_record(disc, width=1072, height=712, laterality='right',
+                                              laterality_source='optic_disc_position')) is None
+    assert record_laterality_flag(make_record(width=1072, height=712, laterality='right',
+                                              laterality_source='label')) is None

@@ -207,3 +207,47 @@ def test_each_kind_of_flag_gets_its_own_sentence_and_an_unknown_one_the_generic_
                  laterality='right', laterality_source='dicom')
     assert text.count('Flagged for review') == 2 and en_other not in text
     assert 'disagree on the position of the fovea.' in text and 'the DICOM header gives the right eye' in text
+
+
+def _right_label_left_disc(make_record, findings=(), **kw):
+    # disc centre x 162 of 1072 (left of the image centre): a left eye by the macula-centred rule
+    return make_record([('optic_disc', (112, 315, 212, 415)), ('haemorrhages', (600, 300, 630, 330)), *findings],
+                       width=1072, height=712, laterality='right', laterality_source='label', **kw)
+
+
+def test_a_laterality_that_disagrees_with_the_disc_places_no_fovea_and_says_why(make_record):
+    from fundusexpert_plugin.render.chain import feature_text, frame_of
+    rec = _right_label_left_disc(make_record)
+    assert frame_of(rec) is None       # the 2.5-DD prior temporal of a right eye would be at x = -88: off the image
+    lines = cognitive_chain(rec, 'en').splitlines()
+    assert lines[0] == 'This is a colour fundus photograph of the right eye.'
+    assert lines[1] == ('The optic disc lies on the left side of the image, whereas in a right eye it lies on the '
+                        'right: the side of the eye and the position of the disc disagree, so the fovea, which is '
+                        'not marked, is not estimated and positions are given relative to the image.')
+    assert lines[2] == 'Haemorrhages: one region, in the upper-right part of the image. No hard exudates are seen.'
+    assert 'temporal' not in '\n'.join(lines) and 'DD' not in '\n'.join(lines)
+    assert feature_text(rec) == 'The boxed regions of haemorrhages cover about 0.1% of the image.'
+    zh = cognitive_chain(rec, 'zh').splitlines()
+    assert zh[1] == '视盘位于图像左侧，而非右眼应有的右侧；眼别与视盘位置不一致，未标注的黄斑中心凹不作推定，以下位置相对于图像描述。'
+    grounded = GroundedText()
+    text = cognitive_chain(rec, 'en', grounded=grounded)
+    assert text.splitlines()[1].startswith('The <ref-object><bbox> lies on the left side of the image, whereas')
+    assert grounded.objects()['bbox'][0] == [112.0, 315.0, 212.0, 415.0]
+    # a marked fovea: the frame is kept, nothing is estimated
+    fovea = _right_label_left_disc(make_record, [('fovea', (400, 340, 440, 380))])
+    assert frame_of(fovea).fovea_source == 'annotation' and 'whereas in a right eye' not in cognitive_chain(fovea)
+
+
+def test_a_label_laterality_flag_is_stated_as_such(make_record):
+    flag = ("laterality label 'right' disagrees with the optic-disc position ('left' by the macula-centred rule); "
+            "keeping the label")
+    prov = {'source_dataset': 'test', 'licence': 'CC0', 'flags': [flag]}
+    lines = cognitive_chain(_right_label_left_disc(make_record, provenance=prov), 'en').splitlines()
+    assert lines[2] == ('Flagged for review: the laterality label gives the right eye, but the position of the optic '
+                        'disc suggests the left eye; the label is followed.')
+    zh = cognitive_chain(_right_label_left_disc(make_record, provenance=prov), 'zh').splitlines()
+    assert zh[2] == '待复核：眼别标签记录为右眼，但视盘位置提示为左眼；按标签记录。'
+    # the same flag on a record whose laterality is the header's is not stated as a label's
+    dicom = _right_label_left_disc(make_record, provenance=prov).model_copy(update={'laterality_source': 'dicom'})
+    assert 'Flagged for review: the sources of this record disagree' in cognitive_chain(dicom)
+    assert 'laterality label gives' not in cognitive_chain(dicom)

@@ -115,6 +115,15 @@ def test_label_csv(tmp_path, make_image, make_text):
         list(read_label_csv(csv))
 
 
+def test_label_csv_without_an_image_column_names_the_expected_column_first(tmp_path, make_text):
+    csv = make_text(tmp_path / 'labels.csv', 'img,dr_grade\na.jpg,2\n')
+    with pytest.raises(FundusDataError) as exc:
+        list(read_label_csv(csv))
+    assert str(exc.value) == (f"{csv}:1: no image column; expected 'image' (also accepted: ['imgName', 'Image name', "
+                              "'Image No', 'image_id', 'filename', 'file name', 'name', 'Drishti-GS File']); "
+                              "columns found: ['img', 'dr_grade']")
+
+
 def test_class_map_and_vocabulary_aliases():
     mapping = parse_class_map(['exudate=hard_exudates', 'scar=-'])
     assert mapping == {'exudate': 'hard_exudates', 'scar': None}

@@ -106,3 +106,14 @@ def test_plot_leaves_out_non_positive_points(tmp_path):
         png = plot_scaling({'chain': ([10, 20, 40], [0.0, 0.0, 0.0])}, {'chain': None}, tmp_path / 'z.png',
                            quantity='Acc@0.5')
     assert png.stat().st_size > 0
+
+
+def test_a_jsonl_the_build_summary_does_not_list_is_not_a_task(fundusgen, tmp_path):
+    import shutil
+    from fundusexpert_plugin.study.subsets import read_task_rows
+    folder = tmp_path / 'fg'
+    shutil.copytree(fundusgen, folder)
+    shutil.copy(folder / 'report.jsonl', folder / 'stale_task.jsonl')
+    tasks = read_task_rows(folder)
+    listed = json.loads((folder / 'build_summary.json').read_text())['rows_per_task']
+    assert 'stale_task' not in tasks and set(tasks) == {t for t, n in listed.items() if n}

@@ -171,3 +171,14 @@ def test_openai_stub_answers_by_image_and_text(tmp_path):
         assert ask(messages) == 'left'
         assert ask([{'role': 'user', 'content': 'other'}]) == '?'
         assert len(stub.requests) == 2
+
+
+def test_fundusgen_items_read_only_the_tasks_the_build_summary_lists(tmp_path):
+    row = {'messages': [{'role': 'user', 'content': '<image>Describe.'}, {'role': 'assistant', 'content': 'x'}],
+           'images': ['a.jpg']}
+    for name in ('report', 'notes'):
+        (tmp_path / f'{name}.jsonl').write_text(json.dumps(row) + '\n')
+    (tmp_path / 'build_summary.json').write_text(json.dumps({'rows_per_task': {'report': 1}}))
+    assert len(eb.fundusgen_items(str(tmp_path), 'report')) == 1
+    with pytest.raises(FileNotFoundError, match=r"notes\.jsonl: no such task file; tasks in .*: \['report'\]$"):
+        eb.fundusgen_items(str(tmp_path), 'notes')

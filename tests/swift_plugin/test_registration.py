@@ -133,3 +133,28 @@ def test_the_sample_fallback_is_announced_and_a_build_top_folder_is_pointed_to_i
         load_dataset(['fundusgen_top_test:report'])
     assert str(exc.value).endswith(f"is not a FundusGen folder; it holds the split folder(s) ['heldout', 'train']: "
                                    f"point it at one of them, e.g. {tmp_path / 'fundusgen' / 'heldout'}")
+
+
+def test_the_subsets_of_a_folder_are_the_tasks_its_build_summary_lists(swift_registered, tmp_path, caplog):
+    """A .jsonl the builder did not write (records, notes, a task file left by hand) is not a subset."""
+    from swift import load_dataset
+    from swift.dataset import DatasetMeta, SubsetDataset, register_dataset
+    from fundusexpert_plugin.build import build_fundusgen
+    from fundusexpert_plugin.sample import SAMPLE_DIR, sample_records
+    from fundusexpert_plugin.swift_plugin.datasets import FundusGenLoader
+    from fundusexpert_plugin.tasks.config import load_tasks
+    tasks = [t for t in load_tasks() if t.name in ('report', 'laterality')]
+    build_fundusgen(sample_records('heldout'), tmp_path / 'fg', image_dir=SAMPLE_DIR, tasks=tasks, languages=['en'])
+    report = (tmp_path / 'fg' / 'report.jsonl').read_text(encoding='utf-8')
+    (tmp_path / 'fg' / 'lesion_list.jsonl').write_text(report, encoding='utf-8')   # same rows, not of this build
+    register_dataset(DatasetMeta(dataset_name='fundusgen_listed_test', dataset_path=str(tmp_path / 'fg'),
+                                 subsets=[SubsetDataset(name=n, subset=n) for n in ('report', 'lesion_list')],
+                                 loader=FundusGenLoader), exist_ok=True)
+    with caplog.at_level('INFO', logger='fundusexpert_plugin.swift_plugin.datasets'):
+        everything, _ = load_dataset(['fundusgen_listed_test'])
+    # 4 held-out records: 4 report rows + 4 laterality rows at weight 0.5 -> 2; lesion_list.jsonl's 4 rows not read
+    assert len(everything) == 4 + 2
+    assert f"{tmp_path / 'fg'}: lesion_list.jsonl is not a task of its build_summary.json; not loaded" in caplog.text
+    with pytest.raises(KeyError, match=r"unknown FundusGen subset\(s\) \['lesion_list'\]; tasks in .*: "
+                                       r"\['laterality', 'report'\]"):
+        load_dataset(['fundusgen_listed_test:lesion_list'])
