@@ -4,7 +4,10 @@ Per row (:mod:`.results` says how the task kind is found):
 
 * ``mcq`` rows -> :mod:`.mcq` (answer/category/options from ``--meta``, else ``labels``, the TSV
   and the prompt);
-* rows with reference boxes (grounding, grounded reports) -> :mod:`.grounding`;
+* rows with reference boxes (grounding, grounded reports) -> :mod:`.grounding`; a malformed predicted
+  box (:func:`parse.box_fault`: inverted corners, a value outside its space) is a prediction that
+  matches nothing, counted in ``grounding.malformed_boxes``, noted, and listed per row in
+  ``samples.jsonl`` (``pred_faults``, one entry per ``pred`` box, ``''`` for a well-formed one);
 * grounding rows without a reference box are kept out of acc50/AP (nothing to match) and counted:
   ``grounding_absent`` for a target stated absent (``target_absent`` in ``--meta``, set for FundusGen
   region detection rows whose target is in ``negatives``, or a reference answer that is the shipped
@@ -29,7 +32,7 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from fundusexpert_plugin.eval import answers, consistency, grounding, mcq
-from fundusexpert_plugin.eval.parse import LabeledBox, canonical_label, find_boxes, needs_resized_size
+from fundusexpert_plugin.eval.parse import FAULTS, LabeledBox, canonical_label, find_boxes, needs_resized_size
 from fundusexpert_plugin.eval.results import (image_path, image_size, infer_task, predicted_boxes, reference_boxes,
                                               reference_row, stated_absent, user_prompt)
 from fundusexpert_plugin.core.jsonl import write_jsonl
@@ -94,6 +97,7 @@ def evaluate_rows(rows: Sequence[dict], meta: Optional[Dict[int, dict]] = None, 
     notes, samples = [], []
     mcq_results, ground, reports, closed = [], [], [], []
     no_image, no_judge, full_gt_rows, unknown_ids = 0, 0, 0, set()
+    malformed: Dict[str, int] = {fault: 0 for fault in FAULTS}   # predicted boxes, every grounding row
     absent: Dict[str, List[int]] = {'stated_absent': [], 'no_reference': []}   # predicted boxes per row
     default_budget = options.max_pixels is None and not os.environ.get('MAX_PIXELS')
     qwen_default = 0
@@ -140,6 +144,10 @@ def evaluate_rows(rows: Sequence[dict], meta: Optional[Dict[int, dict]] = None, 
                         rec['absent'] = kind
                     rec.update(width=width, height=height, gt=[[b.label, list(b.box_px)] for b in sample.gt],
                                pred=[[b.label, list(b.box_px)] for b in sample.pred])
+                    if any(b.malformed for b in sample.pred):
+                        rec['pred_faults'] = [b.fault for b in sample.pred]
+                        for b in sample.pred:
+                            malformed[b.fault] += b.malformed
             if task == 'report' and 'positives' in m:   # a FundusGen meta gives every row its positives
                 if judge is None:
                     no_judge += 1
@@ -165,6 +173,11 @@ def evaluate_rows(rows: Sequence[dict], meta: Optional[Dict[int, dict]] = None, 
         notes.append(f'{qwen_default} row(s) hold Qwen boxes (pixels of the resized image) decoded with '
                      "qwen_vl_utils' default image budget: neither --max-pixels nor MAX_PIXELS is set; pass the "
                      'value used at inference, or these boxes land in the wrong place')
+    if sum(malformed.values()):
+        notes.append(f"{sum(malformed.values())} predicted box(es) are malformed ({malformed['inverted']} with inverted "
+                     f"corners, x1 > x2 or y1 > y2; {malformed['out_of_range']} with a value outside its space, e.g. "
+                     'above 1000 on the 0-999 grid): each counts as a prediction that matches nothing '
+                     '(grounding.malformed_boxes)')
     if full_gt_rows:
         notes.append(f'{full_gt_rows} grounding row(s) show only part of their boxes in the answer (a box cap); '
                      'they are scored against the full ground truth from --meta (full_gt_boxes_px)')

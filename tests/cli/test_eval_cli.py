@@ -141,6 +141,31 @@ def test_grid_decode_edge_and_centre_on_hand_worked_boxes(tmp_path):
     assert metrics['settings']['grid_decode'] == 'centre'
 
 
+def test_inverted_and_off_grid_boxes_are_counted_not_matched(tmp_path, capsys):
+    # the hand-worked box above, corners swapped: as written it is inverted, so it matches nothing (it scored
+    # IoU 0.985 when the corners were re-ordered); a second row writes y2 = 1200, past the 0-999 grid
+    # ((1200 + 0.5) * 100 / 1000 = 120.05 px on a 100 px image): out of range, not clipped, not matched
+    args = _grounding_result(tmp_path, '<ref>haemorrhages</ref><box>[[200, 300, 100, 100]]</box>', [[20, 10, 40, 30]])
+    result = args[1]
+    rows = [json.loads(line) for line in open(result)]
+    off_grid = dict(rows[0], response='<ref>haemorrhages</ref><box>[[100, 100, 200, 1200]]</box>')
+    with open(result, 'a') as f:
+        f.write(json.dumps(off_grid) + '\n')
+    assert _run(args) == 0
+    out_dir = tmp_path / 'gout'
+    g = json.loads((out_dir / 'metrics.json').read_text())['grounding']
+    assert (g['n_gt'], g['n_pred'], g['n_matched'], g['malformed_boxes']) == (2, 2, 0, 2)
+    assert g['malformed_by_fault'] == {'inverted': 1, 'out_of_range': 1}
+    assert (g['acc50'], g['precision50'], g['best_match_iou']) == (0.0, 0.0, 0.0)
+    samples = [json.loads(line) for line in (out_dir / 'samples.jsonl').read_text().splitlines()]
+    assert [s['pred_faults'] for s in samples] == [['inverted'], ['out_of_range']]
+    assert samples[0]['pred'][0][1] == pytest.approx([40.1, 30.05, 20.1, 10.05])   # as written, not re-ordered
+    assert samples[1]['pred'][0][1][3] == pytest.approx(120.05)                   # not clipped to the image
+    assert 'note: 2 predicted box(es) are malformed (1 with inverted corners' in capsys.readouterr().out
+    html = (out_dir / 'report.html').read_text()
+    assert '(1 malformed, not drawn: inverted)' in html and '(1 malformed, not drawn: out_of_range)' in html
+
+
 def test_a_capped_row_is_scored_against_the_full_ground_truth(tmp_path):
     # the answer shows 1 of 2 boxes; the meta's full_gt_boxes_px holds both. The model finds both (edge rule,
     # exact): against objects it would be 1 of 1 matched with 1 false positive (precision 0.5); against the

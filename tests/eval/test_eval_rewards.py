@@ -148,6 +148,32 @@ def test_grounded_report_format_counts_the_chain_steps_in_order():
     assert fmt(GROUNDED_REPORT.replace('<ref>', '').replace('</ref>', ''), REPORT_ROW) == pytest.approx(0.5)
 
 
+def test_malformed_boxes_get_no_grounding_credit_and_less_format_credit():
+    # corners swapped ([[200, 200, 100, 100]] for the disc [[100, 100, 200, 200]]): not re-ordered, matches nothing
+    swapped = '<ref>optic disc</ref><box>[[200, 200, 100, 100]]</box>'
+    assert grounding(swapped) == 0.0 and fmt(swapped) == 0.0
+    # a grid value past 999/1000: y2 = 1200 -> out of range, no credit
+    off_grid = '<ref>optic disc</ref><box>[[100, 100, 200, 1200]]</box>'
+    assert grounding(off_grid) == 0.0 and fmt(off_grid) == 0.0
+    # one good box and one malformed box: grounding 1 / max(1, 2) = 0.5; format 1 x 1/2 well formed x (1 + 1) / 2
+    mixed = '<ref>optic disc</ref><box>[[100, 100, 200, 200], [700, 700, 600, 600]]</box>'
+    assert grounding(mixed) == pytest.approx(0.5) and fmt(mixed) == pytest.approx(0.5)
+    # the grounded report with its lesion box swapped: 1 of 2 boxes well formed -> format 0.5,
+    # grounding: the disc matches (IoU 1), the swapped box matches nothing: 1 / max(2, 2) = 0.5
+    report = GROUNDED_REPORT.replace('[[600, 600, 700, 700]]', '[[700, 700, 600, 600]]')
+    assert fmt(report, REPORT_ROW) == pytest.approx(0.5) and grounding(report, REPORT_ROW) == pytest.approx(0.5)
+
+
+def test_format_checks_qwen_boxes_against_the_resized_size_when_given():
+    row = detection_row(width=1072, height=712)
+    inside = '<|object_ref_start|>optic disc<|object_ref_end|><|box_start|>(39,57),(252,168)<|box_end|>'
+    past = '<|object_ref_start|>optic disc<|object_ref_end|><|box_start|>(39,57),(253,168)<|box_end|>'
+    resized = lambda w, h: (252, 168)   # noqa: E731
+    assert R.format_reward(inside, row, judge=JUDGE, resized_size=resized) == 1.0
+    assert R.format_reward(past, row, judge=JUDGE, resized_size=resized) == 0.0
+    assert R.format_reward(past, row, judge=JUDGE) == 1.0   # no extent known: only inversion is seen
+
+
 def test_grounded_report_boxes_are_matched_class_agnostic():
     # the row's three refs cannot be paired with its boxes (no answer text in GRPO rows): labels ignored
     assert grounding(GROUNDED_REPORT, REPORT_ROW) == pytest.approx(1.0)
