@@ -28,8 +28,9 @@ Formulas (``P``: boxes parsed from the completion, ``G``: reference boxes, both 
   ``well_formed`` is the share of the completion's boxes that are not malformed
   (:func:`parse.box_fault`: corners inverted, ``x1 > x2`` or ``y1 > y2``, or a value outside its
   space, e.g. above 1000 on the 0-999 grid; 1 without boxes), and ``form`` is the share of the
-  cognitive-chain steps found in order, one line each (grounded reports; the
-  fine-grained-features step is expected only when a lesion box is given, as the chain writes it) or, for region detection, 1 for a parsable box or a stated
+  cognitive-chain steps found in order, one line each (grounded reports; the steps expected are
+  those of the row's reference: the fine-grained-features step only when the reference boxes a
+  lesion, as the chain writes it) or, for region detection, 1 for a parsable box or a stated
   absence of the target. MCQ: 1 when the completion starts with one of the prompt's option letters
   not followed by another letter.
   Example: ``<ref>haemorrhages</ref><box>[[380, 673, 299, 562]]</box>`` (corners swapped) scores
@@ -239,6 +240,15 @@ def chain_steps(completion: str, lang: str, *, features_expected: bool) -> Tuple
     return found, len(steps)
 
 
+def reference_boxes_lesion(row: Mapping) -> bool:
+    """Whether the row's reference answer boxes a lesion: its ``objects`` hold a box and a ``ref``
+    that is a lesion id (:func:`parse.canonical_label`). The chain (:mod:`render.chain`) writes the
+    fine-grained-features step exactly for such records, so this is what a grounded report is
+    expected to contain, whatever the completion says."""
+    objects = row.get('objects') or {}
+    return bool(objects.get('bbox')) and any(canonical_label(str(r)) in _LESIONS for r in objects.get('ref') or [])
+
+
 def well_formed_share(completion: str, *, resized_size: Optional[Tuple[int, int]] = None) -> float:
     """Share of the completion's boxes that are well formed (:func:`parse.box_faults`: not inverted,
     every value inside its space, e.g. 0-1000 on the grid); 1.0 when it has no box.
@@ -257,7 +267,9 @@ def format_reward(completion: str, row: Mapping, *, judge: LexiconJudge,
     """Answer-form reward (module docstring) for region detection, grounded reports and MCQ, else ``None``.
 
     Boxes are only found and their labels read (:func:`parse.find_boxes`), never mapped to pixels;
-    :func:`well_formed_share` scales the grounded forms (a malformed box is not a box).
+    :func:`well_formed_share` scales the grounded forms (a malformed box is not a box). The chain
+    steps a grounded report must show come from the row's reference (:func:`reference_boxes_lesion`),
+    not from the completion.
 
     Args:
         completion: generated text. row: the row's columns (module docstring).
@@ -284,8 +296,7 @@ def format_reward(completion: str, row: Mapping, *, judge: LexiconJudge,
     well_formed = well_formed_share(completion, resized_size=resized)
     if kind == 'grounded_report':
         lang = row.get('lang') or report_language(completion)
-        lesion_boxed = any(canonical_label(b.raw_label) in _LESIONS for b in pred)
-        found, expected = chain_steps(completion, lang, features_expected=lesion_boxed)
+        found, expected = chain_steps(completion, lang, features_expected=reference_boxes_lesion(row))
         form, ref_share = found / expected, boxed / refs if refs else 0.0
     else:
         target = row.get('target')

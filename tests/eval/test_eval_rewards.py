@@ -140,12 +140,26 @@ def test_grounded_report_format_counts_the_chain_steps_in_order():
     assert fmt('\n'.join(lines[:3] + lines[4:]), REPORT_ROW) == pytest.approx(0.8)
     # conclusion first: global, anatomy, lesions, features are then found after it, the conclusion is not
     assert fmt('\n'.join(lines[4:] + lines[:4]), REPORT_ROW) == pytest.approx(0.8)
-    # no lesion boxed: the features step is not expected (4 steps), all found
+    # no lesion boxed in the reference: the features step is not expected (4 steps), all found
     no_lesion = '\n'.join([lines[0], lines[1], 'No lesions are annotated for this image.',
                            'Conclusion: no diagnosis can be drawn from the available labels.'])
-    assert fmt(no_lesion, REPORT_ROW) == 1.0
+    disc_only = dict(REPORT_ROW, objects={'ref': ['optic disc'], 'bbox': [DISC]}, positives=['optic_disc'])
+    assert fmt(no_lesion, disc_only) == 1.0
+    # the same completion for a reference that boxes hard exudates: 5 steps expected, features missing -> 0.8
+    assert fmt(no_lesion, REPORT_ROW) == pytest.approx(0.8)
     # a report without any box: refs boxed 0 (a grounded report must ground), tags closed 1
     assert fmt(GROUNDED_REPORT.replace('<ref>', '').replace('</ref>', ''), REPORT_ROW) == pytest.approx(0.5)
+
+
+def test_expected_chain_steps_come_from_the_reference_not_the_completion():
+    # the lesion line (with the only lesion box) deleted: the features line still names the lesion and
+    # is read as the lesion step, but the reference boxes a lesion, so 5 steps are expected and the
+    # features step is missing: 4 / 5 = 0.8 (read from the completion alone it scored 4 / 4 = 1.0)
+    lines = GROUNDED_REPORT.split('\n')
+    assert fmt('\n'.join(lines[:2] + lines[3:]), REPORT_ROW) == pytest.approx(0.8)
+    assert R.reference_boxes_lesion(REPORT_ROW)
+    assert not R.reference_boxes_lesion(dict(REPORT_ROW, objects={'ref': ['optic disc'], 'bbox': [DISC]}))
+    assert not R.reference_boxes_lesion(dict(REPORT_ROW, objects=None))
 
 
 def test_malformed_boxes_get_no_grounding_credit_and_less_format_credit():

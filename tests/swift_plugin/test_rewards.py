@@ -143,3 +143,21 @@ def test_registered_rewards_give_swapped_and_off_grid_boxes_no_full_credit(swift
             '<|object_ref_start|>optic disc<|object_ref_end|><|box_start|>(39,57),(253,96)<|box_end|>']
     assert _call('fundus_format', qwen, [_detection_row(c) for c in qwen]) == [1.0, 0.0]
 
+
+def test_registered_format_reward_expects_the_chain_steps_of_the_reference(swift_registered):
+    """A grounded report whose reference boxes a lesion, with its lesion-localisation line deleted: the
+    features line ("The boxed regions of haemorrhages cover ...") is read as the lesion step, and the
+    features step the reference has is missing: 4 of 5 steps -> 0.8 (not 1.0)."""
+    report = ('This is a colour fundus photograph of the left eye.\n'
+              'The <ref>optic disc</ref><box>[[155, 336, 294, 571]]</box> lies on the left side of the image.\n'
+              '<ref>haemorrhages</ref><box>[[615, 94, 661, 212]]</box>: one region, in the upper right part of the '
+              'image.\n'
+              'The boxed regions of haemorrhages cover about 0.8% of the image.\n'
+              'Conclusion: haemorrhages are present.')
+    lines = report.split('\n')
+    cut = '\n'.join(lines[:2] + lines[3:])
+    row = dict(_detection_row(report), kind='grounded_report', task='grounded_report',
+               objects={'ref': ['optic disc', 'haemorrhages'], 'bbox': [DISC_PX, [660.25, 67.25, 708.75, 151.0]],
+                        'bbox_type': 'real'}, positives=['optic_disc', 'haemorrhages'])
+    rows = [row, dict(row, messages=row['messages'][:1] + [{'role': 'assistant', 'content': cut}])]
+    assert _call('fundus_format', [report, cut], rows) == [1.0, pytest.approx(0.8)]
