@@ -25,7 +25,6 @@ scored record per row), ``mcq_per_category.png`` when there are MCQ items, and `
 from __future__ import annotations
 
 import json
-import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -36,8 +35,6 @@ from fundusexpert_plugin.eval.parse import FAULTS, LabeledBox, canonical_label, 
 from fundusexpert_plugin.eval.results import (image_path, image_size, infer_task, predicted_boxes, reference_boxes,
                                               reference_row, stated_absent, user_prompt)
 from fundusexpert_plugin.core.jsonl import write_jsonl
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -89,7 +86,8 @@ def evaluate_rows(rows: Sequence[dict], meta: Optional[Dict[int, dict]] = None, 
 
     Returns:
         ``(metrics, samples)``: the metrics dict written to metrics.json, and one record per row
-        (task, image, boxes in pixels, response, per-row scores) for the HTML report.
+        (task, image, boxes in pixels, response, per-row scores) for the HTML report. Notes are only
+        returned (``metrics['notes']``), never logged: ``fundusexpert eval score`` prints each once.
     """
     meta, options = meta or {}, options or EvalOptions()
     parse_kwargs = {'spaces': options.spaces, 'min_pixels': options.min_pixels, 'max_pixels': options.max_pixels,
@@ -196,8 +194,6 @@ def evaluate_rows(rows: Sequence[dict], meta: Optional[Dict[int, dict]] = None, 
         notes.append(f'{no_judge} row(s) with positives not judged: no judge given')
     if not any('positives' in m for m in meta.values()) and any(s['task'] == 'report' for s in samples):
         notes.append('clinical consistency skipped: no --meta records with positives/negatives')
-    for note in notes:
-        logger.info(note)
     metrics = {
         'n_rows': len(rows),
         'tasks': {t: sum(s['task'] == t for s in samples) for t in ('grounding', 'mcq', 'report', 'answer')},

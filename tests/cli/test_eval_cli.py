@@ -161,7 +161,10 @@ def test_inverted_and_off_grid_boxes_are_counted_not_matched(tmp_path, capsys):
     assert [s['pred_faults'] for s in samples] == [['inverted'], ['out_of_range']]
     assert samples[0]['pred'][0][1] == pytest.approx([40.1, 30.05, 20.1, 10.05])   # as written, not re-ordered
     assert samples[1]['pred'][0][1][3] == pytest.approx(120.05)                   # not clipped to the image
-    assert 'note: 2 predicted box(es) are malformed (1 with inverted corners' in capsys.readouterr().out
+    out = capsys.readouterr()
+    note = '2 predicted box(es) are malformed (1 with inverted corners'
+    # each note is printed once (stdout), not logged again on stderr
+    assert (out.out + out.err).count(note) == 1 and f'note: {note}' in out.out
     html = (out_dir / 'report.html').read_text()
     assert '(1 malformed, not drawn: inverted)' in html and '(1 malformed, not drawn: out_of_range)' in html
 
