@@ -38,7 +38,6 @@ from __future__ import annotations
 import base64
 import binascii
 import csv
-import logging
 import os
 import re
 import sys
@@ -55,8 +54,6 @@ from fundusexpert_plugin.core.images import ImageSkip, encode_jpeg, load_image, 
 from fundusexpert_plugin.eval.mcq import INSTRUCTION, INSTRUCTION_ZH, LETTERS, build_prompt, is_mcq_prompt, parse_options
 from fundusexpert_plugin.core.jsonl import read_jsonl, write_jsonl
 from fundusexpert_plugin.eval.results import check_swift_row, fundusgen_category
-
-logger = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ('index', 'question', 'A', 'B', 'answer')
 _KNOWN = set(REQUIRED_COLUMNS) | set(LETTERS) | {'category', 'image', 'image_path'}
@@ -459,7 +456,6 @@ def export_fundusgen_mcq(rows_jsonl: str, tsv_out: str, *, embed_images: bool = 
     if not items:
         return 0, skipped
     write_tsv(items, tsv_out, embed_images=embed_images)
-    logger.info('exported %d MCQ items to %s; %d rows were not MCQ items', len(items), tsv_out, skipped)
     return len(items), skipped
 
 

@@ -106,6 +106,8 @@ def test_embedded_images_are_fresh_metadata_free_jpegs_of_the_pixels(tmp_path, c
     rows = _fundusgen_mcq_rows(tmp_path / 'heldout')
     source = _jpeg_with_metadata(tmp_path / 'heldout' / 'images' / '0003.jpg', size=(1072, 712))
     assert main(['eval', 'mcq-export', '--rows', str(rows), '--out', str(tmp_path / 'x.tsv'), '--embed-images']) == 0
+    out = capsys.readouterr()
+    assert (out.out + out.err).count('exported 2 MCQ items') == 1     # said once, not logged again
     en, zh = read_tsv(str(tmp_path / 'x.tsv'))
     data = base64.b64decode(en.image_b64)
     _no_metadata(data)
