@@ -3,6 +3,7 @@ import base64
 import csv
 import io
 import json
+import logging
 
 import numpy as np
 import pytest
@@ -99,15 +100,17 @@ def _no_metadata(data: bytes):
         assert not im.getexif() and not {'exif', 'xmp', 'comment', 'icc_profile'} & set(im.info), im.info.keys()
 
 
-def test_embedded_images_are_fresh_metadata_free_jpegs_of_the_pixels(tmp_path, capsys):
+def test_embedded_images_are_fresh_metadata_free_jpegs_of_the_pixels(tmp_path, capsys, caplog):
     from fundusexpert_plugin.cli.main import main
     from fundusexpert_plugin.core.images import encode_jpeg, load_image
+
+    caplog.set_level(logging.INFO)
 
     rows = _fundusgen_mcq_rows(tmp_path / 'heldout')
     source = _jpeg_with_metadata(tmp_path / 'heldout' / 'images' / '0003.jpg', size=(1072, 712))
     assert main(['eval', 'mcq-export', '--rows', str(rows), '--out', str(tmp_path / 'x.tsv'), '--embed-images']) == 0
-    out = capsys.readouterr()
-    assert (out.out + out.err).count('exported 2 MCQ items') == 1     # said once, not logged again
+    # said once (stdout), not logged again
+    assert capsys.readouterr().out.count('exported 2 MCQ items') == 1 and 'exported 2 MCQ items' not in caplog.text
     en, zh = read_tsv(str(tmp_path / 'x.tsv'))
     data = base64.b64decode(en.image_b64)
     _no_metadata(data)
