@@ -89,7 +89,9 @@ def run_score(args: argparse.Namespace) -> int:
         FileNotFoundError: a missing result, meta or TSV file.
         FundusDataError / ValueError: an unreadable line or a field of the wrong type (a result row's
             ``response`` that is not a string, ``objects``, a box ...; file, line and field named), a meta
-            record whose index is repeated or is no result row, a result row whose user prompt or image
+            record whose index is repeated or is no result row, whose MCQ answer is not one of the row's
+            options, or whose positives/negatives hold a label the offline judge cannot read
+            (:func:`report.check_meta`), a result row whose user prompt or image
             file name differs from its FundusGen meta row (:func:`results.check_meta_alignment`), or
             ``--judge openai`` without ``--judge-base-url``.
     """

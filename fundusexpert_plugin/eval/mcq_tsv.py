@@ -51,7 +51,8 @@ import numpy as np
 from fundusexpert_plugin.core.errors import FundusDataError
 from fundusexpert_plugin.core.geometry import box_px_to_grid
 from fundusexpert_plugin.core.images import ImageSkip, encode_jpeg, load_image, save_image
-from fundusexpert_plugin.eval.mcq import INSTRUCTION, INSTRUCTION_ZH, LETTERS, build_prompt, is_mcq_prompt, parse_options
+from fundusexpert_plugin.eval.mcq import (INSTRUCTION, INSTRUCTION_ZH, LETTERS, build_prompt, check_answer_letter,
+                                         is_mcq_prompt, parse_options)
 from fundusexpert_plugin.core.jsonl import read_jsonl, write_jsonl
 from fundusexpert_plugin.eval.results import check_swift_row, fundusgen_category
 
@@ -148,10 +149,7 @@ def read_tsv(path: str, *, require_image_files: bool = False) -> List[TsvItem]:
                                   reason='duplicate_index')
         seen[index] = line
         options = {k: r[k] for k in LETTERS if r.get(k) not in (None, '')}
-        answer = (r.get('answer') or '').strip()
-        if answer not in options:
-            raise FundusDataError(f'{where}: answer = {answer!r}: is not one of the row\'s options '
-                                  f'{sorted(options)}', reason='bad_field')
+        answer = check_answer_letter(r.get('answer') or '', options, where)
         image_b64 = r.get('image') or None
         if image_b64 and len(image_b64) <= 64:  # VLMEvalKit: a short value points at another row
             if image_b64 not in b64_by_index:

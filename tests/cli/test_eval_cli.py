@@ -95,14 +95,13 @@ def test_box_space_argument_is_validated():
         parser.parse_args(['--result', 'r', '--out', 'o', '--box-space', 'qwen=norm'])
 
 
-def test_label_ids_the_offline_judge_cannot_read_are_noted(result_files, tmp_path):
+def test_label_ids_the_offline_judge_cannot_read_are_refused(result_files, tmp_path, capsys):
     result, meta = result_files
     meta.write_text(json.dumps({'index': 6, 'positives': ['hard_exudates', 'papillary_pit'], 'negatives': []}) + '\n')
-    assert _run(['--result', str(result), '--meta', str(meta), '--out', str(tmp_path / 'o3')]) == 0
-    metrics = json.loads((tmp_path / 'o3' / 'metrics.json').read_text())
-    assert any("['papillary_pit'] are outside the LexiconJudge vocabulary" in n for n in metrics['notes'])
-    # HE present (+1), the unknown positive is missed: 1/2
-    assert (metrics['consistency']['score_sum'], metrics['consistency']['total_sum']) == (1, 2)
+    assert _run(['--result', str(result), '--meta', str(meta), '--out', str(tmp_path / 'o3')]) == 2
+    assert (f"{meta}:1: positives: label 'papillary_pit' is not in the LexiconJudge vocabulary"
+            in capsys.readouterr().err)
+    assert not (tmp_path / 'o3').exists()
 
 
 def test_unreadable_input_is_an_error_message_not_a_traceback(tmp_path, capsys):
