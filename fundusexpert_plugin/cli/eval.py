@@ -89,7 +89,9 @@ def run_score(args: argparse.Namespace) -> int:
         FileNotFoundError: a missing result, meta or TSV file.
         FundusDataError / ValueError: an unreadable line or a field of the wrong type (a result row's
             ``response`` that is not a string, ``objects``, a box ...; file, line and field named), a meta
-            record whose index is repeated or is no result row, a result row whose user prompt or image
+            record whose index is repeated or is no result row, whose MCQ answer is not one of the row's
+            options, or whose positives/negatives hold a label the offline judge cannot read
+            (:func:`report.check_meta`), a result row whose user prompt or image
             file name differs from its FundusGen meta row (:func:`results.check_meta_alignment`), or
             ``--judge openai`` without ``--judge-base-url``.
     """
@@ -139,7 +141,9 @@ def add_export_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPa
                         'holds no MCQ item)')
     parser.add_argument('--out', required=True, help='TSV for VLMEvalKit (custom MCQ dataset); a name containing '
                         '"mmbench" makes VLMEvalKit use circular evaluation, so prefer e.g. FundusGen_MCQ.tsv')
-    parser.add_argument('--embed-images', action='store_true', help='add a base64 image column')
+    parser.add_argument('--embed-images', action='store_true',
+                        help='add a base64 image column: each image re-encoded from its pixels as a fresh JPEG '
+                        '(quality 95, upright), so no EXIF/GPS/XMP/comment of the source file is embedded')
     parser.add_argument('--box-convention', choices=('grid', 'px'), default='grid',
                         help='how a region question writes its box: grid = [x1, y1, x2, y2] on the 0-999 grid of '
                         'the whole image (default, as the paper\'s benchmark), px = original-image pixels')

@@ -21,6 +21,13 @@ rule here is ours, chosen from common practice. Keys, as written to ``metrics.js
   every box. Ties are broken by pycocotools' stable sort, i.e. sample order then output order, so
   AP depends on that order when scores tie.
 
+Malformed predicted boxes (:func:`parse.box_fault`: corners inverted, or a value outside its space
+such as ``1200`` on the 0-999 grid) are predictions that match nothing: they count in ``n_pred``
+(false positives in ``precision50``), give IoU 0 to ``best_match_iou`` and enter COCO AP as
+detections that overlap nothing; ``malformed_boxes`` counts them (overall and per class) and
+``malformed_by_fault`` splits the count by :data:`parse.FAULTS`. A model that swaps its corners
+is therefore never scored as a perfect match.
+
 Boxes are :class:`parse.LabeledBox` (xyxy, original-image pixels). IoU is invariant to scaling
 x and y independently, so the same functions also score boxes that are both on the 0-999 grid.
 A predicted box with label ``''`` (no ``<ref>``) takes the class of the sample's references when
@@ -29,12 +36,12 @@ they are all of one class (the demo answers ``[[162, 388, 312, 545]]`` to "Locat
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Dict, List, Optional, Sequence
 
 from fundusexpert_plugin.core.coco_eval import coco_box_ap
 from fundusexpert_plugin.core.geometry import box_area, iou, match_one_to_one
-from fundusexpert_plugin.eval.parse import LabeledBox
+from fundusexpert_plugin.eval.parse import FAULTS, LabeledBox
 
 IOU_THRESHOLD = 0.5
 
@@ -53,12 +60,13 @@ class GroundingSample:
 
 
 def fill_missing_labels(pred: Sequence[LabeledBox], gt: Sequence[LabeledBox]) -> List[LabeledBox]:
-    """Give unlabelled predictions the class of ``gt`` when ``gt`` has exactly one class."""
+    """Give unlabelled predictions the class of ``gt`` when ``gt`` has exactly one class (a
+    malformed box keeps its ``fault``)."""
     classes = {b.label for b in gt}
     if len(classes) != 1:
         return list(pred)
     only = next(iter(classes))
-    return [LabeledBox(only, b.box_px) if not b.label else b for b in pred]
+    return [replace(b, label=only) if not b.label else b for b in pred]
 
 
 def _by_label(boxes: Sequence[LabeledBox]) -> Dict[str, List[LabeledBox]]:
@@ -71,8 +79,9 @@ def _by_label(boxes: Sequence[LabeledBox]) -> Dict[str, List[LabeledBox]]:
 def greedy_matches(gt: Sequence[LabeledBox], pred: Sequence[LabeledBox],
                    threshold: float = IOU_THRESHOLD) -> int:
     """Number of one-to-one same-class matches with IoU >= ``threshold``
-    (:func:`geometry.match_one_to_one` per class: greedy, highest IoU first, ties in input order)."""
-    pred_by = _by_label(pred)
+    (:func:`geometry.match_one_to_one` per class: greedy, highest IoU first, ties in input order);
+    malformed predictions never match."""
+    pred_by = _by_label([p for p in pred if not p.malformed])
     return sum(len(match_one_to_one([g.box_px for g in gts], [p.box_px for p in pred_by.get(label, [])], threshold))
                for label, gts in _by_label(gt).items())
 
@@ -89,20 +98,28 @@ def box_scores(samples: Sequence[GroundingSample], threshold: float = IOU_THRESH
         threshold: IoU threshold (0.5 by default; the keys keep the suffix ``50``).
 
     Returns:
-        ``{'n_samples', 'n_gt', 'n_pred', 'n_matched', 'acc50', 'precision50', 'recall50',
-        'best_match_iou' (micro), 'best_match_iou_macro', 'per_class': {label: {'n_gt', 'n_pred',
-        'n_matched', 'acc50', 'precision50', 'recall50', 'best_match_iou'}}}`` (definitions in the
-        module docstring); a ratio with an empty denominator is ``None``.
+        ``{'n_samples', 'n_gt', 'n_pred', 'n_matched', 'malformed_boxes', 'malformed_by_fault':
+        {fault: count}, 'acc50', 'precision50', 'recall50', 'best_match_iou' (micro),
+        'best_match_iou_macro', 'per_class': {label: {'n_gt', 'n_pred', 'n_matched',
+        'malformed_boxes', 'acc50', 'precision50', 'recall50', 'best_match_iou'}}}`` (definitions in
+        the module docstring; ``n_pred`` includes the malformed boxes); a ratio with an empty
+        denominator is ``None``.
     """
     best: Dict[str, List[float]] = defaultdict(list)
     n_gt: Dict[str, int] = defaultdict(int)
     n_pred: Dict[str, int] = defaultdict(int)
+    n_bad: Dict[str, int] = defaultdict(int)
+    by_fault: Dict[str, int] = {fault: 0 for fault in FAULTS}
     tp: Dict[str, int] = defaultdict(int)
     for s in samples:
-        pred_by = _by_label(fill_missing_labels(s.pred, s.gt))
+        filled = fill_missing_labels(s.pred, s.gt)
+        pred_by = _by_label([p for p in filled if not p.malformed])
         gt_by = _by_label(s.gt)
-        for label, preds in pred_by.items():
-            n_pred[label] += len(preds)
+        for p in filled:
+            n_pred[p.label] += 1
+            if p.malformed:
+                n_bad[p.label] += 1
+                by_fault[p.fault] = by_fault.get(p.fault, 0) + 1
         for label, gts in gt_by.items():
             n_gt[label] += len(gts)
             preds = pred_by.get(label, [])
@@ -112,7 +129,7 @@ def box_scores(samples: Sequence[GroundingSample], threshold: float = IOU_THRESH
     for label in sorted(set(n_gt) | set(n_pred)):
         ious, gts, preds = best.get(label, []), n_gt.get(label, 0), n_pred.get(label, 0)
         per_class[label] = {
-            'n_gt': gts, 'n_pred': preds, 'n_matched': tp.get(label, 0),
+            'n_gt': gts, 'n_pred': preds, 'n_matched': tp.get(label, 0), 'malformed_boxes': n_bad.get(label, 0),
             'acc50': _ratio(tp.get(label, 0), gts),
             'precision50': _ratio(tp.get(label, 0), preds),
             'recall50': _ratio(tp.get(label, 0), gts),
@@ -123,6 +140,7 @@ def box_scores(samples: Sequence[GroundingSample], threshold: float = IOU_THRESH
     total_gt, total_pred, total_tp = sum(n_gt.values()), sum(n_pred.values()), sum(tp.values())
     return {
         'n_samples': len(samples), 'n_gt': total_gt, 'n_pred': total_pred, 'n_matched': total_tp,
+        'malformed_boxes': sum(n_bad.values()), 'malformed_by_fault': by_fault,
         'acc50': _ratio(total_tp, total_gt),
         'precision50': _ratio(total_tp, total_pred),
         'recall50': _ratio(total_tp, total_gt),
@@ -142,7 +160,8 @@ def coco_inputs(samples: Sequence[GroundingSample], score_mode: str = 'rank'):
 
     Image ids are 1-based sample positions; category ids are 1-based in sorted label order over
     references and predictions. Detections are ``{'image_id', 'category_id', 'bbox' (xywh px),
-    'score'}``.
+    'score'}``; a malformed box is a detection with the empty box ``[0, 0, 0, 0]`` (it overlaps
+    nothing, so it is a false positive at its rank).
 
     Raises:
         ValueError: ``score_mode`` is not ``'rank'`` or ``'constant'``.
@@ -164,8 +183,8 @@ def coco_inputs(samples: Sequence[GroundingSample], score_mode: str = 'rank'):
         for p in pred:
             score = 1.0 if score_mode == 'constant' else 1.0 / (1 + rank[p.label])
             rank[p.label] += 1
-            dets.append({'image_id': image_id, 'category_id': cat_ids[p.label], 'bbox': _xywh(p.box_px),
-                         'score': score})
+            dets.append({'image_id': image_id, 'category_id': cat_ids[p.label],
+                         'bbox': [0.0, 0.0, 0.0, 0.0] if p.malformed else _xywh(p.box_px), 'score': score})
     return gt, dets, cat_ids
 
 
@@ -196,13 +215,15 @@ def samples_from_texts(pred_texts: Sequence[str], label_texts: Sequence[str]) ->
     Both texts are read with :func:`parse.find_boxes` and compared in the space they are written
     in (0-999 grid, or Qwen resized pixels): IoU does not change when x and y are scaled, so this
     equals the pixel-space score as long as both come from the same template. Labels are
-    canonicalised as in :func:`parse.boxes_to_px`.
+    canonicalised as in :func:`parse.boxes_to_px`; malformed boxes are marked by
+    :func:`parse.box_faults` in each convention's default space (grid values above 1000; resized
+    pixels only below 0, the resized size being unknown here).
     """
-    from fundusexpert_plugin.eval.parse import CONVENTIONS, boxes_to_px, find_boxes
-
-    as_written = {c: 'px' for c in CONVENTIONS}  # keep each text's own space
+    from fundusexpert_plugin.eval.parse import box_faults, canonical_label, find_boxes
 
     def labeled(text):
-        return boxes_to_px(find_boxes(text), 1, 1, spaces=as_written)
+        boxes = find_boxes(text)
+        return [LabeledBox(canonical_label(b.raw_label), tuple(float(v) for v in b.coords), fault)
+                for b, fault in zip(boxes, box_faults(boxes))]
 
     return [GroundingSample(gt=labeled(label), pred=labeled(pred)) for pred, label in zip(pred_texts, label_texts)]

@@ -17,7 +17,9 @@ Sources:
       :func:`accuracy` (``fundusexpert eval --tsv`` reads them from the TSV).
 
 Public API reused by other scorers: :func:`build_prompt`, :func:`strict_letter`,
-:func:`lenient_letter`, :func:`score_item`, :func:`category_name`, :func:`accuracy`.
+:func:`lenient_letter`, :func:`score_item`, :func:`category_name`, :func:`accuracy`,
+:func:`check_answer_letter` (the reference letter must be one of the options, for TSV rows and
+``--meta`` records alike).
 """
 from __future__ import annotations
 
@@ -25,6 +27,8 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Dict, Iterable, Mapping, Optional, Sequence
+
+from fundusexpert_plugin.core.errors import FundusDataError
 
 LETTERS = 'ABCDE'
 UNKNOWN_CATEGORY = 'Unknown'
@@ -72,6 +76,32 @@ def is_mcq_prompt(prompt: str) -> bool:
     """Whether a user prompt lists lettered options: at least ``A.`` and ``B.`` lines."""
     options = parse_options(prompt)
     return 'A' in options and 'B' in options
+
+
+def check_answer_letter(answer: str, options: Mapping[str, object], where: str, field: str = 'answer') -> str:
+    """The reference letter of an MCQ item, checked to be one of its options.
+
+    The one check of a benchmark TSV row (:func:`mcq_tsv.read_tsv`) and of a ``--meta`` record
+    (``fundusexpert eval score``): an answer that is no option would make every response wrong (or
+    score a letter the model was never offered).
+
+    Args:
+        answer: the reference as written; outer whitespace is ignored (``' B'`` is ``'B'``).
+        options: ``{letter: text}`` of the item's non-empty options.
+        where: ``'<file>:<line>'`` of the record, for the message.
+        field: the field the answer came from (``'answer'``, ``'answer_letter'``).
+
+    Returns:
+        The letter (``answer`` stripped).
+
+    Raises:
+        FundusDataError: ``"<where>: <field> = 'F': is not one of the row's options ['A', 'B', 'C']"``.
+    """
+    letter = str(answer).strip()
+    if letter not in options:
+        raise FundusDataError(f"{where}: {field} = {letter!r}: is not one of the row's options {sorted(options)}",
+                              reason='bad_field')
+    return letter
 
 
 def answer_letter(answer: Optional[str]) -> str:

@@ -12,6 +12,13 @@ category go to a side file that ``fundusexpert eval --meta`` reads)::
     {"messages": [{"role": "user", "content": "<image>" + prompt},
                   {"role": "assistant", "content": "B"}], "images": ["/abs/123.png"]}
 
+Images the library writes are never the source bytes: an embedded ``image`` cell
+(:func:`write_tsv`, ``mcq-export --embed-images``) is a fresh JPEG (quality
+:data:`EMBED_JPEG_QUALITY`) of the upright pixels the one image intake reads
+(:func:`core.images.load_image`, :func:`core.images.encode_jpeg`), and a decoded TSV image
+(:func:`materialise_images`) is a fresh lossless PNG (:func:`core.images.save_image`): no EXIF
+(capture time, GPS), XMP, ICC profile or comment of the original reaches the output.
+
 FundusGen export (:func:`export_fundusgen_mcq`): image paths of a FundusGen folder are relative to
 the rows file and are resolved against it; a missing image stops the export, naming the row and
 the path. A region question's box (``objects.bbox``, pixels) is written into the question in the
@@ -31,28 +38,31 @@ from __future__ import annotations
 import base64
 import binascii
 import csv
-import io
-import logging
 import os
 import re
 import sys
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Tuple
 
+import numpy as np
+
 from fundusexpert_plugin.core.errors import FundusDataError
 from fundusexpert_plugin.core.geometry import box_px_to_grid
-from fundusexpert_plugin.eval.mcq import INSTRUCTION, INSTRUCTION_ZH, LETTERS, build_prompt, is_mcq_prompt, parse_options
+from fundusexpert_plugin.core.images import ImageSkip, encode_jpeg, load_image, save_image
+from fundusexpert_plugin.eval.mcq import (INSTRUCTION, INSTRUCTION_ZH, LETTERS, build_prompt, check_answer_letter,
+                                         is_mcq_prompt, parse_options)
 from fundusexpert_plugin.core.jsonl import read_jsonl, write_jsonl
 from fundusexpert_plugin.eval.results import check_swift_row, fundusgen_category
-
-logger = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ('index', 'question', 'A', 'B', 'answer')
 _KNOWN = set(REQUIRED_COLUMNS) | set(LETTERS) | {'category', 'image', 'image_path'}
 _ANSWER_ONLY = re.compile(r'^\s*\(?([A-E])\)?(?:[.:)]\s*.*)?\s*$', re.S)
 BOX_CONVENTIONS = {'grid': 'xyxy integers on the 0-999 grid of the whole image',
                    'px': 'xyxy integer pixels of the original image'}
+#: JPEG quality of embedded images (:func:`embedded_image`): a fresh encode of the decoded pixels
+EMBED_JPEG_QUALITY = 95
 
 
 @dataclass
@@ -139,10 +149,7 @@ def read_tsv(path: str, *, require_image_files: bool = False) -> List[TsvItem]:
                                   reason='duplicate_index')
         seen[index] = line
         options = {k: r[k] for k in LETTERS if r.get(k) not in (None, '')}
-        answer = (r.get('answer') or '').strip()
-        if answer not in options:
-            raise FundusDataError(f'{where}: answer = {answer!r}: is not one of the row\'s options '
-                                  f'{sorted(options)}', reason='bad_field')
+        answer = check_answer_letter(r.get('answer') or '', options, where)
         image_b64 = r.get('image') or None
         if image_b64 and len(image_b64) <= 64:  # VLMEvalKit: a short value points at another row
             if image_b64 not in b64_by_index:
@@ -167,17 +174,31 @@ def read_tsv(path: str, *, require_image_files: bool = False) -> List[TsvItem]:
     return items
 
 
-def _image_ext(data: bytes) -> str:
-    from PIL import Image
+def _b64_pixels(item: TsvItem) -> np.ndarray:
+    """Upright RGB pixels ``(H, W, 3)`` uint8 of an item's base64 ``image``, read by the one image intake
+    (:func:`core.images.load_image`, from a temporary file: EXIF orientation applied, any mode to RGB).
 
-    with Image.open(io.BytesIO(data)) as img:
-        return (img.format or 'png').lower().replace('jpeg', 'jpg')
+    Raises:
+        FundusDataError: the data is not an image the intake can read (the TSV ``index`` named).
+    """
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / 'image'
+        path.write_bytes(base64.b64decode(item.image_b64))
+        try:
+            return load_image(path).rgb
+        except ImageSkip as exc:
+            why = str(exc).replace(f'{path}: ', '')   # the temporary file's name says nothing
+            raise FundusDataError(f'index {item.index}: image: the base64 data is not a readable image ({why})',
+                                  reason='image_unreadable') from None
 
 
 def materialise_images(items: Iterable[TsvItem], image_dir: str) -> List[TsvItem]:
-    """Write base64 images to ``image_dir/<index>.<ext>`` and set ``image_path`` (absolute).
+    """Write base64 images to ``image_dir/<index>.png`` and set ``image_path`` (absolute).
 
-    Items that already have an existing ``image_path`` are left as they are.
+    Each file is a fresh metadata-free PNG of the decoded, upright pixels (:func:`core.images.save_image`):
+    no EXIF, GPS, XMP, ICC profile or comment of the embedded file reaches the disk, and the pixels are
+    those of the embedded image, losslessly. Items that already have an existing ``image_path`` are left
+    as they are.
 
     Raises:
         FundusDataError: the base64 data of an item is not an image (its TSV ``index`` named).
@@ -186,18 +207,37 @@ def materialise_images(items: Iterable[TsvItem], image_dir: str) -> List[TsvItem
     out = []
     for item in items:
         if item.image_b64 and not (item.image_path and os.path.exists(item.image_path)):
-            data = base64.b64decode(item.image_b64)
-            try:
-                ext = _image_ext(data)
-            except OSError:
-                raise FundusDataError(f'index {item.index}: image: the base64 data is not an image PIL can read',
-                                      reason='image_unreadable') from None
-            out_dir.mkdir(parents=True, exist_ok=True)
-            target = out_dir / f'{re.sub(r"[^A-Za-z0-9_.-]", "_", item.index)}.{ext}'
-            target.write_bytes(data)
+            pixels = _b64_pixels(item)
+            target = save_image(pixels, out_dir / f'{re.sub(r"[^A-Za-z0-9_.-]", "_", item.index)}.png')
             item = TsvItem(**{**item.__dict__, 'image_path': str(target)})
         out.append(item)
     return out
+
+
+def embedded_image(item: TsvItem) -> str:
+    """The base64 ``image`` cell :func:`write_tsv` writes for an item: a fresh metadata-free JPEG
+    (:func:`core.images.encode_jpeg`, quality :data:`EMBED_JPEG_QUALITY`) of the upright pixels
+    :func:`core.images.load_image` reads from ``image_path``, or of the item's own base64 image.
+
+    Never the file's own bytes: EXIF (capture time, GPS, camera serial), XMP, ICC and JPEG comments
+    are not carried over. The pixels are the source's re-encoded as JPEG (an EXIF-rotated photo
+    comes out upright, as every box of FundusGen refers to the upright image); ``''`` when the item
+    has no image.
+
+    Raises:
+        FundusDataError: the image cannot be read (:class:`core.images.ImageSkip`, the TSV ``index``
+            named).
+    """
+    if item.image_b64:
+        pixels = _b64_pixels(item)
+    elif item.image_path:
+        try:
+            pixels = load_image(item.image_path).rgb
+        except ImageSkip as exc:
+            raise FundusDataError(f'index {item.index}: image_path: {exc}', reason=exc.reason) from None
+    else:
+        return ''
+    return base64.b64encode(encode_jpeg(pixels, quality=EMBED_JPEG_QUALITY)).decode('ascii')
 
 
 def item_to_row(item: TsvItem, *, system: Optional[str] = None, with_answer: bool = True) -> dict:
@@ -247,8 +287,11 @@ def tsv_to_swift_rows(tsv_path: str, out_jsonl: str, *, image_dir: Optional[str]
 def write_tsv(items: Iterable[TsvItem], path: str, *, embed_images: bool = False) -> int:
     """Write items in the GMAI-MMBench schema (VLMEvalKit custom MCQ); returns the row count.
 
-    ``embed_images`` adds a base64 ``image`` column (read from ``image_path`` when needed);
-    ``image_path`` is always written.
+    ``embed_images`` adds a base64 ``image`` column: a fresh metadata-free JPEG of each item's pixels
+    (:func:`embedded_image`; never the source file's bytes). ``image_path`` is always written.
+
+    Raises:
+        FundusDataError: with ``embed_images``, an item's image cannot be read (its ``index`` named).
     """
     items = list(items)
     extra_cols: List[str] = []
@@ -264,10 +307,7 @@ def write_tsv(items: Iterable[TsvItem], path: str, *, embed_images: bool = False
             row = {'index': item.index, 'question': item.question, 'answer': item.answer,
                    'category': item.category, 'image_path': item.image_path or '', **item.options, **item.extra}
             if embed_images:
-                b64 = item.image_b64
-                if not b64 and item.image_path:
-                    b64 = base64.b64encode(Path(item.image_path).read_bytes()).decode('ascii')
-                row['image'] = b64 or ''
+                row['image'] = embedded_image(item)
             writer.writerow([row.get(c, '') for c in cols])
     return len(items)
 
@@ -390,7 +430,8 @@ def export_fundusgen_mcq(rows_jsonl: str, tsv_out: str, *, embed_images: bool = 
     Args:
         rows_jsonl: FundusGen rows (``mcq.jsonl``).
         tsv_out: TSV to write.
-        embed_images: add a base64 ``image`` column.
+        embed_images: add a base64 ``image`` column: fresh metadata-free JPEGs of the pixels
+            (:func:`embedded_image`), never the source files' bytes.
         box_convention: ``'grid'`` (0-999, default) or ``'px'`` for boxes written into questions.
 
     Returns:
@@ -413,7 +454,6 @@ def export_fundusgen_mcq(rows_jsonl: str, tsv_out: str, *, embed_images: bool = 
     if not items:
         return 0, skipped
     write_tsv(items, tsv_out, embed_images=embed_images)
-    logger.info('exported %d MCQ items to %s; %d rows were not MCQ items', len(items), tsv_out, skipped)
     return len(items), skipped
 
 

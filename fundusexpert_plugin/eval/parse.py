@@ -20,7 +20,17 @@ Conventions (``TextBox.convention``) and the space their numbers are in by defau
 Spaces: ``'grid'`` (0-999 integers, :func:`geometry.box_grid_to_px`; ``grid_decode='centre'``
 reads a value as the centre of its cell, ``'edge'`` as InternVL's evaluation does), ``'resized'``
 (:func:`geometry.box_resized_to_px`) and ``'px'`` (already original pixels). Output boxes are
-``box_px``: xyxy floats in original-image pixels, corners re-ordered when the model inverted them.
+``box_px``: xyxy floats in original-image pixels, as written (never re-ordered or clipped).
+
+Malformed boxes (:func:`box_fault`, ours; the one rule of ``fundusexpert eval`` and the GRPO
+rewards): a box is ``'inverted'`` when ``x1 > x2`` or ``y1 > y2`` (corners are never re-ordered:
+``[[380, 673, 299, 562]]`` is not ``[[299, 562, 380, 673]]``), and ``'out_of_range'`` when a value is
+below 0 or beyond its space: above 1000 on the grid (999 is the paper's largest value; 1000, which
+ms-swift's ``norm1000`` rounding writes at the far edge, is accepted), beyond the resized size
+(``'resized'``) or the image size (``'px'``). Such a box is kept (``LabeledBox.fault`` says why) so
+that scorers can count it, but it is never matched to a reference: InternVL's own grounding
+evaluation likewise neither re-orders nor clips (``box_iou`` of an inverted box is 0, a box past the
+image edge keeps its full size). ``x1 == x2`` (an empty box) is well formed and overlaps nothing.
 
 Labels are canonicalised to finding ids (:func:`vocab.canonical_finding`, plus the Chinese display
 names of :data:`vocab.FINDINGS`); an unknown label is kept as its stripped raw text.
@@ -75,11 +85,56 @@ class LabeledBox:
 
     Attributes:
         label: finding id when known (``'optic_disc'``), else the stripped raw label, ``''`` if none.
-        box_px: xyxy floats in original-image pixels.
+        box_px: xyxy floats in original-image pixels, as written (a malformed box is not re-ordered).
+        fault: ``''`` for a well-formed box, else why it is malformed (:data:`FAULTS`, :func:`box_fault`).
     """
 
     label: str
     box_px: geometry.BoxPx
+    fault: str = ''
+
+    @property
+    def malformed(self) -> bool:
+        """Whether the box is malformed (inverted or out of range): it never matches a reference."""
+        return bool(self.fault)
+
+
+#: why a box is malformed (:func:`box_fault`)
+FAULTS = ('inverted', 'out_of_range')
+
+
+def box_fault(box: TextBox, space: str, extent: Optional[Tuple[float, float]] = None) -> str:
+    """Why a box as written is malformed (module docstring), or ``''`` when it is well formed.
+
+    Args:
+        box: from :func:`find_boxes`, in its own space.
+        space: the space its numbers are in (:data:`SPACES`).
+        extent: ``(width, height)`` of that space for ``'resized'`` (the resized image) and ``'px'``
+            (the original image), in its units; ``None``: only values below 0 are out of range
+            there. The grid's extent is always ``GRID`` (1000).
+
+    Returns:
+        ``'inverted'`` when ``x1 > x2`` or ``y1 > y2`` (checked first), ``'out_of_range'`` when a
+        value is below 0 or above the extent, else ``''``.
+    """
+    x1, y1, x2, y2 = box.coords
+    if x1 > x2 or y1 > y2:
+        return 'inverted'
+    limit = (geometry.GRID, geometry.GRID) if space == 'grid' else extent
+    if min(x1, y1) < 0 or (limit is not None and (x2 > limit[0] or y2 > limit[1])):
+        return 'out_of_range'
+    return ''
+
+
+def box_faults(boxes: Sequence[TextBox], spaces: Optional[Mapping[str, str]] = None, *,
+               resized_size: Optional[Tuple[int, int]] = None) -> List[str]:
+    """:func:`box_fault` of each box in the space of its convention (:data:`DEFAULT_SPACES` updated by
+    ``spaces``), without the original image size: ``'resized'`` boxes are checked against
+    ``resized_size`` when given, ``'px'`` boxes only for values below 0. For answer-form checks that
+    do not map boxes to pixels (:func:`eval.rewards.format_reward`)."""
+    spaces = {**DEFAULT_SPACES, **(spaces or {})}
+    return [box_fault(b, spaces[b.convention], resized_size if spaces[b.convention] == 'resized' else None)
+            for b in boxes]
 
 
 def canonical_label(raw: str) -> str:
@@ -188,7 +243,9 @@ def boxes_to_px(boxes: Sequence[TextBox], width: float, height: float, *,
             (:func:`geometry.from_grid999`).
 
     Returns:
-        One :class:`LabeledBox` per input box (xyxy, x1 <= x2, y1 <= y2, original pixels).
+        One :class:`LabeledBox` per input box (xyxy original pixels, corners as written), its
+        ``fault`` set by :func:`box_fault` (extent: the grid, ``resized_size``, or ``width`` x
+        ``height`` for ``'px'``).
 
     Raises:
         ValueError: a box is in ``'resized'`` space and ``resized_size`` is ``None`` (a caller
@@ -214,9 +271,8 @@ def boxes_to_px(boxes: Sequence[TextBox], width: float, height: float, *,
             px = geometry.box_resized_to_px(b.coords, width, height, *resized_size)
         else:
             px = tuple(float(v) for v in b.coords)
-        x1, y1, x2, y2 = px
-        out.append(LabeledBox(canonical_label(b.raw_label),
-                              (min(x1, x2), min(y1, y2), max(x1, x2), max(y1, y2))))
+        extent = resized_size if space == 'resized' else (width, height)
+        out.append(LabeledBox(canonical_label(b.raw_label), px, box_fault(b, space, extent)))
     return out
 
 

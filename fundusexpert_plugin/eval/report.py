@@ -4,7 +4,10 @@ Per row (:mod:`.results` says how the task kind is found):
 
 * ``mcq`` rows -> :mod:`.mcq` (answer/category/options from ``--meta``, else ``labels``, the TSV
   and the prompt);
-* rows with reference boxes (grounding, grounded reports) -> :mod:`.grounding`;
+* rows with reference boxes (grounding, grounded reports) -> :mod:`.grounding`; a malformed predicted
+  box (:func:`parse.box_fault`: inverted corners, a value outside its space) is a prediction that
+  matches nothing, counted in ``grounding.malformed_boxes``, noted, and listed per row in
+  ``samples.jsonl`` (``pred_faults``, one entry per ``pred`` box, ``''`` for a well-formed one);
 * grounding rows without a reference box are kept out of acc50/AP (nothing to match) and counted:
   ``grounding_absent`` for a target stated absent (``target_absent`` in ``--meta``, set for FundusGen
   region detection rows whose target is in ``negatives``, or a reference answer that is the shipped
@@ -12,6 +15,8 @@ Per row (:mod:`.results` says how the task kind is found):
   ``{'n_rows', 'n_rows_with_boxes', 'n_boxes'}`` (parsable predicted boxes). On ``grounding_absent``
   every such box is a false alarm;
 * rows with ``positives`` in ``--meta`` (reports) -> :mod:`.consistency` through a judge;
+* before any row is scored, :func:`check_meta` refuses a meta MCQ answer that is not one of the
+  row's options and a positives/negatives label a closed-vocabulary judge cannot read;
 * closed-answer rows (grading, classification, region identification; task ``answer`` from a
   FundusGen ``--meta``) -> :mod:`.answers` (exact match; grades, accuracy and quadratic kappa).
 
@@ -22,19 +27,16 @@ scored record per row), ``mcq_per_category.png`` when there are MCQ items, and `
 from __future__ import annotations
 
 import json
-import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from fundusexpert_plugin.eval import answers, consistency, grounding, mcq
-from fundusexpert_plugin.eval.parse import LabeledBox, canonical_label, find_boxes, needs_resized_size
-from fundusexpert_plugin.eval.results import (image_path, image_size, infer_task, predicted_boxes, reference_boxes,
-                                              reference_row, stated_absent, user_prompt)
+from fundusexpert_plugin.eval.parse import FAULTS, LabeledBox, canonical_label, find_boxes, needs_resized_size
+from fundusexpert_plugin.eval.results import (check_judge_labels, image_path, image_size, infer_task, predicted_boxes,
+                                              reference_boxes, reference_row, stated_absent, user_prompt)
 from fundusexpert_plugin.core.jsonl import write_jsonl
-
-logger = logging.getLogger(__name__)
 
 
 @dataclass
@@ -61,13 +63,50 @@ class EvalOptions:
     max_html_samples: int = 50
 
 
-def _mcq_record(row: dict, meta: dict, tsv_match: Optional[Callable]) -> mcq.McqResult:
+def _mcq_inputs(row: dict, meta: dict, tsv_match: Optional[Callable]) -> Tuple[str, dict, Optional[str]]:
+    """``(answer, options, category)`` of an MCQ row: ``--meta`` first (its ``answer`` without outer
+    whitespace, the letter :func:`check_meta` checks), then the TSV item, then the row."""
     prompt = user_prompt(row)
     item = tsv_match(prompt, image_path(row)) if tsv_match else None
     options = meta.get('options') or (item.options if item else None) or mcq.parse_options(prompt)
-    answer = meta.get('answer') or (item.answer if item else None) or row.get('labels') or ''
+    answer = str(meta.get('answer') or '').strip() or (item.answer if item else None) or row.get('labels') or ''
     category = meta.get('category') or (item.category if item else None)
+    return answer, options, category
+
+
+def _mcq_record(row: dict, meta: dict, tsv_match: Optional[Callable]) -> mcq.McqResult:
+    answer, options, category = _mcq_inputs(row, meta, tsv_match)
     return mcq.score_item(row.get('response'), answer, options, category)
+
+
+def check_meta(rows: Sequence[dict], meta: Dict[int, dict], *, tsv_match: Optional[Callable] = None,
+               judge: Optional[consistency.ConsistencyJudge] = None) -> None:
+    """Stop before any scoring on a ``--meta`` record that would silently give or cost points.
+
+    * an MCQ row's meta ``answer`` must be one of the options it is scored against (the meta's
+      ``options``, else the TSV item's, else the prompt's): :func:`mcq.check_answer_letter`, the
+      check ``mcq-rows`` applies to a TSV row (a FundusGen ``answer_letter`` is checked when the
+      meta is loaded, :func:`results.load_meta`);
+    * a report row's ``positives``/``negatives`` must be label ids the judge can read when its
+      vocabulary is closed (:func:`results.check_judge_labels`; aliases are already resolved).
+
+    Raises:
+        FundusDataError: ``'<meta file>:<line>: <field> ...'`` (the record's ``source.where``, else
+            ``'meta record <index>'``) for the first such record.
+    """
+    for index, row in enumerate(rows):
+        m = meta.get(index)
+        if not m:
+            continue
+        source = m.get('source') or {}
+        where = source.get('where') or f'meta record {index}'
+        task = infer_task(row, m)
+        if task == 'mcq' and m.get('answer') and source.get('from') != 'fundusgen':
+            _, options, _ = _mcq_inputs(row, m, tsv_match)
+            if options:
+                mcq.check_answer_letter(m['answer'], options, where, 'answer')
+        if task == 'report' and 'positives' in m:
+            check_judge_labels(m, judge, where)
 
 
 def evaluate_rows(rows: Sequence[dict], meta: Optional[Dict[int, dict]] = None, *,
@@ -79,21 +118,28 @@ def evaluate_rows(rows: Sequence[dict], meta: Optional[Dict[int, dict]] = None, 
         rows: result rows (:func:`results.read_jsonl`).
         meta: ``{row index: side record}`` (:func:`results.load_meta`), joined by row position:
             ``meta[i]`` describes ``rows[i]``. Records whose index is no row and rows without a record
-            (when any meta is given) are counted in ``metrics['notes']``.
+            (when any meta is given) are counted in ``metrics['notes']``; records are checked first
+            (:func:`check_meta`).
         tsv_match: from :func:`mcq_tsv.tsv_matcher`, for MCQ answers/categories without meta.
         judge: consistency judge; ``None`` skips consistency (noted in ``metrics['notes']``).
         options: :class:`EvalOptions`.
 
     Returns:
         ``(metrics, samples)``: the metrics dict written to metrics.json, and one record per row
-        (task, image, boxes in pixels, response, per-row scores) for the HTML report.
+        (task, image, boxes in pixels, response, per-row scores) for the HTML report. Notes are only
+        returned (``metrics['notes']``), never logged: ``fundusexpert eval score`` prints each once.
+
+    Raises:
+        FundusDataError: a meta record :func:`check_meta` refuses (file:line and field named).
     """
     meta, options = meta or {}, options or EvalOptions()
+    check_meta(rows, meta, tsv_match=tsv_match, judge=judge)
     parse_kwargs = {'spaces': options.spaces, 'min_pixels': options.min_pixels, 'max_pixels': options.max_pixels,
                     'grid_decode': options.grid_decode}
     notes, samples = [], []
     mcq_results, ground, reports, closed = [], [], [], []
-    no_image, no_judge, full_gt_rows, unknown_ids = 0, 0, 0, set()
+    no_image, no_judge, full_gt_rows = 0, 0, 0
+    malformed: Dict[str, int] = {fault: 0 for fault in FAULTS}   # predicted boxes, every grounding row
     absent: Dict[str, List[int]] = {'stated_absent': [], 'no_reference': []}   # predicted boxes per row
     default_budget = options.max_pixels is None and not os.environ.get('MAX_PIXELS')
     qwen_default = 0
@@ -140,12 +186,14 @@ def evaluate_rows(rows: Sequence[dict], meta: Optional[Dict[int, dict]] = None, 
                         rec['absent'] = kind
                     rec.update(width=width, height=height, gt=[[b.label, list(b.box_px)] for b in sample.gt],
                                pred=[[b.label, list(b.box_px)] for b in sample.pred])
+                    if any(b.malformed for b in sample.pred):
+                        rec['pred_faults'] = [b.fault for b in sample.pred]
+                        for b in sample.pred:
+                            malformed[b.fault] += b.malformed
             if task == 'report' and 'positives' in m:   # a FundusGen meta gives every row its positives
                 if judge is None:
                     no_judge += 1
                 else:
-                    if judge.closed_vocabulary:
-                        unknown_ids |= set(m['positives']) | set(m.get('negatives') or [])
                     res = consistency.evaluate_report(judge, row.get('response'), m['positives'], m.get('negatives'))
                     reports.append(res)
                     rec['consistency'] = res.as_dict()
@@ -165,6 +213,11 @@ def evaluate_rows(rows: Sequence[dict], meta: Optional[Dict[int, dict]] = None, 
         notes.append(f'{qwen_default} row(s) hold Qwen boxes (pixels of the resized image) decoded with '
                      "qwen_vl_utils' default image budget: neither --max-pixels nor MAX_PIXELS is set; pass the "
                      'value used at inference, or these boxes land in the wrong place')
+    if sum(malformed.values()):
+        notes.append(f"{sum(malformed.values())} predicted box(es) are malformed ({malformed['inverted']} with inverted "
+                     f"corners, x1 > x2 or y1 > y2; {malformed['out_of_range']} with a value outside its space, e.g. "
+                     'above 1000 on the 0-999 grid): each counts as a prediction that matches nothing '
+                     '(grounding.malformed_boxes)')
     if full_gt_rows:
         notes.append(f'{full_gt_rows} grounding row(s) show only part of their boxes in the answer (a box cap); '
                      'they are scored against the full ground truth from --meta (full_gt_boxes_px)')
@@ -175,16 +228,14 @@ def evaluate_rows(rows: Sequence[dict], meta: Optional[Dict[int, dict]] = None, 
                      f"and are not in acc50/AP: {stated['n_rows']} of a target stated absent, "
                      f"{stated['n_rows_with_boxes']} of them answered with boxes (false alarms; grounding_absent), "
                      f"{len(absent['no_reference'])} without any reference (grounding_no_reference)")
-    unknown_ids -= set(judge.vocabulary) if judge is not None else set()
-    if unknown_ids:
-        notes.append(f'label id(s) {sorted(unknown_ids)} are outside the {type(judge).__name__} vocabulary and '
-                     'always count as not mentioned (add them to the lexicon JSON)')
+    anatomy = sorted({label for m in meta.values() for label in (m.get('source') or {}).get('anatomy_left_out', [])})
+    if anatomy:
+        notes.append(f'meta positives/negatives {anatomy} are anatomy, not findings: left out of clinical consistency '
+                     '(as for FundusGen rows)')
     if no_judge:
         notes.append(f'{no_judge} row(s) with positives not judged: no judge given')
     if not any('positives' in m for m in meta.values()) and any(s['task'] == 'report' for s in samples):
         notes.append('clinical consistency skipped: no --meta records with positives/negatives')
-    for note in notes:
-        logger.info(note)
     metrics = {
         'n_rows': len(rows),
         'tasks': {t: sum(s['task'] == t for s in samples) for t in ('grounding', 'mcq', 'report', 'answer')},

@@ -2,7 +2,8 @@
 
 The page embeds everything as base64 (no external file or network): a metrics summary, the
 per-category accuracy chart, and one card per sample row with a thumbnail on which predicted boxes
-are drawn in red and reference boxes in green (pixel boxes scaled to the thumbnail), the
+are drawn in red and reference boxes in green (pixel boxes scaled to the thumbnail; a malformed
+predicted box, ``pred_faults`` of the sample, is not drawn but counted on the card), the
 response, the reference and the row's scores (MCQ hit, consistency Score/Total and statuses). The
 summary lists grounding rows without a reference box (``grounding_absent``: target stated absent, so
 every box drawn is a false alarm; ``grounding_no_reference``) beside the grounding metrics.
@@ -86,13 +87,17 @@ def _esc(value) -> str:
 
 
 def _card(rec: dict) -> str:
-    img = thumbnail_data_uri(rec['image'], rec.get('pred', []), rec.get('gt', [])) if rec.get('image') else None
+    faults = rec.get('pred_faults') or [''] * len(rec.get('pred', []))
+    drawn = [box for box, fault in zip(rec.get('pred', []), faults) if not fault]   # a malformed box is not drawn
+    img = thumbnail_data_uri(rec['image'], drawn, rec.get('gt', [])) if rec.get('image') else None
     parts = [f"<div class='card'><h3>#{rec['index']} &middot; {_esc(rec['task'])}</h3>"]
     parts.append(f"<img src='{img}' alt='sample {rec['index']}'>" if img else
                  f"<p class='note'>image not available: {_esc(rec.get('image'))}</p>")
     if 'gt' in rec:
         parts.append(f"<p><span class='gt'>reference {len(rec['gt'])}</span> &middot; "
-                     f"<span class='pred'>predicted {len(rec['pred'])}</span></p>")
+                     f"<span class='pred'>predicted {len(rec['pred'])}</span>"
+                     + (f" ({sum(bool(f) for f in faults)} malformed, not drawn: "
+                        f"{_esc(', '.join(f for f in faults if f))})" if any(faults) else '') + '</p>')
     if rec.get('absent'):
         parts.append("<p class='note'>" + ('target stated absent: any box is a false alarm'
                                            if rec['absent'] == 'stated_absent' else 'no reference box')
@@ -132,6 +137,8 @@ def _summary(metrics: dict) -> str:
         rows += [('grounding acc50 (Acc@0.5, one-to-one)', g['acc50']),
                  ('grounding precision50 / recall50 (one-to-one, IoU 0.5)', f"{g['precision50']} / {g['recall50']}"),
                  ('grounding best_match_iou (diagnostic, not one-to-one)', g['best_match_iou']),
+                 ('grounding malformed predicted boxes (match nothing): inverted / out of range',
+                  f"{g['malformed_by_fault']['inverted']} / {g['malformed_by_fault']['out_of_range']}"),
                  ('grounding coco.ap / coco.ap50', f"{g['coco']['ap']} / {g['coco']['ap50']}")]
     for key, what in (('grounding_absent', 'target stated absent, boxes are false alarms'),
                       ('grounding_no_reference', 'no reference box')):

@@ -33,6 +33,7 @@ differ (a wrong or reordered ``--meta``).
 """
 from __future__ import annotations
 
+import difflib
 import logging
 import os
 import re
@@ -40,8 +41,8 @@ from functools import lru_cache
 from typing import Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
 from fundusexpert_plugin.core.errors import FundusDataError
-from fundusexpert_plugin.core.vocab import GRADE_SCALES, lesion_ids
-from fundusexpert_plugin.eval.mcq import is_mcq_prompt
+from fundusexpert_plugin.core.vocab import FINDINGS, GRADE_SCALES, canonical_finding, lesion_ids
+from fundusexpert_plugin.eval.mcq import check_answer_letter, is_mcq_prompt, parse_options
 from fundusexpert_plugin.eval.parse import LabeledBox, boxes_to_px, canonical_label, find_boxes, needs_resized_size, qwen_resized_size
 from fundusexpert_plugin.core import jsonl as _jsonl
 
@@ -166,6 +167,62 @@ FUNDUSGEN_KIND_TO_TASK = {'region_detection': 'grounding', 'grounded_report': 'r
 _LESIONS = frozenset(lesion_ids())   # consistency is about lesions, not anatomy
 
 
+def consistency_labels(labels: Sequence[str]) -> Tuple[List[str], List[str]]:
+    """Label ids of ``positives``/``negatives`` as clinical consistency reads them.
+
+    Each label goes through the vocabulary's alias table (:func:`vocab.canonical_finding`, the
+    function the builder reads labels with: ``'optic_disk'`` -> ``'optic_disc'``, ``'cws'`` ->
+    ``'cotton_wool_spots'``); anatomy (optic disc, cup, macula, fovea) is left out, as it is not a
+    finding to be consistent about; any other label (a diagnosis of the judge's lexicon such as
+    ``'glaucoma'``, or an unknown one) is kept as written, for the judge check of
+    :func:`check_judge_labels`. Repeats are dropped.
+
+    Returns:
+        ``(ids, anatomy_left_out)``, both in input order.
+    """
+    ids, left_out = [], []
+    for label in labels:
+        fid = canonical_finding(label)
+        if fid is not None and fid not in _LESIONS:
+            left_out.append(label)
+        else:
+            ids.append(fid or label)
+    return list(dict.fromkeys(ids)), left_out
+
+
+def _label_hint(label: str, known: Sequence[str]) -> str:
+    names = {k.replace('_', ' '): k for k in known}
+    names.update({n.lower().replace('_', ' '): f.id for f in FINDINGS.values() if f.id in known
+                  for n in (f.id, f.en, *f.aliases)})
+    close = difflib.get_close_matches(str(label).lower().replace('_', ' '), list(names), n=3)
+    return f'; did you mean {", ".join(repr(c) for c in dict.fromkeys(names[c] for c in close))}?' if close else ''
+
+
+def check_judge_labels(meta: Mapping, judge, where: str) -> None:
+    """Every ``positives``/``negatives`` id of a meta record is one the judge can read.
+
+    Only a judge with a closed vocabulary (``judge.closed_vocabulary``: the offline
+    :class:`~fundusexpert_plugin.core.lexicon_judge.LexiconJudge`) is checked: it can never find
+    a label outside ``judge.vocabulary``, so such a positive would always cost a point. An
+    open-vocabulary judge (the LLM judge) is asked about any label by name and is not checked.
+
+    Raises:
+        FundusDataError: ``"<where>: positives: label 'cwss' is not in the LexiconJudge
+            vocabulary ...; did you mean 'cotton_wool_spots'?"`` for the first such label.
+    """
+    if judge is None or not getattr(judge, 'closed_vocabulary', False):
+        return
+    known = list(judge.vocabulary)
+    for key in ('positives', 'negatives'):
+        for label in meta.get(key) or []:
+            if label not in known:
+                raise FundusDataError(
+                    f'{where}: {key}: label {label!r} is not in the {type(judge).__name__} vocabulary (it could '
+                    f'never be found, so it would always count as not mentioned){_label_hint(label, known)} Known: '
+                    f'{sorted(known)}; aliases of the vocabulary are accepted; add a term to the lexicon JSON '
+                    '(--lexicon) or use the LLM judge (--judge openai) for other labels', reason='unknown_label')
+
+
 def known_absent_target(row: Mapping) -> Optional[str]:
     """The FundusGen row's ``target`` when the source marks it absent (no ``objects`` box, the target in
     ``negatives``: a region detection row answered "There are no ..."), else ``None``."""
@@ -186,8 +243,9 @@ def fundusgen_category(row: Mapping) -> Optional[str]:
 def meta_from_fundusgen_row(row: dict) -> dict:
     """Meta record of a FundusGen row (``kind``, ``task``, ``answer_letter``, ``positives``,
     ``negatives``, ``full_gt_boxes_px``, ``answer_text``, ``grade_scale``, ``reference``): scorer from
-    :data:`FUNDUSGEN_KIND_TO_TASK`, category = the task name, positives and negatives restricted to lesion
-    classes (anatomy is not a finding to be consistent about); category :func:`fundusgen_category`. Closed-answer kinds (grading,
+    :data:`FUNDUSGEN_KIND_TO_TASK`, category = the task name, positives and negatives read by
+    :func:`consistency_labels` (aliases resolved, anatomy left out: it is not a finding to be consistent
+    about); category :func:`fundusgen_category`. Closed-answer kinds (grading,
     classification, region identification; :mod:`.answers`) carry their reference answer text and grade
     scale. A grounding row of a target the source states absent (:func:`known_absent_target`) gets
     ``target_absent: True``. A row with ``objects`` boxes keeps them as ``reference`` (``{'messages': the context, 'labels':
@@ -195,8 +253,8 @@ def meta_from_fundusgen_row(row: dict) -> dict:
     has no ``objects`` of its own (:func:`reference_row`). Kinds without a scorer here (vqa, data-only
     tasks) are left to content inference."""
     meta = {'category': fundusgen_category(row),
-            'positives': [f for f in row.get('positives', []) if f in _LESIONS],
-            'negatives': [f for f in row.get('negatives', []) if f in _LESIONS]}
+            'positives': consistency_labels(row.get('positives') or [])[0],
+            'negatives': consistency_labels(row.get('negatives') or [])[0]}
     if row.get('full_gt_boxes_px'):  # the answer shows only part of the boxes: score against all of them
         meta['full_gt_boxes_px'] = row['full_gt_boxes_px']
     if _object_boxes(row):   # the reference boxes, for a result row that lost its objects
@@ -225,8 +283,11 @@ def meta_from_fundusgen_row(row: dict) -> dict:
 def check_meta_record(rec: dict, where: str) -> None:
     """Check the fields of one ``--meta`` record that the scorers read.
 
-    ``task``: one of :data:`TASKS` (or absent: inferred from the row); ``answer``: a string;
-    ``options``: an object ``{letter: text}``; ``positives``/``negatives``: lists of label ids;
+    ``task``: one of :data:`TASKS` (or absent: inferred from the row); ``answer``: a string, the
+    option letter (outer whitespace ignored; that it is one of the row's options is checked against
+    the result row by :func:`report.check_meta`); ``options``: an object ``{letter: text}``;
+    ``positives``/``negatives``: lists of label ids (vocabulary aliases accepted,
+    :func:`consistency_labels`; the judge check is :func:`check_judge_labels`);
     ``target_absent``: a boolean (a grounding row whose target the source states absent);
     ``full_gt_boxes_px``: ``[[label, [x1, y1, x2, y2]], ...]`` in original-image pixels.
 
@@ -271,8 +332,12 @@ def load_meta(path: Union[str, Sequence[str]], n_rows: Optional[int] = None) -> 
     ``i`` describes result row ``i``), converted with :func:`meta_from_fundusgen_row`. Several
     FundusGen task files are read as their concatenation in the order given (the rows of a
     ``swift infer --val_dataset a b`` run). Every record is checked with :func:`check_meta_record`
-    (FundusGen rows also with :func:`check_swift_row`). A FundusGen record also keeps ``source``:
-    ``{'where': '<file>:<line>', 'prompt': ..., 'image': ...}`` for :func:`check_meta_alignment`.
+    (FundusGen rows also with :func:`check_swift_row`, and an MCQ row's ``answer_letter`` must be one of
+    its prompt's options, :func:`mcq.check_answer_letter`). ``positives``/``negatives`` are read by
+    :func:`consistency_labels` (aliases resolved, anatomy left out). Every record keeps ``source``:
+    ``{'from': 'fundusgen'|'index', 'where': '<file>:<line>'}``, for a FundusGen record also
+    ``'prompt'`` and ``'image'`` (:func:`check_meta_alignment`), for an index record the anatomy labels
+    left out (``'anatomy_left_out'``, when any); a ``source`` field of an index record is replaced.
 
     Args:
         path: the side file, or a list of FundusGen task files (one file of ``index`` records
@@ -283,7 +348,8 @@ def load_meta(path: Union[str, Sequence[str]], n_rows: Optional[int] = None) -> 
 
     Raises:
         FundusDataError: ``'<path>:<line>: <field> ...'``: a record without an integer ``index`` (and
-            the file is not FundusGen rows), a repeated or out-of-range index, a bad field, or
+            the file is not FundusGen rows), a repeated or out-of-range index, a bad field, a label both
+            in positives and negatives, a FundusGen ``answer_letter`` that is not an option, or
             ``'<path>: ...'`` for a file of ``index`` records given with other meta files.
     """
     paths = [path] if isinstance(path, (str, os.PathLike)) else list(path)
@@ -291,7 +357,7 @@ def load_meta(path: Union[str, Sequence[str]], n_rows: Optional[int] = None) -> 
     fundusgen = [all('kind' in rec and 'messages' in rec for _, rec in recs) for _, recs in files]
     if len(files) == 1 and not (files[0][1] and fundusgen[0]):
         return _load_index_meta(*files[0], n_rows)
-    for (p, _), is_fundusgen in zip(files, fundusgen):
+    for (p, _), is_fundusgen in zip(files, fundusgen):   # several files: FundusGen task files only
         if not is_fundusgen:
             raise FundusDataError(f'{p}: not a FundusGen task file (rows with kind and messages); only FundusGen '
                                   'task files can be given as several --meta (concatenated in order)',
@@ -304,8 +370,11 @@ def load_meta(path: Union[str, Sequence[str]], n_rows: Optional[int] = None) -> 
             check_meta_record({k: rec[k] for k in ('positives', 'negatives', 'full_gt_boxes_px') if k in rec}, where)
             if rec.get('answer_letter') is not None and not isinstance(rec['answer_letter'], str):
                 raise _bad(where, 'answer_letter', rec['answer_letter'], 'an option letter (a string)')
+            prompt = _prompt_key(rec)
+            if rec.get('answer_letter') and is_mcq_prompt(prompt or ''):
+                check_answer_letter(rec['answer_letter'], parse_options(prompt), where, 'answer_letter')
             meta = meta_from_fundusgen_row(rec)
-            meta['source'] = {'where': where, 'prompt': _prompt_key(rec), 'image': _image_name(rec)}
+            meta['source'] = {'from': 'fundusgen', 'where': where, 'prompt': prompt, 'image': _image_name(rec)}
             out[len(out)] = meta
     return out
 
@@ -326,6 +395,17 @@ def _load_index_meta(path: str, records: List[Tuple[int, dict]], n_rows: Optiona
             raise FundusDataError(f'{where}: index = {index}: no such result row (the result file has {n_rows} '
                                   f'rows, numbered from 0)', reason='index_out_of_range')
         check_meta_record(rec, where)
+        rec = dict(rec)
+        left_out: List[str] = []
+        for key in ('positives', 'negatives'):
+            if rec.get(key) is not None:
+                rec[key], anatomy = consistency_labels(rec[key])
+                left_out += anatomy
+        both = set(rec.get('positives') or []) & set(rec.get('negatives') or [])
+        if both:
+            raise FundusDataError(f'{where}: negatives: {sorted(both)} also in positives (after aliases are resolved); '
+                                  'a finding is either present or absent', reason='bad_field')
+        rec['source'] = {'from': 'index', 'where': where, **({'anatomy_left_out': left_out} if left_out else {})}
         out[index], first_line[index] = rec, line_no
     return out
 

@@ -14,20 +14,28 @@ for MCQ, ``answer_letter`` (``answer`` or ``solution`` are read too).
 Formulas (``P``: boxes parsed from the completion, ``G``: reference boxes, both in original pixels):
 
 * :func:`grounding_reward` (kinds ``region_detection``, ``grounded_report``):
-  ``sum(IoU of one-to-one matched pairs) / max(|G|, |P|)``; 0 when nothing parses. Matching is
+  ``sum(IoU of one-to-one matched pairs) / max(|G|, |P|)``; 0 when nothing parses. A malformed
+  box (see :func:`format_reward`) is in ``P`` but matches nothing, so one swapped-corner box scores 0. Matching is
   :func:`geometry.match_one_to_one` (greedy by IoU, pairs overlapping at least
   :data:`MIN_MATCH_IOU`), within a finding label when the reference boxes carry labels (an
   unlabelled predicted box may match any reference box left over); dividing by ``max`` makes every
   missed and every extra box cost its share. A known-absent target (no reference box, the target in
   ``negatives``): 1 when the completion has no box and states the target absent, else 0.
-* :func:`format_reward`: ``form * (refs_boxed + tags_closed) / 2`` for grounded answers, where
-  ``refs_boxed`` is the share of ``<ref>`` tags followed directly by a box tag holding a box (1
-  without refs, except in reports), ``tags_closed`` is 1 when every ``<ref>``/``<box>`` (or Qwen
-  ``<|object_ref_start|>``/``<|box_start|>``) tag is closed before the next opens, and ``form`` is
-  the share of the cognitive-chain steps found in order, one line each (grounded reports; the
-  fine-grained-features step is expected only when a lesion box is given, as the chain writes it)
-  or, for region detection, 1 for a parsable box or a stated absence of the target. MCQ: 1 when the
-  completion starts with one of the prompt's option letters not followed by another letter.
+* :func:`format_reward`: ``form * well_formed * (refs_boxed + tags_closed) / 2`` for grounded
+  answers, where ``refs_boxed`` is the share of ``<ref>`` tags followed directly by a box tag holding
+  a box (1 without refs, except in reports), ``tags_closed`` is 1 when every ``<ref>``/``<box>`` (or
+  Qwen ``<|object_ref_start|>``/``<|box_start|>``) tag is closed before the next opens,
+  ``well_formed`` is the share of the completion's boxes that are not malformed
+  (:func:`parse.box_fault`: corners inverted, ``x1 > x2`` or ``y1 > y2``, or a value outside its
+  space, e.g. above 1000 on the 0-999 grid; 1 without boxes), and ``form`` is the share of the
+  cognitive-chain steps found in order, one line each (grounded reports; the steps expected are
+  those of the row's reference: the fine-grained-features step only when the reference boxes a
+  lesion, as the chain writes it) or, for region detection, 1 for a parsable box or a stated
+  absence of the target. MCQ: 1 when the completion starts with one of the prompt's option letters
+  not followed by another letter.
+  Example: ``<ref>haemorrhages</ref><box>[[380, 673, 299, 562]]</box>`` (corners swapped) scores
+  0 (``well_formed`` 0) where ``[[299, 562, 380, 673]]`` scores 1; two boxes, one of them
+  ``[[145, 327, 257, 1200]]``, score 0.5.
 * :func:`consistency_reward` (kinds ``report``, ``grounded_report``, ``diagnosis``): the clinical
   consistency Score/Total of :mod:`.consistency` against the row's lesion positives and negatives
   (as ``fundusexpert eval``); 1 for a non-empty completion when Total is 0 (nothing to get wrong).
@@ -47,7 +55,8 @@ from fundusexpert_plugin.core.judge import ConsistencyJudge
 from fundusexpert_plugin.core.lexicon_judge import LexiconJudge
 from fundusexpert_plugin.eval.consistency import evaluate_report, report_language
 from fundusexpert_plugin.eval.mcq import answer_letter, parse_options, strict_letter
-from fundusexpert_plugin.eval.parse import LabeledBox, boxes_to_px, canonical_label, find_boxes, needs_resized_size
+from fundusexpert_plugin.eval.parse import (LabeledBox, box_faults, boxes_to_px, canonical_label, find_boxes,
+                                            needs_resized_size)
 from fundusexpert_plugin.eval.results import (FUNDUSGEN_KIND_TO_TASK, image_path, image_size, known_absent_target,
                                               meta_from_fundusgen_row, reference_boxes, user_prompt)
 
@@ -141,18 +150,21 @@ def matched_iou(pred: Sequence[LabeledBox], gt: Sequence[LabeledBox]) -> float:
     """``sum(IoU of one-to-one matched pairs) / max(|G|, |P|)`` (module docstring); 0 if either is empty.
 
     Labelled reference boxes match predictions of the same label first; unlabelled predictions
-    then match the reference boxes still free. Unlabelled references match any prediction.
+    then match the reference boxes still free. Unlabelled references match any prediction. A
+    malformed prediction (:func:`parse.box_fault`: inverted corners, a value off its grid) matches
+    nothing and still counts in ``|P|``.
     """
     if not gt or not pred:
         return 0.0
     labels = sorted({g.label for g in gt} - {''})
+    usable = [p for p in pred if not p.malformed]   # a malformed box matches nothing but counts in |P|
     total, free = 0.0, list(range(len(gt)))
     for label in labels:
         gi = [i for i, g in enumerate(gt) if g.label == label]
-        value, used = _match_sum([gt[i].box_px for i in gi], [p.box_px for p in pred if p.label == label])
+        value, used = _match_sum([gt[i].box_px for i in gi], [p.box_px for p in usable if p.label == label])
         total += value
         free = [i for i in free if i not in {gi[k] for k in used}]
-    rest = [p.box_px for p in pred if p.label == '' or not labels]
+    rest = [p.box_px for p in usable if p.label == '' or not labels]
     total += _match_sum([gt[i].box_px for i in free], rest)[0]
     return total / max(len(gt), len(pred))
 
@@ -228,10 +240,42 @@ def chain_steps(completion: str, lang: str, *, features_expected: bool) -> Tuple
     return found, len(steps)
 
 
-def format_reward(completion: str, row: Mapping, *, judge: LexiconJudge) -> Optional[float]:
+def reference_boxes_lesion(row: Mapping) -> bool:
+    """Whether the row's reference answer boxes a lesion: its ``objects`` hold a box and a ``ref``
+    that is a lesion id (:func:`parse.canonical_label`). The chain (:mod:`render.chain`) writes the
+    fine-grained-features step exactly for such records, so this is what a grounded report is
+    expected to contain, whatever the completion says."""
+    objects = row.get('objects') or {}
+    return bool(objects.get('bbox')) and any(canonical_label(str(r)) in _LESIONS for r in objects.get('ref') or [])
+
+
+def well_formed_share(completion: str, *, resized_size: Optional[Tuple[int, int]] = None) -> float:
+    """Share of the completion's boxes that are well formed (:func:`parse.box_faults`: not inverted,
+    every value inside its space, e.g. 0-1000 on the grid); 1.0 when it has no box.
+
+    Args:
+        completion: generated text.
+        resized_size: ``(resized_width, resized_height)`` in pixels, the extent of Qwen boxes in
+            resized-image pixels; ``None``: those are checked for inversion and negative values only.
+    """
+    faults = box_faults(find_boxes(completion), resized_size=resized_size)
+    return 1.0 - sum(bool(f) for f in faults) / len(faults) if faults else 1.0
+
+
+def format_reward(completion: str, row: Mapping, *, judge: LexiconJudge,
+                  resized_size: Optional[ResizedSize] = None) -> Optional[float]:
     """Answer-form reward (module docstring) for region detection, grounded reports and MCQ, else ``None``.
 
-    Boxes are only found and their labels read (:func:`parse.find_boxes`), never mapped to pixels.
+    Boxes are only found and their labels read (:func:`parse.find_boxes`), never mapped to pixels;
+    :func:`well_formed_share` scales the grounded forms (a malformed box is not a box). The chain
+    steps a grounded report must show come from the row's reference (:func:`reference_boxes_lesion`),
+    not from the completion.
+
+    Args:
+        completion: generated text. row: the row's columns (module docstring).
+        judge: reads whether a known-absent target is stated absent.
+        resized_size: see :func:`completion_boxes`; gives the extent of Qwen resized-pixel boxes
+            (called only when the completion has such boxes and the row gives an image size).
     """
     kind = _kind(row)
     completion = completion or ''
@@ -243,16 +287,22 @@ def format_reward(completion: str, row: Mapping, *, judge: LexiconJudge) -> Opti
         return None
     pred = find_boxes(completion)
     boxed, refs = refs_boxed(completion)
+    resized = None
+    if resized_size is not None and needs_resized_size(pred):
+        try:
+            resized = resized_size(*row_size(row))
+        except OSError:   # no size columns and no readable image: Qwen boxes checked without extent
+            resized = None
+    well_formed = well_formed_share(completion, resized_size=resized)
     if kind == 'grounded_report':
         lang = row.get('lang') or report_language(completion)
-        lesion_boxed = any(canonical_label(b.raw_label) in _LESIONS for b in pred)
-        found, expected = chain_steps(completion, lang, features_expected=lesion_boxed)
+        found, expected = chain_steps(completion, lang, features_expected=reference_boxes_lesion(row))
         form, ref_share = found / expected, boxed / refs if refs else 0.0
     else:
         target = row.get('target')
         form = float(bool(pred) or bool(target and _states_absent(judge, completion, target, row)))
         ref_share = boxed / refs if refs else 1.0
-    return form * (ref_share + float(tags_closed(completion))) / 2
+    return form * well_formed * (ref_share + float(tags_closed(completion))) / 2
 
 
 def consistency_reward(completion: str, row: Mapping, *, judge: ConsistencyJudge) -> Optional[float]:

@@ -4,7 +4,7 @@
 ``--reward_funcs``       class (log name)       formula (:mod:`fundusexpert_plugin.eval.rewards`)
 =======================  =====================  ==========================================
 ``fundus_grounding``     ``FundusGrounding``    matched IoU / max(n_ref, n_pred); absent target
-``fundus_format``        ``FundusFormat``       answer form x (refs boxed + tags closed) / 2
+``fundus_format``        ``FundusFormat``       form x well-formed boxes x (refs boxed + tags closed) / 2
 ``fundus_consistency``   ``FundusConsistency``  clinical consistency Score/Total of a report
 ``fundus_mcq``           ``FundusMCQ``          strict first letter == answer letter
 =======================  =====================  ==========================================
@@ -106,7 +106,7 @@ class FundusFormat(_FundusReward):
     """``fundus_format``: the task's answer form (:func:`eval.rewards.format_reward`)."""
 
     def score(self, completion, row):
-        return rewards.format_reward(completion, row, judge=self.lexicon)
+        return rewards.format_reward(completion, row, judge=self.lexicon, resized_size=self.resized(row))
 
 
 class FundusConsistency(_FundusReward):

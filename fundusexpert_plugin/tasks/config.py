@@ -4,7 +4,7 @@ A task YAML declares::
 
     name: region_detection          # snake_case; becomes the subset fundusgen:<name>
     kind: region_detection          # one of KIND_PLACEHOLDERS
-    version: 1                      # bump whenever a prompt or an answer format changes
+    version: 1                      # an integer; bump whenever a prompt or an answer format changes
     description: ...
     requires: [laterality]          # classification / vqa / free_form: record fields used (tasks/fields.py)
     targets: [optic_disc, ...]      # optional: finding ids the task asks about (default: all)
@@ -69,9 +69,15 @@ SCALE_NAMES = {'dr_grade': ('diabetic retinopathy', '糖尿病视网膜病变'),
 
 
 class TaskConfig(BaseModel):
-    """A validated task definition (see the module docstring for the YAML fields)."""
+    """A validated task definition (see the module docstring for the YAML fields).
 
-    model_config = ConfigDict(extra='forbid')
+    Types are strict (pydantic ``strict=True``): a number field takes a number only, so YAML
+    ``version: true``, ``weight: yes`` or ``version: "2"`` is an error naming the field, never read as
+    1 or 2; ``version``, ``max_items_per_image`` and ``max_boxes`` are integers (``version: 1.0`` is
+    refused), ``weight`` an integer or a float.
+    """
+
+    model_config = ConfigDict(extra='forbid', strict=True)
     name: str = Field(pattern=r'^[a-z][a-z0-9_]*$')
     kind: Literal['diagnosis', 'grading', 'region_detection', 'region_identification', 'report',
                   'grounded_report', 'mcq', 'classification', 'vqa', 'free_form']
@@ -190,12 +196,22 @@ def load_task(path: Path | str) -> TaskConfig:
         task = TaskConfig.model_validate(data)
         task.check_placeholders()
     except ValidationError as exc:
-        errs = '; '.join(f'{".".join(str(p) for p in e["loc"]) or "<task>"}: {e["msg"]}' for e in exc.errors())
+        errs = '; '.join(_validation_error(e) for e in exc.errors())
         raise FundusDataError(f'{path}: {errs}') from None
     except ValueError as exc:
         raise FundusDataError(f'{path}: {exc}') from None
     task.path = str(path)
     return task
+
+
+def _validation_error(error: dict) -> str:
+    """One pydantic error as ``'<field>: <message> (got <value>)'``; the value only for a scalar given
+    with the wrong type or out of range (YAML ``true`` shows as ``True``)."""
+    field = '.'.join(str(p) for p in error['loc']) or '<task>'
+    value = error.get('input')
+    shown = (f' (got {value!r})' if error['type'] != 'missing' and error['loc']
+             and isinstance(value, (bool, int, float, str)) else '')
+    return f'{field}: {error["msg"]}{shown}'
 
 
 def default_tasks_dir() -> Path:

@@ -161,6 +161,93 @@ def test_a_longer_fundusgen_meta_file_and_rows_without_meta_are_counted(tmp_path
     assert rc == 0 and 'note: 1 result row(s) have no meta record' in out
 
 
+# 5b. an MCQ answer in the meta that is not one of the row's options: the check mcq-rows applies to a TSV row
+@pytest.mark.parametrize('record, expected', [
+    # options from the prompt (A, B)
+    ({'index': 1, 'task': 'mcq', 'answer': 'Z'}, "m.jsonl:2: answer = 'Z': is not one of the row's options ['A', 'B']"),
+    # options from the meta record itself
+    ({'index': 1, 'answer': 'C', 'options': {'A': 'x', 'B': 'y'}},
+     "m.jsonl:2: answer = 'C': is not one of the row's options ['A', 'B']"),
+])
+def test_an_mcq_meta_answer_that_is_no_option_names_the_meta_line_and_field(tmp_path, image, capsys, record, expected):
+    rc, _, err = _score(tmp_path, [_row(image), _row(image)], [{'index': 0, 'task': 'mcq', 'answer': 'B'}, record],
+                        capsys=capsys)
+    assert rc == 2 and _error_line(err) == f'fundusexpert: error: {tmp_path}/{expected}'
+    assert not (tmp_path / 'out').exists()          # refused before anything is scored or written
+
+
+def test_a_fundusgen_answer_letter_that_is_no_option_is_refused(tmp_path, image, capsys):
+    fundusgen = {'kind': 'mcq', 'task': 'mcq', 'answer_letter': 'B',
+                 'messages': [{'role': 'user', 'content': MCQ_USER}, {'role': 'assistant', 'content': 'B'}]}
+    rc, _, err = _score(tmp_path, [_row(image)] * 2, [fundusgen, dict(fundusgen, answer_letter='Z')], capsys=capsys)
+    assert rc == 2 and _error_line(err) == (f"fundusexpert: error: {tmp_path}/m.jsonl:2: answer_letter = 'Z': is not "
+                                            "one of the row's options ['A', 'B']")
+    # a well-formed answer is scored as before: strict 'B' == 'B' on both rows
+    rc, _, _ = _score(tmp_path, [_row(image)] * 2, [{'index': 0, 'answer': ' B'}, {'index': 1, 'answer': 'B'}],
+                      capsys=capsys)
+    assert rc == 0 and json.loads((tmp_path / 'out' / 'metrics.json').read_text())['mcq']['strict']['overall'] == 1.0
+
+
+# 5c. meta label ids: aliases as the builder reads them; an id the offline judge cannot read is an error
+REPORT_USER = '<image>Describe the fundus.'
+
+
+def _report(image, response):
+    return _row(image, response=response, labels='ref report',
+                messages=[{'role': 'user', 'content': REPORT_USER}, {'role': 'assistant', 'content': response}])
+
+
+def test_meta_label_aliases_resolve_as_in_the_builder(tmp_path, image, capsys):
+    # 'cws' -> cotton_wool_spots, 'hemorrhage' -> haemorrhages, 'optic_disk' -> optic_disc (anatomy: left out,
+    # noted); the report states CWS present (+1) and haemorrhages absent (+1): Score 2 / Total 2
+    rows = [_report(image, 'Cotton wool spots are seen. No haemorrhages are seen.')]
+    meta = [{'index': 0, 'positives': ['optic_disk', 'cws'], 'negatives': ['hemorrhage']}]
+    rc, out, _ = _score(tmp_path, rows, meta, capsys=capsys)
+    assert rc == 0
+    metrics = json.loads((tmp_path / 'out' / 'metrics.json').read_text())
+    assert (metrics['consistency']['score_sum'], metrics['consistency']['total_sum']) == (2, 2)
+    sample = json.loads((tmp_path / 'out' / 'samples.jsonl').read_text().splitlines()[0])
+    assert sample['consistency']['statuses'] == {'cotton_wool_spots': 'present', 'haemorrhages': 'absent'}
+    assert ("note: meta positives/negatives ['optic_disk'] are anatomy, not findings: left out of clinical "
+            'consistency') in out
+
+
+@pytest.mark.parametrize('record, expected', [
+    ({'index': 0, 'positives': ['optic_disk', 'cwss']},
+     "m.jsonl:1: positives: label 'cwss' is not in the LexiconJudge vocabulary (it could never be found, so it would "
+     "always count as not mentioned); did you mean 'cotton_wool_spots'?"),
+    ({'index': 0, 'positives': ['drusen'], 'negatives': ['papillary_pit']},
+     "m.jsonl:1: negatives: label 'papillary_pit' is not in the LexiconJudge vocabulary"),
+    ({'index': 0, 'positives': ['hemorrhages'], 'negatives': ['haemorrhage']},
+     "m.jsonl:1: negatives: ['haemorrhages'] also in positives (after aliases are resolved)"),
+])
+def test_a_meta_label_the_offline_judge_cannot_read_is_an_error(tmp_path, image, capsys, record, expected):
+    rc, _, err = _score(tmp_path, [_report(image, 'Drusen are seen.')], [record], capsys=capsys)
+    assert rc == 2 and _error_line(err).startswith(f'fundusexpert: error: {tmp_path}/{expected}')
+
+
+def test_an_open_vocabulary_judge_is_asked_about_any_label(tmp_path, image):
+    from fundusexpert_plugin.eval.llm_judge import OpenAIJudge
+    from fundusexpert_plugin.eval.report import evaluate_rows
+    from fundusexpert_plugin.eval.results import load_meta, read_results
+
+    class Judge(OpenAIJudge):
+        def __init__(self):
+            self.vocabulary, self.asked = ('drusen',), []
+
+        def judge(self, report, findings, lang='en'):
+            self.asked.append(list(findings))
+            return {f: 'present' for f in findings}
+
+    result = _jsonl(tmp_path / 'r.jsonl', [_report(image, 'Papillary pits and drusen.')])
+    meta = load_meta(str(_jsonl(tmp_path / 'm.jsonl', [{'index': 0, 'positives': ['papillary_pit', 'druse']}])))
+    judge = Judge()
+    assert not judge.closed_vocabulary
+    metrics, _ = evaluate_rows(read_results(str(result)), meta, judge=judge)
+    # the unknown label is asked by name, the alias resolved: both present -> 2/2
+    assert judge.asked == [['papillary_pit', 'drusen']] and metrics['consistency']['pooled'] == 1.0
+
+
 # 6. mcq-rows on bad TSVs
 def _png_b64():
     buf = io.BytesIO()

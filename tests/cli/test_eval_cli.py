@@ -1,6 +1,7 @@
 """`fundusexpert eval` end to end on a crafted swift infer result file (no model, no network)."""
 import argparse
 import json
+import logging
 
 import pytest
 from PIL import Image
@@ -94,14 +95,13 @@ def test_box_space_argument_is_validated():
         parser.parse_args(['--result', 'r', '--out', 'o', '--box-space', 'qwen=norm'])
 
 
-def test_label_ids_the_offline_judge_cannot_read_are_noted(result_files, tmp_path):
+def test_label_ids_the_offline_judge_cannot_read_are_refused(result_files, tmp_path, capsys):
     result, meta = result_files
     meta.write_text(json.dumps({'index': 6, 'positives': ['hard_exudates', 'papillary_pit'], 'negatives': []}) + '\n')
-    assert _run(['--result', str(result), '--meta', str(meta), '--out', str(tmp_path / 'o3')]) == 0
-    metrics = json.loads((tmp_path / 'o3' / 'metrics.json').read_text())
-    assert any("['papillary_pit'] are outside the LexiconJudge vocabulary" in n for n in metrics['notes'])
-    # HE present (+1), the unknown positive is missed: 1/2
-    assert (metrics['consistency']['score_sum'], metrics['consistency']['total_sum']) == (1, 2)
+    assert _run(['--result', str(result), '--meta', str(meta), '--out', str(tmp_path / 'o3')]) == 2
+    assert (f"{meta}:1: positives: label 'papillary_pit' is not in the LexiconJudge vocabulary"
+            in capsys.readouterr().err)
+    assert not (tmp_path / 'o3').exists()
 
 
 def test_unreadable_input_is_an_error_message_not_a_traceback(tmp_path, capsys):
@@ -139,6 +139,34 @@ def test_grid_decode_edge_and_centre_on_hand_worked_boxes(tmp_path):
     metrics = json.loads((tmp_path / 'gout' / 'metrics.json').read_text())
     assert metrics['grounding']['best_match_iou'] == pytest.approx(397.005 / 402.995)
     assert metrics['settings']['grid_decode'] == 'centre'
+
+
+def test_inverted_and_off_grid_boxes_are_counted_not_matched(tmp_path, capsys, caplog):
+    # the hand-worked box above, corners swapped: as written it is inverted, so it matches nothing (it scored
+    # IoU 0.985 when the corners were re-ordered); a second row writes y2 = 1200, past the 0-999 grid
+    # ((1200 + 0.5) * 100 / 1000 = 120.05 px on a 100 px image): out of range, not clipped, not matched
+    args = _grounding_result(tmp_path, '<ref>haemorrhages</ref><box>[[200, 300, 100, 100]]</box>', [[20, 10, 40, 30]])
+    result = args[1]
+    rows = [json.loads(line) for line in open(result)]
+    off_grid = dict(rows[0], response='<ref>haemorrhages</ref><box>[[100, 100, 200, 1200]]</box>')
+    with open(result, 'a') as f:
+        f.write(json.dumps(off_grid) + '\n')
+    caplog.set_level(logging.INFO)
+    assert _run(args) == 0
+    out_dir = tmp_path / 'gout'
+    g = json.loads((out_dir / 'metrics.json').read_text())['grounding']
+    assert (g['n_gt'], g['n_pred'], g['n_matched'], g['malformed_boxes']) == (2, 2, 0, 2)
+    assert g['malformed_by_fault'] == {'inverted': 1, 'out_of_range': 1}
+    assert (g['acc50'], g['precision50'], g['best_match_iou']) == (0.0, 0.0, 0.0)
+    samples = [json.loads(line) for line in (out_dir / 'samples.jsonl').read_text().splitlines()]
+    assert [s['pred_faults'] for s in samples] == [['inverted'], ['out_of_range']]
+    assert samples[0]['pred'][0][1] == pytest.approx([40.1, 30.05, 20.1, 10.05])   # as written, not re-ordered
+    assert samples[1]['pred'][0][1][3] == pytest.approx(120.05)                   # not clipped to the image
+    note = '2 predicted box(es) are malformed (1 with inverted corners'
+    # each note is printed once (stdout), not logged again
+    assert capsys.readouterr().out.count(note) == 1 and note not in caplog.text
+    html = (out_dir / 'report.html').read_text()
+    assert '(1 malformed, not drawn: inverted)' in html and '(1 malformed, not drawn: out_of_range)' in html
 
 
 def test_a_capped_row_is_scored_against_the_full_ground_truth(tmp_path):

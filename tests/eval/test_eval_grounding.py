@@ -27,8 +27,10 @@ def test_hand_worked_best_match_iou_acc_and_precision_recall():
     assert s['acc50'] == pytest.approx(2 / 3) and s['n_matched'] == 2
     # 4 predictions -> P = 0.5; 3 references -> R = 2/3
     assert (s['precision50'], s['recall50']) == (pytest.approx(0.5), pytest.approx(2 / 3))
-    assert s['per_class']['haemorrhages'] == {'n_gt': 0, 'n_pred': 1, 'n_matched': 0, 'acc50': None,
-                                              'precision50': 0.0, 'recall50': None, 'best_match_iou': None}
+    assert s['per_class']['haemorrhages'] == {'n_gt': 0, 'n_pred': 1, 'n_matched': 0, 'malformed_boxes': 0,
+                                              'acc50': None, 'precision50': 0.0, 'recall50': None,
+                                              'best_match_iou': None}
+    assert s['malformed_boxes'] == 0 and s['malformed_by_fault'] == {'inverted': 0, 'out_of_range': 0}
 
 
 def test_greedy_matching_is_one_to_one_while_best_match_is_not():
@@ -117,3 +119,34 @@ def test_text_pairs_are_scored_in_their_own_space():
     label = '<ref>Optic disc</ref><box>[[100, 100, 300, 300]]</box><ref>optic cup</ref><box>[[150, 150, 200, 200]]</box>'
     s = box_scores(samples_from_texts([pred, 'garbage'], [label, 'no boxes']))
     assert s['n_gt'] == 2 and s['best_match_iou'] == 0.5 and s['acc50'] == 0.5
+
+
+def test_malformed_predictions_count_as_predictions_that_match_nothing():
+    gt = [B('optic_disc', (0, 0, 10, 10)), B('drusen', (20, 20, 30, 30))]
+    # the disc with its corners swapped (would be IoU 1 if re-ordered), the drusen box exact, and a drusen box
+    # past the grid (a value above 1000): 3 predictions, 1 match
+    pred = [B('optic_disc', (10, 10, 0, 0), 'inverted'), B('drusen', (20, 20, 30, 30)),
+            B('drusen', (20, 20, 30, 3419), 'out_of_range')]
+    s = box_scores([GroundingSample(gt, pred)])
+    assert (s['n_pred'], s['n_matched'], s['malformed_boxes']) == (3, 1, 2)
+    assert s['malformed_by_fault'] == {'inverted': 1, 'out_of_range': 1}
+    # acc50 = recall = 1/2; precision = 1/3; best-match IoUs: disc 0 (its only box is malformed), drusen 1 -> 0.5
+    assert (s['acc50'], s['precision50'], s['best_match_iou']) == (0.5, pytest.approx(1 / 3), 0.5)
+    assert s['per_class']['optic_disc']['malformed_boxes'] == 1 and s['per_class']['optic_disc']['n_pred'] == 1
+    # COCO: the malformed boxes are detections of the empty box [0, 0, 0, 0] (false positives at their rank)
+    stats = _direct_coco([[(2, 0, 0, 10, 10), (1, 20, 20, 10, 10)]],
+                         [(1, 2, 0, 0, 0, 0, 1.0), (1, 1, 20, 20, 10, 10, 1.0), (1, 1, 0, 0, 0, 0, 0.5)])
+    ours = coco_ap([GroundingSample(gt, pred, 100, 100)])
+    assert ours['ap'] == pytest.approx(stats[0]) and ours['per_class']['optic_disc']['ap'] == 0.0
+
+
+def test_unlabelled_malformed_prediction_keeps_its_fault_when_it_takes_the_reference_class():
+    s = box_scores([GroundingSample([B('optic_disc', (0, 0, 10, 10))], [B('', (10, 10, 0, 0), 'inverted')])])
+    assert s['per_class']['optic_disc']['malformed_boxes'] == 1 and s['n_matched'] == 0
+
+
+def test_text_pairs_mark_off_grid_predictions():
+    pred = '<ref>optic disc</ref><box>[[100, 100, 300, 1300]]</box>'
+    label = '<ref>optic disc</ref><box>[[100, 100, 300, 300]]</box>'
+    (sample,) = samples_from_texts([pred], [label])
+    assert sample.pred[0].fault == 'out_of_range' and box_scores([sample])['n_matched'] == 0

@@ -3,7 +3,9 @@ import base64
 import csv
 import io
 import json
+import logging
 
+import numpy as np
 import pytest
 from PIL import Image
 
@@ -57,14 +59,104 @@ def test_tsv_to_rows_decodes_images_and_writes_the_paper_prompt(tsv, tmp_path):
                        'options': {'A': 'non glaucoma', 'B': 'glaucoma'}, 'department': 'ophthalmology'}
 
 
+def _pixels(b64):
+    with Image.open(io.BytesIO(base64.b64decode(b64))) as im:
+        return np.asarray(im.convert('RGB')).astype(int)
+
+
 def test_tsv_round_trip(tsv, tmp_path):
     items = read_tsv(str(tsv))
     again = tmp_path / 'again.tsv'
     write_tsv(items, str(again), embed_images=True)
     back = read_tsv(str(again))
     for x, y in zip(items, back):
-        assert (x.index, x.question, x.options, x.answer, x.category, x.extra, x.image_b64) == \
-               (y.index, y.question, y.options, y.answer, y.category, y.extra, y.image_b64)
+        assert (x.index, x.question, x.options, x.answer, x.category, x.extra) == \
+               (y.index, y.question, y.options, y.answer, y.category, y.extra)
+        # the embedded PNG is re-encoded from its pixels as a JPEG: solid red (255, 0, 0) comes back within
+        # JPEG rounding
+        assert base64.b64decode(y.image_b64)[:3] == b'\xff\xd8\xff'
+        assert np.abs(_pixels(y.image_b64) - _pixels(x.image_b64)).max() <= 3
+
+
+def _jpeg_with_metadata(path, size=(48, 32), orientation=None):
+    """A JPEG whose pixels are a gradient, carrying EXIF DateTime + GPS, XMP and a JPEG comment."""
+    w, h = size
+    pixels = np.stack(np.meshgrid(np.arange(w) * 5 % 256, np.arange(h) * 7 % 256), -1)
+    im = Image.fromarray(np.dstack([pixels, np.full((h, w), 90)]).astype(np.uint8))
+    exif = im.getexif()
+    exif[0x0132] = '2024:01:02 03:04:05'                           # DateTime
+    exif.get_ifd(0x8825).update({1: 'N', 2: (52.0, 31.0, 12.0)})   # GPSLatitudeRef, GPSLatitude
+    if orientation:
+        exif[0x0112] = orientation
+    im.save(path, exif=exif, comment=b'PATIENT DOE^JANE', xmp=b'<x:xmpmeta>DOE^JANE</x:xmpmeta>', quality=95)
+    data = path.read_bytes()
+    assert b'Exif' in data and b'xmpmeta' in data and b'DOE^JANE' in data   # the source really carries them
+    return path
+
+
+def _no_metadata(data: bytes):
+    assert b'Exif' not in data and b'xmpmeta' not in data and b'DOE^JANE' not in data and b'2024:01:02' not in data
+    with Image.open(io.BytesIO(data)) as im:
+        assert not im.getexif() and not {'exif', 'xmp', 'comment', 'icc_profile'} & set(im.info), im.info.keys()
+
+
+def test_embedded_images_are_fresh_metadata_free_jpegs_of_the_pixels(tmp_path, capsys, caplog):
+    from fundusexpert_plugin.cli.main import main
+    from fundusexpert_plugin.core.images import encode_jpeg, load_image
+
+    caplog.set_level(logging.INFO)
+
+    rows = _fundusgen_mcq_rows(tmp_path / 'heldout')
+    source = _jpeg_with_metadata(tmp_path / 'heldout' / 'images' / '0003.jpg', size=(1072, 712))
+    assert main(['eval', 'mcq-export', '--rows', str(rows), '--out', str(tmp_path / 'x.tsv'), '--embed-images']) == 0
+    # said once (stdout), not logged again
+    assert capsys.readouterr().out.count('exported 2 MCQ items') == 1 and 'exported 2 MCQ items' not in caplog.text
+    en, zh = read_tsv(str(tmp_path / 'x.tsv'))
+    data = base64.b64decode(en.image_b64)
+    _no_metadata(data)
+    # the documented re-encoding: encode_jpeg(load_image(source).rgb, quality=95), byte for byte
+    assert data == encode_jpeg(load_image(source).rgb, quality=95)
+    with Image.open(source) as src:
+        original = np.asarray(src.convert('RGB')).astype(int)
+    assert _pixels(en.image_b64).shape == original.shape == (712, 1072, 3)
+    assert np.abs(_pixels(en.image_b64) - original).mean() < 3       # JPEG q95 rounding only (2.0 here)
+    assert zh.image_b64 == en.image_b64
+
+
+def test_an_exif_rotated_photo_is_embedded_upright(tmp_path):
+    from fundusexpert_plugin.eval.mcq_tsv import TsvItem, embedded_image
+
+    source = _jpeg_with_metadata(tmp_path / 'rot.jpg', size=(48, 32), orientation=6)   # 90 degrees clockwise
+    item = TsvItem(index='0', question='q', options={'A': 'x', 'B': 'y'}, answer='A', image_path=str(source))
+    data = base64.b64decode(embedded_image(item))
+    _no_metadata(data)
+    with Image.open(io.BytesIO(data)) as im:
+        assert im.size == (32, 48)
+
+
+def test_decoded_tsv_images_are_fresh_lossless_pngs(tmp_path):
+    from fundusexpert_plugin.eval.mcq_tsv import materialise_images
+
+    source = _jpeg_with_metadata(tmp_path / 'src.jpg')
+    b64 = base64.b64encode(source.read_bytes()).decode('ascii')
+    path = tmp_path / 'm.tsv'
+    _write(path, ['index', 'question', 'A', 'B', 'answer', 'image'], [['p 1', 'q', 'x', 'y', 'A', b64]])
+    (item,) = materialise_images(read_tsv(str(path)), str(tmp_path / 'img'))
+    assert item.image_path == str(tmp_path / 'img' / 'p_1.png')
+    written = open(item.image_path, 'rb').read()
+    _no_metadata(written)
+    with Image.open(item.image_path) as png, Image.open(source) as src:
+        assert png.format == 'PNG'
+        assert np.array_equal(np.asarray(png), np.asarray(src.convert('RGB')))   # the decoded pixels, losslessly
+
+
+def test_embedded_data_that_is_not_an_image_is_named_by_index(tmp_path):
+    from fundusexpert_plugin.eval.mcq_tsv import TsvItem, embedded_image
+
+    item = TsvItem(index='7', question='q', options={'A': 'x', 'B': 'y'}, answer='A',
+                   image_b64=base64.b64encode(b'<html>not an image</html>' * 4).decode('ascii'))
+    with pytest.raises(FundusDataError, match=r'^index 7: image: the base64 data is not a readable image \('):
+        embedded_image(item)
 
 
 def test_missing_column_is_reported(tmp_path):

@@ -4,8 +4,8 @@ import random
 import pytest
 
 from fundusexpert_plugin.core import geometry
-from fundusexpert_plugin.eval.parse import (LabeledBox, boxes_to_px, canonical_label, find_boxes, parse_boxes,
-                                            qwen_resized_size)
+from fundusexpert_plugin.eval.parse import (LabeledBox, TextBox, box_fault, box_faults, boxes_to_px, canonical_label,
+                                            find_boxes, parse_boxes, qwen_resized_size)
 
 W, H = 4288, 2848            # IDRiD image size, pixels
 RW, RH = 1288, 854           # an arbitrary Qwen-resized size (multiples of 28 are not needed here)
@@ -82,9 +82,38 @@ def test_bare_demo_answer_is_read_on_the_grid_without_label():
     assert box.convention == 'bare' and box.raw_label == '' and box.coords == (162, 388, 312, 545)
 
 
-def test_inverted_corners_are_reordered():
+def test_inverted_corners_are_kept_as_written_and_marked_malformed():
     (box,) = parse_boxes('<ref>cup</ref><box>[[500, 600, 100, 200]]</box>', 1000, 1000)
-    assert box.box_px == (100.5, 200.5, 500.5, 600.5)
+    assert box.box_px == (500.5, 600.5, 100.5, 200.5) and box.fault == 'inverted' and box.malformed
+    # only y inverted is inverted too
+    (box,) = parse_boxes('<ref>cup</ref><box>[[100, 600, 500, 200]]</box>', 1000, 1000)
+    assert box.fault == 'inverted'
+
+
+def test_grid_values_above_1000_or_below_0_are_out_of_range_and_not_clipped():
+    # y2 = 1200 on the grid of a 4288 x 2848 image: (1200 + 0.5) * 2848 / 1000 = 3419.024 px, past the image
+    (box,) = parse_boxes('<ref>视盘</ref><box>[[145, 327, 257, 1200]]</box>', W, H)
+    assert box.fault == 'out_of_range' and box.box_px[3] == pytest.approx(3419.024)
+    (box,) = parse_boxes('<ref>OD</ref><box>[[-3, 10, 20, 30]]</box>', W, H)
+    assert box.fault == 'out_of_range'
+    # 999 is the paper's largest value; 1000 (ms-swift norm1000 at the far edge) is accepted
+    assert [b.fault for b in parse_boxes('<box>[[0, 0, 999, 999]]</box> <box>[[0, 0, 1000, 1000]]</box>', W, H)] == \
+        ['', '']
+    # an empty box (x1 == x2) is well formed
+    assert parse_boxes('<box>[[10, 10, 10, 20]]</box>', W, H)[0].fault == ''
+
+
+def test_resized_and_pixel_boxes_are_checked_against_their_own_extent():
+    # Qwen: (0,0),(252,168) fills a 252 x 168 resized image; 253 is one pixel past it
+    text = '<|box_start|>(0,0),(252,168)<|box_end|><|box_start|>(0,0),(253,168)<|box_end|>'
+    assert [b.fault for b in parse_boxes(text, 1072, 712, resized_size=(252, 168))] == ['', 'out_of_range']
+    # 'px' space: the original image size is the extent
+    text = '[{"bbox_2d": [0, 0, 100, 100]}, {"bbox_2d": [0, 0, 101, 100]}]'
+    assert [b.fault for b in parse_boxes(text, 100, 100, spaces={'json': 'px'})] == ['', 'out_of_range']
+    # without an image size (answer-form checks) only inversion and negative values are seen in resized space
+    assert box_faults(find_boxes(text)) == ['', '']
+    assert box_faults(find_boxes(text), resized_size=(100, 100)) == ['', 'out_of_range']
+    assert box_fault(TextBox('', (5, 0, 1, 1), 'json'), 'resized') == 'inverted'
 
 
 @pytest.mark.parametrize('text', [None, '', '   ', 'no boxes here', '<ref>optic disc</ref><box>',

@@ -140,12 +140,52 @@ def test_grounded_report_format_counts_the_chain_steps_in_order():
     assert fmt('\n'.join(lines[:3] + lines[4:]), REPORT_ROW) == pytest.approx(0.8)
     # conclusion first: global, anatomy, lesions, features are then found after it, the conclusion is not
     assert fmt('\n'.join(lines[4:] + lines[:4]), REPORT_ROW) == pytest.approx(0.8)
-    # no lesion boxed: the features step is not expected (4 steps), all found
+    # no lesion boxed in the reference: the features step is not expected (4 steps), all found
     no_lesion = '\n'.join([lines[0], lines[1], 'No lesions are annotated for this image.',
                            'Conclusion: no diagnosis can be drawn from the available labels.'])
-    assert fmt(no_lesion, REPORT_ROW) == 1.0
+    disc_only = dict(REPORT_ROW, objects={'ref': ['optic disc'], 'bbox': [DISC]}, positives=['optic_disc'])
+    assert fmt(no_lesion, disc_only) == 1.0
+    # the same completion for a reference that boxes hard exudates: 5 steps expected, features missing -> 0.8
+    assert fmt(no_lesion, REPORT_ROW) == pytest.approx(0.8)
     # a report without any box: refs boxed 0 (a grounded report must ground), tags closed 1
     assert fmt(GROUNDED_REPORT.replace('<ref>', '').replace('</ref>', ''), REPORT_ROW) == pytest.approx(0.5)
+
+
+def test_expected_chain_steps_come_from_the_reference_not_the_completion():
+    # the lesion line (with the only lesion box) deleted: the features line still names the lesion and
+    # is read as the lesion step, but the reference boxes a lesion, so 5 steps are expected and the
+    # features step is missing: 4 / 5 = 0.8 (read from the completion alone it scored 4 / 4 = 1.0)
+    lines = GROUNDED_REPORT.split('\n')
+    assert fmt('\n'.join(lines[:2] + lines[3:]), REPORT_ROW) == pytest.approx(0.8)
+    assert R.reference_boxes_lesion(REPORT_ROW)
+    assert not R.reference_boxes_lesion(dict(REPORT_ROW, objects={'ref': ['optic disc'], 'bbox': [DISC]}))
+    assert not R.reference_boxes_lesion(dict(REPORT_ROW, objects=None))
+
+
+def test_malformed_boxes_get_no_grounding_credit_and_less_format_credit():
+    # corners swapped ([[200, 200, 100, 100]] for the disc [[100, 100, 200, 200]]): not re-ordered, matches nothing
+    swapped = '<ref>optic disc</ref><box>[[200, 200, 100, 100]]</box>'
+    assert grounding(swapped) == 0.0 and fmt(swapped) == 0.0
+    # a grid value past 999/1000: y2 = 1200 -> out of range, no credit
+    off_grid = '<ref>optic disc</ref><box>[[100, 100, 200, 1200]]</box>'
+    assert grounding(off_grid) == 0.0 and fmt(off_grid) == 0.0
+    # one good box and one malformed box: grounding 1 / max(1, 2) = 0.5; format 1 x 1/2 well formed x (1 + 1) / 2
+    mixed = '<ref>optic disc</ref><box>[[100, 100, 200, 200], [700, 700, 600, 600]]</box>'
+    assert grounding(mixed) == pytest.approx(0.5) and fmt(mixed) == pytest.approx(0.5)
+    # the grounded report with its lesion box swapped: 1 of 2 boxes well formed -> format 0.5,
+    # grounding: the disc matches (IoU 1), the swapped box matches nothing: 1 / max(2, 2) = 0.5
+    report = GROUNDED_REPORT.replace('[[600, 600, 700, 700]]', '[[700, 700, 600, 600]]')
+    assert fmt(report, REPORT_ROW) == pytest.approx(0.5) and grounding(report, REPORT_ROW) == pytest.approx(0.5)
+
+
+def test_format_checks_qwen_boxes_against_the_resized_size_when_given():
+    row = detection_row(width=1072, height=712)
+    inside = '<|object_ref_start|>optic disc<|object_ref_end|><|box_start|>(39,57),(252,168)<|box_end|>'
+    past = '<|object_ref_start|>optic disc<|object_ref_end|><|box_start|>(39,57),(253,168)<|box_end|>'
+    resized = lambda w, h: (252, 168)   # noqa: E731
+    assert R.format_reward(inside, row, judge=JUDGE, resized_size=resized) == 1.0
+    assert R.format_reward(past, row, judge=JUDGE, resized_size=resized) == 0.0
+    assert R.format_reward(past, row, judge=JUDGE) == 1.0   # no extent known: only inversion is seen
 
 
 def test_grounded_report_boxes_are_matched_class_agnostic():

@@ -124,3 +124,40 @@ def test_a_batch_of_known_absent_rows_without_an_objects_column(swift_registered
     second = dict(row, messages=row['messages'][:1] + [{'role': 'assistant', 'content': completions[1]}])
     assert _call('fundus_grounding', completions, [row, second]) == [1.0, 0.0]
     assert _call('fundus_format', completions, [row, second]) == [1.0, 1.0]
+
+
+def test_registered_rewards_give_swapped_and_off_grid_boxes_no_full_credit(swift_registered):
+    """The exact disc box scores about 1; the same box with its corners swapped, or with y2 = 1200 on the
+    0-999 grid, matches nothing (grounding 0) and is not a well-formed answer (format 0)."""
+    exact = '<ref>optic disc</ref><box>[[155, 336, 294, 571]]</box>'
+    swapped = '<ref>optic disc</ref><box>[[294, 571, 155, 336]]</box>'
+    off_grid = '<ref>optic disc</ref><box>[[155, 336, 294, 1200]]</box>'
+    completions = [exact, swapped, off_grid]
+    rows = [_detection_row(c) for c in completions]
+    grounding = _call('fundus_grounding', completions, rows)
+    assert grounding[0] > 0.98 and grounding[1:] == [0.0, 0.0]
+    assert _call('fundus_format', completions, rows) == [1.0, 0.0, 0.0]
+    # Qwen boxes are checked against the template's resized size (252 x 168 for 1072 x 712):
+    # x2 = 253 lies one pixel past the resized image
+    qwen = ['<|object_ref_start|>optic disc<|object_ref_end|><|box_start|>(39,57),(74,96)<|box_end|>',
+            '<|object_ref_start|>optic disc<|object_ref_end|><|box_start|>(39,57),(253,96)<|box_end|>']
+    assert _call('fundus_format', qwen, [_detection_row(c) for c in qwen]) == [1.0, 0.0]
+
+
+def test_registered_format_reward_expects_the_chain_steps_of_the_reference(swift_registered):
+    """A grounded report whose reference boxes a lesion, with its lesion-localisation line deleted: the
+    features line ("The boxed regions of haemorrhages cover ...") is read as the lesion step, and the
+    features step the reference has is missing: 4 of 5 steps -> 0.8 (not 1.0)."""
+    report = ('This is a colour fundus photograph of the left eye.\n'
+              'The <ref>optic disc</ref><box>[[155, 336, 294, 571]]</box> lies on the left side of the image.\n'
+              '<ref>haemorrhages</ref><box>[[615, 94, 661, 212]]</box>: one region, in the upper right part of the '
+              'image.\n'
+              'The boxed regions of haemorrhages cover about 0.8% of the image.\n'
+              'Conclusion: haemorrhages are present.')
+    lines = report.split('\n')
+    cut = '\n'.join(lines[:2] + lines[3:])
+    row = dict(_detection_row(report), kind='grounded_report', task='grounded_report',
+               objects={'ref': ['optic disc', 'haemorrhages'], 'bbox': [DISC_PX, [660.25, 67.25, 708.75, 151.0]],
+                        'bbox_type': 'real'}, positives=['optic_disc', 'haemorrhages'])
+    rows = [row, dict(row, messages=row['messages'][:1] + [{'role': 'assistant', 'content': cut}])]
+    assert _call('fundus_format', [report, cut], rows) == [1.0, pytest.approx(0.8)]

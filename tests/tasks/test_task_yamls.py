@@ -238,3 +238,31 @@ def test_region_detection_prompts_read_for_one_structure_and_many_lesions(make_r
     for name in ('region_detection', 'mcq'):
         for lang, texts in load_task(default_tasks_dir() / f'{name}.yaml').prompts.items():
             assert not any('all {target}' in t or '所有{target}' in t for t in texts), (name, lang)
+
+
+@pytest.mark.parametrize('field, value, expected', [
+    ('version', 'true', 'version: Input should be a valid integer (got True)'),
+    ('weight', 'true', 'weight: Input should be a valid number (got True)'),
+    ('max_items_per_image', 'yes', 'max_items_per_image: Input should be a valid integer (got True)'),
+    ('version', '"2"', "version: Input should be a valid integer (got '2')"),
+    ('version', '1.0', 'version: Input should be a valid integer (got 1.0)'),
+    ('version', 'one', "version: Input should be a valid integer (got 'one')"),
+])
+def test_a_number_field_takes_no_boolean_or_text_through_the_cli(tmp_path, capsys, field, value, expected):
+    from fundusexpert_plugin.cli.main import main
+    (tmp_path / 'tasks').mkdir()
+    text = (default_tasks_dir() / 'laterality.yaml').read_text(encoding='utf-8')
+    lines = [line for line in text.splitlines() if not line.startswith(f'{field}:')] + [f'{field}: {value}']
+    path = tmp_path / 'tasks' / 'laterality.yaml'
+    path.write_text('\n'.join(lines) + '\n', encoding='utf-8')
+    assert main(['data', 'build', '--sample', '--tasks-dir', str(tmp_path / 'tasks'), '--out', str(tmp_path / 'o'),
+                 '--num-proc', '1']) == 2
+    out = capsys.readouterr()
+    assert out.err.strip().splitlines() == [f'fundusexpert: error: {path}: {expected}']
+    assert 'Traceback' not in out.err
+
+
+def test_an_integer_weight_is_a_number(tmp_path):
+    data = _base()
+    data['weight'] = 2
+    assert load_task(_write(tmp_path, data)).weight == 2.0
