@@ -42,8 +42,8 @@ from fundusexpert_plugin.core.paths import resolve_image_path
 from fundusexpert_plugin.sources.base import (SEE_TERMS, ConvertLog, FileIndex, MaskBoxParams, RecordDraft, SourceInfo, attempt,
                    check_numbers, check_unique_id, path_record_id, read_mask, require_records)
 from fundusexpert_plugin.sources.registry import head_has, register
-from fundusexpert_plugin.sources.tables import (IMAGE_COLUMNS, header_keys, normalise, parse_grade, parse_number,
-                                                read_table)
+from fundusexpert_plugin.core.tables import (IMAGE_COLUMNS, header_keys, normalise, parse_grade, parse_number,
+                                             read_table)
 
 GENERIC = SourceInfo('unnamed source', SEE_TERMS, '')
 #: the label columns of a label CSV besides the image (and any one of them makes a file a label CSV)

@@ -1,8 +1,8 @@
-"""Tests of engine/sources/tables.py: CSV and xlsx label tables with line/row numbers."""
+"""Tests of core/tables.py and sources/tables.py: CSV and xlsx label tables with line/row numbers."""
 import pytest
 
-from fundusexpert_plugin.sources.tables import (normalise, parse_grade, read_image_table,
-                                                       read_table)
+from fundusexpert_plugin.core.tables import normalise, parse_grade, read_table
+from fundusexpert_plugin.sources.tables import read_image_table
 from fundusexpert_plugin.core.record import FundusDataError
 
 
