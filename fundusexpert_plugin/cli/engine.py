@@ -52,9 +52,10 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
                      help="report the detector's classes with no detection as absent (off: a miss is not an absence)")
     rec = parser.add_argument_group('records')
     rec.add_argument('--image-labels', type=Path, default=None,
-                     help='CSV with an image column (the record id: path relative to --images, the suffix '
-                          'optional; for a list or one photograph the file name; case-sensitive) and label '
-                          'columns (diagnosis, dr_grade, dme_grade, image_quality); rows that match no '
+                     help='label table (CSV, xlsx or xls, as data convert csv reads) with an image column (the '
+                          'path relative to --images, the suffix optional; for a list or one photograph the '
+                          'file name; case-sensitive) and label columns (dr_grade, dme_grade, image_quality, '
+                          'diagnosis); read and checked before any photograph; rows that match no '
                           'photograph are named in a warning')
     add_languages(rec)
     rec.add_argument('--source-dataset', default='unlabelled photographs')
@@ -117,18 +118,21 @@ def image_root(args: argparse.Namespace) -> Path | None:
 
 
 def check_labels(args: argparse.Namespace, images, salt: str | None) -> None:
-    """Warn about ``--image-labels`` rows that match no record id of the job
-    (:func:`.batch.warn_unmatched_labels`); nothing without ``--image-labels``.
+    """Read and check the whole ``--image-labels`` table before any photograph is processed
+    (:func:`.labels.read_image_labels`), and warn about its columns not read and its rows that match
+    no photograph of the job (:func:`.labels.warn_labels`); nothing without ``--image-labels``.
 
     Raises:
-        ValueError: a bad labels CSV (:func:`.batch.read_image_labels`).
-        FundusDataError: two photographs share a record id (:func:`.batch.record_ids`).
+        FundusDataError: a bad table (file and line named), two rows naming one photograph, or two
+            photographs sharing a record id (:func:`.batch.record_ids`).
+        FileNotFoundError: the table is missing.
     """
     if args.image_labels is None:
         return
-    from fundusexpert_plugin.engine.batch import read_image_labels, record_ids, warn_unmatched_labels
+    from fundusexpert_plugin.engine.batch import record_ids
+    from fundusexpert_plugin.engine.labels import read_image_labels, warn_labels
     labels = read_image_labels(args.image_labels)
-    warn_unmatched_labels(labels, record_ids(images, image_root(args), dicom_salt=salt), args.image_labels)
+    warn_labels(labels, record_ids(images, image_root(args), dicom_salt=salt), images)
 
 
 def dicom_salt(args: argparse.Namespace, images) -> str | None:
@@ -157,10 +161,10 @@ def run_local(args: argparse.Namespace) -> int:
     shard_spec = shard_from_env(args.shard)
     images = job_images(args.images, args.out)
     spec = engine_spec(args)
+    salt = dicom_salt(args, images)
+    check_labels(args, images, salt)  # the whole table, before any photograph
     options = run_options(spec)
     check_run_options(args.out, options)  # before the detector is loaded
-    salt = dicom_salt(args, images)
-    check_labels(args, images, salt)
     summary = run_engine(spec.build(), images, args.out, shard_spec=shard_spec, image_root=image_root(args),
                          progress=not args.no_progress, dicom_salt=salt, accept_burned_in=args.accept_burned_in,
                          options=options)
@@ -188,10 +192,10 @@ def run_ray(args: argparse.Namespace) -> int:
     from fundusexpert_plugin.engine.ray_runner import run_engine_ray
     images = job_images(args.images, args.out)
     spec = engine_spec(args)
-    options = run_options(spec)
-    check_run_options(args.out, options)
     salt = dicom_salt(args, images)
     check_labels(args, images, salt)
+    options = run_options(spec)
+    check_run_options(args.out, options)
     summaries = run_engine_ray(
         spec, images, args.out, num_actors=args.num_actors, batch_size=args.batch_size,
         num_shards=args.num_shards, image_root=image_root(args),

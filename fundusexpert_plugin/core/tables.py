@@ -16,6 +16,11 @@ others as Python writes the float (``1182.5``), dates in ISO form, empty cells `
 
 The header is row 1 unless ``header_contains`` names columns to look for: then it is the first row
 with such a cell (Drishti-GS1's diagnosis sheet has title rows above its header).
+
+Image-level label tables (``data convert csv``, ``engine run --image-labels``) are read by
+:func:`read_label_table` (an image column, :data:`IMAGE_COLUMNS`, and label columns,
+:data:`LABEL_COLUMNS`), and every label cell is checked by :func:`parse_label`, so both commands
+accept the same files and refuse a bad cell with the same message.
 """
 from __future__ import annotations
 
@@ -27,8 +32,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Dict, Iterator, List, Optional, Sequence, Tuple
 
-from fundusexpert_plugin.core.jsonl import read_text
+from fundusexpert_plugin.core import vocab
 from fundusexpert_plugin.core.errors import FundusDataError
+from fundusexpert_plugin.core.jsonl import read_text
 
 
 def normalise(name: str) -> str:
@@ -249,3 +255,104 @@ def image_name(cell: str) -> str:
     """An image name cell without surrounding spaces and quote characters."""
     return cell.strip().strip(_QUOTES).strip()
 
+
+
+#: The label columns of an image-level label table besides the image: the grade scales of
+#: ``vocab.GRADE_SCALES`` (``dr_grade`` ICDR 0-4, ``dme_grade`` IDRiD 0-2, ``image_quality`` 0-2),
+#: ``diagnosis`` and ``laterality``.
+LABEL_COLUMNS = (*vocab.GRADE_SCALES, 'diagnosis', 'laterality')
+#: Accepted spellings of a laterality cell (case-insensitive) -> ``'left'``/``'right'``.
+LATERALITY_WORDS = {'left': 'left', 'l': 'left', 'os': 'left', 'right': 'right', 'r': 'right', 'od': 'right'}
+
+
+def parse_label(column: str, cell: str, *, where: str, header: Optional[str] = None) -> str:
+    """The record value of one label cell of an image-level label table (:data:`LABEL_COLUMNS`).
+
+    Args:
+        column: the label: a grade scale of ``vocab.GRADE_SCALES``, ``'diagnosis'`` or ``'laterality'``.
+        cell: the cell text (non-empty).
+        where: ``'<file>:<n>'`` for the message.
+        header: the column's name as written in the file (default ``column``), for the message.
+
+    Returns:
+        A grade as text (``'2'`` for ``'2'`` or ``'2.0'``), a diagnosis id of ``vocab.DIAGNOSES`` (an
+        id or its English or Chinese name, :func:`vocab.resolve_diagnosis`), or ``'left'``/``'right'``.
+
+    Raises:
+        FundusDataError: ``<where>: column '<header>' = '<cell>': ...`` with reason ``unknown_grade``,
+            ``unknown_diagnosis`` or ``unknown_laterality``.
+        ValueError: ``column`` is not a label column.
+    """
+    name = header or column
+    if column in vocab.GRADE_SCALES:
+        grades = sorted(int(g) for g in vocab.GRADE_SCALES[column])
+        return str(parse_grade(cell, grades, where=where, column=name))
+    if column == 'diagnosis':
+        diagnosis = vocab.resolve_diagnosis(cell)
+        if diagnosis is None:
+            raise FundusDataError(f'{where}: column {name!r} = {cell!r}: unknown; expected one of '
+                                  f'{sorted(vocab.DIAGNOSES)}', reason='unknown_diagnosis')
+        return diagnosis
+    if column == 'laterality':
+        side = LATERALITY_WORDS.get(cell.strip().lower())
+        if side is None:
+            raise FundusDataError(f'{where}: column {name!r} = {cell!r}: expected one of {sorted(LATERALITY_WORDS)}',
+                                  reason='unknown_laterality')
+        return side
+    raise ValueError(f'{column!r} is not a label column; expected one of {LABEL_COLUMNS}')
+
+
+@dataclass
+class LabelTable:
+    """An image-level label table: an image column and label (or other per-image) columns.
+
+    Attributes:
+        table: the :class:`Table` read.
+        image: index of the image column (:data:`IMAGE_COLUMNS` spellings).
+        columns: field -> column index, for the asked fields the table has (e.g. ``'dr_grade'``).
+    """
+
+    table: Table
+    image: int
+    columns: Dict[str, int]
+
+    @property
+    def path(self) -> Path:
+        """The file read."""
+        return self.table.path
+
+    def ignored(self) -> List[str]:
+        """Names (as written) of the columns that are neither the image nor an asked field."""
+        used = {self.image, *self.columns.values()}
+        return [name for i, name in enumerate(self.table.header) if i not in used]
+
+    def header(self, field_name: str) -> str:
+        """The name of ``field_name``'s column as written in the file."""
+        return self.table.header[self.columns[field_name]]
+
+    def rows(self) -> Iterator[Tuple[str, str, Dict[str, str]]]:
+        """``(where, image cell, {field: cell})`` per data row, ``where`` being ``'<file>:<n>'``; only
+        non-empty cells are given (an empty cell is unknown)."""
+        for n, cells in self.table.rows:
+            yield (self.table.where(n), cells[self.image],
+                   {name: cells[i] for name, i in self.columns.items() if cells[i]})
+
+
+def read_label_table(path: Path | str, fields: Sequence[str] = LABEL_COLUMNS) -> LabelTable:
+    """Read an image-level label table (``data convert csv``, ``engine run --image-labels``) through
+    :func:`read_table`: CSV/TSV/TXT (UTF-8 with or without BOM, UTF-16 with BOM), xlsx or xls.
+
+    Args:
+        path: the table.
+        fields: the columns to find besides the image (matched by :func:`normalise` d name);
+            absent ones are left out of :attr:`LabelTable.columns`.
+
+    Raises:
+        FileNotFoundError: ``path`` does not exist.
+        FundusDataError: no image column (the columns found named), an unreadable workbook, bytes
+            that are not UTF-8 (file, line and byte offset named), or an empty file.
+    """
+    table = read_table(path)
+    image = table.column(*IMAGE_COLUMNS)
+    columns = {name: i for name in fields if (i := table.column(name, required=False)) is not None and i != image}
+    return LabelTable(table, image, columns)

@@ -23,7 +23,6 @@ writes the records an uninterrupted run writes. :func:`merge_shards` joins the s
 """
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import os
@@ -33,7 +32,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
-from fundusexpert_plugin.core import vocab
 from fundusexpert_plugin.core.dicom import dicom_record_id, is_dicom, read_dicom, record_id_from_uid
 from fundusexpert_plugin.core.images import ImageSkip, load_image, shard, shard_of
 from fundusexpert_plugin.core.jsonl import append_jsonl, read_jsonl, read_text, write_jsonl
@@ -485,34 +483,3 @@ def merge_shards(out_dir: Path | str) -> Path:
         FileNotFoundError: no shard file in ``out_dir``.
     """
     return merge_shard_files(out_dir).records_path
-
-
-def warn_unmatched_labels(labels: Dict[str, Dict[str, str]], record_ids: Iterable[str], source: Path | str) -> List[str]:
-    """Log one warning naming the rows of an image-labels file that match no record id of the job
-    (count and the first five; ids are case-sensitive). Returns the unmatched ids, sorted."""
-    unmatched = sorted(set(labels) - set(record_ids))
-    if unmatched:
-        logger.warning('%s: %d image-label row(s) match no photograph of the job (ids are case-sensitive paths '
-                       'relative to --images without suffix, file names for a list): %s%s', source, len(unmatched),
-                       ', '.join(unmatched[:5]), ' ...' if len(unmatched) > 5 else '')
-    return unmatched
-
-
-def read_image_labels(path: Path) -> Dict[str, Dict[str, str]]:
-    """``image`` column -> other non-empty columns, validated against the vocabulary.
-
-    Raises:
-        ValueError: no ``image`` column, or an unknown label column (file and row named).
-    """
-    allowed = {'diagnosis', *vocab.GRADE_SCALES}
-    out = {}
-    with path.open(newline='', encoding='utf-8') as fh:
-        reader = csv.DictReader(fh)
-        if 'image' not in (reader.fieldnames or []):
-            raise ValueError(f'{path}: needs an `image` column; got {reader.fieldnames}')
-        unknown = [c for c in reader.fieldnames if c != 'image' and c not in allowed]
-        if unknown:
-            raise ValueError(f'{path}: unknown label column(s) {unknown}; allowed: {sorted(allowed)}')
-        for row in reader:
-            out[Path(row['image']).with_suffix('').as_posix()] = {k: v for k, v in row.items() if k != 'image' and v}
-    return out

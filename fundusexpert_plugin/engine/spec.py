@@ -35,7 +35,7 @@ class EngineSpec:
         claim_absent: report the detector's classes with no detection as absent (default off: a
             detector's miss is "not detected", never "absent").
         source_dataset, licence: the records' provenance.
-        image_labels: optional CSV of image-level labels (:func:`.batch.read_image_labels`).
+        image_labels: optional table of image-level labels (:func:`.labels.read_image_labels`).
         describer: ``'rule'`` (the deterministic rule text), ``'openai'`` (an OpenAI-compatible MLLM
             endpoint, :class:`.expand.MLLMDescriber`) or ``None``: ``'openai'`` when both
             ``mllm_base_url`` and ``mllm_model`` are set, else ``'rule'``.
@@ -105,13 +105,13 @@ class EngineSpec:
 
         Raises:
             FileNotFoundError: the config, checkpoint or image-labels file is missing.
-            ValueError: a bad image-labels CSV (:func:`.batch.read_image_labels`).
+            FundusDataError: a bad image-labels table (:func:`.labels.read_image_labels`).
         """
         from fundusexpert_plugin.detector.detect import Detector
-        from fundusexpert_plugin.engine.batch import read_image_labels
         from fundusexpert_plugin.engine.expand import MLLMDescriber, RuleDescriber, openai_chat
+        from fundusexpert_plugin.engine.labels import read_image_labels
         from fundusexpert_plugin.engine.pipeline import FundusEngine
-        labels = read_image_labels(Path(self.image_labels)) if self.image_labels else None
+        labels = read_image_labels(self.image_labels) if self.image_labels else None
         describer = RuleDescriber()
         if self.describer_kind == 'openai':
             describer = MLLMDescriber(openai_chat(self.mllm_base_url, self.mllm_model),

@@ -224,7 +224,8 @@ def test_image_label_rows_that_match_no_photo_are_named_in_one_warning(stand_in,
     capsys.readouterr()
     (warning,) = [r.getMessage() for r in caplog.records if r.levelname == 'WARNING']
     assert warning == (f'{labels}: 2 image-label row(s) match no photograph of the job (ids are case-sensitive '
-                       'paths relative to --images without suffix, file names for a list): IDRiD_999, idrid_006')
+                       "paths relative to --images, file names for a list; a suffix must be the photograph's): "
+                       'IDRiD_999, idrid_006')
     (row,) = [json.loads(line) for line in (tmp_path / 'out' / 'records-0-of-1.jsonl').read_text().splitlines()]
     assert row['image_labels'] == {'dr_grade': '2'}              # the suffix in the CSV is optional
 
@@ -260,11 +261,35 @@ def test_a_first_run_that_stopped_before_any_photo_does_not_pin_its_options(stan
     labels = tmp_path / 'labels.csv'
     labels.write_text('image,dr_grade\nIDRiD_006,2\n')
     argv = ['engine', 'run', '--images', str(photos), '--out', str(tmp_path / 'out'), '--no-progress',
-            '--languages', 'en', '--detector', 'rtm.py', '--checkpoint', 'rtm.pth', '--image-labels']
-    assert main(argv + [str(tmp_path / 'lables.csv')]) == 2                   # a mistyped path: nothing written
-    assert 'lables.csv: No such file or directory' in capsys.readouterr().err
-    assert main(argv + [str(labels)]) == 0
+            '--detector', 'rtm.py', '--checkpoint', 'rtm.pth', '--image-labels']
+    assert main(argv + [str(tmp_path / 'lables.csv'), '--languages', 'zh']) == 2   # a mistyped path: read first
+    assert capsys.readouterr().err == f'fundusexpert: error: label table not found: {tmp_path / "lables.csv"}\n'
+    assert not (tmp_path / 'out' / 'engine_options.json').exists()
+    assert main(argv + [str(labels), '--languages', 'en']) == 0
     assert json.loads(capsys.readouterr().out)['written'] == 1
-    assert json.loads((tmp_path / 'out' / 'engine_options.json').read_text())['image_labels'] == str(labels)
-    assert main(argv + [str(tmp_path / 'lables.csv')]) == 2                   # now the folder holds a record
-    assert '(--image-labels "' in capsys.readouterr().err
+    options = json.loads((tmp_path / 'out' / 'engine_options.json').read_text())
+    assert (options['image_labels'], options['languages']) == (str(labels), ['en'])
+    assert main(argv + [str(labels), '--languages', 'zh']) == 2                    # now the folder holds a record
+    assert '(--languages ["en"] -> ["zh"])' in capsys.readouterr().err
+
+
+def test_a_bad_label_table_stops_the_job_before_any_photo_naming_its_line(stand_in, tmp_path, capsys):
+    photos = _one_photo(tmp_path)
+    out = tmp_path / 'out'
+    argv = ['engine', 'run', '--images', str(photos), '--out', str(out), '--no-progress', '--languages', 'en',
+            '--detector', 'rtm.py', '--checkpoint', 'rtm.pth', '--image-labels']
+    bad = tmp_path / 'bad9.csv'
+    bad.write_text('image,dr_grade\nIDRiD_006,9\n')
+    assert main(argv + [str(bad)]) == 2
+    assert capsys.readouterr().err == (f"fundusexpert: error: {bad}:2: column 'dr_grade' = '9': unknown grade; "
+                                       'expected one of [0, 1, 2, 3, 4]\n')
+    assert stand_in == [] and not list(out.glob('records-*'))   # no detector loaded, no record written
+    dup = tmp_path / 'dup.csv'
+    dup.write_text('image,dr_grade\nIDRiD_006,2\nIDRiD_006.jpg,3\n')
+    assert main(argv + [str(dup)]) == 2
+    assert capsys.readouterr().err == (f"fundusexpert: error: {dup}:3: image 'IDRiD_006.jpg' gives the record id "
+                                       f"'IDRiD_006' of {dup}:2 ('IDRiD_006') again; one row per photograph\n")
+    latin = tmp_path / 'latin1.csv'
+    latin.write_bytes('image,dr_grade\nIDRiD_006,2\ncafé,1\n'.encode('latin-1'))
+    assert main(argv + [str(latin)]) == 2
+    assert capsys.readouterr().err == f'fundusexpert: error: {latin}:3: byte offset 30 is not UTF-8\n'

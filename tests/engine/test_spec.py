@@ -37,7 +37,8 @@ def test_spec_builds_the_engine_with_every_option(recording_detector, tmp_path):
     assert engine.languages == ('zh',) and engine.claim_absent is True
     assert (engine.source_dataset, engine.licence) == ('clinic A', 'internal')
     assert engine.detector_name == 'mmdet:rtm.py@rtm.pth'
-    assert engine.image_labels == {'sub/0001': {'dr_grade': '2'}}  # suffix dropped, as the record ids
+    assert engine.image_labels.for_photo('sub/0001', tmp_path / 'sub' / '0001.jpg') == {'dr_grade': '2'}
+    assert engine.image_labels.for_photo('sub/0001', tmp_path / 'sub' / '0001.png') == {}  # another file
 
 
 def test_the_mllm_describer_is_chosen_by_the_endpoint_options(recording_detector):
