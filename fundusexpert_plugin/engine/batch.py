@@ -10,8 +10,9 @@ Per shard ``i`` of ``n`` (``--shard i/n``, or torchrun's ``RANK``/``WORLD_SIZE``
 * ``summary-{i}-of-{n}.json``: counts of the shard's files, plus what the last call did
   (:class:`RunSummary`);
 
-and once per folder ``engine_options.json``: the options that change records (:func:`run_options`),
-written by the first run; a later run with other options is refused (:func:`check_run_options`).
+and once per folder ``engine_options.json``: what the records depend on (:func:`run_options`: the
+options that change records, the ``--images`` path and a digest of the image-labels table), written by
+the first run; a later run with any of it changed is refused (:func:`check_run_options`).
 
 A photograph's shard is :func:`~fundusexpert_plugin.core.images.shard_of` of its key (path relative
 to the image root without suffix, or the file stem for a list: :func:`image_key`), so it stays in
@@ -43,14 +44,17 @@ logger = logging.getLogger(__name__)
 OPTIONS_FILE = 'engine_options.json'
 
 #: :class:`.spec.EngineSpec` fields that change what a record holds -> their command-line option.
-#: Not compared: device, MLLM endpoint URL, shard, progress, Ray sizes, --accept-burned-in (it only
-#: turns skips into records, and skipped photographs are retried anyway).
+#: Not compared: device, MLLM endpoint URL, shard, progress, Ray sizes, --accept-burned-in and
+#: --max-image-pixels (they only turn skips into records or records into skips, and skipped
+#: photographs are retried anyway).
 RECORD_OPTIONS = {
     'config': '--detector', 'checkpoint': '--checkpoint', 'score_threshold': '--score-threshold',
     'tile_size': '--tile-size', 'tile_overlap': '--tile-overlap', 'claim_absent': '--claim-absent',
     'languages': '--languages', 'source_dataset': '--source-dataset', 'licence': '--licence',
     'image_labels': '--image-labels', 'describer': '--describer', 'mllm_model': '--mllm-model',
 }
+#: What else a folder's records depend on, recorded beside :data:`RECORD_OPTIONS` -> how it is named.
+JOB_OPTIONS = {'images': '--images', 'image_labels_sha256': '--image-labels content (SHA-256 of its rows)'}
 
 
 @dataclass
@@ -231,11 +235,23 @@ def write_summary(out_dir: Path, summary: RunSummary) -> Path:
     return path
 
 
-def run_options(spec) -> Dict[str, object]:
-    """The options of an :class:`.spec.EngineSpec` that change records (:data:`RECORD_OPTIONS`; paths
-    absolute as the spec holds them, the describer resolved), as JSON values."""
+def run_options(spec, images: Path | str | None = None) -> Dict[str, object]:
+    """What the records of a job depend on, as JSON values: the options of an :class:`.spec.EngineSpec`
+    that change records (:data:`RECORD_OPTIONS`; paths absolute as the spec holds them, the describer
+    resolved), the digest of the image-labels table (:meth:`.labels.ImageLabels.digest`, ``None``
+    without one) and, when given, the job's ``--images`` (folder, list file or photograph; absolute),
+    whose paths the record ids are made from (:data:`JOB_OPTIONS`).
+
+    Raises:
+        FileNotFoundError, FundusDataError: the image-labels table is missing or bad
+            (:func:`.labels.read_image_labels`).
+    """
+    from fundusexpert_plugin.engine.labels import read_image_labels
     values = {name: getattr(spec, name) for name in RECORD_OPTIONS}
     values['describer'] = spec.describer_kind
+    values['image_labels_sha256'] = read_image_labels(spec.image_labels).digest() if spec.image_labels else None
+    if images is not None:
+        values['images'] = str(Path(images).resolve())
     return json.loads(json.dumps(values))
 
 
@@ -264,11 +280,16 @@ def check_run_options(out_dir: Path | str, options: Dict[str, object]) -> Path:
                           for f in out.glob(pattern)):
         _publish(path, options, replace=True)  # nothing was made with the recorded options
     elif differ:
-        changes = '; '.join(f'{RECORD_OPTIONS.get(k, k)} {json.dumps(recorded.get(k), ensure_ascii=False)} -> '
-                            f'{json.dumps(options.get(k), ensure_ascii=False)}' for k in differ)
+        names = {**RECORD_OPTIONS, **JOB_OPTIONS}
+        changes = '; '.join(f'{names.get(k, k)} {_shown(recorded, k)} -> {_shown(options, k)}' for k in differ)
         raise FundusDataError(f'{path}: the records in {out} were made with other options ({changes}); '
                               'give a new --out (or the recorded options to resume)')
     return path
+
+
+def _shown(options: Dict[str, object], key: str) -> str:
+    """An option's value in the refusal message (``not recorded`` when the file lacks it)."""
+    return json.dumps(options[key], ensure_ascii=False) if key in options else 'not recorded'
 
 
 def _publish(path: Path, options: Dict[str, object], *, replace: bool) -> None:

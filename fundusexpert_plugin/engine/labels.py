@@ -24,6 +24,8 @@ whose record ids are salted hashes, are matched by their absolute path only.
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import logging
 import os
 import unicodedata
@@ -103,6 +105,12 @@ class ImageLabels:
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def digest(self) -> str:
+        """Hex SHA-256 of what the table gives the records (every row's name and labels, in table
+        order): an edited label changes it; a column that is not read, or a re-saved file, does not."""
+        rows = [[row.key, row.suffix, sorted(row.labels.items())] for row in self.rows.values()]
+        return hashlib.sha256(json.dumps(rows, ensure_ascii=False).encode('utf-8')).hexdigest()
 
     def matches(self, record_id: str, path: Path | str) -> List[LabelRow]:
         """The rows that name the photograph ``path`` whose record id is ``record_id`` (by its id or by

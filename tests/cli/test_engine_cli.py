@@ -293,3 +293,35 @@ def test_a_bad_label_table_stops_the_job_before_any_photo_naming_its_line(stand_
     latin.write_bytes('image,dr_grade\nIDRiD_006,2\ncafé,1\n'.encode('latin-1'))
     assert main(argv + [str(latin)]) == 2
     assert capsys.readouterr().err == f'fundusexpert: error: {latin}:3: byte offset 30 is not UTF-8\n'
+
+
+def test_a_rerun_after_editing_the_label_table_or_with_other_images_is_refused(stand_in, tmp_path, capsys):
+    from fundusexpert_plugin.engine.labels import read_image_labels
+    photos = _one_photo(tmp_path)
+    (tmp_path / 'b').mkdir()
+    other = _one_photo(tmp_path / 'b', 'IDRiD_007.jpg')
+    labels = tmp_path / 'labels.csv'
+    labels.write_text('image,dr_grade,notes\nIDRiD_006,2,first\n')
+    out = tmp_path / 'out'
+    argv = ['engine', 'run', '--out', str(out), '--no-progress', '--languages', 'en', '--detector', 'rtm.py',
+            '--checkpoint', 'rtm.pth', '--image-labels', str(labels)]
+    assert main(argv + ['--images', str(photos)]) == 0
+    capsys.readouterr()
+    old = read_image_labels(labels).digest()
+    recorded = json.loads((out / 'engine_options.json').read_text())
+    assert (recorded['images'], recorded['image_labels_sha256']) == (str(photos), old)
+    labels.write_text('image,dr_grade,notes\nIDRiD_006,2,second\n')         # a column not read: same records
+    assert main(argv + ['--images', str(photos)]) == 0
+    assert json.loads(capsys.readouterr().out)['resumed'] == 1
+    labels.write_text('image,dr_grade,notes\nIDRiD_006,3,second\n')         # an edited grade
+    new = read_image_labels(labels).digest()
+    assert main(argv + ['--images', str(photos)]) == 2
+    assert capsys.readouterr().err == (
+        f'fundusexpert: error: {out / "engine_options.json"}: the records in {out} were made with other options '
+        f'(--image-labels content (SHA-256 of its rows) "{old}" -> "{new}"); give a new --out (or the recorded '
+        'options to resume)\n')
+    labels.write_text('image,dr_grade,notes\nIDRiD_006,2,second\n')
+    assert main(argv + ['--images', str(other)]) == 2                         # another folder: not mixed in
+    assert f'(--images "{photos}" -> "{other}")' in capsys.readouterr().err
+    (row,) = [json.loads(line) for line in (out / 'records-0-of-1.jsonl').read_text().splitlines()]
+    assert (row['record_id'], row['image_labels']) == ('IDRiD_006', {'dr_grade': '2'})
