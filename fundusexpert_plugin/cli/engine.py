@@ -13,25 +13,11 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
-from fundusexpert_plugin.cli.common import add_command, add_languages, add_verbs
+from fundusexpert_plugin.cli.common import (add_command, add_languages, add_verbs, fraction, non_negative_float,
+                                            positive_int, unit_interval)
 from fundusexpert_plugin.core.errors import FundusDataError
 
 logger = logging.getLogger(__name__)
-
-
-def unit_interval(text: str) -> float:
-    """A number in [0, 1] (``--score-threshold``).
-
-    Raises:
-        argparse.ArgumentTypeError: not a number, or outside [0, 1].
-    """
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'{text!r}: expected a number in [0, 1]') from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f'{text}: expected a value in [0, 1]')
-    return value
 
 
 def add_engine_options(parser: argparse.ArgumentParser) -> None:
@@ -46,8 +32,9 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     det.add_argument('--checkpoint', type=Path, default=None, help='detector weights (slim checkpoint)')
     det.add_argument('--device', default='cpu', help="'cpu', 'cuda', 'cuda:1' or 'auto' (cuda when available)")
     det.add_argument('--score-threshold', type=unit_interval, default=0.3, help='in [0, 1] (default 0.3)')
-    det.add_argument('--tile-size', type=int, default=None, help='tiled inference window (px); default off')
-    det.add_argument('--tile-overlap', type=float, default=0.2)
+    det.add_argument('--tile-size', type=positive_int, default=None, help='tiled inference window (px); default off')
+    det.add_argument('--tile-overlap', type=fraction, default=0.2, help='overlap of neighbouring windows, in [0, 1) '
+                                                                      '(default 0.2)')
     det.add_argument('--claim-absent', action='store_true',
                      help="report the detector's classes with no detection as absent (off: a miss is not an absence)")
     rec = parser.add_argument_group('records')
@@ -62,6 +49,9 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     rec.add_argument('--licence', default="see the photographs' terms")
     rec.add_argument('--salt', default=None, help='DICOM inputs: secret of the salted-hash record ids '
                                                   '(default: recorded in --salt-file, else random)')
+    rec.add_argument('--max-image-pixels', type=positive_int, default=None,
+                     help="decompression-bomb limit in pixels (default: Pillow's, 89,478,485); a larger "
+                          'photograph is skipped (image_too_large)')
     rec.add_argument('--accept-burned-in', action='store_true',
                      help='use DICOM files with BurnedInAnnotation = YES (default: skipped, counted in the summary)')
     rec.add_argument('--salt-file', type=Path, default=None,
@@ -88,7 +78,8 @@ def engine_spec(args: argparse.Namespace):
         score_threshold=args.score_threshold, tile_size=args.tile_size, tile_overlap=args.tile_overlap,
         languages=tuple(args.languages), claim_absent=args.claim_absent, source_dataset=args.source_dataset,
         licence=args.licence, image_labels=str(args.image_labels.resolve()) if args.image_labels else None,
-        describer=args.describer, mllm_base_url=args.mllm_base_url, mllm_model=args.mllm_model)
+        describer=args.describer, mllm_base_url=args.mllm_base_url, mllm_model=args.mllm_model,
+        max_image_pixels=args.max_image_pixels)
 
 
 def job_images(source: Path, out: Path | None = None):
@@ -177,11 +168,12 @@ def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
     add_engine_options(parser)
     parser.set_defaults(device='auto')
     ray = parser.add_argument_group('Ray (optional cluster extra)')
-    ray.add_argument('--num-actors', type=int, default=2, help='actor pool size (one detector each)')
-    ray.add_argument('--batch-size', type=int, default=8, help='photographs per actor call')
-    ray.add_argument('--num-shards', type=int, default=None, help='shard files (default: --num-actors)')
-    ray.add_argument('--num-cpus-per-actor', type=float, default=1.0)
-    ray.add_argument('--num-gpus-per-actor', type=float, default=0.0, help='e.g. 0.5: two detectors per GPU')
+    ray.add_argument('--num-actors', type=positive_int, default=2, help='actor pool size (one detector each)')
+    ray.add_argument('--batch-size', type=positive_int, default=8, help='photographs per actor call')
+    ray.add_argument('--num-shards', type=positive_int, default=None, help='shard files (default: --num-actors)')
+    ray.add_argument('--num-cpus-per-actor', type=non_negative_float, default=1.0)
+    ray.add_argument('--num-gpus-per-actor', type=non_negative_float, default=0.0,
+                     help='e.g. 0.5: two detectors per GPU')
     ray.add_argument('--address', default=None, help="Ray address ('auto' joins a running cluster)")
     ray.add_argument('--progress', action='store_true', help="show Ray Data's progress bars")
 

@@ -42,16 +42,29 @@ logger = logging.getLogger(__name__)
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.tif', '.tiff', '.bmp', '.webp', '.gif')
 #: DICOM suffixes of folder listings; files without a suffix are listed when they are DICOM by content.
 DICOM_SUFFIXES = ('.dcm', '.dicom')
-#: Pixel limit above which a file is refused as a possible decompression bomb (Pillow's default,
-#: about 179 megapixels, twice a 9000x9000 photo). Change it with :func:`set_max_pixels`.
-MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 178_956_970
+#: Pillow's decompression-bomb limit, 89,478,485 pixels (about 89 megapixels, e.g. 11000x8000; a
+#: 4288x2848 IDRiD photograph has 12.2): the default of :data:`MAX_PIXELS`.
+DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+#: Pixel limit above which a file is refused as a possible decompression bomb (default
+#: :data:`DEFAULT_MAX_PIXELS`). Change it with :func:`set_max_pixels`.
+MAX_PIXELS = DEFAULT_MAX_PIXELS
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a cut file is an error, never half a picture
 
 
 def set_max_pixels(limit: Optional[int]) -> None:
-    """Set the decompression-bomb limit in pixels (``None``: no limit) for this process."""
+    """Set the decompression-bomb limit in pixels (``None``: no limit) for this process: the one door of
+    every ``--max-image-pixels``. Pillow's own guard (``Image.MAX_IMAGE_PIXELS``, which refuses twice its
+    value at ``Image.open``) is raised with a limit above its default (and lifted with ``None``), so a
+    raised limit really admits larger files; below the default ours refuses first, naming the limit.
+
+    Raises:
+        ValueError: ``limit`` below 1.
+    """
     global MAX_PIXELS
+    if limit is not None and limit < 1:
+        raise ValueError(f'max_pixels {limit}: expected at least 1 pixel (or None: no limit)')
     MAX_PIXELS = limit
+    Image.MAX_IMAGE_PIXELS = None if limit is None else max(limit, DEFAULT_MAX_PIXELS)
 
 
 class ImageSkip(FundusDataError):

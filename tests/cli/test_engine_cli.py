@@ -248,7 +248,7 @@ def test_bad_threshold_and_torchrun_shard_name_where_they_came_from(tmp_path, ca
     photos = _one_photo(tmp_path)
     argv = ['engine', 'run', '--images', str(photos), '--out', str(tmp_path / 'out'), '--no-progress']
     assert main(argv + ['--score-threshold', '2.0']) == 2
-    assert 'argument --score-threshold: 2.0: expected a value in [0, 1]' in capsys.readouterr().err
+    assert 'argument --score-threshold: 2.0: expected a number in [0, 1]' in capsys.readouterr().err
     monkeypatch.setenv('RANK', '5')
     monkeypatch.setenv('WORLD_SIZE', '2')
     assert main(argv) == 2
@@ -325,3 +325,40 @@ def test_a_rerun_after_editing_the_label_table_or_with_other_images_is_refused(s
     assert f'(--images "{photos}" -> "{other}")' in capsys.readouterr().err
     (row,) = [json.loads(line) for line in (out / 'records-0-of-1.jsonl').read_text().splitlines()]
     assert (row['record_id'], row['image_labels']) == ('IDRiD_006', {'dr_grade': '2'})
+
+
+@pytest.mark.parametrize('option, value, expected', [
+    ('--tile-size', '-5', 'argument --tile-size: -5: expected an integer >= 1'),
+    ('--tile-size', '512.5', "argument --tile-size: '512.5': expected an integer >= 1"),
+    ('--tile-overlap', '1.5', 'argument --tile-overlap: 1.5: expected a number in [0, 1)'),
+    ('--tile-overlap', '1', 'argument --tile-overlap: 1: expected a number in [0, 1)'),
+    ('--max-image-pixels', '-1', 'argument --max-image-pixels: -1: expected an integer >= 1'),
+    ('--max-image-pixels', '0', 'argument --max-image-pixels: 0: expected an integer >= 1'),
+])
+def test_out_of_range_numbers_are_usage_errors_before_anything_is_written(tmp_path, capsys, option, value,
+                                                                          expected):
+    photos = _one_photo(tmp_path)
+    argv = ['engine', 'run', '--images', str(photos), '--out', str(tmp_path / 'out'), option, value]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == f'fundusexpert: error: {expected} (see: fundusexpert engine run --help)\n'
+    assert not (tmp_path / 'out').exists()
+
+
+def test_max_image_pixels_skips_larger_photographs_and_is_not_a_record_option(tmp_path, capsys, monkeypatch):
+    import fundusexpert_plugin.core.images as images
+    from PIL import Image
+    monkeypatch.setattr(images, 'MAX_PIXELS', images.MAX_PIXELS)  # restored after the test
+    monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', Image.MAX_IMAGE_PIXELS)
+    photos = _one_photo(tmp_path)
+    out = tmp_path / 'out'
+    argv = ['engine', 'run', '--images', str(photos), '--out', str(out), '--no-progress', '--languages', 'en']
+    assert main(argv + ['--max-image-pixels', '1000']) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary['records'], summary['skipped']) == (0, {'image_too_large': 1})
+    (skip,) = [json.loads(line) for line in (out / 'skipped-0-of-1.jsonl').read_text().splitlines()]
+    assert skip['reason'] == ('1072x712 = 763264 pixels is above the limit of 1000 pixels (decompression-bomb '
+                              'guard); raise the limit (--max-image-pixels) only for a trusted file')
+    assert main(argv) == 0                                            # the default limit: retried, now a record
+    again = json.loads(capsys.readouterr().out)
+    assert (again['records'], again['retried'], again['skipped']) == (1, 1, {})
