@@ -18,7 +18,8 @@ Files are opened by content, not by extension (a PNG called ``.jpg`` is read as 
 (``DICM`` at byte 128) goes to :mod:`.dicom`, everything else to Pillow.
 
 Written images carry no metadata: :func:`save_image` builds a fresh image from the pixel array, so
-no EXIF, XMP, GPS, ICC, JPEG COM comment or PNG text chunk of the source can reach the output.
+no EXIF, XMP, GPS, ICC, JPEG COM comment or PNG text chunk of the source can reach the output; and
+they appear whole or not at all (written to a temporary name and renamed, :mod:`.atomic`).
 """
 from __future__ import annotations
 
@@ -33,6 +34,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from fundusexpert_plugin.core.atomic import replacing
 from fundusexpert_plugin.core.errors import FundusDataError
 from fundusexpert_plugin.core.jsonl import read_text
 
@@ -278,22 +280,32 @@ def save_image(pixels: np.ndarray | Image.Image, path: Path | str, *, quality: i
 
     The image is rebuilt from the array, so no EXIF, XMP, GPS, ICC profile, JPEG COM comment or
     PNG text chunk of any source image is carried over (an RGB PIL image that carries no ``info`` at
-    all, i.e. one made from pixels, is written as is). Returns the path.
+    all, i.e. one made from pixels, is written as is). The file is written under a temporary name
+    and renamed into place (:func:`.atomic.replacing`), so a kill never leaves a truncated image under
+    ``path``. Returns the path.
+
+    Raises:
+        ValueError: a suffix that names no image format Pillow writes.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if (path.suffix.lower() in ('.jpg', '.jpeg') and isinstance(pixels, np.ndarray) and pixels.dtype == np.uint8
+    suffix = path.suffix.lower()
+    if (suffix in ('.jpg', '.jpeg') and isinstance(pixels, np.ndarray) and pixels.dtype == np.uint8
             and pixels.ndim == 3 and pixels.shape[2] == 3):
-        _write_jpeg(pixels, path, quality)
+        with replacing(path) as tmp:
+            _write_jpeg(pixels, tmp, quality)
         return path
+    image_format = Image.registered_extensions().get(suffix)
+    if image_format is None:
+        raise ValueError(f'{path}: unknown image suffix {path.suffix!r}; expected e.g. .png or .jpg')
     if isinstance(pixels, Image.Image) and pixels.mode == 'RGB' and not pixels.info:
         fresh = pixels
     else:
         fresh = Image.fromarray(np.ascontiguousarray(np.asarray(pixels).astype(np.uint8)))
-    if path.suffix.lower() in ('.jpg', '.jpeg'):
-        fresh.save(path, format='JPEG', quality=quality)
-    else:
-        fresh.save(path)
+    with replacing(path) as tmp:
+        if image_format == 'JPEG':
+            fresh.save(tmp, format='JPEG', quality=quality)
+        else:
+            fresh.save(tmp, format=image_format)
     return path
 
 

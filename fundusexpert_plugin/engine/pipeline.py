@@ -33,8 +33,9 @@ boxes of one class, bright lesions inside the disc in use, extra discs) before t
 
 Defined behaviours (counted in the batch run summary, never a crash):
     * image conversions and EXIF rotation: see :mod:`.images`; a converted photograph is saved as an
-      upright 8-bit RGB PNG copy under ``<out_dir>/images/`` without metadata, and the record points
-      to the copy (so every later reader sees the pixels the boxes refer to);
+      upright 8-bit RGB PNG copy under ``<out_dir>/images/`` without metadata (written whole or not at
+      all, :func:`~fundusexpert_plugin.core.images.save_image`), and the record points to the copy (so
+      every later reader sees the pixels the boxes refer to);
     * no optic disc from the detector nor the locator (e.g. a photograph too small for the
       locator, ``MIN_FOV_WIDTH_PX``): the record is kept without laterality (the chain then
       describes positions relative to the image) and the summary counts it under ``no_optic_disc``;

@@ -217,3 +217,30 @@ def test_a_raised_pixel_limit_also_raises_pillows_own_guard(tmp_path, monkeypatc
             set_max_pixels(0)
     finally:
         set_max_pixels(89_478_485)
+
+
+@pytest.mark.parametrize('name', ['copy.png', 'copy.jpg'])
+def test_a_write_cut_short_leaves_neither_a_truncated_image_nor_a_temporary_file(tmp_path, monkeypatch, name):
+    import fundusexpert_plugin.core.images as images
+    rgb = np.full((40, 60, 3), 120, np.uint8)
+    target = tmp_path / 'images' / name
+    save_image(np.zeros((40, 60, 3), np.uint8), target)
+    before = target.read_bytes()
+
+    def cut(fp):                        # half an image written, then the process is interrupted
+        with open(fp, 'wb') as fh:
+            fh.write(before[:len(before) // 2])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Image.Image, 'save', lambda self, fp, *a, **k: cut(fp))       # the PNG path
+    monkeypatch.setattr(images, '_write_jpeg', lambda rgb, fp, quality: cut(fp))      # the JPEG path
+    with pytest.raises(KeyboardInterrupt):
+        save_image(rgb, target)
+    assert target.read_bytes() == before                      # the old file, whole
+    assert sorted(p.name for p in target.parent.iterdir()) == [name]
+    monkeypatch.undo()
+    save_image(rgb, target)
+    assert load_image(target).rgb.mean() == pytest.approx(120, abs=1)
+    assert sorted(p.name for p in target.parent.iterdir()) == [name]
+    with pytest.raises(ValueError, match=r"unknown image suffix '\.xyz'"):
+        save_image(rgb, tmp_path / 'a.xyz')
