@@ -322,6 +322,22 @@ def _read_lines(path: Path) -> List[dict]:
     return [json.loads(line) for line in raw[:good_end].decode('utf-8').splitlines() if line.strip()]
 
 
+def check_shard_complete(path: Path) -> None:
+    """Refuse a shard file whose last line has no line end: the run writing it was interrupted in the
+    middle of a write (the line :func:`_read_lines` drops when the run is resumed).
+
+    Raises:
+        FundusDataError: ``<file>:<line>: half-written last line ...``, saying to rerun ``engine run``
+            (or ``engine ray``) with the same options and ``--out`` to complete the shard.
+    """
+    raw = path.read_bytes()
+    if raw and not raw.endswith(b'\n'):
+        line = raw.count(b'\n') + 1
+        raise FundusDataError(f'{path}:{line}: half-written last line (the run writing this shard '
+                              'was interrupted); rerun `fundusexpert engine run` (or `engine ray`) with the same '
+                              'options and --out to complete the shard, then merge again')
+
+
 def process_photo(engine, path: Path | str, key: str, out_dir: Path, *, shown: Optional[str] = None,
                   accept_burned_in: bool = False) -> Outcome:
     """Load one photograph and run the engine on it; an unusable image becomes a ``'skipped'`` outcome.
@@ -457,14 +473,22 @@ def merge_shard_files(out_dir: Path | str) -> MergeSummary:
     that has a record). Duplicate ids are logged; one line warns when their contents differ (count
     and first id).
 
+    A shard file whose last line is half-written (its run was killed mid-write) is refused, not
+    merged: the run that writes it drops that line and processes the photograph again when it is
+    rerun, so merging first would leave the photograph out (:func:`check_shard_complete`). The
+    shard files are only read.
+
     Raises:
         FileNotFoundError: no shard file in ``out_dir``.
-        FundusDataError: a shard line that is not a valid record (file and line named).
+        FundusDataError: a half-written last line (rerun ``engine run`` with the same options to
+            complete the shard), or a shard line that is not a valid record (file and line named).
     """
     out = Path(out_dir)
     files = sorted(out.glob('records-*-of-*.jsonl'))
     if not files:
         raise FileNotFoundError(f'{out}: no records-*-of-*.jsonl shard files')
+    for f in files + sorted(out.glob('skipped-*-of-*.jsonl')):
+        check_shard_complete(f)
     by_id: Dict[str, dict] = {}
     where: Dict[str, str] = {}
     summary = MergeSummary(out / 'records.jsonl', out / 'skipped.jsonl')

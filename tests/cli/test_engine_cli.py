@@ -362,3 +362,26 @@ def test_max_image_pixels_skips_larger_photographs_and_is_not_a_record_option(tm
     assert main(argv) == 0                                            # the default limit: retried, now a record
     again = json.loads(capsys.readouterr().out)
     assert (again['records'], again['retried'], again['skipped']) == (1, 1, {})
+
+
+def test_merge_refuses_a_half_written_shard_until_engine_run_completes_it(stand_in, tmp_path, capsys):
+    photos = _one_photo(tmp_path)
+    out = tmp_path / 'out'
+    run = ['engine', 'run', '--images', str(photos), '--out', str(out), '--no-progress', '--languages', 'en',
+           '--detector', 'rtm.py', '--checkpoint', 'rtm.pth']
+    assert main(run) == 0
+    shard = out / 'records-0-of-1.jsonl'
+    whole = shard.read_bytes()
+    shard.write_bytes(whole[:40])                                # killed while writing its first line
+    capsys.readouterr()
+    assert main(['engine', 'merge', '--out', str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f'fundusexpert: error: {shard}:1: half-written last line (the run writing this shard was interrupted); '
+        'rerun `fundusexpert engine run` (or `engine ray`) with the same options and --out to complete the '
+        'shard, then merge again\n')
+    assert shard.read_bytes() == whole[:40] and not (out / 'records.jsonl').exists()   # nothing touched
+    assert main(run) == 0                                        # drops the half line, writes the record again
+    assert json.loads(capsys.readouterr().out)['written'] == 1
+    assert main(['engine', 'merge', '--out', str(out)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == '1 records, 0 skipped'
+    assert (out / 'records.jsonl').read_bytes() == whole
