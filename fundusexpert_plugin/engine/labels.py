@@ -31,7 +31,7 @@ import os
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
-from typing import Dict, Iterable, List, Mapping, Optional, Sequence, Tuple
+from typing import Dict, List, Mapping, Optional, Sequence, Tuple
 
 from fundusexpert_plugin.core import vocab
 from fundusexpert_plugin.core.errors import FundusDataError
