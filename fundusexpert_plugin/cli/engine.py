@@ -40,10 +40,10 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     rec = parser.add_argument_group('records')
     rec.add_argument('--image-labels', type=Path, default=None,
                      help='label table (CSV, xlsx or xls, as data convert csv reads) with an image column (the '
-                          'path relative to --images, the suffix optional; for a list or one photograph the '
-                          'file name; case-sensitive) and label columns (dr_grade, dme_grade, image_quality, '
-                          'diagnosis); read and checked before any photograph; rows that match no '
-                          'photograph are named in a warning')
+                          'path relative to --images, or absolute; for a list or one photograph the file name; '
+                          "the suffix optional, but when given the photograph's; case-sensitive) and label "
+                          'columns (dr_grade, dme_grade, image_quality, diagnosis); read and checked before '
+                          'any photograph; rows that match no photograph are named in a warning')
     add_languages(rec)
     rec.add_argument('--source-dataset', default='unlabelled photographs')
     rec.add_argument('--licence', default="see the photographs' terms")
