@@ -6,22 +6,7 @@ import os
 from collections import Counter
 from pathlib import Path
 
-from fundusexpert_plugin.cli.common import add_languages
-
-
-def positive_int(text: str) -> int:
-    """argparse type: an integer >= 1 (``--num-proc``).
-
-    Raises:
-        argparse.ArgumentTypeError: not an integer, or below 1.
-    """
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'expected a whole number >= 1, got {text!r}') from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'expected a whole number >= 1, got {value}')
-    return value
+from fundusexpert_plugin.cli.common import add_languages, positive_int
 
 
 def marked_side(text: str) -> int:
@@ -67,8 +52,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument('--marked-max-side', type=marked_side, default=None,
                         help='longest side of the marked copies in pixels, at least 256 (default: the builder\'s '
                              'MARKED_MAX_SIDE, 2048; 0: full size)')
-    parser.add_argument('--max-image-pixels', type=int, default=None,
-                        help='decompression-bomb limit in pixels (default: Pillow\'s, about 179 million)')
+    parser.add_argument('--max-image-pixels', type=positive_int, default=None,
+                        help="decompression-bomb limit in pixels (default: Pillow's, 89,478,485)")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Dict, Iterable, List, Optional
 
+from fundusexpert_plugin.cli.common import non_negative_float, positive_float, positive_int
 from fundusexpert_plugin.core.errors import FundusDataError
 from fundusexpert_plugin.sources.masks import PAPER_AREA_THRESHOLD_PX2, PAPER_EPS_PX, PAPER_MAX_BOXES, PAPER_MIN_SAMPLES
 
@@ -51,11 +52,11 @@ def _dir(p: argparse.ArgumentParser, flag: str, help_text: str, required: bool =
 
 def _mask_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group('mask -> box clustering (official pixel2bbox defaults)')
-    g.add_argument('--eps-px', type=float, default=PAPER_EPS_PX, help='DBSCAN radius, pixels (default %(default)s)')
-    g.add_argument('--min-samples', type=int, default=PAPER_MIN_SAMPLES, help='default %(default)s')
-    g.add_argument('--area-threshold-px2', type=float, default=PAPER_AREA_THRESHOLD_PX2,
+    g.add_argument('--eps-px', type=positive_float, default=PAPER_EPS_PX, help='DBSCAN radius, pixels (default %(default)s)')
+    g.add_argument('--min-samples', type=positive_int, default=PAPER_MIN_SAMPLES, help='default %(default)s')
+    g.add_argument('--area-threshold-px2', type=non_negative_float, default=PAPER_AREA_THRESHOLD_PX2,
                    help='keep clusters with area above this, px^2 (default %(default)s)')
-    g.add_argument('--max-boxes', type=int, default=PAPER_MAX_BOXES, help='per class and image (default %(default)s)')
+    g.add_argument('--max-boxes', type=positive_int, default=PAPER_MAX_BOXES, help='per class and image (default %(default)s)')
 
 
 def _class_options(p: argparse.ArgumentParser, annotated: bool = True, laterality: bool = True) -> None:
@@ -309,8 +310,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                        help='skip bad boxes / records (counted by reason in the summary) instead of stopping')
         p.add_argument('--allow-outside-root', action='store_true',
                        help='accept absolute image paths and paths outside the dataset folder (trusted files)')
-        p.add_argument('--max-image-pixels', type=int, default=None,
-                       help="decompression-bomb limit in pixels (default: Pillow's, about 179 million)")
+        p.add_argument('--max-image-pixels', type=positive_int, default=None,
+                       help="decompression-bomb limit in pixels (default: Pillow's, 89,478,485)")
         p.add_argument('--absolute-paths', action='store_true',
                        help='write absolute image paths (default: relative to the --out folder)')
         p.add_argument('--source-dataset', required=fmt.generic,

@@ -28,6 +28,7 @@ import time
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from fundusexpert_plugin.cli.common import positive_int
 from fundusexpert_plugin.core.errors import FundusDataError
 
 from fundusexpert_plugin.swift_plugin.launch import last_checkpoint, log_history, run_logged, swift_executable
@@ -375,7 +376,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``fundusexpert demo``."""
     parser.add_argument('--work-dir', type=Path, default=Path('fundusexpert_demo'), help='output folder')
     parser.add_argument('--family', choices=sorted(TEMPLATES), default='qwen2_5_vl')
-    parser.add_argument('--steps', type=int, default=DEFAULT_STEPS, help='swift sft optimizer steps')
+    parser.add_argument('--steps', type=positive_int, default=DEFAULT_STEPS, help='swift sft optimizer steps')
     parser.add_argument('--dataset', nargs='+', default=list(DEFAULT_DATASETS),
                         help='FundusGen subsets to train on (default: region detection)')
     parser.add_argument('--seed', type=int, default=0)

@@ -9,7 +9,7 @@ import sys
 from dataclasses import asdict
 from typing import Tuple
 
-from fundusexpert_plugin.cli.common import add_command, add_verbs
+from fundusexpert_plugin.cli.common import add_command, add_verbs, open_fraction, positive_float, positive_int
 
 
 def img_scale(text: str) -> Tuple[int, int]:
@@ -46,16 +46,16 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
                         help='accept image paths outside the dataset folder (trusted files; codras, records, '
                              'coco, box-csv)')
     parser.add_argument('--work-dir', required=True, help='output folder')
-    parser.add_argument('--max-iters', type=int, default=300)
+    parser.add_argument('--max-iters', type=positive_int, default=300)
     parser.add_argument('--img-scale', type=img_scale, default=(640, 640),
                         help='model input size, N or WxH pixels (default 640)')
     val = parser.add_mutually_exclusive_group()
-    val.add_argument('--val-split', type=float, default=None,
+    val.add_argument('--val-split', type=open_fraction, default=None,
                      help='held-out fraction of images (default 0.2)')
     val.add_argument('--val-annotations', default=None, help='separate validation annotations')
     parser.add_argument('--val-images', default=None, help='images of --val-annotations')
-    parser.add_argument('--batch-size', type=int, default=4)
-    parser.add_argument('--lr', type=float, default=None, help="default: the config's base_lr")
+    parser.add_argument('--batch-size', type=positive_int, default=4)
+    parser.add_argument('--lr', type=positive_float, default=None, help="default: the config's base_lr")
     parser.add_argument('--seed', type=int, default=0)
     parser.add_argument('--config', default=str(DEFAULT_CONFIG), help='mmdet config file')
     parser.add_argument('--classes', nargs='+', default=None, help='fixed class order')

@@ -13,25 +13,11 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
-from fundusexpert_plugin.cli.common import add_command, add_languages, add_verbs
+from fundusexpert_plugin.cli.common import (add_command, add_languages, add_verbs, fraction, non_negative_float,
+                                            positive_int, unit_interval)
 from fundusexpert_plugin.core.errors import FundusDataError
 
 logger = logging.getLogger(__name__)
-
-
-def unit_interval(text: str) -> float:
-    """A number in [0, 1] (``--score-threshold``).
-
-    Raises:
-        argparse.ArgumentTypeError: not a number, or outside [0, 1].
-    """
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f'{text!r}: expected a number in [0, 1]') from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f'{text}: expected a value in [0, 1]')
-    return value
 
 
 def add_engine_options(parser: argparse.ArgumentParser) -> None:
@@ -46,21 +32,26 @@ def add_engine_options(parser: argparse.ArgumentParser) -> None:
     det.add_argument('--checkpoint', type=Path, default=None, help='detector weights (slim checkpoint)')
     det.add_argument('--device', default='cpu', help="'cpu', 'cuda', 'cuda:1' or 'auto' (cuda when available)")
     det.add_argument('--score-threshold', type=unit_interval, default=0.3, help='in [0, 1] (default 0.3)')
-    det.add_argument('--tile-size', type=int, default=None, help='tiled inference window (px); default off')
-    det.add_argument('--tile-overlap', type=float, default=0.2)
+    det.add_argument('--tile-size', type=positive_int, default=None, help='tiled inference window (px); default off')
+    det.add_argument('--tile-overlap', type=fraction, default=0.2, help='overlap of neighbouring windows, in [0, 1) '
+                                                                      '(default 0.2)')
     det.add_argument('--claim-absent', action='store_true',
                      help="report the detector's classes with no detection as absent (off: a miss is not an absence)")
     rec = parser.add_argument_group('records')
     rec.add_argument('--image-labels', type=Path, default=None,
-                     help='CSV with an image column (the record id: path relative to --images, the suffix '
-                          'optional; for a list or one photograph the file name; case-sensitive) and label '
-                          'columns (diagnosis, dr_grade, dme_grade, image_quality); rows that match no '
-                          'photograph are named in a warning')
+                     help='label table (CSV, xlsx or xls, as data convert csv reads) with an image column (the '
+                          'path relative to --images, or absolute; for a list or one photograph the file name; '
+                          "the suffix optional, but when given the photograph's; case-sensitive) and label "
+                          'columns (dr_grade, dme_grade, image_quality, diagnosis); read and checked before '
+                          'any photograph; rows that match no photograph are named in a warning')
     add_languages(rec)
     rec.add_argument('--source-dataset', default='unlabelled photographs')
     rec.add_argument('--licence', default="see the photographs' terms")
     rec.add_argument('--salt', default=None, help='DICOM inputs: secret of the salted-hash record ids '
                                                   '(default: recorded in --salt-file, else random)')
+    rec.add_argument('--max-image-pixels', type=positive_int, default=None,
+                     help="decompression-bomb limit in pixels (default: Pillow's, 89,478,485); a larger "
+                          'photograph is skipped (image_too_large)')
     rec.add_argument('--accept-burned-in', action='store_true',
                      help='use DICOM files with BurnedInAnnotation = YES (default: skipped, counted in the summary)')
     rec.add_argument('--salt-file', type=Path, default=None,
@@ -87,7 +78,8 @@ def engine_spec(args: argparse.Namespace):
         score_threshold=args.score_threshold, tile_size=args.tile_size, tile_overlap=args.tile_overlap,
         languages=tuple(args.languages), claim_absent=args.claim_absent, source_dataset=args.source_dataset,
         licence=args.licence, image_labels=str(args.image_labels.resolve()) if args.image_labels else None,
-        describer=args.describer, mllm_base_url=args.mllm_base_url, mllm_model=args.mllm_model)
+        describer=args.describer, mllm_base_url=args.mllm_base_url, mllm_model=args.mllm_model,
+        max_image_pixels=args.max_image_pixels)
 
 
 def job_images(source: Path, out: Path | None = None):
@@ -117,18 +109,21 @@ def image_root(args: argparse.Namespace) -> Path | None:
 
 
 def check_labels(args: argparse.Namespace, images, salt: str | None) -> None:
-    """Warn about ``--image-labels`` rows that match no record id of the job
-    (:func:`.batch.warn_unmatched_labels`); nothing without ``--image-labels``.
+    """Read and check the whole ``--image-labels`` table before any photograph is processed
+    (:func:`.labels.read_image_labels`), and warn about its columns not read and its rows that match
+    no photograph of the job (:func:`.labels.warn_labels`); nothing without ``--image-labels``.
 
     Raises:
-        ValueError: a bad labels CSV (:func:`.batch.read_image_labels`).
-        FundusDataError: two photographs share a record id (:func:`.batch.record_ids`).
+        FundusDataError: a bad table (file and line named), two rows naming one photograph, or two
+            photographs sharing a record id (:func:`.batch.record_ids`).
+        FileNotFoundError: the table is missing.
     """
     if args.image_labels is None:
         return
-    from fundusexpert_plugin.engine.batch import read_image_labels, record_ids, warn_unmatched_labels
+    from fundusexpert_plugin.engine.batch import record_ids
+    from fundusexpert_plugin.engine.labels import read_image_labels, warn_labels
     labels = read_image_labels(args.image_labels)
-    warn_unmatched_labels(labels, record_ids(images, image_root(args), dicom_salt=salt), args.image_labels)
+    warn_labels(labels, record_ids(images, image_root(args), dicom_salt=salt), images)
 
 
 def dicom_salt(args: argparse.Namespace, images) -> str | None:
@@ -157,10 +152,10 @@ def run_local(args: argparse.Namespace) -> int:
     shard_spec = shard_from_env(args.shard)
     images = job_images(args.images, args.out)
     spec = engine_spec(args)
-    options = run_options(spec)
-    check_run_options(args.out, options)  # before the detector is loaded
     salt = dicom_salt(args, images)
-    check_labels(args, images, salt)
+    check_labels(args, images, salt)  # the whole table, before any photograph
+    options = run_options(spec, images=args.images)
+    check_run_options(args.out, options)  # before the detector is loaded
     summary = run_engine(spec.build(), images, args.out, shard_spec=shard_spec, image_root=image_root(args),
                          progress=not args.no_progress, dicom_salt=salt, accept_burned_in=args.accept_burned_in,
                          options=options)
@@ -173,11 +168,12 @@ def add_ray_arguments(parser: argparse.ArgumentParser) -> None:
     add_engine_options(parser)
     parser.set_defaults(device='auto')
     ray = parser.add_argument_group('Ray (optional cluster extra)')
-    ray.add_argument('--num-actors', type=int, default=2, help='actor pool size (one detector each)')
-    ray.add_argument('--batch-size', type=int, default=8, help='photographs per actor call')
-    ray.add_argument('--num-shards', type=int, default=None, help='shard files (default: --num-actors)')
-    ray.add_argument('--num-cpus-per-actor', type=float, default=1.0)
-    ray.add_argument('--num-gpus-per-actor', type=float, default=0.0, help='e.g. 0.5: two detectors per GPU')
+    ray.add_argument('--num-actors', type=positive_int, default=2, help='actor pool size (one detector each)')
+    ray.add_argument('--batch-size', type=positive_int, default=8, help='photographs per actor call')
+    ray.add_argument('--num-shards', type=positive_int, default=None, help='shard files (default: --num-actors)')
+    ray.add_argument('--num-cpus-per-actor', type=non_negative_float, default=1.0)
+    ray.add_argument('--num-gpus-per-actor', type=non_negative_float, default=0.0,
+                     help='e.g. 0.5: two detectors per GPU')
     ray.add_argument('--address', default=None, help="Ray address ('auto' joins a running cluster)")
     ray.add_argument('--progress', action='store_true', help="show Ray Data's progress bars")
 
@@ -188,10 +184,10 @@ def run_ray(args: argparse.Namespace) -> int:
     from fundusexpert_plugin.engine.ray_runner import run_engine_ray
     images = job_images(args.images, args.out)
     spec = engine_spec(args)
-    options = run_options(spec)
-    check_run_options(args.out, options)
     salt = dicom_salt(args, images)
     check_labels(args, images, salt)
+    options = run_options(spec, images=args.images)
+    check_run_options(args.out, options)
     summaries = run_engine_ray(
         spec, images, args.out, num_actors=args.num_actors, batch_size=args.batch_size,
         num_shards=args.num_shards, image_root=image_root(args),

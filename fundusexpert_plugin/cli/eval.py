@@ -17,7 +17,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from fundusexpert_plugin.cli.common import add_command, add_verbs
+from fundusexpert_plugin.cli.common import (add_command, add_verbs, non_negative_int, positive_float,
+                                            positive_int)
 from fundusexpert_plugin.core.geometry import GRID_DECODE_RULES
 
 
@@ -50,22 +51,22 @@ def add_score_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     parser.add_argument('--judge-base-url', help='OpenAI-compatible base URL, e.g. http://127.0.0.1:8000/v1')
     parser.add_argument('--judge-model', default='gpt-4o', help='judge model name (default gpt-4o, as the paper)')
     parser.add_argument('--judge-api-key', help='judge API key (default $OPENAI_API_KEY, else EMPTY)')
-    parser.add_argument('--judge-timeout', type=float, default=60.0, help='seconds per judge request (default 60)')
-    parser.add_argument('--judge-max-retries', type=int, default=2, help='judge retries per report (default 2)')
+    parser.add_argument('--judge-timeout', type=positive_float, default=60.0, help='seconds per judge request (default 60)')
+    parser.add_argument('--judge-max-retries', type=non_negative_int, default=2, help='judge retries per report (default 2)')
     parser.add_argument('--lexicon', help='offline judge lexicon JSON (default: the packaged one)')
     parser.add_argument('--box-space', type=_space, action='append', default=[], metavar='CONVENTION=SPACE',
                         help='space of a box convention, e.g. qwen=grid for Qwen2-VL/Qwen3-VL (defaults: '
                         'internvl=grid qwen=resized json=resized bare=grid); repeatable')
-    parser.add_argument('--max-pixels', type=int, help='Qwen max_pixels used at inference (default: $MAX_PIXELS, '
+    parser.add_argument('--max-pixels', type=positive_int, help='Qwen max_pixels used at inference (default: $MAX_PIXELS, '
                         'else qwen_vl_utils default)')
-    parser.add_argument('--min-pixels', type=int, help='Qwen min_pixels used at inference')
+    parser.add_argument('--min-pixels', type=positive_int, help='Qwen min_pixels used at inference')
     parser.add_argument('--grid-decode', choices=GRID_DECODE_RULES, default='centre',
                         help='how a 0-999 grid value becomes a pixel: centre of its cell, (v + 0.5) * W / 1000 '
                         '(default), or edge, v / 1000 * W (InternVL\'s own grounding evaluation; use it to compare '
                         'with published InternVL numbers)')
     parser.add_argument('--ap-score', choices=('rank', 'constant'), default='rank',
                         help='score given to text boxes for COCO AP (default rank: 1/(1+k) for the k-th box)')
-    parser.add_argument('--max-samples', type=int, default=50, help='rows shown in report.html (default 50)')
+    parser.add_argument('--max-samples', type=non_negative_int, default=50, help='rows shown in report.html (default 50)')
     return parser
 
 

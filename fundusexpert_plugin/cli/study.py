@@ -17,6 +17,8 @@ import json
 import shlex
 from pathlib import Path
 
+from fundusexpert_plugin.cli.common import positive_int
+
 DEFAULT_FRACTIONS = ('1/16', '1/8', '1/4', '1/2', '1')
 
 
@@ -34,10 +36,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='swift --val_dataset for the held-out loss (default: every held-out task)')
     parser.add_argument('--eval-tasks', nargs='*', default=['region_detection'],
                         help='held-out tasks scored via swift infer + fundusexpert eval (none: loss only)')
-    parser.add_argument('--eval-limit', type=int, default=None, help='score the first N rows of each eval task')
-    parser.add_argument('--max-new-tokens', type=int, default=256)
+    parser.add_argument('--eval-limit', type=positive_int, default=None, help='score the first N rows of each eval task')
+    parser.add_argument('--max-new-tokens', type=positive_int, default=256)
     parser.add_argument('--infer-args', default='', help='extra swift infer arguments, one quoted string')
-    parser.add_argument('--n-boot', type=int, default=2000, help='bootstrap refits per fit')
+    parser.add_argument('--n-boot', type=positive_int, default=2000, help='bootstrap refits per fit')
     parser.add_argument('--offset', choices=('auto', 'yes', 'no'), default='auto',
                         help='fit L = a*N^k + c (auto: with at least 5 sizes)')
     parser.add_argument('swift_args', nargs=argparse.REMAINDER,

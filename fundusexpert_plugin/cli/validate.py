@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from fundusexpert_plugin.cli.common import positive_int
 from fundusexpert_plugin.core.errors import FundusDataError
 from fundusexpert_plugin.core.images import set_max_pixels
 from fundusexpert_plugin.core.paths import check_folder
@@ -35,7 +36,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help='map a source class to a finding id, or NAME=- to leave it out (repeatable)')
     parser.add_argument('--allow-outside-root', action='store_true',
                         help='accept image paths outside the dataset folder')
-    parser.add_argument('--max-image-pixels', type=int, default=None, help='decompression-bomb limit in pixels')
+    parser.add_argument('--max-image-pixels', type=positive_int, default=None, help='decompression-bomb limit in pixels')
 
 
 def run(args: argparse.Namespace) -> int:

@@ -19,7 +19,8 @@ Files are opened by content, not by extension (a PNG called ``.jpg`` is read as 
 (``DICM`` at byte 128) goes to :mod:`.dicom`, everything else to Pillow.
 
 Written images carry no metadata: :func:`save_image` builds a fresh image from the pixel array, so
-no EXIF, XMP, GPS, ICC, JPEG COM comment or PNG text chunk of the source can reach the output.
+no EXIF, XMP, GPS, ICC, JPEG COM comment or PNG text chunk of the source can reach the output; and
+they appear whole or not at all (written to a temporary name and renamed, :mod:`.atomic`).
 """
 from __future__ import annotations
 
@@ -34,6 +35,7 @@ from typing import Callable, List, Optional, Sequence, Tuple
 import numpy as np
 from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
+from fundusexpert_plugin.core.atomic import replacing
 from fundusexpert_plugin.core.errors import FundusDataError
 from fundusexpert_plugin.core.jsonl import read_text
 
@@ -43,16 +45,29 @@ logger = logging.getLogger(__name__)
 IMAGE_SUFFIXES = ('.jpg', '.jpeg', '.png', '.tif', '.tiff', '.bmp', '.webp', '.gif')
 #: DICOM suffixes of folder listings; files without a suffix are listed when they are DICOM by content.
 DICOM_SUFFIXES = ('.dcm', '.dicom')
-#: Pixel limit above which a file is refused as a possible decompression bomb (Pillow's default,
-#: about 179 megapixels, twice a 9000x9000 photo). Change it with :func:`set_max_pixels`.
-MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 178_956_970
+#: Pillow's decompression-bomb limit, 89,478,485 pixels (about 89 megapixels, e.g. 11000x8000; a
+#: 4288x2848 IDRiD photograph has 12.2): the default of :data:`MAX_PIXELS`.
+DEFAULT_MAX_PIXELS = Image.MAX_IMAGE_PIXELS or 89_478_485
+#: Pixel limit above which a file is refused as a possible decompression bomb (default
+#: :data:`DEFAULT_MAX_PIXELS`). Change it with :func:`set_max_pixels`.
+MAX_PIXELS = DEFAULT_MAX_PIXELS
 ImageFile.LOAD_TRUNCATED_IMAGES = False  # a cut file is an error, never half a picture
 
 
 def set_max_pixels(limit: Optional[int]) -> None:
-    """Set the decompression-bomb limit in pixels (``None``: no limit) for this process."""
+    """Set the decompression-bomb limit in pixels (``None``: no limit) for this process: the one door of
+    every ``--max-image-pixels``. Pillow's own guard (``Image.MAX_IMAGE_PIXELS``, which refuses twice its
+    value at ``Image.open``) is raised with a limit above its default (and lifted with ``None``), so a
+    raised limit really admits larger files; below the default ours refuses first, naming the limit.
+
+    Raises:
+        ValueError: ``limit`` below 1.
+    """
     global MAX_PIXELS
+    if limit is not None and limit < 1:
+        raise ValueError(f'max_pixels {limit}: expected at least 1 pixel (or None: no limit)')
     MAX_PIXELS = limit
+    Image.MAX_IMAGE_PIXELS = None if limit is None else max(limit, DEFAULT_MAX_PIXELS)
 
 
 class ImageSkip(FundusDataError):
@@ -284,22 +299,32 @@ def save_image(pixels: np.ndarray | Image.Image, path: Path | str, *, quality: i
 
     The image is rebuilt from the array, so no EXIF, XMP, GPS, ICC profile, JPEG COM comment or
     PNG text chunk of any source image is carried over (an RGB PIL image that carries no ``info`` at
-    all, i.e. one made from pixels, is written as is). Returns the path.
+    all, i.e. one made from pixels, is written as is). The file is written under a temporary name
+    and renamed into place (:func:`.atomic.replacing`), so a kill never leaves a truncated image under
+    ``path``. Returns the path.
+
+    Raises:
+        ValueError: a suffix that names no image format Pillow writes.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if (path.suffix.lower() in ('.jpg', '.jpeg') and isinstance(pixels, np.ndarray) and pixels.dtype == np.uint8
+    suffix = path.suffix.lower()
+    if (suffix in ('.jpg', '.jpeg') and isinstance(pixels, np.ndarray) and pixels.dtype == np.uint8
             and pixels.ndim == 3 and pixels.shape[2] == 3):
-        _write_jpeg(pixels, path, quality)
+        with replacing(path) as tmp:
+            _write_jpeg(pixels, tmp, quality)
         return path
+    image_format = Image.registered_extensions().get(suffix)
+    if image_format is None:
+        raise ValueError(f'{path}: unknown image suffix {path.suffix!r}; expected e.g. .png or .jpg')
     if isinstance(pixels, Image.Image) and pixels.mode == 'RGB' and not pixels.info:
         fresh = pixels
     else:
         fresh = Image.fromarray(np.ascontiguousarray(np.asarray(pixels).astype(np.uint8)))
-    if path.suffix.lower() in ('.jpg', '.jpeg'):
-        fresh.save(path, format='JPEG', quality=quality)
-    else:
-        fresh.save(path)
+    with replacing(path) as tmp:
+        if image_format == 'JPEG':
+            fresh.save(tmp, format='JPEG', quality=quality)
+        else:
+            fresh.save(tmp, format=image_format)
     return path
 
 

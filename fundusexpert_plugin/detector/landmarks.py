@@ -102,7 +102,10 @@ def _disk(radius: int) -> np.ndarray:
 
 
 def _zscore(a: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``a`` standardised by its mean and spread inside ``mask`` (a non-empty boolean mask)."""
     v = a[mask]
+    if not v.size:
+        raise ValueError('no field-of-view pixel to standardise over')
     return (a - v.mean()) / (v.std() + 1e-6)
 
 
@@ -134,6 +137,9 @@ class _Work:
         img = cv2.resize(rgb, size, interpolation=cv2.INTER_AREA).astype(np.float32)
         self.red, self.green = img[..., 0], img[..., 1]
         self.fov = cv2.erode(_fov_mask(img[..., 0]).astype(np.uint8), _kernel(9)) > 0
+        if not self.fov.any():  # no solid region: e.g. a dithered 1-bit photograph, bright dots on black
+            raise ValueError(f'no solid field of view: the pixels with red above {FOV_RED_THRESHOLD}/255 form '
+                             'no region that survives a 9-px erosion (a dithered or 1-bit image?)')
         self.closing = _kernel(17)
         self.green_closed = cv2.morphologyEx(self.green, cv2.MORPH_CLOSE, self.closing)
 
@@ -153,6 +159,8 @@ def _coarse_disc(work: _Work) -> Tuple[int, int]:
                     np.ones((15, 15), np.uint8)) > 0
     if not fov.any():
         fov = cv2.resize(work.fov.astype(np.uint8), size, interpolation=cv2.INTER_NEAREST) > 0
+    if not fov.any():
+        raise ValueError('field of view too thin to search for the optic disc at half the working scale')
     k = _kernel(9)
     brightness = cv2.GaussianBlur(cv2.morphologyEx(red, cv2.MORPH_CLOSE, k), (0, 0), 14)
     vessels = cv2.morphologyEx(green, cv2.MORPH_BLACKHAT, k)
@@ -221,8 +229,10 @@ def locate_landmarks(rgb: np.ndarray, *, disc_center_px: Optional[Sequence[float
         :class:`Landmarks` in input-image pixels.
 
     Raises:
-        ValueError: not an RGB image, or a field of view narrower than :data:`MIN_FOV_WIDTH_PX`
-            (an all-dark or a thumbnail image).
+        ValueError: not an RGB image, a field of view narrower than :data:`MIN_FOV_WIDTH_PX` (an
+            all-dark or a thumbnail image), or no solid field of view (a dithered 1-bit image: bright
+            dots with no connected region). The engine then reports no landmark: the record has no
+            optic disc, no fovea and no laterality, and the run counts it under ``no_optic_disc``.
     """
     work = _Work(np.asarray(rgb))
     x, y, radius = _refine_disc(work, *_coarse_disc(work))

@@ -10,8 +10,9 @@ Per shard ``i`` of ``n`` (``--shard i/n``, or torchrun's ``RANK``/``WORLD_SIZE``
 * ``summary-{i}-of-{n}.json``: counts of the shard's files, plus what the last call did
   (:class:`RunSummary`);
 
-and once per folder ``engine_options.json``: the options that change records (:func:`run_options`),
-written by the first run; a later run with other options is refused (:func:`check_run_options`).
+and once per folder ``engine_options.json``: what the records depend on (:func:`run_options`: the
+options that change records, the ``--images`` path and a digest of the image-labels table), written by
+the first run; a later run with any of it changed is refused (:func:`check_run_options`).
 
 A photograph's shard is :func:`~fundusexpert_plugin.core.images.shard_of` of its key (path relative
 to the image root without suffix, or the file stem for a list: :func:`image_key`), so it stays in
@@ -23,7 +24,6 @@ writes the records an uninterrupted run writes. :func:`merge_shards` joins the s
 """
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import os
@@ -33,7 +33,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
-from fundusexpert_plugin.core import vocab
 from fundusexpert_plugin.core.dicom import dicom_record_id, is_dicom, read_dicom, record_id_from_uid
 from fundusexpert_plugin.core.images import ImageSkip, load_image, shard, shard_of
 from fundusexpert_plugin.core.jsonl import append_jsonl, read_jsonl, read_text, write_jsonl
@@ -45,14 +44,17 @@ logger = logging.getLogger(__name__)
 OPTIONS_FILE = 'engine_options.json'
 
 #: :class:`.spec.EngineSpec` fields that change what a record holds -> their command-line option.
-#: Not compared: device, MLLM endpoint URL, shard, progress, Ray sizes, --accept-burned-in (it only
-#: turns skips into records, and skipped photographs are retried anyway).
+#: Not compared: device, MLLM endpoint URL, shard, progress, Ray sizes, --accept-burned-in and
+#: --max-image-pixels (they only turn skips into records or records into skips, and skipped
+#: photographs are retried anyway).
 RECORD_OPTIONS = {
     'config': '--detector', 'checkpoint': '--checkpoint', 'score_threshold': '--score-threshold',
     'tile_size': '--tile-size', 'tile_overlap': '--tile-overlap', 'claim_absent': '--claim-absent',
     'languages': '--languages', 'source_dataset': '--source-dataset', 'licence': '--licence',
     'image_labels': '--image-labels', 'describer': '--describer', 'mllm_model': '--mllm-model',
 }
+#: What else a folder's records depend on, recorded beside :data:`RECORD_OPTIONS` -> how it is named.
+JOB_OPTIONS = {'images': '--images', 'image_labels_sha256': '--image-labels content (SHA-256 of its rows)'}
 
 
 @dataclass
@@ -233,11 +235,23 @@ def write_summary(out_dir: Path, summary: RunSummary) -> Path:
     return path
 
 
-def run_options(spec) -> Dict[str, object]:
-    """The options of an :class:`.spec.EngineSpec` that change records (:data:`RECORD_OPTIONS`; paths
-    absolute as the spec holds them, the describer resolved), as JSON values."""
+def run_options(spec, images: Path | str | None = None) -> Dict[str, object]:
+    """What the records of a job depend on, as JSON values: the options of an :class:`.spec.EngineSpec`
+    that change records (:data:`RECORD_OPTIONS`; paths absolute as the spec holds them, the describer
+    resolved), the digest of the image-labels table (:meth:`.labels.ImageLabels.digest`, ``None``
+    without one) and, when given, the job's ``--images`` (folder, list file or photograph; absolute),
+    whose paths the record ids are made from (:data:`JOB_OPTIONS`).
+
+    Raises:
+        FileNotFoundError, FundusDataError: the image-labels table is missing or bad
+            (:func:`.labels.read_image_labels`).
+    """
+    from fundusexpert_plugin.engine.labels import read_image_labels
     values = {name: getattr(spec, name) for name in RECORD_OPTIONS}
     values['describer'] = spec.describer_kind
+    values['image_labels_sha256'] = read_image_labels(spec.image_labels).digest() if spec.image_labels else None
+    if images is not None:
+        values['images'] = str(Path(images).resolve())
     return json.loads(json.dumps(values))
 
 
@@ -266,11 +280,16 @@ def check_run_options(out_dir: Path | str, options: Dict[str, object]) -> Path:
                           for f in out.glob(pattern)):
         _publish(path, options, replace=True)  # nothing was made with the recorded options
     elif differ:
-        changes = '; '.join(f'{RECORD_OPTIONS.get(k, k)} {json.dumps(recorded.get(k), ensure_ascii=False)} -> '
-                            f'{json.dumps(options.get(k), ensure_ascii=False)}' for k in differ)
+        names = {**RECORD_OPTIONS, **JOB_OPTIONS}
+        changes = '; '.join(f'{names.get(k, k)} {_shown(recorded, k)} -> {_shown(options, k)}' for k in differ)
         raise FundusDataError(f'{path}: the records in {out} were made with other options ({changes}); '
                               'give a new --out (or the recorded options to resume)')
     return path
+
+
+def _shown(options: Dict[str, object], key: str) -> str:
+    """An option's value in the refusal message (``not recorded`` when the file lacks it)."""
+    return json.dumps(options[key], ensure_ascii=False) if key in options else 'not recorded'
 
 
 def _publish(path: Path, options: Dict[str, object], *, replace: bool) -> None:
@@ -301,6 +320,22 @@ def _read_lines(path: Path) -> List[dict]:
         with path.open('r+b') as fh:
             fh.truncate(good_end)
     return [json.loads(line) for line in raw[:good_end].decode('utf-8').splitlines() if line.strip()]
+
+
+def check_shard_complete(path: Path) -> None:
+    """Refuse a shard file whose last line has no line end: the run writing it was interrupted in the
+    middle of a write (the line :func:`_read_lines` drops when the run is resumed).
+
+    Raises:
+        FundusDataError: ``<file>:<line>: half-written last line ...``, saying to rerun ``engine run``
+            (or ``engine ray``) with the same options and ``--out`` to complete the shard.
+    """
+    raw = path.read_bytes()
+    if raw and not raw.endswith(b'\n'):
+        line = raw.count(b'\n') + 1
+        raise FundusDataError(f'{path}:{line}: half-written last line (the run writing this shard '
+                              'was interrupted); rerun `fundusexpert engine run` (or `engine ray`) with the same '
+                              'options and --out to complete the shard, then merge again')
 
 
 def process_photo(engine, path: Path | str, key: str, out_dir: Path, *, shown: Optional[str] = None,
@@ -438,14 +473,22 @@ def merge_shard_files(out_dir: Path | str) -> MergeSummary:
     that has a record). Duplicate ids are logged; one line warns when their contents differ (count
     and first id).
 
+    A shard file whose last line is half-written (its run was killed mid-write) is refused, not
+    merged: the run that writes it drops that line and processes the photograph again when it is
+    rerun, so merging first would leave the photograph out (:func:`check_shard_complete`). The
+    shard files are only read.
+
     Raises:
         FileNotFoundError: no shard file in ``out_dir``.
-        FundusDataError: a shard line that is not a valid record (file and line named).
+        FundusDataError: a half-written last line (rerun ``engine run`` with the same options to
+            complete the shard), or a shard line that is not a valid record (file and line named).
     """
     out = Path(out_dir)
     files = sorted(out.glob('records-*-of-*.jsonl'))
     if not files:
         raise FileNotFoundError(f'{out}: no records-*-of-*.jsonl shard files')
+    for f in files + sorted(out.glob('skipped-*-of-*.jsonl')):
+        check_shard_complete(f)
     by_id: Dict[str, dict] = {}
     where: Dict[str, str] = {}
     summary = MergeSummary(out / 'records.jsonl', out / 'skipped.jsonl')
@@ -485,34 +528,3 @@ def merge_shards(out_dir: Path | str) -> Path:
         FileNotFoundError: no shard file in ``out_dir``.
     """
     return merge_shard_files(out_dir).records_path
-
-
-def warn_unmatched_labels(labels: Dict[str, Dict[str, str]], record_ids: Iterable[str], source: Path | str) -> List[str]:
-    """Log one warning naming the rows of an image-labels file that match no record id of the job
-    (count and the first five; ids are case-sensitive). Returns the unmatched ids, sorted."""
-    unmatched = sorted(set(labels) - set(record_ids))
-    if unmatched:
-        logger.warning('%s: %d image-label row(s) match no photograph of the job (ids are case-sensitive paths '
-                       'relative to --images without suffix, file names for a list): %s%s', source, len(unmatched),
-                       ', '.join(unmatched[:5]), ' ...' if len(unmatched) > 5 else '')
-    return unmatched
-
-
-def read_image_labels(path: Path) -> Dict[str, Dict[str, str]]:
-    """``image`` column -> other non-empty columns, validated against the vocabulary.
-
-    Raises:
-        ValueError: no ``image`` column, or an unknown label column (file and row named).
-    """
-    allowed = {'diagnosis', *vocab.GRADE_SCALES}
-    out = {}
-    with path.open(newline='', encoding='utf-8') as fh:
-        reader = csv.DictReader(fh)
-        if 'image' not in (reader.fieldnames or []):
-            raise ValueError(f'{path}: needs an `image` column; got {reader.fieldnames}')
-        unknown = [c for c in reader.fieldnames if c != 'image' and c not in allowed]
-        if unknown:
-            raise ValueError(f'{path}: unknown label column(s) {unknown}; allowed: {sorted(allowed)}')
-        for row in reader:
-            out[Path(row['image']).with_suffix('').as_posix()] = {k: v for k, v in row.items() if k != 'image' and v}
-    return out

@@ -33,8 +33,9 @@ boxes of one class, bright lesions inside the disc in use, extra discs) before t
 
 Defined behaviours (counted in the batch run summary, never a crash):
     * image conversions and EXIF rotation: see :mod:`.images`; a converted photograph is saved as an
-      upright 8-bit RGB PNG copy under ``<out_dir>/images/`` without metadata, and the record points
-      to the copy (so every later reader sees the pixels the boxes refer to);
+      upright 8-bit RGB PNG copy under ``<out_dir>/images/`` without metadata (written whole or not at
+      all, :func:`~fundusexpert_plugin.core.images.save_image`), and the record points to the copy (so
+      every later reader sees the pixels the boxes refer to);
     * no optic disc from the detector nor the locator (e.g. a photograph too small for the
       locator, ``MIN_FOV_WIDTH_PX``): the record is kept without laterality (the chain then
       describes positions relative to the image) and the summary counts it under ``no_optic_disc``;
@@ -60,6 +61,7 @@ from fundusexpert_plugin.core.record import FundusGenRecord, parse_record
 from fundusexpert_plugin.detector.detect import Detection, clean_detections
 from fundusexpert_plugin.detector.landmarks import LOCATOR_NAME, Landmarks, locate_landmarks
 from fundusexpert_plugin.engine.expand import Describer, RuleDescriber, expand_record
+from fundusexpert_plugin.engine.labels import ImageLabels
 from fundusexpert_plugin.render.chain import IMPLAUSIBLE_DISC_FLAG
 from fundusexpert_plugin.render.position import disc_diameter_px
 
@@ -97,13 +99,15 @@ class FundusEngine:
         claim_absent: also list the detector's classes as exhaustively annotated, so a class with no
             detection is reported "not seen". Off by default: a detector miss is not an absence.
         source_dataset, licence: provenance of the photographs.
-        image_labels: optional image key (path relative to the image root, without suffix) ->
-            ``image_labels`` dict (e.g. ``{'dr_grade': '2'}``) for photographs with image-level labels.
+        image_labels: image-level labels of the photographs: a table read by
+            :func:`.labels.read_image_labels` (matching rules there), or record id (path relative to
+            the image root, without suffix) -> ``image_labels`` dict (e.g. ``{'dr_grade': '2'}``).
     """
 
     def __init__(self, detector=None, *, locator=locate_landmarks, describer: Optional[Describer] = None, languages: Sequence[str] = vocab.LANGUAGES,
                  detector_name: str = 'detector', claim_absent: bool = False, source_dataset: str = 'unlabelled photographs',
-                 licence: str = "see the photographs' terms", image_labels: Optional[Dict[str, Dict[str, str]]] = None):
+                 licence: str = "see the photographs' terms",
+                 image_labels: Optional[ImageLabels | Dict[str, Dict[str, str]]] = None):
         self.detector = detector
         self.locator = locator
         self.describer = describer or RuleDescriber()
@@ -111,7 +115,8 @@ class FundusEngine:
         self.detector_name = detector_name
         self.claim_absent = claim_absent
         self.source_dataset, self.licence = source_dataset, licence
-        self.image_labels = image_labels or {}
+        self.image_labels = (image_labels if isinstance(image_labels, ImageLabels)
+                             else ImageLabels.from_ids(image_labels or {}))
 
     def _detector_classes(self) -> List[str]:
         return list(getattr(self.detector, 'classes', [])) if self.detector is not None else []
@@ -242,7 +247,7 @@ class FundusEngine:
             'laterality': laterality, 'laterality_source': laterality_source,
             'pixel_spacing_mm': dicom.pixel_spacing_mm if dicom is not None else None,
             'findings': findings,
-            'image_labels': self.image_labels.get(record_id, {}),
+            'image_labels': self.image_labels.for_photo(record_id, path),
             'provenance': {
                 'source_dataset': self.source_dataset, 'licence': self.licence,
                 'annotated_labels': self._detector_classes() if self.claim_absent else [],

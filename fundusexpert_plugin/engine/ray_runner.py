@@ -134,8 +134,8 @@ def run_engine_ray(make_engine: Callable[[], object], images: Sequence[Path | st
         dicom_salt: salt of the record ids of DICOM files, as in :func:`.batch.run_engine`.
         accept_burned_in: use DICOM files with burned-in annotation, as in :func:`.batch.run_engine`.
         options: record-changing options checked against the folder's, as in :func:`.batch.run_engine`;
-            default: :func:`.batch.run_options` of ``make_engine`` when it is an :class:`.spec.EngineSpec`,
-            else not checked.
+            default: :func:`.batch.run_options` of ``make_engine`` (and ``image_root``) when it is an
+            :class:`.spec.EngineSpec`, else not checked.
 
     Returns:
         ``{'i/n': RunSummary}`` per shard (also written to ``summary-{i}-of-{n}.json``).
@@ -154,7 +154,7 @@ def run_engine_ray(make_engine: Callable[[], object], images: Sequence[Path | st
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     if options is None and isinstance(make_engine, EngineSpec):
-        options = run_options(make_engine)
+        options = run_options(make_engine, images=image_root)
     if options is not None:
         check_run_options(out, options)
     root = Path(image_root) if image_root is not None else None

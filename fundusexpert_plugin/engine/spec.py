@@ -35,16 +35,20 @@ class EngineSpec:
         claim_absent: report the detector's classes with no detection as absent (default off: a
             detector's miss is "not detected", never "absent").
         source_dataset, licence: the records' provenance.
-        image_labels: optional CSV of image-level labels (:func:`.batch.read_image_labels`).
+        image_labels: optional table of image-level labels (:func:`.labels.read_image_labels`).
         describer: ``'rule'`` (the deterministic rule text), ``'openai'`` (an OpenAI-compatible MLLM
             endpoint, :class:`.expand.MLLMDescriber`) or ``None``: ``'openai'`` when both
             ``mllm_base_url`` and ``mllm_model`` are set, else ``'rule'``.
         mllm_base_url, mllm_model: the endpoint (e.g. ``http://127.0.0.1:8000/v1`` of ``swift deploy``)
             and its model name.
+        max_image_pixels: decompression-bomb limit in pixels of the process that builds the engine
+            (:func:`fundusexpert_plugin.core.images.set_max_pixels`, set by :meth:`build`, so in every
+            Ray actor too); ``None``: Pillow's default (``images.DEFAULT_MAX_PIXELS``).
 
     Raises:
         ValueError: an unknown describer or language, ``describer='openai'`` without both endpoint
-            options, or a score threshold outside [0, 1] (at construction, before anything is loaded).
+            options, a score threshold outside [0, 1], a tile size below 1 px, a tile overlap outside
+            [0, 1) or a pixel limit below 1 (at construction, before anything is loaded).
     """
 
     config: Optional[str] = None
@@ -61,6 +65,7 @@ class EngineSpec:
     describer: Optional[str] = None
     mllm_base_url: Optional[str] = None
     mllm_model: Optional[str] = None
+    max_image_pixels: Optional[int] = None
 
     def __post_init__(self) -> None:
         object.__setattr__(self, 'languages', tuple(vocab.check_language(lang) for lang in self.languages))
@@ -74,6 +79,12 @@ class EngineSpec:
                              'or neither (the landmark locator alone)')
         if not 0.0 <= self.score_threshold <= 1.0:
             raise ValueError(f'score_threshold {self.score_threshold}: expected a value in [0, 1]')
+        if self.tile_size is not None and self.tile_size < 1:
+            raise ValueError(f'tile_size {self.tile_size}: expected a window of at least 1 pixel (or None: off)')
+        if not 0.0 <= self.tile_overlap < 1.0:
+            raise ValueError(f'tile_overlap {self.tile_overlap}: expected a fraction in [0, 1)')
+        if self.max_image_pixels is not None and self.max_image_pixels < 1:
+            raise ValueError(f'max_image_pixels {self.max_image_pixels}: expected at least 1 pixel (or None: default)')
 
     @property
     def describer_kind(self) -> str:
@@ -101,17 +112,20 @@ class EngineSpec:
         return 'cuda' if torch.cuda.is_available() else 'cpu'
 
     def build(self):
-        """Load the detector and return the :class:`.pipeline.FundusEngine`.
+        """Set the process's pixel limit (``max_image_pixels``), load the detector and return the
+        :class:`.pipeline.FundusEngine`.
 
         Raises:
             FileNotFoundError: the config, checkpoint or image-labels file is missing.
-            ValueError: a bad image-labels CSV (:func:`.batch.read_image_labels`).
+            FundusDataError: a bad image-labels table (:func:`.labels.read_image_labels`).
         """
+        from fundusexpert_plugin.core.images import DEFAULT_MAX_PIXELS, set_max_pixels
         from fundusexpert_plugin.detector.detect import Detector
-        from fundusexpert_plugin.engine.batch import read_image_labels
         from fundusexpert_plugin.engine.expand import MLLMDescriber, RuleDescriber, openai_chat
+        from fundusexpert_plugin.engine.labels import read_image_labels
         from fundusexpert_plugin.engine.pipeline import FundusEngine
-        labels = read_image_labels(Path(self.image_labels)) if self.image_labels else None
+        set_max_pixels(self.max_image_pixels or DEFAULT_MAX_PIXELS)
+        labels = read_image_labels(self.image_labels) if self.image_labels else None
         describer = RuleDescriber()
         if self.describer_kind == 'openai':
             describer = MLLMDescriber(openai_chat(self.mllm_base_url, self.mllm_model),

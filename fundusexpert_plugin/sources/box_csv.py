@@ -20,7 +20,7 @@ from fundusexpert_plugin.sources.base import (ConvertLog, RecordDraft, SourceInf
                                              require_records)
 from fundusexpert_plugin.sources.generic import GENERIC, _annotated, resolve_class
 from fundusexpert_plugin.sources.registry import register
-from fundusexpert_plugin.sources.tables import header_keys, parse_number, read_table
+from fundusexpert_plugin.core.tables import header_keys, parse_number, read_table
 
 COLUMNS = ('x1', 'y1', 'x2', 'y2')
 

@@ -27,7 +27,7 @@ from xml.etree import ElementTree
 from fundusexpert_plugin.core.record import FundusDataError, FundusGenRecord
 from fundusexpert_plugin.sources.base import (SEE_TERMS, ConvertLog, FileIndex, MaskBoxParams, NotRepresentable, RecordDraft,
                    SourceInfo, attempt, read_mask)
-from fundusexpert_plugin.sources.tables import parse_grade, parse_number, read_table
+from fundusexpert_plugin.core.tables import parse_grade, parse_number, read_table
 
 DDR = SourceInfo('DDR (Nankai OIA-DDR)', f'{SEE_TERMS} (github.com/nkicsl/DDR-dataset)',
                  'Li T., Gao Y., Wang K., Guo S., Liu H., Kang H., "Diagnostic assessment of deep learning '

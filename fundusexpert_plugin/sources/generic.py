@@ -6,7 +6,7 @@ Layouts read:
   ``<class index> <cx> <cy> <w> <h>``, all four normalised to the image size (0-1); class names one
   per line in ``classes.names`` (or ``classes.txt``, or ``--classes``). An image without a label
   file has no objects (YOLO convention). ``box_px = ((cx - w/2) W, (cy - h/2) H, (cx + w/2) W,
-  (cy + h/2) H)``, rounded to 1e-6 px (so ``0.5 * 958`` is ``479.0``, not ``478.99999999999994``).
+  (cy + h/2) H)``.
 * COCO (cocodataset.org/#format-data): ``images`` (``id``, ``file_name``, ``width``, ``height``),
   ``annotations`` (``image_id``, ``category_id``, ``bbox = [x, y, w, h]`` in pixels, x/y the top-left
   corner), ``categories`` (``id``, ``name``). ``box_px = (x, y, x + w, y + h)``.
@@ -14,11 +14,13 @@ Layouts read:
   foreground non-zero (or zero / one value), boxes by :func:`..masks.cluster_mask`.
 * Label CSV: ``image`` (path relative to the CSV's folder or ``images_dir``, the rules of
   :func:`~fundusexpert_plugin.core.paths.resolve_image_path`) and any of ``dr_grade`` (ICDR 0-4),
-  ``dme_grade`` (IDRiD 0-2), ``diagnosis`` (an id of ``vocab.DIAGNOSES`` or its English or Chinese
-  name, :func:`vocab.resolve_diagnosis`), ``laterality``
-  (``left``/``right``, also ``L``/``R``/``OS``/``OD``), ``record_id`` (default: the image path,
+  ``dme_grade`` (IDRiD 0-2), ``image_quality`` (0-2), ``diagnosis`` (an id of ``vocab.DIAGNOSES`` or
+  its English or Chinese name, :func:`vocab.resolve_diagnosis`), ``laterality`` (``left``/``right``,
+  also ``L``/``R``/``OS``/``OD``), ``record_id`` (default: the image path,
   :func:`.base.path_record_id`), ``sha256`` (expected digest of the image file, checked by the image
-  intake); an empty cell is unknown; other columns are ignored (counted).
+  intake); an empty cell is unknown; other columns are ignored (counted). The table is read by
+  :func:`~fundusexpert_plugin.core.tables.read_label_table` (CSV, xlsx or xls) and each label cell
+  checked by :func:`~fundusexpert_plugin.core.tables.parse_label`, as ``engine run --image-labels`` does.
 
 Class names resolve through the vocabulary aliases (``haemorrhage``, ``EX``, ``soft_exudates``) or a
 class map (``{'lesion_x': 'drusen', 'vessel': None}``; ``None`` leaves the class out, counted). Which
@@ -42,13 +44,10 @@ from fundusexpert_plugin.core.paths import resolve_image_path
 from fundusexpert_plugin.sources.base import (SEE_TERMS, ConvertLog, FileIndex, MaskBoxParams, RecordDraft, SourceInfo, attempt,
                    check_numbers, check_unique_id, path_record_id, read_mask, require_records)
 from fundusexpert_plugin.sources.registry import head_has, register
-from fundusexpert_plugin.sources.tables import (IMAGE_COLUMNS, header_keys, normalise, parse_grade, parse_number,
-                                                read_table)
+from fundusexpert_plugin.core.tables import (IMAGE_COLUMNS, LABEL_COLUMNS, header_keys, normalise, parse_grade,
+                                             parse_label, parse_number, read_label_table)
 
 GENERIC = SourceInfo('unnamed source', SEE_TERMS, '')
-#: the label columns of a label CSV besides the image (and any one of them makes a file a label CSV)
-LABEL_COLUMNS = ('dr_grade', 'dme_grade', 'diagnosis', 'laterality')
-LATERALITY_WORDS = {'left': 'left', 'l': 'left', 'os': 'left', 'right': 'right', 'r': 'right', 'od': 'right'}
 
 
 def parse_class_map(items: Iterable[str]) -> Dict[str, Optional[str]]:
@@ -209,8 +208,8 @@ def _yolo_line(draft: RecordDraft, where: str, line: str, names: List[str], ids:
         log.note(f'class {names[k]!r} left out by the class map', where)
         return
     W, H = draft.width, draft.height
-    box = ((cx - w / 2) * W, (cy - h / 2) * H, (cx + w / 2) * W, (cy + h / 2) * H)
-    draft.add_box(ids[k], tuple(round(v, 6) for v in box), field_name=f'{where}: box')
+    draft.add_box(ids[k], ((cx - w / 2) * W, (cy - h / 2) * H, (cx + w / 2) * W, (cy + h / 2) * H),
+                  field_name=f'{where}: box')
 
 
 @register('coco', help='COCO detection json (images, annotations, categories)', sniff=_coco_sniff)
@@ -383,22 +382,6 @@ def read_class_masks(images_dir: Path | str, masks_dir: Path | str, *,
             yield record
 
 
-def _label_diagnosis(draft: RecordDraft, where: str, cell: str) -> None:
-    diagnosis = vocab.resolve_diagnosis(cell)
-    if diagnosis is None:
-        raise FundusDataError(f'{where}: column \'diagnosis\' = {cell!r}: unknown; '
-                              f'expected one of {sorted(vocab.DIAGNOSES)}', reason='unknown_diagnosis')
-    draft.image_labels['diagnosis'] = diagnosis
-
-
-def _label_laterality(draft: RecordDraft, where: str, cell: str) -> None:
-    side = LATERALITY_WORDS.get(cell.strip().lower())
-    if side is None:
-        raise FundusDataError(f'{where}: column \'laterality\' = {cell!r}: expected '
-                              f'one of {sorted(LATERALITY_WORDS)}', reason='unknown_laterality')
-    draft.laterality, draft.laterality_source = side, 'label'
-
-
 @register('csv', help='CSV, xlsx or xls table of image-level labels: image + dr_grade, dme_grade, diagnosis, '
                       'laterality',
           sniff=_label_csv_sniff)
@@ -417,41 +400,36 @@ def read_label_csv(csv_path: Path | str, images_dir: Optional[Path | str] = None
             skips the row.
     """
     log = log if log is not None else ConvertLog()
-    table = read_table(csv_path)
+    labels = read_label_table(csv_path, ('record_id', 'sha256', *LABEL_COLUMNS))
+    table, img = labels.table, labels.image
     base = Path(images_dir) if images_dir else table.path.parent
-    img = table.column('image', *IMAGE_COLUMNS, what='image')
-    cols = {key: table.column(key, required=False) for key in ('record_id', 'sha256', *LABEL_COLUMNS)}
-    for i, name in enumerate(table.header):
-        if i != img and i not in cols.values():
-            log.note(f'{table.path}: column {name!r} is not a record field; ignored')
+    for name in labels.ignored():
+        log.note(f'{table.path}: column {name!r} is not a record field; ignored')
     seen: Dict[str, str] = {}
 
-    def convert(where, cells):
-        value = {k: cells[i] if i is not None else '' for k, i in cols.items()}
-        image = resolve_image_path(cells[img], base, where=where, field_name=f'column {table.header[img]!r}',
+    def convert(where, image_cell, value):
+        image = resolve_image_path(image_cell, base, where=where, field_name=f'column {table.header[img]!r}',
                                    allow_outside_root=allow_outside_root)
-        if value['sha256'] and not re.fullmatch(SHA256_PATTERN, value['sha256']):
-            raise FundusDataError(f"{where}: column 'sha256' = {value['sha256']!r}: expected 64 hexadecimal digits "
+        sha256 = value.get('sha256', '')
+        if sha256 and not re.fullmatch(SHA256_PATTERN, sha256):
+            raise FundusDataError(f"{where}: column 'sha256' = {sha256!r}: expected 64 hexadecimal digits "
                                   '(SHA-256 of the image file)', reason='invalid_sha256')
-        record_id = value['record_id'] or path_record_id(cells[img], base)
+        record_id = value.get('record_id') or path_record_id(image_cell, base)
         check_unique_id(seen, record_id, where)
-        draft = RecordDraft(record_id, image, where=where, lenient=lenient, log=log, sha256=value['sha256'] or None)
-        for scale in vocab.GRADE_SCALES:
-            if value.get(scale):
-                grades = sorted(int(g) for g in vocab.GRADE_SCALES[scale])
-                grade = draft.item(lambda scale=scale, grades=grades: parse_grade(value[scale], grades, where=where,
-                                                                                  column=scale))
-                if grade is not None:
-                    draft.image_labels[scale] = str(grade)
-        if value['diagnosis']:
-            draft.item(lambda: _label_diagnosis(draft, where, value['diagnosis']))
-        if value['laterality']:
-            draft.item(lambda: _label_laterality(draft, where, value['laterality']))
+        draft = RecordDraft(record_id, image, where=where, lenient=lenient, log=log, sha256=sha256 or None)
+        for column in LABEL_COLUMNS:
+            if column in value:
+                parsed = draft.item(lambda column=column: parse_label(column, value[column], where=where,
+                                                                      header=labels.header(column)))
+                if parsed is not None and column == 'laterality':
+                    draft.laterality, draft.laterality_source = parsed, 'label'
+                elif parsed is not None:
+                    draft.image_labels[column] = parsed
         return draft.build(source)
     kept = 0
-    for n, cells in table.rows:
+    for where, image_cell, value in labels.rows():
         log.lines_read += 1
-        record = attempt(lambda: convert(table.where(n), cells), lenient=lenient, log=log, where=table.where(n))
+        record = attempt(lambda: convert(where, image_cell, value), lenient=lenient, log=log, where=where)
         if record is not None:
             kept += 1
             yield record

@@ -36,7 +36,7 @@ from typing import Callable, Iterator, Optional
 
 from fundusexpert_plugin.core.record import FundusGenRecord
 from fundusexpert_plugin.sources.base import SEE_TERMS, ConvertLog, FileIndex, NotRepresentable, RecordDraft, SourceInfo, attempt
-from fundusexpert_plugin.sources.tables import Table, parse_grade, read_table
+from fundusexpert_plugin.core.tables import Table, parse_grade, read_table
 
 APTOS = SourceInfo('APTOS 2019 Blindness Detection',
                    f'{SEE_TERMS} (Kaggle "APTOS 2019 Blindness Detection" competition rules)',

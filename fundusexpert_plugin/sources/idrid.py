@@ -34,7 +34,7 @@ from typing import Dict, Iterator, List, Optional, Tuple
 
 from fundusexpert_plugin.core.record import FundusDataError, FundusGenRecord
 from fundusexpert_plugin.sources.base import (ConvertLog, FileIndex, MaskBoxParams, RecordDraft, SourceInfo, attempt, read_mask)
-from fundusexpert_plugin.sources.tables import parse_grade, parse_number, read_table
+from fundusexpert_plugin.core.tables import parse_grade, parse_number, read_table
 
 IDRID = SourceInfo(
     'IDRiD', 'CC BY 4.0 (Creative Commons Attribution 4.0 International)',

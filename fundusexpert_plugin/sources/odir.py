@@ -42,7 +42,7 @@ from typing import Iterator, List, Optional
 
 from fundusexpert_plugin.core.record import FundusDataError, FundusGenRecord
 from fundusexpert_plugin.sources.base import SEE_TERMS, ConvertLog, FileIndex, NotRepresentable, RecordDraft, SourceInfo, attempt
-from fundusexpert_plugin.sources.tables import read_table
+from fundusexpert_plugin.core.tables import read_table
 
 ODIR = SourceInfo('ODIR-2019 (Ocular Disease Intelligent Recognition)',
                   f'{SEE_TERMS} (ODIR-2019, Peking University / Shanggong Medical Technology)',

@@ -224,7 +224,8 @@ def test_image_label_rows_that_match_no_photo_are_named_in_one_warning(stand_in,
     capsys.readouterr()
     (warning,) = [r.getMessage() for r in caplog.records if r.levelname == 'WARNING']
     assert warning == (f'{labels}: 2 image-label row(s) match no photograph of the job (ids are case-sensitive '
-                       'paths relative to --images without suffix, file names for a list): IDRiD_999, idrid_006')
+                       "paths relative to --images, file names for a list; a suffix must be the photograph's): "
+                       'IDRiD_999, idrid_006')
     (row,) = [json.loads(line) for line in (tmp_path / 'out' / 'records-0-of-1.jsonl').read_text().splitlines()]
     assert row['image_labels'] == {'dr_grade': '2'}              # the suffix in the CSV is optional
 
@@ -247,7 +248,7 @@ def test_bad_threshold_and_torchrun_shard_name_where_they_came_from(tmp_path, ca
     photos = _one_photo(tmp_path)
     argv = ['engine', 'run', '--images', str(photos), '--out', str(tmp_path / 'out'), '--no-progress']
     assert main(argv + ['--score-threshold', '2.0']) == 2
-    assert 'argument --score-threshold: 2.0: expected a value in [0, 1]' in capsys.readouterr().err
+    assert 'argument --score-threshold: 2.0: expected a number in [0, 1]' in capsys.readouterr().err
     monkeypatch.setenv('RANK', '5')
     monkeypatch.setenv('WORLD_SIZE', '2')
     assert main(argv) == 2
@@ -260,11 +261,127 @@ def test_a_first_run_that_stopped_before_any_photo_does_not_pin_its_options(stan
     labels = tmp_path / 'labels.csv'
     labels.write_text('image,dr_grade\nIDRiD_006,2\n')
     argv = ['engine', 'run', '--images', str(photos), '--out', str(tmp_path / 'out'), '--no-progress',
-            '--languages', 'en', '--detector', 'rtm.py', '--checkpoint', 'rtm.pth', '--image-labels']
-    assert main(argv + [str(tmp_path / 'lables.csv')]) == 2                   # a mistyped path: nothing written
-    assert 'lables.csv: No such file or directory' in capsys.readouterr().err
-    assert main(argv + [str(labels)]) == 0
+            '--detector', 'rtm.py', '--checkpoint', 'rtm.pth', '--image-labels']
+    assert main(argv + [str(tmp_path / 'lables.csv'), '--languages', 'zh']) == 2   # a mistyped path: read first
+    assert capsys.readouterr().err == f'fundusexpert: error: label table not found: {tmp_path / "lables.csv"}\n'
+    assert not (tmp_path / 'out' / 'engine_options.json').exists()
+    assert main(argv + [str(labels), '--languages', 'en']) == 0
     assert json.loads(capsys.readouterr().out)['written'] == 1
-    assert json.loads((tmp_path / 'out' / 'engine_options.json').read_text())['image_labels'] == str(labels)
-    assert main(argv + [str(tmp_path / 'lables.csv')]) == 2                   # now the folder holds a record
-    assert '(--image-labels "' in capsys.readouterr().err
+    options = json.loads((tmp_path / 'out' / 'engine_options.json').read_text())
+    assert (options['image_labels'], options['languages']) == (str(labels), ['en'])
+    assert main(argv + [str(labels), '--languages', 'zh']) == 2                    # now the folder holds a record
+    assert '(--languages ["en"] -> ["zh"])' in capsys.readouterr().err
+
+
+def test_a_bad_label_table_stops_the_job_before_any_photo_naming_its_line(stand_in, tmp_path, capsys):
+    photos = _one_photo(tmp_path)
+    out = tmp_path / 'out'
+    argv = ['engine', 'run', '--images', str(photos), '--out', str(out), '--no-progress', '--languages', 'en',
+            '--detector', 'rtm.py', '--checkpoint', 'rtm.pth', '--image-labels']
+    bad = tmp_path / 'bad9.csv'
+    bad.write_text('image,dr_grade\nIDRiD_006,9\n')
+    assert main(argv + [str(bad)]) == 2
+    assert capsys.readouterr().err == (f"fundusexpert: error: {bad}:2: column 'dr_grade' = '9': unknown grade; "
+                                       'expected one of [0, 1, 2, 3, 4]\n')
+    assert stand_in == [] and not list(out.glob('records-*'))   # no detector loaded, no record written
+    dup = tmp_path / 'dup.csv'
+    dup.write_text('image,dr_grade\nIDRiD_006,2\nIDRiD_006.jpg,3\n')
+    assert main(argv + [str(dup)]) == 2
+    assert capsys.readouterr().err == (f"fundusexpert: error: {dup}:3: image 'IDRiD_006.jpg' gives the record id "
+                                       f"'IDRiD_006' of {dup}:2 ('IDRiD_006') again; one row per photograph\n")
+    latin = tmp_path / 'latin1.csv'
+    latin.write_bytes('image,dr_grade\nIDRiD_006,2\ncafé,1\n'.encode('latin-1'))
+    assert main(argv + [str(latin)]) == 2
+    assert capsys.readouterr().err == f'fundusexpert: error: {latin}:3: byte offset 30 is not UTF-8\n'
+
+
+def test_a_rerun_after_editing_the_label_table_or_with_other_images_is_refused(stand_in, tmp_path, capsys):
+    from fundusexpert_plugin.engine.labels import read_image_labels
+    photos = _one_photo(tmp_path)
+    (tmp_path / 'b').mkdir()
+    other = _one_photo(tmp_path / 'b', 'IDRiD_007.jpg')
+    labels = tmp_path / 'labels.csv'
+    labels.write_text('image,dr_grade,notes\nIDRiD_006,2,first\n')
+    out = tmp_path / 'out'
+    argv = ['engine', 'run', '--out', str(out), '--no-progress', '--languages', 'en', '--detector', 'rtm.py',
+            '--checkpoint', 'rtm.pth', '--image-labels', str(labels)]
+    assert main(argv + ['--images', str(photos)]) == 0
+    capsys.readouterr()
+    old = read_image_labels(labels).digest()
+    recorded = json.loads((out / 'engine_options.json').read_text())
+    assert (recorded['images'], recorded['image_labels_sha256']) == (str(photos), old)
+    labels.write_text('image,dr_grade,notes\nIDRiD_006,2,second\n')         # a column not read: same records
+    assert main(argv + ['--images', str(photos)]) == 0
+    assert json.loads(capsys.readouterr().out)['resumed'] == 1
+    labels.write_text('image,dr_grade,notes\nIDRiD_006,3,second\n')         # an edited grade
+    new = read_image_labels(labels).digest()
+    assert main(argv + ['--images', str(photos)]) == 2
+    assert capsys.readouterr().err == (
+        f'fundusexpert: error: {out / "engine_options.json"}: the records in {out} were made with other options '
+        f'(--image-labels content (SHA-256 of its rows) "{old}" -> "{new}"); give a new --out (or the recorded '
+        'options to resume)\n')
+    labels.write_text('image,dr_grade,notes\nIDRiD_006,2,second\n')
+    assert main(argv + ['--images', str(other)]) == 2                         # another folder: not mixed in
+    assert f'(--images "{photos}" -> "{other}")' in capsys.readouterr().err
+    (row,) = [json.loads(line) for line in (out / 'records-0-of-1.jsonl').read_text().splitlines()]
+    assert (row['record_id'], row['image_labels']) == ('IDRiD_006', {'dr_grade': '2'})
+
+
+@pytest.mark.parametrize('option, value, expected', [
+    ('--tile-size', '-5', 'argument --tile-size: -5: expected an integer >= 1'),
+    ('--tile-size', '512.5', "argument --tile-size: '512.5': expected an integer >= 1"),
+    ('--tile-overlap', '1.5', 'argument --tile-overlap: 1.5: expected a number in [0, 1)'),
+    ('--tile-overlap', '1', 'argument --tile-overlap: 1: expected a number in [0, 1)'),
+    ('--max-image-pixels', '-1', 'argument --max-image-pixels: -1: expected an integer >= 1'),
+    ('--max-image-pixels', '0', 'argument --max-image-pixels: 0: expected an integer >= 1'),
+])
+def test_out_of_range_numbers_are_usage_errors_before_anything_is_written(tmp_path, capsys, option, value,
+                                                                          expected):
+    photos = _one_photo(tmp_path)
+    argv = ['engine', 'run', '--images', str(photos), '--out', str(tmp_path / 'out'), option, value]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err == f'fundusexpert: error: {expected} (see: fundusexpert engine run --help)\n'
+    assert not (tmp_path / 'out').exists()
+
+
+def test_max_image_pixels_skips_larger_photographs_and_is_not_a_record_option(tmp_path, capsys, monkeypatch):
+    import fundusexpert_plugin.core.images as images
+    from PIL import Image
+    monkeypatch.setattr(images, 'MAX_PIXELS', images.MAX_PIXELS)  # restored after the test
+    monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', Image.MAX_IMAGE_PIXELS)
+    photos = _one_photo(tmp_path)
+    out = tmp_path / 'out'
+    argv = ['engine', 'run', '--images', str(photos), '--out', str(out), '--no-progress', '--languages', 'en']
+    assert main(argv + ['--max-image-pixels', '1000']) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary['records'], summary['skipped']) == (0, {'image_too_large': 1})
+    (skip,) = [json.loads(line) for line in (out / 'skipped-0-of-1.jsonl').read_text().splitlines()]
+    assert skip['reason'] == ('1072x712 = 763264 pixels is above the limit of 1000 pixels (decompression-bomb '
+                              'guard); raise the limit (--max-image-pixels) only for a trusted file')
+    assert main(argv) == 0                                            # the default limit: retried, now a record
+    again = json.loads(capsys.readouterr().out)
+    assert (again['records'], again['retried'], again['skipped']) == (1, 1, {})
+
+
+def test_merge_refuses_a_half_written_shard_until_engine_run_completes_it(stand_in, tmp_path, capsys):
+    photos = _one_photo(tmp_path)
+    out = tmp_path / 'out'
+    run = ['engine', 'run', '--images', str(photos), '--out', str(out), '--no-progress', '--languages', 'en',
+           '--detector', 'rtm.py', '--checkpoint', 'rtm.pth']
+    assert main(run) == 0
+    shard = out / 'records-0-of-1.jsonl'
+    whole = shard.read_bytes()
+    shard.write_bytes(whole[:40])                                # killed while writing its first line
+    capsys.readouterr()
+    assert main(['engine', 'merge', '--out', str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f'fundusexpert: error: {shard}:1: half-written last line (the run writing this shard was interrupted); '
+        'rerun `fundusexpert engine run` (or `engine ray`) with the same options and --out to complete the '
+        'shard, then merge again\n')
+    assert shard.read_bytes() == whole[:40] and not (out / 'records.jsonl').exists()   # nothing touched
+    assert main(run) == 0                                        # drops the half line, writes the record again
+    assert json.loads(capsys.readouterr().out)['written'] == 1
+    assert main(['engine', 'merge', '--out', str(out)]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == '1 records, 0 skipped'
+    assert (out / 'records.jsonl').read_bytes() == whole

@@ -189,3 +189,29 @@ def test_console_script_points_at_main():
     from pathlib import Path
     pyproject = tomllib.loads((Path(__file__).resolve().parents[2] / 'pyproject.toml').read_text())
     assert pyproject['project']['scripts']['fundusexpert'] == 'fundusexpert_plugin.cli.main:main'
+
+
+@pytest.mark.parametrize('argv, expected', [
+    (['data', 'convert', 'csv', '--csv', 'l.csv', '--out', 'o', '--source-dataset', 's', '--max-image-pixels', '-1'],
+     'argument --max-image-pixels: -1: expected an integer >= 1'),
+    (['data', 'convert', 'masks', '--images', 'i', '--masks', 'm', '--out', 'o', '--source-dataset', 's',
+      '--eps-px', '0'], 'argument --eps-px: 0: expected a number > 0'),
+    (['data', 'validate', 'x.jsonl', '--max-image-pixels', '0'], 'argument --max-image-pixels: 0: expected an integer >= 1'),
+    (['engine', 'ray', '--images', 'p', '--out', 'o', '--num-actors', '0'], 'argument --num-actors: 0: expected an integer >= 1'),
+    (['engine', 'ray', '--images', 'p', '--out', 'o', '--num-gpus-per-actor', '-0.5'],
+     'argument --num-gpus-per-actor: -0.5: expected a number >= 0'),
+    (['detector', 'train', '--annotations', 'a', '--work-dir', 'w', '--val-split', '1'],
+     'argument --val-split: 1: expected a number in (0, 1)'),
+    (['detector', 'train', '--annotations', 'a', '--work-dir', 'w', '--max-iters', 'ten'],
+     "argument --max-iters: 'ten': expected an integer >= 1"),
+    (['eval', 'score', '--result', 'r', '--out', 'o', '--judge-max-retries', '-1'],
+     'argument --judge-max-retries: -1: expected an integer >= 0'),
+    (['eval', 'score', '--result', 'r', '--out', 'o', '--judge-timeout', 'nan'],
+     'argument --judge-timeout: nan: expected a number > 0'),
+    (['study', 'scaling', '--fundusgen', 'f', '--heldout', 'h', '--out', 'o', '--n-boot', '0'],
+     'argument --n-boot: 0: expected an integer >= 1'),
+    (['demo', '--steps', '0'], 'argument --steps: 0: expected an integer >= 1'),
+])
+def test_out_of_range_numbers_are_one_line_usage_errors_in_every_command(capsys, argv, expected):
+    assert main(argv) == 2
+    _one_line_error(capsys, expected)

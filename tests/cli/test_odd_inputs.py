@@ -13,7 +13,7 @@ from fundusexpert_plugin.cli import build as build_cli
 from fundusexpert_plugin.cli import convert as convert_cli
 from fundusexpert_plugin.cli import validate as validate_cli
 from fundusexpert_plugin.cli.main import main
-from fundusexpert_plugin.core.images import set_max_pixels
+from fundusexpert_plugin.core.images import DEFAULT_MAX_PIXELS, set_max_pixels
 
 _spec = importlib.util.spec_from_file_location('make_corpus', Path(__file__).parents[1] / 'fixtures' / 'make_corpus.py')
 corpus = importlib.util.module_from_spec(_spec)
@@ -28,7 +28,7 @@ def kinds(tmp_path_factory):
 @pytest.fixture(autouse=True)
 def _reset_pixel_limit():
     yield
-    set_max_pixels(Image.MAX_IMAGE_PIXELS)
+    set_max_pixels(DEFAULT_MAX_PIXELS)
 
 
 #: entry module -> its command (the CLI's error policy prints bad input as one line, exit 2)

@@ -3,8 +3,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from fundusexpert_plugin.core.images import (ImageSkip, list_images, load_image, save_image, set_max_pixels, shard,
-                                             shard_of, was_greyscale)
+from fundusexpert_plugin.core.images import (DEFAULT_MAX_PIXELS, ImageSkip, list_images, load_image, save_image,
+                                             set_max_pixels, shard, shard_of, was_greyscale)
 
 
 def test_plain_rgb_is_unchanged(tmp_path):
@@ -172,8 +172,9 @@ def test_pixel_limit_and_sha256(tmp_path):
         with pytest.raises(ImageSkip, match='decompression-bomb guard'):
             load_image(tmp_path / 'a.png')
     finally:
-        set_max_pixels(Image.MAX_IMAGE_PIXELS)
+        set_max_pixels(DEFAULT_MAX_PIXELS)
     good = hashlib.sha256((tmp_path / 'a.png').read_bytes()).hexdigest()
+    assert DEFAULT_MAX_PIXELS == 89_478_485 and Image.MAX_IMAGE_PIXELS == DEFAULT_MAX_PIXELS
     assert load_image(tmp_path / 'a.png', sha256=good).width == 20
     with pytest.raises(ImageSkip, match=f'sha256 {good} does not match the recorded {"0" * 64}'):
         load_image(tmp_path / 'a.png', sha256='0' * 64)
@@ -215,3 +216,51 @@ def test_folder_listing_includes_dicom_by_suffix_or_content(tmp_path):
     write_fake_dicom(tmp_path / 'b.bin', rgb)  # another suffix: not opened, not listed
     Image.new('RGB', (4, 4)).save(tmp_path / 'c.png')
     assert [p.relative_to(tmp_path).as_posix() for p in list_images(tmp_path)] == ['a.dcm', 'c.png', 'sub/IM0001']
+
+
+def test_a_raised_pixel_limit_also_raises_pillows_own_guard(tmp_path, monkeypatch):
+    import fundusexpert_plugin.core.images as images
+    Image.new('RGB', (30, 30)).save(tmp_path / 'a.png')        # 900 pixels
+    monkeypatch.setattr(images, 'DEFAULT_MAX_PIXELS', 100)      # as if Pillow's default were 100:
+    monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', 100)         # Pillow alone would refuse it (> 2 x 100)
+    try:
+        set_max_pixels(1000)
+        assert Image.MAX_IMAGE_PIXELS == 1000 and load_image(tmp_path / 'a.png').width == 30
+        Image.new('RGB', (15, 10)).save(tmp_path / 'b.png')    # 150 pixels: under Pillow's 2 x 100
+        set_max_pixels(50)                                      # lowered: ours refuses first, naming the limit
+        assert Image.MAX_IMAGE_PIXELS == 100
+        with pytest.raises(ImageSkip, match='15x10 = 150 pixels is above the limit of 50 pixels'):
+            load_image(tmp_path / 'b.png')
+        set_max_pixels(None)                                    # no limit at all
+        assert Image.MAX_IMAGE_PIXELS is None and load_image(tmp_path / 'a.png').width == 30
+        with pytest.raises(ValueError, match='max_pixels 0: expected at least 1 pixel'):
+            set_max_pixels(0)
+    finally:
+        set_max_pixels(89_478_485)
+
+
+@pytest.mark.parametrize('name', ['copy.png', 'copy.jpg'])
+def test_a_write_cut_short_leaves_neither_a_truncated_image_nor_a_temporary_file(tmp_path, monkeypatch, name):
+    import fundusexpert_plugin.core.images as images
+    rgb = np.full((40, 60, 3), 120, np.uint8)
+    target = tmp_path / 'images' / name
+    save_image(np.zeros((40, 60, 3), np.uint8), target)
+    before = target.read_bytes()
+
+    def cut(fp):                        # half an image written, then the process is interrupted
+        with open(fp, 'wb') as fh:
+            fh.write(before[:len(before) // 2])
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Image.Image, 'save', lambda self, fp, *a, **k: cut(fp))       # the PNG path
+    monkeypatch.setattr(images, '_write_jpeg', lambda rgb, fp, quality: cut(fp))      # the JPEG path
+    with pytest.raises(KeyboardInterrupt):
+        save_image(rgb, target)
+    assert target.read_bytes() == before                      # the old file, whole
+    assert sorted(p.name for p in target.parent.iterdir()) == [name]
+    monkeypatch.undo()
+    save_image(rgb, target)
+    assert load_image(target).rgb.mean() == pytest.approx(120, abs=1)
+    assert sorted(p.name for p in target.parent.iterdir()) == [name]
+    with pytest.raises(ValueError, match=r"unknown image suffix '\.xyz'"):
+        save_image(rgb, tmp_path / 'a.xyz')

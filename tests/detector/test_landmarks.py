@@ -1,5 +1,6 @@
 """The training-free optic-disc / fovea locator on real photographs of the bundled sample."""
 import json
+import warnings
 
 import numpy as np
 import pytest
@@ -46,9 +47,20 @@ def test_fovea_is_searched_from_a_given_disc_centre():
     assert given.disc_center_px == own.disc_center_px          # the disc is still located on its own
 
 
+def dithered(step: int = 3) -> np.ndarray:
+    """A 1072x712 RGB photo whose field of view is only thin bright diagonal lines (1-bit dithering of a
+    dark photograph): wide enough to look at, with no solid region."""
+    yy, xx = np.mgrid[0:712, 0:1072]
+    on = ((xx - 536) ** 2 + (yy - 356) ** 2 < 340 ** 2) & ((xx + yy) % step == 0)
+    return np.repeat((on * 255).astype(np.uint8)[..., None], 3, axis=2)
+
+
 @pytest.mark.parametrize('rgb, message', [(np.zeros((712, 1072, 3), np.uint8), 'field of view 0 px'),
                                           (np.full((80, 100, 3), 120, np.uint8), 'below the 256 px'),
-                                          (np.zeros((50, 50), np.uint8), 'expected an RGB image')])
+                                          (np.zeros((50, 50), np.uint8), 'expected an RGB image'),
+                                          (dithered(), 'no solid field of view')])
 def test_unusable_images_raise(rgb, message):
-    with pytest.raises(ValueError, match=message):
-        locate_landmarks(rgb)
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')                         # and no NumPy warning on the way
+        with pytest.raises(ValueError, match=message):
+            locate_landmarks(rgb)

@@ -214,3 +214,18 @@ def test_a_greyscale_photograph_is_not_called_colour(tmp_path):
     colour = _process(FundusEngine(None), '0015', tmp_path)
     assert cognitive_chain(colour, 'en').startswith('This is a colour fundus photograph of the right eye')
     assert cognitive_chain(colour, 'zh').startswith('这是一张右眼的彩色眼底照片')
+
+
+def test_a_1bit_photo_without_a_solid_field_of_view_has_no_landmarks_and_no_numpy_warning(tmp_path):
+    import warnings
+
+    import numpy as np
+    from PIL import Image
+    yy, xx = np.mgrid[0:712, 0:1072]                            # bright dots on thin diagonals, as 1-bit
+    on = ((xx - 536) ** 2 + (yy - 356) ** 2 < 340 ** 2) & ((xx + yy) % 3 == 0)   # dithering of a dark photo
+    Image.fromarray(on).save(tmp_path / 'bw1.png')
+    with warnings.catch_warnings():
+        warnings.simplefilter('error')
+        rec = FundusEngine(None, detector_name='none').process(tmp_path / 'bw1.png', out_dir=tmp_path / 'out')
+    assert rec.provenance.stages['image'] == '1->RGB' and 'landmarks' not in rec.provenance.stages
+    assert (rec.findings, rec.laterality, rec.provenance.landmarks) == ([], None, {})

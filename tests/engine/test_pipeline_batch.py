@@ -48,6 +48,23 @@ def test_converted_image_is_copied_without_metadata(photos, tmp_path):
         assert im.mode == 'RGB' and not im.getexif() and im.size == (100, 80)
 
 
+def test_a_kill_while_the_converted_copy_is_written_leaves_no_truncated_copy(photos, tmp_path, monkeypatch):
+    def killed(self, fp, *args, **kwargs):          # half a PNG written, then the process is killed
+        with open(fp, 'wb') as fh:
+            fh.write(b'\x89PNG\r\n\x1a\n half')
+        raise KeyboardInterrupt
+    grey = [photos / '05_grey.png']
+    with monkeypatch.context() as patch:
+        patch.setattr(Image.Image, 'save', killed)
+        with pytest.raises(KeyboardInterrupt):
+            run_engine(FundusEngine(FakeDetector()), grey, tmp_path / 'out', image_root=photos, progress=False)
+    assert not (tmp_path / 'out' / 'images' / '05_grey.png').exists()   # no copy without its record
+    resumed = run_engine(FundusEngine(FakeDetector()), grey, tmp_path / 'out', image_root=photos, progress=False)
+    assert (resumed.written, resumed.converted) == (1, 1)
+    with Image.open(tmp_path / 'out' / 'images' / '05_grey.png') as im:
+        assert im.size == (100, 80) and im.mode == 'RGB'
+
+
 def test_no_optic_disc_keeps_record_without_laterality(photos, tmp_path):
     class NoDisc(FakeDetector):
         def predict(self, bgr):

@@ -37,7 +37,8 @@ def test_spec_builds_the_engine_with_every_option(recording_detector, tmp_path):
     assert engine.languages == ('zh',) and engine.claim_absent is True
     assert (engine.source_dataset, engine.licence) == ('clinic A', 'internal')
     assert engine.detector_name == 'mmdet:rtm.py@rtm.pth'
-    assert engine.image_labels == {'sub/0001': {'dr_grade': '2'}}  # suffix dropped, as the record ids
+    assert engine.image_labels.for_photo('sub/0001', tmp_path / 'sub' / '0001.jpg') == {'dr_grade': '2'}
+    assert engine.image_labels.for_photo('sub/0001', tmp_path / 'sub' / '0001.png') == {}  # another file
 
 
 def test_the_mllm_describer_is_chosen_by_the_endpoint_options(recording_detector):
@@ -56,6 +57,9 @@ def test_the_mllm_describer_is_chosen_by_the_endpoint_options(recording_detector
     ({'describer': 'llava'}, "describer 'llava'"),
     ({'languages': ('en', 'fr')}, "unknown language 'fr'"),
     ({'score_threshold': 1.5}, 'score_threshold 1.5'),
+    ({'tile_size': -5}, r'tile_size -5: expected a window of at least 1 pixel'),
+    ({'tile_overlap': 1.0}, r'tile_overlap 1.0: expected a fraction in \[0, 1\)'),
+    ({'max_image_pixels': 0}, 'max_image_pixels 0: expected at least 1 pixel'),
 ])
 def test_bad_options_fail_at_construction_before_anything_loads(kwargs, message):
     with pytest.raises(ValueError, match=message):
@@ -66,3 +70,14 @@ def test_spec_pickles_as_plain_values():
     spec = EngineSpec('/shared/d.py', '/shared/c.pth', device='auto', languages=['en'])
     again = pickle.loads(pickle.dumps(spec))
     assert again == spec and again.languages == ('en',)
+
+
+def test_build_sets_the_pixel_limit_of_the_process_default_when_none(recording_detector, monkeypatch):
+    import fundusexpert_plugin.core.images as images
+    from PIL import Image
+    monkeypatch.setattr(images, 'MAX_PIXELS', images.MAX_PIXELS)
+    monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', Image.MAX_IMAGE_PIXELS)
+    EngineSpec(max_image_pixels=5000).build()
+    assert (images.MAX_PIXELS, Image.MAX_IMAGE_PIXELS) == (5000, images.DEFAULT_MAX_PIXELS)
+    EngineSpec().build()
+    assert images.MAX_PIXELS == images.DEFAULT_MAX_PIXELS == 89_478_485

@@ -113,6 +113,12 @@ def test_label_csv(tmp_path, make_image, make_text):
     make_text(csv, 'image,diagnosis\na.jpg,retinitis\n')
     with pytest.raises(FundusDataError, match=r"labels\.csv:2: column 'diagnosis' = 'retinitis': unknown"):
         list(read_label_csv(csv))
+    make_text(csv, 'Image,Image_Quality,DR grade\na.jpg,2,1.0\n')       # every grade scale, any header spelling
+    (a,) = read_label_csv(csv)
+    assert a.image_labels == {'dr_grade': '1', 'image_quality': '2'}
+    make_text(csv, 'image,Image_Quality\na.jpg,3\n')
+    with pytest.raises(FundusDataError, match=r"labels\.csv:2: column 'Image_Quality' = '3': unknown grade"):
+        list(read_label_csv(csv))
 
 
 def test_label_csv_without_an_image_column_names_the_expected_column_first(tmp_path, make_text):

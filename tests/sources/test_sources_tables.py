@@ -1,8 +1,8 @@
-"""Tests of engine/sources/tables.py: CSV and xlsx label tables with line/row numbers."""
+"""Tests of core/tables.py and sources/tables.py: CSV and xlsx label tables with line/row numbers."""
 import pytest
 
-from fundusexpert_plugin.sources.tables import (normalise, parse_grade, read_image_table,
-                                                       read_table)
+from fundusexpert_plugin.core.tables import normalise, parse_grade, read_table
+from fundusexpert_plugin.sources.tables import read_image_table
 from fundusexpert_plugin.core.record import FundusDataError
 
 
@@ -63,3 +63,19 @@ def test_image_listed_twice_names_both_lines(tmp_path, make_text):
     path = make_text(tmp_path / 't.csv', 'imgName,Label\nV0001.jpg,1\nV0001.jpg,0\n')
     with pytest.raises(FundusDataError, match=r"t\.csv:3: image 'V0001\.jpg' listed twice \(also .*t\.csv:2\)"):
         read_image_table(path)
+
+
+def test_a_label_table_and_its_cells_follow_one_rule_for_every_reader(tmp_path, make_text):
+    from fundusexpert_plugin.core.tables import parse_label, read_label_table
+    path = make_text(tmp_path / 'labels.csv', 'File name,DR_Grade,Laterality,site\na.jpg,2.0,OS,x\nb.jpg,,,\n')
+    table = read_label_table(path)
+    assert (table.image, table.columns, table.ignored()) == (0, {'dr_grade': 1, 'laterality': 2}, ['site'])
+    assert list(table.rows()) == [(f'{path}:2', 'a.jpg', {'dr_grade': '2.0', 'laterality': 'OS'}),
+                                  (f'{path}:3', 'b.jpg', {})]
+    assert [parse_label('dr_grade', '2.0', where='w'), parse_label('laterality', 'OS', where='w'),
+            parse_label('diagnosis', '青光眼', where='w'), parse_label('image_quality', '1', where='w')] == [
+        '2', 'left', 'glaucoma', '1']
+    with pytest.raises(FundusDataError, match=r"^w: column 'Lat' = 'up': expected one of \['l', 'left'"):
+        parse_label('laterality', 'up', where='w', header='Lat')
+    with pytest.raises(ValueError, match="'site' is not a label column"):
+        parse_label('site', 'x', where='w')

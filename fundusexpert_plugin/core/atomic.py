@@ -1,0 +1,32 @@
+"""Files that appear whole or not at all: :func:`replacing` writes to a temporary name in the target's
+folder and renames it over the target (``os.replace``, atomic on one file system), so a reader never
+sees, and a kill never leaves, a half-written file under the target's name."""
+from __future__ import annotations
+
+import os
+import secrets
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Iterator
+
+
+@contextmanager
+def replacing(path: Path | str) -> Iterator[Path]:
+    """A temporary path to write ``path``'s new content to: ``.<name>.<random>.part`` in the same folder
+    (created), hidden and without the target's suffix, so folder listings of images never pick it up.
+    When the block ends without an error it is renamed over ``path``; on an error it is removed and
+    ``path`` is left as it was. A kill leaves at most the hidden ``.part`` file.
+
+    Example::
+
+        with replacing(out / 'a.png') as tmp:
+            tmp.write_bytes(data)
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f'.{path.name}.{secrets.token_hex(4)}.part')
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
