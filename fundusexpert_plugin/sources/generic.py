@@ -6,7 +6,7 @@ Layouts read:
   ``<class index> <cx> <cy> <w> <h>``, all four normalised to the image size (0-1); class names one
   per line in ``classes.names`` (or ``classes.txt``, or ``--classes``). An image without a label
   file has no objects (YOLO convention). ``box_px = ((cx - w/2) W, (cy - h/2) H, (cx + w/2) W,
-  (cy + h/2) H)``.
+  (cy + h/2) H)``, rounded to 1e-6 px (so ``0.5 * 958`` is ``479.0``, not ``478.99999999999994``).
 * COCO (cocodataset.org/#format-data): ``images`` (``id``, ``file_name``, ``width``, ``height``),
   ``annotations`` (``image_id``, ``category_id``, ``bbox = [x, y, w, h]`` in pixels, x/y the top-left
   corner), ``categories`` (``id``, ``name``). ``box_px = (x, y, x + w, y + h)``.
@@ -208,8 +208,8 @@ def _yolo_line(draft: RecordDraft, where: str, line: str, names: List[str], ids:
         log.note(f'class {names[k]!r} left out by the class map', where)
         return
     W, H = draft.width, draft.height
-    draft.add_box(ids[k], ((cx - w / 2) * W, (cy - h / 2) * H, (cx + w / 2) * W, (cy + h / 2) * H),
-                  field_name=f'{where}: box')
+    box = ((cx - w / 2) * W, (cy - h / 2) * H, (cx + w / 2) * W, (cy + h / 2) * H)
+    draft.add_box(ids[k], tuple(round(v, 6) for v in box), field_name=f'{where}: box')
 
 
 @register('coco', help='COCO detection json (images, annotations, categories)', sniff=_coco_sniff)

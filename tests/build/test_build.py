@@ -236,8 +236,9 @@ def test_records_with_review_flags_are_listed_by_the_build(tmp_path, capsys):
     ('--marked-max-side', '-1', "expected 0 (full size) or a number of pixels >= 256, got '-1'"),
     ('--marked-max-side', '1', "expected 0 (full size) or a number of pixels >= 256, got '1'"),
     ('--marked-max-side', '255', "expected 0 (full size) or a number of pixels >= 256, got '255'"),
-    ('--num-proc', '0', 'expected a whole number >= 1, got 0'),
-    ('--num-proc', 'two', "expected a whole number >= 1, got 'two'"),
+    ('--num-proc', '0', '0: expected an integer >= 1'),                  # the shared cli.common.positive_int
+    ('--num-proc', 'two', "'two': expected an integer >= 1"),
+    ('--max-image-pixels', '-1', '-1: expected an integer >= 1'),
 ])
 def test_a_marked_side_below_the_minimum_or_no_worker_is_a_usage_error(tmp_path, capsys, option, value, rule):
     from fundusexpert_plugin.cli.main import main
