@@ -111,7 +111,8 @@ def test_bytes_that_are_not_utf8_and_a_missing_image_column_name_the_file(tmp_pa
     with pytest.raises(FundusDataError) as err:
         read_image_labels(path)
     assert str(err.value) == f'{path}:2: byte offset 18 is not UTF-8'
-    with pytest.raises(FundusDataError, match=r"labels.csv:1: missing column 'imgName'"):
+    with pytest.raises(FundusDataError,
+                       match=r"labels.csv:1: no image column; expected 'image' \(also accepted: \['imgName', "):
         read_image_labels(_csv(tmp_path, 'photo,dr_grade\na.jpg,2\n'))
     with pytest.raises(FundusDataError, match=r"labels.csv:3: column 'image' is empty"):
         read_image_labels(_csv(tmp_path, 'image,dr_grade\na.jpg,2\n,3\n'))
