@@ -264,6 +264,11 @@ def _render_one(record: FundusGenRecord) -> Tuple[Dict[str, List[dict]], Optiona
             copy = target.relative_to(job.out).as_posix()
     except FundusDataError as exc:
         return {}, (str(exc), exc.reason or 'invalid_record'), [], None
+    if image.conversion and 'image' not in record.provenance.stages:
+        # records written without the intake's note (by hand, by another tool): the rows read it from here,
+        # so a photograph converted from grey is called greyscale (render/chain.photo_was_greyscale)
+        stages = {**record.provenance.stages, 'image': image.conversion}
+        record = record.model_copy(update={'provenance': record.provenance.model_copy(update={'stages': stages})})
     ctx = RenderContext(job.out, job.image_dir, job.seed)
     source = RecordImage(row_image, image)
     rows = {t.name: [row for lang in job.languages if lang in t.languages

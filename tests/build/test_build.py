@@ -402,3 +402,19 @@ def test_a_failed_rebuild_leaves_no_build_and_the_next_one_succeeds(tmp_path, ma
     summary = build_fundusgen([good], out, image_dir=tmp_path, tasks=tasks, languages=['en'])
     assert summary.rows_per_task == {'region_identification': 2}
     assert len(list((out / 'marked').iterdir())) == 2
+
+
+def test_a_grey_photo_of_hand_written_records_is_called_greyscale(tmp_path, make_record):
+    """Records without the intake's note: the builder's own conversion (L->RGB) reaches prompts and chain."""
+    with Image.open(SAMPLE_DIR / 'images' / '0003.jpg') as im:
+        im.convert('L').save(tmp_path / 'grey.png')
+        width, height = im.size
+    rec = make_record([('optic_disc', (100, 300, 240, 440))], width=width, height=height, image='grey.png',
+                      laterality='left')
+    assert 'image' not in rec.provenance.stages
+    build_fundusgen([rec], tmp_path / 'fg', image_dir=tmp_path, languages=['en'])
+    (report,) = _rows(tmp_path / 'fg' / 'report.jsonl')
+    assert report['messages'][-1]['content'].startswith('This is a greyscale fundus photograph of the left eye')
+    assert report['images'] == ['images/r1.png']       # the converted copy, 8-bit RGB
+    laterality = _rows(tmp_path / 'fg' / 'laterality.jsonl')
+    assert all('colour' not in r['messages'][-2]['content'] for r in laterality)
