@@ -23,8 +23,8 @@ Row image paths are relative to ``<out>``. The build is deterministic for a give
 and record order, whatever ``num_proc``. Files are written to a temporary name and renamed, so an
 interrupted build never leaves a half-written task file.
 
-A build into a folder that holds an earlier build replaces it: the task files and image copies its
-``build_summary.json`` lists and the marked copies (``marked/*.jpg``) are removed first, so the folder
+A build into a folder that holds an earlier build replaces it: the task files, image copies and
+marked copies (``marked/*.jpg``) its ``build_summary.json`` lists are removed first, so the folder
 holds only what this build wrote. Nothing the builder did not write is removed or overwritten: another
 ``.jsonl`` file is left in place with a warning (the ``fundusgen`` dataset reads only the tasks that
 ``build_summary.json`` lists, :func:`built_tasks`), and a task file, marked copy or image copy with no
@@ -84,6 +84,7 @@ class BuildSummary:
             language are not listed).
         image_copies: the copies this build wrote under ``images/`` (paths relative to ``out_dir``); a
             later build into the folder removes them.
+        marked_copies: the marked copies this build wrote under ``marked/`` (relative paths), likewise.
         flagged_records: ids of the records used that carry ``provenance.flags`` (sources that disagree,
             e.g. the engine's detector and landmark locator, or a laterality label or DICOM header and the
             optic disc's side, which the builder flags itself and lists in ``warnings``): their rows are
@@ -106,6 +107,7 @@ class BuildSummary:
     task_languages_missing: Dict[str, Dict[str, int]] = field(default_factory=dict)
     flagged_records: List[str] = field(default_factory=list)
     image_copies: List[str] = field(default_factory=list)
+    marked_copies: List[str] = field(default_factory=list)
 
 
 def read_build_summary(folder: Path | str) -> dict:
@@ -157,15 +159,26 @@ def _previous_build(out: Path, tasks: Sequence[TaskConfig]) -> _Previous:
     """The earlier build's files in ``out``, after checking that this build overwrites none that the
     builder did not write (module docstring).
 
+    The earlier build's marked copies are those its summary lists in ``marked_copies``; a summary
+    written before that field existed lists none, and then every ``marked/*.jpg`` counts as its own.
+
     Raises:
-        FileExistsError: a task file of ``tasks`` or a marked copy that no ``build_summary.json`` lists.
+        FileExistsError: a task file of ``tasks`` or a marked copy (``marked/*.jpg``) that no
+            ``build_summary.json`` lists.
         FundusDataError: an unreadable ``build_summary.json``.
     """
     summary = read_build_summary(out) if (out / SUMMARY_FILE).exists() else None
     listed = [n for n in (summary or {}).get('rows_per_task', {}) if _plain_name(n)]
     copies = [c for c in (summary or {}).get('image_copies', [])
               if isinstance(c, str) and c.startswith('images/') and _plain_name(c[len('images/'):])]
-    marked = sorted((out / 'marked').glob('*.jpg')) if (out / 'marked').is_dir() else []
+    present = sorted((out / 'marked').glob('*.jpg')) if (out / 'marked').is_dir() else []
+    if summary is not None and 'marked_copies' in summary:
+        own = {out / c for c in summary['marked_copies']
+               if isinstance(c, str) and c.startswith('marked/') and _plain_name(c[len('marked/'):])}
+        marked = [p for p in present if p in own]
+        foreign = [p for p in present if p not in own]
+    else:
+        marked, foreign = (present, []) if summary is not None else ([], present)
     why = f'{out / SUMMARY_FILE} does not list it' if summary is not None else f'{out} holds no {SUMMARY_FILE}'
     remedy = 'move it away or build into another folder'
     for task in tasks:
@@ -173,9 +186,10 @@ def _previous_build(out: Path, tasks: Sequence[TaskConfig]) -> _Previous:
         if path.exists() and task.name not in listed:
             raise FileExistsError(f'{path}: exists and was not written by the builder ({why}); refusing to '
                                   f'overwrite it: {remedy}')
-    if marked and summary is None:
-        raise FileExistsError(f'{out / "marked"}: holds {len(marked)} .jpg file(s) but {why} (not a FundusGen '
-                              f'folder, or an earlier build stopped): {remedy}')
+    if foreign:
+        raise FileExistsError(f'{foreign[0]}: exists and was not written by the builder ({why}; {len(foreign)} such '
+                              f'.jpg file(s) in {out / "marked"}, or an earlier build stopped); the builder writes '
+                              f'its marked copies there: {remedy}')
     names = set(listed) | {t.name for t in tasks}
     for other in sorted(out.glob('*.jsonl')):
         if other.stem not in names:
@@ -378,6 +392,8 @@ def build_fundusgen(records: Iterable[FundusGenRecord], out_dir: Path | str, *,
                 logger.warning('task %r (%s) defines no %s prompts: no %s rows of it for the %d records of %s',
                                task.name, task.path, '/'.join(missing), '/'.join(missing), summary.records_used, out)
         summary.image_copies.sort()
+        summary.marked_copies = sorted({image for task_rows in rows.values() for row in task_rows
+                                        for image in row.get('images', []) if image.startswith('marked/')})
         (out / SUMMARY_FILE).write_text(json.dumps(asdict(summary), indent=2, ensure_ascii=False) + '\n')
         if summary.skipped:
             logger.warning('skipped %d of %d records (see %s/build_summary.json)', len(summary.skipped),

@@ -332,6 +332,14 @@ def test_a_rebuild_leaves_only_what_it_wrote_and_never_what_the_builder_did_not_
     assert json.loads((out / 'build_summary.json').read_text())['rows_per_task'] == second.rows_per_task
     assert (out / 'notes.jsonl').read_text() == '{"mine": 1}\n'
     assert f'{out / "notes.jsonl"}: not written by the builder; left in place' in caplog.text
+    # the summary lists the marked copies; a .jpg of the user's in marked/ stops the next build, kept as it is
+    assert json.loads((out / 'build_summary.json').read_text())['marked_copies'] == sorted(r['images'][0] for r in rows)
+    (out / 'marked' / 'zz_my.jpg').write_bytes(b'mine')
+    with pytest.raises(FileExistsError, match=r"marked/zz_my\.jpg: exists and was not written by the builder \(.*"
+                                              r"build_summary\.json does not list it; 1 such"):
+        build_fundusgen(records[:1], out, image_dir=SAMPLE_DIR, tasks=_tasks('region_identification'), languages=['en'])
+    assert (out / 'marked' / 'zz_my.jpg').read_bytes() == b'mine' and (out / 'build_summary.json').is_file()
+    assert len(_rows(out / 'region_identification.jsonl')) == len(rows)       # the earlier build is intact
 
 
 def test_a_rebuild_removes_the_image_copies_of_the_earlier_build(tmp_path):
@@ -362,7 +370,8 @@ def test_files_no_build_summary_lists_stop_the_build_and_nothing_is_removed(tmp_
     (out / 'report.jsonl').unlink()
     (out / 'marked').mkdir()
     (out / 'marked' / 'x.jpg').write_bytes(b'mine')
-    with pytest.raises(FileExistsError, match=r"marked: holds 1 \.jpg file\(s\) but .*out holds no build_summary"):
+    with pytest.raises(FileExistsError, match=r"marked/x\.jpg: exists and was not written by the builder \(.*out "
+                                              r"holds no build_summary\.json; 1 such \.jpg file\(s\) in "):
         build_fundusgen([rec], out, image_dir=tmp_path, tasks=_tasks('report'))
     assert (out / 'marked' / 'x.jpg').read_bytes() == b'mine'
 
@@ -418,3 +427,17 @@ def test_a_grey_photo_of_hand_written_records_is_called_greyscale(tmp_path, make
     assert report['images'] == ['images/r1.png']       # the converted copy, 8-bit RGB
     laterality = _rows(tmp_path / 'fg' / 'laterality.jsonl')
     assert all('colour' not in r['messages'][-2]['content'] for r in laterality)
+
+
+def test_a_summary_from_before_marked_copies_were_listed_counts_every_marked_jpg_as_its_own(tmp_path):
+    from fundusexpert_plugin.sample import sample_records
+    records = sample_records('heldout')[:1]
+    out = tmp_path / 'fg'
+    build_fundusgen(records, out, image_dir=SAMPLE_DIR, tasks=_tasks('region_identification'), languages=['en'])
+    summary = json.loads((out / 'build_summary.json').read_text())
+    del summary['marked_copies']
+    (out / 'build_summary.json').write_text(json.dumps(summary))
+    (out / 'marked' / 'older.jpg').write_bytes(b'an earlier build')
+    again = build_fundusgen(records, out, image_dir=SAMPLE_DIR, tasks=_tasks('region_identification'), languages=['en'])
+    assert sorted('marked/' + p.name for p in (out / 'marked').iterdir()) == again.marked_copies
+    assert 'marked/older.jpg' not in again.marked_copies and len(again.marked_copies) > 0
