@@ -376,7 +376,8 @@ def run(args: argparse.Namespace) -> int:
             print(f'  skipped: {message}', file=sys.stderr)
         raise
     if not records:
-        why = "" if log.skipped or log.notes else f": no row or image to convert in {', '.join(_inputs(args))}"
+        inputs = ', '.join(_inputs(args))
+        why = '' if log.skipped or log.notes else f': the inputs ({inputs}) gave no row or image to convert'
         print(f'fundusexpert: nothing to write to {args.out}{why}\n{log.summary(0)}', file=sys.stderr)
         return 1
     write_records(records, args.out)

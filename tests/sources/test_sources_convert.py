@@ -82,8 +82,9 @@ def test_a_header_only_table_says_which_inputs_held_nothing(tmp_path, make_text,
     (tmp_path / 'imgs').mkdir()
     csv = make_text(tmp_path / 'train.csv', 'id_code,diagnosis\n')
     assert _run('aptos', '--images', tmp_path / 'imgs', '--csv', csv, '--out', tmp_path / 'o.jsonl') == 1
-    assert capsys.readouterr().err.splitlines()[0] == (f'fundusexpert: nothing to write to {tmp_path / "o.jsonl"}: no '
-                                                       f'row or image to convert in {tmp_path / "imgs"}, {csv}')
+    assert capsys.readouterr().err.splitlines()[0] == (f'fundusexpert: nothing to write to {tmp_path / "o.jsonl"}: the '
+                                                       f'inputs ({tmp_path / "imgs"}, {csv}) gave no row or image to '
+                                                       'convert')
     # a row whose image is missing from an empty folder says the folder holds no image file
     make_text(csv, 'id_code,diagnosis\nabc,2\n')
     assert _run('aptos', '--images', tmp_path / 'imgs', '--csv', csv, '--out', tmp_path / 'o.jsonl') == 2
