@@ -11,7 +11,7 @@ Per row (:mod:`.results` says how the task kind is found):
 * grounding rows without a reference box are kept out of acc50/AP (nothing to match) and counted:
   ``grounding_absent`` for a target stated absent (``target_absent`` in ``--meta``, set for FundusGen
   region detection rows whose target is in ``negatives``, or a reference answer that is the shipped
-  "There are no ..." sentence), ``grounding_no_reference`` for rows with no reference at all; each
+  "The image shows no ..." sentence), ``grounding_no_reference`` for rows with no reference at all; each
   ``{'n_rows', 'n_rows_with_boxes', 'n_boxes'}`` (parsable predicted boxes). On ``grounding_absent``
   every such box is a false alarm;
 * rows with ``positives`` in ``--meta`` (reports) -> :mod:`.consistency` through a judge;

@@ -21,7 +21,8 @@ are inferred from the content (:func:`infer_task`):
   boxes (:func:`has_text_beyond_boxes`: a grounded report) -> ``report``; boxes and nothing else
   (``<ref-object><bbox><bbox>``, the region detection answer) -> ``grounding``;
 * no box, and ``labels`` is a shipped region detection "absent" answer (``answer_absent`` of
-  ``templates/region_detection.yaml``: "There are no {target} in this image.") -> ``grounding``
+  ``templates/region_detection.yaml``: "The image shows no {target}.", or the earlier "There are no
+  {target} in this image.") -> ``grounding``
   (a target stated absent, :func:`stated_absent`);
 * everything else -> ``report``.
 
@@ -225,7 +226,7 @@ def check_judge_labels(meta: Mapping, judge, where: str) -> None:
 
 def known_absent_target(row: Mapping) -> Optional[str]:
     """The FundusGen row's ``target`` when the source marks it absent (no ``objects`` box, the target in
-    ``negatives``: a region detection row answered "There are no ..."), else ``None``."""
+    ``negatives``: a region detection row answered "The image shows no ..."), else ``None``."""
     target = row.get('target')
     objects = row.get('objects') or {}
     return target if target and not objects.get('bbox') and target in (row.get('negatives') or []) else None
@@ -521,9 +522,15 @@ def has_text_beyond_boxes(text: Optional[str]) -> bool:
     return isinstance(text, str) and bool(_LETTER.search(_BOX_MARKUP.sub(' ', text)))
 
 
+#: ``answer_absent`` texts of earlier versions of the shipped ``region_detection`` task (v1-v3), still
+#: read as absent answers in results built with them
+EARLIER_ABSENT_ANSWERS = ('There are no {target} in this image.',)
+
+
 @lru_cache(maxsize=1)
 def _absent_answer_patterns() -> Tuple[re.Pattern, ...]:
-    """``answer_absent`` texts of the shipped region detection tasks as patterns, ``{target}`` any text."""
+    """``answer_absent`` texts of the shipped region detection tasks (and :data:`EARLIER_ABSENT_ANSWERS`)
+    as patterns, ``{target}`` any text."""
     from fundusexpert_plugin.tasks.config import load_tasks
 
     try:
@@ -531,18 +538,19 @@ def _absent_answer_patterns() -> Tuple[re.Pattern, ...]:
     except (FileNotFoundError, FundusDataError) as exc:   # an installation without templates/
         logger.debug('no shipped templates for absent answers: %s', exc)
         return ()
+    texts = [text for task in tasks if task.kind == 'region_detection'
+             for text in (task.answer_absent or {}).values()]
     patterns = []
-    for task in tasks:
-        for text in (task.answer_absent or {}).values() if task.kind == 'region_detection' else ():
-            parts = re.split(r'\{(?:target|grounded_target)\}', ' '.join(text.split()).rstrip('.。'))
-            patterns.append(re.compile('[^.。!?！？]+?'.join(re.escape(p) for p in parts) + '[.。]?', re.I))
+    for text in dict.fromkeys(texts + list(EARLIER_ABSENT_ANSWERS)):
+        parts = re.split(r'\{(?:target|grounded_target)\}', ' '.join(text.split()).rstrip('.。'))
+        patterns.append(re.compile('[^.。!?！？]+?'.join(re.escape(p) for p in parts) + '[.。]?', re.I))
     return tuple(patterns)
 
 
 def stated_absent(text: Optional[str]) -> bool:
     """Whether ``text`` is a region detection "absent" answer of a shipped task (``answer_absent`` of
-    ``templates/region_detection.yaml``, EN or ZH, ``{target}`` any text within one sentence; whitespace
-    runs count as one space, case and the final full stop ignored)."""
+    ``templates/region_detection.yaml`` or :data:`EARLIER_ABSENT_ANSWERS`, EN or ZH, ``{target}`` any
+    text within one sentence; whitespace runs count as one space, case and the final full stop ignored)."""
     if not isinstance(text, str) or not text.strip():
         return False
     text = ' '.join(text.split())

@@ -55,7 +55,7 @@ def test_absent_target_answer_and_region_identification(built):
     out, _ = built
     rows = _rows(out / 'train' / 'region_detection.jsonl')
     absent = next(r for r in rows if r['record_id'] == '0006' and r['target'] == 'hard_exudates' and r['lang'] == 'en')
-    assert absent['messages'][1]['content'] == 'There are no hard exudates in this image.'
+    assert absent['messages'][1]['content'] == 'The image shows no hard exudates.'
     assert 'objects' not in absent
     ident = _rows(out / 'train' / 'region_identification.jsonl')
     row = next(r for r in ident if r['record_id'] == '0006')   # only the optic disc in 0006

@@ -58,3 +58,17 @@ def test_bad_jsonl_and_meta_name_the_line(tmp_path):
     meta.write_text('{"index": "0"}\n')
     with pytest.raises(ValueError, match='0-based row number'):
         load_meta(str(meta))
+
+
+@pytest.mark.parametrize('text, absent', [
+    ('The image shows no optic disc.', True),                  # region_detection v4, one structure
+    ('The image shows no hard exudates', True),                # ... many lesions; the full stop optional
+    ('There are no haemorrhages in this image.', True),        # v1-v3 wording, still read
+    ('该图像中没有出血。', True),
+    ('The image shows no optic disc. <ref>optic disc</ref><box>[[1, 2, 3, 4]]</box>', False),   # two sentences
+    ('The image shows the optic disc.', False),
+    ('', False),
+])
+def test_stated_absent_reads_the_shipped_and_the_earlier_absent_answers(text, absent):
+    from fundusexpert_plugin.eval.results import stated_absent
+    assert stated_absent(text) is absent

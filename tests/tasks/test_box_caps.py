@@ -24,7 +24,7 @@ def _rows(record, task, lang='en', tmp_path='.'):
 
 def test_shipped_region_detection_answers_every_box(make_record, tmp_path):
     task = load_task(default_tasks_dir() / 'region_detection.yaml')
-    assert task.max_boxes is None and task.version == 3
+    assert task.max_boxes is None and task.version == 4
     (row,) = _rows(make_record(HAEMS), task, tmp_path=tmp_path)
     assert row['messages'][1]['content'] == '<ref-object>' + '<bbox>' * 17
     assert len(row['objects']['bbox']) == 17 and row['objects']['bbox'][0] == [160.0, 0.0, 181.0, 21.0]

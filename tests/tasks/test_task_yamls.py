@@ -215,10 +215,13 @@ def test_a_task_may_define_a_subset_of_the_languages_the_same_in_every_field(tmp
 
 def test_region_detection_prompts_read_for_one_structure_and_many_lesions(make_record, tmp_path):
     """Rows of a record with an optic disc (singular) and hard exudates (plural): every prompt the task
-    may pick, as rendered; no "all optic disc" / "所有视盘"."""
+    may pick, as rendered, and the absent answer; no "all optic disc" / "所有视盘", no "There are no optic disc"."""
     from fundusexpert_plugin.core import vocab
     task = load_task(default_tasks_dir() / 'region_detection.yaml')
-    assert task.version == 3
+    assert task.version == 4
+    assert [task.answer_absent['en'].format(target=t) for t in ('optic disc', 'hard exudates')] == [
+        'The image shows no optic disc.', 'The image shows no hard exudates.']
+    assert task.answer_absent['zh'].format(target='视盘') == '该图像中没有视盘。'
     rec = make_record([('optic_disc', (100, 100, 200, 200)), ('hard_exudates', (500, 60, 540, 100))])
     prompts = {lang: {row['target']: {row['messages'][0]['content']} for row in
                       render_rows(rec, task, lang, RenderContext(tmp_path, '.'))} for lang in ('en', 'zh')}
