@@ -55,8 +55,8 @@ from fundusexpert_plugin.core.judge import ConsistencyJudge
 from fundusexpert_plugin.core.lexicon_judge import LexiconJudge
 from fundusexpert_plugin.eval.consistency import evaluate_report, report_language
 from fundusexpert_plugin.eval.mcq import answer_letter, parse_options, strict_letter
-from fundusexpert_plugin.eval.parse import (LabeledBox, box_faults, boxes_to_px, canonical_label, find_boxes,
-                                            needs_resized_size)
+from fundusexpert_plugin.eval.parse import (LabeledBox, TextBox, box_faults, boxes_to_px, canonical_label,
+                                            find_boxes, needs_resized_size)
 from fundusexpert_plugin.eval.results import (FUNDUSGEN_KIND_TO_TASK, image_path, image_size, known_absent_target,
                                               meta_from_fundusgen_row, reference_boxes, user_prompt)
 
@@ -249,16 +249,16 @@ def reference_boxes_lesion(row: Mapping) -> bool:
     return bool(objects.get('bbox')) and any(canonical_label(str(r)) in _LESIONS for r in objects.get('ref') or [])
 
 
-def well_formed_share(completion: str, *, resized_size: Optional[Tuple[int, int]] = None) -> float:
-    """Share of the completion's boxes that are well formed (:func:`parse.box_faults`: not inverted,
+def well_formed_share(boxes: Sequence[TextBox], *, resized_size: Optional[Tuple[int, int]] = None) -> float:
+    """Share of a completion's boxes that are well formed (:func:`parse.box_faults`: not inverted,
     every value inside its space, e.g. 0-1000 on the grid); 1.0 when it has no box.
 
     Args:
-        completion: generated text.
+        boxes: the completion's boxes as :func:`parse.find_boxes` finds them (numbers in their own space).
         resized_size: ``(resized_width, resized_height)`` in pixels, the extent of Qwen boxes in
             resized-image pixels; ``None``: those are checked for inversion and negative values only.
     """
-    faults = box_faults(find_boxes(completion), resized_size=resized_size)
+    faults = box_faults(boxes, resized_size=resized_size)
     return 1.0 - sum(bool(f) for f in faults) / len(faults) if faults else 1.0
 
 
@@ -293,7 +293,7 @@ def format_reward(completion: str, row: Mapping, *, judge: LexiconJudge,
             resized = resized_size(*row_size(row))
         except OSError:   # no size columns and no readable image: Qwen boxes checked without extent
             resized = None
-    well_formed = well_formed_share(completion, resized_size=resized)
+    well_formed = well_formed_share(pred, resized_size=resized)
     if kind == 'grounded_report':
         lang = row.get('lang') or report_language(completion)
         found, expected = chain_steps(completion, lang, features_expected=reference_boxes_lesion(row))
