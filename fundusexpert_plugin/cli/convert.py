@@ -197,7 +197,7 @@ def _add_csv(p):
 
 
 def _add_dicom(p):
-    _dir(p, '--dicom', 'folder of DICOM photographs (searched recursively; files found by content)')
+    _dir(p, '--dicom', 'a DICOM photograph, or a folder of them (searched recursively; files found by content)')
     _dir(p, '--images-out', 'folder for the de-identified PNGs (default: <--out folder>/images)', required=False)
     p.add_argument('--salt', help='secret for the salted-hash record ids (default: recorded or random)')
     _dir(p, '--salt-file', 'where the salt is recorded and read back (default: <--out folder>/dicom_salt.txt)',

@@ -41,7 +41,7 @@ _DATE_VRS = ('DA', 'DT', 'TM')
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``fundusexpert data deidentify``."""
-    parser.add_argument('--dicom', type=Path, required=True, help='folder of DICOM files (recursive, by content)')
+    parser.add_argument('--dicom', type=Path, required=True, help='a DICOM file, or a folder of them (recursive, by content)')
     parser.add_argument('--out', type=Path, required=True, help='folder for the de-identified copies')
     parser.add_argument('--seed', default=None, help='dicognito seed: same seed, same pseudonyms (keep it private)')
     parser.add_argument('--accept-burned-in', action='store_true', help='copy files with BurnedInAnnotation = YES')
@@ -49,18 +49,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _read_checked(path: Path, accept_burned_in: bool):
-    import pydicom
-    from pydicom.errors import InvalidDicomError
+    """The dataset of one file after the intake's checks (:mod:`fundusexpert_plugin.core.dicom`): a
+    readable, complete DICOM image within the pixel limit whose frame 0 decodes, not burned in.
 
-    from fundusexpert_plugin.core.dicom import read_fields
+    Raises:
+        FundusDataError: (an ``ImageSkip``) unreadable, cut short, no pixel data, undecodable, too
+            many pixels, or burned-in annotation without ``accept_burned_in``; the file and the
+            attribute are named.
+    """
+    from fundusexpert_plugin.core.dicom import check_pixel_count, decode_first_frame, open_dataset, read_fields
     from fundusexpert_plugin.core.errors import FundusDataError
-    try:
-        ds = pydicom.dcmread(path)
-    except (InvalidDicomError, OSError, ValueError) as exc:
-        raise FundusDataError(f'{path}: unreadable DICOM file ({exc})') from None
+    ds = open_dataset(path)
     if read_fields(ds).burned_in and not accept_burned_in:
         raise FundusDataError(f'{path}: BurnedInAnnotation (0028,0301) = YES: burned-in text is not removed '
                               'by header de-identification; refused (--accept-burned-in to copy it)')
+    if not str(getattr(ds, 'SOPInstanceUID', '') or ''):
+        raise FundusDataError(f'{path}: no SOPInstanceUID (0008,0018): the copy could not be named')
+    check_pixel_count(ds, path)
+    decode_first_frame(ds, path)  # a copy of undecodable pixels would pass for a good file
     return ds
 
 
@@ -135,21 +141,41 @@ def deidentify_folder(src: Path, out: Path, *, seed: str | None = None, accept_b
     Returns:
         The files written, ``<out>/<new SOP Instance UID>.dcm``.
 
+    ``src`` may be one DICOM file; an ``out`` inside ``src`` is not listed (its earlier copies).
+
     Raises:
-        FundusDataError: a refused (burned-in) or unreadable file, when not ``lenient``.
+        FundusDataError: a refused (burned-in), unreadable, cut short or undecodable file, or a file
+            whose SOP Instance UID repeats an earlier file's (both named; the copies would share a
+            name), when not ``lenient``.
+            Also: ``out`` already holds ``*.dcm`` files and no ``seed`` is given (new UIDs would add a
+            second copy of every file beside the first).
         FileNotFoundError: no DICOM file under ``src``.
     """
     from dicognito.anonymizer import Anonymizer
+
+    from fundusexpert_plugin.core.atomic import replacing
 
     from fundusexpert_plugin.core.errors import FundusDataError
     from fundusexpert_plugin.sources.dicom import list_dicom_files
     anonymizer = Anonymizer(seed=seed)
     new_uid = _UidMap(seed)
+    exclude = out if out.resolve().is_relative_to(Path(src).resolve()) else None
+    paths = list_dicom_files(src, exclude=exclude)
+    earlier = sorted(out.glob('*.dcm')) if out.is_dir() else []
+    if earlier and seed is None:
+        raise FundusDataError(f'{out}: holds {len(earlier)} DICOM file(s) of an earlier run; without --seed the new '
+                              'copies get other UIDs and both would be kept: give an empty --out, or the earlier '
+                              '--seed (same seed, same file names)')
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for path in list_dicom_files(src):
+    seen: Dict[str, Path] = {}
+    for path in paths:
         try:
             ds = _read_checked(path, accept_burned_in)
+            uid = str(ds.SOPInstanceUID)
+            if uid in seen:
+                raise FundusDataError(f'{path}: SOPInstanceUID (0008,0018) repeats that of {seen[uid]}')
+            seen[uid] = path
         except FundusDataError as exc:
             if not lenient:
                 raise
@@ -158,7 +184,8 @@ def deidentify_folder(src: Path, out: Path, *, seed: str | None = None, accept_b
             continue
         deidentify_dataset(ds, anonymizer, new_uid)
         target = out / f'{ds.SOPInstanceUID}.dcm'
-        ds.save_as(target)
+        with replacing(target) as tmp:  # a kill leaves no half-written copy
+            ds.save_as(tmp)
         written.append(target)
     return written
 

@@ -154,7 +154,7 @@ def run_local(args: argparse.Namespace) -> int:
     spec = engine_spec(args)
     salt = dicom_salt(args, images)
     check_labels(args, images, salt)  # the whole table, before any photograph
-    options = run_options(spec, images=args.images)
+    options = run_options(spec, images=args.images, dicom_salt=salt)
     check_run_options(args.out, options)  # before the detector is loaded
     summary = run_engine(spec.build(), images, args.out, shard_spec=shard_spec, image_root=image_root(args),
                          progress=not args.no_progress, dicom_salt=salt, accept_burned_in=args.accept_burned_in,
@@ -186,7 +186,7 @@ def run_ray(args: argparse.Namespace) -> int:
     spec = engine_spec(args)
     salt = dicom_salt(args, images)
     check_labels(args, images, salt)
-    options = run_options(spec, images=args.images)
+    options = run_options(spec, images=args.images, dicom_salt=salt)
     check_run_options(args.out, options)
     summaries = run_engine_ray(
         spec, images, args.out, num_actors=args.num_actors, batch_size=args.batch_size,

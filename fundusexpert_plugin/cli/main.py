@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import warnings
 import sys
 import traceback
 from typing import Iterator, List, Optional, Sequence, Tuple
@@ -156,6 +157,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return 0 if exc.code is None else exc.code if isinstance(exc.code, int) else 2
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format='%(levelname)s %(name)s: %(message)s')
+    if not args.verbose:  # pydicom logs a traceback for undecodable pixel data that the intake names in one line
+        logging.getLogger('pydicom').addFilter(lambda record: record.levelno >= logging.CRITICAL)  # pydicom resets levels
+        warnings.filterwarnings('ignore', module=r'pydicom(\.|$)')
     try:
         return int(args.func(args) or 0)
     except USER_ERRORS as exc:

@@ -30,3 +30,19 @@ def replacing(path: Path | str) -> Iterator[Path]:
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+def remove_leftovers(folder: Path | str) -> int:
+    """Remove the hidden ``.<name>.<random>.part`` files that killed :func:`replacing` blocks left in
+    ``folder`` (not recursive); returns how many. Call it only when no writer is active there (e.g.
+    once every shard of a job has finished): a live writer's temporary file would be removed too.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    removed = 0
+    for leftover in folder.glob('.*.part'):
+        if leftover.is_file():
+            leftover.unlink(missing_ok=True)
+            removed += 1
+    return removed

@@ -139,8 +139,78 @@ def _to_rgb8(arr: np.ndarray, photometric: str, bits_stored: int) -> np.ndarray:
     return np.ascontiguousarray(arr)
 
 
+def open_dataset(path: Path | str):
+    """The pydicom ``Dataset`` of a DICOM Part 10 file (pixel data read, not decoded).
+
+    A file cut short inside its header is told apart from a DICOM object that holds no image: pydicom
+    reads a cut file up to its end without complaint, so a dataset without PixelData that also lacks
+    its SOP Instance UID or still declares an image (Rows, Columns) is taken to be cut short.
+
+    Raises:
+        ImageSkip: not a readable DICOM file, or cut short before its pixel data (``image_unreadable``).
+        DicomRefused: a complete DICOM object without PixelData (``dicom_no_pixels``).
+    """
+    import pydicom
+    from pydicom.errors import InvalidDicomError
+    path = Path(path)
+    try:
+        ds = pydicom.dcmread(path)
+    except (InvalidDicomError, OSError, ValueError, EOFError, KeyError, TypeError) as exc:
+        raise ImageSkip(f'{path}: unreadable DICOM file ({exc})', reason='image_unreadable') from None
+    if 'PixelData' not in ds:
+        if 'SOPInstanceUID' not in ds or 'Rows' in ds or 'Columns' in ds:
+            raise ImageSkip(f'{path}: DICOM file ends before its PixelData (7FE0,0010): cut short or damaged',
+                            reason='image_unreadable')
+        raise DicomRefused(f'{path}: no PixelData (7FE0,0010): not an image', reason='dicom_no_pixels')
+    return ds
+
+
+def check_pixel_count(ds, path: Path | str, max_pixels: Optional[int] = -1) -> None:
+    """Refuse a dataset whose Rows x Columns exceed the decompression-bomb limit, before decoding.
+
+    Args:
+        max_pixels: the limit in pixels; ``-1`` (default) the intake's current limit
+            (:data:`fundusexpert_plugin.core.images.MAX_PIXELS`, set by ``--max-image-pixels``), ``None``
+            no limit. A JPEG frame larger than its header says is still stopped by Pillow's own guard.
+
+    Raises:
+        ImageSkip: ``image_too_large``, naming the file, Rows (0028,0010) and Columns (0028,0011).
+    """
+    from fundusexpert_plugin.core import images
+    limit = images.MAX_PIXELS if max_pixels == -1 else max_pixels
+    rows, columns = int(getattr(ds, 'Rows', 0) or 0), int(getattr(ds, 'Columns', 0) or 0)
+    if limit is not None and rows * columns > limit:
+        raise ImageSkip(f'{path}: Rows (0028,0010) x Columns (0028,0011) = {columns}x{rows} = {rows * columns} pixels '
+                        f'is above the limit of {limit} pixels (decompression-bomb guard); raise the limit '
+                        '(--max-image-pixels) only for a trusted file', reason='image_too_large')
+
+
+def decode_first_frame(ds, path: Path | str) -> np.ndarray:
+    """The pixels of frame 0 (the only frame of a single-frame file) as pydicom decodes them, RGB for
+    colour data (``as_rgb``): ``np.ndarray[rows, columns(, 3)]``, dtype as stored.
+
+    Raises:
+        ImageSkip: the pixel data cannot be decoded (cut short, corrupt JPEG, unsupported transfer
+            syntax: ``image_unreadable``) or its JPEG frame is above Pillow's pixel guard
+            (``image_too_large``); the message names the file and the TransferSyntaxUID.
+    """
+    from PIL import Image
+    from pydicom.pixels import pixel_array
+    n_frames = int(getattr(ds, 'NumberOfFrames', 1) or 1)
+    syntax = ds.file_meta.get('TransferSyntaxUID', '?') if hasattr(ds, 'file_meta') else '?'
+    try:
+        return pixel_array(ds, index=0 if n_frames > 1 else None, as_rgb=True)
+    except Image.DecompressionBombError as exc:
+        raise ImageSkip(f'{path}: PixelData (7FE0,0010) JPEG frame: {exc}', reason='image_too_large') from None
+    except (NotImplementedError, RuntimeError, ValueError, AttributeError, OSError, EOFError,
+            KeyError, TypeError, IndexError) as exc:
+        detail = 'not a decodable image' if 'cannot identify image file' in str(exc) else exc
+        raise ImageSkip(f'{path}: PixelData (7FE0,0010) not decodable (TransferSyntaxUID {syntax}: {detail})',
+                        reason='image_unreadable') from None
+
+
 def read_dicom(path: Path | str, *, accept_burned_in: bool = False,
-               multi_frame: Literal['first', 'refuse'] = 'first') -> DicomPhoto:
+               multi_frame: Literal['first', 'refuse'] = 'first', max_pixels: Optional[int] = -1) -> DicomPhoto:
     """Read a DICOM photograph as 8-bit RGB plus its allowed fields (see the module table).
 
     Args:
@@ -149,27 +219,22 @@ def read_dicom(path: Path | str, *, accept_burned_in: bool = False,
             may identify the patient; check them by eye first). Such an image's ``conversion`` ends
             with :data:`BURNED_IN_ACCEPTED`, which records keep in ``provenance.stages['image']``.
         multi_frame: ``'first'`` keeps frame 0 with a warning; ``'refuse'`` raises.
+        max_pixels: decompression-bomb limit (:func:`check_pixel_count`; default the intake's
+            ``--max-image-pixels``).
 
     Raises:
         DicomRefused: burned-in annotation, refused multi-frame file, no pixel data, or an
             unsupported photometric interpretation (the message names the file and the attribute).
-        ImageSkip: not a readable DICOM file or undecodable pixel data.
+        ImageSkip: not a readable DICOM file, cut short, too many pixels (``image_too_large``) or
+            undecodable pixel data.
     """
-    import pydicom
-    from pydicom.errors import InvalidDicomError
-    from pydicom.pixels import pixel_array
     path = Path(path)
-    try:
-        ds = pydicom.dcmread(path)
-    except (InvalidDicomError, OSError, ValueError, EOFError) as exc:
-        raise ImageSkip(f'{path}: unreadable DICOM file ({exc})', reason='image_unreadable') from None
+    ds = open_dataset(path)
     fields = read_fields(ds)
     if fields.burned_in and not accept_burned_in:
         raise DicomRefused(f'{path}: BurnedInAnnotation (0028,0301) = YES: burned-in text may identify the '
                            'patient; refused (pass --accept-burned-in after checking the pixels)',
                            reason='dicom_burned_in')
-    if 'PixelData' not in ds:
-        raise DicomRefused(f'{path}: no PixelData (7FE0,0010): not an image', reason='dicom_no_pixels')
     photometric = str(getattr(ds, 'PhotometricInterpretation', '')).strip()
     if photometric not in _PHOTOMETRICS:
         raise DicomRefused(f'{path}: PhotometricInterpretation (0028,0004) = {photometric!r} is not supported '
@@ -183,13 +248,8 @@ def read_dicom(path: Path | str, *, accept_burned_in: bool = False,
                                reason='dicom_multi_frame')
         logger.warning('%s: NumberOfFrames = %d: using frame 0 only', path, fields.n_frames)
         notes.append(f'frame 0 of {fields.n_frames}')
-    try:
-        arr = pixel_array(ds, index=0 if fields.n_frames > 1 else None, as_rgb=True)
-    except (NotImplementedError, RuntimeError, ValueError, AttributeError) as exc:
-        raise ImageSkip(f'{path}: pixel data not decodable '
-                        f'(TransferSyntaxUID {ds.file_meta.get("TransferSyntaxUID", "?")}: {exc})',
-                        reason='image_unreadable') from None
-    rgb = _to_rgb8(arr, photometric, int(getattr(ds, 'BitsStored', 8) or 8))
+    check_pixel_count(ds, path, max_pixels)
+    rgb = _to_rgb8(decode_first_frame(ds, path), photometric, int(getattr(ds, 'BitsStored', 8) or 8))
     if rgb.ndim != 3 or rgb.shape[2] != 3:
         raise DicomRefused(f'{path}: SamplesPerPixel (0028,0002) gives pixel shape {rgb.shape}; expected 1 or 3',
                            reason='dicom_samples_per_pixel')
@@ -199,13 +259,14 @@ def read_dicom(path: Path | str, *, accept_burned_in: bool = False,
     return DicomPhoto(LoadedImage(path, rgb, '; '.join(notes)), fields, uid)
 
 
-def load_dicom_image(path: Path | str, *, accept_burned_in: bool = False) -> LoadedImage:
+def load_dicom_image(path: Path | str, *, accept_burned_in: bool = False,
+                     max_pixels: Optional[int] = -1) -> LoadedImage:
     """Pixels only, for :func:`fundusexpert_plugin.core.images.load_image` (frame 0 of multi-frame files).
 
     Raises:
         ImageSkip: as :func:`read_dicom`.
     """
-    return read_dicom(path, accept_burned_in=accept_burned_in).image
+    return read_dicom(path, accept_burned_in=accept_burned_in, max_pixels=max_pixels).image
 
 
 def new_salt() -> str:

@@ -224,7 +224,14 @@ def load_image(path: Path | str, *, max_side: Optional[int] = None, sha256: Opti
     limit = MAX_PIXELS if max_pixels == -1 else max_pixels
     from fundusexpert_plugin.core import dicom
     if dicom.is_dicom(path):
-        return dicom.load_dicom_image(path, accept_burned_in=accept_burned_in)
+        loaded = dicom.load_dicom_image(path, accept_burned_in=accept_burned_in, max_pixels=limit)
+        if max_side and max(loaded.width, loaded.height) > max_side:
+            import cv2
+            factor = max_side / max(loaded.width, loaded.height)
+            size = (max(1, round(loaded.width * factor)), max(1, round(loaded.height * factor)))
+            loaded = LoadedImage(path, cv2.resize(loaded.rgb, size, interpolation=cv2.INTER_AREA),
+                                 loaded.conversion, loaded.original_size, loaded.warnings)
+        return loaded
     notes: List[str] = []
     found_warnings: List[str] = []
     try:

@@ -11,7 +11,8 @@ Per shard ``i`` of ``n`` (``--shard i/n``, or torchrun's ``RANK``/``WORLD_SIZE``
   (:class:`RunSummary`);
 
 and once per folder ``engine_options.json``: what the records depend on (:func:`run_options`: the
-options that change records, the ``--images`` path and a digest of the image-labels table), written by
+options that change records, and SHA-256 digests of the ``--images`` path, the image-labels table and the
+DICOM salt), written by
 the first run; a later run with any of it changed is refused (:func:`check_run_options`).
 
 A photograph's shard is :func:`~fundusexpert_plugin.core.images.shard_of` of its key (path relative
@@ -24,6 +25,7 @@ writes the records an uninterrupted run writes. :func:`merge_shards` joins the s
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import os
@@ -33,6 +35,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 
+from fundusexpert_plugin.core.atomic import remove_leftovers
 from fundusexpert_plugin.core.dicom import dicom_record_id, is_dicom, read_dicom, record_id_from_uid
 from fundusexpert_plugin.core.images import ImageSkip, load_image, shard, shard_of
 from fundusexpert_plugin.core.jsonl import append_jsonl, read_jsonl, read_text, write_jsonl
@@ -54,7 +57,9 @@ RECORD_OPTIONS = {
     'image_labels': '--image-labels', 'describer': '--describer', 'mllm_model': '--mllm-model',
 }
 #: What else a folder's records depend on, recorded beside :data:`RECORD_OPTIONS` -> how it is named.
-JOB_OPTIONS = {'images': '--images', 'image_labels_sha256': '--image-labels content (SHA-256 of its rows)'}
+JOB_OPTIONS = {'images_sha256': '--images (SHA-256 of its absolute path)',
+               'image_labels_sha256': '--image-labels content (SHA-256 of its rows)',
+               'dicom_salt_sha256': 'the DICOM salt (--salt / --salt-file; SHA-256 of the salt)'}
 
 
 @dataclass
@@ -235,12 +240,15 @@ def write_summary(out_dir: Path, summary: RunSummary) -> Path:
     return path
 
 
-def run_options(spec, images: Path | str | None = None) -> Dict[str, object]:
+def run_options(spec, images: Path | str | None = None, *, dicom_salt: Optional[str] = None) -> Dict[str, object]:
     """What the records of a job depend on, as JSON values: the options of an :class:`.spec.EngineSpec`
     that change records (:data:`RECORD_OPTIONS`; paths absolute as the spec holds them, the describer
     resolved), the digest of the image-labels table (:meth:`.labels.ImageLabels.digest`, ``None``
-    without one) and, when given, the job's ``--images`` (folder, list file or photograph; absolute),
-    whose paths the record ids are made from (:data:`JOB_OPTIONS`).
+    without one) and (:data:`JOB_OPTIONS`) SHA-256 digests of the job's ``--images`` (folder, list
+    file or photograph; absolute path), whose paths the record ids are made from, and of the DICOM
+    salt the ids of DICOM files are made with (``None`` without DICOM files). Paths and salt are
+    recorded as digests only: folder and file names of clinical exports often carry patient names,
+    and the output folder is what gets shared.
 
     Raises:
         FileNotFoundError, FundusDataError: the image-labels table is missing or bad
@@ -251,8 +259,21 @@ def run_options(spec, images: Path | str | None = None) -> Dict[str, object]:
     values['describer'] = spec.describer_kind
     values['image_labels_sha256'] = read_image_labels(spec.image_labels).digest() if spec.image_labels else None
     if images is not None:
-        values['images'] = str(Path(images).resolve())
+        values['images_sha256'] = _sha256(str(Path(images).resolve()))
+    values['dicom_salt_sha256'] = _sha256(dicom_salt) if dicom_salt else None
     return json.loads(json.dumps(values))
+
+
+def _sha256(text: str) -> str:
+    return hashlib.sha256(text.encode('utf-8')).hexdigest()
+
+
+def _upgrade(recorded: Dict[str, object], options: Dict[str, object]) -> Dict[str, object]:
+    """A folder recorded by an earlier version: its plain ``images`` path becomes ``images_sha256``
+    (and the file is rewritten without it); a salt that was not recorded is taken to be the current one."""
+    recorded['images_sha256'] = _sha256(str(recorded.pop('images')))
+    recorded.setdefault('dicom_salt_sha256', options.get('dicom_salt_sha256'))
+    return recorded
 
 
 def check_run_options(out_dir: Path | str, options: Dict[str, object]) -> Path:
@@ -275,6 +296,9 @@ def check_run_options(out_dir: Path | str, options: Dict[str, object]) -> Path:
     if not path.exists():
         _publish(path, options, replace=False)
     recorded = json.loads(read_text(path))
+    if 'images' in recorded:  # an earlier version's plain path: rewritten as its digest
+        recorded = _upgrade(recorded, options)
+        _publish(path, recorded, replace=True)
     differ = [k for k in sorted(set(recorded) | set(options)) if recorded.get(k) != options.get(k)]
     if differ and not any(f.stat().st_size for pattern in ('records-*-of-*.jsonl', 'skipped-*-of-*.jsonl')
                           for f in out.glob(pattern)):
@@ -476,7 +500,8 @@ def merge_shard_files(out_dir: Path | str) -> MergeSummary:
     A shard file whose last line is half-written (its run was killed mid-write) is refused, not
     merged: the run that writes it drops that line and processes the photograph again when it is
     rerun, so merging first would leave the photograph out (:func:`check_shard_complete`). The
-    shard files are only read.
+    shard files are only read; the hidden ``.part`` files a killed run left in ``<out_dir>/images``
+    (:func:`~fundusexpert_plugin.core.atomic.remove_leftovers`) are removed.
 
     Raises:
         FileNotFoundError: no shard file in ``out_dir``.
@@ -489,6 +514,9 @@ def merge_shard_files(out_dir: Path | str) -> MergeSummary:
         raise FileNotFoundError(f'{out}: no records-*-of-*.jsonl shard files')
     for f in files + sorted(out.glob('skipped-*-of-*.jsonl')):
         check_shard_complete(f)
+    leftovers = remove_leftovers(out / 'images')  # every shard has finished: no image is being written
+    if leftovers:
+        logger.info('merge: removed %d partly written image file(s) of killed runs from %s', leftovers, out / 'images')
     by_id: Dict[str, dict] = {}
     where: Dict[str, str] = {}
     summary = MergeSummary(out / 'records.jsonl', out / 'skipped.jsonl')

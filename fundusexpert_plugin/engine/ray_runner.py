@@ -154,7 +154,7 @@ def run_engine_ray(make_engine: Callable[[], object], images: Sequence[Path | st
     out = Path(out_dir).resolve()
     out.mkdir(parents=True, exist_ok=True)
     if options is None and isinstance(make_engine, EngineSpec):
-        options = run_options(make_engine, images=image_root)
+        options = run_options(make_engine, images=image_root, dicom_salt=dicom_salt)
     if options is not None:
         check_run_options(out, options)
     root = Path(image_root) if image_root is not None else None

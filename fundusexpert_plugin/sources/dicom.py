@@ -21,10 +21,8 @@ import logging
 from pathlib import Path
 from typing import Dict, Iterator, List, Literal, Optional
 
-from PIL import Image
-
 from fundusexpert_plugin.core.dicom import is_dicom, read_dicom, record_id_from_uid
-from fundusexpert_plugin.core.images import ImageSkip
+from fundusexpert_plugin.core.images import ImageSkip, save_image
 from fundusexpert_plugin.core.record import FundusDataError, FundusGenRecord, parse_record
 from fundusexpert_plugin.sources.base import SEE_TERMS, ConvertLog, SourceInfo
 
@@ -33,16 +31,28 @@ logger = logging.getLogger(__name__)
 DEFAULT_SOURCE = SourceInfo('clinical DICOM photographs', SEE_TERMS, '')
 
 
-def list_dicom_files(folder: Path | str) -> List[Path]:
-    """DICOM Part 10 files under ``folder`` (recursive, by content, sorted by relative path).
+def list_dicom_files(folder: Path | str, *, exclude: Optional[Path | str] = None) -> List[Path]:
+    """DICOM Part 10 files under ``folder`` (recursive, by content, sorted by relative path), or
+    ``[folder]`` when it is one DICOM file.
+
+    Args:
+        exclude: a folder whose files are not listed (an output folder inside ``folder``: the
+            command's own earlier copies).
 
     Raises:
-        FileNotFoundError: the folder does not exist or holds no DICOM file.
+        FileNotFoundError: the folder does not exist or holds no DICOM file, or a file that is not
+            DICOM.
     """
     folder = Path(folder)
+    if folder.is_file():
+        if not is_dicom(folder):
+            raise FileNotFoundError(f'{folder}: not a DICOM file (no b"DICM" at byte 128)')
+        return [folder]
     if not folder.is_dir():
         raise FileNotFoundError(f'DICOM folder not found: {folder}')
-    found = sorted((p for p in folder.rglob('*') if p.is_file() and is_dicom(p)),
+    skip = Path(exclude).resolve() if exclude is not None else None
+    found = sorted((p for p in folder.rglob('*') if p.is_file() and is_dicom(p)
+                    and not (skip is not None and p.resolve().is_relative_to(skip))),
                    key=lambda p: p.relative_to(folder).as_posix())
     if not found:
         raise FileNotFoundError(f'{folder}: no DICOM file (b"DICM" at byte 128)')
@@ -66,32 +76,43 @@ def read_dicom_folder(folder: Path | str, images_dir: Path | str, *, salt: str, 
         FundusDataError: a refused or unreadable file (named), or two files with one SOP Instance
             UID, when not ``lenient``.
         FileNotFoundError: no DICOM file in ``folder``.
+
+    A call that stops on an error removes the PNGs it wrote where there was none before (images of
+    an earlier run's records are kept).
     """
     log = log if log is not None else ConvertLog()
     images_dir = Path(images_dir).resolve()
     images_dir.mkdir(parents=True, exist_ok=True)
     seen: Dict[str, Path] = {}
-    for path in list_dicom_files(folder):
-        try:
-            photo = read_dicom(path, accept_burned_in=accept_burned_in, multi_frame=multi_frame)
-            record_id = record_id_from_uid(photo.sop_instance_uid, salt)
-            if record_id in seen:
-                raise FundusDataError(f'{path}: SOPInstanceUID (0008,0018) repeats that of {seen[record_id]}',
-                                      reason='duplicate_id')
-        except (ImageSkip, FundusDataError) as exc:
-            if not lenient:
-                raise FundusDataError(str(exc), reason=exc.reason) from None
-            log.skip(str(exc), exc.reason)
-            continue
-        seen[record_id] = path
-        out_png = images_dir / f'{record_id}.png'
-        Image.fromarray(photo.image.rgb).save(out_png)  # pixels only: no DICOM header, no metadata chunks
-        fields = photo.fields
-        yield parse_record({
-            'record_id': record_id, 'image': str(out_png),
-            'width': photo.image.width, 'height': photo.image.height,
-            'laterality': fields.laterality, 'laterality_source': 'dicom' if fields.laterality else None,
-            'pixel_spacing_mm': fields.pixel_spacing_mm,
-            'provenance': {'source_dataset': source.source_dataset, 'licence': source.licence,
-                           'attribution': source.attribution, 'stages': {'image': photo.image.conversion}},
-        }, where=f'{path}')
+    new_images: List[Path] = []  # written by this call where no file was: removed when it stops on an error
+    try:
+        for path in list_dicom_files(folder):
+            try:
+                photo = read_dicom(path, accept_burned_in=accept_burned_in, multi_frame=multi_frame)
+                record_id = record_id_from_uid(photo.sop_instance_uid, salt)
+                if record_id in seen:
+                    raise FundusDataError(f'{path}: SOPInstanceUID (0008,0018) repeats that of {seen[record_id]}',
+                                          reason='duplicate_id')
+            except (ImageSkip, FundusDataError) as exc:
+                if not lenient:
+                    raise FundusDataError(str(exc), reason=exc.reason) from None
+                log.skip(str(exc), exc.reason)
+                continue
+            seen[record_id] = path
+            out_png = images_dir / f'{record_id}.png'
+            if not out_png.exists():
+                new_images.append(out_png)
+            save_image(photo.image.rgb, out_png)  # pixels only: no DICOM header, no metadata chunks
+            fields = photo.fields
+            yield parse_record({
+                'record_id': record_id, 'image': str(out_png),
+                'width': photo.image.width, 'height': photo.image.height,
+                'laterality': fields.laterality, 'laterality_source': 'dicom' if fields.laterality else None,
+                'pixel_spacing_mm': fields.pixel_spacing_mm,
+                'provenance': {'source_dataset': source.source_dataset, 'licence': source.licence,
+                               'attribution': source.attribution, 'stages': {'image': photo.image.conversion}},
+            }, where=f'{path}')
+    except FundusDataError:
+        for png in new_images:
+            png.unlink(missing_ok=True)
+        raise

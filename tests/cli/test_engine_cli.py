@@ -125,6 +125,57 @@ def test_engine_run_on_dicom_uses_salted_uid_ids_and_leaks_no_header_value(stand
     assert main(argv[:-2]) == 0 and json.loads(capsys.readouterr().out)['resumed'] == 2  # the recorded salt
 
 
+
+def test_a_patient_folder_name_stays_out_of_the_output_and_another_salt_is_refused(stand_in, tmp_path, capsys):
+    import numpy as np
+    from PIL import Image
+
+    from fundusexpert_plugin.testing.fake_dicom import write_fake_dicom
+    rgb = np.asarray(Image.open(SAMPLE_DIR / 'images' / '0003.jpg').convert('RGB').resize((268, 178)))
+    photos = tmp_path / 'Quistorp_Bartholomew_MRN77881234'   # a PACS export: one folder per patient
+    photos.mkdir()
+    write_fake_dicom(photos / 'IM0001.dcm', rgb)
+    write_fake_dicom(photos / 'IM0002.dcm', rgb)
+    out = tmp_path / 'out'
+    argv = ['engine', 'run', '--images', str(photos), '--out', str(out), '--no-progress', '--languages', 'en']
+    assert main(argv) == 0                                    # the default salt file <out>/dicom_salt.txt
+    assert json.loads(capsys.readouterr().out)['written'] == 2
+    for path in out.rglob('*'):
+        if path.is_file():
+            assert b'Quistorp' not in path.read_bytes() and b'MRN77881234' not in path.read_bytes(), path
+    (out / 'images' / '.dcm-0123.png.1a2b3c4d.part').write_bytes(b'half a PNG')   # left by a killed run
+    assert main(['engine', 'merge', '--out', str(out)]) == 0
+    assert sorted(p.name for p in (out / 'images').iterdir()) == sorted(
+        f"{json.loads(line)['record_id']}.png" for line in (out / 'records.jsonl').read_text().splitlines())
+    capsys.readouterr()
+    salt_file = tmp_path / 'private' / 'salt.txt'             # another salt: other ids for the same files
+    assert main(argv + ['--salt-file', str(salt_file)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f'fundusexpert: error: {out / "engine_options.json"}: the records in {out} were made '
+                          'with other options (the DICOM salt (--salt / --salt-file; SHA-256 of the salt) "')
+    assert err.count('\n') == 1 and len((out / 'records-0-of-1.jsonl').read_text().splitlines()) == 2
+    assert main(argv + ['--salt-file', str(out / 'dicom_salt.txt')]) == 0    # the recorded salt resumes
+    assert json.loads(capsys.readouterr().out)['resumed'] == 2
+
+
+def test_the_pixel_limit_skips_a_dicom_photo_as_it_does_a_jpeg(stand_in, tmp_path, capsys, monkeypatch):
+    import numpy as np
+    from PIL import Image
+
+    from fundusexpert_plugin.core import images
+    from fundusexpert_plugin.testing.fake_dicom import write_fake_dicom
+    monkeypatch.setattr(images, 'MAX_PIXELS', images.MAX_PIXELS)  # restored after the test
+    monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', Image.MAX_IMAGE_PIXELS)
+    rgb = np.asarray(Image.open(SAMPLE_DIR / 'images' / '0003.jpg').convert('RGB').resize((268, 178)))
+    photos = tmp_path / 'photos'
+    photos.mkdir()
+    write_fake_dicom(photos / 'IM0001.dcm', rgb)
+    Image.fromarray(rgb).save(photos / 'b.png')
+    assert main(['engine', 'run', '--images', str(photos), '--out', str(tmp_path / 'out'), '--no-progress',
+                 '--max-image-pixels', '47703']) == 0         # 268 x 178 = 47,704 pixels
+    summary = json.loads(capsys.readouterr().out)
+    assert (summary['records'], summary['skipped']) == (0, {'image_too_large': 2})
+
 def test_an_unusable_dicom_is_skipped_under_its_record_id_never_its_file_name(tmp_path, capsys):
     import numpy as np
     from PIL import Image
@@ -295,6 +346,11 @@ def test_a_bad_label_table_stops_the_job_before_any_photo_naming_its_line(stand_
     assert capsys.readouterr().err == f'fundusexpert: error: {latin}:3: byte offset 30 is not UTF-8\n'
 
 
+def _sha(text):
+    import hashlib
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def test_a_rerun_after_editing_the_label_table_or_with_other_images_is_refused(stand_in, tmp_path, capsys):
     from fundusexpert_plugin.engine.labels import read_image_labels
     photos = _one_photo(tmp_path)
@@ -309,7 +365,8 @@ def test_a_rerun_after_editing_the_label_table_or_with_other_images_is_refused(s
     capsys.readouterr()
     old = read_image_labels(labels).digest()
     recorded = json.loads((out / 'engine_options.json').read_text())
-    assert (recorded['images'], recorded['image_labels_sha256']) == (str(photos), old)
+    assert (recorded['images_sha256'], recorded['image_labels_sha256']) == (_sha(str(photos)), old)
+    assert str(photos) not in (out / 'engine_options.json').read_text()     # a folder name may carry a patient's
     labels.write_text('image,dr_grade,notes\nIDRiD_006,2,second\n')         # a column not read: same records
     assert main(argv + ['--images', str(photos)]) == 0
     assert json.loads(capsys.readouterr().out)['resumed'] == 1
@@ -322,7 +379,8 @@ def test_a_rerun_after_editing_the_label_table_or_with_other_images_is_refused(s
         'options to resume)\n')
     labels.write_text('image,dr_grade,notes\nIDRiD_006,2,second\n')
     assert main(argv + ['--images', str(other)]) == 2                         # another folder: not mixed in
-    assert f'(--images "{photos}" -> "{other}")' in capsys.readouterr().err
+    assert (f'(--images (SHA-256 of its absolute path) "{_sha(str(photos))}" -> "{_sha(str(other))}")'
+            in capsys.readouterr().err)
     (row,) = [json.loads(line) for line in (out / 'records-0-of-1.jsonl').read_text().splitlines()]
     assert (row['record_id'], row['image_labels']) == ('IDRiD_006', {'dr_grade': '2'})
 

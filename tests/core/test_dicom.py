@@ -97,3 +97,51 @@ def test_laterality_checked_against_disc_position(caplog):
         message = check_laterality('right', disc, 1072, where='r1')
     assert message == ("r1: DICOM laterality 'right' disagrees with the optic-disc position ('left' by the "
                        "macula-centred rule); keeping the DICOM value") and message in caplog.text
+
+
+def _cut(path, n):
+    data = path.read_bytes()
+    path.write_bytes(data[:n])
+    return len(data)
+
+
+def test_a_file_cut_in_its_header_is_unreadable_not_a_non_image(photo, tmp_path):
+    from fundusexpert_plugin.core.images import ImageSkip
+    for n in (140, 300, 900):        # before the UID, and after the UID but before PixelData
+        path = write_fake_dicom(tmp_path / f'cut{n}.dcm', photo)
+        _cut(path, n)
+        with pytest.raises(ImageSkip) as err:
+            read_dicom(path)
+        assert err.value.reason == 'image_unreadable'
+        assert str(err.value) == f'{path}: DICOM file ends before its PixelData (7FE0,0010): cut short or damaged'
+    path = write_fake_dicom(tmp_path / 'half.dcm', photo)
+    total = _cut(path, 300_000)      # inside the pixel data: 536 x 356 x 3 = 572,448 bytes expected
+    assert total > 572_448
+    with pytest.raises(ImageSkip, match=r'half.dcm: PixelData \(7FE0,0010\) not decodable .*vs 572448 bytes') as err:
+        read_dicom(path)
+    assert err.value.reason == 'image_unreadable'
+
+
+def test_the_pixel_limit_applies_to_dicom_before_decoding(photo, tmp_path):
+    from fundusexpert_plugin.core import images
+    from fundusexpert_plugin.core.images import ImageSkip
+    path = write_fake_dicom(tmp_path / 'a.dcm', photo)
+    with pytest.raises(ImageSkip, match=r'a.dcm: Rows \(0028,0010\) x Columns \(0028,0011\) = 536x356 = 190816 '
+                                        r'pixels is above the limit of 190815 pixels') as err:
+        load_image(path, max_pixels=190_815)
+    assert err.value.reason == 'image_too_large'
+    assert load_image(path, max_pixels=190_816).rgb.shape == (356, 536, 3)
+    old = images.MAX_PIXELS
+    try:
+        images.set_max_pixels(1000)  # --max-image-pixels: the intake's limit, read at call time
+        with pytest.raises(ImageSkip, match='above the limit of 1000 pixels'):
+            read_dicom(path)
+    finally:
+        images.set_max_pixels(old)
+
+
+def test_max_side_scales_a_dicom_photo_like_any_other(photo, tmp_path):
+    path = write_fake_dicom(tmp_path / 'a.dcm', photo)
+    got = load_image(path, max_side=268)
+    assert got.rgb.shape == (178, 268, 3) and got.original_size == (536, 356) and got.scale == (0.5, 0.5)
+    assert _diff(got.rgb, photo[::2, ::2]).mean() < 12

@@ -124,3 +124,91 @@ def test_deidentify_writes_copies_without_identifying_values(dicom_dir, tmp_path
         assert len(ds.pixel_array.shape) >= 3  # pixels kept
     # laterality kept: four files carry ImageLaterality (L, R, L, L), one only the series Laterality (R)
     assert sorted(ds.get('ImageLaterality') or ds.get('Laterality') for ds in copies) == ['L', 'L', 'L', 'R', 'R']
+
+
+def _deid(*argv):
+    return main(['data', 'deidentify', *argv])
+
+
+def _one(tmp_path, name='a.dcm', **kw):
+    with Image.open(SAMPLE_DIR / 'images' / '0003.jpg') as im:
+        rgb = np.asarray(im.convert('RGB').resize((268, 178)))
+    return write_fake_dicom(tmp_path / name, rgb, **kw)
+
+
+def test_deidentify_refuses_cut_files_in_one_line_and_lenient_skips_them(tmp_path, capsys):
+    folder = tmp_path / 'in'
+    folder.mkdir()
+    good = _one(folder, 'good.dcm')
+    header = _one(folder, 'header.dcm')
+    header.write_bytes(header.read_bytes()[:300])           # cut inside the header
+    pixels = _one(folder, 'pixels.dcm')
+    pixels.write_bytes(pixels.read_bytes()[:20_000])        # cut inside the pixel data
+    assert _deid('--dicom', str(folder), '--out', str(tmp_path / 'x')) == 2
+    assert capsys.readouterr().err == (f'fundusexpert: error: {header}: DICOM file ends before its PixelData '
+                                       '(7FE0,0010): cut short or damaged\n')
+    assert _deid('--dicom', str(folder), '--out', str(tmp_path / 'out'), '--lenient') == 0
+    out, err = capsys.readouterr()
+    assert out == f'{tmp_path / "out"}: 1 de-identified DICOM files written, 2 skipped\n'
+    assert err.count('skipped: ') == 2 and 'pixels.dcm: PixelData (7FE0,0010) not decodable' in err
+    assert 'Traceback' not in err
+    (copy,) = (tmp_path / 'out').glob('*.dcm')
+    assert pydicom.dcmread(copy).pixel_array.shape == pydicom.dcmread(good).pixel_array.shape
+
+
+def test_deidentify_refuses_two_files_with_one_uid_and_skips_its_own_output(tmp_path, capsys):
+    folder = tmp_path / 'in'
+    folder.mkdir()
+    a = _one(folder, 'A.dcm', sop_instance_uid='1.2.826.0.1.3680043.8.498.4242', image_laterality='L')
+    b = _one(folder, 'B.dcm', sop_instance_uid='1.2.826.0.1.3680043.8.498.4242', image_laterality='R')
+    assert _deid('--dicom', str(folder), '--out', str(tmp_path / 'x')) == 2
+    assert capsys.readouterr().err == f'fundusexpert: error: {b}: SOPInstanceUID (0008,0018) repeats that of {a}\n'
+    b.unlink()
+    inside = folder / 'deid'
+    for _ in range(2):                                       # a rerun does not copy its own copies
+        assert _deid('--dicom', str(folder), '--out', str(inside), '--seed', 's') == 0
+        assert capsys.readouterr().out == f'{inside}: 1 de-identified DICOM files written, 0 skipped\n'
+    assert len(list(inside.iterdir())) == 1
+    assert _deid('--dicom', str(folder), '--out', str(inside)) == 2   # without the seed: other UIDs, a second copy
+    assert capsys.readouterr().err == (f'fundusexpert: error: {inside}: holds 1 DICOM file(s) of an earlier run; '
+                                       'without --seed the new copies get other UIDs and both would be kept: give '
+                                       'an empty --out, or the earlier --seed (same seed, same file names)\n')
+    assert _deid('--dicom', str(a), '--out', str(tmp_path / 'one')) == 0   # one file is accepted
+    assert len(list((tmp_path / 'one').glob('*.dcm'))) == 1
+
+
+def test_a_strict_conversion_that_stops_leaves_no_image_it_wrote(tmp_path, capsys, monkeypatch):
+    from fundusexpert_plugin.core import images
+    monkeypatch.setattr(images, 'MAX_PIXELS', images.MAX_PIXELS)          # --max-image-pixels below: restored
+    monkeypatch.setattr(Image, 'MAX_IMAGE_PIXELS', Image.MAX_IMAGE_PIXELS)
+    folder = tmp_path / 'in'
+    folder.mkdir()
+    _one(folder, 'IM0001.dcm')
+    bad = _one(folder, 'IM0002.dcm')
+    bad.write_bytes(bad.read_bytes()[:300])
+    out = tmp_path / 'out'
+    assert _convert('--dicom', str(folder), '--out', str(out / 'r.jsonl')) == 2
+    assert 'IM0002.dcm: DICOM file ends before its PixelData' in capsys.readouterr().err
+    assert list((out / 'images').iterdir()) == [] and not (out / 'r.jsonl').exists()
+    assert _convert('--dicom', str(folder / 'IM0001.dcm'), '--out', str(out / 'r.jsonl')) == 0   # one file
+    assert len(list((out / 'images').iterdir())) == 1
+    assert _convert('--dicom', str(tmp_path / 'in' / 'IM0001.dcm'), '--out', str(out / 'r.jsonl'),
+                    '--max-image-pixels', '1000') == 2
+    assert 'above the limit of 1000 pixels' in capsys.readouterr().err
+    assert len(list((out / 'images').iterdir())) == 1      # the earlier run's image is kept
+
+
+def test_undecodable_jpeg_pixels_give_one_line_without_pydicom_traceback(tmp_path, capsys):
+    folder = tmp_path / 'in'
+    folder.mkdir()
+    path = _one(folder, 'j.dcm', jpeg=True)
+    from pydicom.encaps import encapsulate, generate_frames
+    ds = pydicom.dcmread(path)
+    (frame,) = generate_frames(ds.PixelData, number_of_frames=1)
+    ds.PixelData = encapsulate([frame[:len(frame) // 2]])  # the JPEG stream cut in half, the DICOM file whole
+    ds.save_as(path)
+    assert _convert('--dicom', str(folder), '--out', str(tmp_path / 'o' / 'r.jsonl')) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f'fundusexpert: error: {path}: PixelData (7FE0,0010) not decodable (TransferSyntaxUID '
+                          '1.2.840.10008.1.2.4.50')
+    assert err.count('\n') == 1
