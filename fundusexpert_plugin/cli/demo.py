@@ -103,7 +103,8 @@ def plot_loss(history: List[Dict[str, float]], out_png: Path) -> Path:
     ax.set_title('swift sft on FundusGen (bundled sample)')
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out_png, dpi=100)
+    from fundusexpert_plugin.core.images import save_figure
+    save_figure(fig, out_png, dpi=100)
     plt.close(fig)
     return out_png
 

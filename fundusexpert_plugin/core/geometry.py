@@ -49,7 +49,8 @@ def from_grid999(value_grid: float, size_px: float, rule: str = 'centre') -> flo
     """One 0-999 grid value -> pixel coordinate.
 
     Args:
-        value_grid: grid value (0-999; 1000 from ms-swift's ``norm1000`` is read the same way).
+        value_grid: grid value (0-999; 1000 from ms-swift's ``norm1000`` is read as the far edge,
+            ``size_px``, by both rules; values above 1000 are decoded as they are, past the image).
         size_px: image width (for x) or height (for y) in pixels.
         rule: ``'centre'`` (default, ours): the centre of the grid cell, ``(v + 0.5) * size / 1000``,
             the inverse of :func:`to_grid999` up to half a grid unit; ``'edge'``: the cell's lower
@@ -61,7 +62,9 @@ def from_grid999(value_grid: float, size_px: float, rule: str = 'centre') -> flo
         ValueError: unknown ``rule``.
     """
     if rule == 'centre':
-        return (float(value_grid) + 0.5) * size_px / GRID
+        px = (float(value_grid) + 0.5) * size_px / GRID
+        # 1000 (norm1000's far edge) would be half a cell past the image; values above 1000 stay as they are
+        return min(px, float(size_px)) if float(value_grid) <= GRID else px
     if rule == 'edge':
         return float(value_grid) / GRID * size_px
     raise ValueError(f'unknown grid decode rule {rule!r}; expected one of {GRID_DECODE_RULES}')

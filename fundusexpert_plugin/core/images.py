@@ -301,6 +301,23 @@ def _rgb_array(im: Image.Image, size: Optional[Tuple[int, int]] = None) -> np.nd
     return view if view.flags.writeable else view.copy()
 
 
+def save_figure(fig, path: Path | str, *, dpi: int = 100) -> Path:
+    """Write a matplotlib figure as a PNG with no text chunk (matplotlib adds ``Software`` by default;
+    it is removed), atomically (:func:`.atomic.replacing`). The one door for the library's plots.
+
+    Args:
+        fig: a ``matplotlib.figure.Figure``.
+        path: the ``.png`` file.
+        dpi: dots per inch (pixels = inches x dpi).
+
+    Returns:
+        ``path``.
+    """
+    with replacing(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format='png', metadata={'Software': None})
+    return Path(path)
+
+
 def save_image(pixels: np.ndarray | Image.Image, path: Path | str, *, quality: int = 92) -> Path:
     """Write pixels as a fresh metadata-free image (format from the suffix; JPEG at ``quality``).
 

@@ -29,7 +29,6 @@ import hashlib
 import json
 import logging
 import os
-import secrets
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -40,6 +39,7 @@ from fundusexpert_plugin.core.dicom import dicom_record_id, is_dicom, read_dicom
 from fundusexpert_plugin.core.images import ImageSkip, load_image, shard, shard_of
 from fundusexpert_plugin.core.jsonl import append_jsonl, read_jsonl, read_text, write_jsonl
 from fundusexpert_plugin.core.record import FundusDataError, parse_record
+from fundusexpert_plugin.core.recorded_options import check_recorded_options
 
 logger = logging.getLogger(__name__)
 
@@ -269,67 +269,32 @@ def _sha256(text: str) -> str:
 
 
 def _upgrade(recorded: Dict[str, object], options: Dict[str, object]) -> Dict[str, object]:
-    """A folder recorded by an earlier version: its plain ``images`` path becomes ``images_sha256``
-    (and the file is rewritten without it); a salt that was not recorded is taken to be the current one."""
-    recorded['images_sha256'] = _sha256(str(recorded.pop('images')))
-    recorded.setdefault('dicom_salt_sha256', options.get('dicom_salt_sha256'))
+    """A folder recorded by an earlier version: its plain ``images`` path becomes ``images_sha256``; a
+    salt that was not recorded is taken to be the current one."""
+    if 'images' in recorded:
+        recorded['images_sha256'] = _sha256(str(recorded.pop('images')))
+        recorded.setdefault('dicom_salt_sha256', options.get('dicom_salt_sha256'))
     return recorded
 
 
 def check_run_options(out_dir: Path | str, options: Dict[str, object]) -> Path:
     """Record ``options`` (:func:`run_options`) in ``<out_dir>/engine_options.json`` on the first run, or
-    check them against the recorded ones.
-
-    The file is published atomically (a hard link of a finished draft), so of several shards (or an
-    ``engine ray`` driver) starting at once one writes it and every other compares with it. While
-    the folder holds no record and no skip yet (a first run that stopped early, e.g. on a mistyped
-    path), other options replace the recorded ones.
+    check them against the recorded ones (:func:`~fundusexpert_plugin.core.recorded_options.check_recorded_options`:
+    written atomically, so of several shards or an ``engine ray`` driver starting at once one writes it
+    and every other compares with it; while the folder holds no record and no skip yet, other options
+    replace the recorded ones).
 
     Raises:
         FundusDataError: an option differs from the recorded one (each named, old -> new): the
             folder's records were made with other options, and resuming would mix them.
     """
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / OPTIONS_FILE
     options = json.loads(json.dumps(options))
-    if not path.exists():
-        _publish(path, options, replace=False)
-    recorded = json.loads(read_text(path))
-    if 'images' in recorded:  # an earlier version's plain path: rewritten as its digest
-        recorded = _upgrade(recorded, options)
-        _publish(path, recorded, replace=True)
-    differ = [k for k in sorted(set(recorded) | set(options)) if recorded.get(k) != options.get(k)]
-    if differ and not any(f.stat().st_size for pattern in ('records-*-of-*.jsonl', 'skipped-*-of-*.jsonl')
-                          for f in out.glob(pattern)):
-        _publish(path, options, replace=True)  # nothing was made with the recorded options
-    elif differ:
-        names = {**RECORD_OPTIONS, **JOB_OPTIONS}
-        changes = '; '.join(f'{names.get(k, k)} {_shown(recorded, k)} -> {_shown(options, k)}' for k in differ)
-        raise FundusDataError(f'{path}: the records in {out} were made with other options ({changes}); '
-                              'give a new --out (or the recorded options to resume)')
-    return path
-
-
-def _shown(options: Dict[str, object], key: str) -> str:
-    """An option's value in the refusal message (``not recorded`` when the file lacks it)."""
-    return json.dumps(options[key], ensure_ascii=False) if key in options else 'not recorded'
-
-
-def _publish(path: Path, options: Dict[str, object], *, replace: bool) -> None:
-    """Write ``options`` to ``path`` atomically: a finished draft hard-linked (only if ``path`` is still
-    absent; another writer's file wins) or, with ``replace``, renamed over it."""
-    draft = path.with_name(f'.{path.name}.{secrets.token_hex(4)}')
-    draft.write_text(json.dumps(options, indent=2, sort_keys=True) + '\n', encoding='utf-8')
-    try:
-        if replace:
-            os.replace(draft, path)
-        else:
-            os.link(draft, path)
-    except FileExistsError:  # another shard was first: its file is compared
-        pass
-    finally:
-        draft.unlink(missing_ok=True)
+    started = any(f.stat().st_size for pattern in ('records-*-of-*.jsonl', 'skipped-*-of-*.jsonl')
+                  for f in out.glob(pattern))
+    return check_recorded_options(out / OPTIONS_FILE, options, names={**RECORD_OPTIONS, **JOB_OPTIONS},
+                                  has_outputs=started, upgrade=lambda recorded: _upgrade(recorded, options),
+                                  advice='give a new --out (or the recorded options to resume)')
 
 
 def _read_lines(path: Path) -> List[dict]:

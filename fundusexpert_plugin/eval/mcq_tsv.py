@@ -288,7 +288,9 @@ def write_tsv(items: Iterable[TsvItem], path: str, *, embed_images: bool = False
     """Write items in the GMAI-MMBench schema (VLMEvalKit custom MCQ); returns the row count.
 
     ``embed_images`` adds a base64 ``image`` column: a fresh metadata-free JPEG of each item's pixels
-    (:func:`embedded_image`; never the source file's bytes). ``image_path`` is always written.
+    (:func:`embedded_image`; never the source file's bytes) in place of the ``image_path`` column: local
+    file names can identify patients, and VLMEvalKit reads the embedded image. Without it the TSV has
+    ``image_path`` (the file each item names) and no ``image``.
 
     Raises:
         FundusDataError: with ``embed_images``, an item's image cannot be read (its ``index`` named).
@@ -297,8 +299,7 @@ def write_tsv(items: Iterable[TsvItem], path: str, *, embed_images: bool = False
     extra_cols: List[str] = []
     for item in items:
         extra_cols += [k for k in item.extra if k not in extra_cols]
-    cols = ['index', 'question', *LETTERS, 'answer', 'category', *extra_cols, 'image_path']
-    cols += ['image'] if embed_images else []
+    cols = ['index', 'question', *LETTERS, 'answer', 'category', *extra_cols, 'image' if embed_images else 'image_path']
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     with open(path, 'w', newline='', encoding='utf-8') as f:
         writer = csv.writer(f, delimiter='\t', lineterminator='\n')

@@ -42,7 +42,8 @@ def plot_mcq_categories(mcq_metrics: dict, path: str) -> str:
                  f"{mcq_metrics['strict']['overall']}, lenient {mcq_metrics['lenient']['overall']})", fontsize=10)
     ax.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    from fundusexpert_plugin.core.images import save_figure
+    save_figure(fig, path, dpi=110)
     plt.close(fig)
     return path
 

@@ -53,6 +53,7 @@ def plot_scaling(series: Dict[str, Tuple[Sequence[float], Sequence[float]]], fit
     ax.grid(alpha=0.3, which='both')
     ax.legend(fontsize=7)
     fig.tight_layout()
-    fig.savefig(out_png, dpi=100)
+    from fundusexpert_plugin.core.images import save_figure
+    save_figure(fig, out_png, dpi=100)
     plt.close(fig)
     return Path(out_png)

@@ -5,6 +5,8 @@ Output folder::
     subsets/<arm>/<fraction>/   nested FundusGen subsets (:mod:`.subsets`)
     eval_rows/<task>.jsonl      held-out rows scored by ``swift infer`` (:func:`.runs.write_eval_rows`)
     runs/<arm>/<fraction>/      one ``swift sft`` + scoring each; ``point.json`` marks it finished
+    study_settings.json         what every point shares (swift arguments, data, seed): a rerun with
+                                other values is refused (:func:`check_study_settings`)
     scaling.json                settings, points, and one fit per arm and quantity
     scaling.png                 held-out loss against N, log-log, one line per arm
     scaling_<quantity>.png      the same for each task metric measured
@@ -19,6 +21,7 @@ import logging
 from pathlib import Path
 from typing import Dict, List, Optional, Sequence
 
+from fundusexpert_plugin.core.recorded_options import check_recorded_options
 from fundusexpert_plugin.study.fit import PowerLawFit, fit_power_law
 from fundusexpert_plugin.study.plot import plot_scaling
 from fundusexpert_plugin.study.runs import METRICS, RunSettings, run_point, write_eval_rows
@@ -49,6 +52,31 @@ def fit_quantity(points: Sequence[dict], quantity: str, *, n_boot: int, seed: in
                          n_boot=n_boot, seed=seed)
 
 
+#: :class:`.runs.RunSettings` fields every point must share -> how a refusal names them.
+SHARED_SETTINGS = {'fundusgen_dir': '--fundusgen', 'heldout_dir': '--heldout', 'swift_args': 'swift sft arguments',
+                   'val_dataset': '--val-dataset', 'eval_tasks': '--eval-tasks', 'eval_limit': '--eval-limit',
+                   'infer_args': '--infer-args', 'max_new_tokens': '--max-new-tokens', 'seed': '--seed'}
+#: the file of a study folder that records :data:`SHARED_SETTINGS`
+SETTINGS_FILE = 'study_settings.json'
+
+
+def check_study_settings(out: Path, fundusgen_dir: Path | str, settings: RunSettings) -> Path:
+    """Record what every point of the study shares (:data:`SHARED_SETTINGS`) in ``<out>/study_settings.json``,
+    or, on a rerun, check it: points trained with other swift arguments, data or seed are not fitted
+    together with new ones. Fractions and arms may be added; a folder with no finished training yet
+    takes the new settings (:func:`~fundusexpert_plugin.core.recorded_options.check_recorded_options`).
+
+    Raises:
+        FundusDataError: a shared setting differs from the recorded one (each named, old -> new).
+    """
+    values = {name: getattr(settings, name) for name in SHARED_SETTINGS if name != 'fundusgen_dir'}
+    values['fundusgen_dir'] = str(Path(fundusgen_dir).resolve())
+    values['heldout_dir'] = str(Path(settings.heldout_dir).resolve())
+    started = any((out / 'runs').glob('*/*/sft.done'))
+    return check_recorded_options(out / SETTINGS_FILE, values, names=SHARED_SETTINGS, has_outputs=started,
+                                  what='runs', advice='give a new --out, or the recorded settings to resume')
+
+
 def run_study(fundusgen_dir: Path | str, out_dir: Path | str, settings: RunSettings, *,
               fractions: Sequence[float], arms: Sequence[str] = ('chain',), n_boot: int = 2000,
               with_offset: Optional[bool] = None) -> dict:
@@ -67,10 +95,12 @@ def run_study(fundusgen_dir: Path | str, out_dir: Path | str, settings: RunSetti
         The ``scaling.json`` dict.
 
     Raises:
-        FundusDataError: bad data or flags; RuntimeError: a swift command failed.
+        FundusDataError: bad data or flags, or a rerun into a folder whose points were made with
+            other settings (:func:`check_study_settings`); RuntimeError: a swift command failed.
     """
     settings.check()
     out = Path(out_dir).resolve()
+    check_study_settings(out, fundusgen_dir, settings)
     subsets = write_subsets(fundusgen_dir, out / 'subsets', fractions, arms=arms, seed=settings.seed)
     eval_rows = write_eval_rows(settings, out / 'eval_rows')
     points: List[dict] = []

@@ -24,7 +24,7 @@ tag (:func:`templates.merge_adjacent_boxes` only merges equal weights). Prompt t
 message's own ``loss`` / ``loss_scale`` field overrides this class (ms-swift's rule). Plain-list
 boxes without delimiters (``QWENVL_BBOX_FORMAT=new``) are not recognised and keep weight 1.0.
 
-Configuration, read once when the template is built (validated there):
+Configuration, checked when the plugin registers (:func:`register`) and read when the template is built:
 
 1. ``loss_scale_config/fundus_grounding.json`` next to this file: ``{"box": 2.0, "ref": 1.5}``;
 2. ``FUNDUS_GROUNDING_LOSS_SCALE_CONFIG=/path/to.json``: a JSON object that replaces keys of 1;
@@ -170,10 +170,17 @@ class FundusGroundingLossScale(LossScale):
 def register(exist_ok: bool = False) -> None:
     """Add ``fundus_grounding`` to ms-swift's ``loss_scale_map`` (``--loss_scale fundus_grounding``).
 
+    The weights are loaded once here, so a bad ``FUNDUS_GROUNDING_*`` value or config file stops swift
+    when the plugin is loaded, with its own message, instead of failing every row inside ms-swift's
+    encode retries (which end in a misleading "Failed to retrieve the dataset").
+
     Raises:
-        ValueError: the name is already registered and ``exist_ok`` is False.
+        ValueError: the name is already registered and ``exist_ok`` is False; a bad weight or config
+            file (:func:`load_weights`).
+        FileNotFoundError: the config file of ``FUNDUS_GROUNDING_LOSS_SCALE_CONFIG`` is missing.
     """
     from swift.loss_scale import loss_scale_map
+    load_weights()
 
     from fundusexpert_plugin.swift_plugin.registry import add_to_map
     add_to_map(loss_scale_map, LOSS_SCALE_NAME, FundusGroundingLossScale, exist_ok=exist_ok, flag='--loss_scale')

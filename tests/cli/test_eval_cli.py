@@ -74,6 +74,7 @@ def test_eval_cli_writes_metrics_png_and_html(result_files, tmp_path, capsys):
     assert (c['score_sum'], c['total_sum']) == (2, 4) and c['pooled'] == 0.5
     assert c['per_report_mean'] == pytest.approx((2 / 3 + 0) / 2) and c['judge'] == 'LexiconJudge'
     assert (out / 'mcq_per_category.png').stat().st_size > 1000
+    assert b'tEXt' not in (out / 'mcq_per_category.png').read_bytes()   # no matplotlib 'Software' chunk
     html = (out / 'report.html').read_text()
     assert html.count('data:image/jpeg;base64,') == 7 and 'per-report mean' in html and 'pooled' in html
     assert 'image file missing' in ' '.join(metrics['notes'])

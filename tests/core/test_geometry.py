@@ -98,3 +98,10 @@ def test_fovea_box_dd_from_the_disc_fovea_distance_on_the_bundled_real_photos():
         x1, y1, x2, y2 = fovea_box(*row['fovea_xy'], row['width'], row['height'], from_box)
         assert (x2 - x1, y2 - y1) == pytest.approx((from_box, from_box))     # 1 DD, far from the edges
     assert fovea_dd_px(1000) == 130.0                                        # nothing known: 0.13 x width
+
+
+def test_grid_value_1000_decodes_to_the_far_edge_by_both_rules():
+    from fundusexpert_plugin.core.geometry import box_grid_to_px, from_grid999
+    assert from_grid999(1000, 1072, 'centre') == 1072.0 == from_grid999(1000, 1072, 'edge')
+    assert from_grid999(999, 1072, 'centre') == pytest.approx(999.5 * 1072 / 1000)   # 1071.464, inside
+    assert box_grid_to_px([0, 0, 1000, 1000], 1072, 712) == pytest.approx((0.536, 0.356, 1072.0, 712.0))

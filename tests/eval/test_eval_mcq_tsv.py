@@ -112,6 +112,9 @@ def test_embedded_images_are_fresh_metadata_free_jpegs_of_the_pixels(tmp_path, c
     # said once (stdout), not logged again
     assert capsys.readouterr().out.count('exported 2 MCQ items') == 1 and 'exported 2 MCQ items' not in caplog.text
     en, zh = read_tsv(str(tmp_path / 'x.tsv'))
+    header = (tmp_path / 'x.tsv').read_text().splitlines()[0].split('\t')
+    assert 'image' in header and 'image_path' not in header         # no local file name travels with it
+    assert str(tmp_path) not in (tmp_path / 'x.tsv').read_text() and en.image_path is None
     data = base64.b64decode(en.image_b64)
     _no_metadata(data)
     # the documented re-encoding: encode_jpeg(load_image(source).rgb, quality=95), byte for byte
@@ -235,8 +238,11 @@ def test_fundusgen_export_renders_the_box_and_resolves_images_against_the_rows_f
     assert en.question == 'Which of the following is located at [155, 336, 294, 571] in this fundus image?'
     assert zh.question == '这张眼底图像中位于[155, 336, 294, 571]的是以下哪一项？'   # instruction prefix stripped
     assert en.extra['bbox_convention'] == 'xyxy integers on the 0-999 grid of the whole image'
-    assert en.image_path == str((tmp_path / 'fg' / 'heldout' / 'images' / '0003.jpg').resolve()) and en.image_b64
+    assert en.image_path is None and en.image_b64                  # embedded: the image, not its local path
     assert (zh.options, zh.answer) == ({'A': '玻璃膜疣', 'B': '视盘', 'C': '出血'}, 'B')
+    assert export_fundusgen_mcq(str(rows.relative_to(tmp_path)), 'paths.tsv') == (2, 0)
+    en, _ = read_tsv(str(tmp_path / 'paths.tsv'))
+    assert en.image_path == str((tmp_path / 'fg' / 'heldout' / 'images' / '0003.jpg').resolve()) and not en.image_b64
 
 
 def test_fundusgen_export_in_pixels(tmp_path):

@@ -67,3 +67,11 @@ def test_study_runs_fits_and_resumes(tiny_qwen_dir, tmp_path, monkeypatch):
     assert study_cli.run(parser.parse_args(argv)) == 0
     assert [log.stat().st_mtime_ns for log in logs] == before
     assert json.loads((tmp_path / 'study' / 'scaling.json').read_text())['points'] == points
+
+    # other swift arguments: the finished points were trained otherwise, so they are not fitted with new ones
+    other = argv[:-len(swift)] + [a if a != '2' else '3' for a in swift]
+    from fundusexpert_plugin.core.errors import FundusDataError
+    with pytest.raises(FundusDataError, match=r'study_settings.json: the runs in .* were made with other options '
+                                              r'\(swift sft arguments \[.*"--max_steps", "2"'):
+        study_cli.run(parser.parse_args(other))
+    assert [log.stat().st_mtime_ns for log in logs] == before

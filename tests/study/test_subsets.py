@@ -95,7 +95,9 @@ def test_plot_written(tmp_path):
     fits = {'chain': fit_power_law(n, [2.0, 1.7, 1.5], n_boot=50), 'plain': None}
     png = plot_scaling({'chain': (n, [2.0, 1.7, 1.5]), 'plain': (n, [2.1, 1.9, 1.8])}, fits, tmp_path / 's.png',
                        quantity='held-out loss')
-    assert png.read_bytes()[:4] == b'\x89PNG'
+    data = png.read_bytes()
+    assert data[:4] == b'\x89PNG'
+    assert not any(chunk in data for chunk in (b'tEXt', b'iTXt', b'zTXt')) and b'Matplotlib' not in data  # no text
 
 
 def test_plot_leaves_out_non_positive_points(tmp_path):
@@ -117,3 +119,24 @@ def test_a_jsonl_the_build_summary_does_not_list_is_not_a_task(fundusgen, tmp_pa
     tasks = read_task_rows(folder)
     listed = json.loads((folder / 'build_summary.json').read_text())['rows_per_task']
     assert 'stale_task' not in tasks and set(tasks) == {t for t, n in listed.items() if n}
+
+
+def test_a_rerun_with_other_shared_settings_is_refused_once_a_point_has_trained(fundusgen, tmp_path):
+    from fundusexpert_plugin.study.scaling import check_study_settings
+    out = tmp_path / 'study'
+    first = RunSettings(swift_args=['--model', 'a', '--max_steps', '2'], heldout_dir=str(tmp_path / 'heldout'))
+    check_study_settings(out, fundusgen, first)
+    recorded = json.loads((out / 'study_settings.json').read_text())
+    assert (recorded['swift_args'], recorded['seed'], recorded['fundusgen_dir']) == (
+        ['--model', 'a', '--max_steps', '2'], 0, str(fundusgen.resolve()))
+    second = RunSettings(swift_args=['--model', 'b', '--max_steps', '2'], heldout_dir=str(tmp_path / 'heldout'))
+    check_study_settings(out, fundusgen, second)          # nothing trained yet: the new settings are taken
+    assert json.loads((out / 'study_settings.json').read_text())['swift_args'][1] == 'b'
+    (out / 'runs' / 'chain' / 'f1').mkdir(parents=True)
+    (out / 'runs' / 'chain' / 'f1' / 'sft.done').write_text('ckpt\n')
+    check_study_settings(out, fundusgen, second)          # the same settings resume
+    with pytest.raises(FundusDataError) as err:
+        check_study_settings(out, fundusgen, RunSettings(swift_args=['--model', 'b', '--max_steps', '2'],
+                                                         heldout_dir=str(tmp_path / 'heldout'), seed=1))
+    assert str(err.value) == (f'{out / "study_settings.json"}: the runs in {out} were made with other options '
+                              '(--seed 0 -> 1); give a new --out, or the recorded settings to resume')

@@ -67,6 +67,9 @@ def test_bad_environment_values_raise(monkeypatch, env, value, message):
     monkeypatch.setenv(env, value)
     with pytest.raises(ValueError, match=message):
         FundusGroundingLossScale()
+    from fundusexpert_plugin.swift_plugin.loss_scale import register
+    with pytest.raises(ValueError, match=message):   # when the plugin is loaded, before any row is encoded
+        register(exist_ok=True)
 
 
 def test_bad_config_files_raise(tmp_path, monkeypatch):
