@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -319,11 +320,28 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument('--licence', default=None, help="provenance.licence (default: the dataset's, or "
                                                        "\"see the dataset's terms\")")
         p.add_argument('--attribution', default=None, help='provenance.attribution (citation)')
+        p.add_argument('--id-prefix', type=id_prefix, default='',
+                       help="put before every record id, e.g. 'refuge-': ids of several datasets "
+                            "(REFUGE and PALM both have V0001) stay distinct in one build")
+
+
+def id_prefix(text: str) -> str:
+    """``--id-prefix``: letters, digits, ``.``, ``_``, ``-``, starting with a letter or digit (ids name
+    files of the build, so no path separator).
+
+    Raises:
+        argparse.ArgumentTypeError: any other character.
+    """
+    if text and not re.fullmatch(r'[A-Za-z0-9][A-Za-z0-9._-]*', text):
+        raise argparse.ArgumentTypeError(f'{text!r}: expected letters, digits, ".", "_" or "-" (e.g. refuge-)')
+    return text
 
 
 def finalise(records: Iterable[FundusGenRecord], out: Path, *, absolute: bool = False,
-             overrides: Dict[str, str] | None = None, lenient: bool = False, log=None) -> List[FundusGenRecord]:
-    """Relativise image paths to ``out``'s folder, apply provenance overrides, check unique ids.
+             overrides: Dict[str, str] | None = None, lenient: bool = False, log=None,
+             id_prefix: str = '') -> List[FundusGenRecord]:
+    """Relativise image paths to ``out``'s folder, apply provenance overrides, put ``id_prefix``
+    before every record id, check unique ids.
 
     Raises:
         FundusDataError: two records share a ``record_id`` (both images named), unless ``lenient``
@@ -333,6 +351,8 @@ def finalise(records: Iterable[FundusGenRecord], out: Path, *, absolute: bool = 
     seen: Dict[str, str] = {}
     result = []
     for rec in records:
+        if id_prefix:
+            rec = rec.model_copy(update={'record_id': id_prefix + rec.record_id})
         if rec.record_id in seen:
             msg = (f'{out}: record_id {rec.record_id!r} given twice, for {seen[rec.record_id]} and {rec.image}; '
                    'ids must be unique within a records file')
@@ -370,7 +390,7 @@ def run(args: argparse.Namespace) -> int:
                                    ('attribution', args.attribution)) if v is not None}
     try:
         records = finalise(FORMATS[args.format].read(args, log), args.out, absolute=args.absolute_paths,
-                           overrides=overrides, lenient=args.lenient, log=log)
+                           overrides=overrides, lenient=args.lenient, log=log, id_prefix=args.id_prefix)
     except Exception:
         for message in log.skipped:   # what was skipped before the input became unreadable
             print(f'  skipped: {message}', file=sys.stderr)

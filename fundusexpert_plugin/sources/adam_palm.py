@@ -36,7 +36,7 @@ from fundusexpert_plugin.core import vocab
 from fundusexpert_plugin.core.record import FundusDataError, FundusGenRecord
 from fundusexpert_plugin.sources.base import (SEE_TERMS, ConvertLog, FileIndex, MaskBoxParams, RecordDraft, SourceInfo, attempt,
                    read_mask)
-from fundusexpert_plugin.sources.refuge import add_fovea, merge_tables
+from fundusexpert_plugin.sources.refuge import add_fovea, check_rows_have_images, merge_tables
 
 ADAM = SourceInfo('ADAM (iChallenge-AMD)', f'{SEE_TERMS} (amd.grand-challenge.org)',
                   'Fang H. et al., "ADAM Challenge: Detecting Age-Related Macular Degeneration From Fundus '
@@ -73,7 +73,8 @@ def read_ichallenge(dataset: str, images_dir: Path | str, *, tables: Sequence[Pa
     Raises:
         ValueError: unknown ``dataset`` or ``foreground``.
         FileNotFoundError: a folder or table is missing.
-        FundusDataError: a table names an image twice (always); unreadable/missized/inverted mask,
+        FundusDataError: a table names an image twice (always); a table row names no photograph
+            (:func:`.refuge.check_rows_have_images`); unreadable/missized/inverted mask,
             unknown label, bad fovea cell or fovea outside the image (file, row/mask and column
             named), or an unreadable image, unless ``lenient``. Lenient: the bad mask, label or
             fovea is one skipped item (a skipped mask's class is left unannotated) and the image
@@ -102,7 +103,9 @@ def read_ichallenge(dataset: str, images_dir: Path | str, *, tables: Sequence[Pa
                                   reason='mask_polarity')
         return fg
 
-    for image in FileIndex(images_dir).paths():
+    photos = FileIndex(images_dir)
+    check_rows_have_images(rows, photos, lenient=lenient, log=log)
+    for image in photos.paths():
         def convert(image=image):
             row = rows.get(image.stem)
             draft = RecordDraft(image.stem, image, where=row.where if row else str(image), lenient=lenient, log=log)

@@ -177,13 +177,17 @@ class FileIndex:
         exts: accepted extensions, lower case with the dot (matched case-insensitively).
         suffixed: also accept ``<stem>_<letters>`` (``IDRiD_01_MA.tif``, ``C0001_EX.png``) for
             ``<stem>`` when no exact stem exists.
+        missing_reason: the counted reason of a required file not found (:meth:`find`); default
+            ``image_missing`` for image files, ``file_missing`` for other ``exts``.
 
     Raises:
         FileNotFoundError: ``folder`` does not exist.
     """
 
-    def __init__(self, folder: Path | str, exts: Sequence[str] = IMAGE_SUFFIXES, suffixed: bool = False):
+    def __init__(self, folder: Path | str, exts: Sequence[str] = IMAGE_SUFFIXES, suffixed: bool = False,
+                 missing_reason: Optional[str] = None):
         self.folder = Path(folder)
+        self.missing_reason = missing_reason or ('image_missing' if tuple(exts) == IMAGE_SUFFIXES else 'file_missing')
         if not self.folder.is_dir():
             raise FileNotFoundError(f'folder not found: {self.folder}')
         self.suffixed = suffixed
@@ -208,7 +212,8 @@ class FileIndex:
         """The file called ``name`` (with or without extension).
 
         Raises:
-            FundusDataError: not found (when ``required``) or ambiguous (several candidates).
+            FundusDataError: not found (when ``required``; reason :attr:`missing_reason`) or ambiguous
+                (several candidates).
         """
         name = str(name).strip()
         hits = self._by_name.get(name) or self._by_stem.get(name) or self._by_stem.get(Path(name).stem)
@@ -222,7 +227,7 @@ class FileIndex:
                 held = (f'extensions {sorted({p.suffix for p in self._paths})}' if self._paths else
                         f'it holds no file ending in {", ".join(sorted(self._exts))}')
                 raise FundusDataError(f'{where}: {field_name} = {name!r}: no file of that name under '
-                                      f'{self.folder} ({held})')
+                                      f'{self.folder} ({held})', reason=self.missing_reason)
             return None
         return hits[0]
 

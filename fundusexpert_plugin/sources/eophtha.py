@@ -54,7 +54,8 @@ def read_eophtha(root: Path | str, lesion: str, *, params: MaskBoxParams = MaskB
         raise ValueError(f'unknown e-ophtha lesion {lesion!r}; expected one of {sorted(LESIONS)}')
     log = log if log is not None else ConvertLog()
     root, label = Path(root), LESIONS[lesion]
-    annotations = FileIndex(root / f'Annotation_{lesion}', exts=('.png', '.tif', '.bmp'), suffixed=True)
+    annotations = FileIndex(root / f'Annotation_{lesion}', exts=('.png', '.tif', '.bmp'), suffixed=True,
+                              missing_reason='mask_missing')
     groups = [(p, True) for p in FileIndex(root / lesion).paths()]
     if (root / 'healthy').is_dir():
         groups += [(p, False) for p in FileIndex(root / 'healthy').paths()]

@@ -38,7 +38,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Iterator, List, Optional
+from typing import Iterator, List, Optional, Tuple
 
 from fundusexpert_plugin.core.record import FundusDataError, FundusGenRecord
 from fundusexpert_plugin.sources.base import SEE_TERMS, ConvertLog, FileIndex, NotRepresentable, RecordDraft, SourceInfo, attempt
@@ -102,8 +102,9 @@ def read_odir(images_dir: Path | str, table_path: Path | str, *, lenient: bool =
         for side in sides:
             img_col, kw_col = columns[side]
             where = f'{table.where(n)}: {table.header[kw_col]}'
+            image_at = (table.where(n), table.header[img_col])  # a missing image names its own column
             record = attempt(lambda: _eye_record(cells[img_col], cells[kw_col], side.lower(), where, images,
-                                                 lenient, log), lenient=lenient, log=log, where=where)
+                                                 lenient, log, image_at), lenient=lenient, log=log, where=where)
             if record is not None:
                 yield record
 
@@ -122,7 +123,7 @@ def _side_of_image_row(table, n: int, cells, column: int) -> str:
 
 
 def _eye_record(image_name: str, cell: str, side: str, where: str, images: FileIndex, lenient: bool,
-                log: ConvertLog) -> FundusGenRecord:
+                log: ConvertLog, image_at: Tuple[str, str]) -> FundusGenRecord:
     keywords = split_keywords(cell)
     if not keywords:
         raise FundusDataError(f'{where} = {cell!r}: empty; expected diagnostic keywords', reason='empty_keywords')
@@ -134,7 +135,7 @@ def _eye_record(image_name: str, cell: str, side: str, where: str, images: FileI
     other = [k for k in keywords if k not in DR_GRADES and k not in DIAGNOSES and k not in ARTEFACTS]
     for keyword in other:
         log.note(f'ODIR keyword {keyword!r}: no slot in the record; left out', where)
-    draft = RecordDraft(Path(image_name).stem, images.find(image_name, where=where, field_name='image'), where=where,
+    draft = RecordDraft(Path(image_name).stem, images.find(image_name, where=image_at[0], field_name=image_at[1]), where=where,
                         lenient=lenient, log=log)
     draft.laterality, draft.laterality_source = side, 'label'
     if len(grades) > 1:

@@ -85,6 +85,31 @@ def merge_tables(paths: Sequence[Path | str], *, label_columns: Sequence[str]) -
     return merged
 
 
+def check_rows_have_images(rows: Dict[str, ImageRow], images: FileIndex, *, lenient: bool, log: ConvertLog) -> None:
+    """Every table row must name a photograph of ``images`` (matched by stem, case-sensitively, as
+    the records are): a row that names none would lose its label or fovea without a word.
+
+    Raises:
+        FundusDataError: ``<table>:<row>: <image column> = 'v0001.jpg': no photograph of that name
+            under <folder>`` (with the photograph whose name differs only in case, when there is one;
+            reason ``image_missing``), unless ``lenient``: then each such row is a skipped record, counted.
+    """
+    stems = {p.stem for p in images.paths()}
+    by_case = {}
+    for stem in stems:
+        by_case.setdefault(stem.lower(), []).append(stem)
+    for key, row in rows.items():
+        if key in stems:
+            continue
+        near = by_case.get(key.lower(), [])
+        hint = f" (a photograph differs only in case: {near[0]!r})" if len(near) == 1 else ''
+        message = (f'{row.where}: {row.image_column} = {row.name!r}: no photograph of that name under '
+                   f'{images.folder}{hint}')
+        if not lenient:
+            raise FundusDataError(message, reason='image_missing')
+        log.skip(message, 'image_missing')
+
+
 def _glaucoma(row: Optional[ImageRow], paths: Sequence[Path], where: str) -> Optional[bool]:
     if row is not None and row.label not in (None, ''):
         value = GLAUCOMA_VALUES.get(row.label.strip().lower())
@@ -137,7 +162,8 @@ def read_refuge(images_dir: Path | str, masks_dir: Optional[Path | str] = None, 
 
     Raises:
         FileNotFoundError: a folder or table is missing.
-        FundusDataError: a table names an image twice (always); unreadable/missized mask, unknown
+        FundusDataError: a table names an image twice (always); a table row names no photograph
+            (:func:`check_rows_have_images`), unreadable/missized mask, unknown
             label, bad fovea cell or fovea outside the image (file, row and column named), or an
             unreadable image, unless ``lenient``. Lenient: the bad mask, label or fovea is one
             skipped item and the image keeps its other labels and boxes (a skipped mask leaves
@@ -146,7 +172,9 @@ def read_refuge(images_dir: Path | str, masks_dir: Optional[Path | str] = None, 
     log = log if log is not None else ConvertLog()
     rows = merge_tables(tables, label_columns=('Glaucoma Label', 'label'))
     masks = FileIndex(masks_dir, exts=('.bmp', '.png', '.tif')) if masks_dir else None
-    for image in FileIndex(images_dir).paths():
+    photos = FileIndex(images_dir)
+    check_rows_have_images(rows, photos, lenient=lenient, log=log)
+    for image in photos.paths():
         def convert(image=image):
             row = rows.get(image.stem)
             draft = RecordDraft(image.stem, image, where=row.where if row else str(image), lenient=lenient, log=log)

@@ -20,6 +20,7 @@ class ImageRow:
         label: the label cell, ``None`` when the table has no label column.
         fovea_x, fovea_y: fovea cells (pixels, origin top-left), ``None`` without such columns.
         columns: ``(label, x, y)`` column names as written, for messages.
+        image_column: the image column's name as written, for messages.
     """
 
     where: str
@@ -28,6 +29,7 @@ class ImageRow:
     fovea_x: Optional[str] = None
     fovea_y: Optional[str] = None
     columns: Tuple[str, str, str] = ('', '', '')
+    image_column: str = 'image'
 
     def fovea(self) -> Optional[Tuple[float, float]]:
         """``(x, y)`` pixels; ``None`` when absent, empty, or ``(0, 0)`` (iChallenge: not visible).
@@ -83,5 +85,6 @@ def read_image_table(path: Path | str, *, label_columns: Sequence[str] = ('label
         if key in out:
             raise FundusDataError(f'{table.where(n)}: image {name!r} listed twice (also {out[key].where})')
         out[key] = ImageRow(table.where(n), name, cells[lab] if lab is not None else None,
-                            cells[cx] if cx is not None else None, cells[cy] if cy is not None else None, names)
+                            cells[cx] if cx is not None else None, cells[cy] if cy is not None else None, names,
+                            table.header[img])
     return out

@@ -86,3 +86,19 @@ def test_adam_bad_lesion_mask_and_fovea_outside_are_skipped_items(adam, make_mas
                for m in log.skipped)
     # N0001's (0, 0) is noted once; A0001's skipped fovea is not also reported as "not visible"
     assert log.notes['ADAM (iChallenge-AMD): fovea (0, 0) = not visible; no fovea box'] == 1
+
+
+def test_a_table_row_naming_no_photograph_stops_or_is_a_counted_skip(tmp_path, make_image, make_text):
+    make_image(tmp_path / 'PALM-Validation400' / 'V0001.jpg', 100, 80)
+    make_image(tmp_path / 'PALM-Validation400' / 'V0002.jpg', 100, 80)
+    table = make_text(tmp_path / 'PM_Label_and_Fovea_Location.csv',
+                      'imgName,Label,Fovea_X,Fovea_Y\nv0001.jpg,1,40,30\nV0002.jpg,0,60,30\n')
+    with pytest.raises(FundusDataError) as err:
+        list(read_ichallenge('palm', tmp_path / 'PALM-Validation400', tables=[table]))
+    assert str(err.value) == (f"{table}:2: imgName = 'v0001.jpg': no photograph of that name under "
+                              f"{tmp_path / 'PALM-Validation400'} (a photograph differs only in case: 'V0001')")
+    assert err.value.reason == 'image_missing'
+    log = ConvertLog()
+    records = list(read_ichallenge('palm', tmp_path / 'PALM-Validation400', tables=[table], lenient=True, log=log))
+    # the row is counted; V0001 itself has no label of its own (V: no prefix rule) and is left out as before
+    assert [r.record_id for r in records] == ['V0002'] and log.counts()['records'] == {'image_missing': 1}

@@ -115,3 +115,17 @@ def test_label_csv_sha256_mismatch_is_one_line_naming_the_csv_line(tmp_path, mak
     err = capsys.readouterr().err
     assert len(err.splitlines()) == 1 and err.startswith(f'fundusexpert: error: {csv}:2: image: ')
     assert f'does not match the recorded {"f" * 64}' in err and 'not a record field' not in err
+
+
+def test_an_id_prefix_keeps_two_datasets_apart_in_one_records_file(tmp_path, make_image, make_text, capsys):
+    for name in ('refuge', 'palm'):
+        make_image(tmp_path / name / 'V0001.jpg', 64, 48)
+        make_text(tmp_path / f'{name}.txt', 'V0001.jpg 2\n')
+        assert _run('ddr-grading', '--images', tmp_path / name, '--grades', tmp_path / f'{name}.txt',
+                    '--id-prefix', f'{name}-', '--out', tmp_path / f'{name}.jsonl') == 0
+    ids = [r.record_id for name in ('refuge', 'palm') for r in read_records(tmp_path / f'{name}.jsonl')]
+    assert ids == ['refuge-V0001', 'palm-V0001']
+    capsys.readouterr()
+    assert _run('ddr-grading', '--images', tmp_path / 'palm', '--grades', tmp_path / 'palm.txt',  # a usage error:
+                '--id-prefix', '../x', '--out', tmp_path / 'x.jsonl') == 2   # ids name files, no path separator
+    assert "--id-prefix: '../x': expected letters, digits" in capsys.readouterr().err

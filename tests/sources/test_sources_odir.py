@@ -55,10 +55,11 @@ def test_split_keywords_on_both_commas():
 def test_missing_image_names_row_and_column(odir, make_xlsx):
     images, table = odir
     (images / '0_right.jpg').unlink()
-    with pytest.raises(FundusDataError, match=r"data\.xlsx:2: Right-Diagnostic Keywords: image = '0_right\.jpg'"):
+    with pytest.raises(FundusDataError, match=r"data\.xlsx:2: Right-Fundus = '0_right\.jpg': no file of that name"):
         list(read_odir(images, table))
     log = ConvertLog()
     assert len(list(read_odir(images, table, lenient=True, log=log))) == 4 and len(log.skipped) == 1
+    assert log.counts()['records'] == {'image_missing': 1}     # the README's reason, not invalid_record
 
 
 def test_kaggle_full_df_one_row_per_image_takes_the_eye_from_filename(tmp_path, make_image, make_text):
