@@ -247,8 +247,12 @@ FORMATS: Dict[str, Format] = {
                        _add_images_table(
         '--table', 'Base<NN> image folder', 'Annotation_Base<NN>.xls, .csv or .xlsx'),
         lambda a, log: _src('grades_csv').read_messidor(a.images, a.table, lenient=a.lenient, log=log)),
-    'messidor2': Format('Messidor-2 adjudicated grades messidor_data.csv', _add_images_table(
-        '--csv', 'Messidor-2 image folder', 'messidor_data.csv'),
+    'messidor2': Format('Messidor-2 adjudicated grades messidor_data.csv (google-brain or Kaggle '
+                        'messidor2preprocess columns)', _add_images_table(
+        '--csv', 'Messidor-2 image folder (Kaggle messidor2preprocess: messidor-2/messidor-2/preprocess)',
+        'messidor_data.csv: image_id,adjudicated_dr_grade,adjudicated_dme,adjudicated_gradable '
+        '(google-brain) or id_code,diagnosis,adjudicated_dme,adjudicated_gradable (messidor2preprocess; '
+        'id_code = image file name, diagnosis = the adjudicated ICDR grade 0-4)'),
         lambda a, log: _src('grades_csv').read_messidor2(a.images, a.csv, lenient=a.lenient, log=log)),
     'refuge': Format('REFUGE photos, disc/cup masks, fovea and glaucoma tables', _add_refuge,
                      lambda a, log: _src('refuge').read_refuge(a.images, a.masks, tables=a.table, params=_params(a),

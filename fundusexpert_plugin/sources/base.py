@@ -6,9 +6,14 @@ through :func:`attempt`, so all of them share one behaviour:
 * Coordinates are those of :mod:`fundusexpert_plugin.core.geometry`: ``box_px`` is xyxy in
   original-image pixels, x right, y down, x2/y2 exclusive.
 * Masks become boxes only through :func:`fundusexpert_plugin.sources.masks.cluster_mask` (DBSCAN,
-  official pixel2bbox rule, defaults of the official CLI). A class whose mask has foreground
-  pixels but no box after the area/top-k filters is *not* listed in ``annotated_labels`` for that
-  image (it would otherwise read as known absent); the case is counted in the log.
+  official pixel2bbox rule, defaults of the official CLI). ``annotated_labels`` lists a class only
+  where its boxes are the complete set for that image: a class whose mask has foreground pixels but
+  no box after the area filter (it would otherwise read as known absent), or more clusters than the
+  top ``max_boxes`` (paper rule; the boxes kept are not all of them), is *not* listed for that image;
+  both cases are counted in the log, the capped one per cluster left out.
+* Boxes of annotation files (VOC, COCO, YOLO, box CSV, CODRAS) pass :meth:`RecordDraft.add_box`: an
+  exact duplicate (same class, same xyxy box after clipping) of a box already in the record is
+  dropped and counted, so no region is counted twice.
 * A point annotation (the fovea centre) becomes a box of side 1 disc diameter centred on the point,
   clipped to the image (ours, :data:`~fundusexpert_plugin.core.geometry.FOVEA_BOX_DD`: the fovea is
   about one disc diameter across; the record holds only boxes, and downstream code takes the fovea
@@ -101,9 +106,10 @@ class ConvertLog:
             logger.warning('%s', message)
         self.warnings.append(message)
 
-    def note(self, reason: str, where: str = '') -> None:
-        logger.debug('left out: %s%s', f'{where}: ' if where else '', reason)
-        self.notes[reason] += 1
+    def note(self, reason: str, where: str = '', n: int = 1) -> None:
+        """Count ``n`` labels or items left out by design under ``reason`` (``where`` only logged)."""
+        logger.debug('left out%s: %s%s', f' ({n}x)' if n != 1 else '', f'{where}: ' if where else '', reason)
+        self.notes[reason] += n
 
     def counts(self) -> Dict[str, Dict[str, int]]:
         """``{'records': {reason: n}, 'boxes/items': {reason: n}}`` of the skips (for run summaries)."""
@@ -232,11 +238,22 @@ class FileIndex:
         return hits[0]
 
 
+#: Pillow modes whose pixel values are read as they are (grey, 16/32-bit, float, colour);
+#: ``'LA'`` drops its alpha, any other mode (palette ``'P'``/``'PA'``, ``'RGBA'``, ``'CMYK'``,
+#: ``'YCbCr'`` ...) is converted to ``'RGB'`` first.
+MASK_MODES_AS_READ = ('1', 'L', 'I', 'I;16', 'I;16L', 'I;16B', 'I;16N', 'F', 'RGB')
+
+
 def read_mask(path: Path, shape_hw: Tuple[int, int], *, where: str, field_name: str) -> np.ndarray:
     """A mask file as a 2-D array of its values, in original-image pixels.
 
-    Colour masks collapse to the per-pixel maximum over the colour channels (IDRiD draws lesions
-    in red ``(255, 0, 0)``); an alpha channel is dropped; palette images keep their indices.
+    Values are what the pixels show, not how the file codes them: a palette (``'P'``, ``'PA'``)
+    mask is read through its palette colours (Pillow ``convert('RGB')``), as are ``'RGBA'``,
+    ``'CMYK'`` and the other colour modes (:data:`MASK_MODES_AS_READ`), so a REFUGE mask saved with
+    palette index 0 = white reads 255 (background), not 0 (the Idiap bob.ip.binseg REFUGE loader
+    likewise converts masks to grey through RGB before thresholding). Colour masks then collapse to
+    the per-pixel maximum over the colour channels (IDRiD draws lesions in red ``(255, 0, 0)``); an
+    alpha channel is dropped (``'LA'`` -> ``'L'``).
 
     Returns:
         np.ndarray[H, W], the file's dtype (``uint8`` for ``'1'`` masks, 0/1).
@@ -250,8 +267,8 @@ def read_mask(path: Path, shape_hw: Tuple[int, int], *, where: str, field_name: 
     try:
         with Image.open(path) as img:
             img.seek(0)
-            if img.mode in ('RGBA', 'LA', 'PA'):
-                img = img.convert('RGB' if img.mode == 'RGBA' else 'L')
+            if img.mode not in MASK_MODES_AS_READ:
+                img = img.convert('L' if img.mode == 'LA' else 'RGB')
             arr = np.asarray(img)
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise FundusDataError(f'{where}: {field_name}: unreadable mask {path} ({exc})',
@@ -340,6 +357,7 @@ class RecordDraft:
         #: optic-disc centre ``(x, y)`` pixels when the source gives it as a point (IDRiD): sizes fovea boxes
         self.disc_centre_px: Optional[Tuple[float, float]] = None
         self._points: List[Tuple[dict, float, float]] = []
+        self._boxes_added: set = set()  # (finding id, xyxy) of add_box, for the duplicate rule
 
     def item(self, fn: Callable[[], T], where: str = '', *, label: object = False) -> Optional[T]:
         """Run one box/point/label of this record: a lenient skip counts as kind ``'box'`` (when
@@ -372,6 +390,11 @@ class RecordDraft:
 
         ``where`` names the box's own line or row in messages (default: the record's ``where``).
 
+        Duplicate rule (the same for every reader, ours): a box of the same finding class (aliases
+        resolved) with the same xyxy coordinates after clipping as a box already added is the same
+        region annotated twice; it is not added (it would be counted twice, "2 regions") and is
+        counted in ``log.notes``. The class keeps its annotated state.
+
         Out-of-image rule (the same for every reader): a box that sticks out of the image by at most
         ``CLIP_TOLERANCE_PX`` (label rounding) is clipped; further out, inverted, zero-area, NaN or
         infinite boxes are refused: an error in strict mode, one counted skip in lenient mode.
@@ -400,6 +423,11 @@ class RecordDraft:
         if box[2] <= box[0] or box[3] <= box[1]:
             raise FundusDataError(f'{where}: {field_name} = {[x1, y1, x2, y2]}: inverted or zero-area box '
                                   '(need x1 < x2 and y1 < y2, xyxy pixels)', reason='box_empty_or_inverted')
+        key = (vocab.resolve_finding(label), tuple(box))
+        if key in self._boxes_added:
+            self.log.note(f'{key[0]}: exact duplicate box (same class, same xyxy)', where)
+            return
+        self._boxes_added.add(key)
         self.findings.append({'label': label, 'box_px': box, 'source': 'annotation'})
 
     def add_point(self, label: str, x: float, y: float, *, field_name: str, where: Optional[str] = None) -> None:
@@ -434,16 +462,21 @@ class RecordDraft:
 
     def add_mask(self, label: str, foreground: np.ndarray, params: MaskBoxParams, log: ConvertLog, *,
                  exhaustive: bool = True, largest_only: bool = False) -> int:
-        """Boxes of one class mask via ``cluster_mask``.
+        """Boxes of one class mask via ``cluster_mask`` (xyxy original-image pixels, largest first).
 
         Args:
             label: finding id or alias.
             foreground: np.ndarray[H, W] bool, original-image pixels.
             params: clustering parameters.
-            log: receives a note when foreground pixels yield no box.
-            exhaustive: the mask marks every instance of the class (adds it to ``annotated``
-                unless all of its clusters were filtered out).
-            largest_only: keep only the largest box (one optic disc / cup per eye; ours).
+            log: receives a note when foreground pixels yield no box, and one per cluster left out
+                beyond ``params.max_boxes`` or, with ``largest_only``, beyond the largest.
+            exhaustive: the mask marks every instance of the class: adds it to ``annotated``
+                when the boxes kept are the complete set, i.e. not when all of its clusters were
+                filtered out (absence would be claimed) nor when clusters beyond the top
+                ``params.max_boxes`` (paper rule, ``sources/GRADES.md``) were left out.
+            largest_only: keep only the largest box (one optic disc / cup per eye; ours). The
+                smaller clusters are fragments of that one structure: counted, and the class stays
+                annotated.
 
         Returns:
             The number of boxes added.
@@ -453,10 +486,15 @@ class RecordDraft:
                               max_boxes=1 if largest_only else params.max_boxes)
         for box in result.boxes_px.tolist():
             self.findings.append({'label': label, 'box_px': box, 'source': 'annotation'})
+        name = vocab.resolve_finding(label)
+        if result.n_dropped_topk:
+            log.note(f'{name}: smaller mask cluster left out (one per eye, the largest kept)' if largest_only else
+                     f'{name}: mask cluster beyond the largest {params.max_boxes} (--max-boxes); '
+                     'class not listed as annotated for that image', self.where, n=result.n_dropped_topk)
         if result.n_foreground_px and not len(result.boxes_px):
-            log.note(f'{vocab.resolve_finding(label)}: mask has foreground but no cluster passed the '
+            log.note(f'{name}: mask has foreground but no cluster passed the '
                      'area/size filters; class left unannotated for that image', self.where)
-        elif exhaustive:
+        elif exhaustive and (largest_only or not result.n_dropped_topk):
             self.annotate(label)
         return len(result.boxes_px)
 

@@ -13,7 +13,11 @@ Layouts read (as distributed):
   ``Retinopathy grade`` (0-3, Messidor's own scale) and ``Risk of macular edema`` (0-2).
 * Messidor-2 with the adjudicated grades of Krause et al. 2018: ``messidor_data.csv`` with
   ``image_id``, ``adjudicated_dr_grade`` (0-4, ICDR), ``adjudicated_dme`` (0/1),
-  ``adjudicated_gradable`` (0/1).
+  ``adjudicated_gradable`` (0/1) (Kaggle ``google-brain/messidor2-dr-grades``). The Kaggle
+  redistribution with preprocessed images (``mariaherrerot/messidor2preprocess``, images under
+  ``messidor-2/messidor-2/preprocess/``) names the first two columns ``id_code`` (the image file name,
+  ``20051020_43808_0100_PP.png``) and ``diagnosis`` (the same adjudicated ICDR grade); both spellings
+  are read, with the same meaning.
 
 Mappings (tables and sources in ``GRADES.md``):
 
@@ -143,6 +147,10 @@ def read_messidor2(images_dir: Path | str, csv_path: Path | str, *, lenient: boo
                    log: Optional[ConvertLog] = None) -> Iterator[FundusGenRecord]:
     """Messidor-2 ``messidor_data.csv`` (Krause et al. adjudication) -> ``dr_grade`` (+ DME diagnosis).
 
+    Columns: ``image_id`` or ``id_code`` (image file name), ``adjudicated_dr_grade`` or ``diagnosis``
+    (ICDR 0-4), ``adjudicated_dme`` (0/1), ``adjudicated_gradable`` (0/1); the ``id_code``/``diagnosis``
+    spelling is that of the Kaggle ``messidor2preprocess`` redistribution (module docstring).
+
     Raises:
         FileNotFoundError: the CSV or ``images_dir`` is missing.
         FundusDataError: a missing column (always); a grade outside 0-4, DME or gradability outside
@@ -152,15 +160,16 @@ def read_messidor2(images_dir: Path | str, csv_path: Path | str, *, lenient: boo
     """
     log = log if log is not None else ConvertLog()
     table, images = read_table(csv_path), FileIndex(images_dir)
-    name, dr = table.column('image_id'), table.column('adjudicated_dr_grade')
+    name, dr = table.column('image_id', 'id_code'), table.column('adjudicated_dr_grade', 'diagnosis')
     dme, gradable = table.column('adjudicated_dme'), table.column('adjudicated_gradable')
 
     def convert(where, cells):
         if parse_grade(cells[gradable], (0, 1), where=where, column='adjudicated_gradable') == 0:
             raise NotRepresentable('Messidor-2 adjudicated_gradable = 0 (ungradable): image left out')
-        draft = RecordDraft(Path(cells[name]).stem, images.find(cells[name], where=where, field_name='image_id'),
+        draft = RecordDraft(Path(cells[name]).stem, images.find(cells[name], where=where,
+                                                                field_name=table.header[name]),
                             where=where, lenient=lenient, log=log)
-        grade = draft.item(lambda: parse_grade(cells[dr], range(5), where=where, column='adjudicated_dr_grade'))
+        grade = draft.item(lambda: parse_grade(cells[dr], range(5), where=where, column=table.header[dr]))
         if grade is not None:
             draft.image_labels['dr_grade'] = str(grade)
         has_dme = draft.item(lambda: parse_grade(cells[dme], (0, 1), where=where, column='adjudicated_dme'))

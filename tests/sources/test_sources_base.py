@@ -20,6 +20,25 @@ def test_red_rgb_mask_collapses_to_its_maximum_and_alpha_is_dropped(tmp_path, ma
     assert read_mask(tmp_path / 'a.png', (30, 40), where='w', field_name='m').max() == 0
 
 
+def test_palette_and_colour_mode_masks_are_read_by_their_colours_not_their_codes(tmp_path):
+    # REFUGE coding saved as a palette image: index 0 = white (background), 1 = grey 128 (rim), 2 = black (cup)
+    idx = np.array([[0, 1, 2, 0]], np.uint8)
+    pal = Image.fromarray(idx, 'P')
+    pal.putpalette([255, 255, 255, 128, 128, 128, 0, 0, 0] + [0] * 759)
+    pal.save(tmp_path / 'p.png')
+    assert read_mask(tmp_path / 'p.png', (1, 4), where='w', field_name='m').tolist() == [[255, 128, 0, 255]]
+    pal.save(tmp_path / 't.png', transparency=0)  # palette with a transparent index: colours, alpha dropped
+    assert read_mask(tmp_path / 't.png', (1, 4), where='w', field_name='m').tolist() == [[255, 128, 0, 255]]
+    # palette whose index 1 is red (IDRiD colour): the channel maximum, 255, as for an RGB mask
+    red = Image.fromarray(np.array([[0, 1]], np.uint8), 'P')
+    red.putpalette([0, 0, 0, 255, 0, 0] + [0] * 762)
+    red.save(tmp_path / 'r.bmp')
+    assert read_mask(tmp_path / 'r.bmp', (1, 2), where='w', field_name='m').tolist() == [[0, 255]]
+    # CMYK is converted to RGB first: ink (0, 0, 0, 255) is black (0), no ink is white (255)
+    Image.fromarray(np.array([[[0, 0, 0, 255], [0, 0, 0, 0]]], np.uint8), 'CMYK').save(tmp_path / 'c.tif')
+    assert read_mask(tmp_path / 'c.tif', (1, 2), where='w', field_name='m').tolist() == [[0, 255]]
+
+
 def test_mask_of_another_size_or_unreadable_is_an_error_naming_the_field(tmp_path, make_mask):
     path = make_mask(tmp_path / 'm.png', [], width=40, height=30)
     with pytest.raises(FundusDataError, match=r'img\.jpg: EX mask: mask .*m\.png is 40x30 px but the image is 50x30'):
@@ -79,6 +98,42 @@ def test_filtered_mask_is_not_claimed_as_annotated_and_is_counted(tmp_path, make
     fg[40:60, 50:70] = True  # within eps = 50 px of the 3x3 spot: one cluster x 10..69, y 10..59
     draft.add_mask('hard_exudates', fg, MaskBoxParams(), log)
     assert draft.findings[-1]['box_px'] == [10.0, 10.0, 70.0, 60.0] and 'hard_exudates' in draft.annotated
+
+
+def test_clusters_beyond_max_boxes_are_counted_and_the_class_is_not_claimed_complete(tmp_path, make_image):
+    draft, log = RecordDraft('r', make_image(tmp_path / 'a.jpg', 400, 100), where='w'), ConvertLog()
+    fg = np.zeros((100, 400), bool)
+    for k in range(4):  # four 12x12 spots 100 px apart (> eps 50): areas 11*11 = 121 > 100 px^2
+        fg[40:52, 20 + 100 * k:32 + 100 * k] = True
+    assert draft.add_mask('hard_exudates', fg, MaskBoxParams(max_boxes=3), log) == 3
+    assert draft.annotated == []  # 3 of 4 regions: not the complete set, so not listed as annotated
+    assert log.notes == {'hard_exudates: mask cluster beyond the largest 3 (--max-boxes); class not listed as '
+                         'annotated for that image': 1}
+    # the same mask under the default cap of 10: all four kept, the class is annotated
+    assert draft.add_mask('haemorrhages', fg, MaskBoxParams(), log) == 4 and draft.annotated == ['haemorrhages']
+    # one disc per eye: the smaller fragments are counted, the class stays annotated
+    assert draft.add_mask('optic_disc', fg, MaskBoxParams(), log, largest_only=True) == 1
+    assert 'optic_disc' in draft.annotated
+    assert log.notes['optic_disc: smaller mask cluster left out (one per eye, the largest kept)'] == 3
+    rec = draft.build(SRC)
+    assert len(rec.boxes('hard_exudates')) == 3 and 'hard_exudates' not in rec.provenance.annotated_labels
+
+
+def test_exact_duplicate_box_of_one_class_is_dropped_and_counted(tmp_path, make_image):
+    log = ConvertLog()
+    draft = RecordDraft('r', make_image(tmp_path / 'a.jpg', 100, 80), where='w', log=log)
+    draft.add_box('ex', (10, 10, 20, 20))
+    draft.add_box('hard_exudates', (10, 10, 20, 20))   # same class by its id, same box: a duplicate
+    draft.add_box('ex', (-0.5, 10, 20, 20))            # clipped to (0, 10, 20, 20): a new box
+    draft.add_box('ex', (0, 10, 20, 20))               # the same box as the clipped one
+    draft.add_box('haemorrhages', (10, 10, 20, 20))    # another class on the same box: kept
+    draft.annotate('hard_exudates')
+    rec = draft.build(SRC)
+    assert [(f.label, f.box_px) for f in rec.findings] == [('hard_exudates', (10, 10, 20, 20)),
+                                                          ('hard_exudates', (0, 10, 20, 20)),
+                                                          ('haemorrhages', (10, 10, 20, 20))]
+    assert log.notes == {'hard_exudates: exact duplicate box (same class, same xyxy)': 2}
+    assert rec.provenance.annotated_labels == ['hard_exudates'] and not log.skipped
 
 
 def test_laterality_from_disc_against_fovea_or_image_centre(tmp_path, make_image):

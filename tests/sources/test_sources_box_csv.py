@@ -54,6 +54,19 @@ def test_one_record_id_for_two_images_names_both_lines(tmp_path):
     assert log.skipped_records == {'duplicate_id': 1}
 
 
+def test_a_box_given_twice_for_one_image_is_one_box_counted_in_the_log(tmp_path):
+    Image.new('RGB', (200, 100)).save(tmp_path / 'a.jpg')
+    path = tmp_path / 'boxes.csv'
+    path.write_text('image,label,x1,y1,x2,y2\n'
+                    'a.jpg,EX,100,10,120,30\n'
+                    'a.jpg,hard_exudates,100,10,120,30\n'    # the same box under the class id: a duplicate
+                    'a.jpg,EX,100,10,120,31\n')
+    log = ConvertLog()
+    (rec,) = read_box_csv(path, annotated='classes', log=log)
+    assert rec.boxes('hard_exudates') == [(100, 10, 120, 31), (100, 10, 120, 30)]
+    assert log.notes == {'hard_exudates: exact duplicate box (same class, same xyxy)': 1}
+
+
 def test_registry_detects_each_format(box_csv, codras_dir):
     assert {'box-csv', 'codras', 'coco', 'masks', 'records', 'yolo'} <= set(formats())
     assert detect_format(box_csv) == 'box-csv'

@@ -129,3 +129,34 @@ def test_an_id_prefix_keeps_two_datasets_apart_in_one_records_file(tmp_path, mak
     assert _run('ddr-grading', '--images', tmp_path / 'palm', '--grades', tmp_path / 'palm.txt',  # a usage error:
                 '--id-prefix', '../x', '--out', tmp_path / 'x.jsonl') == 2   # ids name files, no path separator
     assert "--id-prefix: '../x': expected letters, digits" in capsys.readouterr().err
+
+
+def test_mask_clusters_beyond_max_boxes_are_counted_in_the_summary(tmp_path, make_image, make_mask, capsys):
+    images, gt = tmp_path / 'img', tmp_path / 'gt'
+    make_image(images / 'IDRiD_01.jpg', 1200, 100)
+    # twelve 12x12 exudates 100 px apart (> eps 50 px), drawn in red as IDRiD does: 12 clusters of area 121 px^2
+    spots = [(20 + 100 * k, 40, 32 + 100 * k, 52) for k in range(12)]
+    make_mask(gt / '3. Hard Exudates' / 'IDRiD_01_EX.tif', spots, 1200, 100, colour=(255, 0, 0))
+    out = tmp_path / 'r.jsonl'
+    assert _run('idrid-segmentation', '--images', images, '--masks', gt, '--out', out) == 0
+    printed = capsys.readouterr().out
+    assert ('  left out (2x): hard_exudates: mask cluster beyond the largest 10 (--max-boxes); class not listed '
+            'as annotated for that image') in printed.splitlines()
+    (rec,) = read_records(out)
+    assert len(rec.boxes('hard_exudates')) == 10 and 'hard_exudates' not in rec.provenance.annotated_labels
+    assert _run('idrid-segmentation', '--images', images, '--masks', gt, '--out', out, '--max-boxes', '12') == 0
+    assert 'beyond the largest' not in capsys.readouterr().out
+    (rec,) = read_records(out)
+    assert len(rec.boxes('hard_exudates')) == 12 and 'hard_exudates' in rec.provenance.annotated_labels
+
+
+def test_messidor2_reads_the_kaggle_preprocess_csv(tmp_path, make_image, make_text, capsys):
+    pre = tmp_path / 'messidor-2' / 'messidor-2' / 'preprocess'
+    make_image(pre / '20051020_43808_0100_PP.png', 64, 48)
+    csv = make_text(tmp_path / 'messidor_data.csv', 'id_code,diagnosis,adjudicated_dme,adjudicated_gradable\n'
+                                                    '20051020_43808_0100_PP.png,2,0,1\n')
+    out = tmp_path / 'm.jsonl'
+    assert _run('messidor2', '--images', pre, '--csv', csv, '--out', out) == 0
+    assert '1 records written' in capsys.readouterr().out
+    (rec,) = read_records(out)
+    assert (rec.record_id, rec.image_labels) == ('20051020_43808_0100_PP', {'dr_grade': '2'})

@@ -98,6 +98,21 @@ def test_voc_bad_object_is_one_skipped_box_lenient_and_names_xml_and_object_stri
     assert log.notes == {'haemorrhages left unannotated: a box of the image was skipped (absence not claimed)': 1}
 
 
+def test_voc_exact_duplicate_object_is_one_region_counted_in_the_log(tmp_path, make_image, make_text):
+    det = tmp_path / 'det'
+    make_image(det / 'a.jpg', 300, 200)
+    # the same EX object twice, an EX with other coordinates, an HE on the same coordinates as the first EX
+    make_text(det / 'a.xml', _voc(('EX', 11, 21, 40, 50), ('ex', 11, 21, 40, 50), ('EX', 11, 21, 40, 51),
+                                  ('HE', 11, 21, 40, 50)))
+    log = ConvertLog()
+    (rec,) = read_ddr_detection(det, det, log=log)
+    assert [(f.label, f.box_px) for f in rec.findings] == [('hard_exudates', (10.0, 20.0, 40.0, 50.0)),
+                                                          ('hard_exudates', (10.0, 20.0, 40.0, 51.0)),
+                                                          ('haemorrhages', (10.0, 20.0, 40.0, 50.0))]
+    assert log.notes == {'hard_exudates: exact duplicate box (same class, same xyxy)': 1} and not log.skipped
+    assert 'hard_exudates' in rec.provenance.annotated_labels  # still exhaustive: nothing was lost
+
+
 def test_voc_box_outside_image_and_unknown_class_are_skipped_items(tmp_path, make_image, make_text):
     det = tmp_path / 'det'
     make_image(det / 'a.jpg', 300, 200)

@@ -67,6 +67,28 @@ def test_messidor2_adjudicated_grades_and_ungradable(tmp_path, make_image, make_
     assert log.notes['Messidor-2 adjudicated_gradable = 0 (ungradable): image left out'] == 1
 
 
+def test_messidor2_kaggle_preprocess_columns_id_code_and_diagnosis(tmp_path, make_image, make_text):
+    pre = tmp_path / 'messidor-2' / 'messidor-2' / 'preprocess'
+    make_image(pre / '20051020_43808_0100_PP.png', 64, 48)
+    make_image(pre / '20051020_43832_0100_PP.png', 64, 48)
+    # Layout of messidor_data.csv in the Kaggle redistribution mariaherrerot/messidor2preprocess
+    csv = make_text(tmp_path / 'messidor_data.csv',
+                    'id_code,diagnosis,adjudicated_dme,adjudicated_gradable\n'
+                    '20051020_43808_0100_PP.png,0,0,1\n20051020_43832_0100_PP.png,3,1,1\n'
+                    '20051020_43882_0100_PP.png,,,0\n')
+    log = ConvertLog()
+    a, b = read_messidor2(pre, csv, log=log)
+    assert (a.record_id, a.image_labels) == ('20051020_43808_0100_PP', {'dr_grade': '0'})
+    assert b.image_labels == {'dr_grade': '3', 'diagnosis': 'diabetic_macular_oedema'}
+    assert log.notes['Messidor-2 adjudicated_gradable = 0 (ungradable): image left out'] == 1
+    make_text(csv, 'id_code,diagnosis,adjudicated_dme,adjudicated_gradable\n20051020_43808_0100_PP.png,7,0,1\n')
+    with pytest.raises(FundusDataError, match=r"messidor_data\.csv:2: column 'diagnosis' = '7': unknown grade"):
+        list(read_messidor2(pre, csv))
+    make_text(csv, 'id_code,grade,adjudicated_dme,adjudicated_gradable\n20051020_43808_0100_PP.png,1,0,1\n')
+    with pytest.raises(FundusDataError, match=r"missing column 'adjudicated_dr_grade' \(also accepted: \['diagnosis'\]\)"):
+        list(read_messidor2(pre, csv))
+
+
 def test_messidor_legacy_xls_as_distributed(tmp_path, make_image, make_xls):
     # Layout of Messidor's Annotation_Base11.xls (ADCIS Messidor download page; Decencière et al. 2014):
     # legacy Excel, sheet Feuil1, header 'Image name', 'Ophthalmologic department', 'Retinopathy grade',

@@ -39,6 +39,23 @@ def test_refuge_training_disc_cup_fovea_and_folder_label(refuge_train):
     assert log.notes == {'REFUGE non-glaucoma label: no "not glaucoma" slot; label left out': 1}
 
 
+def test_refuge_palette_mask_is_read_by_its_grey_colours_not_its_indices(refuge_train):
+    import numpy as np
+    from PIL import Image
+    images, masks, fovea = refuge_train
+    # the g0001 mask saved as a palette image: index 0 = white background, 1 = grey 128 rim, 2 = black cup
+    grey = np.asarray(Image.open(masks / 'Glaucoma' / 'g0001.bmp'))
+    index = np.select([grey == 255, grey == 128], [0, 1], 2).astype(np.uint8)
+    pal = Image.fromarray(index, 'P')
+    pal.putpalette([255, 255, 255, 128, 128, 128, 0, 0, 0] + [0] * 759)
+    pal.save(masks / 'Glaucoma' / 'g0001.bmp')
+    assert Image.open(masks / 'Glaucoma' / 'g0001.bmp').mode == 'P'
+    g, _ = read_refuge(images, masks, tables=[fovea])
+    # the same boxes as the grey ('L') mask, not the whole image (index 0 <= 150 would be all "disc")
+    assert g.boxes('optic_disc') == [(200.0, 60.0, 260.0, 120.0)] and g.boxes('optic_cup') == [(220.0, 80.0, 240.0, 100.0)]
+    assert g.laterality == 'right'
+
+
 def test_refuge_test_layout_label_column_and_bad_label(tmp_path, make_image, make_mask, make_xlsx):
     make_image(tmp_path / 'REFUGE-Test400' / 'T0001.jpg', 300, 200)
     make_mask(tmp_path / 'REFUGE-Test-GT' / 'Disc_Cup_Masks' / 'G' / 'T0001.bmp', DISC_CUP, 300, 200, background=255)
