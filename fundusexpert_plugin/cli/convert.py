@@ -337,7 +337,8 @@ def id_prefix(text: str) -> str:
         argparse.ArgumentTypeError: any other character.
     """
     if text and not re.fullmatch(r'[A-Za-z0-9][A-Za-z0-9._-]*', text):
-        raise argparse.ArgumentTypeError(f'{text!r}: expected letters, digits, ".", "_" or "-" (e.g. refuge-)')
+        raise argparse.ArgumentTypeError(f'{text!r}: expected letters, digits, ".", "_" or "-", starting with a '
+                                         'letter or digit (e.g. refuge-)')
     return text
 
 

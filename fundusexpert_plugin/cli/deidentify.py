@@ -147,14 +147,14 @@ def deidentify_folder(src: Path, out: Path, *, seed: str | None = None, accept_b
         FundusDataError: a refused (burned-in), unreadable, cut short or undecodable file, or a file
             whose SOP Instance UID repeats an earlier file's (both named; the copies would share a
             name), when not ``lenient``.
-            Also: ``out`` already holds ``*.dcm`` files and no ``seed`` is given (new UIDs would add a
-            second copy of every file beside the first).
+            Also: ``out`` already holds ``*.dcm`` files and no ``seed`` is given, or the first copy
+            would be a new file beside them (another seed: new UIDs would add a second copy of every
+            file). A call that stops on an error removes the copies it wrote where there were none.
         FileNotFoundError: no DICOM file under ``src``.
     """
     from dicognito.anonymizer import Anonymizer
 
     from fundusexpert_plugin.core.atomic import replacing
-
     from fundusexpert_plugin.core.errors import FundusDataError
     from fundusexpert_plugin.sources.dicom import list_dicom_files
     anonymizer = Anonymizer(seed=seed)
@@ -167,26 +167,38 @@ def deidentify_folder(src: Path, out: Path, *, seed: str | None = None, accept_b
                               'copies get other UIDs and both would be kept: give an empty --out, or the earlier '
                               '--seed (same seed, same file names)')
     out.mkdir(parents=True, exist_ok=True)
-    written = []
+    written: List[Path] = []
+    new_files: List[Path] = []  # written by this call where there was none: removed when it stops on an error
     seen: Dict[str, Path] = {}
-    for path in paths:
-        try:
-            ds = _read_checked(path, accept_burned_in)
-            uid = str(ds.SOPInstanceUID)
-            if uid in seen:
-                raise FundusDataError(f'{path}: SOPInstanceUID (0008,0018) repeats that of {seen[uid]}')
-            seen[uid] = path
-        except FundusDataError as exc:
-            if not lenient:
-                raise
-            if skipped is not None:
-                skipped.append(str(exc))
-            continue
-        deidentify_dataset(ds, anonymizer, new_uid)
-        target = out / f'{ds.SOPInstanceUID}.dcm'
-        with replacing(target) as tmp:  # a kill leaves no half-written copy
-            ds.save_as(tmp)
-        written.append(target)
+    try:
+        for path in paths:
+            try:
+                ds = _read_checked(path, accept_burned_in)
+                uid = str(ds.SOPInstanceUID)
+                if uid in seen:
+                    raise FundusDataError(f'{path}: SOPInstanceUID (0008,0018) repeats that of {seen[uid]}')
+                seen[uid] = path
+            except FundusDataError as exc:
+                if not lenient:
+                    raise
+                if skipped is not None:
+                    skipped.append(str(exc))
+                continue
+            deidentify_dataset(ds, anonymizer, new_uid)
+            target = out / f'{ds.SOPInstanceUID}.dcm'
+            if earlier and not written and not target.exists():
+                raise FundusDataError(f'{out}: holds {len(earlier)} DICOM file(s) of an earlier run, and {path} '
+                                      'would be a new copy beside them: another --seed (or other inputs) adds a '
+                                      'second copy of every file; give an empty --out, or the earlier --seed')
+            if not target.exists():
+                new_files.append(target)
+            with replacing(target) as tmp:  # a kill leaves no half-written copy
+                ds.save_as(tmp)
+            written.append(target)
+    except FundusDataError:
+        for copy_path in new_files:
+            copy_path.unlink(missing_ok=True)
+        raise
     return written
 
 

@@ -148,6 +148,12 @@ def error_message(exc: BaseException) -> str:
     return ' | '.join(line.strip() for line in text.splitlines() if line.strip())
 
 
+def _quiet_pydicom(record: logging.LogRecord) -> bool:
+    """Handler filter without ``-v``: drop pydicom's log records below CRITICAL (e.g. the traceback it logs
+    for undecodable pixel data, which the intake reports as one line naming the file and attribute)."""
+    return record.levelno >= logging.CRITICAL or not (record.name == 'pydicom' or record.name.startswith('pydicom.'))
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     """Entry point of the ``fundusexpert`` console script; returns the exit status (see the module doc)."""
     argv = sys.argv[1:] if argv is None else list(argv)
@@ -158,7 +164,9 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format='%(levelname)s %(name)s: %(message)s')
     if not args.verbose:  # pydicom logs a traceback for undecodable pixel data that the intake names in one line
-        logging.getLogger('pydicom').addFilter(lambda record: record.levelno >= logging.CRITICAL)  # pydicom resets levels
+        for handler in logging.getLogger().handlers:  # a handler filter also sees pydicom's child loggers
+            if _quiet_pydicom not in handler.filters:
+                handler.addFilter(_quiet_pydicom)
         warnings.filterwarnings('ignore', module=r'pydicom(\.|$)')
     try:
         return int(args.func(args) or 0)

@@ -204,7 +204,8 @@ def decode_first_frame(ds, path: Path | str) -> np.ndarray:
         raise ImageSkip(f'{path}: PixelData (7FE0,0010) JPEG frame: {exc}', reason='image_too_large') from None
     except (NotImplementedError, RuntimeError, ValueError, AttributeError, OSError, EOFError,
             KeyError, TypeError, IndexError) as exc:
-        detail = 'not a decodable image' if 'cannot identify image file' in str(exc) else exc
+        detail = ('not a decodable image' if 'cannot identify image file' in str(exc) else  # one line: pydicom
+                  ' | '.join(line.strip() for line in str(exc).splitlines() if line.strip()))  # lists each plugin
         raise ImageSkip(f'{path}: PixelData (7FE0,0010) not decodable (TransferSyntaxUID {syntax}: {detail})',
                         reason='image_unreadable') from None
 

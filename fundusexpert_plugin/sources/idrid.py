@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional, Tuple
+from typing import Dict, Iterator, List, Optional, Set, Tuple
 
 from fundusexpert_plugin.core.record import FundusDataError, FundusGenRecord
 from fundusexpert_plugin.sources.base import (ConvertLog, FileIndex, MaskBoxParams, RecordDraft, SourceInfo, attempt, read_mask)
@@ -156,6 +156,10 @@ def read_idrid_segmentation(images_dir: Path | str, masks_dir: Path | str, *,
             mask is one skipped item, its class is left unannotated for that image (neither present
             nor known absent) and the boxes of the image's other masks are kept; an unusable image
             skips the record.
+
+    A lesion class without a mask for any image under ``masks_dir`` (its folder not downloaded, or
+    ``masks_dir`` one class folder) is left unknown for every image, with one warning: only a class
+    the set ships is known absent where its mask is missing.
     """
     log = log if log is not None else ConvertLog()
     masks: Dict[Tuple[str, str], List[Path]] = {}
@@ -168,22 +172,26 @@ def read_idrid_segmentation(images_dir: Path | str, masks_dir: Path | str, *,
             raise FundusDataError(f'{path}: second {m.group(2)} mask for {m.group(1)} '
                                   f'(also {masks[(m.group(1), m.group(2))][0]})')
         masks.setdefault((m.group(1), m.group(2)), []).append(path)
+    shipped = {code for _, code in masks}  # classes with a mask for some image: the rest were not downloaded
+    for code in sorted(set(MASK_CLASSES) - shipped - {'OD'}):
+        log.warn(f'{masks_dir}: no {code} mask for any image; {MASK_CLASSES[code]} left unknown, not absent '
+                 '(its folder is missing from the download?)')
     for image in FileIndex(images_dir).paths():
-        record = attempt(lambda: _segmentation_record(image, masks, params, lenient, log), lenient=lenient,
+        record = attempt(lambda: _segmentation_record(image, masks, params, lenient, log, shipped), lenient=lenient,
                          log=log, where=str(image))
         if record is not None:
             yield record
 
 
 def _segmentation_record(image: Path, masks: Dict[Tuple[str, str], List[Path]], params: MaskBoxParams,
-                         lenient: bool, log: ConvertLog) -> FundusGenRecord:
+                         lenient: bool, log: ConvertLog, shipped: Set[str]) -> FundusGenRecord:
     draft = RecordDraft(image.stem, image, where=str(image), lenient=lenient, log=log)
     for code, label in MASK_CLASSES.items():
         paths = masks.get((image.stem, code))
         if not paths:
             if code == 'OD':
                 log.note('IDRiD: no optic-disc mask for the image; optic_disc unknown', str(image))
-            else:
+            elif code in shipped:
                 draft.annotate(label)  # IDRiD gives a lesion mask only where the lesion is present
             continue
 

@@ -79,7 +79,7 @@ def load_weights(environ: Optional[Dict[str, str]] = None) -> Dict[str, float]:
 
     Raises:
         FileNotFoundError: ``FUNDUS_GROUNDING_LOSS_SCALE_CONFIG`` names a file that does not exist.
-        ValueError: a JSON that is not an object, an unknown key, or a weight that is not a finite
+        ValueError: a file that is not JSON or not a JSON object, an unknown key, or a weight that is not a finite
             number >= 0 (the message names the file or variable and the value).
     """
     environ = os.environ if environ is None else environ
@@ -90,7 +90,10 @@ def load_weights(environ: Optional[Dict[str, str]] = None) -> Dict[str, float]:
     for source, path in sources:
         if not path.is_file():
             raise FileNotFoundError(f'{source}: no such file {str(path)!r}')
-        data = json.loads(path.read_text(encoding='utf-8'))
+        try:
+            data = json.loads(path.read_text(encoding='utf-8'))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f'{source} {path}: not valid JSON ({exc})') from None
         if not isinstance(data, dict):
             raise ValueError(f'{path}: expected a JSON object like {{"box": 2.0, "ref": 1.5}}, '
                              f'got {type(data).__name__}')

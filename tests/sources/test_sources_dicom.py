@@ -163,11 +163,15 @@ def test_deidentify_refuses_two_files_with_one_uid_and_skips_its_own_output(tmp_
     b = _one(folder, 'B.dcm', sop_instance_uid='1.2.826.0.1.3680043.8.498.4242', image_laterality='R')
     assert _deid('--dicom', str(folder), '--out', str(tmp_path / 'x')) == 2
     assert capsys.readouterr().err == f'fundusexpert: error: {b}: SOPInstanceUID (0008,0018) repeats that of {a}\n'
+    assert list((tmp_path / 'x').iterdir()) == []              # the stopped run removed the copy it wrote
     b.unlink()
     inside = folder / 'deid'
     for _ in range(2):                                       # a rerun does not copy its own copies
         assert _deid('--dicom', str(folder), '--out', str(inside), '--seed', 's') == 0
         assert capsys.readouterr().out == f'{inside}: 1 de-identified DICOM files written, 0 skipped\n'
+    assert len(list(inside.iterdir())) == 1
+    assert _deid('--dicom', str(folder), '--out', str(inside), '--seed', 'other') == 2   # another seed: refused
+    assert 'would be a new copy beside them: another --seed' in capsys.readouterr().err
     assert len(list(inside.iterdir())) == 1
     assert _deid('--dicom', str(folder), '--out', str(inside)) == 2   # without the seed: other UIDs, a second copy
     assert capsys.readouterr().err == (f'fundusexpert: error: {inside}: holds 1 DICOM file(s) of an earlier run; '
@@ -212,3 +216,31 @@ def test_undecodable_jpeg_pixels_give_one_line_without_pydicom_traceback(tmp_pat
     assert err.startswith(f'fundusexpert: error: {path}: PixelData (7FE0,0010) not decodable (TransferSyntaxUID '
                           '1.2.840.10008.1.2.4.50')
     assert err.count('\n') == 1
+
+
+def test_the_command_line_shows_one_line_for_a_cut_jpeg_stream_and_the_traceback_only_with_v(tmp_path):
+    import subprocess
+    import sys
+    from pydicom.encaps import encapsulate, generate_frames
+    folder = tmp_path / 'in'
+    folder.mkdir()
+    path = _one(folder, 'j.dcm', jpeg=True)
+    ds = pydicom.dcmread(path)
+    (frame,) = generate_frames(ds.PixelData, number_of_frames=1)
+    half = frame[:len(frame) // 2]
+    ds.PixelData = encapsulate([half + b'\0' * (len(half) % 2)])  # pydicom's Pillow decoder logs a traceback
+    ds.save_as(path)
+    argv = [sys.executable, '-m', 'fundusexpert_plugin.cli', 'data', 'convert', 'dicom', '--dicom', str(folder),
+            '--out', str(tmp_path / 'o' / 'r.jsonl')]
+    quiet = subprocess.run(argv, capture_output=True, text=True)
+    assert quiet.returncode == 2
+    assert quiet.stderr.count('\n') == 1 and quiet.stderr.startswith(f'fundusexpert: error: {path}: PixelData')
+    loud = subprocess.run(argv[:3] + ['-v'] + argv[3:], capture_output=True, text=True)
+    assert loud.returncode == 2 and 'Traceback' in loud.stderr
+    lenient = subprocess.run(argv + ['--lenient'], capture_output=True, text=True)   # the skip: one line too
+    assert 'Traceback' not in lenient.stderr
+    (skip_line,) = [line for line in lenient.stderr.splitlines() if 'pillow:' in line or 'j.dcm' in line]
+    assert skip_line.startswith(f'  skipped: {path}: PixelData (7FE0,0010) not decodable')
+    import re
+    assert re.search(r'all available plugins: \| pillow: image file is truncated \(\d+ bytes not processed\)\)$',
+                     skip_line)

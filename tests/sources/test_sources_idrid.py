@@ -83,12 +83,16 @@ def segmentation(tmp_path, make_image, make_mask):
     make_mask(gt / '5. Optic Disc' / 'IDRiD_01_OD.tif', [(320, 120, 380, 180)], colour=red)
     # IDRiD_02: a 3x3 MA only (filtered by the area threshold), no optic-disc mask.
     make_mask(gt / '1. Microaneurysms' / 'IDRiD_02_MA.tif', [(100, 100, 103, 103)], colour=red)
+    # the set ships every class: HE and SE masks exist for another photograph (not converted here)
+    make_mask(gt / '2. Haemorrhages' / 'IDRiD_09_HE.tif', [(10, 10, 30, 30)], colour=red)
+    make_mask(gt / '4. Soft Exudates' / 'IDRiD_09_SE.tif', [(10, 10, 30, 30)], colour=red)
     return images, gt
 
 
 def test_masks_become_boxes_and_missing_lesion_masks_mean_absent(segmentation):
     log = ConvertLog()
     r1, r2 = read_idrid_segmentation(*segmentation, log=log)
+    assert log.warnings == []
     boxes = {(f.label, f.box_px) for f in r1.findings}
     # EX: x 200..229, y 100..114 -> (200, 100, 230, 115), area 29*14 = 406; x 50..69, y 250..269 -> 19*19 = 361
     assert boxes == {('microaneurysms', (30.0, 20.0, 42.0, 32.0)), ('hard_exudates', (200.0, 100.0, 230.0, 115.0)),
@@ -114,7 +118,7 @@ def test_smaller_clustering_parameters_keep_microaneurysms(segmentation):
 
 def test_unreadable_mask_names_the_image_and_class(segmentation):
     images, gt = segmentation
-    (gt / '4. Soft Exudates').mkdir()
+    (gt / '4. Soft Exudates').mkdir(exist_ok=True)
     (gt / '4. Soft Exudates' / 'IDRiD_02_SE.tif').write_bytes(b'broken')
     with pytest.raises(FundusDataError, match=r'IDRiD_02\.jpg: SE mask: unreadable mask'):
         list(read_idrid_segmentation(images, gt))
@@ -172,3 +176,19 @@ def test_bad_grade_cell_or_fovea_keeps_the_image_s_other_labels_lenient(grading,
     assert r2.image_labels == {'dme_grade': '0'} and r2.findings[0].box_px == pytest.approx(R2_FOVEA, abs=1e-3)
     assert log.skipped_items == {'point_outside_image': 1, 'unknown_grade': 1} and not log.skipped_records
     assert any("Training Labels.csv:3: column 'Retinopathy grade' = '7': unknown grade" in m for m in log.skipped)
+
+
+def test_a_lesion_class_the_download_lacks_is_unknown_not_absent(segmentation):
+    images, gt = segmentation
+    import shutil
+    shutil.rmtree(gt / '2. Haemorrhages')          # MA, EX and OD folders only: no HE or SE mask anywhere
+    shutil.rmtree(gt / '4. Soft Exudates')
+    log = ConvertLog()
+    r1, r2 = read_idrid_segmentation(images, gt, log=log)
+    assert set(r1.provenance.annotated_labels) == {'microaneurysms', 'hard_exudates', 'optic_disc'}
+    assert r1.absent_labels() == []                # haemorrhages, cotton-wool spots: not claimed absent
+    assert set(r2.provenance.annotated_labels) == {'hard_exudates'}
+    assert log.warnings == [f'{gt}: no HE mask for any image; haemorrhages left unknown, not absent (its folder '
+                            'is missing from the download?)',
+                            f'{gt}: no SE mask for any image; cotton_wool_spots left unknown, not absent (its '
+                            'folder is missing from the download?)']

@@ -82,6 +82,9 @@ def test_bad_config_files_raise(tmp_path, monkeypatch):
     monkeypatch.setenv('FUNDUS_GROUNDING_LOSS_SCALE_CONFIG', str(bad))
     with pytest.raises(ValueError, match=r"bad\.json: unknown key\(s\) \['boxes'\]; known keys: \['box', 'ref'\]"):
         load_weights()
+    bad.write_text('[1,2')
+    with pytest.raises(ValueError, match=r'FUNDUS_GROUNDING_LOSS_SCALE_CONFIG .*bad\.json: not valid JSON \(Expecting'):
+        load_weights()
     bad.write_text('[2.0]')
     with pytest.raises(ValueError, match=r'bad\.json: expected a JSON object'):
         load_weights()
