@@ -154,7 +154,7 @@ def deidentify_folder(src: Path, out: Path, *, seed: str | None = None, accept_b
     """
     from dicognito.anonymizer import Anonymizer
 
-    from fundusexpert_plugin.core.atomic import replacing
+    from fundusexpert_plugin.core.atomic import removed_on_error, replacing
     from fundusexpert_plugin.core.errors import FundusDataError
     from fundusexpert_plugin.sources.dicom import list_dicom_files
     anonymizer = Anonymizer(seed=seed)
@@ -168,9 +168,8 @@ def deidentify_folder(src: Path, out: Path, *, seed: str | None = None, accept_b
                               '--seed (same seed, same file names)')
     out.mkdir(parents=True, exist_ok=True)
     written: List[Path] = []
-    new_files: List[Path] = []  # written by this call where there was none: removed when it stops on an error
     seen: Dict[str, Path] = {}
-    try:
+    with removed_on_error((FundusDataError,)) as new_files:
         for path in paths:
             try:
                 ds = _read_checked(path, accept_burned_in)
@@ -190,15 +189,10 @@ def deidentify_folder(src: Path, out: Path, *, seed: str | None = None, accept_b
                 raise FundusDataError(f'{out}: holds {len(earlier)} DICOM file(s) of an earlier run, and {path} '
                                       'would be a new copy beside them: another --seed (or other inputs) adds a '
                                       'second copy of every file; give an empty --out, or the earlier --seed')
-            if not target.exists():
-                new_files.append(target)
+            new_files.add(target)
             with replacing(target) as tmp:  # a kill leaves no half-written copy
                 ds.save_as(tmp)
             written.append(target)
-    except FundusDataError:
-        for copy_path in new_files:
-            copy_path.unlink(missing_ok=True)
-        raise
     return written
 
 

@@ -7,7 +7,7 @@ import os
 import secrets
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
+from typing import Iterator, List, Tuple, Type
 
 
 @contextmanager
@@ -46,3 +46,28 @@ def remove_leftovers(folder: Path | str) -> int:
             leftover.unlink(missing_ok=True)
             removed += 1
     return removed
+
+
+class NewFiles(list):
+    """Files a batch writes where none was before (:func:`removed_on_error`); :meth:`add` before writing."""
+
+    def add(self, path: Path | str) -> None:
+        """Note ``path`` as new when no file is there yet (call it before writing ``path``)."""
+        if not Path(path).exists():
+            self.append(Path(path))
+
+
+@contextmanager
+def removed_on_error(errors: Tuple[Type[BaseException], ...]) -> Iterator[NewFiles]:
+    """A :class:`NewFiles` list for a batch that writes several files: when the block stops with one of
+    ``errors`` (a strict run refusing a bad input), the files it wrote where there were none are
+    removed, so a stopped run leaves no orphans; files of earlier runs it rewrote are kept. Works around
+    a generator's ``yield`` too (a consumer that stops early is not an error).
+    """
+    new = NewFiles()
+    try:
+        yield new
+    except errors:
+        for path in new:
+            path.unlink(missing_ok=True)
+        raise

@@ -225,12 +225,11 @@ def load_image(path: Path | str, *, max_side: Optional[int] = None, sha256: Opti
     from fundusexpert_plugin.core import dicom
     if dicom.is_dicom(path):
         loaded = dicom.load_dicom_image(path, accept_burned_in=accept_burned_in, max_pixels=limit)
-        if max_side and max(loaded.width, loaded.height) > max_side:
-            import cv2
+        if max_side and max(loaded.width, loaded.height) > max_side:  # the same downscaling as any photograph
             factor = max_side / max(loaded.width, loaded.height)
             size = (max(1, round(loaded.width * factor)), max(1, round(loaded.height * factor)))
-            loaded = LoadedImage(path, cv2.resize(loaded.rgb, size, interpolation=cv2.INTER_AREA),
-                                 loaded.conversion, loaded.original_size, loaded.warnings)
+            loaded = LoadedImage(path, _rgb_array(Image.fromarray(loaded.rgb), size), loaded.conversion,
+                                 loaded.original_size, loaded.warnings)
         return loaded
     notes: List[str] = []
     found_warnings: List[str] = []

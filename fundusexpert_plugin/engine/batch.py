@@ -37,7 +37,7 @@ from typing import Dict, Iterable, List, Optional, Sequence, Set, Tuple
 from fundusexpert_plugin.core.atomic import remove_leftovers
 from fundusexpert_plugin.core.dicom import dicom_record_id, is_dicom, read_dicom, record_id_from_uid
 from fundusexpert_plugin.core.images import ImageSkip, load_image, shard, shard_of
-from fundusexpert_plugin.core.jsonl import append_jsonl, read_jsonl, read_text, write_jsonl
+from fundusexpert_plugin.core.jsonl import append_jsonl, read_jsonl, write_jsonl
 from fundusexpert_plugin.core.record import FundusDataError, parse_record
 from fundusexpert_plugin.core.recorded_options import check_recorded_options
 
@@ -289,7 +289,6 @@ def check_run_options(out_dir: Path | str, options: Dict[str, object]) -> Path:
             folder's records were made with other options, and resuming would mix them.
     """
     out = Path(out_dir)
-    options = json.loads(json.dumps(options))
     started = any(f.stat().st_size for pattern in ('records-*-of-*.jsonl', 'skipped-*-of-*.jsonl')
                   for f in out.glob(pattern))
     return check_recorded_options(out / OPTIONS_FILE, options, names={**RECORD_OPTIONS, **JOB_OPTIONS},

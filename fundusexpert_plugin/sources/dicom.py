@@ -21,6 +21,7 @@ import logging
 from pathlib import Path
 from typing import Dict, Iterator, List, Literal, Optional
 
+from fundusexpert_plugin.core.atomic import removed_on_error
 from fundusexpert_plugin.core.dicom import is_dicom, read_dicom, record_id_from_uid
 from fundusexpert_plugin.core.images import ImageSkip, save_image
 from fundusexpert_plugin.core.record import FundusDataError, FundusGenRecord, parse_record
@@ -84,8 +85,7 @@ def read_dicom_folder(folder: Path | str, images_dir: Path | str, *, salt: str, 
     images_dir = Path(images_dir).resolve()
     images_dir.mkdir(parents=True, exist_ok=True)
     seen: Dict[str, Path] = {}
-    new_images: List[Path] = []  # written by this call where no file was: removed when it stops on an error
-    try:
+    with removed_on_error((FundusDataError,)) as new_images:
         for path in list_dicom_files(folder):
             try:
                 photo = read_dicom(path, accept_burned_in=accept_burned_in, multi_frame=multi_frame)
@@ -100,8 +100,7 @@ def read_dicom_folder(folder: Path | str, images_dir: Path | str, *, salt: str, 
                 continue
             seen[record_id] = path
             out_png = images_dir / f'{record_id}.png'
-            if not out_png.exists():
-                new_images.append(out_png)
+            new_images.add(out_png)
             save_image(photo.image.rgb, out_png)  # pixels only: no DICOM header, no metadata chunks
             fields = photo.fields
             yield parse_record({
@@ -112,7 +111,3 @@ def read_dicom_folder(folder: Path | str, images_dir: Path | str, *, salt: str, 
                 'provenance': {'source_dataset': source.source_dataset, 'licence': source.licence,
                                'attribution': source.attribution, 'stages': {'image': photo.image.conversion}},
             }, where=f'{path}')
-    except FundusDataError:
-        for png in new_images:
-            png.unlink(missing_ok=True)
-        raise
