@@ -163,7 +163,9 @@ def test_swift_eval_reports_fundusexpert_eval_numbers(side_python, tmp_path):
                '--eval_url', stub.base_url, '--model', stub.model, '--external_plugins', plugin_path(),
                '--eval_backend', 'Native', '--eval_dataset', 'fundus_mmbench', 'fundusgen_grounding', 'fundusgen_report',
                '--eval_dataset_args', json.dumps(args), '--eval_output_dir', str(out)]
-        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL)
+        # cwd: with --eval_url, swift eval appends to ./result/<model>/eval_result.jsonl wherever it runs
+        proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, stdin=subprocess.DEVNULL,
+                              cwd=tmp_path)
         assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
         requests = list(stub.requests)
 
@@ -175,6 +177,7 @@ def test_swift_eval_reports_fundusexpert_eval_numbers(side_python, tmp_path):
     assert len(mcq_texts) == len(MCQ) and all('\nA. normal\nB. glaucoma\n' in t for t in mcq_texts)  # paper prompt
 
     run_dir = Path(glob.glob(str(out / 'native' / '*'))[0])
+    assert (tmp_path / 'result' / stub.model / 'eval_result.jsonl').is_file()   # swift's own summary, not in the repo
     side = lambda bench, subset: json.loads((run_dir / 'fundusexpert' / bench / subset / 'metrics.json').read_text())
 
     # Fundus-MMBench: strict 1/6, lenient 5/6 (hand-checked; evalscope's extraction would give 4/6)
