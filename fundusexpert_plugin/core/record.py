@@ -73,6 +73,11 @@ class Provenance(BaseModel):
             'detector', 'fovea': 'locator'}`` (engine records; empty for annotations).
         flags: flagged disagreements between sources, one sentence each (e.g. the detector's and
             the locator's disc more than 1 DD apart); kept, never silently resolved.
+        region_counts: ``{finding_id: regions in the source}`` for classes whose source has more
+            regions than the record keeps boxes for, the boxes being its largest: mask clusters
+            beyond ``--max-boxes`` (the official pixel2bbox top-k rule). The chain counts these
+            regions and says how many are located; region detection asks for "the N largest".
+            Each count exceeds the record's boxes of that class (ours; the paper is silent).
     """
 
     model_config = ConfigDict(extra='forbid')
@@ -85,11 +90,17 @@ class Provenance(BaseModel):
     score_threshold: Optional[float] = Field(default=None, ge=0.0, le=1.0)
     landmarks: Dict[str, Literal['annotation', 'detector', 'locator']] = Field(default_factory=dict)
     flags: List[str] = Field(default_factory=list)
+    region_counts: Dict[str, Annotated[int, Strict(), Field(ge=1)]] = Field(default_factory=dict)
 
     @field_validator('annotated_labels', 'detector_labels')
     @classmethod
     def _known_labels(cls, values: List[str]) -> List[str]:
         return [vocab.resolve_finding(v) for v in values]
+
+    @field_validator('region_counts')
+    @classmethod
+    def _known_count_labels(cls, counts: Dict[str, int]) -> Dict[str, int]:
+        return {vocab.resolve_finding(k): v for k, v in counts.items()}
 
 
 #: A SHA-256 digest as records and annotation files give it: 64 hexadecimal digits.
@@ -162,12 +173,22 @@ class FundusGenRecord(BaseModel):
     def _boxes_inside_image(self) -> 'FundusGenRecord':
         for i, finding in enumerate(self.findings):
             check_box_px(finding.box_px, self.width, self.height, where=f'findings[{i}].box_px')
+        for label, n in self.provenance.region_counts.items():
+            kept = len(self.boxes(label))
+            if n <= kept:
+                raise ValueError(f'provenance.region_counts.{label}: {n} regions, but the record has {kept} '
+                                 f'{label} boxes; a count is given only when the source has more regions than boxes')
         return self
 
     def boxes(self, label: str) -> List[Tuple[float, float, float, float]]:
         """Pixel boxes of one finding id, largest area first (the FundusExpert ordering)."""
         boxes = [f.box_px for f in self.findings if f.label == label]
         return sorted(boxes, key=lambda b: -(b[2] - b[0]) * (b[3] - b[1]))
+
+    def region_count(self, label: str) -> int:
+        """Regions of one finding id in the source: ``provenance.region_counts`` when the record keeps
+        only the largest of them, else the number of its boxes."""
+        return self.provenance.region_counts.get(label, len(self.boxes(label)))
 
     def present_labels(self) -> List[str]:
         """Finding ids with at least one box, in vocabulary order."""

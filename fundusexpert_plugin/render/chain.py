@@ -20,7 +20,10 @@ Measures say what was measured: the area share is that of the union of the class
 masks, so no lesion area is claimed. Grounded references (``<ref>``) are written as
 :func:`vocab.ref_name` gives them (display name, never capitalised) in both languages; plain
 text capitalises a sentence start. A class with more boxes than ``max_boxes`` says how many are
-shown ("17 regions (5 of 17 shown, the largest)").
+shown ("17 regions (5 of 17 shown, the largest)"). A class whose source kept only its largest
+regions (``provenance.region_counts``, mask clusters beyond ``--max-boxes``) is counted by the
+source's regions: "14 regions (the 10 largest located)", grounded "14 regions (5 of 14 shown, the
+largest)"; its positions, sizes and area share are those of the boxes kept.
 
 Source: the five steps follow the paper's clinical cognitive chain (arXiv 2507.17539, abstract and
 demo figure: anatomy with boxes first, then lesions, then a conclusion); the exact wording and the
@@ -81,6 +84,7 @@ PHRASES: Dict[str, Dict[str, str]] = {
                                'this does not show that they are absent.'),
         'lesion': '{name}: {count}, {where}.',
         'count_one': 'one region', 'count_many': '{n} regions', 'count_capped': '{n} regions ({k} of {n} shown, the largest)',
+        'count_located': '{n} regions (the {k} largest located)',
         'where_frame': 'in the {quads} {quad_word} around the fovea, {nearest}{macula}',
         'nearest': 'the nearest {dist:.1f} DD from it', 'overlap': 'one of them over the fovea',
         'where_image': 'in the {quads} part of the image',
@@ -127,6 +131,7 @@ PHRASES: Dict[str, Dict[str, str]] = {
         'concl_not_detected': '结论：{detector}{at}未检出所检测的病灶类型（{names}）；这并不表明其不存在。',
         'lesion': '{name}：{count}，{where}。',
         'count_one': '1处', 'count_many': '{n}处', 'count_capped': '{n}处（显示{n}处中最大的{k}处）',
+        'count_located': '{n}处（定位其中最大的{k}处）',
         'where_frame': '位于黄斑中心凹{quads}{quad_word}，{nearest}{macula}',
         'nearest': '最近处距中心凹{dist:.1f} DD', 'overlap': '其中一处覆盖中心凹',
         'where_image': '位于图像{quads}',
@@ -359,11 +364,12 @@ def cognitive_chain(record: FundusGenRecord, lang: str = 'en', *, grounded: Opti
     lesions = summarise_lesions(record, frame)
     sentences = []
     for les in lesions:
-        n = len(les.boxes_px)
+        n = record.region_count(les.label)  # the source's regions: more than the boxes when it kept the largest
+        shown = len(les.boxes_px) if grounded is None or max_boxes is None else min(len(les.boxes_px), max_boxes)
         count = (p['count_one'] if n == 1 else
-                 p['count_capped'].format(n=n, k=max_boxes)
-                 if grounded is not None and max_boxes is not None and n > max_boxes else
-                 p['count_many'].format(n=n))
+                 p['count_many'].format(n=n) if shown == n else
+                 p['count_capped'].format(n=n, k=shown) if grounded is not None else
+                 p['count_located'].format(n=n, k=shown))
         if les.positions:
             quads = [q for q in vocab.QUADRANTS if q in {pos.quadrant for pos in les.positions}]
             dist = min(pos.distance_to_fovea_dd for pos in les.positions)

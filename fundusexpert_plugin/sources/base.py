@@ -358,6 +358,8 @@ class RecordDraft:
         self.disc_centre_px: Optional[Tuple[float, float]] = None
         self._points: List[Tuple[dict, float, float]] = []
         self._boxes_added: set = set()  # (finding id, xyxy) of add_box, for the duplicate rule
+        #: mask clusters left out beyond ``--max-boxes``, per finding id: ``provenance.region_counts``
+        self.regions_left_out: Counter = Counter()
 
     def item(self, fn: Callable[[], T], where: str = '', *, label: object = False) -> Optional[T]:
         """Run one box/point/label of this record: a lenient skip counts as kind ``'box'`` (when
@@ -487,6 +489,8 @@ class RecordDraft:
         for box in result.boxes_px.tolist():
             self.findings.append({'label': label, 'box_px': box, 'source': 'annotation'})
         name = vocab.resolve_finding(label)
+        if result.n_dropped_topk and not largest_only:
+            self.regions_left_out[name] += int(result.n_dropped_topk)
         if result.n_dropped_topk:
             log.note(f'{name}: smaller mask cluster left out (one per eye, the largest kept)' if largest_only else
                      f'{name}: mask cluster beyond the largest {params.max_boxes} (--max-boxes); '
@@ -517,6 +521,11 @@ class RecordDraft:
             self.laterality = laterality_from_disc((disc_x, 0.0, disc_x, 0.0), self.width)
         self.laterality_source = 'optic_disc_position'
 
+    def _region_counts(self) -> Dict[str, int]:
+        """Boxes kept plus mask clusters left out, per finding id that lost some (``region_counts``)."""
+        kept = Counter(vocab.canonical_finding(f['label']) for f in self.findings)
+        return {label: kept[label] + n for label, n in self.regions_left_out.items()}
+
     def build(self, source: SourceInfo) -> FundusGenRecord:
         """Validate into a record.
 
@@ -540,7 +549,8 @@ class RecordDraft:
             **({'sha256': self.sha256} if self.sha256 else {}),
             'provenance': {'source_dataset': source.source_dataset, 'licence': source.licence,
                            'attribution': source.attribution, 'annotated_labels': annotated,
-                           'stages': {'image': self.conversion} if self.conversion else {}},
+                           'stages': {'image': self.conversion} if self.conversion else {},
+                           **({'region_counts': self._region_counts()} if self.regions_left_out else {})},
         }, where=self.where)
 
 

@@ -10,8 +10,8 @@ A task YAML declares::
     targets: [optic_disc, ...]      # optional: finding ids the task asks about (default: all)
     max_items_per_image: 3          # optional: cap for per-finding kinds
     max_boxes: 5                    # optional: at most this many boxes per class (largest first); default: all
-    prompts_capped: {en: [...], zh: [...]}  # region_detection with max_boxes: prompts for a record with
-                                    # more boxes than the cap; each must say so with {max_boxes}
+    prompts_capped: {en: [...], zh: [...]}  # region_detection: prompts for a record with more regions
+                                    # than the answer shows; each must say so with {max_boxes}
     weight: 1.0                     # sampling weight when all tasks are loaded together (fundusgen:all)
     prompts: {en: [...], zh: [...]} # prompt variants; one is drawn per row (seeded)
     answer: {en: "...", zh: "..."}  # answer format
@@ -31,6 +31,10 @@ sets ``max_boxes``; a region-detection row over the cap then takes its prompt fr
 ``prompts_capped``, which must state the cap (``{max_boxes}``, e.g. "the {max_boxes} largest"), and
 the grounded report says "5 of 17 shown". Such rows record ``box_cap``, ``n_boxes`` and
 ``full_gt_boxes_px`` (:mod:`.render`), and the evaluation scores them against the full ground truth.
+A record whose source kept only its largest regions (``provenance.region_counts``: mask clusters
+beyond ``data convert --max-boxes``) is over the cap too, with ``{max_boxes}`` the boxes it has; a
+region-detection task without ``prompts_capped`` writes no row for that class of that record (an
+"all" prompt answered with some regions would be wrong). The shipped ``region_detection`` has them.
 """
 from __future__ import annotations
 
@@ -132,8 +136,8 @@ class TaskConfig(BaseModel):
             raise ValueError(f'prompts_capped: max_boxes {self.max_boxes} is set, so rows over the cap need prompts '
                              'that say so, e.g. "Locate the {max_boxes} largest {target} ..."')
         if self.prompts_capped is not None:
-            if self.kind != 'region_detection' or self.max_boxes is None:
-                raise ValueError('prompts_capped: only region_detection tasks with max_boxes use it')
+            if self.kind != 'region_detection':
+                raise ValueError('prompts_capped: only region_detection tasks use it')
             fields.append(('prompts_capped', self.prompts_capped, allowed['prompt'] | {'max_boxes'}))
         if self.answer_absent is not None:
             fields.append(('answer_absent', self.answer_absent, allowed['answer']))

@@ -194,13 +194,17 @@ def _region_detection(record, task, lang, rng, image_rel, prompt, answer) -> Lis
         name = vocab.ref_name(target, lang)
         boxes = record.boxes(target)
         if boxes:
-            capped = task.max_boxes is not None and len(boxes) > task.max_boxes
-            # an "all" prompt is answered with every box; over the cap the prompt says "the N largest"
+            # an "all" prompt is answered with every region; over the task's cap, or when the source kept
+            # only its largest regions (provenance.region_counts), the prompt says "the N largest"
+            shown = len(boxes) if task.max_boxes is None else min(len(boxes), task.max_boxes)
+            capped = shown < record.region_count(target)
+            if capped and task.prompts_capped is None:
+                continue  # no prompt can say "the N largest": no row rather than "all" answered with some
             capped_prompt = rng.choice(task.prompts_capped[lang]) if capped else None
-            question = (photo_prompt(capped_prompt.format(target=name, max_boxes=task.max_boxes), record, lang)
+            question = (photo_prompt(capped_prompt.format(target=name, max_boxes=shown), record, lang)
                         if capped else prompt(target=name))
             grounded = GroundedText()
-            text = answer(task.answer, grounded_target=grounded.ref(name, boxes[:task.max_boxes]), target=name)
+            text = answer(task.answer, grounded_target=grounded.ref(name, boxes[:shown]), target=name)
             rows.append(_row(record, task, lang, question, text, image_rel, grounded, target=target,
                              **box_cap_metadata(record, grounded, task.max_boxes)))
         elif task.answer_absent is not None:

@@ -117,6 +117,8 @@ def test_clusters_beyond_max_boxes_are_counted_and_the_class_is_not_claimed_comp
     assert log.notes['optic_disc: smaller mask cluster left out (one per eye, the largest kept)'] == 3
     rec = draft.build(SRC)
     assert len(rec.boxes('hard_exudates')) == 3 and 'hard_exudates' not in rec.provenance.annotated_labels
+    # the record keeps the source's count of the capped class only (the disc's fragments are one disc)
+    assert rec.provenance.region_counts == {'hard_exudates': 4} and rec.region_count('hard_exudates') == 4
 
 
 def test_exact_duplicate_box_of_one_class_is_dropped_and_counted(tmp_path, make_image):

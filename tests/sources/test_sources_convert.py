@@ -144,10 +144,12 @@ def test_mask_clusters_beyond_max_boxes_are_counted_in_the_summary(tmp_path, mak
             'as annotated for that image') in printed.splitlines()
     (rec,) = read_records(out)
     assert len(rec.boxes('hard_exudates')) == 10 and 'hard_exudates' not in rec.provenance.annotated_labels
+    assert rec.provenance.region_counts == {'hard_exudates': 12}
     assert _run('idrid-segmentation', '--images', images, '--masks', gt, '--out', out, '--max-boxes', '12') == 0
     assert 'beyond the largest' not in capsys.readouterr().out
     (rec,) = read_records(out)
     assert len(rec.boxes('hard_exudates')) == 12 and 'hard_exudates' in rec.provenance.annotated_labels
+    assert rec.provenance.region_counts == {}
 
 
 def test_messidor2_reads_the_kaggle_preprocess_csv(tmp_path, make_image, make_text, capsys):

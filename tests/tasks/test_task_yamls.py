@@ -218,7 +218,7 @@ def test_region_detection_prompts_read_for_one_structure_and_many_lesions(make_r
     may pick, as rendered, and the absent answer; no "all optic disc" / "所有视盘", no "There are no optic disc"."""
     from fundusexpert_plugin.core import vocab
     task = load_task(default_tasks_dir() / 'region_detection.yaml')
-    assert task.version == 4
+    assert task.version == 5
     assert [task.answer_absent['en'].format(target=t) for t in ('optic disc', 'hard exudates')] == [
         'The image shows no optic disc.', 'The image shows no hard exudates.']
     assert task.answer_absent['zh'].format(target='视盘') == '该图像中没有视盘。'
