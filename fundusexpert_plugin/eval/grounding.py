@@ -50,13 +50,17 @@ IOU_THRESHOLD = 0.5
 class GroundingSample:
     """References and predictions of one image (both :class:`LabeledBox`, original pixels).
 
-    ``width``/``height`` (pixels) are only needed by COCO AP's image records.
+    ``width``/``height`` (pixels) are only needed by COCO AP's image records. ``key`` (the image
+    path and its reference boxes, set by :func:`fundusexpert_plugin.eval.report.evaluate_rows`) orders
+    the images for COCO AP (:func:`coco_inputs`), so that AP does not depend on the order of the result
+    rows.
     """
 
     gt: Sequence[LabeledBox]
     pred: Sequence[LabeledBox]
     width: float = 1.0
     height: float = 1.0
+    key: str = ''
 
 
 def fill_missing_labels(pred: Sequence[LabeledBox], gt: Sequence[LabeledBox]) -> List[LabeledBox]:
@@ -158,8 +162,11 @@ def _xywh(box_px) -> List[float]:
 def coco_inputs(samples: Sequence[GroundingSample], score_mode: str = 'rank'):
     """COCO ground-truth dict, detection list and category map for pycocotools.
 
-    Image ids are 1-based sample positions; category ids are 1-based in sorted label order over
-    references and predictions. Detections are ``{'image_id', 'category_id', 'bbox' (xywh px),
+    Image ids are 1-based positions of the samples sorted by ``key`` (stable: samples of one key, or
+    without keys, keep their order). pycocotools ranks tied scores by image id, and tied scores are the
+    rule here (every image's first box of a class scores 1.0), so this order decides ties: by image
+    path, not by the order of the result file (ours; the paper gives no AP rule for unscored boxes).
+    Category ids are 1-based in sorted label order over references and predictions. Detections are ``{'image_id', 'category_id', 'bbox' (xywh px),
     'score'}``; a malformed box is a detection with the empty box ``[0, 0, 0, 0]`` (it overlaps
     nothing, so it is a false positive at its rank).
 
@@ -168,6 +175,7 @@ def coco_inputs(samples: Sequence[GroundingSample], score_mode: str = 'rank'):
     """
     if score_mode not in ('rank', 'constant'):
         raise ValueError(f"score_mode must be 'rank' or 'constant', got {score_mode!r}")
+    samples = sorted(samples, key=lambda s: s.key)
     filled = [fill_missing_labels(s.pred, s.gt) for s in samples]
     labels = sorted({b.label for s in samples for b in s.gt} | {b.label for p in filled for b in p})
     cat_ids = {label: i + 1 for i, label in enumerate(labels)}

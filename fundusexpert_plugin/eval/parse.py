@@ -222,6 +222,19 @@ def find_boxes(text: Optional[str]) -> List[TextBox]:
     return boxes
 
 
+def unparsed_box_tags(text: Optional[str]) -> int:
+    """Box tags of ``text`` (InternVL ``<box>``, Qwen ``<|box_start|>``) from which no box could be
+    read: a tag holding three numbers, a word for a number, an empty tag. :func:`find_boxes` gives
+    no box for them; the evaluation counts them (``grounding_responses.n_unparsed_box_tags``)."""
+    if not isinstance(text, str):
+        return 0
+    n = 0
+    for marker, pattern in (('<box>', _INTERNVL_TAG), ('<|box_start|>', _QWEN_TAG)):
+        if marker in text:
+            n += sum(1 for m in pattern.finditer(text) if m.group(1) is None and not _boxes_in(m.group(2) or ''))
+    return n
+
+
 def needs_resized_size(boxes: Sequence[TextBox], spaces: Optional[Mapping[str, str]] = None) -> bool:
     """Whether converting ``boxes`` to pixels needs the Qwen resized image size."""
     spaces = {**DEFAULT_SPACES, **(spaces or {})}

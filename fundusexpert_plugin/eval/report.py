@@ -8,6 +8,11 @@ Per row (:mod:`.results` says how the task kind is found):
   box (:func:`parse.box_fault`: inverted corners, a value outside its space) is a prediction that
   matches nothing, counted in ``grounding.malformed_boxes``, noted, and listed per row in
   ``samples.jsonl`` (``pred_faults``, one entry per ``pred`` box, ``''`` for a well-formed one);
+* every grounding row scored is counted in ``grounding_responses``: ``n_rows``, ``n_rows_with_boxes``
+  (at least one box read), ``n_empty_responses``, ``n_unparsed_box_tags`` (box tags holding no
+  readable box, :func:`parse.unparsed_box_tags`, e.g. three numbers) and
+  ``n_rows_with_unparsed_box_tags``; such rows are flagged in ``samples.jsonl`` (``empty_response``,
+  ``unparsed_box_tags``) and noted;
 * grounding rows without a reference box are kept out of acc50/AP (nothing to match) and counted:
   ``grounding_absent`` for a target stated absent (``target_absent`` in ``--meta``, set for FundusGen
   region detection rows whose target is in ``negatives``, or a reference answer that is the shipped
@@ -33,7 +38,8 @@ from pathlib import Path
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 from fundusexpert_plugin.eval import answers, consistency, grounding, mcq
-from fundusexpert_plugin.eval.parse import FAULTS, LabeledBox, canonical_label, find_boxes, needs_resized_size
+from fundusexpert_plugin.eval.parse import (FAULTS, LabeledBox, canonical_label, find_boxes, needs_resized_size,
+                                            unparsed_box_tags)
 from fundusexpert_plugin.eval.results import (check_judge_labels, image_path, image_size, infer_task, predicted_boxes,
                                               reference_boxes, reference_row, stated_absent, user_prompt)
 from fundusexpert_plugin.core.jsonl import write_jsonl
@@ -140,6 +146,8 @@ def evaluate_rows(rows: Sequence[dict], meta: Optional[Dict[int, dict]] = None, 
     mcq_results, ground, reports, closed = [], [], [], []
     no_image, no_judge, full_gt_rows = 0, 0, 0
     malformed: Dict[str, int] = {fault: 0 for fault in FAULTS}   # predicted boxes, every grounding row
+    parsing = dict.fromkeys(('n_rows', 'n_rows_with_boxes', 'n_empty_responses', 'n_unparsed_box_tags',
+                             'n_rows_with_unparsed_box_tags'), 0)   # every grounding row scored
     absent: Dict[str, List[int]] = {'stated_absent': [], 'no_reference': []}   # predicted boxes per row
     default_budget = options.max_pixels is None and not os.environ.get('MAX_PIXELS')
     qwen_default = 0
@@ -176,7 +184,9 @@ def evaluate_rows(rows: Sequence[dict], meta: Optional[Dict[int, dict]] = None, 
                     qwen_default += default_budget and needs_resized_size(find_boxes(row.get('response')),
                                                                           options.spaces)
                     sample = grounding.GroundingSample(gt=gt, pred=predicted_boxes(row, width, height, **parse_kwargs),
-                                                       width=width, height=height)
+                                                       width=width, height=height,
+                                                       key=json.dumps([rec['image'], [[b.label, list(b.box_px)]
+                                                                                      for b in gt]]))
                     if sample.gt:
                         ground.append(sample)
                     else:   # nothing to match: kept out of acc50/AP, its boxes counted as false alarms
@@ -189,7 +199,19 @@ def evaluate_rows(rows: Sequence[dict], meta: Optional[Dict[int, dict]] = None, 
                     if any(b.malformed for b in sample.pred):
                         rec['pred_faults'] = [b.fault for b in sample.pred]
                         for b in sample.pred:
-                            malformed[b.fault] += b.malformed
+                            if b.malformed:
+                                malformed[b.fault] += 1
+                    response = row.get('response')
+                    n_unparsed = unparsed_box_tags(response)
+                    parsing['n_rows'] += 1
+                    parsing['n_rows_with_boxes'] += bool(sample.pred)
+                    if not isinstance(response, str) or not response.strip():
+                        parsing['n_empty_responses'] += 1
+                        rec['empty_response'] = True
+                    if n_unparsed:
+                        parsing['n_unparsed_box_tags'] += n_unparsed
+                        parsing['n_rows_with_unparsed_box_tags'] += 1
+                        rec['unparsed_box_tags'] = n_unparsed
             if task == 'report' and 'positives' in m:   # a FundusGen meta gives every row its positives
                 if judge is None:
                     no_judge += 1
@@ -218,6 +240,13 @@ def evaluate_rows(rows: Sequence[dict], meta: Optional[Dict[int, dict]] = None, 
                      f"corners, x1 > x2 or y1 > y2; {malformed['out_of_range']} with a value outside its space, e.g. "
                      'above 1000 on the 0-999 grid): each counts as a prediction that matches nothing '
                      '(grounding.malformed_boxes)')
+    if parsing['n_unparsed_box_tags']:
+        notes.append(f"{parsing['n_unparsed_box_tags']} box tag(s) in {parsing['n_rows_with_unparsed_box_tags']} "
+                     "grounding row(s) hold no readable box (not four numbers): no prediction is read from them "
+                     "(grounding_responses.n_unparsed_box_tags; samples.jsonl unparsed_box_tags)")
+    if parsing['n_empty_responses']:
+        notes.append(f"{parsing['n_empty_responses']} grounding row(s) have an empty response "
+                     "(grounding_responses.n_empty_responses)")
     if full_gt_rows:
         notes.append(f'{full_gt_rows} grounding row(s) show only part of their boxes in the answer (a box cap); '
                      'they are scored against the full ground truth from --meta (full_gt_boxes_px)')
@@ -243,16 +272,32 @@ def evaluate_rows(rows: Sequence[dict], meta: Optional[Dict[int, dict]] = None, 
         'grounding': grounding.grounding_metrics(ground, options.ap_score_mode) if ground else None,
         'grounding_absent': absent_counts(absent['stated_absent']) if absent['stated_absent'] else None,
         'grounding_no_reference': absent_counts(absent['no_reference']) if absent['no_reference'] else None,
+        'grounding_responses': parsing if parsing['n_rows'] else None,
         'consistency': ({**consistency.aggregate(reports), 'judge': type(judge).__name__} if reports else None),
         'answers': answers.answer_metrics(closed) if closed else None,
         'notes': notes,
-        'settings': {'spaces': options.spaces, 'min_pixels': options.min_pixels,
-                     'max_pixels': options.max_pixels, 'ap_score_mode': options.ap_score_mode,
+        'settings': {'spaces': options.spaces, **_pixel_budget(options), 'ap_score_mode': options.ap_score_mode,
                      'grid_decode': options.grid_decode},
     }
     if metrics['grounding'] is not None:
         metrics['grounding']['n_skipped_no_image'] = no_image
     return metrics, samples
+
+
+def _pixel_budget(options: EvalOptions) -> dict:
+    """``min_pixels``/``max_pixels`` as Qwen boxes were decoded (the option, else the ``MIN_PIXELS``/
+    ``MAX_PIXELS`` environment variable as given, else ``None``: qwen_vl_utils' default) and where each
+    came from (``'option'``, ``'environment'``, ``'default'``), for ``metrics['settings']``."""
+    out = {}
+    for key, value in (('min_pixels', options.min_pixels), ('max_pixels', options.max_pixels)):
+        raw = os.environ.get(key.upper())
+        if value is not None:
+            out[key], out[f'{key}_from'] = value, 'option'
+        elif raw:
+            out[key], out[f'{key}_from'] = (int(raw) if raw.strip().isdigit() else raw), 'environment'
+        else:
+            out[key], out[f'{key}_from'] = None, 'default'
+    return out
 
 
 def absent_counts(n_pred_per_row: Sequence[int]) -> dict:

@@ -141,6 +141,11 @@ def _summary(metrics: dict) -> str:
                  ('grounding malformed predicted boxes (match nothing): inverted / out of range',
                   f"{g['malformed_by_fault']['inverted']} / {g['malformed_by_fault']['out_of_range']}"),
                  ('grounding coco.ap / coco.ap50', f"{g['coco']['ap']} / {g['coco']['ap50']}")]
+    if metrics.get('grounding_responses'):
+        r = metrics['grounding_responses']
+        rows.append(('grounding responses: rows / with a box read / empty / box tags holding no readable box',
+                     f"{r['n_rows']} / {r['n_rows_with_boxes']} / {r['n_empty_responses']} / "
+                     f"{r['n_unparsed_box_tags']}"))
     for key, what in (('grounding_absent', 'target stated absent, boxes are false alarms'),
                       ('grounding_no_reference', 'no reference box')):
         if metrics.get(key):

@@ -170,6 +170,73 @@ def test_inverted_and_off_grid_boxes_are_counted_not_matched(tmp_path, capsys, c
     assert '(1 malformed, not drawn: inverted)' in html and '(1 malformed, not drawn: out_of_range)' in html
 
 
+def test_a_malformed_box_beside_a_good_one_is_counted_and_the_good_one_scored(tmp_path):
+    # one inverted box, then the hand-worked box of the edge test (IoU 1 under --grid-decode edge)
+    args = _grounding_result(tmp_path, '<ref>haemorrhages</ref><box>[[200, 300, 100, 100], [100, 100, 200, 300]]'
+                                       '</box>', [[20, 10, 40, 30]])
+    assert _run(args + ['--grid-decode', 'edge']) == 0
+    g = json.loads((tmp_path / 'gout' / 'metrics.json').read_text())['grounding']
+    assert (g['n_pred'], g['n_matched'], g['malformed_boxes'], g['acc50'], g['precision50']) == (2, 1, 1, 1.0, 0.5)
+    assert g['malformed_by_fault'] == {'inverted': 1, 'out_of_range': 0}
+    (sample,) = [json.loads(line) for line in (tmp_path / 'gout' / 'samples.jsonl').read_text().splitlines()]
+    assert sample['pred_faults'] == ['inverted', '']
+
+
+def test_box_tags_without_a_readable_box_and_empty_responses_are_counted(tmp_path, capsys):
+    args = _grounding_result(tmp_path, '<ref>haemorrhages</ref><box>[[100, 100, 200, 300]]</box>', [[20, 10, 40, 30]])
+    result = args[1]
+    (row,) = [json.loads(line) for line in open(result)]
+    with open(result, 'a') as f:
+        for response in ('<ref>haemorrhages</ref><box>[[100, 100, 200]]</box>',           # three numbers
+                         '<ref>haemorrhages</ref><box>[[100, 100, 200, abc]]</box><box></box>',   # a word, empty
+                         '   ', '<|object_ref_start|>haemorrhages<|object_ref_end|><|box_start|>(1,2)<|box_end|>'):
+            f.write(json.dumps(dict(row, response=response)) + '\n')
+    assert _run(args) == 0
+    metrics = json.loads((tmp_path / 'gout' / 'metrics.json').read_text())
+    assert metrics['grounding_responses'] == {'n_rows': 5, 'n_rows_with_boxes': 1, 'n_empty_responses': 1,
+                                              'n_unparsed_box_tags': 4, 'n_rows_with_unparsed_box_tags': 3}
+    assert metrics['grounding']['n_pred'] == 1 and metrics['grounding']['acc50'] == 0.2
+    samples = [json.loads(line) for line in (tmp_path / 'gout' / 'samples.jsonl').read_text().splitlines()]
+    assert [s.get('unparsed_box_tags', 0) for s in samples] == [0, 1, 2, 0, 1]
+    assert [s.get('empty_response', False) for s in samples] == [False, False, False, True, False]
+    out = capsys.readouterr().out
+    assert 'note: 4 box tag(s) in 3 grounding row(s) hold no readable box' in out
+    assert 'note: 1 grounding row(s) have an empty response' in out
+    assert 'box tags holding no readable box</th><td>5 / 1 / 1 / 4' in (tmp_path / 'gout' / 'report.html').read_text()
+
+
+def test_coco_ap_does_not_depend_on_the_order_of_the_result_rows(tmp_path):
+    # a.png: a false box first (rank score 1.0), then the true one (0.5); b.png: the true one (1.0).
+    # pycocotools breaks the tie at 1.0 by image id; images are ordered by path, so a.png comes first
+    # whatever the file order: FP, TP, TP -> precision 1/2 at recall 1/2, 2/3 at recall 1; interpolated
+    # 2/3 everywhere, AP = 2/3 (b.png first would give (51 * 1 + 50 * 2/3) / 101 = 0.835)
+    rows = []
+    for name, response in (('a.png', '[[500, 500, 700, 700], [100, 100, 200, 300]]'), ('b.png', '[[100, 100, 200, 300]]')):
+        Image.new('RGB', (200, 100)).save(tmp_path / name)
+        rows.append(_row('<image>Locate the <ref-object>.', '<ref-object><bbox>',
+                         f'<ref>optic disc</ref><box>{response}</box>', str(tmp_path / name),
+                         {'ref': ['optic disc', 'optic disc'], 'bbox': [[20, 10, 40, 30]]}))
+    for order in (rows, rows[::-1]):
+        result = tmp_path / 'r.jsonl'
+        result.write_text(''.join(json.dumps(r) + '\n' for r in order))
+        assert _run(['--result', str(result), '--out', str(tmp_path / 'o'), '--grid-decode', 'edge']) == 0
+        coco = json.loads((tmp_path / 'o' / 'metrics.json').read_text())['grounding']['coco']
+        assert coco['ap50'] == pytest.approx(2 / 3)
+
+
+def test_settings_record_the_pixel_budget_and_where_it_came_from(tmp_path, monkeypatch):
+    args = _grounding_result(tmp_path, '<ref>haemorrhages</ref><box>[[100, 100, 200, 300]]</box>', [[20, 10, 40, 30]])
+    monkeypatch.setenv('MAX_PIXELS', '12544')
+    monkeypatch.delenv('MIN_PIXELS', raising=False)
+    assert _run(args) == 0
+    settings = json.loads((tmp_path / 'gout' / 'metrics.json').read_text())['settings']
+    assert (settings['max_pixels'], settings['max_pixels_from']) == (12544, 'environment')
+    assert (settings['min_pixels'], settings['min_pixels_from']) == (None, 'default')
+    assert _run(args + ['--max-pixels', '50176']) == 0
+    settings = json.loads((tmp_path / 'gout' / 'metrics.json').read_text())['settings']
+    assert (settings['max_pixels'], settings['max_pixels_from']) == (50176, 'option')
+
+
 def test_a_capped_row_is_scored_against_the_full_ground_truth(tmp_path):
     # the answer shows 1 of 2 boxes; the meta's full_gt_boxes_px holds both. The model finds both (edge rule,
     # exact): against objects it would be 1 of 1 matched with 1 false positive (precision 0.5); against the
