@@ -164,7 +164,11 @@ class TaskConfig(BaseModel):
                     except ValueError as exc:  # a stray brace: Single '{' encountered in format string
                         raise ValueError(f'{field}.{lang}[{i}] = {text!r}: {exc} (write a literal brace '
                                          'as {{ or }})') from None
-                    for _, ph, _, _ in parsed:
+                    for _, ph, spec, conversion in parsed:
+                        if ph is not None and (spec or conversion):
+                            shown = '{' + ph + (f'!{conversion}' if conversion else '') + (f':{spec}' if spec else '') + '}'
+                            raise ValueError(f'{field}.{lang}[{i}]: {shown}: format specs and conversions are not '
+                                             f'allowed (the value is display text); write {{{ph}}}')
                         if ph is not None and ph not in names:
                             raise ValueError(f'{field}.{lang}[{i}]: placeholder {{{ph}}} is not filled for kind '
                                              f'{self.kind!r}; allowed: {sorted(names) or "none"}'
@@ -172,6 +176,21 @@ class TaskConfig(BaseModel):
                                                 else ''))
                     if field == 'prompts_capped' and '{max_boxes}' not in text:
                         raise ValueError(f'prompts_capped.{lang}[{i}]: must state the cap with {{max_boxes}}')
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader refusing a key given twice in one mapping (PyYAML keeps the last one
+    silently, so a second ``answer:`` would replace the first unseen)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = {}
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.YAMLError(f'line {key_node.start_mark.line + 1}: key {key!r} given twice '
+                                     f'(first on line {seen[key] + 1})')
+            seen[key] = key_node.start_mark.line
+        return super().construct_mapping(node, deep=deep)
 
 
 def load_task(path: Path | str) -> TaskConfig:
@@ -191,7 +210,7 @@ def load_task(path: Path | str) -> TaskConfig:
     except FundusDataError as exc:
         raise FundusDataError(f'{exc}; save the task file as UTF-8') from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)
     except yaml.YAMLError as exc:
         raise FundusDataError(f'{path}: not valid YAML: {exc}') from None
     if not isinstance(data, dict):

@@ -146,6 +146,34 @@ def test_stray_brace_names_the_field_and_the_text(tmp_path):
         load_task(_write(tmp_path, data))
 
 
+@pytest.mark.parametrize('text, shown', [('{grounded_target!r}', '{grounded_target!r}'),
+                                         ('{grounded_target:>40}', '{grounded_target:>40}'),
+                                         ('{target:d}', '{target:d}')])
+def test_format_specs_and_conversions_are_refused(tmp_path, text, shown):
+    # "{x!r}" would write quotes into every answer, "{x:>40}" padding, "{x:d}" fail mid-build
+    data = _base()
+    data['answer']['en'] = text
+    with pytest.raises(FundusDataError) as exc:
+        load_task(_write(tmp_path, data))
+    assert str(exc.value) == (f'{tmp_path / "bad.yaml"}: answer.en[0]: {shown}: format specs and conversions are not '
+                              f'allowed (the value is display text); write {{{shown[1:].split("!")[0].split(":")[0]}}}')
+
+
+def test_a_key_given_twice_is_refused_with_both_lines(tmp_path):
+    path = tmp_path / 'bad.yaml'
+    text = (default_tasks_dir() / 'region_detection.yaml').read_text(encoding='utf-8')
+    path.write_text(text + 'answer:\n  en: "{grounded_target}"\n  zh: "{grounded_target}"\n', encoding='utf-8')
+    first = 1 + text.splitlines().index('answer:')
+    last = len(text.splitlines()) + 1
+    with pytest.raises(FundusDataError) as exc:
+        load_task(path)
+    assert str(exc.value) == f"{path}: not valid YAML: line {last}: key 'answer' given twice (first on line {first})"
+    path.write_text(text.replace('  en:\n    - "Locate', '  en: ["x {target}"]\n  en:\n    - "Locate', 1),
+                    encoding='utf-8')
+    with pytest.raises(FundusDataError, match="key 'en' given twice"):
+        load_task(path)
+
+
 def test_yml_task_files_load_and_a_name_in_both_endings_is_refused(tmp_path, sample_train):
     from fundusexpert_plugin.tasks.config import task_files
     (tmp_path / 'report.yml').write_text((default_tasks_dir() / 'report.yaml').read_text(encoding='utf-8'),
