@@ -18,6 +18,7 @@ from pydantic import (BaseModel, ConfigDict, Field, PositiveFloat, Strict, Valid
                       model_validator)
 
 from fundusexpert_plugin.core import vocab
+from fundusexpert_plugin.core.boxes import annotation_box, is_number
 from fundusexpert_plugin.core.errors import FundusDataError  # noqa: F401 (the package-wide name)
 from fundusexpert_plugin.core.geometry import box_center, check_box_px, laterality_disagreement
 from fundusexpert_plugin.core.jsonl import read_jsonl, write_jsonl
@@ -27,7 +28,7 @@ logger = logging.getLogger(__name__)
 
 
 #: a JSON number (int or float); strings such as ``"100"`` and booleans are refused, never coerced
-#: (the rule of every annotation reader, :func:`fundusexpert_plugin.sources.base.check_numbers`)
+#: (the rule of every annotation reader, :func:`fundusexpert_plugin.core.boxes.check_numbers`)
 Number = Annotated[float, Strict()]
 
 
@@ -315,6 +316,9 @@ def check_pixel_size(value: object, *, where: str, field_name: str) -> int:
 def parse_record(data: dict, *, where: str) -> FundusGenRecord:
     """Validate one record dict (``width``/``height`` by :func:`check_pixel_size` first).
 
+    A finding box that sticks out of the image by at most 1 px is clipped first, as every annotation
+    reader does (:mod:`.boxes`).
+
     Raises:
         FundusDataError: naming ``where`` (file:line), the record id and the failing field (reason
             ``size_not_integer`` for a size that is not a JSON integer).
@@ -324,15 +328,56 @@ def parse_record(data: dict, *, where: str) -> FundusGenRecord:
         for key in ('width', 'height'):
             if key in data:
                 check_pixel_size(data[key], where=f'{where}: record {rid!r}', field_name=key)
+        data = _clip_edge_boxes(data)
     try:
         return FundusGenRecord.model_validate(data)
     except ValidationError as exc:
         raise FundusDataError(f'{where}: record {rid!r}: {_error_location(exc)}') from None
 
 
+def _clip_edge_boxes(data: dict) -> dict:
+    """``data`` with each finding box that lies at most :data:`~.boxes.CLIP_TOLERANCE_PX` outside the
+    image clipped to it (other boxes untouched; a bad one is left for validation to name)."""
+    findings, width, height = data.get('findings'), data.get('width'), data.get('height')
+    if not isinstance(findings, list) or not isinstance(width, int) or not isinstance(height, int):
+        return data
+    out, changed = [], False
+    for finding in findings:
+        box = finding.get('box_px') if isinstance(finding, dict) else None
+        if isinstance(box, (list, tuple)) and len(box) == 4 and all(is_number(v) for v in box) and (
+                min(box[0], box[1]) < 0 or box[2] > width or box[3] > height):
+            try:
+                finding = {**finding, 'box_px': annotation_box(box, width, height, where='', field_name='box_px')}
+                changed = True
+            except FundusDataError:
+                pass
+        out.append(finding)
+    return {**data, 'findings': out} if changed else data
+
+
+def _item_reason(finding, data: dict) -> str:
+    """The skip reason of a finding that fails validation, by the annotation readers' names
+    (:mod:`.boxes`; ``unknown_label``/``missing_label``), else ``invalid_box``."""
+    if not isinstance(finding, dict):
+        return 'invalid_box'
+    label = finding.get('label')
+    if not isinstance(label, str) or not label.strip():
+        return 'missing_label'
+    if vocab.canonical_finding(label) is None:
+        return 'unknown_label'
+    width, height = data.get('width'), data.get('height')
+    if isinstance(width, int) and isinstance(height, int):
+        try:
+            annotation_box(finding.get('box_px'), width, height, where='', field_name='box_px')
+        except FundusDataError as exc:
+            return exc.reason or 'invalid_box'
+    return 'invalid_box'
+
+
 def _without_bad_items(data: dict, where: str, on_item_skip) -> Optional[dict]:
     """``data`` without the items that fail validation on their own (lenient per-item reading): bad
-    findings (reason ``invalid_box``) and bad ``image_labels`` entries (``invalid_label``, e.g. a
+    findings (reason by :func:`_item_reason`: ``box_outside_image``, ``box_not_numbers`` ... as the
+    annotation readers name them, else ``invalid_box``) and bad ``image_labels`` entries (``invalid_label``, e.g. a
     ``dr_grade`` of ``'5'``), each reported as ``on_item_skip(message, reason)``; ``None`` when the
     record is bad for another reason. A dropped finding's class (alias resolved) leaves
     ``provenance.annotated_labels`` (its absence is no longer known); a dropped finding of unknown
@@ -361,7 +406,7 @@ def _without_bad_items(data: dict, where: str, on_item_skip) -> Optional[dict]:
             parse_record({**bare, 'findings': [finding]}, where=where)
             good.append(finding)
         except FundusDataError as exc:
-            on_item_skip(str(exc).replace('findings[0]', f'findings[{i}]'), 'invalid_box')
+            on_item_skip(str(exc).replace('findings[0]', f'findings[{i}]'), _item_reason(finding, data))
             label = finding.get('label') if isinstance(finding, dict) else None
             dropped.add(vocab.canonical_finding(label) if isinstance(label, str) else None)  # None: class unknown
     provenance = data.get('provenance')
@@ -384,13 +429,15 @@ def read_records(path: os.PathLike | str, *, lenient: bool = False,
         path: jsonl file, one record per line (blank lines ignored; encodings of :mod:`.jsonl`).
         lenient: log and skip invalid lines instead of raising. A line whose only faults are some of
             its items keeps the rest: each bad finding (a NaN, inverted, out-of-image or unknown-label
-            box) is skipped, named in ``box_skipped`` and counted in ``box_counts`` (``invalid_box``),
+            box) is skipped, named in ``box_skipped`` and counted in ``box_counts`` (``box_outside_image``,
+            ``box_not_numbers``, ``box_not_finite``, ``box_empty_or_inverted``, ``unknown_label`` as the
+            annotation readers count them, else ``invalid_box``; a box within 1 px of the image is clipped),
             and its class leaves ``provenance.annotated_labels``; each bad ``image_labels`` entry (an
             unknown grade or diagnosis) likewise (``invalid_label``).
         skipped: if given, receives one message per skipped line (else each is logged as a warning).
         counts: if given, counts the skipped lines by reason (``invalid_json``, ``invalid_record``,
             ``duplicate_id``).
-        box_counts, box_skipped: if given, count the skipped items (``invalid_box``, ``invalid_label``)
+        box_counts, box_skipped: if given, count the skipped items (the box reasons above, ``invalid_label``)
             and receive one message per skipped item (without ``box_skipped`` each is logged as a warning).
         locations: if given, receives ``record_id -> '<path>:<line>'`` of every record read, so that
             later checks (the builder's image checks) can name the line.
@@ -420,7 +467,7 @@ def read_records(path: os.PathLike | str, *, lenient: bool = False,
         if box_skipped is not None:
             box_skipped.append(msg)
         else:
-            logger.warning('skipped %s: %s', 'box' if reason == 'invalid_box' else 'label', msg)
+            logger.warning('skipped %s: %s', 'label' if reason == 'invalid_label' else 'box', msg)
         if box_counts is not None:
             box_counts[reason] += 1
 

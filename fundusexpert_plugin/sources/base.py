@@ -40,6 +40,7 @@ from fundusexpert_plugin.core.images import IMAGE_SUFFIXES, LoadedImage
 from fundusexpert_plugin.core.record_image import load_checked
 
 from fundusexpert_plugin.core import vocab
+from fundusexpert_plugin.core.boxes import CLIP_TOLERANCE_PX, annotation_box, check_numbers  # noqa: F401 (readers)
 from fundusexpert_plugin.core.record import FundusDataError, FundusGenRecord, parse_record
 from fundusexpert_plugin.sources.masks import (PAPER_AREA_THRESHOLD_PX2, PAPER_EPS_PX, PAPER_MAX_BOXES, PAPER_MIN_SAMPLES,
                      cluster_mask)
@@ -51,8 +52,6 @@ T = TypeVar('T')
 #: In :attr:`RecordDraft.incomplete`: a box of unknown class was skipped, so no class is exhaustive.
 ALL_CLASSES = '*'
 
-#: A box may stick out of the image by this much (label rounding) and is clipped; more is an error.
-CLIP_TOLERANCE_PX = 1.0
 SEE_TERMS = "see the dataset's terms"
 
 
@@ -303,25 +302,6 @@ class MaskBoxParams:
     mode: str = 'fast'
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, (bool, np.bool_))
-
-
-def check_numbers(values, n: int, *, where: str, field_name: str) -> List[float]:
-    """``n`` finite JSON numbers (strings such as ``"100"`` are refused, never coerced).
-
-    Raises:
-        FundusDataError: reason ``box_not_numbers`` (wrong count or a non-number) or ``box_not_finite``.
-    """
-    if not isinstance(values, (list, tuple)) or len(values) != n or not all(_is_number(v) for v in values):
-        raise FundusDataError(f'{where}: {field_name} = {values!r}: expected {n} numbers (JSON numbers, '
-                              'not strings)', reason='box_not_numbers')
-    out = [float(v) for v in values]
-    if not all(np.isfinite(out)):
-        raise FundusDataError(f'{where}: {field_name} = {values!r}: NaN or infinite value', reason='box_not_finite')
-    return out
-
-
 class RecordDraft:
     """Findings, labels and laterality of one image, validated into a record by :meth:`build`.
 
@@ -414,17 +394,7 @@ class RecordDraft:
                 vocab.resolve_finding(label, where=f'{where}: {label_field}')
             except ValueError as exc:
                 raise FundusDataError(str(exc), reason='unknown_label') from None
-        x1, y1, x2, y2 = check_numbers(list(box_px) if isinstance(box_px, tuple) else box_px, 4,
-                                       where=where, field_name=field_name)
-        tol = CLIP_TOLERANCE_PX
-        if x1 < -tol or y1 < -tol or x2 > self.width + tol or y2 > self.height + tol:
-            raise FundusDataError(f'{where}: {field_name} = {[x1, y1, x2, y2]}: outside the '
-                                  f'{self.width}x{self.height} px image by more than {tol} px (xyxy pixels)',
-                                  reason='box_outside_image')
-        box = [max(0.0, x1), max(0.0, y1), min(float(self.width), x2), min(float(self.height), y2)]
-        if box[2] <= box[0] or box[3] <= box[1]:
-            raise FundusDataError(f'{where}: {field_name} = {[x1, y1, x2, y2]}: inverted or zero-area box '
-                                  '(need x1 < x2 and y1 < y2, xyxy pixels)', reason='box_empty_or_inverted')
+        box = annotation_box(box_px, self.width, self.height, where=where, field_name=field_name)
         key = (vocab.resolve_finding(label), tuple(box))
         if key in self._boxes_added:
             self.log.note(f'{key[0]}: exact duplicate box (same class, same xyxy)', where)

@@ -177,7 +177,7 @@ def test_lenient_build_from_records_skips_the_bad_box_and_keeps_the_record(tmp_p
     rows = _rows(tmp_path / 'fg' / 'region_detection.jsonl')
     assert rows and {r['record_id'] for r in rows} == {'0003'}
     assert main(['data', 'validate', str(path), '--allow-outside-root']) == 1    # something would be skipped
-    assert 'invalid_box' in capsys.readouterr().out
+    assert 'box_not_finite' in capsys.readouterr().out
 
 
 def test_a_task_lacking_a_built_language_writes_none_of_it_and_says_so(tmp_path, caplog):

@@ -57,7 +57,7 @@ def test_records_flag_and_image_root_alias_read_records_as_data_build_does(tmp_p
     with caplog.at_level('WARNING'):
         rc, out, _ = _validate(capsys, '--records', path, '--image-root', tmp_path / 'ds')
     assert rc == 1 and out.splitlines()[0] == expected, out
-    assert 'would skip 1 boxes/items: invalid_box' in out
+    assert 'would skip 1 boxes/items: box_outside_image' in out
     assert (out + caplog.text).count('findings[1].box_px') == 1, out + caplog.text
     assert _validate(capsys, path, '--images', tmp_path / 'ds')[1].splitlines()[0] == expected
     # --image-root is the dataset folder every image must lie in, as in data build

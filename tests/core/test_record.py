@@ -15,7 +15,7 @@ def test_record_canonicalises_labels_and_orders_boxes_by_area(make_record):
 
 @pytest.mark.parametrize('finding,match', [
     (('hard_exudates', (50, 10, 20, 30)), r"findings\.0\.box_px|findings\[0\]\.box_px.*inverted"),
-    (('hard_exudates', (0, 0, 1001, 30)), r"findings\[0\]\.box_px.*outside the image"),
+    (('hard_exudates', (0, 0, 1001.5, 30)), r"findings\[0\]\.box_px.*outside the image"),   # > 1 px out
     (('exudatez', (0, 0, 10, 10)), r"findings\[0\]\.label = 'exudatez': unknown finding label 'exudatez'"),
 ])
 def test_bad_findings_name_file_record_and_field(tmp_path, make_record, finding, match):
@@ -55,6 +55,25 @@ def test_lenient_read_skips_and_reports(tmp_path, make_record):
     assert 'recs.jsonl:3' in skipped[1] and 'width' in skipped[1]
 
 
+def test_records_reader_applies_the_annotation_box_rule(tmp_path, make_record):
+    # 1000 x 800 image: x2 = 1000.5 is within 1 px (clipped to 1000, as every annotation reader does);
+    # the skipped boxes are counted under the annotation readers' reasons
+    from collections import Counter
+    data = make_record([('OD', (100, 100, 200, 220))]).model_dump()
+    data['findings'] += [{'label': 'hard_exudates', 'box_px': [990, 10, 1000.5, 20]},
+                         {'label': 'hard_exudates', 'box_px': [990, 10, 1003, 20]},
+                         {'label': 'haemorrhages', 'box_px': [10, 10, '20', 20]},
+                         {'label': 'unicorn', 'box_px': [10, 10, 20, 20]}]
+    path = tmp_path / 'r.jsonl'
+    path.write_text(json.dumps(data) + '\n')
+    boxes, messages = Counter(), []
+    (rec,) = read_records(path, lenient=True, box_counts=boxes, box_skipped=messages)
+    assert rec.boxes('hard_exudates') == [(990.0, 10.0, 1000.0, 20.0)]
+    assert boxes == {'box_outside_image': 1, 'box_not_numbers': 1, 'unknown_label': 1} and len(messages) == 3
+    with pytest.raises(FundusDataError, match=r"r\.jsonl:1: record 'r1': findings\[3\]\.box_px\[2\] = '20'"):
+        list(read_records(path))
+
+
 def test_lenient_read_drops_only_the_bad_finding_and_its_class_from_annotated_labels(tmp_path, make_record):
     from collections import Counter
     data = make_record([('OD', (100, 100, 200, 220)), ('hard_exudates', (10, 10, 20, 20))]).model_dump()
@@ -67,7 +86,7 @@ def test_lenient_read_drops_only_the_bad_finding_and_its_class_from_annotated_la
     (rec,) = read_records(path, lenient=True, box_counts=boxes, box_skipped=messages)
     assert [f.label for f in rec.findings] == ['optic_disc', 'hard_exudates']
     assert rec.provenance.annotated_labels == [a for a in labels if a != 'haemorrhages']
-    assert boxes == {'invalid_box': 1} and len(messages) == 1 and 'findings[2].box_px' in messages[0]
+    assert boxes == {'box_empty_or_inverted': 1} and len(messages) == 1 and 'findings[2].box_px' in messages[0]
     data['findings'][2]['label'] = 'exudatez'                                       # class unknown
     path.write_text(json.dumps(data) + '\n')
     (rec,) = read_records(path, lenient=True)
