@@ -201,13 +201,16 @@ def run_ray(args: argparse.Namespace) -> int:
 def add_merge_arguments(parser: argparse.ArgumentParser) -> None:
     """Options of ``fundusexpert engine merge``."""
     parser.add_argument('--out', type=Path, required=True, help='the output folder of engine run / engine ray')
+    parser.add_argument('--partial', action='store_true',
+                        help='merge an incomplete shard set (a shard missing, of another count, or whose last '
+                             'run did not finish) with a warning, instead of refusing it')
 
 
 def run_merge(args: argparse.Namespace) -> int:
     """Run ``fundusexpert engine merge``; prints the merged records' path, then the skipped list's path
     and one line of counts (records, skipped by reason), and returns 0."""
     from fundusexpert_plugin.engine.batch import merge_shard_files
-    merged = merge_shard_files(args.out)
+    merged = merge_shard_files(args.out, partial=args.partial)
     print(merged.records_path)
     print(merged.skipped_path)
     print(merged.line())

@@ -9,6 +9,9 @@ Per shard ``i`` of ``n`` (``--shard i/n``, or torchrun's ``RANK``/``WORLD_SIZE``
   that have a record: :func:`shard_state`);
 * ``summary-{i}-of-{n}.json``: counts of the shard's files, plus what the last call did
   (:class:`RunSummary`);
+* ``.running-{i}-of-{n}.json``: ``{"host", "pid"}`` of the call working on the shard, removed when
+  the call has finished (:func:`shards_running`); one left behind marks a shard whose last call was
+  killed or stopped by an error, so :func:`merge_shard_files` refuses to merge it as if complete;
 
 and once per folder ``engine_options.json``: what the records depend on (:func:`run_options`: the
 options that change records, and SHA-256 digests of the ``--images`` path, the image-labels table and the
@@ -25,10 +28,12 @@ writes the records an uninterrupted run writes. :func:`merge_shards` joins the s
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import socket
 from collections import Counter
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -182,6 +187,42 @@ def record_ids(paths: Sequence[Path], root: Optional[Path], *, dicom_salt: Optio
         raise FundusDataError(f'{first[0]} and {first[1]} share the record id {dupes[0]!r} ({cause})'
                               + (f'; {len(dupes) - 1} more ids repeat: {dupes[1:5]}' if len(dupes) > 1 else ''))
     return keys
+
+
+def running_marker(out_dir: Path, index: int, count: int) -> Path:
+    """``.running-{i}-of-{n}.json`` of shard ``index`` of ``count`` in ``out_dir``."""
+    return out_dir / f'.running-{index}-of-{count}.json'
+
+
+@contextlib.contextmanager
+def shards_running(out_dir: Path, shards: Iterable[Tuple[int, int]]):
+    """Mark ``shards`` (``(i, n)`` pairs) as being worked on while the block runs: each marker holds
+    this machine's host name and process id. The markers are removed when the block ends normally and
+    kept when it raises (or the process is killed): the shard's files are then incomplete."""
+    markers = [running_marker(out_dir, i, n) for i, n in shards]
+    for marker in markers:
+        marker.write_text(json.dumps({'host': socket.gethostname(), 'pid': os.getpid()}) + '\n')
+    yield
+    for marker in markers:
+        marker.unlink(missing_ok=True)
+
+
+def _marker_state(marker: Path) -> Tuple[str, str]:
+    """``('running' | 'stopped' | 'elsewhere', description)`` of a running marker."""
+    try:
+        info = json.loads(marker.read_text())
+        host, pid = str(info['host']), int(info['pid'])
+    except (OSError, ValueError, KeyError, TypeError):
+        return 'stopped', 'an unreadable marker'
+    if host != socket.gethostname():
+        return 'elsewhere', f'process {pid} on host {host}'
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return 'stopped', f'process {pid}, no longer running'
+    except PermissionError:
+        pass
+    return 'running', f'process {pid} on this machine'
 
 
 def shard_files(out_dir: Path, index: int, count: int) -> Tuple[Path, Path, Path]:
@@ -410,20 +451,23 @@ def run_engine(engine, images: Sequence[Path], out_dir: Path | str, *, shard_spe
     records_path, skipped_path, _ = shard_files(out, index, count)
     done, skips = shard_state(out, index, count)
     written = resumed = retried = 0
-    with records_path.open('a', encoding='utf-8') as rec_fh, skipped_path.open('a', encoding='utf-8') as skip_fh:
-        for path, key in tqdm(list(zip(mine, keys)), desc=f'Fundus-Engine shard {index}/{count}', disable=not progress):
-            if key in done:
-                resumed += 1
-                continue
-            retried += key in skips
-            outcome = process_photo(engine, path, key, out, accept_burned_in=accept_burned_in)
-            if outcome.kind == 'record':
-                append_jsonl(rec_fh, outcome.line, fsync=True)
-                written += 1
-            elif outcome.line != skips.get(key):  # the same skip again is not repeated
-                append_jsonl(skip_fh, outcome.line, fsync=True)
-    summary = shard_summary(out, index, count, images=len(mine), written=written, resumed=resumed, retried=retried)
-    write_summary(out, summary)
+    with shards_running(out, [(index, count)]):
+        with records_path.open('a', encoding='utf-8') as rec_fh, skipped_path.open('a', encoding='utf-8') as skip_fh:
+            for path, key in tqdm(list(zip(mine, keys)), desc=f'Fundus-Engine shard {index}/{count}',
+                                  disable=not progress):
+                if key in done:
+                    resumed += 1
+                    continue
+                retried += key in skips
+                outcome = process_photo(engine, path, key, out, accept_burned_in=accept_burned_in)
+                if outcome.kind == 'record':
+                    append_jsonl(rec_fh, outcome.line, fsync=True)
+                    written += 1
+                elif outcome.line != skips.get(key):  # the same skip again is not repeated
+                    append_jsonl(skip_fh, outcome.line, fsync=True)
+        summary = shard_summary(out, index, count, images=len(mine), written=written, resumed=resumed,
+                                retried=retried)
+        write_summary(out, summary)
     log_summary(summary)
     return summary
 
@@ -454,7 +498,39 @@ class MergeSummary:
                 + (f', {self.duplicates} duplicate record ids dropped' if self.duplicates else ''))
 
 
-def merge_shard_files(out_dir: Path | str) -> MergeSummary:
+def _shard_problems(out: Path, files: Sequence[Path]) -> Tuple[List[str], List[str]]:
+    """``(running, incomplete)``: shards being written on this machine now, and reasons the folder's
+    shard set is incomplete (mixed shard counts, a shard of the set with no files, a shard whose last
+    call did not finish), one sentence each."""
+    present: Dict[int, Set[int]] = {}
+    for f in files:
+        index, count = (int(v) for v in f.name[len('records-'):-len('.jsonl')].split('-of-'))
+        present.setdefault(count, set()).add(index)
+    running, incomplete = [], []
+    if len(present) > 1:
+        incomplete.append('shard files of different shard counts (' + ', '.join(
+            f'{", ".join(f"{i}/{n}" for i in sorted(idx))}' for n, idx in sorted(present.items()))
+            + '): photographs fall in other shards for each count, so the sets overlap and may each be partial')
+    for count, indices in sorted(present.items()):
+        missing = [i for i in range(count) if i not in indices]
+        if missing:
+            incomplete.append(f'no files of shard(s) {", ".join(f"{i}/{count}" for i in missing)}: run '
+                              f'`fundusexpert engine run --shard {missing[0]}/{count}` with the same options first')
+    for marker in sorted(out.glob('.running-*-of-*.json')):
+        tag = marker.name[len('.running-'):-len('.json')].replace('-of-', '/')
+        state, who = _marker_state(marker)
+        if state == 'running':
+            running.append(f'shard {tag} is being written now ({who})')
+        elif state == 'elsewhere':
+            incomplete.append(f'shard {tag} has not finished on the machine that runs it ({who}): wait for it, or, '
+                              'if it was stopped, rerun it with the same options and --out')
+        else:
+            incomplete.append(f'shard {tag} did not finish (its last run, {who}, was interrupted or stopped by an '
+                              'error): rerun it with the same options and --out to complete it')
+    return running, incomplete
+
+
+def merge_shard_files(out_dir: Path | str, *, partial: bool = False) -> MergeSummary:
     """Join ``records-*-of-*.jsonl`` into ``records.jsonl`` (sorted by record id, each id once: the
     first shard file in name order wins a duplicate) and ``skipped-*-of-*.jsonl`` into
     ``skipped.jsonl`` (sorted by image key; the latest line per photograph, none for a photograph
@@ -467,18 +543,33 @@ def merge_shard_files(out_dir: Path | str) -> MergeSummary:
     shard files are only read; the hidden ``.part`` files a killed run left in ``<out_dir>/images``
     (:func:`~fundusexpert_plugin.core.atomic.remove_leftovers`) are removed.
 
+    The shard set must be complete (ours): one shard count, every shard ``0..n-1`` present, and no
+    shard whose last call did not finish (a ``.running-*`` marker, :func:`shards_running`). Else the
+    merge is refused, naming each problem; ``partial=True`` merges what is there with one warning.
+    A shard being written on this machine now is always refused: merging removes the ``.part`` files
+    its images are being written to.
+
     Raises:
         FileNotFoundError: no shard file in ``out_dir``.
-        FundusDataError: a half-written last line (rerun ``engine run`` with the same options to
-            complete the shard), or a shard line that is not a valid record (file and line named).
+        FundusDataError: a shard is running, the shard set is incomplete (without ``partial``), a
+            half-written last line (rerun ``engine run`` with the same options to complete the
+            shard), or a shard line that is not a valid record (file and line named).
     """
     out = Path(out_dir)
     files = sorted(out.glob('records-*-of-*.jsonl'))
     if not files:
         raise FileNotFoundError(f'{out}: no records-*-of-*.jsonl shard files')
+    running, incomplete = _shard_problems(out, files)
+    if running:
+        raise FundusDataError(f'{out}: ' + '; '.join(running) + '; merge when it has finished')
+    if incomplete and not partial:
+        raise FundusDataError(f'{out}: the shards are incomplete: ' + '; '.join(incomplete)
+                              + ' (engine merge --partial merges what is there)')
+    if incomplete:
+        logger.warning('merge --partial: %s', '; '.join(incomplete))
     for f in files + sorted(out.glob('skipped-*-of-*.jsonl')):
         check_shard_complete(f)
-    leftovers = remove_leftovers(out / 'images')  # every shard has finished: no image is being written
+    leftovers = remove_leftovers(out / 'images')  # no shard is running here (checked above)
     if leftovers:
         logger.info('merge: removed %d partly written image file(s) of killed runs from %s', leftovers, out / 'images')
     by_id: Dict[str, dict] = {}
@@ -513,10 +604,11 @@ def merge_shard_files(out_dir: Path | str) -> MergeSummary:
     return summary
 
 
-def merge_shards(out_dir: Path | str) -> Path:
+def merge_shards(out_dir: Path | str, *, partial: bool = False) -> Path:
     """:func:`merge_shard_files`; returns the path of ``records.jsonl``.
 
     Raises:
         FileNotFoundError: no shard file in ``out_dir``.
+        FundusDataError: as :func:`merge_shard_files`.
     """
-    return merge_shard_files(out_dir).records_path
+    return merge_shard_files(out_dir, partial=partial).records_path

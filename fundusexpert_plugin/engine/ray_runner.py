@@ -44,7 +44,7 @@ from typing import Callable, Dict, List, Optional, Sequence
 from fundusexpert_plugin.core.jsonl import dumps
 from fundusexpert_plugin.engine.batch import (RunSummary, check_run_options, log_summary, merge_shards, photo_shard,
                                               process_photo, record_ids, run_options, shard_files, shard_state,
-                                              shard_summary, write_summary)
+                                              shard_summary, shards_running, write_summary)
 from fundusexpert_plugin.engine.spec import EngineSpec
 
 logger = logging.getLogger(__name__)
@@ -178,22 +178,23 @@ def run_engine_ray(make_engine: Callable[[], object], images: Sequence[Path | st
                      'shown': str(path), 'key': key})
     logger.info('Fundus-Engine on Ray: %d photographs, %d to do, %d actors, %d shards', len(paths), len(todo),
                 num_actors, n)
-    if todo:
-        if not ray.is_initialized():
-            ray.init(address=ray_address, include_dashboard=False)
-        ray.data.DataContext.get_current().enable_progress_bars = progress
-        dataset = ray.data.from_items(todo, override_num_blocks=max(1, min(len(todo), 4 * int(num_actors))))
-        results = dataset.map_batches(
-            EngineActor, fn_constructor_kwargs={'make_engine': make_engine, 'out_dir': str(out),
-                                                'accept_burned_in': accept_burned_in},
-            batch_size=int(batch_size), batch_format='numpy',
-            compute=ray.data.ActorPoolStrategy(size=int(num_actors)),
-            num_cpus=num_cpus_per_actor, num_gpus=num_gpus_per_actor or None)
-        _write_results(results, out, n, where, counts)
-    summaries = [shard_summary(out, i, n, **counts[i]) for i in range(n)]
-    for summary in summaries:
-        write_summary(out, summary)
-        log_summary(summary)
+    with shards_running(out, [(i, n) for i in range(n)]):  # a killed run's markers are replaced, then removed
+        if todo:
+            if not ray.is_initialized():
+                ray.init(address=ray_address, include_dashboard=False)
+            ray.data.DataContext.get_current().enable_progress_bars = progress
+            dataset = ray.data.from_items(todo, override_num_blocks=max(1, min(len(todo), 4 * int(num_actors))))
+            results = dataset.map_batches(
+                EngineActor, fn_constructor_kwargs={'make_engine': make_engine, 'out_dir': str(out),
+                                                    'accept_burned_in': accept_burned_in},
+                batch_size=int(batch_size), batch_format='numpy',
+                compute=ray.data.ActorPoolStrategy(size=int(num_actors)),
+                num_cpus=num_cpus_per_actor, num_gpus=num_gpus_per_actor or None)
+            _write_results(results, out, n, where, counts)
+        summaries = [shard_summary(out, i, n, **counts[i]) for i in range(n)]
+        for summary in summaries:
+            write_summary(out, summary)
+            log_summary(summary)
     if merge:
         merge_shards(out)
     return {s.shard: s for s in summaries}

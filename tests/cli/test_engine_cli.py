@@ -46,7 +46,9 @@ def test_engine_run_writes_its_shard_and_merge_joins_it(stand_in, tmp_path, caps
     assert [r['record_id'] for r in rows] == mine  # in the job's (sorted) order
     assert {r['provenance']['stages']['localization'] for r in rows} == {'mmdet:rtm.py@rtm.pth'}
     assert [r['image_labels'] for r in rows] == [{}, {}, {'dr_grade': '3'}, {}, {}, {}, {}]  # 0006 only
-    assert main(['engine', 'merge', '--out', str(out)]) == 0
+    assert main(['engine', 'merge', '--out', str(out)]) == 2                  # shards 0/3 and 2/3 have not run
+    assert 'no files of shard(s) 0/3, 2/3' in capsys.readouterr().err
+    assert main(['engine', 'merge', '--out', str(out), '--partial']) == 0
     assert capsys.readouterr().out.splitlines() == [str(out / 'records.jsonl'), str(out / 'skipped.jsonl'),
                                                     '7 records, 0 skipped']
     assert [json.loads(line)['record_id'] for line in (out / 'records.jsonl').read_text().splitlines()] == mine
@@ -86,6 +88,17 @@ def test_engine_merge_of_a_folder_without_shards_is_one_line(tmp_path, capsys):
     assert main(['engine', 'merge', '--out', str(tmp_path)]) == 2
     err = capsys.readouterr().err
     assert err == f'fundusexpert: error: {tmp_path}: no records-*-of-*.jsonl shard files\n'
+
+
+def test_engine_merge_of_an_incomplete_shard_set_is_one_line_and_partial_merges(tmp_path, capsys):
+    (tmp_path / 'records-0-of-2.jsonl').write_text('')        # shard 1/2 never ran here
+    assert main(['engine', 'merge', '--out', str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert err == (f'fundusexpert: error: {tmp_path}: the shards are incomplete: no files of shard(s) 1/2: run '
+                   '`fundusexpert engine run --shard 1/2` with the same options first (engine merge --partial '
+                   'merges what is there)\n')
+    assert main(['engine', 'merge', '--out', str(tmp_path), '--partial']) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == '0 records, 0 skipped'
 
 
 def test_engine_run_on_dicom_uses_salted_uid_ids_and_leaks_no_header_value(stand_in, tmp_path, capsys):

@@ -180,6 +180,73 @@ def test_shards_split_the_folder_and_merge_back(photos, tmp_path):
     assert single.written == len(_lines(tmp_path / 'one' / 'records.jsonl')) == 6
 
 
+def test_merge_refuses_an_incomplete_shard_set_unless_partial(photos, tmp_path, caplog):
+    from fundusexpert_plugin.core.errors import FundusDataError
+    images = list_images(photos)
+    out = tmp_path / 'out'
+    first = run_engine(FundusEngine(FakeDetector()), images, out, shard_spec=(0, 2), image_root=photos, progress=False)
+    assert not list(out.glob('.running-*'))                      # the finished shard leaves no marker
+    with pytest.raises(FundusDataError, match=r'the shards are incomplete: no files of shard\(s\) 1/2: run '
+                                              r'`fundusexpert engine run --shard 1/2` with the same options first '
+                                              r'\(engine merge --partial merges what is there\)'):
+        merge_shard_files(out)
+    assert not (out / 'records.jsonl').exists()
+    caplog.clear()
+    assert merge_shard_files(out, partial=True).records == first.records
+    assert any(r.levelname == 'WARNING' and 'merge --partial: no files of shard(s) 1/2' in r.getMessage()
+               for r in caplog.records)
+    run_engine(FundusEngine(FakeDetector()), images, out, shard_spec=(1, 3), image_root=photos, progress=False)
+    with pytest.raises(FundusDataError, match=r'shard files of different shard counts \(0/2, 1/3\)'):
+        merge_shard_files(out)
+
+
+def test_merge_refuses_a_shard_that_did_not_finish_or_is_running(photos, tmp_path, monkeypatch):
+    import os
+    import socket
+    import subprocess
+    import sys
+    from fundusexpert_plugin.core.errors import FundusDataError
+    images = list_images(photos)
+    out = tmp_path / 'out'
+    run_engine(FundusEngine(FakeDetector()), images, out, image_root=photos, progress=False)
+    marker = out / '.running-0-of-1.json'
+    # a run killed mid-shard leaves its marker; its process is gone
+    dead = subprocess.Popen([sys.executable, '-c', 'pass'])
+    dead.wait()
+    marker.write_text(json.dumps({'host': socket.gethostname(), 'pid': dead.pid}))
+    with pytest.raises(FundusDataError, match=rf'shard 0/1 did not finish \(its last run, process {dead.pid}, no '
+                                              r'longer running, was interrupted or stopped by an error\)'):
+        merge_shard_files(out)
+    marker.write_text(json.dumps({'host': 'node-7', 'pid': 1}))
+    with pytest.raises(FundusDataError, match=r'shard 0/1 has not finished on the machine that runs it \(process 1 '
+                                              r'on host node-7\)'):
+        merge_shard_files(out)
+    # a live writer on this machine: refused even with --partial (merging would remove its .part images)
+    marker.write_text(json.dumps({'host': socket.gethostname(), 'pid': os.getpid()}))
+    (out / 'images').mkdir(exist_ok=True)
+    part = out / 'images' / '.x.png.1234.part'
+    part.write_bytes(b'being written')
+    with pytest.raises(FundusDataError, match=rf'shard 0/1 is being written now \(process {os.getpid()} on this '
+                                              r'machine\); merge when it has finished'):
+        merge_shard_files(out, partial=True)
+    assert part.exists()
+    # rerunning the shard completes it and removes the marker
+    resumed = run_engine(FundusEngine(FakeDetector()), images, out, image_root=photos, progress=False)
+    assert resumed.written == 0 and not marker.exists()
+    assert merge_shard_files(out).records == 6 and not part.exists()
+
+
+def test_a_shard_stopped_by_an_error_keeps_its_marker(photos, tmp_path):
+    images = list_images(photos)
+
+    class Broken(FakeDetector):
+        def predict(self, bgr):
+            raise RuntimeError('GPU fell off')
+    with pytest.raises(RuntimeError):
+        run_engine(FundusEngine(Broken()), images, tmp_path / 'out', image_root=photos, progress=False)
+    assert (tmp_path / 'out' / '.running-0-of-1.json').exists()
+
+
 def test_shard_spec_from_flag_or_torchrun(monkeypatch):
     assert shard_from_env('1/4') == (1, 4)
     monkeypatch.setenv('RANK', '2')
@@ -231,9 +298,9 @@ def test_merge_warns_when_duplicate_ids_differ_and_writes_the_skipped_list(photo
     changed['provenance'] = {**changed['provenance'], 'licence': 'CC BY 4.0'}
     (out / 'records-0-of-2.jsonl').write_text(json.dumps(same) + '\n' + json.dumps(changed) + '\n')
     caplog.clear()
-    merged = merge_shard_files(out)
+    merged = merge_shard_files(out, partial=True)    # 0/2 beside 0/1, and no 1/2: refused without --partial
     assert (merged.records, merged.duplicates, merged.differing, merged.first_differing) == (6, 2, 1, '01')
-    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == 'WARNING']
+    (warning,) = [r.getMessage() for r in caplog.records if r.levelname == 'WARNING' and 'partial' not in r.getMessage()]
     assert warning.startswith("merge: 1 record id(s) appear in several lines with different contents (first: '01', "
                               'kept records-0-of-1.jsonl:2, dropped records-0-of-2.jsonl:2)')
     kept = {json.loads(line)['record_id']: json.loads(line) for line in _lines(out / 'records.jsonl')}
