@@ -569,7 +569,9 @@ def merge_shard_files(out_dir: Path | str, *, partial: bool = False) -> MergeSum
         logger.warning('merge --partial: %s', '; '.join(incomplete))
     for f in files + sorted(out.glob('skipped-*-of-*.jsonl')):
         check_shard_complete(f)
-    leftovers = remove_leftovers(out / 'images')  # no shard is running here (checked above)
+    # no shard is running here (checked above); one on another machine may be (--partial): keep them
+    remote = any(_marker_state(m)[0] == 'elsewhere' for m in out.glob('.running-*-of-*.json'))
+    leftovers = 0 if remote else remove_leftovers(out / 'images')
     if leftovers:
         logger.info('merge: removed %d partly written image file(s) of killed runs from %s', leftovers, out / 'images')
     by_id: Dict[str, dict] = {}
