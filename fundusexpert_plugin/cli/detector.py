@@ -7,6 +7,7 @@ import json
 import re
 import sys
 from dataclasses import asdict
+from pathlib import Path
 from typing import Tuple
 
 from fundusexpert_plugin.cli.common import add_command, add_verbs, open_fraction, positive_float, positive_int
@@ -27,6 +28,8 @@ def img_scale(text: str) -> Tuple[int, int]:
         values *= 2
     if len(values) != 2:
         raise argparse.ArgumentTypeError(f'--img-scale: expected N or WxH pixels, got {text!r}')
+    if min(values) < 32:
+        raise argparse.ArgumentTypeError(f'--img-scale: {text!r}: each side must be at least 32 px')
     return values[0], values[1]
 
 
@@ -92,6 +95,13 @@ def run_train(args: argparse.Namespace) -> int:
         batch_size=args.batch_size, lr=args.lr, seed=args.seed, config=args.config, classes=args.classes)
     out = asdict(result)
     out.update(checkpoint=str(result.checkpoint), config=str(result.config))
+    # what --lenient left out travels with the model's metrics (work dir) and the printed result
+    skips = {**log.counts(), 'messages': list(log.skipped)}
+    metrics_path = Path(args.work_dir) / 'metrics.json'
+    metrics = json.loads(metrics_path.read_text())
+    metrics['annotation_skips'] = skips
+    metrics_path.write_text(json.dumps(metrics, indent=2))
+    out['metrics']['annotation_skips'] = skips
     print(json.dumps(json_safe(out), indent=2))
     return 0
 

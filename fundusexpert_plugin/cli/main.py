@@ -4,7 +4,8 @@ Error policy (:func:`main`): bad input or usage (a :class:`~fundusexpert_plugin.
 or other ``ValueError``, a missing or unreadable file, a missing optional dependency, an argparse usage
 error) prints one line ``fundusexpert: error: <message>`` on stderr and exits 2; ``-v`` adds the
 traceback and debug logging. Exit 1 means a command had nothing to write, or for ``data validate``
-that something would be skipped (it says why). Anything else is a bug and raises.
+that something would be skipped (it says why). Ctrl-C prints one line and exits 130 (``-v``: the
+traceback). Anything else is a bug and raises.
 
 Building the tree imports no model code (no torch, ms-swift or mmdet): every command imports its
 library code when it runs, so ``fundusexpert swift plugin-path`` is instant.
@@ -170,6 +171,12 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         warnings.filterwarnings('ignore', module=r'pydicom(\.|$)')
     try:
         return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        if args.verbose:
+            traceback.print_exc()
+        print('fundusexpert: interrupted; what was written so far is kept (engine run and engine ray resume '
+              'when the same command is run again)', file=sys.stderr)
+        return 130
     except USER_ERRORS as exc:
         if args.verbose:
             traceback.print_exc()

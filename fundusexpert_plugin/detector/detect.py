@@ -37,6 +37,7 @@ from typing import Dict, List, NamedTuple, Optional, Sequence, Tuple, Union
 import numpy as np
 
 from fundusexpert_plugin.core import vocab
+from fundusexpert_plugin.core.errors import FundusDataError
 from fundusexpert_plugin.core.geometry import fraction_inside, intersection_over_smaller
 from fundusexpert_plugin.core.vocab import resolve_finding
 
@@ -182,16 +183,26 @@ def load_config(path: Union[str, Path]):
 
     Raises:
         FileNotFoundError: the config or one of its bases is missing.
+        FundusDataError: the file is not a readable Python config (binary, e.g. a checkpoint given
+            as the config; a syntax error), named with the reason.
     """
     from mmengine.config import Config
 
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f'detector config not found: {path}')
-    if _SCOPED_BASE.search(path.read_text()) is None and _LOCAL_BASE.search(path.read_text()) is None:
-        return Config.fromfile(str(path))
-    with tempfile.TemporaryDirectory() as tmp:
-        return Config.fromfile(str(_resolve_bases(path, Path(tmp), depth=0)))
+    try:
+        text = path.read_text(encoding='utf-8')
+    except UnicodeDecodeError:
+        raise FundusDataError(f'{path}: not an MMDetection config (a binary file; is it the checkpoint? '
+                              'give the .py config as --detector and the .pth as --checkpoint)') from None
+    try:
+        if _SCOPED_BASE.search(text) is None and _LOCAL_BASE.search(text) is None:
+            return Config.fromfile(str(path))
+        with tempfile.TemporaryDirectory() as tmp:
+            return Config.fromfile(str(_resolve_bases(path, Path(tmp), depth=0)))
+    except (SyntaxError, NameError, ImportError) as exc:
+        raise FundusDataError(f'{path}: not a valid MMDetection config: {type(exc).__name__}: {exc}') from exc
 
 
 def _resolve_bases(path: Path, tmp: Path, depth: int) -> Path:
@@ -214,6 +225,26 @@ def _resolve_bases(path: Path, tmp: Path, depth: int) -> Path:
     resolved = tmp / f'{depth}_{path.name}'
     resolved.write_text(text)
     return resolved
+
+
+def _check_checkpoint(checkpoint) -> None:
+    """Refuse a checkpoint torch cannot read (not a file, cut, not a checkpoint) in one line.
+
+    Raises:
+        FileNotFoundError: no such file.
+        FundusDataError: naming the file and torch's reason.
+    """
+    import torch
+
+    path = Path(checkpoint)
+    if not path.is_file():
+        raise FileNotFoundError(f'detector checkpoint not found: {path}')
+    try:
+        torch.load(str(path), map_location='cpu', weights_only=True)
+    except Exception as exc:   # pickle, zip and torch errors alike: the file is not a loadable checkpoint
+        reason = ' '.join(str(exc).split())[:200]
+        raise FundusDataError(f'{path}: not a loadable checkpoint ({type(exc).__name__}: {reason}); give the '
+                              '.pth that `detector train` wrote') from exc
 
 
 class Detector:
@@ -240,6 +271,8 @@ class Detector:
     Raises:
         ValueError: no class names available, or a class name the vocabulary does not know
             (message names the checkpoint and the field).
+        FileNotFoundError, FundusDataError: the config or checkpoint is missing or unusable (a binary
+            config, one without a test pipeline, a file torch cannot load), named in one line.
     """
 
     def __init__(self, config, checkpoint=None, *, device: str = 'cpu',
@@ -257,12 +290,17 @@ class Detector:
         register_all_modules(init_default_scope=True)
         if tile_size is not None:
             tile_windows(tile_size, tile_size, tile_size, tile_overlap)  # validates both
+        cfg = load_config(config) if isinstance(config, (str, Path)) else config
+        if cfg.get('test_dataloader') is None and cfg.get('test_pipeline') is None:
+            raise FundusDataError(f'{config}: no test_dataloader or test_pipeline, so images cannot be prepared for '
+                                  'the model (a training dump such as 0_<name>.py? use the <name>.py that '
+                                  '`detector train` writes beside its checkpoint)')
+        if checkpoint is not None:
+            _check_checkpoint(checkpoint)
         with warnings.catch_warnings():
             if checkpoint is None:  # init_detector warns that COCO classes are assumed
                 warnings.simplefilter('ignore')
-            self.model = init_detector(
-                load_config(config) if isinstance(config, (str, Path)) else config,
-                None if checkpoint is None else str(checkpoint), device=device)
+            self.model = init_detector(cfg, None if checkpoint is None else str(checkpoint), device=device)
         names = classes if classes is not None else (
             None if checkpoint is None else self.model.dataset_meta.get('classes'))
         if not names:

@@ -197,7 +197,6 @@ def train_detector(records: Sequence[FundusGenRecord], work_dir: Union[str, Path
     from fundusexpert_plugin.detector.mmcv_ops import ensure_mmcv_ops
 
     work_dir = Path(work_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
     data = samples_from_records(records, classes, source='training records')
     if val_records is not None:
         # the validation labels must be classes the training set has (or the ones asked for)
@@ -207,6 +206,7 @@ def train_detector(records: Sequence[FundusGenRecord], work_dir: Union[str, Path
         train_samples, val_samples = split_samples(data.samples, val_split, seed)
         val_root = data.image_root
     class_names = data.classes
+    work_dir.mkdir(parents=True, exist_ok=True)   # after the inputs are checked: a bad class leaves no folder
     train_json = write_coco(work_dir / 'train.json', train_samples, class_names)
     val_json = write_coco(work_dir / 'val.json', val_samples, class_names)
 
@@ -229,6 +229,10 @@ def train_detector(records: Sequence[FundusGenRecord], work_dir: Union[str, Path
     runner.train()
     seconds = time.perf_counter() - start
     cfg.dump(str(config_out))  # after the Runner, which dumps its own copy under the same name
+    # ... or under the name of the resolved temporary file (0_<stem>.py, no test pipeline): not usable
+    runner_dump = work_dir / Path(runner_cfg.filename or config_out.name).name
+    if runner_dump != config_out and runner_dump.is_file():
+        runner_dump.unlink()
     logger.info('trained %d iterations in %.1f s (%.2f s/iter)', max_iters, seconds,
                 seconds / max_iters)
     import mmdet
@@ -240,6 +244,11 @@ def train_detector(records: Sequence[FundusGenRecord], work_dir: Union[str, Path
     logger.info('validation (%d images): mAP %.4f, AP50 %.4f, AP50 per class %s',
                 len(val_samples), metrics['bbox_mAP'], metrics['bbox_mAP_50'],
                 metrics['AP50_per_class'])
+    if not metrics['bbox_mAP_50']:   # 0.0 or NaN
+        logger.warning('validation AP50 is %s on %d images: this detector finds nothing yet. Fundus-Engine '
+                       'records made with it say each lesion class is "not detected"; train longer '
+                       '(--max-iters) or at a larger --img-scale before building training data from them',
+                       metrics['bbox_mAP_50'], len(val_samples))
     return TrainResult(ckpt_out, config_out, metrics, tuple(class_names), len(train_samples),
                        len(val_samples), seconds)
 

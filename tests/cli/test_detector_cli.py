@@ -65,3 +65,36 @@ def test_allow_outside_root_and_images_root_reach_the_records_reader(tmp_path, m
     with pytest.raises(FundusDataError, match="records.jsonl:1: record '0003': image = .*outside the dataset folder"):
         train('--images', str(SAMPLE_DIR))
     assert len(seen) == 2
+
+
+def test_lenient_skips_are_written_to_the_work_dirs_metrics(tmp_path, monkeypatch, capsys):
+    import json
+    from types import SimpleNamespace
+
+    from fundusexpert_plugin.detector import train as train_module
+    from fundusexpert_plugin.sample import SAMPLE_DIR
+    lines = (SAMPLE_DIR / 'annotations.jsonl').read_text().splitlines()[:2]
+    bad = json.loads(lines[1])
+    bad['annotations'][0]['bbox_xyxy'] = [10, 10, 5, 5]                 # inverted: one box skipped
+    path = tmp_path / 'a.jsonl'
+    path.write_text(lines[0] + '\n' + json.dumps(bad) + '\n')
+
+    def fake_train(records, work_dir, **kw):    # what train_detector leaves: metrics.json in the work dir
+        (tmp_path / 'w').mkdir()
+        (tmp_path / 'w' / 'metrics.json').write_text(json.dumps({'bbox_mAP': 0.5}))
+        return SimpleNamespace(checkpoint=tmp_path / 'w' / 'm.pth', config=tmp_path / 'w' / 'm.py')
+    monkeypatch.setattr(train_module, 'train_detector', fake_train)
+    monkeypatch.setattr(cli, 'asdict', lambda result: {'metrics': {'bbox_mAP': 0.5}})
+    assert main(['detector', 'train', '--annotations', str(path), '--images', str(SAMPLE_DIR),
+                 '--work-dir', str(tmp_path / 'w'), '--lenient']) == 0
+    skips = json.loads((tmp_path / 'w' / 'metrics.json').read_text())['annotation_skips']
+    assert skips['records'] == {} and skips['boxes/items'] == {'box_empty_or_inverted': 1}
+    assert len(skips['messages']) == 1 and 'inverted' in skips['messages'][0]
+    assert json.loads(capsys.readouterr().out)['metrics']['annotation_skips'] == skips
+
+
+def test_img_scale_below_32_px_is_a_usage_error_naming_the_option(capsys):
+    with pytest.raises(argparse.ArgumentTypeError, match=r"--img-scale: '16': each side must be at least 32 px"):
+        cli.img_scale('16')
+    assert main(['detector', 'train', '--annotations', 'a', '--work-dir', 'w', '--img-scale', '64x16']) == 2
+    assert "--img-scale: '64x16': each side must be at least 32 px" in capsys.readouterr().err

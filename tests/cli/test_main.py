@@ -215,3 +215,20 @@ def test_console_script_points_at_main():
 def test_out_of_range_numbers_are_one_line_usage_errors_in_every_command(capsys, argv, expected):
     assert main(argv) == 2
     _one_line_error(capsys, expected)
+
+
+def test_ctrl_c_is_one_line_and_exit_130(monkeypatch, capsys):
+    import argparse as _argparse
+
+    from fundusexpert_plugin.cli import main as main_module
+
+    def interrupted(args):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(main_module, 'parse_args', lambda argv: _argparse.Namespace(verbose=False, func=interrupted))
+    assert main_module.main(['engine', 'run']) == 130
+    err = capsys.readouterr().err
+    assert err.splitlines() == ['fundusexpert: interrupted; what was written so far is kept (engine run and engine ray '
+                                'resume when the same command is run again)']
+    monkeypatch.setattr(main_module, 'parse_args', lambda argv: _argparse.Namespace(verbose=True, func=interrupted))
+    assert main_module.main(['-v', 'engine', 'run']) == 130
+    assert 'Traceback' in capsys.readouterr().err

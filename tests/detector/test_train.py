@@ -109,6 +109,32 @@ def test_training_few_iterations_gives_metrics_and_a_weights_only_checkpoint(tra
     assert any(k.startswith('backbone.') for k in ckpt['state_dict'])
     text = result.config.read_text()
     assert '_base_' not in text and 'test_dataloader' in text and 'train_dataloader' in text
+    # the Runner's dump of the resolved temporary config (0_<stem>.py, no test pipeline) is not left behind
+    assert sorted(p.name for p in result.config.parent.glob('*.py')) == [result.config.name]
+
+
+@pytest.mark.slow
+@pytest.mark.mmdet
+def test_unusable_detector_files_are_one_line_errors(trained, tmp_path):
+    from fundusexpert_plugin.core.errors import FundusDataError
+    from fundusexpert_plugin.detector.detect import Detector
+
+    result, _ = trained
+    garbage = tmp_path / 'g.pth'
+    garbage.write_text('garbage\n')
+    with pytest.raises(FundusDataError, match=rf'{garbage}: not a loadable checkpoint \(UnpicklingError: '):
+        Detector(result.config, garbage)
+    with pytest.raises(FundusDataError, match=rf'{result.checkpoint}: not an MMDetection config \(a binary file; '
+                                              'is it the checkpoint'):
+        Detector(result.checkpoint, result.checkpoint)
+    no_test = tmp_path / '0_model.py'
+    no_test.write_text(result.config.read_text() + '\ntest_dataloader = None\ntest_pipeline = None\n')
+    with pytest.raises(FundusDataError, match=r'0_model\.py: no test_dataloader or test_pipeline'):
+        Detector(no_test, result.checkpoint)
+    broken = tmp_path / 'broken.py'
+    broken.write_text('model = dict(type=\n')
+    with pytest.raises(FundusDataError, match=r'broken\.py: not a valid MMDetection config: SyntaxError'):
+        Detector(broken, result.checkpoint)
 
 
 @pytest.mark.slow
