@@ -504,6 +504,16 @@ def draws_conclusion(record: FundusGenRecord) -> bool:
     return conclusion(record, 'en', *_lesion_lists(record)) != PHRASES['en']['concl_nothing']
 
 
+def draws_diagnosis(record: FundusGenRecord) -> bool:
+    """Whether the record supports a diagnostic answer: a diagnosis or grade label, a lesion present or
+    a lesion type known absent. A detector that found none of its classes supports the report's
+    "not detected ... this does not show that they are absent", which is not a diagnosis: the
+    diagnosis task writes no row for it (ours), as for "no diagnosis can be drawn"."""
+    text = conclusion(record, 'en', *_lesion_lists(record))
+    return text != PHRASES['en']['concl_nothing'] and not text.startswith(
+        PHRASES['en']['concl_not_detected'].split('{')[0])
+
+
 def diagnosis_answer(record: FundusGenRecord, lang: str) -> str:
     """Answer of the diagnosis task: the conclusion without its ``Conclusion:`` prefix."""
     text = conclusion(record, lang, *_lesion_lists(record))

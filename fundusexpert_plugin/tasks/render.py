@@ -30,7 +30,8 @@ from typing import Dict, List, Optional, Tuple
 
 from fundusexpert_plugin.core import vocab
 from fundusexpert_plugin.core.images import LoadedImage, load_image, save_image
-from fundusexpert_plugin.render.chain import cognitive_chain, diagnosis_answer, draws_conclusion, photo_was_greyscale
+from fundusexpert_plugin.render.chain import (cognitive_chain, diagnosis_answer, draws_conclusion, draws_diagnosis,
+                                              photo_was_greyscale)
 from fundusexpert_plugin.core.geometry import iou
 from fundusexpert_plugin.core.record import FundusGenRecord
 from fundusexpert_plugin.tasks.config import FIELD_KINDS, SCALE_NAMES, TaskConfig
@@ -149,7 +150,7 @@ def render_rows(record: FundusGenRecord, task: TaskConfig, lang: str, ctx: Rende
 
     kind = task.kind
     if kind == 'diagnosis':
-        if not draws_conclusion(record):   # nothing to conclude from: no non-answer row
+        if not draws_diagnosis(record):   # nothing to conclude from (or only "not detected"): no non-answer row
             return []
         return [_row(record, task, lang, prompt(), answer(task.answer, diagnosis=diagnosis_answer(record, lang)),
                      image_rel)]

@@ -189,6 +189,25 @@ def test_an_unnamed_detector_is_just_the_detector(make_record):
     assert '硬性渗出：检测器在分数\u22650.5时未检出。' in cognitive_chain(rec, 'zh')
 
 
+def test_a_detector_that_found_nothing_gives_a_report_but_no_diagnosis_row(make_record, tmp_path):
+    from fundusexpert_plugin.render.chain import draws_conclusion, draws_diagnosis
+    from fundusexpert_plugin.tasks.config import default_tasks_dir, load_task
+    from fundusexpert_plugin.tasks.render import RenderContext, render_rows
+    prov = {'source_dataset': 'test', 'licence': 'CC0', 'detector_labels': ['hard_exudates', 'haemorrhages'],
+            'score_threshold': 0.3, 'stages': {'localization': 'mmdet:rtm.py@rtm.pth'}}
+    rec = make_record([('optic_disc', (100, 100, 200, 200))], provenance=prov)
+    assert draws_conclusion(rec) and not draws_diagnosis(rec)
+    ctx = RenderContext(tmp_path, '.')
+    assert render_rows(rec, load_task(default_tasks_dir() / 'diagnosis.yaml'), 'en', ctx) == []
+    (report,) = render_rows(rec, load_task(default_tasks_dir() / 'report.yaml'), 'en', ctx)
+    assert ('Conclusion: none of the lesion types looked for (hard exudates and haemorrhages) is detected by the '
+            'detector (rtm) at score \u2265 0.3; this does not show that they are absent.') in report['messages'][1]['content']
+    # a detected lesion, or a label, is a diagnosis again
+    found = make_record([('optic_disc', (100, 100, 200, 200)), ('haemorrhages', (300, 300, 320, 320))], provenance=prov)
+    assert draws_diagnosis(found) and len(render_rows(found, load_task(default_tasks_dir() / 'diagnosis.yaml'),
+                                                      'en', ctx)) == 1
+
+
 def test_each_kind_of_flag_gets_its_own_sentence_and_an_unknown_one_the_generic_review_line(make_record):
     base = make_record([('optic_disc', (100, 100, 200, 220))]).model_dump()
     en_other = 'Flagged for review: the sources of this record disagree (see its provenance flags).'
