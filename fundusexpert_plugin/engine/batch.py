@@ -183,7 +183,9 @@ def record_ids(paths: Sequence[Path], root: Optional[Path], *, dicom_salt: Optio
     if dupes:
         first = [str(p) for p, k in zip(paths, keys) if k == dupes[0]]
         cause = ('the same SOP Instance UID (0008,0018): one DICOM instance given twice; remove the copy'
-                 if dupes[0].startswith('dcm-') else 'the same path without suffix')
+                 if dupes[0].startswith('dcm-') else
+                 'the same file listed twice; remove one line' if len(set(first)) < len(first) else
+                 'the same path without suffix' if root is not None else 'the same file stem (a list names photos by stem)')
         raise FundusDataError(f'{first[0]} and {first[1]} share the record id {dupes[0]!r} ({cause})'
                               + (f'; {len(dupes) - 1} more ids repeat: {dupes[1:5]}' if len(dupes) > 1 else ''))
     return keys

@@ -293,7 +293,7 @@ def disc_plausibility(box_px: Sequence[float], width: int) -> str:
 def _implausible_flag(refused: Sequence, used: Optional[str]) -> str:
     """The one flag sentence for the refused detector discs ``[(Detection, reason)]``; ``used``: where
     the disc in use came from instead (``'detector'``, ``'locator'`` or ``None``)."""
-    boxes = '; '.join(f'({", ".join(f"{v:.1f}" for v in d.box_px)}) score {d.score:.2f}: {why}' for d, why in refused)
+    boxes = '; '.join(f'({", ".join(f"{v:.1f}" for v in d.box_px)}) score {d.score:.3g}: {why}' for d, why in refused)
     instead = {'detector': "the detector's next optic disc is used",
                'locator': "the landmark locator's optic disc is used"}.get(used, 'no other optic disc is available')
     return f'{IMPLAUSIBLE_DISC_FLAG}: {boxes}; not used, {instead}'

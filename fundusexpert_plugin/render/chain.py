@@ -96,7 +96,7 @@ PHRASES: Dict[str, Dict[str, str]] = {
                     'from the fovea.'),
         'hour_one': 'clock hour {h}', 'hour_many': 'clock hours {h}',
         'feature_image': 'The boxed regions of {name} cover about {frac} of the image.',
-        'largest': '; the largest region measures about {w:.1f} x {h:.1f} DD',
+        'largest': '; the largest region measures about {w} x {h} DD',
         'concl_label': 'Conclusion: {text}.',
         'concl_consistent': ('Conclusion: {names} are present, consistent with {diagnosis}; no severity grade is '
                              'given for this image.'),
@@ -142,7 +142,7 @@ PHRASES: Dict[str, Dict[str, str]] = {
         'feature': '{name}的标注框区域约占图像面积的{frac}{largest}，从中心凹看位于{hours}方向。',
         'hour_one': '{h}点钟', 'hour_many': '{h}点钟',
         'feature_image': '{name}的标注框区域约占图像面积的{frac}。',
-        'largest': '，最大区域约{w:.1f} x {h:.1f} DD',
+        'largest': '，最大区域约{w} x {h} DD',
         'concl_label': '结论：{text}。',
         'concl_consistent': '结论：可见{names}，符合{diagnosis}表现；该图像未给出分级。',
         'concl_lesions': '结论：可见{names}；该图像未给出诊断或分级。',
@@ -443,11 +443,18 @@ def _feature_sentences(lesions: List[LesionSummary], frame: Optional[AnatomyFram
         name = vocab.finding_name(les.label, lang)
         if frame is not None:
             x1, y1, x2, y2 = les.boxes_px[0]
-            largest = p['largest'].format(w=(x2 - x1) / frame.disc_diameter_px, h=(y2 - y1) / frame.disc_diameter_px)
+            largest = p['largest'].format(w=_dd_size((x2 - x1) / frame.disc_diameter_px),
+                                          h=_dd_size((y2 - y1) / frame.disc_diameter_px))
             features.append(p['feature'].format(name=name, frac=frac, largest=largest, hours=_hours(les.positions, p)))
         else:
             features.append(p['feature_image'].format(name=name, frac=frac))
     return (' ' if lang == 'en' else '').join(features)
+
+
+def _dd_size(value: float) -> str:
+    """A size in disc diameters: one decimal from 0.1 DD, two below (a microaneurysm is about 0.02 DD,
+    which one decimal would print as 0.0)."""
+    return f'{value:.1f}' if value >= 0.095 else f'{value:.2f}'
 
 
 def feature_text(record: FundusGenRecord, lang: str = 'en') -> str:

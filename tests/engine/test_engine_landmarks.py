@@ -148,7 +148,7 @@ def test_an_implausible_top_disc_gives_way_to_the_next_detector_disc(tmp_path):
     rec = _process(FundusEngine(BoxListDetector([bar, real]), detector_name='fake'), '0015', tmp_path)
     assert rec.provenance.landmarks['optic_disc'] == 'detector' and rec.boxes('optic_disc') == [real.box_px]
     assert rec.provenance.flags == [
-        'implausible optic-disc box from the detector: (650.0, 300.0, 810.0, 330.0) score 0.90: width/height 5.33 '
+        'implausible optic-disc box from the detector: (650.0, 300.0, 810.0, 330.0) score 0.9: width/height 5.33 '
         "(plausible 0.5-2); not used, the detector's next optic disc is used"]
 
 

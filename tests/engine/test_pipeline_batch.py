@@ -282,6 +282,12 @@ def test_record_ids_that_repeat_name_both_files_and_the_cause(tmp_path):
     Image.fromarray(rgb).save(tmp_path / 'a.png')
     with pytest.raises(FundusDataError, match=r"a\.jpg and .*a\.png share the record id 'a' \(the same path without suffix\)"):
         record_ids([tmp_path / 'a.jpg', tmp_path / 'a.png'], tmp_path)
+    (tmp_path / 'b').mkdir()
+    Image.fromarray(rgb).save(tmp_path / 'b' / 'a.jpg')
+    with pytest.raises(FundusDataError, match=r"share the record id 'a' \(the same file stem \(a list names photos"):
+        record_ids([tmp_path / 'a.jpg', tmp_path / 'b' / 'a.jpg'], None)          # a list: ids are stems
+    with pytest.raises(FundusDataError, match=r"share the record id 'a' \(the same file listed twice; remove one"):
+        record_ids([tmp_path / 'a.jpg', tmp_path / 'a.jpg'], None)
     one = write_fake_dicom(tmp_path / 'x.dcm', rgb, sop_instance_uid='1.2.826.0.1.3680043.8.498.1')
     two = write_fake_dicom(tmp_path / 'copy.dcm', rgb, sop_instance_uid='1.2.826.0.1.3680043.8.498.1')
     with pytest.raises(FundusDataError, match=r"x\.dcm and .*copy\.dcm share the record id 'dcm-[0-9a-f]+' "

@@ -270,3 +270,13 @@ def test_a_label_laterality_flag_is_stated_as_such(make_record):
     dicom = _right_label_left_disc(make_record, provenance=prov).model_copy(update={'laterality_source': 'dicom'})
     assert 'Flagged for review: the sources of this record disagree' in cognitive_chain(dicom)
     assert 'laterality label gives' not in cognitive_chain(dicom)
+
+
+def test_small_lesions_are_sized_in_hundredths_of_a_disc_diameter(make_record):
+    # disc 100 x 100 px: 1 DD = 100 px; a 4 x 3 px microaneurysm is 0.04 x 0.03 DD, not "0.0 x 0.0"
+    rec = make_record([('optic_disc', (100, 100, 200, 200)), ('microaneurysms', (600, 400, 604, 403))],
+                      laterality='left', provenance={'source_dataset': 't', 'licence': 'CC0'})
+    assert 'the largest region measures about 0.04 x 0.03 DD' in cognitive_chain(rec, 'en')
+    big = make_record([('optic_disc', (100, 100, 200, 200)), ('haemorrhages', (600, 400, 650, 430))],
+                      laterality='left', provenance={'source_dataset': 't', 'licence': 'CC0'})
+    assert 'the largest region measures about 0.5 x 0.3 DD' in cognitive_chain(big, 'en')
