@@ -391,6 +391,7 @@ def build_fundusgen(records: Iterable[FundusGenRecord], out_dir: Path | str, *,
                 summary.task_languages_missing[task.name] = {lang: summary.records_used for lang in missing}
                 logger.warning('task %r (%s) defines no %s prompts: no %s rows of it for the %d records of %s',
                                task.name, task.path, '/'.join(missing), '/'.join(missing), summary.records_used, out)
+        summary.warnings.extend(_many_box_warnings(rows))
         summary.image_copies.sort()
         summary.marked_copies = sorted({image for task_rows in rows.values() for row in task_rows
                                         for image in row.get('images', []) if image.startswith('marked/')})
@@ -404,6 +405,27 @@ def build_fundusgen(records: Iterable[FundusGenRecord], out_dir: Path | str, *,
         written = [c for c in (_copy_path(out, r) for r in records) if c not in copies_before and c.exists()]
         _remove(sorted((out / 'marked').glob('*.jpg')) + written + [out / f'{t.name}.jsonl' for t in tasks])
         raise
+
+
+#: A row with more boxes than this gets a build warning: its answer is thousands of tokens long.
+MANY_BOXES = 100
+
+
+def _many_box_warnings(rows: Dict[str, List[dict]]) -> List[str]:
+    """One warning per task with rows holding more than :data:`MANY_BOXES` boxes (ours): such an answer
+    runs past a usual ``--max_length`` (each box is about 15 tokens), and ms-swift then drops or cuts
+    the row. Typical causes: an uncapped region-detection task over a record with hundreds of detector
+    boxes (a low ``--score-threshold``, tiling)."""
+    out = []
+    for name, task_rows in rows.items():
+        counts = [(len((row.get('objects') or {}).get('bbox') or []), row.get('record_id')) for row in task_rows]
+        many = [c for c in counts if c[0] > MANY_BOXES]
+        if many:
+            top = max(many, key=lambda c: c[0])
+            out.append(f'task {name!r}: {len(many)} row(s) hold more than {MANY_BOXES} boxes (up to {top[0]}, record '
+                       f'{top[1]!r}), past a usual --max_length; cap them with max_boxes and prompts_capped in the task, '
+                       'or raise the detector\'s --score-threshold')
+    return out
 
 
 def _with_laterality_flag(record: FundusGenRecord, summary: BuildSummary,

@@ -441,3 +441,16 @@ def test_a_summary_from_before_marked_copies_were_listed_counts_every_marked_jpg
     again = build_fundusgen(records, out, image_dir=SAMPLE_DIR, tasks=_tasks('region_identification'), languages=['en'])
     assert sorted('marked/' + p.name for p in (out / 'marked').iterdir()) == again.marked_copies
     assert 'marked/older.jpg' not in again.marked_copies and len(again.marked_copies) > 0
+
+
+def test_rows_with_more_than_100_boxes_are_a_build_warning(tmp_path, make_record):
+    from fundusexpert_plugin.tasks.config import default_tasks_dir, load_task
+    Image.new('RGB', (1000, 800), (120, 40, 20)).save(tmp_path / 'img.jpg')
+    # 11 x 11 = 121 haemorrhage boxes of 10 x 10 px on a 50 px grid
+    boxes = [('haemorrhages', (50 * i, 50 * j, 50 * i + 10, 50 * j + 10)) for i in range(11) for j in range(11)]
+    rec = make_record([('optic_disc', (700, 300, 800, 400)), *boxes], record_id='many')
+    summary = build_fundusgen([rec], tmp_path / 'fg', image_dir=tmp_path, languages=['en'], num_proc=1,
+                              tasks=[load_task(default_tasks_dir() / 'region_detection.yaml')])
+    assert summary.warnings == ["task 'region_detection': 1 row(s) hold more than 100 boxes (up to 121, record 'many'), "
+                                'past a usual --max_length; cap them with max_boxes and prompts_capped in the task, '
+                                "or raise the detector's --score-threshold"]
