@@ -291,8 +291,8 @@ class Detector:
         if tile_size is not None:
             tile_windows(tile_size, tile_size, tile_size, tile_overlap)  # validates both
         cfg = load_config(config) if isinstance(config, (str, Path)) else config
-        if cfg.get('test_dataloader') is None and cfg.get('test_pipeline') is None:
-            raise FundusDataError(f'{config}: no test_dataloader or test_pipeline, so images cannot be prepared for '
+        if cfg.get('test_dataloader') is None:   # mmdet's init_detector reads test_dataloader.dataset
+            raise FundusDataError(f'{config}: no test_dataloader, so images cannot be prepared for '
                                   'the model (a training dump such as 0_<name>.py? use the <name>.py that '
                                   '`detector train` writes beside its checkpoint)')
         if checkpoint is not None:

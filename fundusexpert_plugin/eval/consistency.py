@@ -109,7 +109,20 @@ def evaluate_report(judge: ConsistencyJudge, report: Optional[str], positives: S
     The judge is asked about positives + negatives, or positives + its whole vocabulary when
     ``negatives`` is ``None``. An empty report scores 0/len(positives) (every positive missed) without
     calling the judge. A :class:`JudgeError` becomes ``ConsistencyResult(error=...)``.
+
+    Labels are read as ``fundusexpert eval --meta`` reads them
+    (:func:`~fundusexpert_plugin.eval.results.consistency_labels`): aliases resolved (``hemorrhage``
+    -> ``haemorrhages``), anatomy left out, other labels passed to the judge by name.
+
+    Raises:
+        FundusDataError: a label a closed-vocabulary judge (the offline lexicon judge) cannot read: it
+            would always count as not mentioned (:func:`~fundusexpert_plugin.eval.results.check_judge_labels`).
     """
+    from fundusexpert_plugin.eval.results import check_judge_labels, consistency_labels
+
+    positives = consistency_labels(positives)[0]
+    negatives = None if negatives is None else consistency_labels(negatives)[0]
+    check_judge_labels({'positives': positives, 'negatives': negatives or []}, judge, 'evaluate_report')
     findings = list(dict.fromkeys([*positives, *(judge.vocabulary if negatives is None else negatives)]))
     if not isinstance(report, str) or not report.strip():
         return consistency_score({f: 'not_mentioned' for f in findings}, positives, negatives)

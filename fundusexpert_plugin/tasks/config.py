@@ -238,11 +238,14 @@ def _validation_error(error: dict) -> str:
 
 
 def default_tasks_dir() -> Path:
-    """The shipped ``templates/`` folder (repository checkout or installed package copy)."""
+    """The shipped ``templates/`` folder: the installed package's copy (``fundusexpert_plugin/templates``),
+    else, in a repository checkout (a ``pyproject.toml`` beside the package), the repository's. A
+    ``templates/`` folder of another distribution beside an installed package is never taken."""
     here = Path(__file__).resolve().parents[1]
-    for candidate in (here.parent / 'templates', here / 'templates'):
-        if candidate.is_dir():
-            return candidate
+    if (here / 'templates').is_dir():
+        return here / 'templates'
+    if (here.parent / 'pyproject.toml').is_file() and (here.parent / 'templates').is_dir():
+        return here.parent / 'templates'
     raise FileNotFoundError(f'no templates/ folder next to {here}; pass tasks_dir explicitly')
 
 

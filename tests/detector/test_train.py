@@ -129,7 +129,7 @@ def test_unusable_detector_files_are_one_line_errors(trained, tmp_path):
         Detector(result.checkpoint, result.checkpoint)
     no_test = tmp_path / '0_model.py'
     no_test.write_text(result.config.read_text() + '\ntest_dataloader = None\ntest_pipeline = None\n')
-    with pytest.raises(FundusDataError, match=r'0_model\.py: no test_dataloader or test_pipeline'):
+    with pytest.raises(FundusDataError, match=r'0_model\.py: no test_dataloader, so images'):
         Detector(no_test, result.checkpoint)
     broken = tmp_path / 'broken.py'
     broken.write_text('model = dict(type=\n')

@@ -165,3 +165,15 @@ def test_the_llm_judge_reports_no_contradictions_by_default():
             return {f: 'present' for f in findings}
     statuses, contradictions = Fixed('http://127.0.0.1:9/v1').judge_with_contradictions('x', ['drusen'])
     assert statuses == {'drusen': 'present'} and contradictions == []
+
+
+def test_evaluate_report_resolves_aliases_and_refuses_labels_the_lexicon_cannot_read():
+    from fundusexpert_plugin.core.errors import FundusDataError
+    from fundusexpert_plugin.eval.consistency import evaluate_report
+    report = 'Haemorrhages are seen in the inferior temporal quadrant. No hard exudates.'
+    canonical = evaluate_report(LexiconJudge(), report, ['haemorrhages'], ['hard_exudates'])
+    aliases = evaluate_report(LexiconJudge(), report, ['hemorrhage'], ['hard_exudate'])
+    assert (canonical.score, canonical.total) == (aliases.score, aliases.total) == (2, 2)
+    with pytest.raises(FundusDataError, match=r"evaluate_report: positives: label 'haemorrhage_typo' is not in the "
+                                              r"LexiconJudge vocabulary"):
+        evaluate_report(LexiconJudge(), report, ['haemorrhage_typo'], [])

@@ -297,3 +297,22 @@ def test_an_integer_weight_is_a_number(tmp_path):
     data = _base()
     data['weight'] = 2
     assert load_task(_write(tmp_path, data)).weight == 2.0
+
+
+def test_default_tasks_dir_prefers_the_package_copy_and_never_a_stray_templates_folder(tmp_path, monkeypatch):
+    from fundusexpert_plugin.tasks import config
+    site = tmp_path / 'site'                                  # an installed copy beside another distribution's
+    (site / 'fundusexpert_plugin' / 'tasks').mkdir(parents=True)
+    (site / 'fundusexpert_plugin' / 'templates').mkdir()
+    (site / 'templates').mkdir()
+    monkeypatch.setattr(config, '__file__', str(site / 'fundusexpert_plugin' / 'tasks' / 'config.py'))
+    assert config.default_tasks_dir() == (site / 'fundusexpert_plugin' / 'templates').resolve()
+    (site / 'fundusexpert_plugin' / 'templates').rmdir()
+    with pytest.raises(FileNotFoundError, match='no templates/ folder'):
+        config.default_tasks_dir()
+    checkout = tmp_path / 'repo'                              # a repository checkout: templates/ at its root
+    (checkout / 'fundusexpert_plugin' / 'tasks').mkdir(parents=True)
+    (checkout / 'templates').mkdir()
+    (checkout / 'pyproject.toml').write_text('[project]\n')
+    monkeypatch.setattr(config, '__file__', str(checkout / 'fundusexpert_plugin' / 'tasks' / 'config.py'))
+    assert config.default_tasks_dir() == (checkout / 'templates').resolve()
