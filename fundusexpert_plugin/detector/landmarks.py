@@ -229,12 +229,21 @@ def locate_landmarks(rgb: np.ndarray, *, disc_center_px: Optional[Sequence[float
         :class:`Landmarks` in input-image pixels.
 
     Raises:
-        ValueError: not an RGB image, a field of view narrower than :data:`MIN_FOV_WIDTH_PX` (an
+        ValueError: not an ``uint8`` RGB array, a ``disc_center_px`` that is not a finite point inside
+            the image, a field of view narrower than :data:`MIN_FOV_WIDTH_PX` (an
             all-dark or a thumbnail image), or no solid field of view (a dithered 1-bit image: bright
             dots with no connected region). The engine then reports no landmark: the record has no
             optic disc, no fovea and no laterality, and the run counts it under ``no_optic_disc``.
     """
-    work = _Work(np.asarray(rgb))
+    rgb = np.asarray(rgb)
+    if rgb.dtype != np.uint8:
+        raise ValueError(f'expected an np.uint8 RGB array (0-255), got dtype {rgb.dtype}')
+    if disc_center_px is not None:
+        cx, cy = (float(v) for v in disc_center_px)
+        if not (np.isfinite(cx) and np.isfinite(cy) and 0 <= cx <= rgb.shape[1] and 0 <= cy <= rgb.shape[0]):
+            raise ValueError(f'disc_center_px = ({cx}, {cy}): not a finite point inside the '
+                             f'{rgb.shape[1] if rgb.ndim > 1 else "?"}x{rgb.shape[0]} px image')
+    work = _Work(rgb)
     x, y, radius = _refine_disc(work, *_coarse_disc(work))
     start = (x, y) if disc_center_px is None else work.to_work(*disc_center_px)
     fx, fy = _fovea(work, *start)

@@ -441,8 +441,12 @@ def run_engine(engine, images: Sequence[Path], out_dir: Path | str, *, shard_spe
         FundusDataError: ``options`` differ from the folder's, two photographs of the shard share a
             record id, a DICOM file without ``dicom_salt``, or the detector produced a record that
             fails validation.
+        TypeError: ``images`` is one path, not a sequence of paths.
     """
     from tqdm import tqdm
+    if isinstance(images, (str, os.PathLike)):
+        raise TypeError(f'images: a sequence of photograph paths, got one path {str(images)!r}; pass [path] for '
+                        'one photograph, or core.images.list_images(folder) for a folder')
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if options is not None:

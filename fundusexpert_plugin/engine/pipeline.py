@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Dict, List, Optional, Sequence
 
 from PIL import Image
@@ -151,8 +151,9 @@ class FundusEngine:
 
         Raises:
             ImageSkip: the image cannot be read (a refused DICOM file: ``DicomRefused``).
-            FundusDataError: the detector returned a box the record rejects (message names it), or a
-                DICOM file without ``record_id``.
+            FundusDataError: the detector returned a box the record rejects (message names it), a
+                DICOM file without ``record_id``, or a ``record_id`` that is absolute or holds ``..``
+                (its photo copy would be written outside ``out_dir/images``).
         """
         out_dir = Path(out_dir)
         if image is None and is_dicom(path):
@@ -164,6 +165,11 @@ class FundusEngine:
             image, dicom = photo.image, dicom or photo.fields
         image = image or load_image(path)
         record_id = record_id or Path(path).stem
+        parts = PurePosixPath(record_id.replace('\\', '/')).parts
+        if not parts or parts[0] == '/' or '..' in parts:
+            raise FundusDataError(f'record_id {record_id!r}: not a relative path inside the output folder (the '
+                                  'photo copy is written to <out_dir>/images/<record_id>.png); ids are file stems or '
+                                  'paths relative to the image root, as engine.batch.record_ids makes them')
         image_file = Path(path)
         if image.conversion or dicom is not None:
             image_file = out_dir / 'images' / f'{record_id}.png'

@@ -81,9 +81,12 @@ def detect_format(path: Path | str) -> str:
     """The first registered format whose sniffer accepts ``path``.
 
     Raises:
+        FileNotFoundError: ``path`` does not exist.
         FundusDataError: no format recognises it (the formats are listed).
     """
     path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f'annotations not found: {path}')
     names = formats()
     for name in ('records', 'codras', 'coco', 'box-csv', 'csv', 'yolo', 'masks'):
         if name in READERS and READERS[name].sniff(path):

@@ -58,9 +58,17 @@ def dithered(step: int = 3) -> np.ndarray:
 @pytest.mark.parametrize('rgb, message', [(np.zeros((712, 1072, 3), np.uint8), 'field of view 0 px'),
                                           (np.full((80, 100, 3), 120, np.uint8), 'below the 256 px'),
                                           (np.zeros((50, 50), np.uint8), 'expected an RGB image'),
-                                          (dithered(), 'no solid field of view')])
+                                          (dithered(), 'no solid field of view'),
+                                          (np.zeros((712, 1072, 3), np.float32), 'expected an np.uint8 RGB array')])
 def test_unusable_images_raise(rgb, message):
     with warnings.catch_warnings():
         warnings.simplefilter('error')                         # and no NumPy warning on the way
         with pytest.raises(ValueError, match=message):
             locate_landmarks(rgb)
+
+
+@pytest.mark.parametrize('centre', [(99999, 99999), (float('nan'), 5), (-1, 10)])
+def test_a_given_disc_centre_must_lie_in_the_image(centre):
+    from fundusexpert_plugin.detector.landmarks import locate_landmarks
+    with pytest.raises(ValueError, match=r'disc_center_px = .*: not a finite point inside the 1072x712 px image'):
+        locate_landmarks(np.zeros((712, 1072, 3), np.uint8), disc_center_px=centre)

@@ -48,6 +48,17 @@ def test_converted_image_is_copied_without_metadata(photos, tmp_path):
         assert im.mode == 'RGB' and not im.getexif() and im.size == (100, 80)
 
 
+def test_a_record_id_leaving_the_output_folder_is_refused(photos, tmp_path):
+    from fundusexpert_plugin.core.errors import FundusDataError
+    engine = FundusEngine(FakeDetector())
+    for bad in ('../../escaped', '/tmp/escaped', 'a/../../b', '..\\x'):
+        with pytest.raises(FundusDataError, match=r"record_id .*: not a relative path inside the output folder"):
+            engine.process(photos / '05_grey.png', out_dir=tmp_path / 'out', record_id=bad)
+    assert not list(tmp_path.rglob('escaped*')) and not (tmp_path / 'b.png').exists()
+    rec = engine.process(photos / '05_grey.png', out_dir=tmp_path / 'out', record_id='sub/05_grey')   # a relative id
+    assert rec.image == 'images/sub/05_grey.png' and (tmp_path / 'out' / rec.image).is_file()
+
+
 def test_a_kill_while_the_converted_copy_is_written_leaves_no_truncated_copy(photos, tmp_path, monkeypatch):
     def killed(self, fp, *args, **kwargs):          # half a PNG written, then the process is killed
         with open(fp, 'wb') as fh:
@@ -314,3 +325,8 @@ def test_merge_warns_when_duplicate_ids_differ_and_writes_the_skipped_list(photo
     assert merged.skipped == {'image_unreadable': 1}
     assert [json.loads(line)['image_key'] for line in _lines(out / 'skipped.jsonl')] == ['06_broken']
     assert merged.line() == '6 records, 1 skipped (image_unreadable 1), 2 duplicate record ids dropped'
+
+
+def test_run_engine_refuses_one_path_given_as_the_images(photos, tmp_path):
+    with pytest.raises(TypeError, match=r"images: a sequence of photograph paths, got one path .*00\.jpg"):
+        run_engine(FundusEngine(FakeDetector()), str(photos / '00.jpg'), tmp_path / 'out', progress=False)

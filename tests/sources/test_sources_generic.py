@@ -219,3 +219,11 @@ def test_a_skipped_label_cell_is_logged_as_an_item_never_a_box(tmp_path, make_im
     assert f"skipped item: {csv}:2: column 'dr_grade' = '5': unknown grade" in caplog.text
     assert 'skipped box' not in caplog.text
     assert log.counts() == {'records': {}, 'boxes/items': {'unknown_grade': 1}}
+
+
+def test_a_missing_annotation_path_is_file_not_found_without_a_format(tmp_path):
+    from fundusexpert_plugin.sources.registry import detect_format, read_annotations
+    with pytest.raises(FileNotFoundError, match=r'annotations not found: .*nope\.jsonl'):
+        detect_format(tmp_path / 'nope.jsonl')
+    with pytest.raises(FileNotFoundError, match='nope.jsonl'):
+        list(read_annotations(tmp_path / 'nope.jsonl'))
