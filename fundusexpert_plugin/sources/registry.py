@@ -98,7 +98,13 @@ def read_annotations(path: Path | str, fmt: Optional[str] = None, images: Option
                      **options) -> Iterator[FundusGenRecord]:
     """Records of any registered format (``fmt`` ``None``: :func:`detect_format`).
 
+    Each record's ``image`` is the photo's **absolute** path (``data convert`` makes it relative to
+    its ``--out`` when it writes). To build from such records pass ``image_root=`` (the dataset
+    folder) or ``allow_outside_root=True`` to :func:`fundusexpert_plugin.build.build_fundusgen`; a
+    records file written from them reads back with ``read_records``.
+
     Raises:
+        FileNotFoundError: ``path`` does not exist.
         FundusDataError: unknown format, or what the reader raises.
     """
     names = formats()
