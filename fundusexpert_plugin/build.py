@@ -75,6 +75,8 @@ class BuildSummary:
         warnings: accepted with a warning (multi-page files; a laterality that disagrees with the optic disc).
         skipped_boxes: one message per finding skipped upstream while its record was kept (lenient
             :func:`record.read_records`).
+        skipped_boxes_by_reason: reason -> number of those (``box_outside_image``, ``box_not_numbers``,
+            ``invalid_label`` ...: the annotation readers' names, :mod:`fundusexpert_plugin.core.boxes`).
         seed, languages, task_versions, task_weights: the build parameters (weights are read by
             the ``fundusgen`` dataset when it loads every task at once).
         licences: ``provenance.licence`` -> number of records built under it (every record used;
@@ -99,6 +101,7 @@ class BuildSummary:
     skipped_by_reason: Dict[str, int] = field(default_factory=dict)
     warnings: List[str] = field(default_factory=list)
     skipped_boxes: List[str] = field(default_factory=list)
+    skipped_boxes_by_reason: Dict[str, int] = field(default_factory=dict)
     seed: int = 0
     languages: List[str] = field(default_factory=list)
     task_versions: Dict[str, int] = field(default_factory=dict)
@@ -295,7 +298,8 @@ def build_fundusgen(records: Iterable[FundusGenRecord], out_dir: Path | str, *,
                     image_dir: Path | str = '.', tasks: Optional[Sequence[TaskConfig]] = None,
                     tasks_dir: Optional[Path | str] = None, languages: Sequence[str] = vocab.LANGUAGES,
                     seed: int = 0, lenient: bool = False, skipped: Sequence[str] = (),
-                    skipped_counts: Optional[Dict[str, int]] = None, skipped_boxes: Sequence[str] = (), num_proc: int = 1,
+                    skipped_counts: Optional[Dict[str, int]] = None, skipped_boxes: Sequence[str] = (),
+                    skipped_box_counts: Optional[Dict[str, int]] = None, num_proc: int = 1,
                     marked_max_side: Optional[int] = MARKED_MAX_SIDE, image_root: Optional[Path | str] = None,
                     allow_outside_root: bool = False, copy_images: bool = False,
                     locations: Optional[Dict[str, str]] = None) -> BuildSummary:
@@ -316,6 +320,7 @@ def build_fundusgen(records: Iterable[FundusGenRecord], out_dir: Path | str, *,
         skipped, skipped_counts: records already skipped upstream (e.g. by a lenient
             :func:`record.read_records`): messages listed first in the summary, counts by reason.
         skipped_boxes: messages of findings skipped upstream in records that were kept.
+        skipped_box_counts: their counts by reason (``read_records(box_counts=...)``).
         num_proc: worker processes, ``>= 1`` (1: in this process). The rows do not depend on it.
         marked_max_side: longest side of the marked copies, pixels, ``>= MARKED_MIN_SIDE`` (``None``:
             full size).
@@ -364,6 +369,7 @@ def build_fundusgen(records: Iterable[FundusGenRecord], out_dir: Path | str, *,
     copies_before = {c for c in (_copy_path(out, r) for r in records) if c.exists()}   # never the builder's
     try:
         summary = BuildSummary(out_dir=str(out), skipped=list(skipped), skipped_boxes=list(skipped_boxes),
+                               skipped_boxes_by_reason=dict(sorted((skipped_box_counts or {}).items())),
                                seed=seed, languages=list(languages),
                                task_versions={t.name: t.version for t in tasks},
                                task_weights={t.name: t.weight for t in tasks})

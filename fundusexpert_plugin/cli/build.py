@@ -84,7 +84,8 @@ def run(args: argparse.Namespace) -> int:
                                     box_counts=box_counts, box_skipped=box_skipped, locations=locations))
         summary = build_fundusgen(records, args.out, image_dir=args.records.parent, tasks_dir=args.tasks_dir,
                                   languages=languages, seed=args.seed, lenient=args.lenient, skipped=skipped,
-                                  skipped_counts=counts, skipped_boxes=box_skipped, num_proc=num_proc,
+                                  skipped_counts=counts, skipped_boxes=box_skipped, skipped_box_counts=box_counts,
+                                  num_proc=num_proc,
                                   marked_max_side=max_side, image_root=args.image_root,
                                   allow_outside_root=args.allow_outside_root, copy_images=args.copy_images,
                                   locations=locations)
@@ -92,7 +93,8 @@ def run(args: argparse.Namespace) -> int:
     for split, summary in summaries.items():
         print(f'{summary.out_dir}: {summary.records_used} records, rows per task {summary.rows_per_task}, '
               f'skipped {len(summary.skipped)}' + (f' by reason {summary.skipped_by_reason}' if summary.skipped else '')
-              + (f', boxes/items skipped {len(summary.skipped_boxes)}' if summary.skipped_boxes else ''))
+              + (f', boxes/items skipped {len(summary.skipped_boxes)} by reason {summary.skipped_boxes_by_reason}'
+                 if summary.skipped_boxes else ''))
         for licence, count in sorted(summary.licences.items()):
             print(f'  licence ({count} records): {licence}')
         for reason in summary.skipped:

@@ -174,6 +174,8 @@ def test_lenient_build_from_records_skips_the_bad_box_and_keeps_the_record(tmp_p
     assert summary['records_used'] == 1 and summary['skipped'] == []
     assert f"  skipped box/item: {summary['skipped_boxes'][0]}" in printed.splitlines()   # the skipped box is printed
     assert len(summary['skipped_boxes']) == 1 and 'findings[1].box_px = (nan' in summary['skipped_boxes'][0]
+    assert summary['skipped_boxes_by_reason'] == {'box_not_finite': 1}
+    assert "boxes/items skipped 1 by reason {'box_not_finite': 1}" in printed
     rows = _rows(tmp_path / 'fg' / 'region_detection.jsonl')
     assert rows and {r['record_id'] for r in rows} == {'0003'}
     assert main(['data', 'validate', str(path), '--allow-outside-root']) == 1    # something would be skipped
