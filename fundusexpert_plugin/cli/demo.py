@@ -125,7 +125,7 @@ def score_heldout(result_path: Path, meta_path: Path, out_dir: Path) -> dict:
     metrics, samples = evaluate_rows(rows, load_meta(str(meta_path), n_rows=len(rows)),
                                      options=EvalOptions(max_pixels=MAX_PIXELS))
     write_outputs(str(out_dir), metrics, samples)
-    with_boxes = sum(1 for s in samples if s.get('pred'))
+    with_boxes = (metrics['grounding_responses'] or {}).get('n_rows_with_boxes', 0)   # eval's own count
     disc_iou: Dict[str, List[float]] = {}
     for s in samples:
         gt = s.get('gt') or []

@@ -90,3 +90,26 @@ def test_a_failed_swift_step_is_one_line(monkeypatch, capsys, tmp_path):
     assert main(['demo', '--work-dir', str(tmp_path)]) == 2
     err = capsys.readouterr().err.strip()
     assert err == 'fundusexpert: error: /x/swift sft failed (exit 1); log: /w/sft.log; last log line: KeyError: boom'
+
+
+def test_score_heldout_counts_the_responses_that_hold_a_box(tmp_path):
+    import json
+
+    from fundusexpert_plugin.build import build_sample
+    from fundusexpert_plugin.core.geometry import to_grid999
+    build_sample(tmp_path / 'fg', languages=['en'])
+    meta = tmp_path / 'fg' / 'heldout' / 'region_detection.jsonl'
+    rows = [json.loads(line) for line in meta.read_text().splitlines()]
+    rows = [r for r in rows if (r.get('objects') or {}).get('bbox')][:3]
+    meta = tmp_path / 'meta.jsonl'
+    meta.write_text(''.join(json.dumps(r) + '\n' for r in rows))
+    x1, y1, x2, y2 = rows[0]['objects']['bbox'][0]
+    w, h = rows[0]['width'], rows[0]['height']
+    grid = [to_grid999(x1, w), to_grid999(y1, h), to_grid999(x2, w), to_grid999(y2, h)]
+    responses = [f'<ref>x</ref><box>[{grid}]</box>', '<|box_start|>(1,2)<|box_end|>', '']   # a box, a point, nothing
+    result = tmp_path / 'result.jsonl'
+    result.write_text(''.join(json.dumps({**r, 'response': t, 'labels': r['messages'][1]['content']}) + '\n'
+                              for r, t in zip(rows, responses)))
+    scored = demo.score_heldout(result, meta, tmp_path / 'eval')
+    assert (scored['rows'], scored['rows_with_boxes']) == (3, 1)
+    assert (tmp_path / 'eval' / 'report.html').is_file()
