@@ -108,7 +108,9 @@ def test_score_heldout_counts_the_responses_that_hold_a_box(tmp_path):
     grid = [to_grid999(x1, w), to_grid999(y1, h), to_grid999(x2, w), to_grid999(y2, h)]
     responses = [f'<ref>x</ref><box>[{grid}]</box>', '<|box_start|>(1,2)<|box_end|>', '']   # a box, a point, nothing
     result = tmp_path / 'result.jsonl'
-    result.write_text(''.join(json.dumps({**r, 'response': t, 'labels': r['messages'][1]['content']}) + '\n'
+    heldout = tmp_path / 'fg' / 'heldout'       # swift infer writes absolute image paths
+    result.write_text(''.join(json.dumps({**r, 'response': t, 'labels': r['messages'][1]['content'],
+                                          'images': [str((heldout / p).resolve()) for p in r['images']]}) + '\n'
                               for r, t in zip(rows, responses)))
     scored = demo.score_heldout(result, meta, tmp_path / 'eval')
     assert (scored['rows'], scored['rows_with_boxes']) == (3, 1)
