@@ -504,18 +504,18 @@ class MergeSummary:
                 + (f', {self.duplicates} duplicate record ids dropped' if self.duplicates else ''))
 
 
-def _shard_problems(out: Path, files: Sequence[Path]) -> Tuple[List[str], List[str]]:
-    """``(running, incomplete)``: shards being written on this machine now, and reasons the folder's
+def _shard_problems(out: Path, files: Sequence[Path]) -> Tuple[List[str], List[str], bool]:
+    """``(running, incomplete, remote)``: shards being written on this machine now, reasons the folder's
     shard set is incomplete (mixed shard counts, a shard of the set with no files, a shard whose last
-    call did not finish), one sentence each."""
+    call did not finish), one sentence each, and whether a shard has not finished on another machine."""
     present: Dict[int, Set[int]] = {}
     for f in files:
         index, count = (int(v) for v in f.name[len('records-'):-len('.jsonl')].split('-of-'))
         present.setdefault(count, set()).add(index)
-    running, incomplete = [], []
+    running, incomplete, remote = [], [], False
     if len(present) > 1:
         incomplete.append('shard files of different shard counts (' + ', '.join(
-            f'{", ".join(f"{i}/{n}" for i in sorted(idx))}' for n, idx in sorted(present.items()))
+            f'{i}/{n}' for n, idx in sorted(present.items()) for i in sorted(idx))
             + '): photographs fall in other shards for each count, so the sets overlap and may each be partial')
     for count, indices in sorted(present.items()):
         missing = [i for i in range(count) if i not in indices]
@@ -528,12 +528,13 @@ def _shard_problems(out: Path, files: Sequence[Path]) -> Tuple[List[str], List[s
         if state == 'running':
             running.append(f'shard {tag} is being written now ({who})')
         elif state == 'elsewhere':
+            remote = True
             incomplete.append(f'shard {tag} has not finished on the machine that runs it ({who}): wait for it, or, '
                               'if it was stopped, rerun it with the same options and --out')
         else:
             incomplete.append(f'shard {tag} did not finish (its last run, {who}, was interrupted or stopped by an '
                               'error): rerun it with the same options and --out to complete it')
-    return running, incomplete
+    return running, incomplete, remote
 
 
 def merge_shard_files(out_dir: Path | str, *, partial: bool = False) -> MergeSummary:
@@ -565,7 +566,7 @@ def merge_shard_files(out_dir: Path | str, *, partial: bool = False) -> MergeSum
     files = sorted(out.glob('records-*-of-*.jsonl'))
     if not files:
         raise FileNotFoundError(f'{out}: no records-*-of-*.jsonl shard files')
-    running, incomplete = _shard_problems(out, files)
+    running, incomplete, remote = _shard_problems(out, files)
     if running:
         raise FundusDataError(f'{out}: ' + '; '.join(running) + '; merge when it has finished')
     if incomplete and not partial:
@@ -576,7 +577,6 @@ def merge_shard_files(out_dir: Path | str, *, partial: bool = False) -> MergeSum
     for f in files + sorted(out.glob('skipped-*-of-*.jsonl')):
         check_shard_complete(f)
     # no shard is running here (checked above); one on another machine may be (--partial): keep them
-    remote = any(_marker_state(m)[0] == 'elsewhere' for m in out.glob('.running-*-of-*.json'))
     leftovers = 0 if remote else remove_leftovers(out / 'images')
     if leftovers:
         logger.info('merge: removed %d partly written image file(s) of killed runs from %s', leftovers, out / 'images')
