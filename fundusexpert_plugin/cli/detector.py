@@ -7,7 +7,6 @@ import json
 import re
 import sys
 from dataclasses import asdict
-from pathlib import Path
 from typing import Tuple
 
 from fundusexpert_plugin.cli.common import add_command, add_verbs, open_fraction, positive_float, positive_int
@@ -92,16 +91,10 @@ def run_train(args: argparse.Namespace) -> int:
     result = train_detector(
         records, args.work_dir, val_split=0.2 if args.val_split is None else args.val_split,
         val_records=val_records, max_iters=args.max_iters, img_scale=args.img_scale,
-        batch_size=args.batch_size, lr=args.lr, seed=args.seed, config=args.config, classes=args.classes)
+        batch_size=args.batch_size, lr=args.lr, seed=args.seed, config=args.config, classes=args.classes,
+        annotation_skips={**log.counts(), 'messages': list(log.skipped)})   # what --lenient left out
     out = asdict(result)
     out.update(checkpoint=str(result.checkpoint), config=str(result.config))
-    # what --lenient left out travels with the model's metrics (work dir) and the printed result
-    skips = {**log.counts(), 'messages': list(log.skipped)}
-    metrics_path = Path(args.work_dir) / 'metrics.json'
-    metrics = json.loads(metrics_path.read_text())
-    metrics['annotation_skips'] = skips
-    metrics_path.write_text(json.dumps(metrics, indent=2))
-    out['metrics']['annotation_skips'] = skips
     print(json.dumps(json_safe(out), indent=2))
     return 0
 

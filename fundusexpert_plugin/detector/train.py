@@ -170,7 +170,7 @@ def train_detector(records: Sequence[FundusGenRecord], work_dir: Union[str, Path
                    lr: Optional[float] = None, seed: int = 0,
                    config: Union[str, Path] = DEFAULT_CONFIG,
                    classes: Optional[Sequence[str]] = None,
-                   log_level: str = 'INFO') -> TrainResult:
+                   log_level: str = 'INFO', annotation_skips: Optional[dict] = None) -> TrainResult:
     """Convert, train, save and evaluate (module docstring).
 
     Args:
@@ -186,6 +186,10 @@ def train_detector(records: Sequence[FundusGenRecord], work_dir: Union[str, Path
         config: mmdet config with at most one ``_base_`` level.
         classes: fixed class order (finding ids or aliases); default vocabulary order of those present.
         log_level: the Runner's log level.
+        annotation_skips: what a lenient reading of the annotations left out (``fundusexpert detector
+            train --lenient``: ``ConvertLog.counts()`` plus ``'messages'``); kept in ``metrics.json``
+            and ``TrainResult.metrics`` under ``'annotation_skips'``, so the work dir says what the
+            model was not trained on.
 
     Raises:
         ValueError: bad options, no record, or validation labels outside the training classes.
@@ -240,6 +244,8 @@ def train_detector(records: Sequence[FundusGenRecord], work_dir: Union[str, Path
                          mmdet_version=mmdet.__version__)
     detector = Detector(str(config_out), ckpt_out, score_threshold=0.0)
     metrics = evaluate_detector(detector, val_samples, Path(val_root), list(class_names))
+    if annotation_skips is not None:
+        metrics['annotation_skips'] = annotation_skips
     (work_dir / 'metrics.json').write_text(json.dumps(json_safe(metrics), indent=2))
     logger.info('validation (%d images): mAP %.4f, AP50 %.4f, AP50 per class %s',
                 len(val_samples), metrics['bbox_mAP'], metrics['bbox_mAP_50'],

@@ -67,7 +67,7 @@ def test_allow_outside_root_and_images_root_reach_the_records_reader(tmp_path, m
     assert len(seen) == 2
 
 
-def test_lenient_skips_are_written_to_the_work_dirs_metrics(tmp_path, monkeypatch, capsys):
+def test_lenient_skips_reach_the_trainer_and_the_printed_result(tmp_path, monkeypatch, capsys):
     import json
     from types import SimpleNamespace
 
@@ -78,16 +78,17 @@ def test_lenient_skips_are_written_to_the_work_dirs_metrics(tmp_path, monkeypatc
     bad['annotations'][0]['bbox_xyxy'] = [10, 10, 5, 5]                 # inverted: one box skipped
     path = tmp_path / 'a.jsonl'
     path.write_text(lines[0] + '\n' + json.dumps(bad) + '\n')
+    seen = {}
 
-    def fake_train(records, work_dir, **kw):    # what train_detector leaves: metrics.json in the work dir
-        (tmp_path / 'w').mkdir()
-        (tmp_path / 'w' / 'metrics.json').write_text(json.dumps({'bbox_mAP': 0.5}))
-        return SimpleNamespace(checkpoint=tmp_path / 'w' / 'm.pth', config=tmp_path / 'w' / 'm.py')
+    def fake_train(records, work_dir, **kw):     # train_detector keeps them in metrics (and metrics.json)
+        seen.update(kw)
+        return SimpleNamespace(checkpoint=tmp_path / 'm.pth', config=tmp_path / 'm.py',
+                               metrics={'annotation_skips': kw['annotation_skips']})
     monkeypatch.setattr(train_module, 'train_detector', fake_train)
-    monkeypatch.setattr(cli, 'asdict', lambda result: {'metrics': {'bbox_mAP': 0.5}})
+    monkeypatch.setattr(cli, 'asdict', lambda result: {'metrics': result.metrics})
     assert main(['detector', 'train', '--annotations', str(path), '--images', str(SAMPLE_DIR),
                  '--work-dir', str(tmp_path / 'w'), '--lenient']) == 0
-    skips = json.loads((tmp_path / 'w' / 'metrics.json').read_text())['annotation_skips']
+    skips = seen['annotation_skips']
     assert skips['records'] == {} and skips['boxes/items'] == {'box_empty_or_inverted': 1}
     assert len(skips['messages']) == 1 and 'inverted' in skips['messages'][0]
     assert json.loads(capsys.readouterr().out)['metrics']['annotation_skips'] == skips

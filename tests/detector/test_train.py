@@ -87,7 +87,9 @@ def trained(tmp_path_factory):
     from fundusexpert_plugin.sources.codras import read_codras
     result = td.train_detector(list(read_codras(data / 'annotations.jsonl')), tmp / 'work',
                                val_split=0.25, max_iters=4, img_scale=(320, 320), batch_size=2,
-                               seed=0, log_level='WARNING')
+                               seed=0, log_level='WARNING',
+                               annotation_skips={'records': {}, 'boxes/items': {'box_outside_image': 1},
+                                                 'messages': ['a.jsonl:2: box outside']})
     return result, data
 
 
@@ -103,7 +105,10 @@ def test_training_few_iterations_gives_metrics_and_a_weights_only_checkpoint(tra
     for key in ('bbox_mAP', 'bbox_mAP_50', 'bbox_mAP_75'):
         assert 0.0 <= m[key] <= 1.0
     assert set(m['AP50_per_class']) == set(result.classes) and m['n_gt_boxes'] > 0
-    assert json.loads((result.checkpoint.parent / 'metrics.json').read_text())['n_images'] == 1
+    written = json.loads((result.checkpoint.parent / 'metrics.json').read_text())
+    assert written['n_images'] == 1
+    assert written['annotation_skips'] == m['annotation_skips'] == {
+        'records': {}, 'boxes/items': {'box_outside_image': 1}, 'messages': ['a.jsonl:2: box outside']}
     ckpt = torch.load(result.checkpoint, weights_only=True)
     assert ckpt['meta']['dataset_meta']['classes'] == result.classes
     assert any(k.startswith('backbone.') for k in ckpt['state_dict'])
