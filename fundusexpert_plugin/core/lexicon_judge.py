@@ -17,10 +17,16 @@ contrast words (``but``, ``however``, ``但``); segments inside a sentence are s
 * a pre-negation cue (``no``, ``without``, ``未见``, ``无``) negates the findings after it until an
   affirmation word (``seen``, ``present``, ``可见``) that follows a negated finding, or the
   sentence end. It carries into the next segment only when that segment starts with a finding
-  (at most 2 other words before it): ``No haemorrhages, cotton-wool spots or drusen are seen``.
-* a post-negation cue (``absent``, ``not seen``, ``阴性``, ``未见``) negates the findings before it
-  back to an affirmation or pre-negation cue, and carries into earlier segments that hold only
-  findings (at most 2 other words): ``Microaneurysms, haemorrhages and exudates are not seen``.
+  (at most 2 other words before it): ``No haemorrhages, cotton-wool spots or drusen are seen``;
+  not when the cue negated nothing in its own segment (``出血：无，硬性渗出：有``) or the next
+  segment affirms with a Chinese cue (``未见出血，硬性渗出可见`` is two clauses).
+* a post-negation cue (``absent``, ``not seen``, ``none``, ``: no``, ``阴性``, ``未见``, ``：无``)
+  negates the findings before it back to an affirmation or pre-negation cue, and carries into
+  earlier segments that hold only findings (at most 2 other words): ``Microaneurysms,
+  haemorrhages and exudates are not seen``; the structured form ``Hard exudates: none.``,
+  ``出血：无。``.
+* ``apart from``, ``other than``, ``besides`` end a negation's scope like ``but``: ``No other
+  lesions apart from haemorrhages`` affirms haemorrhages.
 
 A finding mentioned several times is ``present`` if any mention is affirmative, else ``absent``;
 one with both an affirmative and a negated mention is also reported as a contradiction
@@ -134,7 +140,8 @@ class LexiconJudge(ConsistencyJudge):
         aff = [s for s in _spans(self._cues['affirmation'], text)
                if not _overlaps(s, post + pre) and not _overlaps(s, [(a, b) for a, b, _ in found])]
         events = sorted([(s, 'm', i) for i, (s, _, _) in enumerate(found)] + [(s, 'pre', -1) for s, _ in pre]
-                        + [(s, 'post', -1) for s, _ in post] + [(s, 'aff', -1) for s, _ in aff])
+                        + [(s, 'post', -1) for s, _ in post]
+                        + [(s, 'aff_zh' if _is_cjk(text[s:e]) else 'aff', -1) for s, e in aff])
         cuts = sorted({e for _, e in _spans(self._cues['sentence_end'], text)}
                       | {s for s, _ in _spans(self._cues['contrast'], text)})
         bounds = sorted(set(cuts) | {e for _, e in _spans(self._cues['list_separator'], text)})
@@ -159,10 +166,13 @@ class LexiconJudge(ConsistencyJudge):
 
     @staticmethod
     def _forward(segments, negated) -> None:
-        """Pre-negation cues, left to right; carry into a segment that starts with a finding."""
+        """Pre-negation cues, left to right; carry into a segment that starts with a finding, unless
+        the cue negated nothing in its own segment (``出血：无，硬性渗出：有``) or the segment affirms
+        with a Chinese cue (``未见出血，硬性渗出可见``: a new clause, unlike ``..., drusen are seen``)."""
         active, n_since = False, 0
         for k, (lead_tokens, _, evs) in enumerate(segments):
-            if k and active and (not evs or evs[0][1] != 'm' or lead_tokens > _MAX_EXTRA_TOKENS):
+            if k and active and (not evs or evs[0][1] != 'm' or lead_tokens > _MAX_EXTRA_TOKENS or not n_since
+                                 or any(kind == 'aff_zh' for _, kind, _ in evs)):
                 active = False
             for _, kind, i in evs:
                 if kind == 'pre':
@@ -170,7 +180,7 @@ class LexiconJudge(ConsistencyJudge):
                 elif kind == 'm' and active:
                     negated[i] = True
                     n_since += 1
-                elif kind == 'aff' and active and n_since:
+                elif kind in ('aff', 'aff_zh') and active and n_since:
                     active = False
 
     @staticmethod
@@ -186,7 +196,7 @@ class LexiconJudge(ConsistencyJudge):
                     active = True
                 elif kind == 'm' and active:
                     negated[i] = True
-                elif kind in ('aff', 'pre'):
+                elif kind in ('aff', 'aff_zh', 'pre'):
                     active = False
 
     def judge(self, report: str, findings: Sequence[str], lang: str = 'en') -> Dict[str, str]:

@@ -51,7 +51,7 @@ class GroundingSample:
     """References and predictions of one image (both :class:`LabeledBox`, original pixels).
 
     ``width``/``height`` (pixels) are only needed by COCO AP's image records. ``key`` (the image
-    path and its reference boxes, set by :func:`fundusexpert_plugin.eval.report.evaluate_rows`) orders
+    path, its reference boxes, the prompt and the predicted boxes, set by :func:`fundusexpert_plugin.eval.report.evaluate_rows`) orders
     the images for COCO AP (:func:`coco_inputs`), so that AP does not depend on the order of the result
     rows.
     """
@@ -165,7 +165,7 @@ def coco_inputs(samples: Sequence[GroundingSample], score_mode: str = 'rank'):
     Image ids are 1-based positions of the samples sorted by ``key`` (stable: samples of one key, or
     without keys, keep their order). pycocotools ranks tied scores by image id, and tied scores are the
     rule here (every image's first box of a class scores 1.0), so this order decides ties: by image
-    path, not by the order of the result file (ours; the paper gives no AP rule for unscored boxes).
+    path (then references, prompt, predictions), not by the order of the result file (ours; the paper gives no AP rule for unscored boxes).
     Category ids are 1-based in sorted label order over references and predictions. Detections are ``{'image_id', 'category_id', 'bbox' (xywh px),
     'score'}``; a malformed box is a detection with the empty box ``[0, 0, 0, 0]`` (it overlaps
     nothing, so it is a false positive at its rank).

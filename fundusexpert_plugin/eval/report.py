@@ -183,10 +183,13 @@ def evaluate_rows(rows: Sequence[dict], meta: Optional[Dict[int, dict]] = None, 
                     gt = gt if gt is not None else reference_boxes(ref_row, width, height, **parse_kwargs)
                     qwen_default += default_budget and needs_resized_size(find_boxes(row.get('response')),
                                                                           options.spaces)
-                    sample = grounding.GroundingSample(gt=gt, pred=predicted_boxes(row, width, height, **parse_kwargs),
-                                                       width=width, height=height,
-                                                       key=json.dumps([rec['image'], [[b.label, list(b.box_px)]
-                                                                                      for b in gt]]))
+                    pred = predicted_boxes(row, width, height, **parse_kwargs)
+                    # the rows of one photo and task (EN and ZH) share image and references: the prompt
+                    # and the predictions complete the order, so that rows tie only when identical
+                    sample = grounding.GroundingSample(
+                        gt=gt, pred=pred, width=width, height=height,
+                        key=json.dumps([rec['image'], [[b.label, list(b.box_px)] for b in gt], user_prompt(row),
+                                        [[b.label, list(b.box_px)] for b in pred]], ensure_ascii=False))
                     if sample.gt:
                         ground.append(sample)
                     else:   # nothing to match: kept out of acc50/AP, its boxes counted as false alarms

@@ -224,6 +224,22 @@ def test_coco_ap_does_not_depend_on_the_order_of_the_result_rows(tmp_path):
         assert coco['ap50'] == pytest.approx(2 / 3)
 
 
+def test_coco_ap_does_not_depend_on_the_order_of_two_prompts_on_one_photo(tmp_path):
+    # the EN and ZH rows of one photo share image and references; the same tie as above, decided by
+    # the prompt ('Locate' sorts before the CJK prompt): the EN row's FP first -> AP50 = 2/3 either way
+    Image.new('RGB', (200, 100)).save(tmp_path / 'a.png')
+    rows = [_row(prompt, '<ref-object><bbox>', f'<ref>optic disc</ref><box>{response}</box>', str(tmp_path / 'a.png'),
+                 {'ref': ['optic disc', 'optic disc'], 'bbox': [[20, 10, 40, 30]]})
+            for prompt, response in (('<image>Locate the <ref-object>.', '[[500, 500, 700, 700], [100, 100, 200, 300]]'),
+                                     ('<image>请定位<ref-object>。', '[[100, 100, 200, 300]]'))]
+    for order in (rows, rows[::-1]):
+        result = tmp_path / 'r.jsonl'
+        result.write_text(''.join(json.dumps(r) + '\n' for r in order))
+        assert _run(['--result', str(result), '--out', str(tmp_path / 'o'), '--grid-decode', 'edge']) == 0
+        coco = json.loads((tmp_path / 'o' / 'metrics.json').read_text())['grounding']['coco']
+        assert coco['ap50'] == pytest.approx(2 / 3)
+
+
 def test_settings_record_the_pixel_budget_and_where_it_came_from(tmp_path, monkeypatch):
     args = _grounding_result(tmp_path, '<ref>haemorrhages</ref><box>[[100, 100, 200, 300]]</box>', [[20, 10, 40, 30]])
     monkeypatch.setenv('MAX_PIXELS', '12544')

@@ -75,6 +75,17 @@ def test_aggregates_are_labelled_mean_and_pooled():
     ('可见硬性渗出，未见出血及微血管瘤。', {'hard_exudates': 'present', 'haemorrhages': 'absent', 'microaneurysms': 'absent'}),
     ('出血（-），硬性渗出（+）', {'haemorrhages': 'absent', 'hard_exudates': 'present'}),
     ('视盘边界清，可见棉絮斑，无新生血管。', {'cotton_wool_spots': 'present', 'neovascularisation': 'absent'}),
+    # structured 'finding: none' reports, both languages
+    ('Hard exudates: none. Haemorrhages: none.', {'hard_exudates': 'absent', 'haemorrhages': 'absent'}),
+    ('Hard exudates: present. Haemorrhages: no.', {'hard_exudates': 'present', 'haemorrhages': 'absent'}),
+    ('Haemorrhages - none; hard exudates: several.', {'hard_exudates': 'present', 'haemorrhages': 'absent'}),
+    ('None of the haemorrhages or hard exudates are seen.', {'hard_exudates': 'absent', 'haemorrhages': 'absent'}),
+    ('硬性渗出：无。出血：无。', {'hard_exudates': 'absent', 'haemorrhages': 'absent'}),
+    ('出血：无，硬性渗出：有。', {'hard_exudates': 'present', 'haemorrhages': 'absent'}),
+    ('不存在硬性渗出。存在出血。', {'hard_exudates': 'absent', 'haemorrhages': 'present'}),
+    ('未见出血，硬性渗出可见。', {'hard_exudates': 'present', 'haemorrhages': 'absent'}),
+    ('未见出血，微血管瘤及硬性渗出。', {'microaneurysms': 'absent', 'hard_exudates': 'absent', 'haemorrhages': 'absent'}),
+    ('No other lesions apart from haemorrhages.', {'haemorrhages': 'present'}),
 ])
 def test_offline_negation_scope(text, expected):
     statuses = LexiconJudge().judge(text, list(expected))
