@@ -78,6 +78,8 @@ class TsvItem:
         image_path: image file path (absolute when it could be resolved), or ``None``.
         image_b64: base64 image bytes from the ``image`` column, or ``None``.
         extra: every other column, in file order.
+        where: ``'<file>:<line>'`` of the item's row in the file it was read from (``''`` if none),
+            for messages.
     """
 
     index: str
@@ -88,6 +90,7 @@ class TsvItem:
     image_path: Optional[str] = None
     image_b64: Optional[str] = None
     extra: Dict[str, str] = field(default_factory=dict)
+    where: str = field(default='', compare=False)
 
     @property
     def lang(self) -> str:
@@ -170,7 +173,7 @@ def read_tsv(path: str, *, require_image_files: bool = False) -> List[TsvItem]:
             index=index, question=r['question'], options=options,
             answer=answer, category=r.get('category') or '',
             image_path=image_path, image_b64=image_b64,
-            extra={k: v for k, v in r.items() if k not in _KNOWN and k is not None}))
+            extra={k: v for k, v in r.items() if k not in _KNOWN and k is not None}, where=where))
     return items
 
 
@@ -187,8 +190,9 @@ def _b64_pixels(item: TsvItem) -> np.ndarray:
         try:
             return load_image(path).rgb
         except ImageSkip as exc:
-            why = str(exc).replace(f'{path}: ', '')   # the temporary file's name says nothing
-            raise FundusDataError(f'index {item.index}: image: the base64 data is not a readable image ({why})',
+            why = str(exc).replace(f'{path}: ', '').replace(f"'{path}'", 'the data').replace(str(path), 'the data')
+            where = item.where or f'index {item.index}'   # the temporary file's name says nothing
+            raise FundusDataError(f'{where}: image: the base64 data is not a readable image ({why})',
                                   reason='image_unreadable') from None
 
 
@@ -201,16 +205,28 @@ def materialise_images(items: Iterable[TsvItem], image_dir: str) -> List[TsvItem
     as they are.
 
     Raises:
-        FundusDataError: the base64 data of an item is not an image (its TSV ``index`` named).
+        FundusDataError: the base64 data of an item is not an image (its TSV file and line named, else its
+            ``index``); the images this call wrote before it are removed (and ``image_dir``, if it made it).
     """
     out_dir = Path(image_dir).resolve()
-    out = []
-    for item in items:
-        if item.image_b64 and not (item.image_path and os.path.exists(item.image_path)):
-            pixels = _b64_pixels(item)
-            target = save_image(pixels, out_dir / f'{re.sub(r"[^A-Za-z0-9_.-]", "_", item.index)}.png')
-            item = TsvItem(**{**item.__dict__, 'image_path': str(target)})
-        out.append(item)
+    made_dir = not out_dir.exists()
+    out, written = [], []
+    try:
+        for item in items:
+            if item.image_b64 and not (item.image_path and os.path.exists(item.image_path)):
+                pixels = _b64_pixels(item)
+                target = out_dir / f'{re.sub(r"[^A-Za-z0-9_.-]", "_", item.index)}.png'
+                existed = target.exists()
+                save_image(pixels, target)
+                written += [] if existed else [target]
+                item = TsvItem(**{**item.__dict__, 'image_path': str(target)})
+            out.append(item)
+    except FundusDataError:
+        for path in written:
+            path.unlink(missing_ok=True)
+        if made_dir and out_dir.is_dir() and not any(out_dir.iterdir()):
+            out_dir.rmdir()
+        raise
     return out
 
 

@@ -42,6 +42,7 @@ from fundusexpert_plugin.eval.parse import (FAULTS, LabeledBox, canonical_label,
                                             unparsed_box_tags)
 from fundusexpert_plugin.eval.results import (check_judge_labels, image_path, image_size, infer_task, predicted_boxes,
                                               reference_boxes, reference_row, stated_absent, user_prompt)
+from fundusexpert_plugin.core.errors import FundusDataError
 from fundusexpert_plugin.core.jsonl import write_jsonl
 
 
@@ -85,10 +86,32 @@ def _mcq_record(row: dict, meta: dict, tsv_match: Optional[Callable]) -> mcq.Mcq
     return mcq.score_item(row.get('response'), answer, options, category)
 
 
+def _check_options_match_prompt(options: dict, prompt: str, where: str, index: int) -> None:
+    """An index meta record's ``options`` must be the options its result row's prompt lists (when the
+    prompt lists any): a side file of another result would score every row against another question."""
+    if not mcq.is_mcq_prompt(prompt):
+        return
+    offered = {k: v.strip() for k, v in mcq.parse_options(prompt).items()}
+    listed = {str(k): str(v).strip().splitlines()[0].strip() if str(v).strip() else ''
+              for k, v in options.items() if mcq._present(v)}
+    if listed != offered:
+        raise FundusDataError(f'{where}: options = {sorted(listed)} ({_short(listed)}) do not match the options of '
+                              f'result row {index} ({_short(offered)}): is this the side file of another result?',
+                              reason='bad_field')
+
+
+def _short(options: Dict[str, str]) -> str:
+    text = '; '.join(f'{k}. {v}' for k, v in sorted(options.items()))
+    return text if len(text) <= 80 else text[:77] + '...'
+
+
 def check_meta(rows: Sequence[dict], meta: Dict[int, dict], *, tsv_match: Optional[Callable] = None,
                judge: Optional[consistency.ConsistencyJudge] = None) -> None:
     """Stop before any scoring on a ``--meta`` record that would silently give or cost points.
 
+    * an MCQ row's meta ``options`` (an ``index`` record, e.g. from ``eval mcq-rows``) must be the
+      options its result row's prompt lists, when the prompt lists any (a side file of another
+      result would score the row against another question);
     * an MCQ row's meta ``answer`` must be one of the options it is scored against (the meta's
       ``options``, else the TSV item's, else the prompt's): :func:`mcq.check_answer_letter`, the
       check ``mcq-rows`` applies to a TSV row (a FundusGen ``answer_letter`` is checked when the
@@ -107,6 +130,8 @@ def check_meta(rows: Sequence[dict], meta: Dict[int, dict], *, tsv_match: Option
         source = m.get('source') or {}
         where = source.get('where') or f'meta record {index}'
         task = infer_task(row, m)
+        if task == 'mcq' and source.get('from') != 'fundusgen' and m.get('options'):
+            _check_options_match_prompt(m['options'], user_prompt(row), where, index)
         if task == 'mcq' and m.get('answer') and source.get('from') != 'fundusgen':
             _, options, _ = _mcq_inputs(row, m, tsv_match)
             if options:
@@ -144,7 +169,7 @@ def evaluate_rows(rows: Sequence[dict], meta: Optional[Dict[int, dict]] = None, 
                     'grid_decode': options.grid_decode}
     notes, samples = [], []
     mcq_results, ground, reports, closed = [], [], [], []
-    no_image, no_judge, full_gt_rows = 0, 0, 0
+    no_image, no_judge, full_gt_rows, tsv_unmatched = 0, 0, 0, 0
     malformed: Dict[str, int] = {fault: 0 for fault in FAULTS}   # predicted boxes, every grounding row
     parsing = dict.fromkeys(('n_rows', 'n_rows_with_boxes', 'n_empty_responses', 'n_unparsed_box_tags',
                              'n_rows_with_unparsed_box_tags'), 0)   # every grounding row scored
@@ -163,6 +188,8 @@ def evaluate_rows(rows: Sequence[dict], meta: Optional[Dict[int, dict]] = None, 
             rec['answer'] = res.as_dict()
         elif task == 'mcq':
             res = _mcq_record(row, m, tsv_match)
+            tsv_unmatched += bool(tsv_match and not str(m.get('answer') or '').strip()
+                                  and tsv_match(user_prompt(row), image_path(row)) is None)
             mcq_results.append(res)
             rec['mcq'] = {'answer': res.answer, 'category': res.category, 'strict': res.strict,
                           'lenient': res.lenient, 'strict_hit': res.strict_hit, 'lenient_hit': res.lenient_hit}
@@ -231,6 +258,9 @@ def evaluate_rows(rows: Sequence[dict], meta: Optional[Dict[int, dict]] = None, 
     if without_meta:
         notes.append(f'{without_meta} result row(s) have no meta record: task, answer and labels come from the '
                      'row itself')
+    if tsv_unmatched:
+        notes.append(f'{tsv_unmatched} MCQ row(s) match no --tsv item (same prompt, and the same image where '
+                     'prompts repeat): answer from the row itself, category Unknown')
     if no_image:
         notes.append(f'{no_image} grounding row(s) skipped: image file missing or unreadable (sizes are needed '
                      'to map boxes to pixels)')

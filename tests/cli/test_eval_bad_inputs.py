@@ -166,8 +166,15 @@ def test_a_longer_fundusgen_meta_file_and_rows_without_meta_are_counted(tmp_path
     # options from the prompt (A, B)
     ({'index': 1, 'task': 'mcq', 'answer': 'Z'}, "m.jsonl:2: answer = 'Z': is not one of the row's options ['A', 'B']"),
     # options from the meta record itself
-    ({'index': 1, 'answer': 'C', 'options': {'A': 'x', 'B': 'y'}},
+    ({'index': 1, 'answer': 'C', 'options': {'A': 'non glaucoma', 'B': 'glaucoma'}},
      "m.jsonl:2: answer = 'C': is not one of the row's options ['A', 'B']"),
+    # the side file of another result: its options are not the ones the row's prompt offered
+    ({'index': 1, 'answer': 'C', 'options': {'A': 'no DR', 'B': 'mild NPDR', 'C': 'PDR'}},
+     "m.jsonl:2: options = ['A', 'B', 'C'] (A. no DR; B. mild NPDR; C. PDR) do not match the options of result "
+     "row 1 (A. non glaucoma; B. glaucoma): is this the side file of another result?"),
+    ({'index': 1, 'answer': 'B', 'options': {'A': 'glaucoma', 'B': 'non glaucoma'}},
+     "m.jsonl:2: options = ['A', 'B'] (A. glaucoma; B. non glaucoma) do not match the options of result "
+     "row 1 (A. non glaucoma; B. glaucoma): is this the side file of another result?"),
 ])
 def test_an_mcq_meta_answer_that_is_no_option_names_the_meta_line_and_field(tmp_path, image, capsys, record, expected):
     rc, _, err = _score(tmp_path, [_row(image), _row(image)], [{'index': 0, 'task': 'mcq', 'answer': 'B'}, record],
@@ -284,6 +291,18 @@ def test_mcq_rows_refuses_a_bad_tsv_row_by_line_and_column(tmp_path, capsys, bad
     rc, _, err = _mcq_rows(tmp_path, [good, bad], capsys)
     assert rc == 2 and _error_line(err).startswith(f'fundusexpert: error: {tmp_path}/{expected}')
     assert not (tmp_path / 'rows' / 'bench.meta.jsonl').exists()
+
+
+def test_mcq_rows_names_the_line_of_base64_data_that_is_no_image_and_leaves_no_images(tmp_path, capsys):
+    not_an_image = base64.b64encode(b'<html>not an image</html>' * 4).decode('ascii')
+    rows = [['0', 'Q?', 'x', 'y', 'z', 'C', '', _png_b64()], ['1', 'Q?', 'x', 'y', '', 'A', '', not_an_image]]
+    rc, _, err = _mcq_rows(tmp_path, rows, capsys)
+    line = _error_line(err)
+    assert rc == 2 and line.startswith(f'fundusexpert: error: {tmp_path}/bench.tsv:3: image: the base64 data is not a '
+                                       'readable image (')
+    assert '/tmp' not in line.split('image (', 1)[1]        # no temporary file name in the reason
+    assert not (tmp_path / 'rows' / 'images').exists()       # the first row's decoded image is removed again
+    assert not [p for p in (tmp_path / 'rows').rglob('*') if p.is_file()]
 
 
 def test_mcq_rows_accepts_an_image_path_relative_to_the_tsv(tmp_path, capsys):

@@ -287,6 +287,25 @@ def test_tsv_categories_are_all_listed(tmp_path):
     # only the glaucoma item was answered (right); 'lesion' has no result row: 0.0 with n = 0
     assert m['strict']['per_category'] == {'glaucoma': 1.0, 'lesion': 0.0}
     assert m['per_category_n'] == {'glaucoma': 1, 'lesion': 0}
+    assert json.loads((tmp_path / 'mout' / 'metrics.json').read_text())['notes'] == []
+
+
+def test_rows_that_match_no_tsv_item_are_noted(tmp_path, capsys):
+    from fundusexpert_plugin.eval.mcq_tsv import TsvItem, write_tsv
+    image = tmp_path / 'm.png'
+    Image.new('RGB', (8, 8)).save(image)
+    tsv = tmp_path / 'bench.tsv'
+    write_tsv([TsvItem('0', 'Is there glaucoma?', {'A': 'non glaucoma', 'B': 'glaucoma'}, 'B', 'glaucoma',
+                       str(image))], str(tsv))
+    other = '<image>' + build_prompt('Which lesion?', {'A': 'drusen', 'B': 'haemorrhages'})
+    result = tmp_path / 'r.jsonl'
+    result.write_text(json.dumps(_row(other, 'A', 'A', str(image))) + '\n')
+    assert _run(['--result', str(result), '--tsv', str(tsv), '--out', str(tmp_path / 'mout')]) == 0
+    metrics = json.loads((tmp_path / 'mout' / 'metrics.json').read_text())
+    assert metrics['mcq']['per_category_n'] == {'Unknown': 1, 'glaucoma': 0}
+    assert metrics['notes'] == ['1 MCQ row(s) match no --tsv item (same prompt, and the same image where prompts '
+                                'repeat): answer from the row itself, category Unknown']
+    assert 'note: 1 MCQ row(s) match no --tsv item' in capsys.readouterr().out
 
 
 def test_contradictions_in_samples_and_metrics(tmp_path):
