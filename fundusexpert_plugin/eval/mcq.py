@@ -36,6 +36,7 @@ INSTRUCTION = "Answer with the option's letter from the given choices directly.\
 #: the Chinese instruction line of FundusGen's MCQ rows (templates/mcq.yaml)
 INSTRUCTION_ZH = '请直接回答选项字母。\n'
 
+_LEAD_LETTER = re.compile(r'([A-E])(?:[.:)）．、：,，]|\s)')
 _OPTION_LINE = re.compile(r'^\s*([A-E])\.\s?(.*?)\s*$', re.M)
 _STRICT = re.compile(r'^[A-E]')
 _LEAD = re.compile(r'^[\s*_`"\'(\[]*([A-E])(?:$|[\s.:)\]*_`"\',;])')
@@ -86,18 +87,22 @@ def check_answer_letter(answer: str, options: Mapping[str, object], where: str, 
     score a letter the model was never offered).
 
     Args:
-        answer: the reference as written; outer whitespace is ignored (``' B'`` is ``'B'``).
+        answer: the reference as written; outer whitespace is ignored (``' B'`` is ``'B'``), and a
+            letter followed by its option's text is read as the letter (``'C. moderate NPDR'`` is
+            ``'C'``, as ``get_acc.py``'s ``answer.str[0]``; ``'Cataract'`` is no letter).
         options: ``{letter: text}`` of the item's non-empty options.
         where: ``'<file>:<line>'`` of the record, for the message.
         field: the field the answer came from (``'answer'``, ``'answer_letter'``).
 
     Returns:
-        The letter (``answer`` stripped).
+        The letter.
 
     Raises:
         FundusDataError: ``"<where>: <field> = 'F': is not one of the row's options ['A', 'B', 'C']"``.
     """
     letter = str(answer).strip()
+    lead = _LEAD_LETTER.match(letter)
+    letter = lead.group(1) if lead and lead.group(1) in options else letter
     if letter not in options:
         raise FundusDataError(f"{where}: {field} = {letter!r}: is not one of the row's options {sorted(options)}",
                               reason='bad_field')

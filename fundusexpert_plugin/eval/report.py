@@ -355,7 +355,8 @@ def full_reference_boxes(meta: dict) -> Optional[List[LabeledBox]]:
 
 def write_outputs(out_dir: str, metrics: dict, samples: Sequence[dict], *,
                   max_html_samples: int = 50) -> Dict[str, str]:
-    """Write metrics.json, samples.jsonl, the per-category PNG (MCQ only) and report.html.
+    """Write metrics.json, samples.jsonl, the per-category PNG (MCQ only; an older one is removed
+    when there are no MCQ items) and report.html.
 
     Returns:
         ``{name: path}`` of the files written.
@@ -372,5 +373,7 @@ def write_outputs(out_dir: str, metrics: dict, samples: Sequence[dict], *,
     if metrics.get('mcq'):
         png = paths['mcq_png'] = str(out / 'mcq_per_category.png')
         plot_mcq_categories(metrics['mcq'], png)
+    else:   # a chart of an earlier run into the same folder would describe another result
+        (out / 'mcq_per_category.png').unlink(missing_ok=True)
     Path(paths['html']).write_text(render_html(metrics, samples, png, max_samples=max_html_samples), encoding='utf-8')
     return paths

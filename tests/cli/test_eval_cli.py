@@ -78,6 +78,10 @@ def test_eval_cli_writes_metrics_png_and_html(result_files, tmp_path, capsys):
     html = (out / 'report.html').read_text()
     assert html.count('data:image/jpeg;base64,') == 7 and 'per-report mean' in html and 'pooled' in html
     assert 'image file missing' in ' '.join(metrics['notes'])
+    # the same folder reused for a result without MCQ rows: no chart of the earlier result is left in it
+    args = _grounding_result(tmp_path, '<ref>haemorrhages</ref><box>[[100, 100, 200, 300]]</box>', [[20, 10, 40, 30]])
+    assert _run(args[:args.index('--out')] + ['--out', str(out)]) == 0
+    assert not (out / 'mcq_per_category.png').exists() and json.loads((out / 'metrics.json').read_text())['mcq'] is None
 
 
 def test_eval_cli_without_meta_skips_consistency_with_a_note(result_files, tmp_path, capsys):

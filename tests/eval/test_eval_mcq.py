@@ -1,8 +1,9 @@
 """MCQ prompt and scoring: the paper's strict rule against our lenient matcher."""
 import pytest
 
-from fundusexpert_plugin.eval.mcq import (accuracy, build_prompt, category_name, is_mcq_prompt, lenient_letter, parse_options,
-                                          score_item, strict_letter)
+from fundusexpert_plugin.core.errors import FundusDataError
+from fundusexpert_plugin.eval.mcq import (accuracy, build_prompt, category_name, check_answer_letter, is_mcq_prompt,
+                                          lenient_letter, parse_options, score_item, strict_letter)
 
 OPTIONS = {'A': 'non glaucoma', 'B': 'glaucoma', 'C': 'cataract'}
 
@@ -60,6 +61,18 @@ def test_accuracy_overall_and_per_category_rounded_to_three_decimals():
 def test_answer_uses_its_first_character_like_get_acc():
     assert score_item('B', 'B. glaucoma', OPTIONS).strict_hit
     assert accuracy([])['strict']['overall'] is None
+
+
+@pytest.mark.parametrize('answer, expected', [
+    ('C. moderate NPDR', 'C'), (' B ', 'B'), ('A) no DR', 'A'), ('B：轻度', 'B'), ('C moderate', 'C')])
+def test_a_checked_answer_may_carry_its_option_text(answer, expected):
+    assert check_answer_letter(answer, {'A': 'no DR', 'B': 'mild', 'C': 'moderate NPDR'}, 'f:2') == expected
+
+
+@pytest.mark.parametrize('answer', ['Cataract', 'D. severe', 'c', ''])
+def test_a_checked_answer_that_names_no_option_is_refused(answer):
+    with pytest.raises(FundusDataError, match=r"^f:2: answer = .*: is not one of the row's options \['A', 'B', 'C'\]"):
+        check_answer_letter(answer, {'A': 'no DR', 'B': 'mild', 'C': 'moderate NPDR'}, 'f:2')
 
 
 @pytest.mark.parametrize('response', [
