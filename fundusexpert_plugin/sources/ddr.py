@@ -149,9 +149,9 @@ def _voc_record(xml_path: Path, images: FileIndex, lenient: bool, log: ConvertLo
                                   f'{draft.width}x{draft.height} px')
     for i, obj in enumerate(root.findall('object')):
         code = (obj.findtext('name') or '').strip().upper()
-        # a skipped box leaves its class unannotated (RecordDraft.item); a class outside DDR's four
-        # says nothing about them
-        draft.item(lambda i=i, obj=obj: _voc_object(draft, where, i, obj), label=LESIONS.get(code, False))
+        # a skipped box leaves its class unannotated (RecordDraft.item): an unknown name that reads as
+        # a finding ('hemorrhage') that class, any other unknown name every class (README, odd inputs)
+        draft.item(lambda i=i, obj=obj: _voc_object(draft, where, i, obj), label=LESIONS.get(code, code))
     for label in LESIONS.values():
         draft.annotate(label)
     return draft.build(DDR)

@@ -124,8 +124,21 @@ def test_voc_box_outside_image_and_unknown_class_are_skipped_items(tmp_path, mak
     assert [(f.label, f.box_px) for f in rec.findings] == [('cotton_wool_spots', (100.0, 50.0, 120.0, 60.0))]
     assert log.skipped_items == {'unknown_label': 1, 'box_outside_image': 1}
     assert 'a.xml: object[1]/bndbox = [279.0, 9.0, 320.0, 30.0]: outside the 300x200 px image' in log.skipped[1]
-    assert 'microaneurysms' not in rec.provenance.annotated_labels  # its box was skipped
-    assert 'haemorrhages' in rec.absent_labels()
+    # an object of a class that is no finding we know could be any lesion: no absence is claimed
+    assert rec.provenance.annotated_labels == [] and rec.absent_labels() == []
+
+
+def test_voc_misnamed_class_leaves_that_class_unannotated(tmp_path, make_image, make_text):
+    # 'hemorrhage' is not one of DDR's codes but reads as haemorrhages: that photo has a haemorrhage
+    det = tmp_path / 'det'
+    make_image(det / 'a.jpg', 300, 200)
+    make_text(det / 'a.xml', _voc(('hemorrhage', 1, 1, 9, 9), ('EX', 11, 21, 40, 50)))
+    log = ConvertLog()
+    (rec,) = read_ddr_detection(det, det, lenient=True, log=log)
+    assert [(f.label, f.box_px) for f in rec.findings] == [('hard_exudates', (10.0, 20.0, 40.0, 50.0))]
+    assert log.skipped_items == {'unknown_label': 1}
+    assert set(rec.provenance.annotated_labels) == {'hard_exudates', 'microaneurysms', 'cotton_wool_spots'}
+    assert 'haemorrhages' not in rec.absent_labels()
 
 
 def test_segmentation_missized_mask_is_one_skipped_item(tmp_path, make_image, make_mask):
