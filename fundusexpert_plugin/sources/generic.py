@@ -230,6 +230,10 @@ def read_coco(json_path: Path | str, images_dir: Optional[Path | str] = None, *,
             image) or a size different from the image file (``annotations[i]`` named), unless
             ``lenient``. Lenient: a bad annotation is one skipped box (the image keeps its other
             boxes); a bad or missing image entry skips that image.
+
+    A crowd annotation (``iscrowd: 1``) is no box: pycocotools and MMDetection's ``CocoDataset``
+    treat it as an ignore region, not an instance. It is counted in ``log.notes`` and its class is
+    left out of ``annotated_labels`` for that image (lesions of the class are there, not boxed).
     """
     log = log if log is not None else ConvertLog()
     json_path = Path(json_path)
@@ -311,6 +315,12 @@ def _coco_annotation(draft: RecordDraft, i: int, where: str, ann: dict, cats: Di
     label = cats[ann['category_id']]
     if label is None:
         log.note(f'category {ann["category_id"]} left out by the class map', where)
+        return
+    if ann.get('iscrowd') in (1, True):
+        # a crowd region (pycocotools and MMDetection: an ignore region, not an instance) holds lesions
+        # of the class that are not boxed one by one: no box, and no absence claimed for the class
+        draft.incomplete.add(vocab.canonical_finding(label) or label)
+        log.note(f'{label}: crowd region (iscrowd = 1) not read as a box; class left unannotated', where)
         return
     x, y, w, h = check_numbers(ann.get('bbox'), 4, where=where, field_name='bbox ([x, y, w, h] pixels)')
     if w <= 0 or h <= 0:

@@ -69,6 +69,21 @@ def test_coco_boxes_are_xywh_pixels(tmp_path, make_image):
     assert b.findings == [] and b.absent_labels() == ['optic_disc', 'hard_exudates']
 
 
+def test_coco_crowd_region_is_no_box_and_claims_no_absence_of_its_class(tmp_path, make_image):
+    make_image(tmp_path / 'imgs' / 'a.png', 200, 100)
+    make_image(tmp_path / 'imgs' / 'b.png', 200, 100)
+    good = {'id': 7, 'image_id': 1, 'category_id': 3, 'bbox': [10.5, 20, 30, 40], 'iscrowd': 0}
+    crowd = {'id': 8, 'image_id': 2, 'category_id': 3, 'bbox': [100, 50, 50, 40], 'iscrowd': 1,
+             'segmentation': {'counts': 'abc', 'size': [100, 200]}}
+    log = ConvertLog()
+    a, b = read_coco(_coco(tmp_path, annotations=[good, crowd]), annotated='classes', log=log)
+    assert [(f.label, f.box_px) for f in a.findings] == [('hard_exudates', (10.5, 20.0, 40.5, 60.0))]
+    # b: no box from the crowd region; hard exudates are there but not boxed: only the disc is known absent
+    assert b.findings == [] and b.provenance.annotated_labels == ['optic_disc'] and b.absent_labels() == ['optic_disc']
+    assert log.notes['hard_exudates: crowd region (iscrowd = 1) not read as a box; class left unannotated'] == 1
+    assert not log.skipped
+
+
 def test_coco_errors_name_the_entry(tmp_path, make_image):
     make_image(tmp_path / 'imgs' / 'a.png', 200, 100)
     make_image(tmp_path / 'imgs' / 'b.png', 200, 90)
