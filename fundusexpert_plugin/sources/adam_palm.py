@@ -34,7 +34,7 @@ from typing import Dict, Iterator, Optional, Sequence
 
 from fundusexpert_plugin.core import vocab
 from fundusexpert_plugin.core.record import FundusDataError, FundusGenRecord
-from fundusexpert_plugin.sources.base import (SEE_TERMS, ConvertLog, FileIndex, MaskBoxParams, RecordDraft, SourceInfo, attempt,
+from fundusexpert_plugin.sources.base import (SEE_TERMS, ConvertLog, FileIndex, check_annotations_matched, MaskBoxParams, RecordDraft, SourceInfo, attempt,
                    read_mask)
 from fundusexpert_plugin.sources.refuge import add_fovea, check_rows_have_images, merge_tables
 
@@ -152,3 +152,6 @@ def read_ichallenge(dataset: str, images_dir: Path | str, *, tables: Sequence[Pa
         record = attempt(convert, lenient=lenient, log=log, where=str(image))
         if record is not None:
             yield record
+    for what, index in ([('disc mask', discs)] if discs is not None else []) + \
+            [(f'{folder} mask', index) for folder, index in lesions.items()]:
+        check_annotations_matched(index, photos.paths(), what, lenient=lenient, log=log)

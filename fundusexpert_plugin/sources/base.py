@@ -31,7 +31,7 @@ import re
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
+from typing import Callable, Dict, Iterable, List, Optional, Sequence, Tuple, TypeVar
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -212,6 +212,15 @@ class FileIndex:
     def paths(self) -> List[Path]:
         """All files, sorted."""
         return list(self._paths)
+
+    def unmatched(self, stems: Iterable[str], *, exclude: Iterable[Path] = ()) -> List[Path]:
+        """Files that no name of ``stems`` (photo file stems) finds: their stem, and when ``suffixed``
+        their stem without the ``_<letters>`` suffix, is none of them; ``exclude`` (e.g. a class
+        file) is left out. Sorted."""
+        stems = set(stems)
+        skip = {Path(p).resolve() for p in exclude}
+        return [p for p in self._paths if p.stem not in stems and p.resolve() not in skip
+                and not (self.suffixed and re.sub(r'_[A-Za-z]+$', '', p.stem) in stems)]
 
     def find(self, name: str, *, where: str, field_name: str, required: bool = True) -> Optional[Path]:
         """The file called ``name`` (with or without extension).
@@ -550,6 +559,32 @@ def check_unique_id(seen: Dict[str, str], record_id: str, where: str) -> None:
         raise FundusDataError(f'{where}: record_id {record_id!r} already given at {seen[record_id]}; ids must be '
                               'unique within a dataset', reason='duplicate_id')
     seen[record_id] = where
+
+
+def check_annotations_matched(annotations: FileIndex, photos: Iterable[Path], what: str, *, lenient: bool,
+                              log: ConvertLog, exclude: Iterable[Path] = ()) -> None:
+    """Every annotation file of a folder layout names a photo (ours; the rule a COCO ``image_id`` and a
+    table row follow): a mask or label file whose stem is no photo's (a renamed or missing photo, a
+    ``.png``/``.jpg`` stem mismatch) would lose its labels without a word.
+
+    Args:
+        annotations: the index of the annotation files (:meth:`FileIndex.unmatched`).
+        photos: the photo files converted (their stems are matched).
+        what: the files' kind for the message (``'YOLO label file'``, ``'EX mask'``).
+        exclude: files of the folder that are no annotation (a YOLO class-name file).
+
+    Raises:
+        FundusDataError: ``'<file>: <what> for no photo: no image named <stem> ...'`` for the first
+            such file (reason ``'annotation_without_image'``), unless ``lenient``; lenient: each is
+            one skipped record (``log.skipped_records``).
+    """
+    for path in annotations.unmatched((p.stem for p in photos), exclude=exclude):
+        err = FundusDataError(f'{path}: {what} for no photo: no image named {path.stem!r} among the photos '
+                              f'converted (its labels would be lost; --lenient skips and counts it)',
+                              reason='annotation_without_image')
+        if not lenient:
+            raise err
+        log.skip(str(err), err.reason)
 
 
 def require_records(n_kept: int, source: Path | str, log: ConvertLog) -> None:

@@ -25,7 +25,7 @@ from typing import Iterator, Optional
 from xml.etree import ElementTree
 
 from fundusexpert_plugin.core.record import FundusDataError, FundusGenRecord
-from fundusexpert_plugin.sources.base import (SEE_TERMS, ConvertLog, FileIndex, MaskBoxParams, NotRepresentable, RecordDraft,
+from fundusexpert_plugin.sources.base import (SEE_TERMS, ConvertLog, FileIndex, check_annotations_matched, MaskBoxParams, NotRepresentable, RecordDraft,
                    SourceInfo, attempt, read_mask)
 from fundusexpert_plugin.core.tables import parse_grade, parse_number, read_table
 
@@ -90,7 +90,8 @@ def read_ddr_segmentation(images_dir: Path | str, labels_dir: Path | str, *,
                for code in LESIONS if (labels_dir / code).is_dir()}
     if not indexes:
         raise FileNotFoundError(f'no lesion folder {sorted(LESIONS)} under {labels_dir}')
-    for image in FileIndex(images_dir).paths():
+    photos = FileIndex(images_dir).paths()
+    for image in photos:
         def convert(image=image):
             draft = RecordDraft(image.stem, image, where=str(image), lenient=lenient, log=log)
             for code, label in LESIONS.items():
@@ -106,6 +107,8 @@ def read_ddr_segmentation(images_dir: Path | str, labels_dir: Path | str, *,
         record = attempt(convert, lenient=lenient, log=log, where=str(image))
         if record is not None:
             yield record
+    for code, index in indexes.items():
+        check_annotations_matched(index, photos, f'DDR {code} mask', lenient=lenient, log=log)
 
 
 def read_ddr_detection(images_dir: Path | str, xml_dir: Path | str, *, lenient: bool = False,

@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Iterator, Optional
 
 from fundusexpert_plugin.core.record import FundusGenRecord
-from fundusexpert_plugin.sources.base import (SEE_TERMS, ConvertLog, FileIndex, MaskBoxParams, RecordDraft, SourceInfo, attempt,
+from fundusexpert_plugin.sources.base import (SEE_TERMS, ConvertLog, FileIndex, check_annotations_matched, MaskBoxParams, RecordDraft, SourceInfo, attempt,
                    read_mask)
 
 EOPHTHA = SourceInfo('e-ophtha', f'{SEE_TERMS} (ADCIS, www.adcis.net e-ophtha)',
@@ -72,3 +72,5 @@ def read_eophtha(root: Path | str, lesion: str, *, params: MaskBoxParams = MaskB
         record = attempt(convert, lenient=lenient, log=log, where=str(image))
         if record is not None:
             yield record
+    check_annotations_matched(annotations, [p for p, _ in groups], f'Annotation_{lesion} mask', lenient=lenient,
+                              log=log)

@@ -41,7 +41,7 @@ from fundusexpert_plugin.core import vocab
 from fundusexpert_plugin.core.record import SHA256_PATTERN, FundusDataError, FundusGenRecord
 from fundusexpert_plugin.core.jsonl import read_text
 from fundusexpert_plugin.core.paths import resolve_image_path
-from fundusexpert_plugin.sources.base import (SEE_TERMS, ConvertLog, FileIndex, MaskBoxParams, RecordDraft, SourceInfo, attempt,
+from fundusexpert_plugin.sources.base import (SEE_TERMS, ConvertLog, FileIndex, check_annotations_matched, MaskBoxParams, RecordDraft, SourceInfo, attempt,
                    check_numbers, check_unique_id, path_record_id, read_mask, require_records)
 from fundusexpert_plugin.sources.registry import head_has, register
 from fundusexpert_plugin.core.tables import (IMAGE_COLUMNS, LABEL_COLUMNS, header_keys, normalise, parse_grade,
@@ -155,7 +155,8 @@ def read_yolo(images_dir: Path | str, labels_dir: Path | str, *, classes: Option
     wanted = _annotated(annotated, ids)
     labels = FileIndex(labels_dir, exts=('.txt',))
     kept = 0
-    for image in FileIndex(images_dir).paths():
+    photos = FileIndex(images_dir).paths()
+    for image in photos:
         log.lines_read += 1
 
         def convert(image=image):
@@ -171,6 +172,7 @@ def read_yolo(images_dir: Path | str, labels_dir: Path | str, *, classes: Option
         if record is not None:
             kept += 1
             yield record
+    check_annotations_matched(labels, photos, 'YOLO label file', lenient=lenient, log=log, exclude=[classes])
     require_records(kept, labels_dir, log)
 
 
@@ -365,7 +367,8 @@ def read_class_masks(images_dir: Path | str, masks_dir: Path | str, *,
     for label, index in classes:
         if label is None:
             log.note(f'mask folder {index.folder.name!r} left out by the class map')
-    for image in FileIndex(images_dir).paths():
+    photos = FileIndex(images_dir).paths()
+    for image in photos:
         def convert(image=image):
             draft = RecordDraft(_rel_id(image, Path(images_dir)), image, where=str(image), lenient=lenient, log=log)
 
@@ -390,6 +393,9 @@ def read_class_masks(images_dir: Path | str, masks_dir: Path | str, *,
         record = attempt(convert, lenient=lenient, log=log, where=str(image))
         if record is not None:
             yield record
+    for label, index in classes:
+        if label is not None:
+            check_annotations_matched(index, photos, f'{index.folder.name} mask', lenient=lenient, log=log)
 
 
 @register('csv', help='CSV, xlsx or xls table of image-level labels: image + dr_grade, dme_grade, diagnosis, '

@@ -44,7 +44,7 @@ from pathlib import Path
 from typing import Dict, Iterator, Optional, Sequence, Tuple
 
 from fundusexpert_plugin.core.record import FundusDataError, FundusGenRecord
-from fundusexpert_plugin.sources.base import (SEE_TERMS, ConvertLog, FileIndex, MaskBoxParams, RecordDraft, SourceInfo, attempt,
+from fundusexpert_plugin.sources.base import (SEE_TERMS, ConvertLog, FileIndex, check_annotations_matched, MaskBoxParams, RecordDraft, SourceInfo, attempt,
                    read_mask)
 from fundusexpert_plugin.sources.tables import ImageRow, read_image_table
 
@@ -197,6 +197,8 @@ def read_refuge(images_dir: Path | str, masks_dir: Optional[Path | str] = None, 
         record = attempt(convert, lenient=lenient, log=log, where=str(image))
         if record is not None:
             yield record
+    if masks is not None:
+        check_annotations_matched(masks, photos.paths(), 'disc/cup mask', lenient=lenient, log=log)
 
 
 def read_drishti(images_dir: Path | str, gt_dir: Optional[Path | str] = None, *,

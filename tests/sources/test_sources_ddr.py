@@ -152,3 +152,15 @@ def test_segmentation_missized_mask_is_one_skipped_item(tmp_path, make_image, ma
     (rec,) = read_ddr_segmentation(seg / 'image', seg / 'label', lenient=True, log=log)
     assert [(f.label, f.box_px) for f in rec.findings] == [('hard_exudates', (20.0, 30.0, 60.0, 50.0))]
     assert rec.provenance.annotated_labels == ['hard_exudates'] and log.skipped_items == {'mask_size_mismatch': 1}
+
+
+def test_segmentation_mask_without_its_photo_is_an_error_or_one_counted_skip(tmp_path, make_image, make_mask):
+    seg = tmp_path / 'seg'
+    make_image(seg / 'image' / 'a.jpg', 300, 200)
+    make_mask(seg / 'label' / 'EX' / 'a.tif', [(20, 30, 60, 50)], 300, 200)
+    make_mask(seg / 'label' / 'EX' / 'zzz.tif', [(20, 30, 60, 50)], 300, 200)
+    with pytest.raises(FundusDataError, match=r"zzz\.tif: DDR EX mask for no photo"):
+        list(read_ddr_segmentation(seg / 'image', seg / 'label'))
+    log = ConvertLog()
+    (rec,) = read_ddr_segmentation(seg / 'image', seg / 'label', lenient=True, log=log)
+    assert rec.record_id == 'a' and log.skipped_records == {'annotation_without_image': 1}

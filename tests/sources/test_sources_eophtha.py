@@ -33,3 +33,15 @@ def test_lesion_photo_without_annotation_is_an_error(tmp_path, make_image):
     (root / 'Annotation_EX').mkdir()
     with pytest.raises(FundusDataError, match=r"DS1\.jpg: Annotation_EX = 'DS1': no file of that name"):
         list(read_eophtha(root, 'EX'))
+
+
+def test_an_annotation_without_its_photo_is_an_error_or_one_counted_skip(tmp_path, make_image, make_mask):
+    root = tmp_path / 'e_optha_EX'
+    make_image(root / 'EX' / 'E1' / 'DS1.jpg', 300, 200)
+    make_mask(root / 'Annotation_EX' / 'E1' / 'DS1_EX.png', [(100, 40, 130, 70)], 300, 200)
+    make_mask(root / 'Annotation_EX' / 'E2' / 'DS2_EX.png', [(100, 40, 130, 70)], 300, 200)   # DS2 photo missing
+    with pytest.raises(FundusDataError, match=r"DS2_EX\.png: Annotation_EX mask for no photo: no image named 'DS2_EX'"):
+        list(read_eophtha(root, 'EX'))
+    log = ConvertLog()
+    (rec,) = read_eophtha(root, 'EX', lenient=True, log=log)
+    assert rec.record_id == 'DS1' and log.skipped_records == {'annotation_without_image': 1}

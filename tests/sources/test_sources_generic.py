@@ -242,3 +242,26 @@ def test_a_missing_annotation_path_is_file_not_found_without_a_format(tmp_path):
         detect_format(tmp_path / 'nope.jsonl')
     with pytest.raises(FileNotFoundError, match='nope.jsonl'):
         list(read_annotations(tmp_path / 'nope.jsonl'))
+
+
+def test_a_label_file_or_mask_without_a_photo_is_an_error_or_one_counted_skip(tmp_path, make_image, make_mask,
+                                                                                 make_text):
+    make_image(tmp_path / 'images' / 'a.jpg', 200, 100)
+    make_text(tmp_path / 'labels' / 'classes.names', 'optic_disc\n')          # the class file is no label file
+    make_text(tmp_path / 'labels' / 'a.txt', '0 0.5 0.5 0.2 0.4\n')
+    make_text(tmp_path / 'labels' / 'zzz.txt', '0 0.5 0.5 0.2 0.4\n')        # its photo was renamed or is missing
+    with pytest.raises(FundusDataError, match=r"^\S*labels/zzz\.txt: YOLO label file for no photo: no image named "
+                                              r"'zzz' among the photos converted"):
+        list(read_yolo(tmp_path / 'images', tmp_path / 'labels'))
+    log = ConvertLog()
+    (rec,) = read_yolo(tmp_path / 'images', tmp_path / 'labels', lenient=True, log=log)
+    assert rec.record_id == 'a.jpg' and log.skipped_records == {'annotation_without_image': 1}
+    # class mask folders: a mask named by the suffix rule (p1_EX) belongs to p1; zz_EX belongs to nothing
+    make_image(tmp_path / 'photos' / 'p1.jpg', 300, 200)
+    make_mask(tmp_path / 'masks' / 'EX' / 'p1_EX.png', [(100, 100, 140, 120)], 300, 200)
+    make_mask(tmp_path / 'masks' / 'EX' / 'zz_EX.png', [(100, 100, 140, 120)], 300, 200)
+    with pytest.raises(FundusDataError, match=r"zz_EX\.png: EX mask for no photo"):
+        list(read_class_masks(tmp_path / 'photos', tmp_path / 'masks'))
+    log = ConvertLog()
+    (rec,) = read_class_masks(tmp_path / 'photos', tmp_path / 'masks', lenient=True, log=log)
+    assert [f.label for f in rec.findings] == ['hard_exudates'] and log.skipped_records == {'annotation_without_image': 1}
