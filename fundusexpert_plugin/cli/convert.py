@@ -159,7 +159,7 @@ def _add_eophtha(p):
 def _add_yolo(p):
     _dir(p, '--images', 'image folder (recursive)')
     _dir(p, '--labels', 'YOLO label folder (<stem>.txt)')
-    _dir(p, '--classes', 'class-name file (default: <labels>/classes.names or classes.txt)', required=False)
+    _dir(p, '--classes', 'class-name file: one name per line, or an Ultralytics data.yaml (default: classes.names, classes.txt, data.yaml or dataset.yaml in <labels> or the two folders above it)', required=False)
     _class_options(p)
 
 

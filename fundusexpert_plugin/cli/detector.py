@@ -36,7 +36,7 @@ def add_train_arguments(parser: argparse.ArgumentParser) -> argparse.ArgumentPar
     """Options of ``fundusexpert detector train``."""
     from fundusexpert_plugin.detector.train import DEFAULT_CONFIG
     parser.add_argument('--annotations', required=True,
-                        help='YOLO labels folder (with classes.names), COCO json, CODRAS jsonl, box CSV, masks '
+                        help='YOLO labels folder (with classes.names or an Ultralytics data.yaml), COCO json, CODRAS jsonl, box CSV, masks '
                              'folder or FundusGen records jsonl (see --format)')
     parser.add_argument('--images', default=None,
                         help='images folder (yolo, coco, box-csv, masks); for codras and records the dataset '

@@ -101,7 +101,13 @@ def _finish(draft: RecordDraft, annotated: List[str], infer_laterality: bool, so
 
 
 def _yolo_sniff(path: Path) -> bool:
-    return path.is_dir() and any((path / n).is_file() for n in ('classes.names', 'classes.txt'))
+    if not path.is_dir():
+        return False
+    if any((path / n).is_file() for n in ('classes.names', 'classes.txt')):
+        return True
+    return (any(p.suffix == '.txt' for p in path.iterdir())   # Ultralytics: labels/<split>/*.txt, data.yaml above
+            and any((d / n).is_file() for d in (path, path.parent, path.parent.parent)
+                    for n in ('data.yaml', 'dataset.yaml')))
 
 
 def _coco_sniff(path: Path) -> bool:
@@ -121,7 +127,38 @@ def _label_csv_sniff(path: Path) -> bool:
                                                                                 LABEL_COLUMNS})
 
 
-@register('yolo', help='YOLO txt labels folder (with classes.names) + --images folder', sniff=_yolo_sniff,
+#: class-name files :func:`read_yolo` looks for (darknet name lists, then the Ultralytics dataset YAML)
+YOLO_CLASS_FILES = ('classes.names', 'classes.txt', 'data.yaml', 'dataset.yaml')
+
+
+def yolo_class_names(path: Path | str) -> List[str]:
+    """Class names by class index from a darknet name list (one per line, blank lines skipped) or an
+    Ultralytics dataset YAML (``names: [a, b]`` or ``names: {0: a, 1: b}``, indices 0..n-1).
+
+    Raises:
+        FundusDataError: a YAML that does not parse, has no ``names`` list/mapping, or whose indices
+            are not 0..n-1 (file and field named).
+    """
+    path = Path(path)
+    if path.suffix.lower() not in ('.yaml', '.yml'):
+        return [line.strip() for line in read_text(path).splitlines() if line.strip()]
+    import yaml
+    try:
+        data = yaml.safe_load(read_text(path))
+    except yaml.YAMLError as exc:
+        raise FundusDataError(f'{path}: not valid YAML ({str(exc).splitlines()[0]})') from None
+    names = data.get('names') if isinstance(data, dict) else None
+    if isinstance(names, dict) and names:
+        if sorted(k for k in names if isinstance(k, int)) != list(range(len(names))):
+            raise FundusDataError(f'{path}: names = {names!r}: expected class indices 0..{len(names) - 1} as keys')
+        return [str(names[k]).strip() for k in range(len(names))]
+    if not isinstance(names, list) or not names:
+        raise FundusDataError(f'{path}: names = {names!r}: expected the list (or index mapping) of class names '
+                              '(Ultralytics data.yaml)')
+    return [str(n).strip() for n in names]
+
+
+@register('yolo', help='YOLO txt labels folder (classes.names or Ultralytics data.yaml) + --images folder', sniff=_yolo_sniff,
           adapter=lambda fn: lambda path, images, **kw: fn(images if images is not None else Path(path).parent / 'images',
                                                           path, **kw))
 def read_yolo(images_dir: Path | str, labels_dir: Path | str, *, classes: Optional[Path | str] = None,
@@ -132,7 +169,9 @@ def read_yolo(images_dir: Path | str, labels_dir: Path | str, *, classes: Option
 
     Args:
         images_dir, labels_dir: folders (searched recursively, matched by stem).
-        classes: class-name file; default ``<labels_dir>/classes.names`` or ``classes.txt``.
+        classes: class-name file (:func:`yolo_class_names`: one name per line, or an Ultralytics
+            ``data.yaml``); default the first of :data:`YOLO_CLASS_FILES` in ``labels_dir`` or the
+            two folders above it (Ultralytics: ``<root>/data.yaml`` beside ``<root>/labels/train``).
         class_map, annotated, source: see the module docstring.
         infer_laterality: laterality from a single optic-disc box (macula-centred photos only).
 
@@ -145,13 +184,16 @@ def read_yolo(images_dir: Path | str, labels_dir: Path | str, *, classes: Option
     log = log if log is not None else ConvertLog()
     labels_dir = Path(labels_dir)
     if classes is None:
-        classes = next((labels_dir / n for n in ('classes.names', 'classes.txt') if (labels_dir / n).is_file()),
-                       labels_dir / 'classes.names')
+        candidates = [d / n for d in (labels_dir, labels_dir.parent, labels_dir.parent.parent)
+                      for n in YOLO_CLASS_FILES]
+        classes = next((c for c in candidates if c.is_file()), labels_dir / 'classes.names')
     classes = Path(classes)
     if not classes.is_file():
-        raise FileNotFoundError(f'YOLO class-name file not found: {classes}')
-    names = [line.strip() for line in classes.read_text(encoding='utf-8').splitlines() if line.strip()]
-    ids = [resolve_class(n, class_map or {}, where=f'{classes}:{i + 1}') for i, n in enumerate(names)]
+        raise FileNotFoundError(f'YOLO class-name file not found: {classes} (looked for '
+                                f'{", ".join(YOLO_CLASS_FILES)} in the labels folder and the two above it)')
+    names = yolo_class_names(classes)
+    ids = [resolve_class(n, class_map or {}, where=f'{classes}:{i + 1}' if classes.suffix.lower() not in ('.yaml', '.yml')
+                         else f'{classes}: names[{i}]') for i, n in enumerate(names)]
     wanted = _annotated(annotated, ids)
     labels = FileIndex(labels_dir, exts=('.txt',))
     kept = 0

@@ -265,3 +265,25 @@ def test_a_label_file_or_mask_without_a_photo_is_an_error_or_one_counted_skip(tm
     log = ConvertLog()
     (rec,) = read_class_masks(tmp_path / 'photos', tmp_path / 'masks', lenient=True, log=log)
     assert [f.label for f in rec.findings] == ['hard_exudates'] and log.skipped_records == {'annotation_without_image': 1}
+
+
+def test_yolo_reads_the_class_names_of_an_ultralytics_data_yaml(tmp_path, make_image, make_text):
+    # Ultralytics layout: <root>/data.yaml (names), <root>/images/train, <root>/labels/train
+    make_image(tmp_path / 'images' / 'train' / 'a.jpg', 200, 100)
+    make_text(tmp_path / 'labels' / 'train' / 'a.txt', '1 0.5 0.5 0.2 0.4\n')
+    make_text(tmp_path / 'data.yaml', 'path: .\ntrain: images/train\nnames:\n  0: optic disc\n  1: hard exudates\n')
+    (rec,) = read_yolo(tmp_path / 'images' / 'train', tmp_path / 'labels' / 'train')   # found two folders up
+    # cx 0.5 w 0.2 of 200 px -> 80..120; cy 0.5 h 0.4 of 100 px -> 30..70
+    assert [(f.label, f.box_px) for f in rec.findings] == [('hard_exudates', (80.0, 30.0, 120.0, 70.0))]
+    make_text(tmp_path / 'data.yaml', 'names: [hard exudates, optic disc]\n')
+    (rec,) = read_yolo(tmp_path / 'images' / 'train', tmp_path / 'labels' / 'train', classes=tmp_path / 'data.yaml')
+    assert [f.label for f in rec.findings] == ['optic_disc']
+    make_text(tmp_path / 'data.yaml', 'path: .\ntrain: images/train\n')
+    with pytest.raises(FundusDataError, match=r"data\.yaml: names = None: expected the list \(or index mapping\)"):
+        list(read_yolo(tmp_path / 'images' / 'train', tmp_path / 'labels' / 'train'))
+    make_text(tmp_path / 'data.yaml', 'names: {0: optic disc, 2: hard exudates}\n')
+    with pytest.raises(FundusDataError, match=r"data\.yaml: names = .*: expected class indices 0\.\.1 as keys"):
+        list(read_yolo(tmp_path / 'images' / 'train', tmp_path / 'labels' / 'train'))
+    make_text(tmp_path / 'data.yaml', 'names: [vessel]\n')
+    with pytest.raises(FundusDataError, match=r"data\.yaml: names\[0\]: unknown finding label 'vessel'"):
+        list(read_yolo(tmp_path / 'images' / 'train', tmp_path / 'labels' / 'train'))
