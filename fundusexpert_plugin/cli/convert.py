@@ -152,7 +152,10 @@ def _add_ichallenge(p):
 
 def _add_eophtha(p):
     _dir(p, '--root', 'the e_optha_EX or e_optha_MA folder')
-    p.add_argument('--lesion', choices=['EX', 'MA'], required=True)
+    p.add_argument('--lesion', choices=['EX', 'MA'], required=True,
+                   help='EX (hard exudates) or MA (microaneurysms). MA regions are a few pixels across: the '
+                        "official pixel2bbox filters below drop most of them (the photo is then left out, as its "
+                        'one class says nothing); pass --min-samples 1 --area-threshold-px2 0 to keep them')
     _mask_options(p)
 
 
